@@ -1,0 +1,1 @@
+"""memtrace terminal UI (Textual): reads the model built by memtrace_core, never the wire format."""

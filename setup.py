@@ -1,0 +1,56 @@
+"""Build the Cython/C extensions: one extension per .pyx, C helpers beside it."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+ROOT = Path(__file__).parent
+
+
+def pkg_config(name: str, package: str) -> tuple[list[str], list[str]]:
+    """Return (cflags, libs) for a system library or stop with an install hint."""
+    if shutil.which("pkg-config") is None:
+        sys.exit("memtrace build: pkg-config not found; install it: apt-get install pkg-config")
+    try:
+        cflags = subprocess.check_output(["pkg-config", "--cflags", name], text=True).split()
+        libs = subprocess.check_output(["pkg-config", "--libs", name], text=True).split()
+    except subprocess.CalledProcessError:
+        sys.exit(f"memtrace build: {name} not found; install it: apt-get install {package}")
+    return cflags, libs
+
+
+def extensions() -> list[Extension]:
+    """Every .pyx becomes a module; hand-written .c files in its folder are linked in."""
+    unwind_cflags, unwind_libs = pkg_config("libunwind", "libunwind-dev")
+    exts = []
+    for pyx in sorted(ROOT.glob("memtrace_*/**/*.pyx")):
+        rel = pyx.relative_to(ROOT)
+        stems = {p.stem for p in pyx.parent.glob("*.pyx")}
+        c_files = [
+            str(c.relative_to(ROOT))
+            for c in sorted(pyx.parent.glob("*.c"))
+            if c.stem not in stems
+        ]
+        cflags = ["-O2", "-g", "-fno-omit-frame-pointer", "-Wall", "-Wno-unused-function"]
+        libs: list[str] = []
+        if rel.parts[1] == "tracer":
+            cflags += unwind_cflags
+            libs += unwind_libs + ["-ldl", "-lpthread"]
+        module = ".".join(rel.with_suffix("").parts)
+        exts.append(
+            Extension(
+                module,
+                [str(rel), *c_files],
+                include_dirs=[str(pyx.parent)],
+                extra_compile_args=cflags,
+                extra_link_args=libs,
+            )
+        )
+    return cythonize(exts, language_level=3, compiler_directives={"embedsignature": True})
+
+
+setup(ext_modules=extensions())
