@@ -1,0 +1,65 @@
+"""The `memtrace` command: one module per subcommand in this package.
+
+Each subcommand module defines `register(subparsers)` which adds its parser and sets
+`func=run` (a callable taking the parsed args and returning an exit status). Modules keep
+their heavy imports inside `run`, so `memtrace run` starts fast and never loads textual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from memtrace_core import __version__
+from memtrace_core.errors import UserError
+
+MIN_PYTHON = (3, 11)
+MAX_PYTHON = (3, 13)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Collect every subcommand module of this package into one parser."""
+    parser = argparse.ArgumentParser(
+        prog="memtrace",
+        description="Memory profiler for Python programs: Python and native frames, live.",
+    )
+    parser.add_argument("--version", action="version", version=f"memtrace {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(subparsers)
+    return parser
+
+
+def check_python() -> None:
+    """Refuse unsupported interpreters before anything version-specific loads."""
+    if not MIN_PYTHON <= sys.version_info[:2] <= MAX_PYTHON:
+        raise UserError(
+            f"Python {sys.version_info[0]}.{sys.version_info[1]} is not supported; "
+            f"memtrace needs CPython 3.11 to 3.13"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    try:
+        check_python()
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"memtrace: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
