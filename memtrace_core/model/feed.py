@@ -1,0 +1,93 @@
+"""Background reading of a live stream: pipe -> tee file -> reader -> model, off the UI thread.
+
+The thread polls the pipe (so it can be told to stop without closing an fd another thread
+is blocked on), feeds small chunks (the reader holds the GIL while decoding: small chunks
+keep the UI thread's turns short), and applies the model update a few times a second unless
+the view is paused; then it calls `on_update`, which the app turns into one merged message.
+Stopping the feed closes the read end: the tracer sees the closed pipe and stops cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+
+from memtrace_core.model.session import Session
+
+CHUNK = 64 * 1024
+
+
+class PipeFeed(threading.Thread):
+    """Reads fd until EOF or stop(); the session is updated under its lock."""
+
+    def __init__(self, fd: int, session: Session, *, tee_path: str | None = None,
+                 on_update: Callable[[], None] = lambda: None, interval: float = 0.25) -> None:
+        super().__init__(name="memtrace-feed", daemon=True)
+        self.fd = fd
+        self.session = session
+        self.tee = open(tee_path, "wb") if tee_path else None  # noqa: SIM115
+        self.on_update = on_update
+        self.interval = interval
+        self.paused = False
+        self.eof = threading.Event()
+        self._stop_event = threading.Event()
+        self.update_seconds: list[float] = []  # model update durations (benchmarks)
+
+    def stop(self) -> None:
+        """Stop reading and close the pipe (the tracer then stops, the program runs on)."""
+        self._stop_event.set()
+
+    def run(self) -> None:
+        session = self.session
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        last = 0.0
+        try:
+            while not self._stop_event.is_set():
+                if not poller.poll(50):
+                    if time.monotonic() - last >= self.interval:
+                        last = self._update()
+                    continue
+                data = os.read(self.fd, CHUNK)
+                if not data:
+                    break
+                if self.tee is not None:
+                    self.tee.write(data)
+                with session.lock:
+                    try:
+                        session.reader.feed(data)
+                    except Exception as exc:  # corrupt stream: say so, stop tracing
+                        session.error = str(exc).splitlines()[0] if str(exc) else repr(exc)
+                        break
+                if time.monotonic() - last >= self.interval:
+                    last = self._update()
+        finally:
+            if not self._stop_event.is_set():
+                with session.lock:
+                    try:
+                        session.reader.finish()
+                    except Exception:  # noqa: BLE001 - a truncated tail is not fatal here
+                        pass
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            if self.tee is not None:
+                self.tee.close()
+            self._update(force=True)
+            self.eof.set()
+
+    def _update(self, force: bool = False) -> float:
+        now = time.monotonic()
+        if self.paused and not force:
+            return now
+        with self.session.lock:
+            t0 = time.perf_counter()
+            self.session.tree.update()
+            self.session.sample_rates()
+            self.update_seconds.append(time.perf_counter() - t0)
+        self.on_update()
+        return now

@@ -1,0 +1,151 @@
+"""One profiled program as the UI sees it: reader + call tree + status, behind one lock.
+
+`memtrace view` builds a finished session from a capture file; `memtrace live` feeds one
+from a pipe in a background thread (feed.py). Widgets read it only under `lock`, and only
+through these headless objects, never the wire format.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from memtrace_core.model.calltree import CallTree
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The header line's numbers at one moment."""
+
+    pid: int
+    command: str
+    status: str
+    elapsed_s: float
+    heap_bytes: int
+    peak_bytes: int
+    peak_time_s: float
+    allocs_per_s: float
+    records_per_s: float
+    pending_symbols: int
+    records: int
+    native: bool
+
+
+class Session:
+    """Reader, model and program status; `lock` guards all of them."""
+
+    def __init__(self, reader, tree: CallTree | None = None, *, live: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.reader = reader
+        self.tree = tree if tree is not None else CallTree(reader)
+        self.live = live
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.running = live
+        self.detached = False
+        self.exit_code: int | None = None
+        self.error: str | None = None
+        self.log_path: str | None = None
+        self.started = clock()
+        self.ended: float | None = None
+        self._samples: deque[tuple[float, int, int]] = deque(maxlen=64)
+
+    # -- status ----------------------------------------------------------------------------
+    def status_text(self) -> str:
+        """running / exited with status N / detached / capture complete or incomplete."""
+        if self.error:
+            return f"error: {self.error}"
+        if self.live:
+            if self.detached:
+                return "detached (running untraced)"
+            if self.running:
+                return "running"
+            if self.exit_code is None:
+                return "exited"
+            if self.exit_code < 0:
+                return f"killed by signal {-self.exit_code}"
+            return f"exited with status {self.exit_code}"
+        trailer = self.reader.trailer
+        if self.reader.complete and trailer is not None:
+            code = trailer.get("exit_code")
+            return "capture: exited" + (f" with status {code}" if code is not None else "")
+        return "capture: incomplete"
+
+    def mark_exited(self, exit_code: int | None) -> None:
+        self.running = False
+        self.exit_code = exit_code
+        self.ended = self.clock()
+
+    def sample_rates(self) -> None:
+        """Remember (time, allocations, records) to compute per-second rates."""
+        self._samples.append((self.clock(), self.reader.total_allocations, self.reader.records))
+
+    def _rates(self) -> tuple[float, float]:
+        r = self.reader
+        if not self.live:
+            secs = max(r.last_time_us / 1e6, 1e-9)
+            return (r.total_allocations / secs, r.records / secs) if r.last_time_us else (0, 0)
+        if len(self._samples) < 2:
+            return 0.0, 0.0
+        now = self._samples[-1]
+        then = self._samples[0]
+        for sample in self._samples:
+            if now[0] - sample[0] <= 1.0:
+                then = sample
+                break
+        dt = now[0] - then[0]
+        if dt <= 0 or not self.running:
+            return 0.0, 0.0
+        return (now[1] - then[1]) / dt, (now[2] - then[2]) / dt
+
+    def summary(self) -> Summary:
+        """Header numbers now (call under `lock`)."""
+        r = self.reader
+        header = r.header or {}
+        if self.live:
+            end = self.ended if self.ended is not None else self.clock()
+            elapsed = max(0.0, end - self.started)
+        else:
+            elapsed = r.last_time_us / 1e6
+            trailer = r.trailer
+            start = header.get("start_time")
+            if trailer and start:
+                elapsed = max(elapsed, trailer["end_time"] - start)
+        allocs, recs = self._rates()
+        return Summary(
+            pid=int(header.get("pid", 0)),
+            command=" ".join(header.get("argv", [])) or "?",
+            status=self.status_text(),
+            elapsed_s=elapsed,
+            heap_bytes=r.heap_bytes,
+            peak_bytes=r.peak_bytes,
+            peak_time_s=r.peak_time_us / 1e6,
+            allocs_per_s=allocs,
+            records_per_s=recs,
+            pending_symbols=self.tree.frames.pending(),
+            records=r.records,
+            native=bool(header.get("native", False)),
+        )
+
+    def heap_series(self, width: int) -> tuple[list[int], list[int]]:
+        """Heap and RSS over time in `width` buckets (max per bucket) for the chart."""
+        hist = self.reader.history
+        if not hist or width <= 0:
+            return [], []
+        last = hist[-1][0] or 1
+        heap = [0] * width
+        rss = [0] * width
+        filled = [False] * width
+        for t_us, h, rs in hist:
+            b = min(width - 1, t_us * width // (last + 1))
+            filled[b] = True
+            heap[b] = max(heap[b], h)
+            rss[b] = max(rss[b], rs)
+        for i in range(1, width):  # carry the level through gaps between ticks
+            if not filled[i]:
+                heap[i] = heap[i - 1]
+                rss[i] = rss[i - 1]
+        return heap, rss
