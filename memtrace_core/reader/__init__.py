@@ -1,0 +1,76 @@
+"""The one consumer of the wire format (docs/FORMAT.md, API in docs/READER_API.md).
+
+`StreamReader` decodes and aggregates in Cython/C; `read_capture` reads a capture file.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from pathlib import Path
+
+from memtrace_core.errors import UserError
+from memtrace_core.reader._reader import MAGIC, CaptureError, StreamReader
+
+__all__ = ["ALLOCATOR_NAMES", "CaptureError", "StreamReader", "read_capture"]
+
+ALLOCATOR_NAMES: dict[int, str] = {
+    1: "malloc",
+    2: "calloc",
+    3: "realloc",
+    4: "posix_memalign",
+    5: "aligned_alloc",
+    6: "memalign",
+    7: "valloc",
+    8: "pvalloc",
+    9: "mmap",
+    10: "free",
+    11: "munmap",
+    12: "reallocarray",
+    13: "pymalloc_malloc",
+    14: "pymalloc_calloc",
+    15: "pymalloc_realloc",
+    16: "pymalloc_free",
+}
+
+
+def read_capture(path: str | Path) -> StreamReader:
+    """Read a whole capture file.
+
+    Missing, empty or foreign files, and files corrupt before their HEADER, raise a one-line
+    UserError. A file cut short (no TRAILER, or a partial last record) is returned with
+    `.complete` False (`.truncated` True for a partial record). A file corrupt *after* its
+    HEADER is returned too, holding every record before the corruption, with `.error` set to
+    the one-line message (so a viewer can still show it; `memtrace stats` exits 1 on it).
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                raise UserError(f"{name}: empty file, not a memtrace capture")
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except FileNotFoundError:
+        raise UserError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{name}: is a directory, not a memtrace capture") from None
+    except PermissionError:
+        raise UserError(f"{name}: permission denied") from None
+    except OSError as exc:
+        raise UserError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    with data:
+        if data[: len(MAGIC)] != MAGIC:
+            raise UserError(f"{name}: not a memtrace capture")
+        reader = StreamReader()
+        view = memoryview(data)
+        try:
+            reader.feed(view)
+        except CaptureError as exc:
+            if not reader.header:
+                raise UserError(f"{name}: {exc}") from None
+        finally:
+            view.release()
+    reader.finish()
+    if not reader.header:
+        raise UserError(f"{name}: truncated capture: it ends before its header")
+    return reader

@@ -1,0 +1,537 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True
+"""StreamReader: decodes a memtrace stream (docs/FORMAT.md) and aggregates it.
+
+The hot records (ALLOC, FREE, PYNODE, NATIVENODE) are decoded and aggregated by the C loop
+in aggregate.c without creating Python objects; the rare ones (HEADER, CODE, THREAD, MAPS,
+TICK, TRAILER) come back here and are decoded into Python values by a small msgpack decoder.
+"""
+
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.string cimport memcmp, memcpy
+
+from memtrace_core.errors import UserError
+
+MAGIC = b"MEMTRACE"
+cdef bytes _MAGIC = MAGIC
+FORMAT_VERSION = 1
+MAX_DEPTH = 64
+
+
+cdef extern from "aggregate.h":
+    ctypedef struct mt_stack:
+        int64_t alloc_bytes, alloc_count, live_bytes, live_count, peak_bytes, peak_count
+        uint32_t py, nat, thread, flags
+
+    ctypedef struct mt_piece:
+        uint64_t start, end
+        uint32_t sid, mapping
+
+    ctypedef struct mt_live:
+        uint64_t addr, size
+        uint32_t sid, allocator
+
+    ctypedef struct mt_addrmap:
+        mt_live *slots
+        size_t cap, count
+
+    ctypedef struct mt_state:
+        uint32_t *py_parent
+        uint64_t *py_code
+        int64_t *py_line
+        uint8_t *py_flags
+        size_t py_cap
+        uint32_t *nat_parent
+        uint64_t *nat_ip
+        uint8_t *nat_flags
+        size_t nat_cap
+        mt_stack *stacks
+        size_t n_stacks
+        uint32_t *changed
+        size_t n_changed
+        mt_addrmap live
+        mt_piece *pieces
+        size_t n_pieces
+        int64_t total_bytes, total_allocs, total_frees, ignored_frees, implicit_frees
+        int64_t heap_bytes, heap_allocs, peak_bytes, peak_allocs, peak_time_us, last_time_us
+        int64_t allocator_count[256]
+        int64_t allocator_bytes[256]
+        int64_t hist[66]
+        int64_t records
+        int header_seen, trailer_seen
+        const char *error
+
+    int MT_DONE, MT_OTHER, MT_CORRUPT, MT_NOMEM, MT_STACK_CHANGED, MT_HIST_BUCKETS
+    uint64_t MT_NO_ADDR
+    int mt_state_init(mt_state *s)
+    void mt_state_free(mt_state *s)
+    int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
+                  size_t *rec_end)
+
+
+class CaptureError(UserError):
+    """Corrupt, foreign or empty stream; the message is one line (a UserError for the CLI)."""
+
+
+class _Malformed(Exception):
+    """A rare record decoded but does not have the shape FORMAT.md gives it."""
+
+
+cdef inline uint64_t _be(const uint8_t *p, int n) noexcept:
+    cdef uint64_t v = 0
+    cdef int i
+    for i in range(n):
+        v = (v << 8) | p[i]
+    return v
+
+
+cdef object _decode(const uint8_t *buf, size_t *pos, size_t end, int depth):
+    """One msgpack value from a span already checked complete by mp_skip (bounds re-checked)."""
+    if depth > MAX_DEPTH:
+        raise _Malformed("values nested too deeply")
+    if pos[0] >= end:
+        raise _Malformed("record ends early")
+    cdef const uint8_t *p = buf + pos[0]
+    cdef uint8_t b = p[0]
+    cdef size_t n = 0
+    cdef int hdr = 1
+    cdef uint64_t u
+    cdef double d
+    cdef float f
+    cdef uint32_t u32
+    pos[0] += 1
+    if b <= 0x7f:
+        return b
+    if b >= 0xe0:
+        return <int>b - 256
+    if b == 0xc0:
+        return None
+    if b == 0xc2:
+        return False
+    if b == 0xc3:
+        return True
+    if (b & 0xe0) == 0xa0:
+        n = b & 0x1f
+        return _text(buf, pos, end, n)
+    if (b & 0xf0) == 0x90:
+        return _list(buf, pos, end, b & 0x0f, depth)
+    if (b & 0xf0) == 0x80:
+        return _map(buf, pos, end, b & 0x0f, depth)
+    cdef int width = 0
+    if b in (0xcc, 0xd0, 0xd9, 0xc4):
+        width = 1
+    elif b in (0xcd, 0xd1, 0xda, 0xc5, 0xdc, 0xde):
+        width = 2
+    elif b in (0xce, 0xd2, 0xca, 0xdb, 0xc6, 0xdd, 0xdf):
+        width = 4
+    elif b in (0xcf, 0xd3, 0xcb):
+        width = 8
+    else:
+        raise _Malformed(f"unsupported msgpack byte 0x{b:02x}")
+    if end - pos[0] < <size_t>width:
+        raise _Malformed("record ends early")
+    u = _be(p + 1, width)
+    pos[0] += width
+    if b in (0xcc, 0xcd, 0xce, 0xcf):
+        return u
+    if b in (0xd0, 0xd1, 0xd2, 0xd3):
+        if width < 8:
+            u = (u ^ (1ULL << (8 * width - 1))) - (1ULL << (8 * width - 1))
+        return <int64_t>u
+    if b == 0xca:
+        u32 = <uint32_t>u
+        memcpy(&f, &u32, 4)
+        return <double>f
+    if b == 0xcb:
+        memcpy(&d, &u, 8)
+        return d
+    if b in (0xd9, 0xda, 0xdb):
+        return _text(buf, pos, end, u)
+    if b in (0xc4, 0xc5, 0xc6):
+        if end - pos[0] < u:
+            raise _Malformed("record ends early")
+        pos[0] += u
+        return (<const char *>(buf + pos[0] - u))[:u]
+    if b in (0xdc, 0xdd):
+        return _list(buf, pos, end, u, depth)
+    return _map(buf, pos, end, u, depth)
+
+
+cdef object _text(const uint8_t *buf, size_t *pos, size_t end, uint64_t n):
+    if end - pos[0] < n:
+        raise _Malformed("record ends early")
+    cdef const char *s = <const char *>(buf + pos[0])
+    pos[0] += n
+    return s[:n].decode("utf-8", "replace")
+
+
+cdef list _list(const uint8_t *buf, size_t *pos, size_t end, uint64_t n, int depth):
+    if n > end - pos[0]:
+        raise _Malformed("record ends early")
+    cdef list out = []
+    cdef uint64_t i
+    for i in range(n):
+        out.append(_decode(buf, pos, end, depth + 1))
+    return out
+
+
+cdef dict _map(const uint8_t *buf, size_t *pos, size_t end, uint64_t n, int depth):
+    if n > end - pos[0]:
+        raise _Malformed("record ends early")
+    cdef dict out = {}
+    cdef uint64_t i
+    for i in range(n):
+        key = _decode(buf, pos, end, depth + 1)
+        value = _decode(buf, pos, end, depth + 1)
+        try:
+            out[key] = value
+        except TypeError:
+            raise _Malformed("unhashable map key") from None
+    return out
+
+
+def _is_int(v) -> bool:
+    return type(v) is int
+
+
+def _is_num(v) -> bool:
+    return type(v) in (int, float)
+
+
+cdef class StreamReader:
+    """Incremental reader: feed() it bytes from a file or a pipe, read the aggregates."""
+
+    cdef mt_state s
+    cdef bint _ready
+    cdef bytes _tail
+    cdef bint _magic_done
+    cdef object _failed
+    cdef int64_t _offset
+    cdef readonly dict header
+    cdef readonly object trailer
+    cdef readonly bint truncated
+    cdef readonly dict codes
+    cdef readonly dict threads
+    cdef readonly list maps
+    cdef readonly list maps_history
+    cdef readonly list history
+
+    def __cinit__(self):
+        if mt_state_init(&self.s) < 0:
+            raise MemoryError()
+        self._ready = True
+        self._tail = b""
+        self._magic_done = False
+        self._failed = None
+        self._offset = 0
+        self.header = {}
+        self.trailer = None
+        self.truncated = False
+        self.codes = {}
+        self.threads = {}
+        self.maps = []
+        self.maps_history = []
+        self.history = []
+
+    def __dealloc__(self):
+        if self._ready:
+            mt_state_free(&self.s)
+
+    # ---- input ----
+
+    def feed(self, data) -> int:
+        """Decode every complete record in data (after any kept tail); keep the rest."""
+        if self._failed is not None:
+            raise CaptureError(self._failed)
+        cdef int64_t before = self.s.records
+        if self._tail:
+            buf = self._tail + bytes(data)
+        else:
+            buf = data
+        cdef const uint8_t[::1] view = buf
+        cdef size_t n = <size_t>view.shape[0]
+        cdef size_t pos = 0
+        cdef size_t rec_end = 0
+        cdef int kind = 0
+        cdef int r
+        if n == 0:
+            return 0
+        cdef const uint8_t *p = &view[0]
+        if not self._magic_done:
+            if memcmp(p, <const char *>_MAGIC, min(n, 8)) != 0:
+                self._fail("not a memtrace capture (bad magic)", -1)
+            if n < 8:
+                self._tail = bytes(view)
+                return 0
+            self._magic_done = True
+            pos = 8
+        while True:
+            r = mt_decode(&self.s, p, n, &pos, &kind, &rec_end)
+            if r == MT_DONE:
+                break
+            if r == MT_OTHER:
+                try:
+                    self._other(kind, p, pos, rec_end)
+                except _Malformed as exc:
+                    self._offset += pos
+                    self._tail = b""
+                    self._fail(str(exc), self._offset)
+                pos = rec_end
+                self.s.records += 1
+                continue
+            self._offset += pos
+            self._tail = b""
+            if r == MT_NOMEM:
+                self._failed = "out of memory while reading the capture"
+                raise MemoryError(self._failed)
+            self._fail(self.s.error.decode(), self._offset)
+        self._tail = bytes(view[pos:n]) if pos < n else b""
+        self._offset += pos
+        return self.s.records - before
+
+    def finish(self) -> None:
+        """End of input: bytes of an unfinished record left over mean a truncated stream."""
+        if self._tail:
+            self.truncated = True
+
+    cdef _fail(self, str reason, int64_t offset):
+        if offset >= 0:
+            self._failed = f"corrupt capture at byte {offset}: {reason}"
+        else:
+            self._failed = reason
+        raise CaptureError(self._failed)
+
+    cdef _other(self, int kind, const uint8_t *buf, size_t start, size_t end):
+        cdef size_t pos = start
+        rec = _decode(buf, &pos, end, 0)
+        if pos != end:
+            raise _Malformed("record has trailing bytes")
+        n = len(rec)
+        if kind == 0:
+            if n != 2 or type(rec[1]) is not dict:
+                raise _Malformed("HEADER is not [0, map]")
+            version = rec[1].get("format")
+            if version != FORMAT_VERSION:
+                raise _Malformed(f"unsupported format version {version!r}")
+            if self.s.header_seen:
+                raise _Malformed("second HEADER")
+            self.header = rec[1]
+            self.s.header_seen = 1
+        elif kind == 1:
+            if n != 5 or not (_is_int(rec[1]) and type(rec[2]) is str and type(rec[3]) is str
+                              and _is_int(rec[4])):
+                raise _Malformed("bad CODE record")
+            self.codes[rec[1]] = (rec[2], rec[3], rec[4])
+        elif kind == 6:
+            if n != 4 or not (_is_int(rec[1]) and _is_int(rec[2]) and type(rec[3]) is str):
+                raise _Malformed("bad THREAD record")
+            self.threads[rec[1]] = (rec[2], rec[3])
+        elif kind == 7:
+            if n != 2 or type(rec[1]) is not list or not all(
+                type(m) is list and len(m) == 4 for m in rec[1]
+            ):
+                raise _Malformed("bad MAPS record")
+            self.maps = rec[1]
+            self.maps_history.append(rec[1])
+        elif kind == 8:
+            if n != 3 or not (_is_int(rec[1]) and _is_int(rec[2])):
+                raise _Malformed("bad TICK record")
+            self.s.last_time_us = rec[1]
+            self.history.append((rec[1], self.s.heap_bytes, rec[2]))
+        elif kind == 9:
+            if n != 3 or not _is_num(rec[1]) or not (rec[2] is None or _is_int(rec[2])):
+                raise _Malformed("bad TRAILER record")
+            self.trailer = {"end_time": float(rec[1]), "exit_code": rec[2]}
+            self.s.trailer_seen = 1
+        else:
+            raise _Malformed(f"unexpected record type {kind}")
+
+    # ---- metadata ----
+
+    @property
+    def complete(self) -> bool:
+        """TRAILER seen: the traced program ended normally."""
+        return self.trailer is not None
+
+    @property
+    def error(self):
+        """The corruption message once feed() raised CaptureError, else None."""
+        return self._failed
+
+    @property
+    def records(self) -> int:
+        return self.s.records
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of the stream consumed by complete records (magic included)."""
+        return self._offset
+
+    def py_stack(self, pynode: int) -> list:
+        """[(code_id, line, is_entry), ...] innermost first; [] for node 0."""
+        out = []
+        cdef uint64_t node = self._py_node(pynode)
+        while node:
+            out.append((self.s.py_code[node], self.s.py_line[node],
+                        bool(self.s.py_flags[node] & 2)))
+            node = self.s.py_parent[node]
+        return out
+
+    def py_frame(self, pynode: int):
+        """(code_id, line, is_entry) of one node, or None for node 0."""
+        cdef uint64_t node = self._py_node(pynode)
+        if node == 0:
+            return None
+        return (self.s.py_code[node], self.s.py_line[node], bool(self.s.py_flags[node] & 2))
+
+    def native_stack(self, nativenode: int) -> list:
+        """[ip, ...] innermost first; [] for node 0."""
+        out = []
+        cdef uint64_t node = self._nat_node(nativenode)
+        while node:
+            out.append(self.s.nat_ip[node])
+            node = self.s.nat_parent[node]
+        return out
+
+    cdef uint64_t _py_node(self, node) except? 0:
+        if node == 0:
+            return 0
+        if not (0 < node < self.s.py_cap) or not (self.s.py_flags[<uint64_t>node] & 1):
+            raise IndexError(f"unknown Python node {node}")
+        return node
+
+    cdef uint64_t _nat_node(self, node) except? 0:
+        if node == 0:
+            return 0
+        if not (0 < node < self.s.nat_cap) or not (self.s.nat_flags[<uint64_t>node] & 1):
+            raise IndexError(f"unknown native node {node}")
+        return node
+
+    # ---- totals ----
+
+    @property
+    def total_allocated_bytes(self) -> int:
+        return self.s.total_bytes
+
+    @property
+    def total_allocations(self) -> int:
+        return self.s.total_allocs
+
+    @property
+    def total_frees(self) -> int:
+        """FREE records that released (all or part of) a known allocation."""
+        return self.s.total_frees
+
+    @property
+    def ignored_frees(self) -> int:
+        """FREE records of addresses not live (allocated before tracing, e.g. attach)."""
+        return self.s.ignored_frees
+
+    @property
+    def implicit_frees(self) -> int:
+        """ALLOCs of an address still live (its free was never seen): the old block dropped."""
+        return self.s.implicit_frees
+
+    @property
+    def heap_bytes(self) -> int:
+        return self.s.heap_bytes
+
+    @property
+    def heap_allocations(self) -> int:
+        return self.s.heap_allocs
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.s.peak_bytes
+
+    @property
+    def peak_allocations(self) -> int:
+        return self.s.peak_allocs
+
+    @property
+    def peak_time_us(self) -> int:
+        return self.s.peak_time_us
+
+    @property
+    def last_time_us(self) -> int:
+        return self.s.last_time_us
+
+    @property
+    def allocator_stats(self) -> dict:
+        """allocator code -> (count, bytes) of the allocations it made."""
+        cdef int i
+        return {
+            i: (self.s.allocator_count[i], self.s.allocator_bytes[i])
+            for i in range(256)
+            if self.s.allocator_count[i]
+        }
+
+    @property
+    def size_histogram(self) -> list:
+        """(power-of-two lower bound, count) of allocation sizes; the bound of size 0 is 0."""
+        cdef int i
+        return [
+            (0 if i == 0 else 1 << (i - 1), self.s.hist[i])
+            for i in range(MT_HIST_BUCKETS)
+            if self.s.hist[i]
+        ]
+
+    # ---- stacks ----
+
+    @property
+    def n_stacks(self) -> int:
+        return self.s.n_stacks
+
+    cdef mt_stack *_stack(self, sid) except NULL:
+        if not (0 <= sid < <int64_t>self.s.n_stacks):
+            raise IndexError(f"unknown stack id {sid}")
+        return &self.s.stacks[<size_t>sid]
+
+    def stack_key(self, sid: int) -> tuple:
+        """(pynode, nativenode, thread) of a stack id."""
+        cdef mt_stack *st = self._stack(sid)
+        return (st.py, st.nat, st.thread)
+
+    def stack_counters(self, sid: int) -> tuple:
+        """(alloc_bytes, alloc_count, live_bytes, live_count, peak_bytes, peak_count)."""
+        cdef mt_stack *st = self._stack(sid)
+        return (st.alloc_bytes, st.alloc_count, st.live_bytes, st.live_count,
+                st.peak_bytes, st.peak_count)
+
+    def stacks(self) -> list:
+        """Every stack at once: (pynode, nativenode, thread, alloc_bytes, alloc_count,
+        live_bytes, live_count, peak_bytes, peak_count), index = stack id."""
+        cdef size_t i
+        cdef mt_stack *st
+        out = []
+        for i in range(self.s.n_stacks):
+            st = &self.s.stacks[i]
+            out.append((st.py, st.nat, st.thread, st.alloc_bytes, st.alloc_count,
+                        st.live_bytes, st.live_count, st.peak_bytes, st.peak_count))
+        return out
+
+    def take_changed(self) -> list:
+        """Stack ids whose counters changed since the previous call (new ones included)."""
+        cdef size_t i
+        cdef uint32_t sid
+        out = []
+        for i in range(self.s.n_changed):
+            sid = self.s.changed[i]
+            self.s.stacks[sid].flags &= ~MT_STACK_CHANGED
+            out.append(sid)
+        self.s.n_changed = 0
+        return out
+
+    def live_allocations(self) -> list:
+        """(address, size, sid, allocator) of every allocation in use now; an mmap split by
+        a partial munmap appears as its pieces (allocator 9)."""
+        cdef size_t i
+        cdef mt_live *e
+        out = []
+        for i in range(self.s.live.cap):
+            e = &self.s.live.slots[i]
+            if e.addr != MT_NO_ADDR:
+                out.append((e.addr, e.size, e.sid, e.allocator))
+        for i in range(self.s.n_pieces):
+            out.append((self.s.pieces[i].start, self.s.pieces[i].end - self.s.pieces[i].start,
+                        self.s.pieces[i].sid, 9))
+        return out

@@ -1,0 +1,403 @@
+/* Aggregation and the hot decode loop of the reader: see aggregate.h. */
+#include "aggregate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpack.h"
+
+/* A node id may skip ahead of the largest one seen by at most this much, so a corrupt id
+ * cannot make the reader allocate gigabytes. The tracer numbers nodes consecutively. */
+#define MT_NODE_GAP (1u << 20)
+#define MT_MAX_ID 0xFFFFFFF0u
+
+int mt_state_init(mt_state *s)
+{
+    memset(s, 0, sizeof(*s));
+    if (mt_addrmap_init(&s->live) < 0) return -1;
+    if (mt_stackmap_init(&s->stackmap) < 0) return -1;
+    s->last_sid = UINT32_MAX;
+    return 0;
+}
+
+void mt_state_free(mt_state *s)
+{
+    free(s->py_parent); free(s->py_code); free(s->py_line); free(s->py_flags);
+    free(s->nat_parent); free(s->nat_ip); free(s->nat_flags);
+    free(s->stacks); free(s->peak_dirty); free(s->changed);
+    free(s->pieces); free(s->mapping_pieces);
+    mt_addrmap_free(&s->live);
+    mt_stackmap_free(&s->stackmap);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Grow *arr (of elem bytes each) to hold at least need elements, zeroing the new part. */
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return 0;
+    size_t n = *cap ? *cap : 256;
+    while (n < need) n *= 2;
+    void *p = realloc(*arr, n * elem);
+    if (!p) return -1;
+    memset((char *)p + *cap * elem, 0, (n - *cap) * elem);
+    *arr = p;
+    *cap = n;
+    return 0;
+}
+
+static int grow_py(mt_state *s, size_t need)
+{
+    size_t cap = s->py_cap, c;
+    c = cap; if (grow((void **)&s->py_parent, &c, need, sizeof(uint32_t))) return -1;
+    c = cap; if (grow((void **)&s->py_code, &c, need, sizeof(uint64_t))) return -1;
+    c = cap; if (grow((void **)&s->py_line, &c, need, sizeof(int64_t))) return -1;
+    c = cap; if (grow((void **)&s->py_flags, &c, need, sizeof(uint8_t))) return -1;
+    s->py_cap = c;
+    return 0;
+}
+
+static int grow_nat(mt_state *s, size_t need)
+{
+    size_t cap = s->nat_cap, c;
+    c = cap; if (grow((void **)&s->nat_parent, &c, need, sizeof(uint32_t))) return -1;
+    c = cap; if (grow((void **)&s->nat_ip, &c, need, sizeof(uint64_t))) return -1;
+    c = cap; if (grow((void **)&s->nat_flags, &c, need, sizeof(uint8_t))) return -1;
+    s->nat_cap = c;
+    return 0;
+}
+
+static inline void mark(mt_state *s, uint32_t sid)
+{
+    mt_stack *st = &s->stacks[sid];
+    if (!(st->flags & MT_STACK_PEAK_DIRTY)) {
+        st->flags |= MT_STACK_PEAK_DIRTY;
+        s->peak_dirty[s->n_peak_dirty++] = sid;
+    }
+    if (!(st->flags & MT_STACK_CHANGED)) {
+        st->flags |= MT_STACK_CHANGED;
+        s->changed[s->n_changed++] = sid;
+    }
+}
+
+void mt_take_peak(mt_state *s)
+{
+    for (size_t i = 0; i < s->n_peak_dirty; i++) {
+        mt_stack *st = &s->stacks[s->peak_dirty[i]];
+        st->peak_bytes = st->live_bytes;
+        st->peak_count = st->live_count;
+        st->flags &= ~MT_STACK_PEAK_DIRTY;
+    }
+    s->n_peak_dirty = 0;
+    s->peak_bytes = s->heap_bytes;
+    s->peak_allocs = s->heap_allocs;
+    s->peak_time_us = s->last_time_us;
+}
+
+/* The stack id of (py, nat, thread), interning it on first sight; UINT32_MAX on no memory. */
+static inline uint32_t intern(mt_state *s, uint32_t py, uint32_t nat, uint32_t thread)
+{
+    if (s->last_sid != UINT32_MAX && py == s->last_py && nat == s->last_nat &&
+        thread == s->last_thread)
+        return s->last_sid;
+    uint32_t sid = mt_stackmap_get(&s->stackmap, py, nat, thread);
+    if (sid == UINT32_MAX) {
+        if (s->n_stacks >= MT_MAX_ID) return UINT32_MAX;
+        size_t need = s->n_stacks + 1;
+        if (need > s->stacks_cap) {
+            size_t c = s->stacks_cap;
+            if (grow((void **)&s->stacks, &c, need, sizeof(mt_stack))) return UINT32_MAX;
+            size_t c2 = s->stacks_cap;
+            if (grow((void **)&s->peak_dirty, &c2, need, sizeof(uint32_t))) return UINT32_MAX;
+            c2 = s->stacks_cap;
+            if (grow((void **)&s->changed, &c2, need, sizeof(uint32_t))) return UINT32_MAX;
+            s->stacks_cap = c;
+        }
+        sid = (uint32_t)s->n_stacks;
+        if (mt_stackmap_add(&s->stackmap, py, nat, thread, sid) < 0) return UINT32_MAX;
+        mt_stack *st = &s->stacks[sid];
+        memset(st, 0, sizeof(*st));
+        st->py = py;
+        st->nat = nat;
+        st->thread = thread;
+        s->n_stacks++;
+        mark(s, sid); /* new stacks are reported by take_changed() */
+    }
+    s->last_py = py;
+    s->last_nat = nat;
+    s->last_thread = thread;
+    s->last_sid = sid;
+    return sid;
+}
+
+static inline void drop_live(mt_state *s, uint32_t sid, int64_t bytes, int64_t count)
+{
+    mt_stack *st = &s->stacks[sid];
+    st->live_bytes -= bytes;
+    st->live_count -= count;
+    s->heap_bytes -= bytes;
+    s->heap_allocs -= count;
+    mark(s, sid);
+}
+
+/* First piece whose end is above addr (pieces are disjoint and sorted, so ends are too). */
+static size_t piece_after(const mt_state *s, uint64_t addr)
+{
+    size_t lo = 0, hi = s->n_pieces;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (s->pieces[mid].end > addr) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
+static int insert_piece(mt_state *s, size_t at, mt_piece p)
+{
+    if (grow((void **)&s->pieces, &s->pieces_cap, s->n_pieces + 1, sizeof(mt_piece))) return -1;
+    memmove(&s->pieces[at + 1], &s->pieces[at], (s->n_pieces - at) * sizeof(mt_piece));
+    s->pieces[at] = p;
+    s->n_pieces++;
+    return 0;
+}
+
+/* Unmap [a, b) from every mmap allocation: returns 1 if any was touched, -1 on no memory. */
+static int unmap_range(mt_state *s, uint64_t a, uint64_t b)
+{
+    int touched = 0;
+    size_t i = piece_after(s, a);
+    while (i < s->n_pieces && s->pieces[i].start < b) {
+        mt_piece *p = &s->pieces[i];
+        touched = 1;
+        if (p->start >= a && p->end <= b) {
+            uint32_t sid = p->sid;
+            int gone = --s->mapping_pieces[p->mapping] == 0;
+            drop_live(s, sid, (int64_t)(p->end - p->start), gone);
+            memmove(p, p + 1, (s->n_pieces - i - 1) * sizeof(mt_piece));
+            s->n_pieces--;
+        } else if (p->start < a && p->end > b) {
+            mt_piece right = {b, p->end, p->sid, p->mapping};
+            drop_live(s, p->sid, (int64_t)(b - a), 0);
+            p->end = a;
+            s->mapping_pieces[p->mapping]++;
+            if (insert_piece(s, i + 1, right) < 0) return -1;
+            i += 2;
+        } else if (p->start < a) {
+            drop_live(s, p->sid, (int64_t)(p->end - a), 0);
+            p->end = a;
+            i++;
+        } else {
+            drop_live(s, p->sid, (int64_t)(b - p->start), 0);
+            p->start = b;
+            i++;
+        }
+    }
+    return touched;
+}
+
+static inline int hist_bucket(uint64_t size)
+{
+    return size ? 64 - __builtin_clzll(size) : 0;
+}
+
+static int on_alloc(mt_state *s, uint64_t thread, uint64_t allocator, uint64_t addr,
+                    uint64_t size, uint64_t py, uint64_t nat)
+{
+    if (allocator == 0) { s->error = "ALLOC with allocator 0"; return MT_CORRUPT; }
+    if (py && (py >= s->py_cap || !(s->py_flags[py] & 1))) {
+        s->error = "ALLOC refers to an undefined Python stack node";
+        return MT_CORRUPT;
+    }
+    if (nat && (nat >= s->nat_cap || !(s->nat_flags[nat] & 1))) {
+        s->error = "ALLOC refers to an undefined native stack node";
+        return MT_CORRUPT;
+    }
+    uint32_t sid = intern(s, (uint32_t)py, (uint32_t)nat, (uint32_t)thread);
+    if (sid == UINT32_MAX) return MT_NOMEM;
+    int64_t sz = (int64_t)size;
+    s->total_bytes += sz;
+    s->total_allocs++;
+    s->allocator_count[allocator]++;
+    s->allocator_bytes[allocator] += sz;
+    s->hist[hist_bucket(size)]++;
+    mt_stack *st = &s->stacks[sid];
+    st->alloc_bytes += sz;
+    st->alloc_count++;
+    if (addr == MT_NO_ADDR) return 0; /* MAP_FAILED-like: nothing was allocated */
+    if (allocator == MT_ALLOCATOR_MMAP) {
+        if (size == 0) return 0; /* maps nothing */
+        uint64_t end = addr + size < addr ? UINT64_MAX : addr + size;
+        if (s->n_pieces && unmap_range(s, addr, end) < 0) return MT_NOMEM; /* MAP_FIXED */
+        if (grow((void **)&s->mapping_pieces, &s->mappings_cap, s->n_mappings + 1,
+                 sizeof(uint32_t)))
+            return MT_NOMEM;
+        if (s->n_mappings >= MT_MAX_ID) return MT_NOMEM;
+        uint32_t mapping = (uint32_t)s->n_mappings++;
+        s->mapping_pieces[mapping] = 1;
+        mt_piece p = {addr, end, sid, mapping};
+        if (insert_piece(s, piece_after(s, addr), p) < 0) return MT_NOMEM;
+    } else {
+        mt_live old;
+        int r = mt_addrmap_put(&s->live, addr, size, sid, (uint32_t)allocator, &old);
+        if (r < 0) return MT_NOMEM;
+        if (r == 1) { /* its free was never seen: the old block is gone */
+            s->implicit_frees++;
+            drop_live(s, old.sid, (int64_t)old.size, 1);
+        }
+    }
+    st = &s->stacks[sid];
+    st->live_bytes += sz;
+    st->live_count++;
+    s->heap_bytes += sz;
+    s->heap_allocs++;
+    mark(s, sid);
+    if (s->heap_bytes > s->peak_bytes) mt_take_peak(s);
+    return 0;
+}
+
+static int on_free(mt_state *s, uint64_t allocator, uint64_t addr, uint64_t size)
+{
+    if (allocator == MT_ALLOCATOR_MUNMAP) {
+        int r = 0;
+        if (size && s->n_pieces) {
+            uint64_t end = addr + size < addr ? UINT64_MAX : addr + size;
+            r = unmap_range(s, addr, end);
+            if (r < 0) return MT_NOMEM;
+        }
+        if (r) s->total_frees++;
+        else s->ignored_frees++;
+        return 0;
+    }
+    mt_live old;
+    if (mt_addrmap_pop(&s->live, addr, &old)) {
+        drop_live(s, old.sid, (int64_t)old.size, 1);
+        s->total_frees++;
+    } else {
+        s->ignored_frees++;
+    }
+    return 0;
+}
+
+#define READ(expr)                                                \
+    do {                                                          \
+        int r_ = (expr);                                          \
+        if (r_ == MP_MORE) return MT_DONE;                        \
+        if (r_ == MP_BAD) { s->error = bad; return MT_CORRUPT; }  \
+    } while (0)
+
+int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
+              size_t *rec_end)
+{
+    const uint8_t *end = buf + n;
+    const char *bad;
+    while (*pos < n) {
+        const uint8_t *p = buf + *pos;
+        uint64_t count, t;
+        bad = "a record is not a msgpack array";
+        READ(mp_array(&p, end, &count));
+        if (count == 0) { s->error = "empty record"; return MT_CORRUPT; }
+        bad = "record type is not a small integer";
+        READ(mp_uint(&p, end, 255, &t));
+        if (t > MT_TRAILER) { s->error = "unknown record type"; return MT_CORRUPT; }
+        if (s->trailer_seen) { s->error = "data after TRAILER"; return MT_CORRUPT; }
+        if (!s->header_seen && t != MT_HEADER) {
+            s->error = "first record is not HEADER";
+            return MT_CORRUPT;
+        }
+        int r;
+        switch (t) {
+        case MT_ALLOC: {
+            uint64_t thread, allocator, addr, size, py, nat;
+            if (count != 7) { s->error = "ALLOC record has the wrong length"; return MT_CORRUPT; }
+            bad = "bad field in ALLOC record";
+            READ(mp_uint(&p, end, MT_MAX_ID, &thread));
+            READ(mp_uint(&p, end, 255, &allocator));
+            READ(mp_addr(&p, end, &addr));
+            READ(mp_uint(&p, end, INT64_MAX, &size));
+            READ(mp_uint(&p, end, MT_MAX_ID, &py));
+            READ(mp_uint(&p, end, MT_MAX_ID, &nat));
+            r = on_alloc(s, thread, allocator, addr, size, py, nat);
+            if (r) return r;
+            break;
+        }
+        case MT_FREE: {
+            uint64_t thread, allocator, addr, size;
+            if (count != 5) { s->error = "FREE record has the wrong length"; return MT_CORRUPT; }
+            bad = "bad field in FREE record";
+            READ(mp_uint(&p, end, MT_MAX_ID, &thread));
+            READ(mp_uint(&p, end, 255, &allocator));
+            READ(mp_addr(&p, end, &addr));
+            READ(mp_uint(&p, end, INT64_MAX, &size));
+            if (allocator == 0) { s->error = "FREE with allocator 0"; return MT_CORRUPT; }
+            r = on_free(s, allocator, addr, size);
+            if (r) return r;
+            break;
+        }
+        case MT_PYNODE: {
+            uint64_t id, parent, code;
+            int64_t line;
+            int big, entry;
+            if (count != 6) { s->error = "PYNODE record has the wrong length"; return MT_CORRUPT; }
+            bad = "bad field in PYNODE record";
+            READ(mp_uint(&p, end, MT_MAX_ID, &id));
+            READ(mp_uint(&p, end, MT_MAX_ID, &parent));
+            READ(mp_uint(&p, end, UINT64_MAX, &code));
+            READ(mp_int(&p, end, &line, &big));
+            READ(mp_bool(&p, end, &entry));
+            if (id == 0 || id > s->py_max + MT_NODE_GAP) {
+                s->error = "PYNODE id out of range";
+                return MT_CORRUPT;
+            }
+            if (parent && (parent >= s->py_cap || !(s->py_flags[parent] & 1))) {
+                s->error = "PYNODE parent is not defined";
+                return MT_CORRUPT;
+            }
+            if (grow_py(s, id + 1)) return MT_NOMEM;
+            if (s->py_flags[id] & 1) { s->error = "PYNODE defined twice"; return MT_CORRUPT; }
+            s->py_parent[id] = (uint32_t)parent;
+            s->py_code[id] = code;
+            s->py_line[id] = big ? INT64_MAX : line;
+            s->py_flags[id] = 1 | (entry ? 2 : 0);
+            if (id > s->py_max) s->py_max = id;
+            break;
+        }
+        case MT_NATIVENODE: {
+            uint64_t id, parent, ip;
+            if (count != 4) {
+                s->error = "NATIVENODE record has the wrong length";
+                return MT_CORRUPT;
+            }
+            bad = "bad field in NATIVENODE record";
+            READ(mp_uint(&p, end, MT_MAX_ID, &id));
+            READ(mp_uint(&p, end, MT_MAX_ID, &parent));
+            READ(mp_addr(&p, end, &ip));
+            if (id == 0 || id > s->nat_max + MT_NODE_GAP) {
+                s->error = "NATIVENODE id out of range";
+                return MT_CORRUPT;
+            }
+            if (parent && (parent >= s->nat_cap || !(s->nat_flags[parent] & 1))) {
+                s->error = "NATIVENODE parent is not defined";
+                return MT_CORRUPT;
+            }
+            if (grow_nat(s, id + 1)) return MT_NOMEM;
+            if (s->nat_flags[id] & 1) {
+                s->error = "NATIVENODE defined twice";
+                return MT_CORRUPT;
+            }
+            s->nat_parent[id] = (uint32_t)parent;
+            s->nat_ip[id] = ip;
+            s->nat_flags[id] = 1;
+            if (id > s->nat_max) s->nat_max = id;
+            break;
+        }
+        default:
+            bad = "malformed msgpack in a record";
+            READ(mp_skip(&p, end, count - 1));
+            *type = (int)t;
+            *rec_end = (size_t)(p - buf);
+            return MT_OTHER;
+        }
+        *pos = (size_t)(p - buf);
+        s->records++;
+    }
+    return MT_DONE;
+}

@@ -1,0 +1,87 @@
+/* Aggregation state of the reader and its hot decode loop (ALLOC/FREE/PYNODE/NATIVENODE),
+ * kept in C so that a record costs no Python object: live allocations by address, stacks
+ * interned to ids with per-stack counters, the peak snapshot, mmap ranges. */
+#ifndef MEMTRACE_AGGREGATE_H
+#define MEMTRACE_AGGREGATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addrmap.h"
+
+enum {
+    MT_HEADER = 0, MT_CODE = 1, MT_PYNODE = 2, MT_NATIVENODE = 3, MT_ALLOC = 4,
+    MT_FREE = 5, MT_THREAD = 6, MT_MAPS = 7, MT_TICK = 8, MT_TRAILER = 9,
+};
+#define MT_ALLOCATOR_MMAP 9
+#define MT_ALLOCATOR_MUNMAP 11
+#define MT_HIST_BUCKETS 66 /* bucket 0: size 0; bucket k+1: [2^k, 2^(k+1)) */
+
+/* mt_decode results */
+#define MT_DONE 0    /* every complete record consumed; *pos at the incomplete tail */
+#define MT_OTHER 1   /* a record for the caller at *pos..*rec_end, its type in *type */
+#define MT_CORRUPT (-1)
+#define MT_NOMEM (-2)
+
+#define MT_STACK_PEAK_DIRTY 1
+#define MT_STACK_CHANGED 2
+
+typedef struct {
+    int64_t alloc_bytes, alloc_count, live_bytes, live_count, peak_bytes, peak_count;
+    uint32_t py, nat, thread, flags;
+} mt_stack;
+
+/* A piece of an mmap allocation: [start, end); a partial munmap may split one in two. */
+typedef struct {
+    uint64_t start, end;
+    uint32_t sid, mapping;
+} mt_piece;
+
+typedef struct {
+    /* Python trie: index = node id */
+    uint32_t *py_parent;
+    uint64_t *py_code;
+    int64_t *py_line;
+    uint8_t *py_flags; /* 1: defined, 2: is_entry */
+    size_t py_cap;
+    uint64_t py_max;
+    /* native trie */
+    uint32_t *nat_parent;
+    uint64_t *nat_ip;
+    uint8_t *nat_flags;
+    size_t nat_cap;
+    uint64_t nat_max;
+
+    mt_stack *stacks;
+    size_t n_stacks, stacks_cap;
+    mt_stackmap stackmap;
+    uint32_t last_py, last_nat, last_thread, last_sid;
+    uint32_t *peak_dirty; /* sids changed since the last peak snapshot */
+    size_t n_peak_dirty;
+    uint32_t *changed; /* sids changed since the last take_changed() */
+    size_t n_changed;
+
+    mt_addrmap live;
+    mt_piece *pieces; /* sorted by start, disjoint */
+    size_t n_pieces, pieces_cap;
+    uint32_t *mapping_pieces; /* per mmap allocation: pieces still mapped */
+    size_t n_mappings, mappings_cap;
+
+    int64_t total_bytes, total_allocs, total_frees, ignored_frees, implicit_frees;
+    int64_t heap_bytes, heap_allocs, peak_bytes, peak_allocs, peak_time_us, last_time_us;
+    int64_t allocator_count[256], allocator_bytes[256];
+    int64_t hist[MT_HIST_BUCKETS];
+    int64_t records;
+    int header_seen, trailer_seen;
+    const char *error;
+} mt_state;
+
+int mt_state_init(mt_state *s);
+void mt_state_free(mt_state *s);
+/* Decode records from buf[*pos, n); see the MT_* results above. */
+int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
+              size_t *rec_end);
+/* Copy live counters of changed stacks into their peak snapshot (called on a new peak). */
+void mt_take_peak(mt_state *s);
+
+#endif

@@ -1,0 +1,127 @@
+"""Write memtrace streams (docs/FORMAT.md) from Python with the msgpack library, for tests.
+
+An independent encoder: the reader is hand-written C, this uses msgpack-python, so a test
+that round-trips through both checks the reader against the format, not against itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+MAGIC = b"MEMTRACE"
+
+HEADER, CODE, PYNODE, NATIVENODE, ALLOC, FREE, THREAD, MAPS, TICK, TRAILER = range(10)
+
+MALLOC, CALLOC, REALLOC, POSIX_MEMALIGN, ALIGNED_ALLOC, MEMALIGN, VALLOC, PVALLOC = range(1, 9)
+MMAP, FREE_FN, MUNMAP, REALLOCARRAY = 9, 10, 11, 12
+PYMALLOC_MALLOC, PYMALLOC_CALLOC, PYMALLOC_REALLOC, PYMALLOC_FREE = 13, 14, 15, 16
+
+START_TIME = 1_700_000_000.0
+
+
+class StreamWriter:
+    """Accumulates records; `data` is the stream so far (magic + records)."""
+
+    def __init__(self, *, header: bool = True, **header_fields: Any) -> None:
+        self.chunks: list[bytes] = [MAGIC]
+        self.record_ends: list[int] = []  # byte offset just after each record
+        self._size = len(MAGIC)
+        self._codes: dict[tuple[str, str, int], int] = {}
+        self._pynodes: dict[tuple[int, int, int, bool], int] = {}
+        self._natnodes: dict[tuple[int, int], int] = {}
+        if header:
+            self.header(**header_fields)
+
+    def record(self, *fields: Any) -> None:
+        """Append one record [type, *fields]."""
+        chunk = msgpack.packb(list(fields), use_bin_type=True)
+        self.chunks.append(chunk)
+        self._size += len(chunk)
+        self.record_ends.append(self._size)
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def write(self, path: str | Path) -> Path:
+        Path(path).write_bytes(self.data)
+        return Path(path)
+
+    # ---- one method per record type ----
+
+    def header(self, **fields: Any) -> None:
+        h = {
+            "format": 1,
+            "pid": 4242,
+            "argv": ["prog.py", "--flag"],
+            "python": "3.11.7",
+            "native": False,
+            "python_allocators": False,
+            "start_time": START_TIME,
+            "attached": False,
+            "executable": "/usr/bin/python3",
+        }
+        h.update(fields)
+        self.record(HEADER, h)
+
+    def code(self, code_id: int, name: str, filename: str, firstlineno: int) -> None:
+        self.record(CODE, code_id, name, filename, firstlineno)
+
+    def pynode(self, node_id: int, parent: int, code_id: int, line: int, entry: bool = False):
+        self.record(PYNODE, node_id, parent, code_id, line, entry)
+
+    def nativenode(self, node_id: int, parent: int, ip: int) -> None:
+        self.record(NATIVENODE, node_id, parent, ip)
+
+    def alloc(self, thread: int, allocator: int, address: int, size: int, pynode: int = 0,
+              nativenode: int = 0) -> None:
+        self.record(ALLOC, thread, allocator, address, size, pynode, nativenode)
+
+    def free(self, thread: int, allocator: int, address: int, size: int = 0) -> None:
+        self.record(FREE, thread, allocator, address, size)
+
+    def thread(self, thread: int, os_tid: int, name: str) -> None:
+        self.record(THREAD, thread, os_tid, name)
+
+    def maps(self, objects: list) -> None:
+        self.record(MAPS, objects)
+
+    def tick(self, t_us: int, rss: int = 0) -> None:
+        self.record(TICK, t_us, rss)
+
+    def trailer(self, end_time: float = START_TIME + 2.5, exit_code: int | None = 0) -> None:
+        self.record(TRAILER, end_time, exit_code)
+
+    # ---- helpers that intern stacks like the tracer ----
+
+    def py_stack(self, frames: list[tuple[str, str, int]], entry: bool = True) -> int:
+        """Intern a Python stack given outermost first as (function, file, line); returns the
+        innermost node id (0 for an empty stack). Every frame is an entry frame by default."""
+        node = 0
+        for function, filename, line in frames:
+            key = (function, filename, 1)
+            code_id = self._codes.get(key)
+            if code_id is None:
+                code_id = self._codes[key] = len(self._codes) + 1
+                self.code(code_id, function, filename, 1)
+            nkey = (node, code_id, line, entry)
+            child = self._pynodes.get(nkey)
+            if child is None:
+                child = self._pynodes[nkey] = len(self._pynodes) + 1
+                self.pynode(child, node, code_id, line, entry)
+            node = child
+        return node
+
+    def native_stack(self, ips: list[int]) -> int:
+        """Intern a native stack given outermost first; returns the innermost node id."""
+        node = 0
+        for ip in ips:
+            child = self._natnodes.get((node, ip))
+            if child is None:
+                child = self._natnodes[(node, ip)] = len(self._natnodes) + 1
+                self.nativenode(child, node, ip)
+            node = child
+        return node
