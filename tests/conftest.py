@@ -1,0 +1,207 @@
+"""Shared fixtures: gcc-built ground-truth C code and helpers that run real traced processes.
+
+Everything here runs real subprocesses: `python -m memtrace_core run ...` on a script written
+to a temporary directory, then `python -m memtrace_core stats --json` (or the reader API) on
+the capture it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CFIXTURES = Path(__file__).resolve().parent / "cfixtures"
+PYTHON = sys.executable
+CFLAGS = ["-g", "-O1", "-fPIC", "-shared", "-Wall"]
+
+
+@dataclass(frozen=True)
+class CBuild:
+    """Paths of the ground-truth C code, compiled once per test session."""
+
+    ext_dir: Path  # holds the `mtext` extension module (put on PYTHONPATH)
+    ext: Path  # the mtext extension .so
+    mtlib: Path  # plain library for ctypes
+    mtdl2: Path  # plain library dlopen-ed from mtlib
+
+
+def _gcc(args: list[str]) -> None:
+    """Compile or fail the session with gcc's own message."""
+    proc = subprocess.run(["gcc", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"gcc {' '.join(args)} failed:\n{proc.stderr}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def cbuild(tmp_path_factory: pytest.TempPathFactory) -> CBuild:
+    """Compile tests/cfixtures/*.c with gcc -g -O1 into a session temporary directory."""
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is required by the ground-truth tests", pytrace=False)
+    out = tmp_path_factory.mktemp("cbuild")
+    ext = out / f"mtext{sysconfig.get_config_var('EXT_SUFFIX')}"
+    include = sysconfig.get_paths()["include"]
+    _gcc([*CFLAGS, "-pthread", f"-I{include}", str(CFIXTURES / "mtext.c"), "-o", str(ext)])
+    mtlib = out / "libmtlib.so"
+    _gcc([*CFLAGS, str(CFIXTURES / "mtlib.c"), "-o", str(mtlib), "-ldl"])
+    mtdl2 = out / "libmtdl2.so"
+    _gcc([*CFLAGS, str(CFIXTURES / "mtdl2.c"), "-o", str(mtdl2)])
+    return CBuild(ext_dir=out, ext=ext, mtlib=mtlib, mtdl2=mtdl2)
+
+
+def child_env(cbuild: CBuild | None = None, **extra: str) -> dict[str, str]:
+    """Environment for traced and untraced children: the repo and the C fixtures importable."""
+    env = dict(os.environ)
+    paths = [str(REPO)]
+    if cbuild is not None:
+        paths.append(str(cbuild.ext_dir))
+        env["MT_LIB"] = str(cbuild.mtlib)
+        env["MT_DL2"] = str(cbuild.mtdl2)
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    for name in ("PYTHONMALLOC", "PYTHONTRACEMALLOC", "PYTHONDEVMODE", "PYTHONSTARTUP"):
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
+def memtrace(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `python -m memtrace_core ARGS` and return the finished process (bytes output)."""
+    return subprocess.run(
+        [PYTHON, "-m", "memtrace_core", *args],
+        cwd=cwd,
+        env=env or child_env(),
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
+def load_stats(capture: Path, cwd: Path | None = None) -> dict[str, Any]:
+    """`memtrace stats --json CAPTURE` as a dict; fails the test on any error."""
+    proc = memtrace("stats", "--json", str(capture), cwd=cwd or capture.parent)
+    assert proc.returncode == 0, f"stats failed ({proc.returncode}): {proc.stderr.decode()}"
+    return json.loads(proc.stdout)
+
+
+def marker_lines(source: str) -> dict[str, int]:
+    """Line numbers of `# @name` markers in a script's source."""
+    lines = {}
+    for number, text in enumerate(source.splitlines(), start=1):
+        if "# @" in text:
+            lines[text.rsplit("# @", 1)[1].strip()] = number
+    return lines
+
+
+@dataclass
+class Traced:
+    """One traced run: the finished process, its capture and the script's markers."""
+
+    proc: subprocess.CompletedProcess[bytes]
+    capture: Path
+    script: Path
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def check(self) -> Traced:
+        """Fail with the program's stderr unless it exited 0 and wrote a capture."""
+        assert self.proc.returncode == 0, (
+            f"traced program exited {self.proc.returncode}:\n{self.proc.stderr.decode()}"
+        )
+        assert self.capture.exists(), f"no capture written:\n{self.proc.stderr.decode()}"
+        return self
+
+    @cached_property
+    def stats(self) -> dict[str, Any]:
+        return load_stats(self.capture)
+
+    @cached_property
+    def reader(self) -> Any:
+        from memtrace_core.reader import read_capture
+
+        return read_capture(self.capture)
+
+
+class Memtrace:
+    """Runs memtrace and plain Python on scripts, with the C fixtures importable.
+
+    Tests get it through the `mt` fixture (test modules never import conftest)."""
+
+    python = PYTHON
+
+    def __init__(self, cbuild: CBuild) -> None:
+        self.cbuild = cbuild
+        self.env = child_env(cbuild)
+        self.marker_lines = marker_lines
+
+    def cli(
+        self, *args: str, cwd: Path, input: bytes | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[bytes]:
+        """`python -m memtrace_core ARGS` in CWD."""
+        return memtrace(*args, cwd=cwd, env=self.env, input=input, timeout=timeout)
+
+    def plain(
+        self, *args: str, cwd: Path, input: bytes | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[bytes]:
+        """`python ARGS` untraced, in the same environment as the traced runs."""
+        return subprocess.run(
+            [PYTHON, *args],
+            cwd=cwd,
+            env=self.env,
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+        )
+
+    def stats(self, capture: Path) -> dict[str, Any]:
+        return load_stats(capture)
+
+    def trace(
+        self,
+        directory: Path,
+        source: str,
+        *args: str,
+        options: tuple[str, ...] = (),
+        input: bytes | None = None,
+        timeout: float = 120,
+        name: str = "prog.py",
+    ) -> Traced:
+        """Write SOURCE to DIRECTORY/NAME; run `memtrace run OPTIONS -o NAME.mtrace NAME ARGS`."""
+        script = directory / name
+        script.write_text(source)
+        capture = directory / (Path(name).stem + ".mtrace")
+        proc = self.cli(
+            "run",
+            *options,
+            "-o",
+            str(capture),
+            "--force",
+            name,
+            *args,
+            cwd=directory,
+            input=input,
+            timeout=timeout,
+        )
+        return Traced(proc=proc, capture=capture, script=script, lines=marker_lines(source))
+
+
+@pytest.fixture(scope="session")
+def mt(cbuild: CBuild) -> Memtrace:
+    """The helper that runs traced and untraced real processes."""
+    return Memtrace(cbuild)
