@@ -1,0 +1,57 @@
+"""`memtrace run`: run a program under the tracer and record a capture file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from memtrace_core.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `run` subcommand."""
+    parser = subparsers.add_parser(
+        "run",
+        help="run a program and record its allocations to a capture file",
+        description="Run a Python program under the tracer and record a capture file. "
+        "The program keeps its arguments, input, output and exit status.",
+    )
+    parser.add_argument("-o", "--output", metavar="FILE", help="capture file to write")
+    parser.add_argument("-f", "--force", action="store_true", help="overwrite the output file")
+    from memtrace_core.tracer.runner import add_program_arguments
+
+    add_program_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def default_output(program_target: str, module: bool) -> str:
+    """`memtrace-<script>.<pid>.mtrace` in the current directory."""
+    stem = program_target if module else os.path.splitext(os.path.basename(program_target))[0]
+    return f"memtrace-{stem}.{os.getpid()}.mtrace"
+
+
+def open_output(path: str, force: bool) -> int:
+    """Open the capture file for writing; refuse to overwrite without --force."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        return os.open(path, flags, 0o644)
+    except FileExistsError:
+        raise UserError(f"output file {path} exists; use --force to overwrite it") from None
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Trace the program in this process; never returns normally (SystemExit)."""
+    from memtrace_core.tracer import runner
+
+    program = runner.program_from_args(args)
+    program.check()
+    output = args.output
+    if output is None:
+        output = default_output(program.target, program.module)
+        print(f"memtrace: writing capture to {output}", file=sys.stderr)
+    fd = open_output(output, args.force)
+    runner.run(program, fd, args.native, args.trace_python_allocators)
+    return 0

@@ -1,0 +1,96 @@
+# cython: language_level=3
+"""Python face of the C tracer: start/stop tracing of this process into a file descriptor.
+
+Everything on the allocation path is C (hooks.c, recorder.c, pystack.c); this module only
+starts and stops it, with the GIL held.
+"""
+
+cdef extern from "hooks.h" nogil:
+    int mt_hooks_init()
+    int mt_hooks_install()
+    void mt_hooks_uninstall()
+    void mt_pymem_install()
+    void mt_pymem_uninstall()
+    void (*mt_on_exit)(int status)
+
+cdef extern from "pystack.h":
+    void mt_set_root_code(void *code)
+
+cdef extern from "recorder.h" nogil:
+    int mt_tracking
+    int mt_recorder_start(int fd, int native, const char *header, size_t header_len)
+    void mt_recorder_stop(int exit_code, int has_code)
+    int mt_recorder_failed()
+    void mt_set_thread_name(long os_tid, const char *name)
+
+
+class TracerError(RuntimeError):
+    """The tracer could not start (already running, out of memory, symbols missing)."""
+
+
+cdef void _stop_at_exit(int status) noexcept nogil:
+    mt_recorder_stop(status, 1)
+
+
+def start(int fd, bint native, bint python_allocators, bytes header) -> int:
+    """Start tracing into fd (the stream's magic and HEADER record are written first).
+
+    Returns the number of relocation slots patched.
+    """
+    if mt_hooks_init() != 0:
+        raise TracerError("could not resolve the allocator functions")
+    rc = mt_recorder_start(fd, native, header, len(header))
+    if rc == -1:
+        raise TracerError("memtrace is already tracing this process")
+    if rc != 0:
+        raise TracerError(f"could not start the recorder (code {rc})")
+    global mt_on_exit
+    mt_on_exit = _stop_at_exit
+    patched = mt_hooks_install()
+    if python_allocators:
+        mt_pymem_install()
+    return patched
+
+
+def stop(exit_code=None) -> None:
+    """Stop tracing: write the trailer, flush, restore every hook."""
+    cdef int code
+    mt_pymem_uninstall()
+    with nogil:
+        mt_hooks_uninstall()
+    if exit_code is None:
+        with nogil:
+            mt_recorder_stop(0, 0)
+    else:
+        code = <int>int(exit_code)
+        with nogil:
+            mt_recorder_stop(code, 1)
+
+
+def active() -> bool:
+    """True while allocations are being recorded."""
+    return mt_tracking != 0
+
+
+def failed() -> bool:
+    """True when the reader went away and tracing stopped by itself."""
+    return mt_recorder_failed() != 0
+
+
+def set_thread_name(long native_id, str name) -> None:
+    """Record a thread's Python name (threads are keyed by their OS id)."""
+    data = name.encode("utf-8", "replace")[:63]
+    mt_set_thread_name(native_id, data)
+
+
+def set_root_code(code) -> None:
+    """Hide the frames of memtrace's runner: the stack stops at this code object.
+
+    The code object is kept alive by this module so its address is never reused.
+    """
+    global _root_code
+    _root_code = code
+    mt_set_root_code(<void *>code)
+
+
+_root_code = None

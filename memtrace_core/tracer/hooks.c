@@ -1,0 +1,414 @@
+/* GOT/PLT patching and the hook functions (see hooks.h). */
+#define _GNU_SOURCE
+#include <Python.h>
+
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <malloc.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "hooks.h"
+#include "recorder.h"
+
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+typedef void *(*malloc_fn)(size_t);
+typedef void *(*calloc_fn)(size_t, size_t);
+typedef void *(*realloc_fn)(void *, size_t);
+typedef void *(*reallocarray_fn)(void *, size_t, size_t);
+typedef void (*free_fn)(void *);
+typedef int (*posix_memalign_fn)(void **, size_t, size_t);
+typedef void *(*aligned_alloc_fn)(size_t, size_t);
+typedef void *(*valloc_fn)(size_t);
+typedef void *(*mmap_fn)(void *, size_t, int, int, int, off_t);
+typedef int (*munmap_fn)(void *, size_t);
+typedef void *(*dlopen_fn)(const char *, int);
+typedef int (*dlclose_fn)(void *);
+typedef void (*exit_fn)(int);
+
+static malloc_fn real_malloc;
+static calloc_fn real_calloc;
+static realloc_fn real_realloc;
+static reallocarray_fn real_reallocarray;
+static free_fn real_free;
+static posix_memalign_fn real_posix_memalign;
+static aligned_alloc_fn real_aligned_alloc;
+static aligned_alloc_fn real_memalign;
+static valloc_fn real_valloc;
+static valloc_fn real_pvalloc;
+static mmap_fn real_mmap;
+static mmap_fn real_mmap64;
+static munmap_fn real_munmap;
+static dlopen_fn real_dlopen;
+static dlclose_fn real_dlclose;
+static exit_fn real__exit;
+
+void (*mt_on_exit)(int status) = NULL;
+
+/* ---- hooks -------------------------------------------------------------------------- */
+
+#define TRACE_OK (LIKELY(!mt_tracking) || mt_guard)
+
+static void *hook_malloc(size_t size) {
+    void *p = real_malloc(size);
+    if (TRACE_OK) return p;
+    if (p) mt_record_alloc(p, size, MT_MALLOC);
+    return p;
+}
+
+static void *hook_calloc(size_t n, size_t size) {
+    void *p = real_calloc(n, size);
+    if (TRACE_OK) return p;
+    if (p) mt_record_alloc(p, n * size, MT_CALLOC);
+    return p;
+}
+
+static void hook_free(void *p) {
+    if (p && !TRACE_OK) mt_record_free(p, 0, MT_FREE);
+    real_free(p);
+}
+
+/* realloc: the old block is recorded as freed *before* the call, so no other thread can be
+ * handed that address and record it ahead of our free. A failed realloc (old block kept)
+ * re-records the old block with its usable size: the one place a figure can be inexact, and
+ * only when memory ran out. */
+static void *realloc_common(void *old, size_t size, void *(*call)(void *, size_t, size_t),
+                            size_t a, size_t b, int allocator) {
+    if (TRACE_OK) return call(old, a, b);
+    if (old) mt_record_free(old, 0, allocator);
+    void *p = call(old, a, b);
+    if (p) {
+        mt_record_alloc(p, size, allocator);
+    } else if (old && size != 0) {
+        mt_record_alloc(old, malloc_usable_size(old), allocator);
+    }
+    return p;
+}
+
+static void *call_realloc(void *p, size_t a, size_t b) { (void)b; return real_realloc(p, a); }
+static void *call_reallocarray(void *p, size_t a, size_t b) { return real_reallocarray(p, a, b); }
+
+static void *hook_realloc(void *old, size_t size) {
+    return realloc_common(old, size, call_realloc, size, 0, MT_REALLOC);
+}
+
+static void *hook_reallocarray(void *old, size_t n, size_t size) {
+    return realloc_common(old, n * size, call_reallocarray, n, size, MT_REALLOCARRAY);
+}
+
+static int hook_posix_memalign(void **out, size_t align, size_t size) {
+    int rc = real_posix_memalign(out, align, size);
+    if (TRACE_OK) return rc;
+    if (rc == 0 && *out) mt_record_alloc(*out, size, MT_POSIX_MEMALIGN);
+    return rc;
+}
+
+static void *hook_aligned_alloc(size_t align, size_t size) {
+    void *p = real_aligned_alloc(align, size);
+    if (TRACE_OK) return p;
+    if (p) mt_record_alloc(p, size, MT_ALIGNED_ALLOC);
+    return p;
+}
+
+static void *hook_memalign(size_t align, size_t size) {
+    void *p = real_memalign(align, size);
+    if (TRACE_OK) return p;
+    if (p) mt_record_alloc(p, size, MT_MEMALIGN);
+    return p;
+}
+
+static void *hook_valloc(size_t size) {
+    void *p = real_valloc(size);
+    if (TRACE_OK) return p;
+    if (p) mt_record_alloc(p, size, MT_VALLOC);
+    return p;
+}
+
+static void *hook_pvalloc(size_t size) {
+    void *p = real_pvalloc(size);
+    if (TRACE_OK) return p;
+    if (p) mt_record_alloc(p, size, MT_PVALLOC);
+    return p;
+}
+
+static void *mmap_common(mmap_fn real, void *addr, size_t len, int prot, int flags, int fd,
+                         off_t off) {
+    if (TRACE_OK) return real(addr, len, prot, flags, fd, off);
+    /* MAP_FIXED replaces whatever was mapped there: that range is unmapped first. */
+    if ((flags & MAP_FIXED) && addr) mt_record_free(addr, len, MT_MUNMAP);
+    void *p = real(addr, len, prot, flags, fd, off);
+    if (p != MAP_FAILED) mt_record_alloc(p, len, MT_MMAP);
+    return p;
+}
+
+static void *hook_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+    return mmap_common(real_mmap, addr, len, prot, flags, fd, off);
+}
+
+static void *hook_mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+    return mmap_common(real_mmap64, addr, len, prot, flags, fd, off);
+}
+
+static int hook_munmap(void *addr, size_t len) {
+    if (!TRACE_OK) mt_record_free(addr, len, MT_MUNMAP);
+    return real_munmap(addr, len);
+}
+
+static void *hook_dlopen(const char *file, int flags) {
+    void *h = real_dlopen(file, flags);
+    if (h && !TRACE_OK) {
+        int saved = mt_guard;
+        mt_guard = 1;
+        mt_hooks_install();
+        mt_guard = saved;
+        mt_record_maps();
+    }
+    return h;
+}
+
+static int hook_dlclose(void *h) {
+    int rc = real_dlclose(h);
+    if (!TRACE_OK) mt_record_maps();
+    return rc;
+}
+
+static void hook__exit(int status) {
+    if (mt_tracking && mt_on_exit) mt_on_exit(status);
+    real__exit(status);
+}
+
+/* ---- the table of patched symbols --------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    void *hook;
+    void **real;
+} hook_def;
+
+static hook_def HOOKS[] = {
+    {"malloc", (void *)hook_malloc, (void **)&real_malloc},
+    {"calloc", (void *)hook_calloc, (void **)&real_calloc},
+    {"realloc", (void *)hook_realloc, (void **)&real_realloc},
+    {"reallocarray", (void *)hook_reallocarray, (void **)&real_reallocarray},
+    {"free", (void *)hook_free, (void **)&real_free},
+    {"posix_memalign", (void *)hook_posix_memalign, (void **)&real_posix_memalign},
+    {"aligned_alloc", (void *)hook_aligned_alloc, (void **)&real_aligned_alloc},
+    {"memalign", (void *)hook_memalign, (void **)&real_memalign},
+    {"valloc", (void *)hook_valloc, (void **)&real_valloc},
+    {"pvalloc", (void *)hook_pvalloc, (void **)&real_pvalloc},
+    {"mmap", (void *)hook_mmap, (void **)&real_mmap},
+    {"mmap64", (void *)hook_mmap64, (void **)&real_mmap64},
+    {"munmap", (void *)hook_munmap, (void **)&real_munmap},
+    {"dlopen", (void *)hook_dlopen, (void **)&real_dlopen},
+    {"dlclose", (void *)hook_dlclose, (void **)&real_dlclose},
+    {"_exit", (void *)hook__exit, (void **)&real__exit},
+};
+#define N_HOOKS (sizeof HOOKS / sizeof HOOKS[0])
+
+static pthread_mutex_t g_hooks_lock = PTHREAD_MUTEX_INITIALIZER;
+static uintptr_t g_self_base;
+static int g_initialized;
+
+int mt_hooks_init(void) {
+    if (g_initialized) return 0;
+    for (size_t i = 0; i < N_HOOKS; i++) {
+        *HOOKS[i].real = dlsym(RTLD_DEFAULT, HOOKS[i].name);
+        if (*HOOKS[i].real == NULL) return -1;
+    }
+    Dl_info info;
+    if (dladdr((void *)&hook_malloc, &info)) g_self_base = (uintptr_t)info.dli_fbase;
+    g_initialized = 1;
+    return 0;
+}
+
+static int is_hook_name(const char *name, size_t *index) {
+    if (name[0] != 'm' && name[0] != 'c' && name[0] != 'r' && name[0] != 'f' && name[0] != 'p' &&
+        name[0] != 'a' && name[0] != 'v' && name[0] != 'd' && name[0] != '_')
+        return 0;
+    for (size_t i = 0; i < N_HOOKS; i++) {
+        if (strcmp(name, HOOKS[i].name) == 0) {
+            *index = i;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    int install; /* 1: point slots at hooks; 0: point them back at the real functions */
+    int patched;
+} patch_ctx;
+
+static void write_slot(uintptr_t slot, void *value, uintptr_t relro_lo, uintptr_t relro_hi) {
+    void **p = (void **)slot;
+    if (*p == value) return;
+    int in_relro = slot >= relro_lo && slot < relro_hi;
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t start = slot & ~(uintptr_t)(page - 1);
+    if (in_relro && mprotect((void *)start, (size_t)page, PROT_READ | PROT_WRITE) != 0) return;
+    __atomic_store_n(p, value, __ATOMIC_RELEASE);
+    if (in_relro) mprotect((void *)start, (size_t)page, PROT_READ);
+}
+
+static void patch_relocs(const ElfW(Rela) *rela, size_t count, const ElfW(Sym) *symtab,
+                         const char *strtab, ElfW(Addr) base, patch_ctx *ctx, uintptr_t relro_lo,
+                         uintptr_t relro_hi) {
+    for (size_t i = 0; i < count; i++) {
+        unsigned type = ELF64_R_TYPE(rela[i].r_info);
+        if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) continue;
+        unsigned symidx = ELF64_R_SYM(rela[i].r_info);
+        if (symidx == 0) continue;
+        const char *name = strtab + symtab[symidx].st_name;
+        size_t h;
+        if (!is_hook_name(name, &h)) continue;
+        uintptr_t slot = base + rela[i].r_offset;
+        void *current = *(void **)slot;
+        if (ctx->install) {
+            if (current != HOOKS[h].hook) {
+                write_slot(slot, HOOKS[h].hook, relro_lo, relro_hi);
+                ctx->patched++;
+            }
+        } else if (current == HOOKS[h].hook) {
+            write_slot(slot, *HOOKS[h].real, relro_lo, relro_hi);
+            ctx->patched++;
+        }
+    }
+}
+
+static inline uintptr_t dyn_ptr(ElfW(Addr) base, ElfW(Addr) value) {
+    /* glibc relocates most d_ptr entries in memory; some objects keep them relative. */
+    return value < base ? base + value : value;
+}
+
+static int patch_object(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    patch_ctx *ctx = data;
+    const char *name = info->dlpi_name ? info->dlpi_name : "";
+    if (info->dlpi_addr == g_self_base && g_self_base != 0) return 0;
+    if (strstr(name, "linux-vdso") || strstr(name, "ld-linux") || strstr(name, "/ld-") ||
+        strstr(name, "linux-gate"))
+        return 0;
+    const ElfW(Dyn) *dyn = NULL;
+    uintptr_t relro_lo = 0, relro_hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_DYNAMIC) dyn = (const ElfW(Dyn) *)(info->dlpi_addr + ph->p_vaddr);
+        if (ph->p_type == PT_GNU_RELRO) {
+            long page = sysconf(_SC_PAGESIZE);
+            relro_lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(page - 1);
+            relro_hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+        }
+    }
+    if (!dyn) return 0;
+    const ElfW(Sym) *symtab = NULL;
+    const char *strtab = NULL;
+    const ElfW(Rela) *jmprel = NULL, *rela = NULL;
+    size_t jmprel_size = 0, rela_size = 0;
+    for (; dyn->d_tag != DT_NULL; dyn++) {
+        switch (dyn->d_tag) {
+        case DT_SYMTAB: symtab = (const ElfW(Sym) *)dyn_ptr(info->dlpi_addr, dyn->d_un.d_ptr); break;
+        case DT_STRTAB: strtab = (const char *)dyn_ptr(info->dlpi_addr, dyn->d_un.d_ptr); break;
+        case DT_JMPREL: jmprel = (const ElfW(Rela) *)dyn_ptr(info->dlpi_addr, dyn->d_un.d_ptr); break;
+        case DT_PLTRELSZ: jmprel_size = dyn->d_un.d_val; break;
+        case DT_RELA: rela = (const ElfW(Rela) *)dyn_ptr(info->dlpi_addr, dyn->d_un.d_ptr); break;
+        case DT_RELASZ: rela_size = dyn->d_un.d_val; break;
+        default: break;
+        }
+    }
+    if (!symtab || !strtab) return 0;
+    if (jmprel)
+        patch_relocs(jmprel, jmprel_size / sizeof(ElfW(Rela)), symtab, strtab, info->dlpi_addr, ctx,
+                     relro_lo, relro_hi);
+    if (rela)
+        patch_relocs(rela, rela_size / sizeof(ElfW(Rela)), symtab, strtab, info->dlpi_addr, ctx,
+                     relro_lo, relro_hi);
+    return 0;
+}
+
+int mt_hooks_install(void) {
+    patch_ctx ctx = {1, 0};
+    pthread_mutex_lock(&g_hooks_lock);
+    dl_iterate_phdr(patch_object, &ctx);
+    pthread_mutex_unlock(&g_hooks_lock);
+    return ctx.patched;
+}
+
+void mt_hooks_uninstall(void) {
+    int saved = mt_guard;
+    mt_guard = 1;
+    patch_ctx ctx = {0, 0};
+    pthread_mutex_lock(&g_hooks_lock);
+    dl_iterate_phdr(patch_object, &ctx);
+    pthread_mutex_unlock(&g_hooks_lock);
+    mt_guard = saved;
+}
+
+/* ---- Python allocator domains ------------------------------------------------------- */
+
+static PyMemAllocatorEx g_orig_mem, g_orig_obj;
+static int g_pymem_installed;
+
+static void *pm_malloc(void *ctx, size_t n) {
+    PyMemAllocatorEx *a = ctx;
+    if (TRACE_OK) return a->malloc(a->ctx, n);
+    mt_guard = 1;
+    void *p = a->malloc(a->ctx, n);
+    mt_guard = 0;
+    if (p) mt_record_alloc(p, n, MT_PYMALLOC_MALLOC);
+    return p;
+}
+
+static void *pm_calloc(void *ctx, size_t n, size_t size) {
+    PyMemAllocatorEx *a = ctx;
+    if (TRACE_OK) return a->calloc(a->ctx, n, size);
+    mt_guard = 1;
+    void *p = a->calloc(a->ctx, n, size);
+    mt_guard = 0;
+    if (p) mt_record_alloc(p, n * size, MT_PYMALLOC_CALLOC);
+    return p;
+}
+
+static void *pm_realloc(void *ctx, void *old, size_t n) {
+    PyMemAllocatorEx *a = ctx;
+    if (TRACE_OK) return a->realloc(a->ctx, old, n);
+    if (old) mt_record_free(old, 0, MT_PYMALLOC_REALLOC);
+    mt_guard = 1;
+    void *p = a->realloc(a->ctx, old, n);
+    mt_guard = 0;
+    if (p) mt_record_alloc(p, n, MT_PYMALLOC_REALLOC);
+    return p;
+}
+
+static void pm_free(void *ctx, void *p) {
+    PyMemAllocatorEx *a = ctx;
+    if (p && !TRACE_OK) mt_record_free(p, 0, MT_PYMALLOC_FREE);
+    int saved = mt_guard;
+    mt_guard = 1;
+    a->free(a->ctx, p);
+    mt_guard = saved;
+}
+
+void mt_pymem_install(void) {
+    if (g_pymem_installed) return;
+    PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &g_orig_mem);
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &g_orig_obj);
+    PyMemAllocatorEx mem = {&g_orig_mem, pm_malloc, pm_calloc, pm_realloc, pm_free};
+    PyMemAllocatorEx obj = {&g_orig_obj, pm_malloc, pm_calloc, pm_realloc, pm_free};
+    PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &mem);
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &obj);
+    g_pymem_installed = 1;
+}
+
+void mt_pymem_uninstall(void) {
+    if (!g_pymem_installed) return;
+    PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &g_orig_mem);
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &g_orig_obj);
+    g_pymem_installed = 0;
+}

@@ -1,0 +1,118 @@
+/* Python frame-chain walking for CPython 3.11-3.13 (see pystack.h for why). */
+#define Py_BUILD_CORE 1
+#include <Python.h>
+#include "internal/pycore_frame.h"
+
+#include "pystack.h"
+
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
+#error "memtrace's tracer supports CPython 3.11 to 3.13"
+#endif
+
+static inline PyCodeObject *frame_code(_PyInterpreterFrame *f) {
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *exe = f->f_executable;
+    if (exe == NULL || !PyCode_Check(exe)) return NULL;
+    return (PyCodeObject *)exe;
+#else
+    return f->f_code;
+#endif
+}
+
+static inline _PyInterpreterFrame *current_frame(PyThreadState *ts) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return ts->current_frame;
+#else
+    return ts->cframe ? ts->cframe->current_frame : NULL;
+#endif
+}
+
+static void *g_root_code;
+
+void mt_set_root_code(void *code) { g_root_code = code; }
+
+int mt_capture_python(mt_pyframe *frames, int max) {
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    if (ts == NULL) return 0;
+    _PyInterpreterFrame *f = current_frame(ts);
+    int depth = 0;
+    while (f != NULL && depth < max) {
+#if PY_VERSION_HEX >= 0x030C0000
+        if (f->owner == FRAME_OWNED_BY_CSTACK) {
+            /* A shim frame: the Python frame just inside it was entered from C. */
+            if (depth > 0) frames[depth - 1].is_entry = 1;
+            f = f->previous;
+            continue;
+        }
+#endif
+        PyCodeObject *co = frame_code(f);
+        if ((void *)co == g_root_code && co != NULL) break;
+        if (co == NULL || _PyFrame_IsIncomplete(f)) {
+            f = f->previous;
+            continue;
+        }
+        frames[depth].code = co;
+        frames[depth].linetable = co->co_linetable;
+        frames[depth].lasti = _PyInterpreterFrame_LASTI(f);
+#if PY_VERSION_HEX >= 0x030C0000
+        frames[depth].is_entry = 0;
+#else
+        frames[depth].is_entry = f->is_entry ? 1 : 0;
+#endif
+        depth++;
+        f = f->previous;
+    }
+    return depth;
+}
+
+int mt_code_line(void *code, int32_t lasti) {
+    PyCodeObject *co = (PyCodeObject *)code;
+    if (lasti < 0) return co->co_firstlineno;
+    return PyCode_Addr2Line(co, lasti * (int)sizeof(_Py_CODEUNIT));
+}
+
+int mt_code_firstline(void *code) { return ((PyCodeObject *)code)->co_firstlineno; }
+
+/* UTF-8 of a str object from its canonical representation, without allocating. */
+static size_t unicode_utf8(PyObject *s, char *out, size_t cap) {
+    if (s == NULL || !PyUnicode_Check(s)) return 0;
+#if PY_VERSION_HEX < 0x030C0000
+    if (!PyUnicode_IS_READY(s)) return 0;
+#endif
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    size_t w = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+        if (ch < 0x80) {
+            if (w + 1 > cap) break;
+            out[w++] = (char)ch;
+        } else if (ch < 0x800) {
+            if (w + 2 > cap) break;
+            out[w++] = (char)(0xC0 | (ch >> 6));
+            out[w++] = (char)(0x80 | (ch & 0x3F));
+        } else if (ch < 0x10000) {
+            if (ch >= 0xD800 && ch <= 0xDFFF) ch = 0xFFFD; /* lone surrogate */
+            if (w + 3 > cap) break;
+            out[w++] = (char)(0xE0 | (ch >> 12));
+            out[w++] = (char)(0x80 | ((ch >> 6) & 0x3F));
+            out[w++] = (char)(0x80 | (ch & 0x3F));
+        } else {
+            if (w + 4 > cap) break;
+            out[w++] = (char)(0xF0 | (ch >> 18));
+            out[w++] = (char)(0x80 | ((ch >> 12) & 0x3F));
+            out[w++] = (char)(0x80 | ((ch >> 6) & 0x3F));
+            out[w++] = (char)(0x80 | (ch & 0x3F));
+        }
+    }
+    return w;
+}
+
+size_t mt_code_qualname(void *code, char *out, size_t cap) {
+    return unicode_utf8(((PyCodeObject *)code)->co_qualname, out, cap);
+}
+
+size_t mt_code_filename(void *code, char *out, size_t cap) {
+    return unicode_utf8(((PyCodeObject *)code)->co_filename, out, cap);
+}

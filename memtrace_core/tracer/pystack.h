@@ -1,0 +1,39 @@
+/* Python stacks read from the interpreter's frame chain at allocation time.
+ *
+ * Why this design (issue 2, item 7): reading the current thread's _PyInterpreterFrame chain
+ * costs nothing per Python call and O(depth) per traced allocation, while a shadow stack kept
+ * by a profile hook costs on every call, including the many calls that never allocate through
+ * malloc (pymalloc serves small objects). The chain of the *current* thread is only changed by
+ * that thread, which is inside our hook, so it is stable without the GIL. Frame objects are
+ * never created; strings are read from the code object's compact unicode data. */
+#ifndef MEMTRACE_PYSTACK_H
+#define MEMTRACE_PYSTACK_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define MT_MAX_PY_DEPTH 512
+
+typedef struct {
+    void *code;       /* PyCodeObject*, borrowed: alive while its frame is on the stack */
+    void *linetable;  /* co_linetable, part of the code's identity (addresses get reused) */
+    int32_t lasti;    /* instruction index in the code */
+    int32_t is_entry; /* first frame run by one C call of the evaluation loop */
+} mt_pyframe;
+
+/* Fill frames innermost first; returns the depth (0 when the thread runs no Python). */
+int mt_capture_python(mt_pyframe *frames, int max);
+
+/* Frames from this code object outwards are memtrace's own runner: never reported. */
+void mt_set_root_code(void *code);
+
+/* Line number of an instruction index. */
+int mt_code_line(void *code, int32_t lasti);
+int mt_code_firstline(void *code);
+
+/* Write a code object's qualified name / filename as UTF-8 into out (at most cap bytes);
+ * returns the length written. Never allocates. */
+size_t mt_code_qualname(void *code, char *out, size_t cap);
+size_t mt_code_filename(void *code, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,645 @@
+/* The recorder (see recorder.h): interning, encoding, buffering and the writer thread. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include "hooks.h"
+#include "mpack.h"
+#include "pystack.h"
+#include "recorder.h"
+#include "table.h"
+
+#define MT_BUF_CAP (1u << 20)
+#define MT_MAX_NATIVE 128
+#define MT_TICK_BUSY_NS 10000000ULL   /* a TICK every 10 ms while records flow */
+#define MT_TICK_IDLE_NS 100000000ULL  /* and every 100 ms when idle */
+#define MT_MAX_NAMED 1024
+
+volatile int mt_tracking = 0;
+__thread int mt_guard __attribute__((tls_model("initial-exec"))) = 0;
+static __thread uint32_t t_thread __attribute__((tls_model("initial-exec"))) = 0;
+static __thread uint32_t t_thread_gen __attribute__((tls_model("initial-exec"))) = 0;
+
+typedef struct {
+    uint8_t *data;
+    size_t len, cap;
+} mt_buf;
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_wake = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t g_space = PTHREAD_COND_INITIALIZER;
+static mt_buf g_active, g_spare;
+static int g_spare_busy, g_fd = -1, g_native, g_stop_requested, g_failed, g_running;
+static pthread_t g_writer;
+static uint64_t g_start_ns, g_last_tick_ns, g_records_since_tick;
+static int g_statm_fd = -1;
+static uint32_t g_generation;
+static mt_table g_codes, g_pynodes, g_natnodes;
+static uint32_t g_next_code, g_next_pynode, g_next_natnode, g_next_thread;
+static uintptr_t g_self_lo, g_self_hi;
+static char g_exe[4096];
+static char g_strbuf[2][8192];
+static int g_atfork_registered;
+
+static struct {
+    long tid;
+    uint32_t index; /* 0 until the thread first allocates */
+    uint32_t gen;
+    char name[64];
+} g_names[MT_MAX_NAMED];
+static int g_n_names;
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- buffer ------------------------------------------------------------------------- */
+
+/* Room for n bytes in the active buffer (lock held); NULL once tracing ended. Hands a full
+ * buffer to the writer and waits while the writer still holds the other one: records are
+ * never dropped while the reader keeps up, and back-pressure reaches the program instead. */
+static uint8_t *reserve(size_t n) {
+    for (;;) {
+        if (!g_running || g_failed) return NULL;
+        if (g_active.len + n <= g_active.cap) return g_active.data + g_active.len;
+        if (g_active.len == 0) {
+            uint8_t *bigger = realloc(g_active.data, n);
+            if (!bigger) return NULL;
+            g_active.data = bigger;
+            g_active.cap = n;
+            return g_active.data;
+        }
+        if (!g_spare_busy) {
+            mt_buf t = g_active;
+            g_active = g_spare;
+            g_spare = t;
+            g_spare_busy = 1;
+            pthread_cond_signal(&g_wake);
+            continue;
+        }
+        pthread_cond_wait(&g_space, &g_lock);
+    }
+}
+
+static inline void commit(uint8_t *end) {
+    g_active.len = (size_t)(end - g_active.data);
+    g_records_since_tick++;
+}
+
+/* ---- records ------------------------------------------------------------------------ */
+
+static uint32_t intern_code_locked(void *code, void *linetable) {
+    int first = mt_code_firstline(code);
+    uint32_t id = mt_table_get(&g_codes, (uintptr_t)code, (uintptr_t)linetable, (uint32_t)first);
+    if (id) return id;
+    id = ++g_next_code;
+    if (mt_table_put(&g_codes, (uintptr_t)code, (uintptr_t)linetable, (uint32_t)first, id) < 0)
+        return 0;
+    size_t nlen = mt_code_qualname(code, g_strbuf[0], sizeof g_strbuf[0]);
+    size_t flen = mt_code_filename(code, g_strbuf[1], sizeof g_strbuf[1]);
+    uint8_t *p = reserve(32 + nlen + flen);
+    if (!p) return id;
+    p = mp_array(p, 5);
+    p = mp_uint(p, 1);
+    p = mp_uint(p, id);
+    p = mp_str(p, g_strbuf[0], (uint32_t)nlen);
+    p = mp_str(p, g_strbuf[1], (uint32_t)flen);
+    p = mp_int(p, first);
+    commit(p);
+    return id;
+}
+
+static uint32_t intern_python_locked(const mt_pyframe *fr, int depth) {
+    uint32_t node = 0;
+    for (int i = depth - 1; i >= 0; i--) {
+        uint64_t a = ((uint64_t)node << 32) | (uint32_t)(fr[i].lasti * 2 + fr[i].is_entry);
+        uint32_t id = mt_table_get(&g_pynodes, a, (uintptr_t)fr[i].code, (uintptr_t)fr[i].linetable);
+        if (!id) {
+            uint32_t code_id = intern_code_locked(fr[i].code, fr[i].linetable);
+            id = ++g_next_pynode;
+            if (mt_table_put(&g_pynodes, a, (uintptr_t)fr[i].code, (uintptr_t)fr[i].linetable, id) < 0)
+                return node;
+            uint8_t *p = reserve(40);
+            if (!p) return id;
+            p = mp_array(p, 6);
+            p = mp_uint(p, 2);
+            p = mp_uint(p, id);
+            p = mp_uint(p, node);
+            p = mp_uint(p, code_id);
+            p = mp_int(p, mt_code_line(fr[i].code, fr[i].lasti));
+            p = mp_bool(p, fr[i].is_entry);
+            commit(p);
+        }
+        node = id;
+    }
+    return node;
+}
+
+static uint32_t intern_native_locked(const uintptr_t *ips, int n) {
+    uint32_t node = 0;
+    for (int i = n - 1; i >= 0; i--) {
+        uint32_t id = mt_table_get(&g_natnodes, node, ips[i], 0);
+        if (!id) {
+            id = ++g_next_natnode;
+            if (mt_table_put(&g_natnodes, node, ips[i], 0, id) < 0) return node;
+            uint8_t *p = reserve(32);
+            if (!p) return id;
+            p = mp_array(p, 4);
+            p = mp_uint(p, 3);
+            p = mp_uint(p, id);
+            p = mp_uint(p, node);
+            p = mp_uint(p, ips[i]);
+            commit(p);
+        }
+        node = id;
+    }
+    return node;
+}
+
+static void emit_thread_locked(uint32_t index, long tid, const char *name) {
+    size_t len = strnlen(name, 63);
+    uint8_t *p = reserve(32 + len);
+    if (!p) return;
+    p = mp_array(p, 4);
+    p = mp_uint(p, 6);
+    p = mp_uint(p, index);
+    p = mp_uint(p, (uint64_t)tid);
+    p = mp_str(p, name, (uint32_t)len);
+    commit(p);
+}
+
+static int find_name(long tid) {
+    for (int i = 0; i < g_n_names; i++)
+        if (g_names[i].tid == tid) return i;
+    return -1;
+}
+
+static uint32_t thread_index_locked(void) {
+    if (t_thread && t_thread_gen == g_generation) return t_thread;
+    t_thread = ++g_next_thread;
+    t_thread_gen = g_generation;
+    long tid = syscall(SYS_gettid);
+    int slot = find_name(tid);
+    if (slot < 0 || (g_names[slot].index && g_names[slot].gen == g_generation)) {
+        /* Unknown, or a recycled OS id: take the kernel's name for this thread. */
+        if (slot < 0 && g_n_names < MT_MAX_NAMED) slot = g_n_names++;
+        char name[64] = {0};
+        prctl(PR_GET_NAME, name, 0, 0, 0);
+        if (slot >= 0) {
+            g_names[slot].tid = tid;
+            memcpy(g_names[slot].name, name, sizeof name);
+        } else {
+            emit_thread_locked(t_thread, tid, name);
+            return t_thread;
+        }
+    }
+    g_names[slot].index = t_thread;
+    g_names[slot].gen = g_generation;
+    emit_thread_locked(t_thread, tid, g_names[slot].name);
+    return t_thread;
+}
+
+void mt_set_thread_name(long os_tid, const char *name) {
+    int saved = mt_guard;
+    mt_guard = 1;
+    pthread_mutex_lock(&g_lock);
+    int slot = find_name(os_tid);
+    if (slot < 0 && g_n_names < MT_MAX_NAMED) {
+        slot = g_n_names++;
+        g_names[slot].tid = os_tid;
+        g_names[slot].index = 0;
+    }
+    if (slot >= 0) {
+        strncpy(g_names[slot].name, name, 63);
+        g_names[slot].name[63] = 0;
+        if (g_running && g_names[slot].index && g_names[slot].gen == g_generation)
+            emit_thread_locked(g_names[slot].index, os_tid, g_names[slot].name);
+    }
+    pthread_mutex_unlock(&g_lock);
+    mt_guard = saved;
+}
+
+static int capture_native(uintptr_t *out, int max) {
+    void *buf[MT_MAX_NATIVE + 16];
+    int n = unw_backtrace(buf, MT_MAX_NATIVE + 16);
+    int i = 0;
+    while (i < n && (uintptr_t)buf[i] >= g_self_lo && (uintptr_t)buf[i] < g_self_hi) i++;
+    int k = 0;
+    for (; i < n && k < max; i++) out[k++] = (uintptr_t)buf[i];
+    return k;
+}
+
+void mt_record_alloc(void *addr, size_t size, int allocator) {
+    int saved_errno = errno;
+    mt_guard = 1;
+    mt_pyframe frames[MT_MAX_PY_DEPTH];
+    uintptr_t ips[MT_MAX_NATIVE];
+    int n_ips = g_native ? capture_native(ips, MT_MAX_NATIVE) : 0;
+    int depth = mt_capture_python(frames, MT_MAX_PY_DEPTH);
+    pthread_mutex_lock(&g_lock);
+    if (mt_tracking) {
+        uint32_t thread = thread_index_locked();
+        uint32_t py = intern_python_locked(frames, depth);
+        uint32_t nat = n_ips ? intern_native_locked(ips, n_ips) : 0;
+        uint8_t *p = reserve(48);
+        if (p) {
+            p = mp_array(p, 7);
+            p = mp_uint(p, 4);
+            p = mp_uint(p, thread);
+            p = mp_uint(p, (uint64_t)allocator);
+            p = mp_uint(p, (uintptr_t)addr);
+            p = mp_uint(p, size);
+            p = mp_uint(p, py);
+            p = mp_uint(p, nat);
+            commit(p);
+        }
+    }
+    pthread_mutex_unlock(&g_lock);
+    mt_guard = 0;
+    errno = saved_errno;
+}
+
+void mt_record_free(void *addr, size_t size, int allocator) {
+    int saved_errno = errno;
+    mt_guard = 1;
+    pthread_mutex_lock(&g_lock);
+    if (mt_tracking) {
+        uint32_t thread = thread_index_locked();
+        uint8_t *p = reserve(32);
+        if (p) {
+            p = mp_array(p, 5);
+            p = mp_uint(p, 5);
+            p = mp_uint(p, thread);
+            p = mp_uint(p, (uint64_t)allocator);
+            p = mp_uint(p, (uintptr_t)addr);
+            p = mp_uint(p, size);
+            commit(p);
+        }
+    }
+    pthread_mutex_unlock(&g_lock);
+    mt_guard = 0;
+    errno = saved_errno;
+}
+
+/* ---- memory maps -------------------------------------------------------------------- */
+
+typedef struct {
+    uint8_t *data;
+    size_t len, cap;
+    int count;
+} grow_buf;
+
+static uint8_t *grow(grow_buf *g, size_t n) {
+    if (g->len + n > g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 16384;
+        while (cap < g->len + n) cap *= 2;
+        uint8_t *d = realloc(g->data, cap);
+        if (!d) return NULL;
+        g->data = d;
+        g->cap = cap;
+    }
+    return g->data + g->len;
+}
+
+static int skip_object(const char *name) {
+    return strstr(name, "linux-vdso") != NULL || strstr(name, "linux-gate") != NULL;
+}
+
+static size_t build_id_hex(struct dl_phdr_info *info, char *out, size_t cap) {
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_NOTE) continue;
+        const uint8_t *p = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
+        const uint8_t *end = p + ph->p_memsz;
+        while (p + sizeof(ElfW(Nhdr)) <= end) {
+            const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)p;
+            const uint8_t *name = p + sizeof(ElfW(Nhdr));
+            const uint8_t *desc = name + ((nh->n_namesz + 3) & ~3u);
+            if (desc + nh->n_descsz > end) break;
+            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+                static const char hex[] = "0123456789abcdef";
+                size_t w = 0;
+                for (uint32_t k = 0; k < nh->n_descsz && w + 2 < cap; k++) {
+                    out[w++] = hex[desc[k] >> 4];
+                    out[w++] = hex[desc[k] & 15];
+                }
+                return w;
+            }
+            p = desc + ((nh->n_descsz + 3) & ~3u);
+        }
+    }
+    return 0;
+}
+
+static int maps_callback(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    grow_buf *g = data;
+    const char *name = info->dlpi_name ? info->dlpi_name : "";
+    if (skip_object(name)) return 0;
+    if (name[0] == 0) name = g_exe;
+    size_t nlen = strlen(name);
+    char bid[128];
+    size_t blen = build_id_hex(info, bid, sizeof bid);
+    int nload = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) nload += info->dlpi_phdr[i].p_type == PT_LOAD;
+    uint8_t *p = grow(g, 64 + nlen + blen + (size_t)nload * 40);
+    if (!p) return 1;
+    p = mp_array(p, 4);
+    p = mp_str(p, name, (uint32_t)nlen);
+    p = mp_uint(p, info->dlpi_addr);
+    p = blen ? mp_str(p, bid, (uint32_t)blen) : mp_nil(p);
+    p = mp_array(p, (uint32_t)nload);
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD) continue;
+        p = mp_array(p, 4);
+        p = mp_uint(p, ph->p_vaddr);
+        p = mp_uint(p, ph->p_memsz);
+        p = mp_uint(p, ph->p_flags);
+        p = mp_uint(p, ph->p_offset);
+    }
+    g->len = (size_t)(p - g->data);
+    g->count++;
+    return 0;
+}
+
+static void emit_maps_locked(void) {
+    grow_buf g = {0};
+    dl_iterate_phdr(maps_callback, &g);
+    uint8_t *p = reserve(16 + g.len);
+    if (p) {
+        p = mp_array(p, 2);
+        p = mp_uint(p, 7);
+        p = mp_array(p, (uint32_t)g.count);
+        memcpy(p, g.data, g.len);
+        commit(p + g.len);
+    }
+    free(g.data);
+}
+
+void mt_record_maps(void) {
+    int saved = mt_guard;
+    mt_guard = 1;
+    pthread_mutex_lock(&g_lock);
+    if (mt_tracking) emit_maps_locked();
+    pthread_mutex_unlock(&g_lock);
+    mt_guard = saved;
+}
+
+static int self_callback(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    uintptr_t base = (uintptr_t)data;
+    if (info->dlpi_addr != base) return 0;
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD) continue;
+        uintptr_t s = info->dlpi_addr + ph->p_vaddr;
+        if (s < lo) lo = s;
+        if (s + ph->p_memsz > hi) hi = s + ph->p_memsz;
+    }
+    g_self_lo = lo;
+    g_self_hi = hi;
+    return 1;
+}
+
+/* ---- writer thread ------------------------------------------------------------------ */
+
+static uint64_t read_rss(void) {
+    if (g_statm_fd < 0) return 0;
+    char buf[128];
+    ssize_t n = pread(g_statm_fd, buf, sizeof buf - 1, 0);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    char *p = buf;
+    while (*p && *p != ' ') p++;
+    uint64_t pages = strtoull(p, NULL, 10);
+    return pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void maybe_tick_locked(uint64_t now) {
+    uint64_t since = now - g_last_tick_ns;
+    if (since < MT_TICK_BUSY_NS || (g_records_since_tick == 0 && since < MT_TICK_IDLE_NS)) return;
+    uint8_t *p = reserve(32);
+    if (!p) return;
+    p = mp_array(p, 3);
+    p = mp_uint(p, 8);
+    p = mp_uint(p, (now - g_start_ns) / 1000);
+    p = mp_uint(p, read_rss());
+    commit(p);
+    g_last_tick_ns = now;
+    g_records_since_tick = 0;
+}
+
+static int write_all(int fd, const uint8_t *data, size_t len) {
+    while (len) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void *writer_main(void *arg) {
+    (void)arg;
+    mt_guard = 1;
+    int failed = 0;
+    pthread_mutex_lock(&g_lock);
+    for (;;) {
+        if (!g_spare_busy) {
+            if (!g_stop_requested) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 10000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&g_wake, &g_lock, &ts);
+            }
+            if (!g_stop_requested && mt_tracking) maybe_tick_locked(now_ns());
+            if (!g_spare_busy && g_active.len > 0) {
+                mt_buf t = g_active;
+                g_active = g_spare;
+                g_spare = t;
+                g_spare_busy = 1;
+            }
+        }
+        if (g_spare_busy) {
+            const uint8_t *data = g_spare.data;
+            size_t len = g_spare.len;
+            pthread_mutex_unlock(&g_lock);
+            int rc = write_all(g_fd, data, len);
+            pthread_mutex_lock(&g_lock);
+            g_spare.len = 0;
+            g_spare_busy = 0;
+            pthread_cond_broadcast(&g_space);
+            if (rc < 0) {
+                /* The reader is gone: stop tracing, the program runs on. */
+                g_failed = 1;
+                mt_tracking = 0;
+                g_active.len = 0;
+                pthread_cond_broadcast(&g_space);
+                failed = 1;
+                break;
+            }
+            continue;
+        }
+        if (g_stop_requested && g_active.len == 0) break;
+    }
+    pthread_mutex_unlock(&g_lock);
+    if (failed) mt_hooks_uninstall();
+    return NULL;
+}
+
+/* ---- fork --------------------------------------------------------------------------- */
+
+static void atfork_prepare(void) { pthread_mutex_lock(&g_lock); }
+static void atfork_parent(void) { pthread_mutex_unlock(&g_lock); }
+static void atfork_child(void) {
+    /* The child must never write into the parent's stream: tracing stops here, quietly. */
+    mt_tracking = 0;
+    pthread_mutex_init(&g_lock, NULL);
+    pthread_cond_init(&g_wake, NULL);
+    pthread_cond_init(&g_space, NULL);
+    if (g_running) {
+        if (g_fd >= 0) close(g_fd);
+        if (g_statm_fd >= 0) close(g_statm_fd);
+        g_fd = -1;
+        g_statm_fd = -1;
+        g_running = 0;
+        g_active.len = 0;
+        g_spare.len = 0;
+        g_spare_busy = 0;
+    }
+}
+
+/* ---- start / stop ------------------------------------------------------------------- */
+
+int mt_recorder_start(int fd, int native, const char *header, size_t header_len) {
+    int saved = mt_guard;
+    mt_guard = 1;
+    pthread_mutex_lock(&g_lock);
+    if (g_running) {
+        pthread_mutex_unlock(&g_lock);
+        mt_guard = saved;
+        return -1;
+    }
+    if (!g_atfork_registered) {
+        pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+        g_atfork_registered = 1;
+    }
+    mt_table_free(&g_codes);
+    mt_table_free(&g_pynodes);
+    mt_table_free(&g_natnodes);
+    if (mt_table_init(&g_codes, 4096) || mt_table_init(&g_pynodes, 65536) ||
+        mt_table_init(&g_natnodes, native ? 65536 : 1024)) {
+        pthread_mutex_unlock(&g_lock);
+        mt_guard = saved;
+        return -2;
+    }
+    g_next_code = g_next_pynode = g_next_natnode = g_next_thread = 0;
+    g_generation++;
+    for (int i = 0; i < g_n_names; i++) g_names[i].index = 0;
+    if (!g_active.data) {
+        g_active.data = malloc(MT_BUF_CAP);
+        g_active.cap = MT_BUF_CAP;
+    }
+    if (!g_spare.data) {
+        g_spare.data = malloc(MT_BUF_CAP);
+        g_spare.cap = MT_BUF_CAP;
+    }
+    g_active.len = g_spare.len = 0;
+    g_spare_busy = 0;
+    g_fd = fd;
+    g_native = native;
+    g_failed = 0;
+    g_stop_requested = 0;
+    g_start_ns = g_last_tick_ns = now_ns();
+    g_records_since_tick = 0;
+    g_statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    ssize_t n = readlink("/proc/self/exe", g_exe, sizeof g_exe - 1);
+    g_exe[n > 0 ? n : 0] = 0;
+    Dl_info info;
+    if (dladdr((void *)&mt_record_alloc, &info) && info.dli_fbase)
+        dl_iterate_phdr(self_callback, info.dli_fbase);
+    if (native) unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+    g_running = 1;
+    uint8_t *p = reserve(8 + header_len);
+    memcpy(p, "MEMTRACE", 8);
+    memcpy(p + 8, header, header_len);
+    commit(p + 8 + header_len);
+    emit_maps_locked();
+
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&g_writer, NULL, writer_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        g_running = 0;
+        pthread_mutex_unlock(&g_lock);
+        mt_guard = saved;
+        return -3;
+    }
+    mt_tracking = 1;
+    pthread_mutex_unlock(&g_lock);
+    mt_guard = saved;
+    return 0;
+}
+
+void mt_recorder_stop(int exit_code, int has_code) {
+    int saved = mt_guard;
+    mt_guard = 1;
+    pthread_mutex_lock(&g_lock);
+    if (!g_running) {
+        pthread_mutex_unlock(&g_lock);
+        mt_guard = saved;
+        return;
+    }
+    mt_tracking = 0;
+    if (!g_failed) {
+        uint8_t *p = reserve(32);
+        if (p) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            p = mp_array(p, 3);
+            p = mp_uint(p, 9);
+            p = mp_double(p, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+            p = has_code ? mp_int(p, exit_code) : mp_nil(p);
+            commit(p);
+        }
+    }
+    g_stop_requested = 1;
+    pthread_cond_signal(&g_wake);
+    pthread_mutex_unlock(&g_lock);
+    pthread_join(g_writer, NULL);
+    pthread_mutex_lock(&g_lock);
+    g_running = 0;
+    if (g_statm_fd >= 0) close(g_statm_fd);
+    g_statm_fd = -1;
+    pthread_mutex_unlock(&g_lock);
+    mt_guard = saved;
+}
+
+int mt_recorder_failed(void) { return g_failed; }

@@ -1,0 +1,39 @@
+/* The recorder: turns intercepted calls into wire-format records (docs/FORMAT.md).
+ *
+ * One lock orders every record (so a free is never seen after the reuse of its address),
+ * guards the interning tables and the active buffer; stacks are captured before taking it.
+ * A writer thread that never touches Python flushes full buffers to the output fd. */
+#ifndef MEMTRACE_RECORDER_H
+#define MEMTRACE_RECORDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum mt_allocator {
+    MT_MALLOC = 1, MT_CALLOC = 2, MT_REALLOC = 3, MT_POSIX_MEMALIGN = 4, MT_ALIGNED_ALLOC = 5,
+    MT_MEMALIGN = 6, MT_VALLOC = 7, MT_PVALLOC = 8, MT_MMAP = 9, MT_FREE = 10, MT_MUNMAP = 11,
+    MT_REALLOCARRAY = 12, MT_PYMALLOC_MALLOC = 13, MT_PYMALLOC_CALLOC = 14,
+    MT_PYMALLOC_REALLOC = 15, MT_PYMALLOC_FREE = 16,
+};
+
+/* Set while the tracer runs; hooks read it without the lock. */
+extern volatile int mt_tracking;
+
+/* Per-thread "inside the tracer" flag: initial-exec TLS, so reading it never allocates. */
+extern __thread int mt_guard __attribute__((tls_model("initial-exec")));
+
+/* Start recording to fd (header = pre-encoded HEADER record). 0 on success. */
+int mt_recorder_start(int fd, int native, const char *header, size_t header_len);
+/* Stop: write TRAILER, flush, join the writer. has_code=0 writes a nil exit code. */
+void mt_recorder_stop(int exit_code, int has_code);
+/* Whether the writer gave up (reader gone): the hooks have been removed. */
+int mt_recorder_failed(void);
+
+void mt_record_alloc(void *addr, size_t size, int allocator);
+void mt_record_free(void *addr, size_t size, int allocator);
+/* Re-send the memory maps (after dlopen/dlclose). */
+void mt_record_maps(void);
+/* Name a thread by its OS id (threads named from Python). */
+void mt_set_thread_name(long os_tid, const char *name);
+
+#endif
