@@ -1,0 +1,99 @@
+"""Persistent symbol cache: one msgpack file per build-id under
+$XDG_CACHE_HOME/memtrace/symbols (default ~/.cache/memtrace), mapping a file vaddr to
+its frames. Writers merge with what is on disk and write a temp file then rename, so
+concurrent writers never leave a torn file; a corrupt file is ignored and rebuilt."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import msgpack
+
+from ..frames import Frame, FrameKind
+
+VERSION = 1
+_KIND_CODE = {FrameKind.PYTHON: 0, FrameKind.NATIVE: 1, FrameKind.INLINE: 2,
+              FrameKind.UNRESOLVED: 3}
+_CODE_KIND = {v: k for k, v in _KIND_CODE.items()}
+_SAFE_ID = re.compile(r"^[0-9a-f]{2,128}$")
+
+Packed = list  # [[function, file, line, kind_code], ...] innermost first
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "memtrace"
+
+
+def pack_frames(frames: list[Frame]) -> Packed:
+    return [[f.function, f.file, f.line, _KIND_CODE[f.kind]] for f in frames]
+
+
+def unpack_frames(packed: Packed, module: str) -> list[Frame]:
+    return [Frame(fn, file, line, _CODE_KIND[k], module=module) for fn, file, line, k in packed]
+
+
+class SymbolCache:
+    """(build_id, vaddr) -> packed frames, loaded per build-id on first use."""
+
+    def __init__(self, cache_dir: Path | None = None):
+        self.dir = Path(cache_dir if cache_dir is not None else default_cache_dir()) / "symbols"
+        self._tables: dict[str, dict[int, Packed]] = {}
+        self._dirty: dict[str, dict[int, Packed]] = {}
+
+    def _file(self, build_id: str) -> Path:
+        return self.dir / f"{build_id}.v{VERSION}.msgpack"
+
+    def _read(self, build_id: str) -> dict[int, Packed]:
+        try:
+            data = self._file(build_id).read_bytes()
+            table = msgpack.unpackb(data, strict_map_key=False)
+            if not isinstance(table, dict):
+                return {}
+            return table
+        except (OSError, ValueError, msgpack.UnpackException, TypeError):
+            return {}  # missing or corrupt: rebuilt on the next flush
+
+    def get(self, build_id: str | None, vaddr: int) -> Packed | None:
+        if not build_id or not _SAFE_ID.match(build_id):
+            return None
+        table = self._tables.get(build_id)
+        if table is None:
+            table = self._tables[build_id] = self._read(build_id)
+        got = table.get(vaddr)
+        if got is not None and not isinstance(got, list):
+            return None
+        return got
+
+    def put(self, build_id: str | None, vaddr: int, packed: Packed) -> None:
+        if not build_id or not _SAFE_ID.match(build_id):
+            return
+        self._tables.setdefault(build_id, {})[vaddr] = packed
+        self._dirty.setdefault(build_id, {})[vaddr] = packed
+
+    def flush(self) -> None:
+        """Merge new entries into the files on disk (temp file + atomic rename)."""
+        if not self._dirty:
+            return
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            self._dirty.clear()
+            return
+        for build_id, new in self._dirty.items():
+            merged = self._read(build_id)
+            merged.update(new)
+            try:
+                fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{build_id}.", suffix=".tmp")
+                with os.fdopen(fd, "wb") as f:
+                    f.write(msgpack.packb(merged))
+                os.replace(tmp, self._file(build_id))
+            except OSError:
+                try:
+                    os.unlink(tmp)
+                except (OSError, UnboundLocalError):
+                    pass
+        self._dirty.clear()

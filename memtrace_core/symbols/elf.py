@@ -1,0 +1,331 @@
+"""ELF files for the symbolizer: build-ids, sections (decompressed), the debug file to
+read (build-id dir, .gnu_debuglink in gdb's order, MiniDebugInfo) and the symbol table.
+
+pyelftools gives the section structure; the section bytes are mapped or decompressed
+here because pyelftools knows neither zstd nor the separate-debug-file search.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import ctypes.util
+import lzma
+import mmap
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+
+DEBUG_ROOT = Path("/usr/lib/debug")
+SHF_COMPRESSED = 0x800
+SHT_NOBITS = 8
+ELFCOMPRESS_ZLIB = 1
+ELFCOMPRESS_ZSTD = 2
+STT_FUNC = 2
+STT_GNU_IFUNC = 10
+
+
+class ElfError(Exception):
+    """Not an ELF file we can read."""
+
+
+def read_build_id(path: str | os.PathLike) -> str | None:
+    """The NT_GNU_BUILD_ID of a file as lowercase hex, read from its program headers."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if len(head) < 64 or head[:4] != b"\x7fELF":
+            raise ElfError(f"{path}: not an ELF file")
+        is64, little = head[4] == 2, head[5] == 1
+        end = "<" if little else ">"
+        if is64:
+            phoff, = struct.unpack_from(end + "Q", head, 32)
+            phentsize, phnum = struct.unpack_from(end + "HH", head, 54)
+            shoff, = struct.unpack_from(end + "Q", head, 40)
+        else:
+            phoff, = struct.unpack_from(end + "I", head, 28)
+            phentsize, phnum = struct.unpack_from(end + "HH", head, 42)
+            shoff, = struct.unpack_from(end + "I", head, 32)
+        f.seek(phoff)
+        ph = f.read(phentsize * phnum)
+        notes = []
+        for i in range(phnum):
+            if is64:
+                p_type, _, p_offset, _, _, p_filesz = struct.unpack_from(
+                    end + "IIQQQQ", ph, i * phentsize)
+            else:
+                p_type, p_offset, _, _, p_filesz = struct.unpack_from(
+                    end + "IIIII", ph, i * phentsize)
+            if p_type == 4:  # PT_NOTE
+                notes.append((p_offset, p_filesz))
+        if not notes:  # debug files: notes only as sections
+            return _build_id_from_sections(path)
+        for off, size in notes:
+            f.seek(off)
+            bid = _scan_notes(f.read(min(size, 1 << 16)), end)
+            if bid:
+                return bid
+    return None
+
+
+def _scan_notes(data: bytes, end: str) -> str | None:
+    pos = 0
+    while pos + 12 <= len(data):
+        namesz, descsz, ntype = struct.unpack_from(end + "III", data, pos)
+        pos += 12
+        name = data[pos:pos + namesz]
+        pos += (namesz + 3) & ~3
+        desc = data[pos:pos + descsz]
+        pos += (descsz + 3) & ~3
+        if ntype == 3 and name.rstrip(b"\0") == b"GNU":
+            return desc.hex()
+    return None
+
+
+def _build_id_from_sections(path: str | os.PathLike) -> str | None:
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        sec = elf.get_section_by_name(".note.gnu.build-id")
+        if sec is None or sec["sh_type"] == "SHT_NOBITS":
+            return None
+        return _scan_notes(sec.data(), "<" if elf.little_endian else ">")
+
+
+def gnu_debuglink_crc(path: str | os.PathLike) -> int:
+    """The CRC32 gdb checks a .gnu_debuglink target against."""
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc & 0xFFFFFFFF
+
+
+def _zstd_decompress(data: bytes, size: int) -> bytes:
+    try:
+        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
+
+        return zstd.decompress(data)
+    except ImportError:
+        pass
+    try:
+        import zstandard  # type: ignore[import-not-found]
+
+        return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+    except ImportError:
+        pass
+    lib = _libzstd()
+    out = ctypes.create_string_buffer(size)
+    n = lib.ZSTD_decompress(out, size, data, len(data))
+    if lib.ZSTD_isError(n):
+        raise ElfError("zstd: corrupt section")
+    return out.raw[:n]
+
+
+_LIBZSTD: ctypes.CDLL | None = None
+
+
+def _libzstd() -> ctypes.CDLL:
+    global _LIBZSTD
+    if _LIBZSTD is None:
+        name = ctypes.util.find_library("zstd") or "libzstd.so.1"
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError as e:
+            raise ElfError("zstd-compressed debug info needs libzstd (apt-get install "
+                           "libzstd1)") from e
+        lib.ZSTD_decompress.restype = ctypes.c_size_t
+        lib.ZSTD_decompress.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p,
+                                        ctypes.c_size_t]
+        lib.ZSTD_isError.restype = ctypes.c_uint
+        lib.ZSTD_isError.argtypes = [ctypes.c_size_t]
+        _LIBZSTD = lib
+    return _LIBZSTD
+
+
+@dataclass
+class Symbol:
+    """A function symbol; name decoded on demand."""
+
+    addr: int
+    size: int
+    name: str
+
+
+class SymbolTable:
+    """Function symbols sorted by address: a name at once for any address."""
+
+    def __init__(self, symbols: list[tuple[int, int, str]]):
+        symbols = sorted(set(symbols))
+        self.addrs = [s[0] for s in symbols]
+        self.syms = symbols
+        # aliases: every name at an address, for alias-aware comparisons
+        self.by_addr: dict[int, list[str]] = {}
+        for a, _, n in symbols:
+            self.by_addr.setdefault(a, []).append(n)
+
+    def __len__(self) -> int:
+        return len(self.syms)
+
+    def lookup(self, vaddr: int) -> tuple[int, int, str] | None:
+        """(addr, size, name) of the function containing vaddr (sized, or the nearest
+        preceding zero-size symbol), else None."""
+        i = bisect.bisect_right(self.addrs, vaddr) - 1
+        best = None
+        # several symbols may start at one address; prefer a sized one covering vaddr
+        j = i
+        while j >= 0 and self.addrs[j] == self.addrs[i]:
+            a, size, name = self.syms[j]
+            if a <= vaddr < a + size:
+                return self.syms[j]
+            if size == 0 and best is None:
+                best = self.syms[j]
+            j -= 1
+        return best
+
+    def aliases(self, addr: int) -> list[str]:
+        return self.by_addr.get(addr, [])
+
+
+def parse_symtab(elf: ELFFile, data_of) -> list[tuple[int, int, str]]:
+    """Function symbols of .symtab and .dynsym of an ELFFile as (addr, size, name)."""
+    out: list[tuple[int, int, str]] = []
+    is64 = elf.elfclass == 64
+    fmt = ("<" if elf.little_endian else ">") + ("IBBHQQ" if is64 else "IIIBBH")
+    entsize = 24 if is64 else 16
+    for secname in (".symtab", ".dynsym"):
+        sec = elf.get_section_by_name(secname)
+        if sec is None or sec["sh_type"] == "SHT_NOBITS":
+            continue
+        strtab = elf.get_section(sec["sh_link"])
+        strs = data_of(strtab)
+        data = data_of(sec)
+        for off in range(0, len(data) - entsize + 1, entsize):
+            if is64:
+                name, info, _, shndx, value, size = struct.unpack_from(fmt, data, off)
+            else:
+                name, value, size, info, _, shndx = struct.unpack_from(fmt, data, off)
+            typ = info & 0xF
+            if (typ != STT_FUNC and typ != STT_GNU_IFUNC) or shndx == 0 or value == 0:
+                continue
+            z = strs.find(b"\0", name)
+            nm = strs[name:z if z >= 0 else None].decode("utf-8", "replace")
+            at = nm.find("@")
+            if at > 0:
+                nm = nm[:at]
+            out.append((value, size, nm))
+        if out and secname == ".symtab":
+            break  # .symtab is a superset of .dynsym
+    return out
+
+
+class ElfImage:
+    """One opened ELF file: section bytes (mapped, decompressed) by name."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = str(path)
+        self._f = open(self.path, "rb")
+        try:
+            self._map = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ)
+            self.elf = ELFFile(self._f)
+        except Exception as e:
+            self._f.close()
+            raise ElfError(f"{path}: not a readable ELF file ({e})") from e
+        self.sections = {s.name: s for s in self.elf.iter_sections()}
+
+    def close(self) -> None:
+        self._f.close()
+
+    def has(self, name: str) -> bool:
+        s = self.sections.get(name)
+        return s is not None and s["sh_type"] != "SHT_NOBITS" and s["sh_size"] > 0
+
+    def data_of(self, sec) -> bytes | memoryview:
+        """Section contents, decompressed if SHF_COMPRESSED (zlib or zstd)."""
+        off, size = sec["sh_offset"], sec["sh_size"]
+        if sec["sh_type"] == "SHT_NOBITS" or size == 0:
+            return b""
+        raw = memoryview(self._map)[off:off + size]
+        if sec["sh_flags"] & SHF_COMPRESSED:
+            end = "<" if self.elf.little_endian else ">"
+            if self.elf.elfclass == 64:
+                ch_type, _, ch_size, _ = struct.unpack_from(end + "IIQQ", raw, 0)
+                body = bytes(raw[24:])
+            else:
+                ch_type, ch_size, _ = struct.unpack_from(end + "III", raw, 0)
+                body = bytes(raw[12:])
+            if ch_type == ELFCOMPRESS_ZLIB:
+                return zlib.decompress(body)
+            if ch_type == ELFCOMPRESS_ZSTD:
+                return _zstd_decompress(body, ch_size)
+            raise ElfError(f"{self.path}: unknown section compression {ch_type}")
+        if sec.name.startswith(".zdebug") and bytes(raw[:4]) == b"ZLIB":
+            return zlib.decompress(bytes(raw[12:]))
+        return raw
+
+    def section(self, name: str) -> bytes | memoryview:
+        """Contents of a section by name (also the legacy .zdebug_ form), b"" if absent."""
+        sec = self.sections.get(name)
+        if sec is None and name.startswith(".debug"):
+            sec = self.sections.get(".z" + name[1:])
+        if sec is None:
+            return b""
+        return self.data_of(sec)
+
+    def symbols(self) -> list[tuple[int, int, str]]:
+        return parse_symtab(self.elf, self.data_of)
+
+    def debuglink(self) -> tuple[str, int] | None:
+        data = self.section(".gnu_debuglink")
+        if not data:
+            return None
+        data = bytes(data)
+        z = data.find(b"\0")
+        name = data[:z].decode("utf-8", "replace")
+        crc_off = (z + 4) & ~3
+        crc, = struct.unpack_from("<I", data, crc_off)
+        return name, crc
+
+
+def find_debug_file(path: str, build_id: str | None, image: ElfImage) -> str | None:
+    """The separate debug file of a binary: by build-id, then .gnu_debuglink in gdb's
+    order (beside the binary, its .debug/ folder, /usr/lib/debug/<its dir>/)."""
+    if build_id and len(build_id) > 2:
+        cand = DEBUG_ROOT / ".build-id" / build_id[:2] / f"{build_id[2:]}.debug"
+        if cand.is_file():
+            return str(cand)
+    link = image.debuglink()
+    if link:
+        name, crc = link
+        real = os.path.realpath(path)
+        for d in {os.path.dirname(path), os.path.dirname(real)}:
+            for cand_s in (os.path.join(d, name), os.path.join(d, ".debug", name),
+                           str(DEBUG_ROOT) + os.path.join(d, name)):
+                if (os.path.isfile(cand_s) and os.path.realpath(cand_s) != real
+                        and gnu_debuglink_crc(cand_s) == crc):
+                    return cand_s
+    return None
+
+
+def minidebuginfo_symbols(image: ElfImage) -> list[tuple[int, int, str]]:
+    """Function symbols from MiniDebugInfo (.gnu_debugdata: an xz-compressed ELF)."""
+    data = image.section(".gnu_debugdata")
+    if not data:
+        return []
+    try:
+        inner = lzma.decompress(bytes(data))
+    except lzma.LZMAError:
+        return []
+    import io
+
+    try:
+        elf = ELFFile(io.BytesIO(inner))
+    except Exception:
+        return []
+
+    def data_of(sec):
+        return sec.data()
+
+    return parse_symtab(elf, data_of)

@@ -1,0 +1,99 @@
+"""Merge a native stack with the Python stack the interpreter was running.
+
+Since CPython 3.11 one C call of `_PyEval_EvalFrameDefault` runs several Python
+frames: from an innermost one out to the next *entry* frame. Each eval-loop native
+frame is replaced by its group; when the counts disagree (unwinding stopped early,
+frames missing) the Python-only stack is returned rather than a wrong merge.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from ..frames import Frame, FrameKind
+
+EVAL_FUNCTIONS = frozenset({"_PyEval_EvalFrameDefault"})
+
+
+def is_interpreter_module(module: str) -> bool:
+    """libpython, or a statically linked python executable."""
+    base = os.path.basename(module)
+    return base.startswith("libpython") or base.startswith("python")
+
+
+def is_memtrace_frame(frame: Frame) -> bool:
+    return "memtrace_core" in frame.module or (
+        frame.kind is FrameKind.PYTHON and f"{os.sep}memtrace_core{os.sep}" in frame.file)
+
+
+def _groups(py_frames: list[tuple[Frame, bool]]) -> list[list[Frame]]:
+    """Python frames (innermost first) cut after each entry frame."""
+    groups: list[list[Frame]] = []
+    cur: list[Frame] = []
+    for frame, is_entry in py_frames:
+        cur.append(frame)
+        if is_entry:
+            groups.append(cur)
+            cur = []
+    if cur:
+        groups.append(cur)
+    return groups
+
+
+def _is_eval(frames: list[Frame]) -> bool:
+    return bool(frames) and frames[-1].function in EVAL_FUNCTIONS
+
+
+def hybrid_stack(py_frames: list[tuple[Frame, bool]], native_ips: list[int],
+                 resolve_ip: Callable[[int], list[Frame]],
+                 show_internal: bool = False) -> list[Frame]:
+    """One call path, outermost first.
+
+    py_frames: (Frame, is_entry) innermost first. native_ips: return addresses,
+    innermost first; resolve_ip is called with ip - 1 (the call instruction) and returns
+    that address's frames innermost first. With show_internal False, interpreter frames
+    outward of the innermost Python frame and memtrace's own frames are hidden.
+    """
+    natives = [resolve_ip(ip - 1) for ip in native_ips]  # innermost first, each inner-first
+    groups = _groups(py_frames)
+    eval_at = [i for i, fr in enumerate(natives) if _is_eval(fr)]
+    merged: list[tuple[Frame, bool]] = []  # innermost first; bool = outward of 1st py frame
+    if not groups:
+        for fr in natives:
+            merged.extend((f, False) for f in fr)
+    elif len(eval_at) == len(groups):
+        g = 0
+        seen_py = False
+        for fr in natives:
+            if _is_eval(fr):
+                merged.extend((f, True) for f in groups[g])
+                g += 1
+                seen_py = True
+            else:
+                merged.extend((f, seen_py) for f in fr)
+    else:
+        # fallback: native frames below the innermost eval loop belong to the innermost
+        # Python frame for sure; anything further out cannot be placed safely
+        if eval_at:
+            for fr in natives[:eval_at[0]]:
+                merged.extend((f, False) for f in fr)
+        merged.extend((f, True) for f, _ in py_frames)
+    out: list[Frame] = []
+    if show_internal:
+        out = [f for f, _ in merged]
+    else:
+        n_py_total = sum(1 for f, _ in merged if f.kind is FrameKind.PYTHON)
+        n_py_seen = 0
+        for f, outward in merged:
+            if is_memtrace_frame(f):
+                continue
+            if f.kind is FrameKind.PYTHON:
+                n_py_seen += 1
+            elif outward and (is_interpreter_module(f.module) or n_py_seen == n_py_total):
+                # interpreter glue between Python frames, and process/thread start-up
+                # code outward of the outermost Python frame
+                continue
+            out.append(f)
+    out.reverse()
+    return out

@@ -1,0 +1,39 @@
+"""Instruction pointer -> (module, build-id, file vaddr) from a MAPS record."""
+
+from __future__ import annotations
+
+import bisect
+
+
+class ModuleMap:
+    """The PT_LOAD segments of every loaded object, sorted for bisect lookups.
+
+    `maps` is a MAPS record (docs/FORMAT.md): [[path, load_base, build_id,
+    [[p_vaddr, p_memsz, p_flags, p_offset], ...]], ...]; load_base is the load bias,
+    so a segment spans [load_base + p_vaddr, load_base + p_vaddr + p_memsz).
+    """
+
+    def __init__(self, maps: list):
+        spans = []
+        for path, base, build_id, segments in maps:
+            for seg in segments:
+                vaddr, memsz = seg[0], seg[1]
+                if memsz <= 0:
+                    continue
+                spans.append((base + vaddr, base + vaddr + memsz, path, build_id, base))
+        spans.sort(key=lambda s: s[0])
+        self._starts = [s[0] for s in spans]
+        self._spans = spans
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    def lookup(self, ip: int) -> tuple[str, str | None, int] | None:
+        """(path, build_id, vaddr = ip - load_base) of the segment holding ip, or None."""
+        i = bisect.bisect_right(self._starts, ip) - 1
+        if i < 0:
+            return None
+        start, end, path, build_id, base = self._spans[i]
+        if ip >= end:
+            return None
+        return path, build_id, ip - base

@@ -1,0 +1,194 @@
+"""(module path, build-id, vaddr) -> frames, innermost first: DWARF with inlined
+functions, else the symbol table, else `basename+0xoff`; stale libraries detected."""
+
+from __future__ import annotations
+
+import os
+import weakref
+from pathlib import Path
+
+from ..frames import Frame, FrameKind
+from .cache import SymbolCache, pack_frames, unpack_frames
+from .demangle import demangle
+from .dwarf import DwarfModule
+from .elf import (
+    ElfError,
+    ElfImage,
+    SymbolTable,
+    find_debug_file,
+    minidebuginfo_symbols,
+    read_build_id,
+)
+
+Key = tuple[str, "str | None", int]
+
+
+class _Module:
+    """Everything known about one module on disk: DWARF (lazy) and symbol table."""
+
+    def __init__(self, path: str, build_id: str | None, time_box_s: float):
+        self.path = path
+        self.image = ElfImage(path)
+        self.debug_path: str | None = None
+        self.dwarf: DwarfModule | None = None
+        self.error: str | None = None
+        dbg = self.image if self.image.has(".debug_info") else None
+        if dbg is None:
+            found = find_debug_file(path, build_id, self.image)
+            if found:
+                try:
+                    cand = ElfImage(found)
+                    if cand.has(".debug_info") or cand.has(".zdebug_info"):
+                        dbg = cand
+                        self.debug_path = found
+                except ElfError:
+                    pass
+        self._dbg_image = dbg
+        self._time_box_s = time_box_s
+        self._symtab: SymbolTable | None = None
+
+    def dwarf_module(self) -> DwarfModule | None:
+        if self.dwarf is None and self._dbg_image is not None and self.error is None:
+            try:
+                self.dwarf = DwarfModule(self._dbg_image, self._time_box_s)
+            except Exception as e:  # malformed DWARF: the symbol table still works
+                self.error = f"{self.path}: unreadable DWARF ({e}); using the symbol table"
+        return self.dwarf
+
+    @property
+    def symtab(self) -> SymbolTable:
+        if self._symtab is None:
+            syms = []
+            if ".symtab" in self.image.sections:
+                syms = self.image.symbols()
+            elif self._dbg_image is not None and ".symtab" in self._dbg_image.sections:
+                syms = self._dbg_image.symbols()
+            else:
+                syms = minidebuginfo_symbols(self.image) + self.image.symbols()
+            self._symtab = SymbolTable(syms)
+        return self._symtab
+
+
+class Symbolizer:
+    """Resolve native addresses to frames, caching in memory and on disk.
+
+    resolve() expects file vaddrs (ModuleMap.lookup) of the instruction itself: for
+    return addresses pass ip - 1.
+    """
+
+    def __init__(self, cache_dir: Path | None = None, time_box_s: float = 0.25,
+                 persistent: bool = True):
+        self._cache = SymbolCache(cache_dir) if persistent else None
+        self._time_box_s = time_box_s
+        self._modules: dict[tuple[str, str | None], _Module | None] = {}
+        self._stale: dict[str, str] = {}  # path -> why
+        self._memo: dict[Key, list[Frame]] = {}
+        self.notes: list[str] = []
+        if self._cache is not None:
+            weakref.finalize(self, self._cache.flush)
+
+    # -- modules ---------------------------------------------------------------------
+    def _module(self, path: str, build_id: str | None) -> _Module | None:
+        key = (path, build_id)
+        if key in self._modules:
+            return self._modules[key]
+        mod = None
+        try:
+            on_disk = read_build_id(path)
+        except (OSError, ElfError) as e:
+            on_disk = None
+            if not os.path.exists(path):
+                self._stale[path] = "gone"
+            else:
+                self._stale.setdefault(path, f"unreadable ({e})")
+        if path not in self._stale:
+            if build_id and on_disk != build_id.lower():
+                self._stale[path] = f"build-id now {on_disk}, recorded {build_id}"
+            else:
+                try:
+                    mod = _Module(path, build_id or on_disk, self._time_box_s)
+                except (OSError, ElfError) as e:
+                    self.notes.append(f"{path}: {e}")
+        self._modules[key] = mod
+        return mod
+
+    def stale_libraries(self) -> list[str]:
+        """Paths whose file changed (other build-id) or vanished since the capture."""
+        return sorted(self._stale)
+
+    def is_stale(self, path: str, build_id: str | None) -> bool:
+        self._module(path, build_id)
+        return path in self._stale
+
+    # -- resolution ------------------------------------------------------------------
+    def resolve(self, path: str, build_id: str | None, vaddr: int) -> list[Frame]:
+        """Frames at vaddr in path, innermost first (inlined functions as INLINE)."""
+        key = (path, build_id, vaddr)
+        got = self._memo.get(key)
+        if got is not None:
+            return got
+        mod = self._module(path, build_id)
+        if mod is None:
+            if path in self._stale:
+                frames = [Frame(f"<library changed: {path}>", "", 0, FrameKind.UNRESOLVED,
+                                module=path)]
+            else:
+                frames = [self._unresolved(path, vaddr)]
+            self._memo[key] = frames
+            return frames
+        packed = self._cache.get(build_id, vaddr) if self._cache is not None else None
+        if packed is not None:
+            frames = unpack_frames(packed, path)
+        else:
+            frames, cacheable = self._compute(mod, path, vaddr)
+            if cacheable and self._cache is not None:
+                self._cache.put(build_id, vaddr, pack_frames(frames))
+        self._memo[key] = frames
+        return frames
+
+    def resolve_many(self, keys) -> dict[Key, list[Frame]]:
+        """resolve() for many (path, build_id, vaddr) keys; the disk cache is updated."""
+        out = {}
+        for k in keys:
+            k = (k[0], k[1], k[2])
+            out[k] = self.resolve(*k)
+        self.flush()
+        return out
+
+    def flush(self) -> None:
+        if self._cache is not None:
+            self._cache.flush()
+
+    @staticmethod
+    def _unresolved(path: str, vaddr: int) -> Frame:
+        return Frame(f"{os.path.basename(path)}+0x{vaddr:x}", "", 0, FrameKind.UNRESOLVED,
+                     module=path)
+
+    def _compute(self, mod: _Module, path: str, vaddr: int) -> tuple[list[Frame], bool]:
+        raw = None
+        cacheable = True
+        dw = mod.dwarf_module()
+        if mod.error and mod.error not in self.notes:
+            self.notes.append(mod.error)
+        if dw is not None:
+            n_failed = len(dw.failed_units)
+            raw = dw.resolve(vaddr)
+            if len(dw.failed_units) > n_failed:
+                cacheable = False
+                for cu, why in list(dw.failed_units.items())[n_failed:]:
+                    self.notes.append(f"{path}: compile unit 0x{cu:x} skipped ({why}); "
+                                      "names from the symbol table")
+        if raw:
+            frames = []
+            for name, file, line, inline in raw:
+                if not name:
+                    sym = mod.symtab.lookup(vaddr)
+                    name = sym[2] if sym else f"{os.path.basename(path)}+0x{vaddr:x}"
+                frames.append(Frame(demangle(name), file, line,
+                                    FrameKind.INLINE if inline else FrameKind.NATIVE,
+                                    module=path))
+            return frames, cacheable
+        sym = mod.symtab.lookup(vaddr)
+        if sym is not None:
+            return [Frame(demangle(sym[2]), "", 0, FrameKind.NATIVE, module=path)], cacheable
+        return [self._unresolved(path, vaddr)], cacheable

@@ -1,0 +1,176 @@
+"""The symbolizer in its own process, so a UI never waits on its GIL or its garbage
+collection: keys go in over a pipe, results come back in batches (msgpack both ways).
+
+Run as `python -m memtrace_core.symbols.worker [CACHE_DIR]`; it exits when its stdin
+closes.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgpack
+
+from ..frames import Frame
+from .cache import pack_frames, unpack_frames
+
+BATCH_KEYS = 256
+BATCH_SECONDS = 0.05
+_ROOT = str(Path(__file__).resolve().parents[2])
+
+Key = tuple
+
+
+class SymbolizerWorker:
+    """submit(keys) then poll() -> {key: frames}; keys are (path, build_id, vaddr)."""
+
+    def __init__(self, cache_dir: Path | None = None):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = _ROOT + (os.pathsep + env["PYTHONPATH"]
+                                     if env.get("PYTHONPATH") else "")
+        args = [sys.executable, "-m", "memtrace_core.symbols.worker"]
+        if cache_dir is not None:
+            args.append(str(cache_dir))
+        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      env=env, bufsize=0)
+        os.set_blocking(self._proc.stdout.fileno(), False)
+        self._unpacker = msgpack.Unpacker(use_list=True, strict_map_key=False)
+        self._pending: set[Key] = set()
+        self._stale: list[str] = []
+        self.notes: list[str] = []
+
+    @property
+    def pending(self) -> int:
+        """Keys submitted and not answered yet."""
+        return len(self._pending)
+
+    def submit(self, keys) -> None:
+        """Queue (path, build_id, vaddr) keys; duplicates of pending keys are dropped."""
+        batch = []
+        for k in keys:
+            k = (k[0], k[1], k[2])
+            if k not in self._pending:
+                self._pending.add(k)
+                batch.append(list(k))
+        if batch:
+            self._proc.stdin.write(msgpack.packb(batch))
+            self._proc.stdin.flush()
+
+    def poll(self) -> dict[Key, list[Frame]]:
+        """Results that arrived so far (never blocks)."""
+        out: dict[Key, list[Frame]] = {}
+        fd = self._proc.stdout.fileno()
+        while True:
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            self._unpacker.feed(data)
+        for msg in self._unpacker:
+            kind, body = msg[0], msg[1]
+            if kind == "r":
+                for path, build_id, vaddr, packed in body:
+                    k = (path, build_id, vaddr)
+                    self._pending.discard(k)
+                    out[k] = unpack_frames(packed, path)
+            elif kind == "s":
+                self._stale = body
+            elif kind == "n":
+                self.notes.extend(body)
+        return out
+
+    def wait(self, timeout: float = 30.0) -> dict[Key, list[Frame]]:
+        """Block until every submitted key is answered (tests, batch reporters)."""
+        out: dict[Key, list[Frame]] = {}
+        deadline = time.monotonic() + timeout
+        while self._pending and time.monotonic() < deadline:
+            select.select([self._proc.stdout], [], [], 0.05)
+            out.update(self.poll())
+            if self._proc.poll() is not None:
+                out.update(self.poll())
+                break
+        return out
+
+    def stale_libraries(self) -> list[str]:
+        return list(self._stale)
+
+    def close(self) -> None:
+        """Stop the worker (it flushes its disk cache first)."""
+        if self._proc.poll() is None:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    def __enter__(self) -> SymbolizerWorker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _serve(cache_dir: Path | None) -> None:
+    from .symbolizer import Symbolizer
+
+    sym = Symbolizer(cache_dir)
+    unpacker = msgpack.Unpacker(use_list=True)
+    stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
+    out = sys.stdout.buffer
+    queue: list = []
+    eof = False
+    n_notes = 0
+    n_stale = 0
+
+    def send(msg) -> None:
+        out.write(msgpack.packb(msg))
+        out.flush()
+
+    while not eof or queue:
+        wait = 0 if queue else None
+        ready, _, _ = select.select([stdin], [], [], wait)
+        if ready:
+            data = os.read(stdin.fileno(), 1 << 16)
+            if not data:
+                eof = True
+            else:
+                unpacker.feed(data)
+                for batch in unpacker:
+                    queue.extend(batch)
+            continue
+        # answer a batch: at most BATCH_KEYS keys or BATCH_SECONDS of work
+        t_end = time.monotonic() + BATCH_SECONDS
+        answered = []
+        while queue and len(answered) < BATCH_KEYS and time.monotonic() < t_end:
+            path, build_id, vaddr = queue.pop(0)
+            frames = sym.resolve(path, build_id, vaddr)
+            answered.append([path, build_id, vaddr, pack_frames(frames)])
+        stale = sym.stale_libraries()
+        if len(stale) != n_stale:
+            n_stale = len(stale)
+            send(["s", stale])
+        if len(sym.notes) != n_notes:
+            send(["n", sym.notes[n_notes:]])
+            n_notes = len(sym.notes)
+        send(["r", answered])
+        if not queue:
+            sym.flush()
+    sym.flush()
+
+
+if __name__ == "__main__":
+    try:
+        _serve(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass
