@@ -121,3 +121,8 @@ class StackFrames:
     def pending(self) -> int:
         """Native frames waiting for names."""
         return self.native.pending() if self.native is not None else 0
+
+    def close(self) -> None:
+        """Stop the symbolizer worker, if any."""
+        if self.native is not None:
+            self.native.close()

@@ -1,0 +1,35 @@
+"""Heap-over-time chart: a sparkline of tracked heap, with the RSS level beside it."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Sparkline, Static
+
+from memtrace_core.model import Session, format_bytes
+
+
+class HeapChart(Horizontal):
+    """Tracked heap over the whole run (max per column); RSS now as text."""
+
+    DEFAULT_CSS = """
+    HeapChart { height: 3; padding: 0 1; }
+    HeapChart > #chart-label { width: 22; }
+    HeapChart > Sparkline { width: 1fr; height: 3; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("heap over time", id="chart-label")
+        yield Sparkline([0], id="chart")
+
+    def refresh_from(self, session: Session) -> None:
+        """Redraw from the session's history (call with the lock held)."""
+        width = max(10, self.size.width - 24)
+        heap, rss = session.heap_series(width)
+        spark = self.query_one(Sparkline)
+        spark.data = heap or [0]
+        top = max(heap) if heap else 0
+        label = f"heap over time\nmax {format_bytes(top)}"
+        if rss and rss[-1]:
+            label += f"\nrss {format_bytes(rss[-1])}"
+        self.query_one("#chart-label", Static).update(label)

@@ -1,0 +1,77 @@
+"""A scrolling list of pre-rendered rows with a cursor (Textual line API): the base of the
+tree and table views. Rendering costs the visible rows only."""
+
+from __future__ import annotations
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.geometry import Region, Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+CURSOR = Style(bgcolor="#303a4f", bold=True)
+
+
+class LinesView(ScrollView, can_focus=True):
+    """Rows are lists of (text, Style) pieces; `cursor` is the highlighted row index."""
+
+    DEFAULT_CSS = """
+    LinesView { height: 1fr; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.rows: list[list[tuple[str, Style]]] = []
+        self.cursor = 0
+
+    def set_rows(self, rows: list[list[tuple[str, Style]]], cursor: int) -> None:
+        """Replace all rows; keep the cursor row visible."""
+        self.rows = rows
+        self.cursor = max(0, min(cursor, len(rows) - 1)) if rows else 0
+        width = max((sum(len(t) for t, _s in row) for row in rows), default=0)
+        self.virtual_size = Size(width, len(rows))
+        self.scroll_cursor_visible()
+        self.refresh()
+
+    def scroll_cursor_visible(self) -> None:
+        if self.rows:
+            self.scroll_to_region(Region(0, self.cursor, 1, 1), animate=False, force=True,
+                                  immediate=True)
+
+    def move_cursor(self, delta: int) -> None:
+        if not self.rows:
+            return
+        old = self.cursor
+        self.cursor = max(0, min(len(self.rows) - 1, self.cursor + delta))
+        if old != self.cursor:
+            self.refresh_line(old - self.scroll_offset.y)
+            self.refresh_line(self.cursor - self.scroll_offset.y)
+            self.scroll_cursor_visible()
+            self.cursor_moved()
+
+    def cursor_moved(self) -> None:
+        """Hook for subclasses (selection follows the cursor)."""
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.size.width
+        base = self.rich_style
+        if index >= len(self.rows):
+            return Strip.blank(width, base)
+        row = self.rows[index]
+        selected = index == self.cursor
+        segments = []
+        for text, style in row:
+            st = base + style
+            if selected:
+                st = st + CURSOR
+            segments.append(Segment(text, st))
+        strip = Strip(segments)
+        fill = base + CURSOR if selected else base
+        return strip.crop_extend(scroll_x, scroll_x + width, fill)
+
+    def on_click(self, event) -> None:
+        index = self.scroll_offset.y + event.y
+        if 0 <= index < len(self.rows):
+            self.move_cursor(index - self.cursor)

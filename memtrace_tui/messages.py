@@ -1,0 +1,35 @@
+"""Small messages posted from background threads; floods of updates merge into one."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+
+class ModelUpdated(Message):
+    """The model changed; widgets repaint from it. Unprocessed duplicates are dropped."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ModelUpdated)
+
+
+class ProgramExited(Message):
+    """The traced program ended (exit status, or -signal)."""
+
+    def __init__(self, exit_code: int | None) -> None:
+        super().__init__()
+        self.exit_code = exit_code
+
+
+class FilterChanged(Message):
+    """The filter bar was submitted or cleared."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class SelectionChanged(Message):
+    """The cursor moved to another node or location (the detail pane follows)."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SelectionChanged)

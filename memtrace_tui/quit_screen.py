@@ -1,0 +1,40 @@
+"""Quitting while the program runs: stop it, let it run on untraced, or cancel."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+
+class QuitScreen(ModalScreen[str]):
+    """Dismisses with 'stop', 'detach' or 'cancel'."""
+
+    BINDINGS = [
+        Binding("escape,c", "choose('cancel')", "Cancel"),
+        Binding("s", "choose('stop')", "Stop program"),
+        Binding("u,r", "choose('detach')", "Run on untraced"),
+    ]
+    DEFAULT_CSS = """
+    QuitScreen { align: center middle; }
+    QuitScreen > Vertical { width: 76; height: auto; border: round $warning;
+                            background: $surface; padding: 1 2; }
+    QuitScreen Horizontal { height: auto; margin-top: 1; }
+    QuitScreen Button { margin: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static("The program is still running. Quit and…")
+            with Horizontal():
+                yield Button("[s]top program", id="stop", variant="error")
+                yield Button("r[u]n on untraced", id="detach", variant="primary")
+                yield Button("[c]ancel", id="cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id or "cancel")
+
+    def action_choose(self, what: str) -> None:
+        self.dismiss(what)

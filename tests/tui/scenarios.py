@@ -1,0 +1,47 @@
+"""Deterministic captures for Pilot and snapshot tests (exact, known numbers)."""
+
+from __future__ import annotations
+
+import os
+
+from streamgen import StreamWriter
+
+from memtrace_core.model import CallTree, Session
+from memtrace_core.reader import read_capture
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+APP = os.path.join(HERE, "sample_app.py")  # real file so the detail pane shows a source line
+
+MAIN = ("main", APP, 17)
+LOAD = ("load_config", APP, 6)
+PARSE = ("parse_rows", APP, 10)
+BUILD = ("build_index", APP, 13)
+WORK = ("worker_loop", APP, 21)
+
+
+def write_sample(path) -> None:
+    """main→load_config 4096, →parse_rows 30000; main→build_index 120000 (+500000 freed);
+    thread 2 worker_loop 70000 and →parse_rows 2000. In use 226096, peak 654096."""
+    w = StreamWriter(pid=4242, argv=("sample_app.py", "--rows", "1000"))
+    w.thread(1, 4242, "MainThread")
+    w.thread(2, 4250, "worker-1")
+    w.tick(0)
+    w.alloc(0x1000, 4096, [MAIN, LOAD])
+    w.alloc(0x2000, 30_000, [MAIN, LOAD, PARSE])
+    w.alloc(0x3000, 120_000, [MAIN, BUILD])
+    w.tick(100_000, rss=40 * 1024 * 1024)
+    w.alloc(0x4000, 500_000, [MAIN, BUILD])
+    w.tick(200_000, rss=44 * 1024 * 1024)
+    w.free(0x4000)
+    w.alloc(0x5000, 70_000, [WORK], thread=2)
+    w.alloc(0x6000, 2_000, [WORK, PARSE], thread=2)
+    w.tick(300_000, rss=48 * 1024 * 1024)
+    w.trailer(0.3, 0)
+    w.save(path)
+
+
+def session_from(path) -> Session:
+    reader = read_capture(path)
+    tree = CallTree(reader)
+    tree.rebuild()
+    return Session(reader, tree)
