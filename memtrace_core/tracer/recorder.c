@@ -590,6 +590,9 @@ int mt_recorder_start(int fd, int native, const char *header, size_t header_len)
     memcpy(p + 8, header, header_len);
     commit(p + 8 + header_len);
     emit_maps_locked();
+    /* The header reaches the file at once: even a program killed in its first milliseconds
+     * leaves a capture that says what it was. */
+    if (write_all(fd, g_active.data, g_active.len) == 0) g_active.len = 0;
 
     sigset_t all, old;
     sigfillset(&all);

@@ -191,7 +191,9 @@ def execute(program: Program) -> None:
         _exit_state.code = _exit_code(exc)
         raise
     except BaseException as exc:  # noqa: BLE001 - any uncaught error is the program's own
-        sys.excepthook(type(exc), exc, _trim_traceback(exc.__traceback__))
+        tb = _trim_traceback(exc.__traceback__)
+        exc.__traceback__ = tb  # the default hook prints the exception's own traceback
+        sys.excepthook(type(exc), exc, tb)
         _exit_state.code = 1
         if isinstance(exc, KeyboardInterrupt):
             _exit_state.interrupted = True
