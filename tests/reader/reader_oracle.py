@@ -1,0 +1,139 @@
+"""A brute-force model of the reader's semantics (FORMAT.md), written for clarity, not speed.
+
+Tests replay the same operations into the Oracle and into a stream for the real reader and
+compare every number. The per-stack peak here is recomputed by scanning every live
+allocation at each new peak, the naive way the C reader avoids.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+MMAP, MUNMAP = 9, 11
+
+Key = tuple[int, int, int]  # (pynode, nativenode, thread)
+
+
+@dataclass
+class Oracle:
+    heap: dict[int, tuple[int, Key, int]] = field(default_factory=dict)  # addr->(size,key,alloc)
+    # mmap allocations: id -> (key, list of [start, end) pieces)
+    mappings: dict[int, tuple[Key, list[tuple[int, int]]]] = field(default_factory=dict)
+    next_mapping: int = 0
+    total_bytes: int = 0
+    total_allocs: int = 0
+    total_frees: int = 0
+    ignored_frees: int = 0
+    peak_bytes: int = 0
+    peak_allocs: int = 0
+    peak_time_us: int = 0
+    now_us: int = 0
+    alloc_bytes: dict[Key, int] = field(default_factory=lambda: defaultdict(int))
+    alloc_count: dict[Key, int] = field(default_factory=lambda: defaultdict(int))
+    peak_stacks: dict[Key, tuple[int, int]] = field(default_factory=dict)
+    allocators: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    hist: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+    # ---- operations ----
+
+    def alloc(self, thread: int, allocator: int, addr: int, size: int, py: int, nat: int):
+        key = (py, nat, thread)
+        self.total_bytes += size
+        self.total_allocs += 1
+        self.alloc_bytes[key] += size
+        self.alloc_count[key] += 1
+        self.allocators[allocator][0] += 1
+        self.allocators[allocator][1] += size
+        bound = 0 if size == 0 else 1 << (size.bit_length() - 1)
+        self.hist[bound] += 1
+        if allocator == MMAP:
+            if size == 0:
+                return
+            self._unmap(addr, addr + size)
+            self.mappings[self.next_mapping] = (key, [(addr, addr + size)])
+            self.next_mapping += 1
+        else:
+            self.heap[addr] = (size, key, allocator)  # replaces a block whose free was lost
+        self._check_peak()
+
+    def free(self, thread: int, allocator: int, addr: int, size: int) -> None:
+        if allocator == MUNMAP:
+            touched = size > 0 and self._unmap(addr, addr + size)
+        else:
+            touched = self.heap.pop(addr, None) is not None
+        if touched:
+            self.total_frees += 1
+        else:
+            self.ignored_frees += 1
+
+    def tick(self, t_us: int) -> None:
+        self.now_us = t_us
+
+    def _unmap(self, a: int, b: int) -> bool:
+        touched = False
+        for mid in list(self.mappings):
+            key, pieces = self.mappings[mid]
+            kept = []
+            for start, end in pieces:
+                if end <= a or start >= b:
+                    kept.append((start, end))
+                    continue
+                touched = True
+                if start < a:
+                    kept.append((start, a))
+                if end > b:
+                    kept.append((b, end))
+            if kept:
+                self.mappings[mid] = (key, kept)
+            else:
+                del self.mappings[mid]
+        return touched
+
+    def _check_peak(self) -> None:
+        if self.heap_bytes > self.peak_bytes:
+            self.peak_bytes = self.heap_bytes
+            self.peak_allocs = self.heap_allocs
+            self.peak_time_us = self.now_us
+            self.peak_stacks = self.live_by_stack()
+
+    # ---- views ----
+
+    @property
+    def heap_bytes(self) -> int:
+        return sum(s for s, _, _ in self.heap.values()) + sum(
+            e - s for _, pieces in self.mappings.values() for s, e in pieces
+        )
+
+    @property
+    def heap_allocs(self) -> int:
+        return len(self.heap) + len(self.mappings)
+
+    def live_by_stack(self) -> dict[Key, tuple[int, int]]:
+        out: dict[Key, list[int]] = defaultdict(lambda: [0, 0])
+        for size, key, _ in self.heap.values():
+            out[key][0] += size
+            out[key][1] += 1
+        for key, pieces in self.mappings.values():
+            out[key][0] += sum(e - s for s, e in pieces)
+            out[key][1] += 1
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+    def stacks(self) -> dict[Key, tuple[int, int, int, int, int, int]]:
+        """Same shape as StreamReader.stack_counters, keyed by stack key."""
+        live = self.live_by_stack()
+        return {
+            key: (
+                self.alloc_bytes[key],
+                self.alloc_count[key],
+                *live.get(key, (0, 0)),
+                *self.peak_stacks.get(key, (0, 0)),
+            )
+            for key in self.alloc_count
+        }
+
+    def live_allocations(self) -> list[tuple[int, int, Key, int]]:
+        out = [(a, s, key, alloc) for a, (s, key, alloc) in self.heap.items()]
+        for key, pieces in self.mappings.values():
+            out.extend((s, e - s, key, MMAP) for s, e in pieces)
+        return sorted(out)
