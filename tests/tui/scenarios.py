@@ -10,18 +10,22 @@ from memtrace_core.model import CallTree, Session
 from memtrace_core.reader import read_capture
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-APP = os.path.join(HERE, "sample_app.py")  # real file so the detail pane shows a source line
+ROOT = os.path.dirname(os.path.dirname(HERE))
+# Relative to the repository root (tests chdir there): real file, stable snapshot text.
+APP = "tests/tui/sample_app.py"
 
 MAIN = ("main", APP, 17)
 LOAD = ("load_config", APP, 6)
 PARSE = ("parse_rows", APP, 10)
 BUILD = ("build_index", APP, 13)
 WORK = ("worker_loop", APP, 21)
+SMALL = ("many_small", APP, 17)
+IN_USE = 4096 + 30_000 + 120_000 + 50 * 16 + 70_000 + 2_000
 
 
 def write_sample(path) -> None:
     """main→load_config 4096, →parse_rows 30000; main→build_index 120000 (+500000 freed);
-    thread 2 worker_loop 70000 and →parse_rows 2000. In use 226096, peak 654096."""
+    main→many_small 50 x 16; thread 2 worker_loop 70000 and →parse_rows 2000."""
     w = StreamWriter(pid=4242, argv=("sample_app.py", "--rows", "1000"))
     w.thread(1, 4242, "MainThread")
     w.thread(2, 4250, "worker-1")
@@ -29,6 +33,8 @@ def write_sample(path) -> None:
     w.alloc(0x1000, 4096, [MAIN, LOAD])
     w.alloc(0x2000, 30_000, [MAIN, LOAD, PARSE])
     w.alloc(0x3000, 120_000, [MAIN, BUILD])
+    for i in range(50):
+        w.alloc(0x10000 + 16 * i, 16, [MAIN, SMALL])
     w.tick(100_000, rss=40 * 1024 * 1024)
     w.alloc(0x4000, 500_000, [MAIN, BUILD])
     w.tick(200_000, rss=44 * 1024 * 1024)
@@ -45,3 +51,15 @@ def session_from(path) -> Session:
     tree = CallTree(reader)
     tree.rebuild()
     return Session(reader, tree)
+
+
+def sync(fn):
+    """Run an async Pilot test with asyncio (no async pytest plugin needed)."""
+    import asyncio
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper

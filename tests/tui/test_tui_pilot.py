@@ -1,0 +1,216 @@
+"""Pilot tests over capture files: keys drive the app, assertions read the tree state."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+import scenarios
+from streamgen import StreamWriter
+
+from memtrace_core.model import CallTree, Session
+from memtrace_core.model.feed import PipeFeed
+from memtrace_core.model.metrics import LIVE_BYTES
+from memtrace_core.reader import StreamReader
+from memtrace_tui.app import MemtraceApp
+from memtrace_tui.messages import ModelUpdated
+from memtrace_tui.tree_view import CallTreeView
+
+SIZE = (120, 40)
+
+
+@pytest.fixture
+def sample(tmp_path):
+    path = tmp_path / "sample.mtrace"
+    scenarios.write_sample(path)
+    return path
+
+
+def names(view: CallTreeView) -> list[str]:
+    return [("  " * (n.depth - 1)) + n.frame.function for n in view.row_nodes]
+
+
+@scenarios.sync
+async def test_expand_collapse_and_hottest_path(sample):
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE) as pilot:
+        tree = app.query_one("#tree", CallTreeView)
+        assert names(tree) == ["main", "worker_loop"]
+        await pilot.press("right")
+        assert names(tree) == ["main", "  build_index", "  load_config", "  many_small",
+                               "worker_loop"]
+        await pilot.press("down", "down", "l")
+        assert tree.selected.frame.function == "load_config"
+        assert names(tree)[3] == "    parse_rows"
+        await pilot.press("h")
+        assert names(tree)[:4] == ["main", "  build_index", "  load_config", "  many_small"]
+        await pilot.press("h")  # on a collapsed child: go to the parent and collapse it
+        assert tree.selected.frame.function == "main" and names(tree) == ["main", "worker_loop"]
+        await pilot.press("j", "e")
+        assert tree.selected.frame.function == "parse_rows"
+        assert tree.selected.total[LIVE_BYTES] == 2000
+        await pilot.press("c")
+        assert names(tree) == ["main", "worker_loop"]
+        assert tree.selected.frame.function == "worker_loop"
+
+
+@scenarios.sync
+async def test_metric_switch_reorders_children(sample):
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE) as pilot:
+        tree = app.query_one("#tree", CallTreeView)
+        await pilot.press("right")
+        assert names(tree)[1:3] == ["  build_index", "  load_config"]
+        await pilot.press("m", "m", "m")  # in use -> peak -> total -> allocations
+        assert app.session.tree.metric.value == "allocations"
+        assert names(tree)[1:4] == ["  many_small", "  build_index", "  load_config"]
+        assert tree.selected.frame.function == "main"  # selection stayed on its node
+        header = str(app.query_one("#header").render())
+        assert "allocations" in header
+
+
+@scenarios.sync
+async def test_filter_and_thread_selection(sample):
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE) as pilot:
+        tree = app.query_one("#tree", CallTreeView)
+        await pilot.press("slash", *"parse", "enter")
+        assert app.session.tree.root.total[LIVE_BYTES] == 32_000
+        await pilot.press("e")
+        assert names(tree) == ["main", "  load_config", "    parse_rows", "worker_loop"]
+        await pilot.press("slash", "ctrl+u", "enter")  # empty filter clears
+        assert app.session.tree.root.total[LIVE_BYTES] == scenarios.IN_USE
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("down", "down", "enter")  # all, worker-1 (largest first? no: main)
+        await pilot.pause()
+        thread = app.session.tree.thread
+        expected = {1: scenarios.IN_USE - 72_000, 2: 72_000}[thread]
+        assert app.session.tree.root.total[LIVE_BYTES] == expected
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("home", "enter")
+        await pilot.pause()
+        assert app.session.tree.thread is None
+
+
+@scenarios.sync
+async def test_thread_numbers_are_the_threads_own(sample):
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE):
+        with app.session.lock:
+            app.session.tree.set_thread(2)
+        app.refresh_all()
+        tree = app.query_one("#tree", CallTreeView)
+        assert names(tree) == ["worker_loop"]
+        assert tree.row_nodes[0].total[LIVE_BYTES] == 72_000
+
+
+@scenarios.sync
+async def test_detail_pane_shows_source_and_exact_bytes(sample):
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("right", "down")
+        text = str(app.query_one("#detail").render())
+        assert "build_index" in text and f"{scenarios.APP}:13" in text
+        assert "def build_index(rows):" in text
+        assert "120000 B" in text and "[py] Python" in text
+        await pilot.press("d")
+        assert not app.query_one("#detail").display
+        await pilot.press("d")
+        assert app.query_one("#detail").display
+
+
+@scenarios.sync
+async def test_table_view_sorts(sample):
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("v")
+        table = app.query_one("#table")
+        assert [loc.frame.function for loc in table.row_locations][:2] == [
+            "build_index", "worker_loop"]
+        await pilot.press("s")  # total
+        assert table.row_locations[0].frame.function == "main"
+        await pilot.press("s")  # count
+        assert table.row_locations[0].frame.function == "many_small"
+        await pilot.press("v")
+        assert app.query_one("#views").current == "tree"
+
+
+class PipeController:
+    """The live controller's feed part, over a pipe the test writes to."""
+
+    log_path = None
+
+    def __init__(self, fd: int, session: Session) -> None:
+        self.fd = fd
+        self.session = session
+        self.feed: PipeFeed | None = None
+
+    def start(self, app) -> None:
+        self.feed = PipeFeed(self.fd, self.session, interval=0.02,
+                             on_update=lambda: app.post_message(ModelUpdated()))
+        self.feed.start()
+
+    def set_paused(self, paused: bool) -> None:
+        self.feed.paused = paused
+
+    def stop_program(self) -> None:
+        self.feed.stop()
+
+    detach = stop_program
+
+
+async def wait_for(predicate, timeout=5.0):
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+@scenarios.sync
+async def test_live_updates_keep_selection_and_expansion_and_pause():
+    stack_a = [("main", "a.py", 1), ("alpha", "a.py", 5)]
+    stack_b = [("main", "a.py", 1), ("beta", "a.py", 9)]
+    w = StreamWriter()
+    w.alloc(1, 1000, stack_a)
+    w.alloc(2, 500, stack_b)
+    part1 = bytes(w.out)
+    w.out = bytearray()
+    w.alloc(3, 5000, stack_b)  # beta overtakes alpha: rows reorder
+    part2 = bytes(w.out)
+    w.out = bytearray()
+    w.alloc(4, 7, stack_a)
+    part3 = bytes(w.out)
+
+    reader = StreamReader()
+    session = Session(reader, CallTree(reader), live=True)
+    r, wfd = os.pipe()
+    controller = PipeController(r, session)
+    app = MemtraceApp(session, controller)
+    async with app.run_test(size=SIZE) as pilot:
+        os.write(wfd, part1)
+        tree = app.query_one("#tree", CallTreeView)
+        await wait_for(lambda: len(tree.row_nodes) == 1)
+        await pilot.press("right", "down")
+        assert names(tree) == ["main", "  alpha", "  beta"]
+        alpha = tree.selected
+        assert alpha.frame.function == "alpha"
+        os.write(wfd, part2)
+        await wait_for(lambda: names(tree) == ["main", "  beta", "  alpha"])
+        assert tree.selected is alpha and tree.cursor == 2  # cursor followed the node
+        await pilot.press("p")
+        before = reader.records
+        os.write(wfd, part3)
+        await wait_for(lambda: reader.records > before)
+        await asyncio.sleep(0.1)
+        await pilot.pause()
+        assert alpha.total[LIVE_BYTES] == 1000  # view paused: model not updated
+        assert "PAUSED" in str(app.query_one("#header").render())
+        await pilot.press("p")
+        await wait_for(lambda: alpha.total[LIVE_BYTES] == 1007)
+        assert tree.selected is alpha and 0 in {n.depth - 1 for n in tree.row_nodes}
+        os.close(wfd)
+        await wait_for(lambda: controller.feed.eof.is_set())
