@@ -271,7 +271,7 @@ cdef class StreamReader:
             if r == MT_OTHER:
                 try:
                     self._other(kind, p, pos, rec_end)
-                except _Malformed as exc:
+                except (_Malformed, ValueError, TypeError, OverflowError) as exc:
                     self._offset += pos
                     self._tail = b""
                     self._fail(str(exc), self._offset)
@@ -333,7 +333,9 @@ cdef class StreamReader:
             self.maps = rec[1]
             self.maps_history.append(rec[1])
         elif kind == 8:
-            if n != 3 or not (_is_int(rec[1]) and _is_int(rec[2])):
+            if n != 3 or not (_is_int(rec[1]) and _is_int(rec[2])) or not (
+                -(1 << 63) <= rec[1] < (1 << 63)
+            ):
                 raise _Malformed("bad TICK record")
             self.s.last_time_us = rec[1]
             self.history.append((rec[1], self.s.heap_bytes, rec[2]))

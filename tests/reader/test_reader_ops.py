@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
-from reader_helpers import read_all, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reader_helpers import read_all, snapshot
 from reader_oracle import Oracle
 from streamgen import (
     CALLOC,
@@ -17,7 +17,6 @@ from streamgen import (
     MUNMAP,
     PYMALLOC_FREE,
     PYMALLOC_MALLOC,
-    PYMALLOC_REALLOC,
     REALLOC,
     StreamWriter,
 )

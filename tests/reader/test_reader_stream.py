@@ -26,7 +26,8 @@ def sample_stream(seed: int = 1, n: int = 400, trailer: bool = True) -> StreamWr
             w.thread(thread, 900 + thread, f"thread-{i}")
         x = rng.random()
         if x < 0.45 or not live:
-            py = w.py_stack([("main", "s.py", 1), (f"f{rng.randint(0, 9)}", "s.py", rng.randint(2, 4))])
+            fn = f"f{rng.randint(0, 9)}"
+            py = w.py_stack([("main", "s.py", 1), (fn, "s.py", rng.randint(2, 4))])
             nat = w.native_stack([0x7F0000000010, 0x7F0000000020 + rng.randint(0, 5)])
             addr = 0x5000 + 32 * i
             w.alloc(thread, MALLOC, addr, rng.randint(0, 1 << rng.randint(0, 20)), py, nat)
@@ -39,9 +40,11 @@ def sample_stream(seed: int = 1, n: int = 400, trailer: bool = True) -> StreamWr
             w.alloc(thread, REALLOC, old + 8, rng.randint(1, 300), 0, 0)
             live.append(old + 8)
         elif x < 0.92:
-            w.alloc(thread, MMAP, 0x7E0000000000 + 4096 * rng.randint(0, 30), 4096 * rng.randint(1, 4))
+            addr = 0x7E0000000000 + 4096 * rng.randint(0, 30)
+            w.alloc(thread, MMAP, addr, 4096 * rng.randint(1, 4))
         elif x < 0.96:
-            w.free(thread, MUNMAP, 0x7E0000000000 + 1024 * rng.randint(0, 120), 1024 * rng.randint(1, 9))
+            addr = 0x7E0000000000 + 1024 * rng.randint(0, 120)
+            w.free(thread, MUNMAP, addr, 1024 * rng.randint(1, 9))
         else:
             t += rng.randint(1, 20000)
             w.tick(t, rng.randint(0, 1 << 30))
@@ -133,7 +136,8 @@ def test_deep_nesting_in_a_rare_record_is_an_error_not_a_crash() -> None:
 
 def test_huge_declared_lengths_wait_for_data() -> None:
     header = b"MEMTRACE\x92\x00\x81\xa6format\x01"
-    for tail in (b"\x92\x07\xdd\xff\xff\xff\xff", b"\x92\x01\xdb\xff\xff\xff\xff", b"\xdd\xff\xff\xff\xff"):
+    huge = (b"\x92\x07\xdd\xff\xff\xff\xff", b"\x92\x01\xdb\xff\xff\xff\xff", b"\xdd\xff\xff\xff\xff")
+    for tail in huge:
         r = StreamReader()
         r.feed(header + tail + b"\x00" * 100)
         r.finish()
@@ -144,8 +148,7 @@ def _poke(r: StreamReader) -> None:
     """Touch every accessor: none may crash on whatever state fuzzing left."""
     snapshot(r)
     r.take_changed()
-    r.allocator_stats
-    r.size_histogram
+    assert isinstance(r.allocator_stats, dict) and isinstance(r.size_histogram, list)
 
 
 VALID = sample_stream(seed=9, n=120).data

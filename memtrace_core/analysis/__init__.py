@@ -1,0 +1,21 @@
+"""Aggregations over a reader shared by reporters: top allocation locations."""
+
+from memtrace_core.analysis.locations import (
+    LocationStats,
+    NativeLocation,
+    PythonLocation,
+    name_native,
+    native_locations,
+    python_locations,
+    top,
+)
+
+__all__ = [
+    "LocationStats",
+    "NativeLocation",
+    "PythonLocation",
+    "name_native",
+    "native_locations",
+    "python_locations",
+    "top",
+]

@@ -1,0 +1,137 @@
+"""Allocation locations: per-stack counters of the reader summed by innermost frame.
+
+A Python location is the innermost Python frame (function, file, line) of an allocation;
+allocations with no Python frame go to ("<native>", "", 0). A native location is the
+innermost native frame as (module path, offset = ip - load_base) from the MAPS records; a
+symbolizer can name it later through the `resolve` hook of `native_locations`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from memtrace_core.frames import Frame
+
+NATIVE_FUNCTION = "<native>"
+
+
+@dataclass(slots=True)
+class LocationStats:
+    """Totals of the allocations made at one location."""
+
+    bytes: int = 0  # allocated in total
+    count: int = 0
+    leaked_bytes: int = 0  # still in use at the end (or now, for a live stream)
+    leaked_count: int = 0
+    peak_bytes: int = 0  # in use at the moment of the global peak
+    peak_count: int = 0
+
+    def add(self, c: tuple[int, ...]) -> None:
+        """Add a reader stack row's counters (alloc, live, peak: bytes and count each)."""
+        self.bytes += c[0]
+        self.count += c[1]
+        self.leaked_bytes += c[2]
+        self.leaked_count += c[3]
+        self.peak_bytes += c[4]
+        self.peak_count += c[5]
+
+
+@dataclass(frozen=True, slots=True)
+class PythonLocation:
+    function: str
+    file: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class NativeLocation:
+    module: str  # "" when the ip is in no mapped object
+    offset: int  # ip - load_base (the ip itself when the module is unknown)
+    build_id: str | None = None
+
+
+def python_locations(reader: Any) -> dict[PythonLocation, LocationStats]:
+    """Sum every stack by its innermost Python frame."""
+    by_node: dict[int, LocationStats] = {}
+    for row in reader.stacks():
+        stats = by_node.get(row[0])
+        if stats is None:
+            stats = by_node[row[0]] = LocationStats()
+        stats.add(row[3:])
+    codes = reader.codes
+    out: dict[PythonLocation, LocationStats] = {}
+    for node, stats in by_node.items():
+        frame = reader.py_frame(node)
+        if frame is None:
+            loc = PythonLocation(NATIVE_FUNCTION, "", 0)
+        else:
+            code_id, line, _entry = frame
+            name, filename, _first = codes.get(code_id, (f"<code {code_id}>", "", 0))
+            loc = PythonLocation(name, filename, line)
+        _merge(out, loc, stats)
+    return out
+
+
+def native_locations(reader: Any) -> dict[NativeLocation, LocationStats]:
+    """Sum every native stack by its innermost native frame (name them with `name_native`).
+
+    Allocations without a native stack are left out.
+    """
+    from memtrace_core.symbols.modmap import ModuleMap
+
+    by_node: dict[int, LocationStats] = {}
+    for row in reader.stacks():
+        if row[1] == 0:
+            continue
+        stats = by_node.get(row[1])
+        if stats is None:
+            stats = by_node[row[1]] = LocationStats()
+        stats.add(row[3:])
+    # Latest snapshot first: a library unloaded since is still found in an older one.
+    snapshots = [ModuleMap(m) for m in reversed(reader.maps_history)]
+    out: dict[NativeLocation, LocationStats] = {}
+    for node, stats in by_node.items():
+        ip = reader.native_stack(node)[0]
+        loc = NativeLocation("", ip)
+        for modmap in snapshots:
+            hit = modmap.lookup(ip)
+            if hit is not None:
+                loc = NativeLocation(hit[0], hit[2], hit[1])
+                break
+        _merge(out, loc, stats)
+    return out
+
+
+def name_native(
+    locations: Iterable[NativeLocation],
+    resolve: Callable[[str, str | None, int], list[Frame]],
+) -> dict[NativeLocation, Frame]:
+    """The symbolizer hook: `resolve(path, build_id, offset)` (for instance
+    memtrace_core.symbols.Symbolizer().resolve) names each location in a known module by the
+    innermost frame it returns; apply it to the top locations only."""
+    named = {}
+    for loc in locations:
+        if loc.module:
+            frames = resolve(loc.module, loc.build_id, loc.offset)
+            if frames:
+                named[loc] = frames[0]
+    return named
+
+
+def _merge(out: dict, loc: Any, stats: LocationStats) -> None:
+    have = out.get(loc)
+    if have is None:
+        out[loc] = stats
+    else:
+        have.add((stats.bytes, stats.count, stats.leaked_bytes, stats.leaked_count,
+                  stats.peak_bytes, stats.peak_count))
+
+
+def top(
+    locations: dict[Any, LocationStats], key: str = "bytes", limit: int | None = None
+) -> list[tuple[Any, LocationStats]]:
+    """Locations sorted by one LocationStats field, largest first (ties: by location)."""
+    items = sorted(locations.items(), key=lambda kv: (-getattr(kv[1], key), repr(kv[0])))
+    return items if limit is None else items[:limit]

@@ -1,0 +1,249 @@
+"""`memtrace stats [--json] FILE`: totals, peak, leaks, sizes, allocators, top locations."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+HUMAN_TOP = 10
+JSON_TOP = 100
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "stats",
+        help="summary statistics of a capture file",
+        description="Print what a capture holds: total allocated, peak heap and when, heap "
+        "still in use at the end (leaks), a size histogram, the allocators used and the "
+        "top allocation locations by bytes and by count.",
+    )
+    p.add_argument("file", help="capture file written by `memtrace run`")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.add_argument(
+        "--top",
+        type=int,
+        metavar="N",
+        help=f"locations listed per table (default {HUMAN_TOP}; {JSON_TOP} with --json; "
+        "0 for all)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from memtrace_core.reader import read_capture
+
+    reader = read_capture(args.file)
+    limit = args.top if args.top is not None else (JSON_TOP if args.json else HUMAN_TOP)
+    summary = summarize(reader, limit or None)
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_human(summary, args.file)
+    if reader.error:
+        print(
+            f"memtrace: error: {args.file}: {reader.error} (figures above stop there)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def summarize(reader: Any, limit: int | None = None) -> dict[str, Any]:
+    """Everything `stats --json` prints, as a JSON-ready dict."""
+    from memtrace_core.analysis import native_locations, python_locations, top
+    from memtrace_core.reader import ALLOCATOR_NAMES
+
+    header = reader.header
+    start = float(header.get("start_time") or 0.0)
+    if reader.trailer is not None and start:
+        duration = max(0.0, reader.trailer["end_time"] - start)
+    else:
+        duration = reader.last_time_us / 1e6
+    argv = header.get("argv") or []
+    py_locs = python_locations(reader)
+    out: dict[str, Any] = {
+        "file_format": header.get("format"),
+        "pid": header.get("pid"),
+        "command": " ".join(str(a) for a in argv) if isinstance(argv, list) else str(argv),
+        "python": header.get("python"),
+        "native": bool(header.get("native", False)),
+        "python_allocators": bool(header.get("python_allocators", False)),
+        "attached": bool(header.get("attached", False)),
+        "complete": reader.complete,
+        "truncated": reader.truncated,
+        "error": reader.error,
+        "exit_code": reader.trailer["exit_code"] if reader.trailer else None,
+        "duration_s": round(duration, 6),
+        "records": reader.records,
+        "total_allocated_bytes": reader.total_allocated_bytes,
+        "total_allocations": reader.total_allocations,
+        "total_frees": reader.total_frees,
+        "peak_bytes": reader.peak_bytes,
+        "peak_allocations": reader.peak_allocations,
+        "peak_time_s": reader.peak_time_us / 1e6,
+        "leaked_bytes": reader.heap_bytes,
+        "leaked_allocations": reader.heap_allocations,
+        "allocators": {
+            ALLOCATOR_NAMES.get(code, f"allocator-{code}"): {"count": count, "bytes": size}
+            for code, (count, size) in sorted(reader.allocator_stats.items())
+        },
+        "size_histogram": [
+            {"min_bytes": low, "max_bytes": max(0, 2 * low - 1), "count": count}
+            for low, count in reader.size_histogram
+        ],
+        "top_locations": [
+            _python_entry(loc, s) for loc, s in top(py_locs, "bytes", limit)
+        ],
+        "top_locations_by_count": [
+            _python_entry(loc, s) for loc, s in top(py_locs, "count", limit)
+        ],
+        "top_leaking_locations": [
+            _python_entry(loc, s)
+            for loc, s in top(py_locs, "leaked_bytes", limit)
+            if s.leaked_bytes
+        ],
+    }
+    if out["native"]:
+        nat_locs = native_locations(reader)
+        out["top_native_locations"] = [
+            {
+                "module": loc.module,
+                "offset": loc.offset,
+                "build_id": loc.build_id,
+                **_counters(s),
+            }
+            for loc, s in top(nat_locs, "bytes", limit)
+        ]
+    return out
+
+
+def _counters(s: Any) -> dict[str, int]:
+    return {
+        "bytes": s.bytes,
+        "count": s.count,
+        "leaked_bytes": s.leaked_bytes,
+        "leaked_count": s.leaked_count,
+    }
+
+
+def _python_entry(loc: Any, s: Any) -> dict[str, Any]:
+    return {"function": loc.function, "file": loc.file, "line": loc.line, **_counters(s)}
+
+
+def _size(n: float) -> str:
+    """Bytes in binary units: 1.5 KiB, 12.0 MiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _short_path(path: str, width: int = 40) -> str:
+    """A path relative to the current directory, or its tail when still too long."""
+    import os
+
+    if path.startswith("/"):
+        try:
+            rel = os.path.relpath(path)
+        except ValueError:
+            rel = path
+        if not rel.startswith(".."):
+            path = rel
+    if len(path) > width:
+        parts = path.split("/")
+        path = "…/" + "/".join(parts[-2:])
+    return path
+
+
+def print_human(s: dict[str, Any], path: str) -> None:
+    """Rich tables; plain text (no colour) when stdout is not a terminal."""
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    tty = sys.stdout.isatty()
+    console = Console(highlight=False, no_color=not tty, soft_wrap=not tty)
+
+    console.print(f"[bold]memtrace stats[/bold] {path}")
+    native = "yes" if s["native"] else "no"
+    console.print(f"  command        {s['command']}   (pid {s['pid']}, Python {s['python']}, "
+                  f"native frames: {native})")
+    if s["complete"]:
+        state = "complete"
+        if s["exit_code"] is not None:
+            state += f", exit code {s['exit_code']}"
+    else:
+        state = "incomplete capture (no trailer: the program was killed or the stream was cut"
+        state += "; last record cut short)" if s["truncated"] else ")"
+    console.print(f"  duration       {s['duration_s']:.3f} s   {state}")
+    console.print(f"  allocated      {_size(s['total_allocated_bytes'])} "
+                  f"({s['total_allocated_bytes']} B) in {s['total_allocations']} allocations")
+    console.print(f"  peak heap      {_size(s['peak_bytes'])} ({s['peak_bytes']} B) in "
+                  f"{s['peak_allocations']} allocations at {s['peak_time_s']:.3f} s")
+    console.print(f"  leaked         {_size(s['leaked_bytes'])} ({s['leaked_bytes']} B) in "
+                  f"{s['leaked_allocations']} allocations still in use at the end")
+
+    table = Table(title="Allocators", title_justify="left")
+    table.add_column("allocator")
+    table.add_column("count", justify="right")
+    table.add_column("bytes", justify="right")
+    for name, v in sorted(s["allocators"].items(), key=lambda kv: -kv[1]["bytes"]):
+        table.add_row(name, str(v["count"]), _size(v["bytes"]))
+    console.print(table)
+
+    table = Table(title="Allocation sizes", title_justify="left")
+    table.add_column("size", justify="right")
+    table.add_column("count", justify="right")
+    table.add_column("", min_width=20)
+    most = max((h["count"] for h in s["size_histogram"]), default=1)
+    for h in s["size_histogram"]:
+        low, high = h["min_bytes"], h["max_bytes"]
+        label = _size(low) if low >= high else f"{_size(low)} - {_size(high)}"
+        table.add_row(label, str(h["count"]), "#" * max(1, round(30 * h["count"] / most)))
+    console.print(table)
+
+    for title, key in (
+        ("Top locations by bytes allocated", "top_locations"),
+        ("Top locations by number of allocations", "top_locations_by_count"),
+        ("Top locations by bytes still in use at the end", "top_leaking_locations"),
+    ):
+        if s[key]:
+            rows = [
+                (e["function"], f"{_short_path(e['file'])}:{e['line']}" if e["file"] else "", e)
+                for e in s[key]
+            ]
+            console.print(_locations_table(Table, title, ("function", "file:line"), rows))
+    if s.get("top_native_locations"):
+        rows = [
+            (_short_path(e["module"]) if e["module"] else "?", f"{e['offset']:#x}", e)
+            for e in s["top_native_locations"]
+        ]
+        console.print(
+            _locations_table(
+                Table,
+                "Top native locations by bytes (innermost native frame, not yet symbolized)",
+                ("module", "offset"),
+                rows,
+            )
+        )
+    if not s["complete"]:
+        console.print("[bold]incomplete capture[/bold]: figures cover the records up to "
+                      "where it stops.")
+
+
+def _locations_table(table_cls: Any, title: str, names: tuple[str, str], rows: list) -> Any:
+    table = table_cls(title=title, title_justify="left")
+    for name in names:
+        table.add_column(name, overflow="fold")
+    for column in ("bytes", "count", "leaked", "leaked n"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for first, second, e in rows:
+        table.add_row(first, second, _size(e["bytes"]), str(e["count"]),
+                      _size(e["leaked_bytes"]), str(e["leaked_count"]))
+    return table
