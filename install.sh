@@ -21,8 +21,10 @@ if [ -n "$missing" ]; then
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test,bench]'
+quiet() { grep -v -e '^WARNING: Location' -e '^$' || true; }
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | quiet
+.venv/bin/python -m pip install -q -e '.[test,bench]' 2>&1 | quiet
+.venv/bin/memtrace --version
 
 if [ "${MEMTRACE_SKIP_EXAMPLE:-0}" != 1 ]; then
   echo
