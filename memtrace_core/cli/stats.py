@@ -221,7 +221,7 @@ def print_human(s: dict[str, Any], path: str) -> None:
             console.print(_locations_table(Table, title, ("function", "file:line"), rows))
     if s.get("top_native_locations"):
         rows = [
-            (_short_path(e["module"]) if e["module"] else "?", f"{e['offset']:#x}", e)
+            (e["module"].rsplit("/", 1)[-1] or "?", f"{e['offset']:#x}", e)
             for e in s["top_native_locations"]
         ]
         console.print(

@@ -136,7 +136,11 @@ def test_deep_nesting_in_a_rare_record_is_an_error_not_a_crash() -> None:
 
 def test_huge_declared_lengths_wait_for_data() -> None:
     header = b"MEMTRACE\x92\x00\x81\xa6format\x01"
-    huge = (b"\x92\x07\xdd\xff\xff\xff\xff", b"\x92\x01\xdb\xff\xff\xff\xff", b"\xdd\xff\xff\xff\xff")
+    huge = (
+        b"\x92\x07\xdd\xff\xff\xff\xff",  # MAPS with a 4G-element list
+        b"\x92\x01\xdb\xff\xff\xff\xff",  # CODE with a 4 GB string
+        b"\xdd\xff\xff\xff\xff",  # a record of 4G fields
+    )
     for tail in huge:
         r = StreamReader()
         r.feed(header + tail + b"\x00" * 100)
