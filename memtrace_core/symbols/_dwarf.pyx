@@ -1067,11 +1067,10 @@ def decode_lines(Sections s, Unit un, str comp_dir, double deadline):
             if c.err:
                 raise DwarfError("bad directory table")
             dirs.append(d)
-        if dirs:
-            dirs[0] = _join(comp_dir, dirs[0])
-        for j in range(1, len(dirs)):
-            dirs[j] = _join(dirs[0] if not dirs[j].startswith("/") else "", dirs[j]) \
-                if not dirs[j].startswith("/") else dirs[j]
+        # relative directories (entry 0 included) hang off the unit's DW_AT_comp_dir,
+        # as elfutils joins them
+        for j in range(len(dirs)):
+            dirs[j] = _join(comp_dir, dirs[j])
         fmt_n = <int>rd_n(&c, 1)
         fmts = [(rd_uleb(&c), rd_uleb(&c)) for j in range(fmt_n)]
         n = rd_uleb(&c)

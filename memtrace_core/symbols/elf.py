@@ -157,13 +157,15 @@ class Symbol:
 class SymbolTable:
     """Function symbols sorted by address: a name at once for any address."""
 
-    def __init__(self, symbols: list[tuple[int, int, str]]):
-        symbols = sorted(set(symbols))
-        self.addrs = [s[0] for s in symbols]
-        self.syms = symbols
+    def __init__(self, symbols: list[tuple[int, int, str, int]]):
+        # (addr, size, name, rank): at one address the global name wins over a weak
+        # one over a local one (what elfutils prints), so sort it last
+        ranked = sorted(set(symbols), key=lambda s: (s[0], s[3], s[2]))
+        self.addrs = [s[0] for s in ranked]
+        self.syms = [(a, size, n) for a, size, n, _ in ranked]
         # aliases: every name at an address, for alias-aware comparisons
         self.by_addr: dict[int, list[str]] = {}
-        for a, _, n in symbols:
+        for a, _, n, _ in ranked:
             self.by_addr.setdefault(a, []).append(n)
 
     def __len__(self) -> int:
@@ -189,18 +191,23 @@ class SymbolTable:
         return self.by_addr.get(addr, [])
 
 
-def parse_symtab(elf: ELFFile, data_of) -> list[tuple[int, int, str]]:
-    """Function symbols of .symtab and .dynsym of an ELFFile as (addr, size, name)."""
-    out: list[tuple[int, int, str]] = []
+BIND_RANK = {0: 0, 2: 1, 1: 2}  # STB_LOCAL < STB_WEAK < STB_GLOBAL
+
+
+def parse_symtab(elf: ELFFile, data_of, tables=(".symtab", ".dynsym")
+                 ) -> list[tuple[int, int, str, int]]:
+    """Function symbols of an ELFFile as (addr, size, name, rank): the first of `tables`
+    present (.symtab is a superset of .dynsym)."""
+    out: list[tuple[int, int, str, int]] = []
     is64 = elf.elfclass == 64
     fmt = ("<" if elf.little_endian else ">") + ("IBBHQQ" if is64 else "IIIBBH")
     entsize = 24 if is64 else 16
-    for secname in (".symtab", ".dynsym"):
+    for secname in tables:
         sec = elf.get_section_by_name(secname)
         if sec is None or sec["sh_type"] == "SHT_NOBITS":
             continue
         strtab = elf.get_section(sec["sh_link"])
-        strs = data_of(strtab)
+        strs = bytes(data_of(strtab))
         data = data_of(sec)
         for off in range(0, len(data) - entsize + 1, entsize):
             if is64:
@@ -215,9 +222,9 @@ def parse_symtab(elf: ELFFile, data_of) -> list[tuple[int, int, str]]:
             at = nm.find("@")
             if at > 0:
                 nm = nm[:at]
-            out.append((value, size, nm))
-        if out and secname == ".symtab":
-            break  # .symtab is a superset of .dynsym
+            out.append((value, size, nm, BIND_RANK.get(info >> 4, 0)))
+        if out:
+            break
     return out
 
 
@@ -274,8 +281,8 @@ class ElfImage:
             return b""
         return self.data_of(sec)
 
-    def symbols(self) -> list[tuple[int, int, str]]:
-        return parse_symtab(self.elf, self.data_of)
+    def symbols(self, tables=(".symtab", ".dynsym")) -> list[tuple[int, int, str, int]]:
+        return parse_symtab(self.elf, self.data_of, tables)
 
     def debuglink(self) -> tuple[str, int] | None:
         data = self.section(".gnu_debuglink")
@@ -309,7 +316,7 @@ def find_debug_file(path: str, build_id: str | None, image: ElfImage) -> str | N
     return None
 
 
-def minidebuginfo_symbols(image: ElfImage) -> list[tuple[int, int, str]]:
+def minidebuginfo_symbols(image: ElfImage) -> list[tuple[int, int, str, int]]:
     """Function symbols from MiniDebugInfo (.gnu_debugdata: an xz-compressed ELF)."""
     data = image.section(".gnu_debugdata")
     if not data:

@@ -65,6 +65,8 @@ class _Module:
                 syms = self._dbg_image.symbols()
             else:
                 syms = minidebuginfo_symbols(self.image) + self.image.symbols()
+            # exported names first among aliases (what elfutils prints)
+            syms += [(a, size, n, r + 3) for a, size, n, r in self.image.symbols((".dynsym",))]
             self._symtab = SymbolTable(syms)
         return self._symtab
 
