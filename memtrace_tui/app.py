@@ -82,7 +82,7 @@ class MemtraceApp(App[int]):
             yield Input(placeholder="filter: function or file substring (enter applies, "
                         "empty clears, escape cancels)", id="filter")
         yield DetailPane(id="detail")
-        yield Legend(id="legend")
+        yield Legend(self.session.log_path, id="legend")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from memtrace_core.frames import Frame
-from memtrace_core.model.metrics import ALLOC_COUNT, N_COUNTERS, Metric
+from memtrace_core.model.metrics import N_COUNTERS, Metric
 from memtrace_core.model.stacks import StackFrames
 
 _ZERO = (0,) * N_COUNTERS
@@ -248,9 +248,10 @@ class CallTree:
         return node.total[self.metric.sort_index]
 
     def children(self, node: Node) -> list[Node]:
-        """Children, largest first by the current metric (ties: by function name)."""
+        """Children with a non-zero value, largest first by the current metric (ties: by
+        function name)."""
         idx = self.metric.sort_index
-        kids = [c for c in node.children.values() if c.total[ALLOC_COUNT] or any(c.total)]
+        kids = [c for c in node.children.values() if c.total[idx]]
         kids.sort(key=lambda c: (-c.total[idx], c.frame.function, c.frame.file, c.frame.line))
         return kids
 

@@ -1,0 +1,113 @@
+"""`memtrace live [--native] [-o FILE] script.py args…`: run a program under the tracer and
+watch its memory in the terminal UI while it runs."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from memtrace_core.tracer.runner import add_program_arguments
+
+    p = subparsers.add_parser(
+        "live",
+        help="run a program and watch its memory live in the terminal UI",
+        description="Run a Python program under the tracer and show its call tree of top "
+        "allocators live. The program's stdout/stderr go to a log file (key L shows it).",
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="also save the stream as a capture")
+    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    p.add_argument("--log", metavar="FILE",
+                   help="program output log (default: a file in the temp directory)")
+    add_program_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _child_env() -> dict[str, str]:
+    """The runner must import memtrace_core even when it is not installed."""
+    import os
+
+    import memtrace_core
+
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(memtrace_core.__file__)))
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
+                                else "")
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from memtrace_core.errors import UserError
+    from memtrace_core.tracer.runner import program_from_args
+
+    program = program_from_args(args)
+    program.check()
+    if not sys.stdout.isatty():
+        raise UserError("live needs a terminal (use `memtrace run` to record a capture)")
+    if args.output and os.path.exists(args.output) and not args.force:
+        raise UserError(f"{args.output} exists (use --force to overwrite)")
+    if args.output:
+        try:
+            open(args.output, "wb").close()
+        except OSError as exc:
+            raise UserError(f"cannot write {args.output}: {exc.strerror}") from None
+    name = os.path.basename(program.target).removesuffix(".py") or "program"
+    if args.log:
+        log_path = os.path.abspath(args.log)
+        log = open(log_path, "wb")  # noqa: SIM115
+    else:
+        fd, log_path = tempfile.mkstemp(prefix=f"memtrace-live-{name}-", suffix=".log")
+        log = os.fdopen(fd, "wb")
+
+    from memtrace_core.model.build import stack_frames
+    from memtrace_core.model.calltree import CallTree
+    from memtrace_core.model.session import Session
+    from memtrace_core.reader import StreamReader
+
+    read_fd, write_fd = os.pipe()
+    cmd = [sys.executable, "-m", "memtrace_core.tracer.runner", "--fd", str(write_fd)]
+    if args.native:
+        cmd.append("--native")
+    if args.trace_python_allocators:
+        cmd.append("--trace-python-allocators")
+    cmd += ["-m", program.target] if program.module else [program.target]
+    cmd += program.args
+    stdin = subprocess.DEVNULL if sys.stdin.isatty() else None  # never steal the UI's tty
+    try:
+        proc = subprocess.Popen(cmd, pass_fds=[write_fd], stdin=stdin, stdout=log,
+                                stderr=log, env=_child_env(), start_new_session=True)
+    finally:
+        os.close(write_fd)
+        log.close()
+
+    reader = StreamReader()
+    frames = stack_frames(reader, native=args.native)
+    session = Session(reader, CallTree(reader, frames), live=True)
+    session.log_path = log_path
+
+    from memtrace_tui.app import MemtraceApp
+    from memtrace_tui.live_controller import LiveController
+
+    controller = LiveController(proc, read_fd, session, log_path=log_path,
+                                tee_path=args.output)
+    try:
+        MemtraceApp(session, controller).run()
+    finally:
+        frames.close()
+        if controller.feed is None:
+            os.close(read_fd)
+    print(f"memtrace: program output: {log_path}", file=sys.stderr)
+    if args.output:
+        print(f"memtrace: capture: {args.output}", file=sys.stderr)
+    if session.detached:
+        print(f"memtrace: pid {proc.pid} runs on untraced", file=sys.stderr)
+        return 0
+    code = proc.poll()
+    if code is None:
+        return 0
+    return code if code >= 0 else 128 - code

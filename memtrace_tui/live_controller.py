@@ -1,0 +1,73 @@
+"""Live mode's controller: the traced program, its pipe feed and its end, for the app.
+
+The program runs in its own session with stdout/stderr in a log file (so it never garbles
+the screen); the feed thread reads the stream; a waiter thread reports the exit once the
+stream is drained, so the final state on screen is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+
+from memtrace_core.model import Session
+from memtrace_core.model.feed import PipeFeed
+from memtrace_tui.messages import ModelUpdated, ProgramExited
+
+
+class LiveController:
+    """Owns the child process and the feed; the app calls start/stop/detach/set_paused."""
+
+    def __init__(self, proc: subprocess.Popen, read_fd: int, session: Session, *,
+                 log_path: str | None, tee_path: str | None = None) -> None:
+        self.proc = proc
+        self.read_fd = read_fd
+        self.session = session
+        self.log_path = log_path
+        self.tee_path = tee_path
+        self.feed: PipeFeed | None = None
+
+    def start(self, app) -> None:
+        self.feed = PipeFeed(self.read_fd, self.session, tee_path=self.tee_path,
+                             on_update=lambda: app.post_message(ModelUpdated()))
+        self.feed.start()
+        threading.Thread(target=self._wait, args=(app,), name="memtrace-wait",
+                         daemon=True).start()
+
+    def _wait(self, app) -> None:
+        code = self.proc.wait()
+        if self.feed is not None:
+            self.feed.eof.wait(timeout=10)  # the stream's tail and trailer come after exit
+        app.post_message(ProgramExited(code))
+
+    def set_paused(self, paused: bool) -> None:
+        if self.feed is not None:
+            self.feed.paused = paused
+
+    def stop_program(self) -> None:
+        """SIGTERM, then SIGKILL after 3 s."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            except ProcessLookupError:
+                pass
+        if self.feed is not None:
+            self.feed.eof.wait(timeout=3)
+            self.feed.stop()
+
+    def detach(self) -> None:
+        """Close our end of the pipe: the tracer stops and restores its hooks; the program
+        runs on untraced."""
+        with self.session.lock:
+            self.session.detached = True
+        if self.feed is not None:
+            self.feed.stop()
+            self.feed.eof.wait(timeout=3)
+        else:
+            os.close(self.read_fd)
