@@ -39,7 +39,7 @@ def extensions() -> list[Extension]:
         libs: list[str] = []
         if rel.parts[1] == "tracer":
             cflags += unwind_cflags
-            libs += unwind_libs + ["-ldl", "-lpthread"]
+            libs += unwind_libs + ["-lz", "-ldl", "-lpthread"]
         module = ".".join(rel.with_suffix("").parts)
         exts.append(
             Extension(

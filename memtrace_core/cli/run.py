@@ -53,5 +53,5 @@ def run(args: argparse.Namespace) -> int:
         output = default_output(program.target, program.module)
         print(f"memtrace: writing capture to {output}", file=sys.stderr)
     fd = open_output(output, args.force)
-    runner.run(program, fd, args.native, args.trace_python_allocators)
+    runner.run(program, fd, args.native, args.trace_python_allocators, compress=True)
     return 0

@@ -34,6 +34,48 @@ ALLOCATOR_NAMES: dict[int, str] = {
 }
 
 
+COMPRESSED_MAGIC = b"MEMTRACZ"
+_INFLATE_CHUNK = 8 << 20
+
+
+def _read_compressed(name: str, data: mmap.mmap) -> StreamReader:
+    """Inflate a capture file's zlib stream in bounded chunks into the reader.
+
+    The tracer sync-flushes the stream at every buffer, so a file cut off mid-run inflates up
+    to its last flush; corrupt compressed data ends the read like a corrupt record.
+    """
+    import zlib
+
+    reader = StreamReader()
+    inflater = zlib.decompressobj()
+    view = memoryview(data)[len(COMPRESSED_MAGIC) :]
+    try:
+        pending = view
+        while True:
+            try:
+                out = inflater.decompress(pending, _INFLATE_CHUNK)
+            except zlib.error as exc:
+                if not reader.header:
+                    raise UserError(f"{name}: corrupt compressed data ({exc})") from None
+                reader.mark_corrupt(f"corrupt compressed data after record {reader.records}")
+                break
+            if out:
+                try:
+                    reader.feed(out)
+                except CaptureError as exc:
+                    if not reader.header:
+                        raise UserError(f"{name}: {exc}") from None
+                    break
+            pending = inflater.unconsumed_tail
+            if not pending and not out:
+                break
+            if inflater.eof:
+                break
+    finally:
+        view.release()
+    return reader
+
+
 def read_capture(path: str | Path) -> StreamReader:
     """Read a whole capture file.
 
@@ -59,17 +101,20 @@ def read_capture(path: str | Path) -> StreamReader:
     except OSError as exc:
         raise UserError(f"{name}: cannot read: {exc.strerror or exc}") from None
     with data:
-        if data[: len(MAGIC)] != MAGIC:
+        if data[: len(MAGIC)] == COMPRESSED_MAGIC:
+            reader = _read_compressed(name, data)
+        elif data[: len(MAGIC)] != MAGIC:
             raise UserError(f"{name}: not a memtrace capture")
-        reader = StreamReader()
-        view = memoryview(data)
-        try:
-            reader.feed(view)
-        except CaptureError as exc:
-            if not reader.header:
-                raise UserError(f"{name}: {exc}") from None
-        finally:
-            view.release()
+        else:
+            reader = StreamReader()
+            view = memoryview(data)
+            try:
+                reader.feed(view)
+            except CaptureError as exc:
+                if not reader.header:
+                    raise UserError(f"{name}: {exc}") from None
+            finally:
+                view.release()
     reader.finish()
     if not reader.header:
         raise UserError(f"{name}: truncated capture: it ends before its header")

@@ -293,6 +293,11 @@ cdef class StreamReader:
         if self._tail:
             self.truncated = True
 
+    def mark_corrupt(self, str reason) -> None:
+        """Record corruption found outside the record decoder (e.g. in the zlib layer)."""
+        if self._failed is None:
+            self._failed = reason
+
     cdef _fail(self, str reason, int64_t offset):
         if offset >= 0:
             self._failed = f"corrupt capture at byte {offset}: {reason}"

@@ -18,7 +18,7 @@ cdef extern from "pystack.h":
 
 cdef extern from "recorder.h" nogil:
     int mt_tracking
-    int mt_recorder_start(int fd, int native, const char *header, size_t header_len)
+    int mt_recorder_start(int fd, int native, int compress, const char *header, size_t header_len)
     void mt_recorder_stop(int exit_code, int has_code)
     int mt_recorder_failed()
     void mt_set_thread_name(long os_tid, const char *name)
@@ -32,14 +32,16 @@ cdef void _stop_at_exit(int status) noexcept nogil:
     mt_recorder_stop(status, 1)
 
 
-def start(int fd, bint native, bint python_allocators, bytes header) -> int:
+def start(int fd, bint native, bint python_allocators, bytes header, bint compress=False) -> int:
     """Start tracing into fd (the stream's magic and HEADER record are written first).
+
+    compress=True (capture files) writes a zlib stream after the magic "MEMTRACZ".
 
     Returns the number of relocation slots patched.
     """
     if mt_hooks_init() != 0:
         raise TracerError("could not resolve the allocator functions")
-    rc = mt_recorder_start(fd, native, header, len(header))
+    rc = mt_recorder_start(fd, native, compress, header, len(header))
     if rc == -1:
         raise TracerError("memtrace is already tracing this process")
     if rc != 0:

@@ -16,6 +16,7 @@
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
+#include <zlib.h>
 
 #include "hooks.h"
 #include "mpack.h"
@@ -54,6 +55,12 @@ static uintptr_t g_self_lo, g_self_hi;
 static char g_exe[4096];
 static char g_strbuf[2][8192];
 static int g_atfork_registered;
+/* Capture files are one zlib stream (level 1, a sync flush per buffer, so a file cut off
+ * mid-run still inflates up to its last flush), compressed on the writer thread. */
+static int g_compress;
+static z_stream g_z;
+static uint8_t *g_zout;
+#define MT_ZOUT_CAP (256u << 10)
 
 static struct {
     long tid;
@@ -460,6 +467,23 @@ static int write_all(int fd, const uint8_t *data, size_t len) {
     return 0;
 }
 
+/* Write a buffer to the output, through the compressor for capture files. */
+static int emit_out(const uint8_t *data, size_t len, int flush) {
+    if (!g_compress) return len ? write_all(g_fd, data, len) : 0;
+    g_z.next_in = (Bytef *)data;
+    g_z.avail_in = (uInt)len;
+    for (;;) {
+        g_z.next_out = g_zout;
+        g_z.avail_out = MT_ZOUT_CAP;
+        int rc = deflate(&g_z, flush);
+        if (rc == Z_STREAM_ERROR) return -1;
+        size_t have = MT_ZOUT_CAP - g_z.avail_out;
+        if (have && write_all(g_fd, g_zout, have) < 0) return -1;
+        if (flush == Z_FINISH ? rc == Z_STREAM_END : g_z.avail_out != 0) break;
+    }
+    return 0;
+}
+
 static void *writer_main(void *arg) {
     (void)arg;
     mt_guard = 1;
@@ -489,7 +513,7 @@ static void *writer_main(void *arg) {
             const uint8_t *data = g_spare.data;
             size_t len = g_spare.len;
             pthread_mutex_unlock(&g_lock);
-            int rc = write_all(g_fd, data, len);
+            int rc = emit_out(data, len, Z_SYNC_FLUSH);
             pthread_mutex_lock(&g_lock);
             g_spare.len = 0;
             g_spare_busy = 0;
@@ -508,6 +532,7 @@ static void *writer_main(void *arg) {
         if (g_stop_requested && g_active.len == 0) break;
     }
     pthread_mutex_unlock(&g_lock);
+    if (!failed && g_compress) emit_out(NULL, 0, Z_FINISH);
     if (failed) mt_hooks_uninstall();
     return NULL;
 }
@@ -536,7 +561,7 @@ static void atfork_child(void) {
 
 /* ---- start / stop ------------------------------------------------------------------- */
 
-int mt_recorder_start(int fd, int native, const char *header, size_t header_len) {
+int mt_recorder_start(int fd, int native, int compress, const char *header, size_t header_len) {
     int saved = mt_guard;
     mt_guard = 1;
     pthread_mutex_lock(&g_lock);
@@ -573,6 +598,16 @@ int mt_recorder_start(int fd, int native, const char *header, size_t header_len)
     g_spare_busy = 0;
     g_fd = fd;
     g_native = native;
+    if (g_compress) deflateEnd(&g_z);
+    g_compress = 0;
+    if (compress) {
+        memset(&g_z, 0, sizeof g_z);
+        if (!g_zout) g_zout = malloc(MT_ZOUT_CAP);
+        if (g_zout && deflateInit(&g_z, 1) == Z_OK) {
+            g_compress = 1;
+            write_all(fd, (const uint8_t *)"MEMTRACZ", 8);
+        }
+    }
     g_failed = 0;
     g_stop_requested = 0;
     g_start_ns = g_last_tick_ns = now_ns();
@@ -592,7 +627,7 @@ int mt_recorder_start(int fd, int native, const char *header, size_t header_len)
     emit_maps_locked();
     /* The header reaches the file at once: even a program killed in its first milliseconds
      * leaves a capture that says what it was. */
-    if (write_all(fd, g_active.data, g_active.len) == 0) g_active.len = 0;
+    if (emit_out(g_active.data, g_active.len, Z_SYNC_FLUSH) == 0) g_active.len = 0;
 
     sigset_t all, old;
     sigfillset(&all);

@@ -22,8 +22,9 @@ extern volatile int mt_tracking;
 /* Per-thread "inside the tracer" flag: initial-exec TLS, so reading it never allocates. */
 extern __thread int mt_guard __attribute__((tls_model("initial-exec")));
 
-/* Start recording to fd (header = pre-encoded HEADER record). 0 on success. */
-int mt_recorder_start(int fd, int native, const char *header, size_t header_len);
+/* Start recording to fd (header = pre-encoded HEADER record); compress=1 for capture files
+ * (magic "MEMTRACZ", then a zlib stream of the plain stream). 0 on success. */
+int mt_recorder_start(int fd, int native, int compress, const char *header, size_t header_len);
 /* Stop: write TRAILER, flush, join the writer. has_code=0 writes a nil exit code. */
 void mt_recorder_stop(int exit_code, int has_code);
 /* Whether the writer gave up (reader gone): the hooks have been removed. */

@@ -93,14 +93,19 @@ def _name_threads(tracer: types.ModuleType) -> None:
 
 
 def start_tracing(
-    fd: int, header: dict, native: bool, python_allocators: bool, root_code: object = None
+    fd: int,
+    header: dict,
+    native: bool,
+    python_allocators: bool,
+    root_code: object = None,
+    compress: bool = False,
 ) -> None:
     """Start the C tracer writing to fd, and stop it when the interpreter exits."""
     from memtrace_core.tracer import _tracer
     from memtrace_core.tracer.header import header_record
 
     try:
-        _tracer.start(fd, native, python_allocators, header_record(header))
+        _tracer.start(fd, native, python_allocators, header_record(header), compress)
     except _tracer.TracerError as exc:
         raise UserError(str(exc)) from None
     _tracer.set_root_code(root_code)
@@ -202,14 +207,16 @@ def execute(program: Program) -> None:
     _exit_state.code = 0
 
 
-def run(program: Program, fd: int, native: bool, python_allocators: bool) -> None:
+def run(
+    program: Program, fd: int, native: bool, python_allocators: bool, compress: bool = False
+) -> None:
     """Check, start tracing into fd, and execute the program."""
     program.check()
     header = header_fields(program, native, python_allocators, attached=False)
     # Stacks stop at our runner: a script's outermost frame is its <module>; a module keeps
     # runpy's frames, as under `python -m`.
     root = execute.__code__ if program.module else _run_script.__code__
-    start_tracing(fd, header, native, python_allocators, root)
+    start_tracing(fd, header, native, python_allocators, root, compress)
     execute(program)
 
 
