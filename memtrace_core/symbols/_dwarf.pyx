@@ -803,7 +803,7 @@ def scan_unit(Sections s, Unit un, double deadline):
         if code >= ab.ncodes or ab.code_idx[code] < 0:
             raise DwarfError(f"unknown abbrev code {code} at DIE 0x{die_off:x}")
         n_dies += 1
-        if (n_dies & 0xffff) == 0 and deadline > 0 and now() > deadline:
+        if (n_dies & 0xfff) == 0 and deadline > 0 and now() > deadline:
             raise TimeBoxExceeded(f"unit at 0x{un.offset:x} exceeded its time box")
         idx = ab.code_idx[code]
         tag = ab.tag[idx]
@@ -1118,7 +1118,7 @@ def decode_lines(Sections s, Unit un, str comp_dir, double deadline):
         emit = 0
         end_seq = 0
         nops += 1
-        if (nops & 0xfffff) == 0 and deadline > 0 and now() > deadline:
+        if (nops & 0xffff) == 0 and deadline > 0 and now() > deadline:
             raise TimeBoxExceeded("line program exceeded its time box")
         if op >= <uint64_t>opcode_base:
             adj = <int>op - opcode_base

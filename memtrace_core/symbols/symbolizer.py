@@ -83,7 +83,7 @@ class Symbolizer:
         self._cache = SymbolCache(cache_dir) if persistent else None
         self._time_box_s = time_box_s
         self._modules: dict[tuple[str, str | None], _Module | None] = {}
-        self._stale: dict[str, str] = {}  # path -> why
+        self._stale: dict[tuple[str, str | None], str] = {}  # (path, build_id) -> why
         self._memo: dict[Key, list[Frame]] = {}
         self.notes: list[str] = []
         if self._cache is not None:
@@ -100,12 +100,12 @@ class Symbolizer:
         except (OSError, ElfError) as e:
             on_disk = None
             if not os.path.exists(path):
-                self._stale[path] = "gone"
+                self._stale[key] = "gone"
             else:
-                self._stale.setdefault(path, f"unreadable ({e})")
-        if path not in self._stale:
+                self._stale[key] = f"unreadable ({e})"
+        if key not in self._stale:
             if build_id and on_disk != build_id.lower():
-                self._stale[path] = f"build-id now {on_disk}, recorded {build_id}"
+                self._stale[key] = f"build-id now {on_disk}, recorded {build_id}"
             else:
                 try:
                     mod = _Module(path, build_id or on_disk, self._time_box_s)
@@ -116,11 +116,11 @@ class Symbolizer:
 
     def stale_libraries(self) -> list[str]:
         """Paths whose file changed (other build-id) or vanished since the capture."""
-        return sorted(self._stale)
+        return sorted({path for path, _ in self._stale})
 
     def is_stale(self, path: str, build_id: str | None) -> bool:
         self._module(path, build_id)
-        return path in self._stale
+        return (path, build_id) in self._stale
 
     # -- resolution ------------------------------------------------------------------
     def resolve(self, path: str, build_id: str | None, vaddr: int) -> list[Frame]:
@@ -131,7 +131,7 @@ class Symbolizer:
             return got
         mod = self._module(path, build_id)
         if mod is None:
-            if path in self._stale:
+            if (path, build_id) in self._stale:
                 frames = [Frame(f"<library changed: {path}>", "", 0, FrameKind.UNRESOLVED,
                                 module=path)]
             else:
