@@ -17,7 +17,7 @@ from memtrace_tui.messages import SelectionChanged
 
 NUM = Style(color="#c0c0c0")
 DIM = Style(color="#808080")
-HOT = Style(color="#ff8787", bold=True)
+HOT = Style(bold=True, underline=True)
 GUIDE = Style(color="#5f5f5f")
 
 COLUMNS = f"{'total':>10} {'own':>10} {'%':>6} {'count':>9}  frame"
