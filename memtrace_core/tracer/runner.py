@@ -78,18 +78,59 @@ def header_fields(program: Program, native: bool, python_allocators: bool, attac
 
 
 def _name_threads(tracer: types.ModuleType) -> None:
-    """Record Python thread names: the main thread now, every new thread as it starts."""
-    tracer.set_thread_name(threading.get_native_id(), threading.current_thread().name)
-    original = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
+    """Record Python thread names: the running threads now, every new thread as it starts.
 
-    def _bootstrap_inner(self: threading.Thread) -> None:
+    The hook wraps `Thread._set_native_id`, which a new thread calls once and returns from,
+    so no memtrace frame stays on the thread's stack.
+    """
+    for thread in threading.enumerate():
+        if thread.native_id is not None:
+            tracer.set_thread_name(thread.native_id, thread.name)
+    original = getattr(threading.Thread, "_set_native_id", None)
+    if original is None or getattr(original, "_memtrace", False):
+        return
+
+    def _set_native_id(self: threading.Thread) -> None:
+        original(self)
         try:
-            tracer.set_thread_name(threading.get_native_id(), self.name)
+            tracer.set_thread_name(self.native_id, self.name)
         except Exception:
             pass
-        original(self)
 
-    threading.Thread._bootstrap_inner = _bootstrap_inner  # type: ignore[attr-defined]
+    _set_native_id._memtrace = True  # type: ignore[attr-defined]
+    threading.Thread._set_native_id = _set_native_id  # type: ignore[attr-defined]
+
+
+def _quiet_fork_warning() -> None:
+    """Python 3.12+ warns in os.fork when the process has other threads; the tracer's writer
+    thread must not make a single-threaded program print that warning."""
+    if sys.version_info < (3, 12):
+        return
+    import warnings
+
+    real_fork = os.fork
+
+    def fork() -> int:
+        if _os_thread_count() <= 2:  # the caller and memtrace's writer
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore", message=r"This process \(pid=\d+\) is multi-threaded",
+                    category=DeprecationWarning,
+                )
+                return real_fork()
+        return real_fork()
+
+    fork.__doc__ = real_fork.__doc__
+    os.fork = fork
+
+
+def _os_thread_count() -> int:
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[17])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def start_tracing(
@@ -110,6 +151,7 @@ def start_tracing(
         raise UserError(str(exc)) from None
     _tracer.set_root_code(root_code)
     _name_threads(_tracer)
+    _quiet_fork_warning()
     # Registered before the program's own handlers: atexit runs it last, so their
     # allocations are traced too.
     atexit.register(_stop_at_exit, _tracer)
