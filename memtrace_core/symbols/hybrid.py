@@ -2,8 +2,10 @@
 
 Since CPython 3.11 one C call of `_PyEval_EvalFrameDefault` runs several Python
 frames: from an innermost one out to the next *entry* frame. Each eval-loop native
-frame is replaced by its group; when the counts disagree (unwinding stopped early,
-frames missing) the Python-only stack is returned rather than a wrong merge.
+frame is replaced by its group. More eval loops than groups means the Python stack was
+cut at its outer end (runner frames trimmed): the innermost loops take the groups. Fewer
+means native unwinding stopped early: the Python-only stack is returned (plus the native
+frames below the innermost eval loop) rather than a wrong merge.
 """
 
 from __future__ import annotations
@@ -62,11 +64,13 @@ def hybrid_stack(py_frames: list[tuple[Frame, bool]], native_ips: list[int],
     if not groups:
         for fr in natives:
             merged.extend((f, False) for f in fr)
-    elif len(eval_at) == len(groups):
+    elif len(eval_at) >= len(groups):
+        # more eval loops than groups: the Python stack was cut at its outer end (the
+        # tracer trims memtrace's runner frames); the innermost loops pair with the groups
         g = 0
         seen_py = False
         for fr in natives:
-            if _is_eval(fr):
+            if _is_eval(fr) and g < len(groups):
                 merged.extend((f, True) for f in groups[g])
                 g += 1
                 seen_py = True

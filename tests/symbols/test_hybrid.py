@@ -1,0 +1,174 @@
+"""hybrid_stack on a real `memtrace run --native` capture and on frames resolved from
+real libpython addresses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import source_line
+
+from memtrace_core.frames import Frame, FrameKind
+from memtrace_core.symbols import ModuleMap, Symbolizer, hybrid_stack
+from memtrace_core.symbols.elf import read_build_id
+from memtrace_core.symbols.symbolizer import _Module
+
+ROOT = Path(__file__).resolve().parents[2]
+PROG = '''\
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.outer_entry.restype = ctypes.c_void_p
+KEEP = []
+def work():
+    for _ in range(3):
+        KEEP.append(lib.outer_entry(1000000))  # ALLOC
+def main():
+    work()  # CALL_WORK
+main()  # CALL_MAIN
+'''
+
+
+@pytest.fixture(scope="module")
+def capture(libs, tmp_path_factory):
+    d = tmp_path_factory.mktemp("hybrid")
+    prog = d / "prog.py"
+    prog.write_text(PROG)
+    cap = d / "cap.mtrace"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "memtrace_core", "run", "--native", "-f", "-o",
+                        str(cap), str(prog), str(libs["dwarf5"])], env=env,
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        pytest.skip(f"memtrace run --native failed: {r.stderr[-300:]}")
+    from memtrace_core.reader import read_capture
+
+    return read_capture(cap), prog
+
+
+def _stack_of(reader, nbytes: int):
+    for sid in range(reader.n_stacks):
+        if reader.stack_counters(sid)[0] == nbytes:
+            py, nat, _ = reader.stack_key(sid)
+            pys = [(Frame(reader.codes[c][0], reader.codes[c][1], line, FrameKind.PYTHON), e)
+                   for c, line, e in reader.py_stack(py)]
+            return pys, reader.native_stack(nat)
+    raise AssertionError(f"no stack allocated {nbytes} bytes")
+
+
+def test_real_capture_merge(capture, libs):
+    reader, prog = capture
+    mm = ModuleMap(reader.maps)
+    sym = Symbolizer(persistent=False)
+
+    def resolve_ip(ip):
+        hit = mm.lookup(ip)
+        return sym.resolve(*hit) if hit else [Frame(hex(ip), "", 0, FrameKind.UNRESOLVED)]
+
+    # helper_alloc mallocs 2 * (n + 1) bytes, three times
+    pys, ips = _stack_of(reader, 3 * 2 * 1000001)
+    src, lib = str(libs["src"]), str(libs["dwarf5"])
+    stack = hybrid_stack(pys, ips, resolve_ip)
+    assert stack[:3] == [
+        Frame("<module>", str(prog), source_line(prog, "CALL_MAIN"), FrameKind.PYTHON),
+        Frame("main", str(prog), source_line(prog, "CALL_WORK"), FrameKind.PYTHON),
+        Frame("work", str(prog), source_line(prog, "ALLOC"), FrameKind.PYTHON),
+    ]
+    # outer_entry tail-calls middle, so it is not on the stack
+    assert stack[-3:] == [
+        Frame("middle", src, source_line(libs["src"], "MIDDLE_CALL"), FrameKind.NATIVE,
+              module=lib),
+        Frame("leaf_alloc", src, source_line(libs["src"], "LEAF_CALL"), FrameKind.NATIVE,
+              module=lib),
+        Frame("helper_alloc", src, source_line(libs["src"], "HELPER_MALLOC"),
+              FrameKind.INLINE, module=lib),
+    ]
+    between = stack[3:-3]
+    assert any(f.function == "_ctypes_callproc" for f in between)
+    assert not any(f.function == "_PyEval_EvalFrameDefault" for f in stack)
+    full = hybrid_stack(pys, ips, resolve_ip, show_internal=True)
+    # internal view keeps process start-up and the runner's eval loops outward
+    assert len(full) > len(stack)
+    assert full[-3:] == stack[-3:]
+    i = full.index(stack[0])
+    assert full[i:i + 3] == stack[:3]
+    assert any(f.function == "Py_RunMain" for f in full[:i])
+
+
+@pytest.fixture(scope="module")
+def py_lib(libpython):
+    """resolve_ip over real libpython addresses: 'name+off' -> return address."""
+    mod = _Module(str(libpython), None, 0)
+    sym = Symbolizer(persistent=False)
+    bid = read_build_id(libpython)
+
+    def addr(name: str, off: int = 40) -> int:
+        (a,) = {a for a, _, n in mod.symtab.syms if n == name}
+        return a + off + 1  # a return address: resolve_ip gets it minus one
+
+    def resolve_ip(ip: int):
+        return sym.resolve(str(libpython), bid, ip)
+
+    return addr, resolve_ip
+
+
+def _names(frames: list[Frame]) -> list[str]:
+    """Function names without inlined frames (the +offsets may land in inlined code)."""
+    return [f.function for f in frames if f.kind is not FrameKind.INLINE]
+
+
+def _py(name: str, entry: bool) -> tuple[Frame, bool]:
+    return Frame(name, f"/app/{name}.py", 1, FrameKind.PYTHON), entry
+
+
+def test_groups_replace_eval_loops(py_lib):
+    addr, resolve_ip = py_lib
+    ev = addr("_PyEval_EvalFrameDefault", 200)
+    ips = [addr("PyList_Append"), addr("_PyObject_MakeTpCall"), ev,
+           addr("_PyObject_Call"), ev, addr("PyEval_EvalCode"), addr("Py_RunMain")]
+    py = [_py("inner", False), _py("mid", True), _py("outer", False), _py("top", True)]
+    names = _names(hybrid_stack(py, ips, resolve_ip))
+    assert names == ["top", "outer", "mid", "inner", "_PyObject_MakeTpCall", "PyList_Append"]
+    full = _names(hybrid_stack(py, ips, resolve_ip, show_internal=True))
+    assert full[:2] == ["Py_RunMain", "PyEval_EvalCode"]
+    assert full[2:4] == ["top", "outer"] and "_PyObject_Call" in full[4:-4]
+    assert full[-4:] == ["mid", "inner", "_PyObject_MakeTpCall", "PyList_Append"]
+
+
+def test_unwinding_stopped_early_falls_back_to_python(py_lib):
+    addr, resolve_ip = py_lib
+    ev = addr("_PyEval_EvalFrameDefault", 200)
+    ips = [addr("PyList_Append"), ev]  # the outer eval loop was never reached
+    py = [_py("inner", True), _py("outer", True)]
+    got = _names(hybrid_stack(py, ips, resolve_ip))
+    assert got == ["outer", "inner", "PyList_Append"]
+
+
+def test_no_eval_loop_resolved_gives_python_only(py_lib):
+    addr, resolve_ip = py_lib
+    py = [_py("inner", True)]
+    got = hybrid_stack(py, [addr("PyList_Append")], resolve_ip)
+    assert [f.function for f in got] == ["inner"]
+
+
+def test_no_python_frames_keeps_native_stack(py_lib):
+    addr, resolve_ip = py_lib
+    ips = [addr("PyList_Append"), addr("Py_RunMain")]
+    got = _names(hybrid_stack([], ips, resolve_ip))
+    assert got == ["Py_RunMain", "PyList_Append"]
+
+
+def test_memtrace_frames_hidden(py_lib):
+    addr, resolve_ip = py_lib
+    own = Frame("tracer_hook", "", 0, FrameKind.NATIVE, module="/x/memtrace_core/tracer/_t.so")
+
+    def resolve(ip):
+        return [own] if ip == 0x10 - 1 else resolve_ip(ip)
+
+    ev = addr("_PyEval_EvalFrameDefault", 200)
+    got = hybrid_stack([_py("f", True)], [0x10, addr("PyList_Append"), ev], resolve)
+    assert own not in got
+    assert own in hybrid_stack([_py("f", True)], [0x10, addr("PyList_Append"), ev], resolve,
+                               show_internal=True)
