@@ -93,6 +93,8 @@ class MemtraceApp(App[int]):
             self.controller.start(self)
             self._last_tick = time.monotonic()
             self.set_interval(self.tick_seconds, self._tick)
+        else:  # a capture: only native names still arrive (symbolizer worker)
+            self.set_interval(self.tick_seconds, self._poll_model)
 
     # -- repaint ---------------------------------------------------------------------------
     @property
@@ -148,6 +150,14 @@ class MemtraceApp(App[int]):
         self._last_tick = now
         with self.session.lock:
             self._refresh_header()
+
+    def _poll_model(self) -> None:
+        if self.paused:
+            return
+        with self.session.lock:
+            changed = self.session.tree.update()
+        if changed:
+            self.refresh_all()
 
     # -- messages --------------------------------------------------------------------------
     def on_model_updated(self, message: ModelUpdated) -> None:

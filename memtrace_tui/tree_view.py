@@ -64,6 +64,9 @@ class CallTreeView(LinesView):
             self.selected = tree.resolve(self.selected)
             if self.selected is tree.root:
                 self.selected = None
+            else:  # replaced in place: keep its new self visible
+                for node in self.selected.path()[:-1]:
+                    self.expanded[node.id] = node
         metric = tree.metric
         bi, ci, si = metric.bytes_index, metric.count_index, metric.sort_index
         grand = tree.root.total[si] or 1

@@ -24,9 +24,10 @@ def run(args: argparse.Namespace) -> int:
     from memtrace_core.errors import UserError
     from memtrace_core.model.build import session_for_capture
 
-    if not sys.stdout.isatty() or not sys.stdin.isatty():
-        raise UserError("view needs a terminal (use `memtrace stats/table/tree` for text)")
     session = session_for_capture(args.file, show_internal=args.show_internal)
+    if not sys.stdout.isatty() or not sys.stdin.isatty():
+        session.tree.frames.close()
+        raise UserError("view needs a terminal (use `memtrace stats/table/tree` for text)")
     from memtrace_tui.app import MemtraceApp
 
     try:

@@ -221,9 +221,12 @@ class CallTree:
         self._apply(sid)
         new_path = self._paths.get(sid)
         if old_path and new_path:
+            # align from the innermost frame: names replace native leaves, while frames
+            # appear or vanish (merged interpreter frames) on the outer side
+            last_old, last_new = len(old_path) - 1, len(new_path) - 1
             for depth, node in enumerate(old_path):
                 if not node.alive and node.successor is None:
-                    node.successor = new_path[min(depth, len(new_path) - 1)]
+                    node.successor = new_path[max(0, last_new - (last_old - depth))]
 
     def _unlink(self, path: tuple[Node, ...]) -> None:
         self.root.refs -= 1
@@ -279,15 +282,15 @@ class CallTree:
         return node if node.alive else self.root
 
     def find(self, *functions: str) -> Node | None:
-        """The node reached by following children named `functions` from the root."""
+        """The node reached by following children named `functions` from the root (the
+        largest one when a name appears at several lines)."""
         node = self.root
+        idx = self.metric.sort_index
         for name in functions:
-            for child in node.children.values():
-                if child.frame.function == name:
-                    node = child
-                    break
-            else:
+            named = [c for c in node.children.values() if c.frame.function == name]
+            if not named:
                 return None
+            node = max(named, key=lambda c: c.total[idx])  # the hottest of that name
         return node
 
     def top_locations(self, sort: str = "own", limit: int = 500) -> list[Location]:

@@ -1,0 +1,98 @@
+"""Pilot tests over real captures recorded by `memtrace run` (gcc-built C extension), and the
+`view` command's bad-input handling."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import scenarios
+
+from memtrace_core.frames import FrameKind
+from memtrace_core.model.build import session_for_capture
+from memtrace_core.model.metrics import LIVE_BYTES, LIVE_COUNT
+from memtrace_tui.app import MemtraceApp
+from memtrace_tui.tree_view import CallTreeView
+
+LEAKED = 5000011 + 5001024 + 5002037
+
+SCRIPT = """\
+import mtext
+
+
+def do_leak():
+    mtext.leak_pattern()  # @leak
+
+
+do_leak()
+"""
+
+
+@pytest.fixture(scope="module")
+def native_capture(mt, tmp_path_factory):
+    d = tmp_path_factory.mktemp("native")
+    return mt.trace(d, SCRIPT, options=("--native",)).check().capture
+
+
+@scenarios.sync
+async def test_view_real_native_capture_names_replace_unresolved_in_place(native_capture,
+                                                                           tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # cold symbolizer
+    session = session_for_capture(native_capture)
+    try:
+        app = MemtraceApp(session)
+        async with app.run_test(size=(140, 45)) as pilot:
+            tree = app.query_one("#tree", CallTreeView)
+            await pilot.press("e")
+            first = tree.selected
+            assert first.total[LIVE_BYTES] > 0
+            for _ in range(300):  # names arrive from the worker process
+                await pilot.pause(0.05)
+                if tree.selected.frame.function == "mt_leaf":
+                    break
+            leaf = tree.selected
+            assert leaf.frame.function == "mt_leaf" and leaf.frame.kind is FrameKind.NATIVE
+            # the selection followed the replaced node: still the hottest leaf, no jump
+            assert leaf.own[LIVE_BYTES] == LEAKED and leaf.own[LIVE_COUNT] == 3
+            path = [n.frame.function for n in leaf.path()]
+            assert path.index("do_leak") < path.index("leak_pattern") < path.index("mt_outer")
+            assert path.index("mt_outer") < path.index("mt_middle") < path.index("mt_leaf")
+            text = str(app.query_one("#detail").render())
+            assert f"({LEAKED} B) in 3" in text and "mtext.c:" in text
+            assert session.tree.frames.pending() == 0
+    finally:
+        session.tree.frames.close()
+
+
+@scenarios.sync
+async def test_view_real_capture_python_only(mt, tmp_path):
+    capture = mt.trace(tmp_path, SCRIPT).check().capture
+    session = session_for_capture(capture)
+    app = MemtraceApp(session)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("e")
+        tree = app.query_one("#tree", CallTreeView)
+        node = session.tree.find("<module>", "do_leak")
+        assert node is not None and node.total[LIVE_BYTES] >= LEAKED
+        assert tree.selected.path()[1] is node
+        await asyncio.sleep(0)
+
+
+def test_view_bad_input_is_one_line(mt, tmp_path):
+    bad = tmp_path / "bad.mtrace"
+    bad.write_bytes(b"not a capture at all")
+    for target in (bad, tmp_path / "missing.mtrace"):
+        proc = mt.cli("view", str(target), cwd=tmp_path)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1 and err.count("\n") == 1 and "Traceback" not in err
+        assert err.startswith("memtrace: error:")
+
+
+def test_live_bad_input_is_one_line(mt, tmp_path):
+    proc = mt.cli("live", "no-such-script.py", cwd=tmp_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and err.count("\n") == 1 and "no such script" in err
+    (tmp_path / "ok.py").write_text("pass\n")
+    proc = mt.cli("live", "ok.py", cwd=tmp_path)  # stdout is not a terminal here
+    assert proc.returncode == 1 and "needs a terminal" in proc.stderr.decode()
