@@ -1,0 +1,137 @@
+"""pprof's profile.proto, gzip-compressed, for `go tool pprof` and Pyroscope.
+
+Two sample types: objects (count) and space (bytes), named like Go's heap profiles
+(alloc_*, inuse_* for --leaks, peak_* for --peak). A native frame and the frames inlined
+into it form one Location whose Lines run innermost first, as profile.proto specifies;
+each library is a Mapping (path and build-id). Locations carry no addresses: every frame
+is already symbolized.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+
+from memtrace_core.frames import Frame, FrameKind
+from memtrace_core.report.profile import Profile, Selection
+from memtrace_core.report.protobuf_wire import bytes_field, packed_field, uint_field
+
+# profile.proto field numbers
+P_SAMPLE_TYPE, P_SAMPLE, P_MAPPING, P_LOCATION, P_FUNCTION, P_STRINGS = 1, 2, 3, 4, 5, 6
+P_TIME_NANOS, P_DURATION_NANOS, P_DEFAULT_SAMPLE_TYPE = 9, 10, 14
+_PREFIX = {Selection.ALL: "alloc", Selection.LEAKS: "inuse", Selection.PEAK: "peak"}
+
+
+class _Strings:
+    """profile.proto's string table: index 0 is the empty string."""
+
+    def __init__(self) -> None:
+        self.table: list[str] = [""]
+        self._index: dict[str, int] = {"": 0}
+
+    def __call__(self, s: str) -> int:
+        i = self._index.get(s)
+        if i is None:
+            i = self._index[s] = len(self.table)
+            self.table.append(s)
+        return i
+
+
+def group_locations(path: tuple[Frame, ...]) -> list[tuple[Frame, ...]]:
+    """Outermost-first frames -> outermost-first locations: each native frame with the
+    inlined frames that follow it, innermost first inside the group."""
+    groups: list[list[Frame]] = []
+    for frame in path:
+        if frame.kind is FrameKind.INLINE and groups and groups[-1][0].kind in (
+                FrameKind.NATIVE, FrameKind.INLINE):
+            groups[-1].insert(0, frame)
+        else:
+            groups.append([frame])
+    return [tuple(g) for g in groups]
+
+
+def encode(profile: Profile) -> bytes:
+    """The profile message, uncompressed."""
+    s = _Strings()
+    functions: dict[tuple[str, str], int] = {}
+    mappings: dict[str, int] = {}
+    locations: dict[tuple[Frame, ...], int] = {}
+    fn_msgs: list[bytes] = []
+    map_msgs: list[bytes] = []
+    loc_msgs: list[bytes] = []
+    sample_msgs: list[bytes] = []
+    build_ids = _build_ids(profile)
+
+    def function_id(frame: Frame) -> int:
+        fkey = (frame.function, frame.file)
+        fid = functions.get(fkey)
+        if fid is None:
+            fid = functions[fkey] = len(functions) + 1
+            fn_msgs.append(uint_field(1, fid) + uint_field(2, s(frame.function))
+                           + uint_field(3, s(frame.function)) + uint_field(4, s(frame.file)))
+        return fid
+
+    def mapping_id(module: str) -> int:
+        mid = mappings.get(module)
+        if mid is None:
+            mid = mappings[module] = len(mappings) + 1
+            map_msgs.append(uint_field(1, mid) + uint_field(5, s(module))
+                            + uint_field(6, s(build_ids.get(module) or ""))
+                            + uint_field(7, 1) + uint_field(8, 1) + uint_field(9, 1)
+                            + uint_field(10, 1))
+        return mid
+
+    def location_id(group: tuple[Frame, ...]) -> int:
+        lid = locations.get(group)
+        if lid is None:
+            lid = locations[group] = len(locations) + 1
+            msg = uint_field(1, lid)
+            module = group[-1].module
+            if module:
+                msg += uint_field(2, mapping_id(module))
+            for frame in group:  # innermost first; the last is the caller
+                msg += bytes_field(4, uint_field(1, function_id(frame))
+                                   + uint_field(2, frame.line))
+            loc_msgs.append(msg)
+        return lid
+
+    for path, nbytes, ncount in profile.stacks():
+        ids = [location_id(g) for g in reversed(group_locations(path))]  # leaf first
+        sample_msgs.append(packed_field(1, ids) + packed_field(2, [ncount, nbytes]))
+
+    prefix = _PREFIX[profile.selection]
+    out = bytearray()
+    out += bytes_field(P_SAMPLE_TYPE, uint_field(1, s(f"{prefix}_objects"))
+                       + uint_field(2, s("count")))
+    out += bytes_field(P_SAMPLE_TYPE, uint_field(1, s(f"{prefix}_space"))
+                       + uint_field(2, s("bytes")))
+    for msg in sample_msgs:
+        out += bytes_field(P_SAMPLE, msg)
+    for msg in map_msgs:
+        out += bytes_field(P_MAPPING, msg)
+    for msg in loc_msgs:
+        out += bytes_field(P_LOCATION, msg)
+    for msg in fn_msgs:
+        out += bytes_field(P_FUNCTION, msg)
+    for text in s.table:
+        out += bytes_field(P_STRINGS, text.encode("utf-8", "surrogateescape"))
+    header = profile.reader.header or {}
+    start = float(header.get("start_time") or time.time())
+    out += uint_field(P_TIME_NANOS, int(start * 1e9))
+    out += uint_field(P_DURATION_NANOS, int(getattr(profile.reader, "last_time_us", 0)) * 1000)
+    out += uint_field(P_DEFAULT_SAMPLE_TYPE, s(f"{prefix}_space"))
+    return bytes(out)
+
+
+def render(profile: Profile) -> bytes:
+    """The gzip-compressed profile, as pprof files are stored."""
+    return gzip.compress(encode(profile), mtime=0)
+
+
+def _build_ids(profile: Profile) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for snapshot in getattr(profile.reader, "maps_history", None) or []:
+        for entry in snapshot:
+            if entry[2]:
+                out[entry[0]] = entry[2]
+    return out

@@ -1,0 +1,62 @@
+"""Frame-kind colours, marks and labels shared by every report (terminal and HTML).
+
+The same colours as the TUI: green Python, blue native C/C++, magenta inlined, amber
+unresolved; the text mark ([py] [c] [inl] [?]) tells them apart without colour.
+"""
+
+from __future__ import annotations
+
+import os
+
+from memtrace_core.frames import Frame, FrameKind
+
+KIND_COLOURS = {
+    FrameKind.PYTHON: "#5fd75f",
+    FrameKind.NATIVE: "#5fafff",
+    FrameKind.INLINE: "#d787ff",
+    FrameKind.UNRESOLVED: "#d7af5f",
+}
+KIND_LABELS = {
+    FrameKind.PYTHON: "Python",
+    FrameKind.NATIVE: "native C/C++",
+    FrameKind.INLINE: "inlined",
+    FrameKind.UNRESOLVED: "unresolved",
+}
+
+
+def short_location(frame: Frame) -> str:
+    """`file.c:12` (basename) or the library for frames without a file."""
+    if frame.file:
+        name = os.path.basename(frame.file)
+        return f"{name}:{frame.line}" if frame.line else name
+    return os.path.basename(frame.module) if frame.module else ""
+
+
+def legend_text():
+    """A rich Text line: each kind's mark and name in its colour."""
+    from rich.text import Text
+
+    text = Text("frames: ")
+    for kind in FrameKind:
+        text.append(f"{kind.mark} {KIND_LABELS[kind]}", style=KIND_COLOURS[kind])
+        text.append("  ")
+    return text
+
+
+def frame_text(frame: Frame, with_location: bool = True):
+    """`[c] mt_leaf  mtext.c:45` as rich Text in the kind's colour."""
+    from rich.text import Text
+
+    text = Text(f"{frame.kind.mark} ", style=KIND_COLOURS[frame.kind])
+    text.append(frame.function, style=f"bold {KIND_COLOURS[frame.kind]}")
+    if with_location:
+        where = short_location(frame)
+        if where:
+            text.append(f"  {where}", style="dim")
+    return text
+
+
+def frame_json(frame: Frame) -> dict:
+    """The frame's fields as JSON reports print them."""
+    return {"function": frame.function, "file": frame.file, "line": frame.line,
+            "kind": frame.kind.value, "module": frame.module}

@@ -1,0 +1,91 @@
+"""Synchronous native frames for offline reports: every address resolved now, in process.
+
+The live UI asks a worker process and shows `module+0xoffset` until names arrive; a report
+has nothing to show meanwhile, so it resolves each return address at once with the
+Symbolizer (persistent cache: a second report of the same program costs dict lookups).
+`OfflineNative` implements the model's `NativeFrames` protocol, so stacks become frames
+through the one path the model uses: `StackFrames` -> `symbols.hybrid_stack`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from memtrace_core.frames import Frame, FrameKind
+from memtrace_core.symbols.hybrid import hybrid_stack
+from memtrace_core.symbols.modmap import ModuleMap
+from memtrace_core.symbols.symbolizer import Symbolizer
+
+STALE_ADVICE = ("native reports must be made on the machine that ran the program, "
+                "with the same library builds")
+
+
+class MapsHistory:
+    """ip -> (path, build_id, vaddr) in the newest MAPS snapshot that holds it.
+
+    The last snapshot first; libraries closed (dlclose) before the end are still found in
+    the snapshots that had them."""
+
+    def __init__(self, history: list, latest: list | None = None) -> None:
+        snapshots = list(history or [])
+        if latest and (not snapshots or snapshots[-1] != latest):
+            snapshots.append(latest)
+        self._maps = [ModuleMap(m) for m in reversed(snapshots)]
+
+    def lookup(self, ip: int) -> tuple[str, str | None, int] | None:
+        for modmap in self._maps:
+            hit = modmap.lookup(ip)
+            if hit is not None:
+                return hit
+        return None
+
+
+class OfflineNative:
+    """The model's NativeFrames protocol, answered synchronously by a Symbolizer."""
+
+    def __init__(self, reader, cache_dir: Path | None = None,
+                 symbolizer: Symbolizer | None = None) -> None:
+        self.maps = MapsHistory(getattr(reader, "maps_history", None) or [],
+                                getattr(reader, "maps", None))
+        self.symbolizer = symbolizer if symbolizer is not None else Symbolizer(cache_dir)
+        self._by_ip: dict[int, list[Frame]] = {}
+
+    def resolve_ip(self, ip: int) -> list[Frame]:
+        """Frames at one instruction address, innermost first."""
+        got = self._by_ip.get(ip)
+        if got is None:
+            hit = self.maps.lookup(ip)
+            if hit is None:
+                got = [Frame(f"0x{ip:x}", "", 0, FrameKind.UNRESOLVED)]
+            else:
+                got = self.symbolizer.resolve(*hit)
+            self._by_ip[ip] = got
+        return got
+
+    def hybrid(self, py_frames: list[tuple[Frame, bool]], native_ips: list[int],
+               show_internal: bool) -> tuple[list[Frame], set[int]]:
+        return hybrid_stack(py_frames, native_ips, self.resolve_ip, show_internal), set()
+
+    def poll(self) -> set[int]:
+        return set()
+
+    def pending(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        """Write what was resolved to the persistent cache."""
+        self.symbolizer.flush()
+
+    def stale_libraries(self) -> list[str]:
+        return self.symbolizer.stale_libraries()
+
+    def notes(self) -> list[str]:
+        return list(self.symbolizer.notes)
+
+
+def stale_message(paths: list[str]) -> str:
+    """One line naming the libraries whose frames could not be named, and what to do."""
+    names = ", ".join(paths)
+    return (f"{len(paths)} librar{'y' if len(paths) == 1 else 'ies'} changed or missing since "
+            f"the capture ({names}): their frames show as <library changed: ...>; "
+            f"{STALE_ADVICE}")

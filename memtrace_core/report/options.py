@@ -1,0 +1,60 @@
+"""Arguments every reporter subcommand shares (kept import-light: argparse only)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """FILE, --leaks / --peak, --show-internal."""
+    parser.add_argument("file", help="capture file written by `memtrace run`")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--leaks", action="store_true",
+                       help="only memory still allocated when the program ended")
+    which.add_argument("--peak", action="store_true",
+                       help="only memory allocated at the high-water mark")
+    parser.add_argument("--show-internal", action="store_true",
+                        help="keep CPython-internal and memtrace frames in the stacks")
+
+
+def load(args: argparse.Namespace):
+    """The Profile these arguments ask for; warnings (stale libraries...) on stderr."""
+    import sys
+
+    from memtrace_core.report.profile import load_profile, selection_from_args
+
+    profile = load_profile(args.file, selection_from_args(args), args.show_internal)
+    for line in profile.warnings():
+        print(f"memtrace: warning: {line}", file=sys.stderr)
+    return profile
+
+
+def print_rich(renderable) -> None:
+    """Print to stdout with the legend; colour only on a terminal (NO_COLOR respected)."""
+    import sys
+
+    from rich.console import Console
+
+    from memtrace_core.report.kinds import legend_text
+
+    width = None if sys.stdout.isatty() else 240  # piped: no wrapping inside rows
+    console = Console(highlight=False, width=width)
+    console.print(renderable)
+    console.print(legend_text())
+
+
+def write_output(path: str, data: bytes) -> None:
+    """Write a report file, or fail with one line; `-` is standard output."""
+    import sys
+
+    from memtrace_core.errors import UserError
+
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None

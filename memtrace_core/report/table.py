@@ -1,0 +1,93 @@
+"""`memtrace table`: top allocating locations, one row per frame.
+
+Own = memory allocated by stacks ending at that frame, total = stacks passing through it
+(a recursive frame counts a stack once). Rows come from the model's call tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from memtrace_core.frames import Frame
+from memtrace_core.model.metrics import format_bytes
+from memtrace_core.report.kinds import frame_json
+from memtrace_core.report.profile import NO_STACK, Profile
+
+SORTS = ("own", "total", "count")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One location's numbers for the profile's selection."""
+
+    frame: Frame
+    own_bytes: int
+    own_count: int
+    total_bytes: int
+    total_count: int
+
+
+def rows(profile: Profile, sort: str = "own") -> list[Row]:
+    """Every location with something selected, sorted by own bytes, total bytes or count."""
+    bi, ci = profile.metric.bytes_index, profile.metric.count_index
+    out = [Row(loc.frame, loc.own[bi], loc.own[ci], loc.total[bi], loc.total[ci])
+           for loc in profile.tree.locations.values() if loc.total[bi] or loc.total[ci]]
+    root = profile.tree.root
+    if root.own[bi] or root.own[ci]:
+        out.append(Row(NO_STACK, root.own[bi], root.own[ci], root.own[bi], root.own[ci]))
+    if sort == "total":
+        key = lambda r: (-r.total_bytes, -r.own_bytes, -r.total_count)  # noqa: E731
+    elif sort == "count":
+        key = lambda r: (-r.own_count, -r.own_bytes, -r.total_count)  # noqa: E731
+    else:
+        key = lambda r: (-r.own_bytes, -r.total_bytes, -r.own_count)  # noqa: E731
+    out.sort(key=lambda r: (*key(r), r.frame.function, r.frame.file, r.frame.line))
+    return out
+
+
+def to_json(profile: Profile, sort: str = "own", limit: int = 0) -> dict:
+    """The table as one JSON object; totals cover every row, shown or not."""
+    table = rows(profile, sort)
+    shown = table[:limit] if limit > 0 else table
+    return {
+        "file": profile.path,
+        "selection": profile.selection.value,
+        "native": profile.native,
+        "sort": sort,
+        "total_bytes": profile.total_bytes,
+        "total_allocations": profile.total_count,
+        "locations": len(table),
+        "stale_libraries": profile.stale_libraries,
+        "rows": [{**frame_json(r.frame), "own_bytes": r.own_bytes, "own_count": r.own_count,
+                  "total_bytes": r.total_bytes, "total_count": r.total_count}
+                 for r in shown],
+    }
+
+
+def render(profile: Profile, sort: str = "own", limit: int = 25):
+    """A rich Table of the top locations."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from memtrace_core.report.kinds import KIND_COLOURS, short_location
+
+    table = rows(profile, sort)
+    total = profile.total_bytes or 1
+    title = (f"top locations: {profile.selection.title} — "
+             f"{format_bytes(profile.total_bytes)} in {profile.total_count:,} allocations")
+    out = Table(title=title, title_justify="left", header_style="bold",
+                caption=f"sorted by {sort}; {len(table)} locations", caption_justify="left")
+    out.add_column("own", justify="right")
+    out.add_column("own %", justify="right")
+    out.add_column("total", justify="right")
+    out.add_column("count", justify="right")
+    out.add_column("kind")
+    out.add_column("function", overflow="fold")
+    out.add_column("location", overflow="fold", style="dim")
+    for r in table[:limit] if limit > 0 else table:
+        colour = KIND_COLOURS[r.frame.kind]
+        out.add_row(format_bytes(r.own_bytes), f"{100.0 * r.own_bytes / total:.1f}%",
+                    format_bytes(r.total_bytes), f"{r.own_count:,}",
+                    Text(r.frame.kind.mark, style=colour),
+                    Text(r.frame.function, style=colour), short_location(r.frame))
+    return out

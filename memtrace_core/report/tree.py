@@ -1,0 +1,122 @@
+"""`memtrace tree`: the call tree of top allocators, biggest branches first.
+
+Branches under a threshold (a percentage of the selection's bytes, or a size) are folded
+into one `… N smaller branches` line, so the numbers shown still add up.
+"""
+
+from __future__ import annotations
+
+import re
+
+from memtrace_core.errors import UserError
+from memtrace_core.model.calltree import Node
+from memtrace_core.model.metrics import format_bytes
+from memtrace_core.report.kinds import frame_json
+from memtrace_core.report.profile import NO_STACK, Profile
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+          "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+
+
+def parse_threshold(text: str, total_bytes: int) -> int:
+    """`1%` of the total, or a size (`4096`, `10KiB`, `2MB`), as bytes."""
+    text = text.strip()
+    try:
+        if text.endswith("%"):
+            pct = float(text[:-1])
+            if not 0 <= pct <= 100:
+                raise ValueError
+            return int(total_bytes * pct / 100.0)
+        m = _SIZE.match(text)
+        if m is None or m.group(2).lower() not in _UNITS:
+            raise ValueError
+        return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    except ValueError:
+        raise UserError(f"bad --threshold {text!r}: use a percentage (1%) or a size "
+                        "(4096, 10KiB, 2MB)") from None
+
+
+def _shown_hidden(profile: Profile, node: Node, threshold: int) -> tuple[list[Node], list[Node]]:
+    shown, hidden = [], []
+    for k in profile.children(node):
+        (shown if profile.bytes_of(k) >= threshold and profile.bytes_of(k) > 0 else
+         hidden).append(k)
+    return shown, hidden
+
+
+def to_json(profile: Profile, threshold: int = 0, max_depth: int = 0) -> dict:
+    """Nested JSON: every node with bytes, count, children and what was folded away."""
+    def node_json(node: Node, depth: int) -> dict:
+        out = {**frame_json(node.frame), "bytes": profile.bytes_of(node),
+               "count": profile.count_of(node),
+               "own_bytes": node.own[profile.metric.bytes_index],
+               "own_count": node.own[profile.metric.count_index]}
+        out.update(children_json(node, depth + 1))
+        return out
+
+    def children_json(node: Node, depth: int) -> dict:
+        shown, hidden = _shown_hidden(profile, node, threshold)
+        if max_depth and depth >= max_depth:
+            shown, hidden = [], shown + hidden
+        out: dict = {"children": [node_json(k, depth) for k in shown]}
+        if hidden:
+            out["hidden"] = {"branches": len(hidden),
+                             "bytes": sum(profile.bytes_of(k) for k in hidden),
+                             "count": sum(profile.count_of(k) for k in hidden)}
+        return out
+
+    root = profile.tree.root
+    bi, ci = profile.metric.bytes_index, profile.metric.count_index
+    body = children_json(root, 0)
+    if root.own[bi] or root.own[ci]:
+        body["children"].append({**frame_json(NO_STACK), "bytes": root.own[bi],
+                                 "count": root.own[ci], "own_bytes": root.own[bi],
+                                 "own_count": root.own[ci], "children": []})
+    return {"file": profile.path, "selection": profile.selection.value,
+            "native": profile.native, "total_bytes": profile.total_bytes,
+            "total_allocations": profile.total_count, "threshold_bytes": threshold,
+            "stale_libraries": profile.stale_libraries, **body}
+
+
+def render(profile: Profile, threshold: int = 0, max_depth: int = 0):
+    """A rich Tree; each line `bytes (share) count [kind] function  file:line`."""
+    from rich.text import Text
+    from rich.tree import Tree
+
+    from memtrace_core.report.kinds import frame_text
+
+    total = profile.total_bytes or 1
+
+    def label(nbytes: int, count: int, body: Text) -> Text:
+        head = Text(f"{format_bytes(nbytes):>10} {100.0 * nbytes / total:5.1f}% "
+                    f"{count:>8,}  ", style="bold")
+        head.append_text(body)
+        return head
+
+    title = Text(f"{profile.selection.title}: {format_bytes(profile.total_bytes)} in "
+                 f"{profile.total_count:,} allocations", style="bold")
+    out = Tree(title, guide_style="dim")
+    todo: list[tuple[Node, Tree, int]] = [(profile.tree.root, out, 0)]
+    while todo:
+        node, branch, depth = todo.pop()
+        shown, hidden = _shown_hidden(profile, node, threshold)
+        if max_depth and depth >= max_depth:
+            shown, hidden = [], shown + hidden
+        pending = []
+        for kid in shown:
+            sub = branch.add(label(profile.bytes_of(kid), profile.count_of(kid),
+                                   frame_text(kid.frame)))
+            pending.append((kid, sub, depth + 1))
+        if hidden:
+            nb = sum(profile.bytes_of(k) for k in hidden)
+            nc = sum(profile.count_of(k) for k in hidden)
+            branch.add(label(nb, nc, Text(f"… {len(hidden)} smaller branch"
+                                          f"{'es' if len(hidden) > 1 else ''}",
+                                          style="dim italic")))
+        todo.extend(reversed(pending))
+    root = profile.tree.root
+    bi, ci = profile.metric.bytes_index, profile.metric.count_index
+    if root.own[bi] or root.own[ci]:
+        out.add(label(root.own[bi], root.own[ci], frame_text(NO_STACK)))
+    return out
