@@ -477,7 +477,7 @@ cdef class StreamReader:
         """(power-of-two lower bound, count) of allocation sizes; the bound of size 0 is 0."""
         cdef int i
         return [
-            (0 if i == 0 else 1 << (i - 1), self.s.hist[i])
+            (0 if i == 0 else (<uint64_t>1) << (i - 1), self.s.hist[i])
             for i in range(MT_HIST_BUCKETS)
             if self.s.hist[i]
         ]

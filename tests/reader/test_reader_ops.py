@@ -287,3 +287,13 @@ def test_large_random_stream_matches_oracle() -> None:
             ops.append(("tick", rng.randint(1, 10_000)))
     w, o = build(ops, native=True)
     check(w, o)
+
+
+def test_size_histogram_buckets_up_to_64_bits() -> None:
+    w = StreamWriter()
+    sizes = [0, 1, 2, 3, 4096, 4097, (1 << 40) + 5, (1 << 62) + 1]
+    for i, size in enumerate(sizes):
+        w.alloc(1, MALLOC, 0x1000 + 16 * i, size)
+    r = read_all(w.data)
+    assert r.size_histogram == [(0, 1), (1, 1), (2, 2), (4096, 2), (1 << 40, 1), (1 << 62, 1)]
+    assert r.total_allocated_bytes == sum(sizes)
