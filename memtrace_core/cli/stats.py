@@ -108,12 +108,15 @@ def summarize(reader: Any, limit: int | None = None) -> dict[str, Any]:
         ],
     }
     if out["native"]:
+        from memtrace_core.report.native_names import native_name
+
         nat_locs = native_locations(reader)
         out["top_native_locations"] = [
             {
                 "module": loc.module,
                 "offset": loc.offset,
                 "build_id": loc.build_id,
+                **native_name(loc),
                 **_counters(s),
             }
             for loc, s in top(nat_locs, "bytes", limit)
@@ -221,14 +224,15 @@ def print_human(s: dict[str, Any], path: str) -> None:
             console.print(_locations_table(Table, title, ("function", "file:line"), rows))
     if s.get("top_native_locations"):
         rows = [
-            (e["module"].rsplit("/", 1)[-1] or "?", f"{e['offset']:#x}", e)
+            (e["function"], f"{_short_path(e['file'])}:{e['line']}" if e["file"] else
+             f"{e['module'].rsplit('/', 1)[-1] or '?'}+{e['offset']:#x}", e)
             for e in s["top_native_locations"]
         ]
         console.print(
             _locations_table(
                 Table,
-                "Top native locations by bytes (innermost native frame, not yet symbolized)",
-                ("module", "offset"),
+                "Top native locations by bytes (innermost native frame)",
+                ("function", "file:line or module+offset"),
                 rows,
             )
         )

@@ -168,6 +168,17 @@ def load_profile(path: str | Path, selection: Selection = Selection.ALL,
     profile = Profile(str(path), reader, selection, tree, native)
     if resolver is not None:
         resolver.close()
-        profile.stale_libraries = resolver.stale_libraries()
+        profile.stale_libraries = shown_stale_libraries(tree, resolver.stale_libraries())
         profile.notes = resolver.notes()
     return profile
+
+
+def shown_stale_libraries(tree: CallTree, stale: list[str]) -> list[str]:
+    """The stale libraries with a frame in the report (memtrace's own, hidden by
+    default, or ones whose stacks were not selected, would only be noise)."""
+    if not stale:
+        return []
+    stale_set = set(stale)
+    shown = {f.module for f in tree.locations if f.kind is FrameKind.UNRESOLVED
+             and f.module in stale_set}
+    return sorted(shown)
