@@ -1,0 +1,138 @@
+"""One attachment to a running process: check it, open the channel, inject the agent through
+gdb, hand out the stream's read end; later detach through gdb the same way.
+
+Used by `memtrace attach` (capture file) and `memtrace live --attach` (TUI). Detach prefers a
+second short gdb call that runs the tracer's own stop in the target (trailer written, hooks
+restored, writer thread joined, fd closed); if that fails, closing our end of the FIFO is the
+fallback: the tracer sees EPIPE and removes its hooks by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import memtrace_core
+from memtrace_core.attach import agent, channel, inject, target
+from memtrace_core.errors import UserError
+
+TIMEOUT = 15.0  # seconds for a whole attach or detach, gdb included
+
+
+def _timeout() -> float:
+    """$MEMTRACE_ATTACH_TIMEOUT shortens the limit (tests of the hang path)."""
+    try:
+        return min(TIMEOUT, float(os.environ.get("MEMTRACE_ATTACH_TIMEOUT", TIMEOUT)))
+    except ValueError:
+        return TIMEOUT
+
+
+def install_root() -> str:
+    """The directory holding the memtrace_core package: put on the target's sys.path only
+    for the agent's import."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(memtrace_core.__file__)))
+
+
+def helper_library() -> str:
+    """The compiled helper (attach/_spawn*.so) gdb loads into the target."""
+    from memtrace_core.attach import _spawn
+
+    return os.path.abspath(_spawn.__file__)
+
+
+class Attachment:
+    """Attach with open(), read the stream from the fd it returns, detach() once."""
+
+    def __init__(self, pid: int, native: bool = False, python_allocators: bool = False) -> None:
+        self.pid = pid
+        self.native = native
+        self.python_allocators = python_allocators
+        self.target: target.Target | None = None
+        self.channel: channel.Channel | None = None
+        self.attach_seconds = 0.0
+        self.attached = False
+        self._requests = 0
+
+    def alive(self) -> bool:
+        return target.alive(self.pid)
+
+    def open(self) -> int:
+        """Attach; returns the stream's read end (blocking; the caller closes it)."""
+        t0 = time.monotonic()
+        self.target = target.inspect(self.pid)
+        inject.find_gdb()
+        self.channel = channel.Channel(self.target.uid)
+        try:
+            self._request("attach", native=self.native,
+                          python_allocators=self.python_allocators)
+        except BaseException:
+            self.close()
+            raise
+        self.attached = True
+        self.attach_seconds = time.monotonic() - t0
+        return self.channel.take_read_fd()
+
+    def detach(self) -> bool:
+        """Stop tracing in the target through gdb; False when it could not (the caller then
+        closes the stream's read end, and the tracer stops on the closed channel)."""
+        if not self.attached:
+            return False
+        self.attached = False
+        if not self.alive():
+            return False
+        try:
+            self._request("detach")
+        except UserError:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Remove the channel directory."""
+        if self.channel is not None:
+            self.channel.close()
+
+    def _request(self, action: str, **fields: Any) -> None:
+        """Run one agent action in the target and wait for its status."""
+        assert self.channel is not None
+        limit = _timeout()
+        deadline = time.monotonic() + limit
+        self._requests += 1
+        name = f"{action}-{self._requests}"
+        request = {"action": action, "fifo": self.channel.fifo,
+                   "status": self.channel.status_path(name), **fields}
+        job = {"helper": helper_library(), "symbol": "memtrace_attach_spawn",
+               "code": agent.bootstrap_code(install_root(), request)}
+        # gdb gets the time left minus what stopping it may take (SIGINT, then SIGKILL).
+        gdb_deadline = deadline - min(4.0, limit / 3)
+        while True:
+            try:
+                result = inject.run_gdb(self.pid, job, gdb_deadline)
+            except inject.GdbTimeout:
+                raise UserError(
+                    f"gdb did not finish within {limit:g} s; gave up and left process "
+                    f"{self.pid} running untraced"
+                ) from None
+            if result.get("ok"):
+                break
+            if result.get("kind") == "busy" and time.monotonic() < gdb_deadline - 0.5:
+                time.sleep(0.05)  # every thread was inside malloc/dlopen: try again
+                continue
+            if not self.alive():
+                raise UserError(f"process {self.pid} exited during {action}")
+            if result.get("kind") == "busy":
+                raise UserError(f"could not {action}: every thread of process {self.pid} "
+                                f"stayed inside the allocator or loader for {limit:g} s")
+            raise UserError(f"could not {action}: {result.get('message')}")
+        try:
+            status = self.channel.wait_status(name, deadline, self.alive)
+        except channel.TargetGone:
+            raise UserError(f"process {self.pid} exited during {action}") from None
+        if status is None:
+            raise UserError(
+                f"process {self.pid} did not run memtrace's helper thread within {limit:g} s "
+                f"(a thread holds the GIL without releasing it); gave up, the process runs "
+                f"on untraced"
+            )
+        if not status.get("ok"):
+            raise UserError(str(status.get("message") or f"{action} failed in the target"))

@@ -1,0 +1,273 @@
+"""`memtrace attach PID [--native] -o FILE --duration SECONDS`: trace a running Python process
+for a while into a capture file and detach, leaving it running. Also the glue behind
+`memtrace live --attach PID` (`run_live`), which shows the same stream in the TUI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from memtrace_core.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `attach` subcommand."""
+    parser = subparsers.add_parser(
+        "attach",
+        help="trace a running Python process for a while into a capture file",
+        description="Attach to a running CPython process (same version as memtrace's) with "
+        "gdb, record its allocations from now on into a capture file, then detach: the "
+        "process runs on untraced. Allocations made before attaching are unknown.",
+    )
+    parser.add_argument("pid", type=int, metavar="PID", help="the process to trace")
+    add_attach_options(parser)
+    parser.add_argument("-o", "--output", metavar="FILE", help="capture file to write")
+    parser.add_argument("-f", "--force", action="store_true", help="overwrite the output file")
+    parser.add_argument(
+        "--duration", type=float, metavar="SECONDS",
+        help="detach after this long (default: when interrupted with Ctrl-C)",
+    )
+    parser.set_defaults(func=run)
+
+
+def add_attach_options(parser: argparse.ArgumentParser) -> None:
+    """--native and --trace-python-allocators, as for `run`."""
+    parser.add_argument("--native", action="store_true", help="also record native stacks")
+    parser.add_argument(
+        "--trace-python-allocators", action="store_true",
+        help="record every PyMem/PyObject allocation, not only the arenas pymalloc maps",
+    )
+
+
+class StreamCopier(threading.Thread):
+    """Copies the stream from the FIFO into a file until EOF (or stop())."""
+
+    def __init__(self, fd: int, out_fd: int) -> None:
+        super().__init__(name="memtrace-copy", daemon=True)
+        self.fd = fd
+        self.out_fd = out_fd
+        self.bytes = 0
+        self.first_data: float | None = None
+        self.eof = threading.Event()
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        try:
+            while not self._stop_event.is_set():
+                if not poller.poll(50):
+                    continue
+                data = os.read(self.fd, 1 << 16)
+                if not data:
+                    break
+                if self.first_data is None:
+                    self.first_data = time.monotonic()
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.out_fd, view):]
+                self.bytes += len(data)
+        finally:
+            os.close(self.fd)
+            self.eof.set()
+
+
+def _parse_pid(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"invalid PID {value!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Attach, record for --duration seconds (or until Ctrl-C / the target exits), detach."""
+    from memtrace_core.attach.session import Attachment
+    from memtrace_core.cli.run import open_output
+
+    pid = _parse_pid(args.pid)
+    if args.duration is not None and args.duration <= 0:
+        raise UserError("--duration must be positive")
+    output = args.output or f"memtrace-attach-{pid}.mtrace"
+    attachment = Attachment(pid, args.native, args.trace_python_allocators)
+    from memtrace_core.attach import target
+
+    target.inspect(pid)  # fail before creating the output file
+    out_fd = open_output(output, args.force)
+    try:
+        try:
+            fd = attachment.open()
+        except BaseException:
+            os.close(out_fd)
+            os.unlink(output)
+            raise
+        print(f"memtrace: attached to process {pid} in {attachment.attach_seconds:.2f} s; "
+              f"recording to {output}", file=sys.stderr)
+        copier = StreamCopier(fd, out_fd)
+        copier.start()
+        interrupted = _wait(attachment, copier, args.duration)
+        exited = copier.eof.is_set() or not attachment.alive()
+        clean = False
+        if not exited:
+            clean = attachment.detach()
+            if clean:
+                copier.eof.wait(timeout=10)
+        copier.stop()
+        copier.eof.wait(timeout=5)
+    finally:
+        attachment.close()
+    os.close(out_fd)
+    if exited:
+        print(f"memtrace: process {pid} exited; capture in {output}", file=sys.stderr)
+    elif clean:
+        print(f"memtrace: detached from process {pid} (it runs on untraced); capture in "
+              f"{output}", file=sys.stderr)
+    else:
+        print(f"memtrace: detached from process {pid} by closing the channel (its tracer "
+              f"stops by itself); capture in {output} has no trailer", file=sys.stderr)
+    return 130 if interrupted and args.duration is not None else 0
+
+
+def _wait(attachment: Any, copier: StreamCopier, duration: float | None) -> bool:
+    """Until the duration ends, the stream ends or Ctrl-C; True when interrupted."""
+    end = None if duration is None else time.monotonic() + duration
+    previous = signal.getsignal(signal.SIGINT)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        while not stop.is_set() and not copier.eof.is_set():
+            left = 0.2 if end is None else min(0.2, end - time.monotonic())
+            if left <= 0:
+                break
+            stop.wait(left)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return stop.is_set()
+
+
+# -- memtrace live --attach PID -----------------------------------------------------------
+
+class AttachController:
+    """The TUI's controller for an attached process: the feed, the target's end, detach."""
+
+    def __init__(self, attachment: Any, read_fd: int, session: Any, *,
+                 tee_path: str | None) -> None:
+        self.attachment = attachment
+        self.read_fd = read_fd
+        self.session = session
+        self.tee_path = tee_path
+        self.log_path: str | None = None  # the target's output is not ours to show
+        self.feed: Any = None
+        self._detaching = threading.Event()
+
+    def start(self, app: Any) -> None:
+        from memtrace_core.model.feed import PipeFeed
+        from memtrace_tui.messages import ModelUpdated
+
+        self.feed = PipeFeed(self.read_fd, self.session, tee_path=self.tee_path,
+                             on_update=lambda: app.post_message(ModelUpdated()))
+        self.feed.start()
+        threading.Thread(target=self._watch, args=(app,), name="memtrace-watch",
+                         daemon=True).start()
+
+    def _watch(self, app: Any) -> None:
+        """Report the target's exit (a pidfd turns readable) once the stream is drained."""
+        from memtrace_tui.messages import ProgramExited
+
+        pid = self.attachment.pid
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            pidfd = -1
+        while not self._detaching.is_set():
+            if pidfd >= 0:
+                if select.select([pidfd], [], [], 0.2)[0]:
+                    break
+            else:
+                if not self.attachment.alive():
+                    break
+                time.sleep(0.2)
+        if pidfd >= 0:
+            os.close(pidfd)
+        if self._detaching.is_set():
+            return
+        if self.feed is not None:
+            self.feed.eof.wait(timeout=10)
+        app.post_message(ProgramExited(None))
+
+    def set_paused(self, paused: bool) -> None:
+        if self.feed is not None:
+            self.feed.paused = paused
+
+    def detach(self) -> None:
+        """Stop tracing in the target (gdb), drain the trailer; else close the channel."""
+        self._detaching.set()
+        with self.session.lock:
+            self.session.detached = True
+        clean = self.attachment.detach()
+        if self.feed is not None:
+            if clean:
+                self.feed.eof.wait(timeout=5)
+            self.feed.stop()
+            self.feed.eof.wait(timeout=3)
+        else:
+            os.close(self.read_fd)
+
+    def stop_program(self) -> None:
+        """Detach cleanly, then ask the target to terminate (SIGTERM), as the user chose."""
+        self.detach()
+        try:
+            os.kill(self.attachment.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def run_live(args: argparse.Namespace) -> int:
+    """`memtrace live --attach PID`: attach, show the TUI, detach when it quits."""
+    from memtrace_core.attach import target
+    from memtrace_core.attach.session import Attachment
+
+    pid = _parse_pid(args.attach)
+    if not sys.stdout.isatty():
+        raise UserError("live needs a terminal (use `memtrace attach PID -o FILE`)")
+    output = getattr(args, "output", None)
+    if output and os.path.exists(output) and not getattr(args, "force", False):
+        raise UserError(f"{output} exists (use --force to overwrite)")
+    target.inspect(pid)
+    native = bool(getattr(args, "native", False))
+    attachment = Attachment(pid, native, bool(getattr(args, "trace_python_allocators", False)))
+    read_fd = attachment.open()
+    try:
+        from memtrace_core.model.build import stack_frames
+        from memtrace_core.model.calltree import CallTree
+        from memtrace_core.model.session import Session
+        from memtrace_core.reader import StreamReader
+        from memtrace_tui.app import MemtraceApp
+
+        reader = StreamReader()
+        frames = stack_frames(reader, native=native)
+        session = Session(reader, CallTree(reader, frames), live=True)
+        controller = AttachController(attachment, read_fd, session, tee_path=output)
+        try:
+            MemtraceApp(session, controller).run()
+        finally:
+            frames.close()
+            if controller.feed is None:
+                os.close(read_fd)
+            elif not session.detached and session.running:
+                controller.detach()  # the app ended some other way: never leave hooks in
+    finally:
+        attachment.close()
+    if output:
+        print(f"memtrace: capture: {output}", file=sys.stderr)
+    if session.detached:
+        print(f"memtrace: process {pid} runs on untraced", file=sys.stderr)
+    return 0
