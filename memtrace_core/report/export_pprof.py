@@ -10,6 +10,7 @@ is already symbolized.
 from __future__ import annotations
 
 import gzip
+import os
 import time
 
 from memtrace_core.frames import Frame, FrameKind
@@ -35,6 +36,15 @@ class _Strings:
             i = self._index[s] = len(self.table)
             self.table.append(s)
         return i
+
+
+def display_name(frame: Frame) -> str:
+    """pprof drops `<...>` as C++ template arguments: `<module>` of prog.py reads
+    `prog.py:module` instead (the system name keeps the original)."""
+    name = frame.function
+    if frame.kind is FrameKind.PYTHON and name.startswith("<") and name.endswith(">"):
+        return f"{os.path.basename(frame.file)}:{name[1:-1]}"
+    return name
 
 
 def group_locations(path: tuple[Frame, ...]) -> list[tuple[Frame, ...]]:
@@ -67,7 +77,7 @@ def encode(profile: Profile) -> bytes:
         fid = functions.get(fkey)
         if fid is None:
             fid = functions[fkey] = len(functions) + 1
-            fn_msgs.append(uint_field(1, fid) + uint_field(2, s(frame.function))
+            fn_msgs.append(uint_field(1, fid) + uint_field(2, s(display_name(frame)))
                            + uint_field(3, s(frame.function)) + uint_field(4, s(frame.file)))
         return fid
 
@@ -95,6 +105,9 @@ def encode(profile: Profile) -> bytes:
             loc_msgs.append(msg)
         return lid
 
+    header = profile.reader.header or {}
+    if header.get("executable"):  # pprof takes the first mapping as the main binary
+        mapping_id(header["executable"])
     for path, nbytes, ncount in profile.stacks():
         ids = [location_id(g) for g in reversed(group_locations(path))]  # leaf first
         sample_msgs.append(packed_field(1, ids) + packed_field(2, [ncount, nbytes]))
@@ -115,7 +128,6 @@ def encode(profile: Profile) -> bytes:
         out += bytes_field(P_FUNCTION, msg)
     for text in s.table:
         out += bytes_field(P_STRINGS, text.encode("utf-8", "surrogateescape"))
-    header = profile.reader.header or {}
     start = float(header.get("start_time") or time.time())
     out += uint_field(P_TIME_NANOS, int(start * 1e9))
     out += uint_field(P_DURATION_NANOS, int(getattr(profile.reader, "last_time_us", 0)) * 1000)

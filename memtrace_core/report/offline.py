@@ -9,6 +9,7 @@ through the one path the model uses: `StackFrames` -> `symbols.hybrid_stack`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from memtrace_core.frames import Frame, FrameKind
@@ -49,6 +50,7 @@ class OfflineNative:
                                 getattr(reader, "maps", None))
         self.symbolizer = symbolizer if symbolizer is not None else Symbolizer(cache_dir)
         self._by_ip: dict[int, list[Frame]] = {}
+        self._failures: dict[str, str] = {}
 
     def resolve_ip(self, ip: int) -> list[Frame]:
         """Frames at one instruction address, innermost first."""
@@ -58,7 +60,14 @@ class OfflineNative:
             if hit is None:
                 got = [Frame(f"0x{ip:x}", "", 0, FrameKind.UNRESOLVED)]
             else:
-                got = self.symbolizer.resolve(*hit)
+                try:
+                    got = self.symbolizer.resolve(*hit)
+                except Exception as exc:  # noqa: BLE001 - one bad library must not end a report
+                    path, _build_id, vaddr = hit
+                    self._failures.setdefault(path, f"{path}: symbolizer failed ({exc!r}); "
+                                                    "its frames show as module+offset")
+                    got = [Frame(f"{os.path.basename(path)}+0x{vaddr:x}", "", 0,
+                                 FrameKind.UNRESOLVED, module=path)]
             self._by_ip[ip] = got
         return got
 
@@ -80,7 +89,7 @@ class OfflineNative:
         return self.symbolizer.stale_libraries()
 
     def notes(self) -> list[str]:
-        return list(self.symbolizer.notes)
+        return list(self.symbolizer.notes) + list(self._failures.values())
 
 
 def stale_message(paths: list[str]) -> str:
