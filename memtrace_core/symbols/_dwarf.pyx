@@ -83,6 +83,8 @@ cdef enum:
 
 TAG_SUBPROGRAM = TAG_subprogram
 TAG_INLINED = TAG_inlined_subroutine
+VALUE_ALT_STRP = V_ALTSTRP
+VALUE_STRP = V_STRP
 
 
 cdef struct Cur:

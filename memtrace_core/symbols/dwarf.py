@@ -22,8 +22,10 @@ RawFrame = tuple[str, str, int, bool]
 class DwarfModule:
     """DWARF of one ELF image; resolve(vaddr) gives the inline chain at an address."""
 
-    def __init__(self, image: ElfImage, time_box_s: float = 0.25):
+    def __init__(self, image: ElfImage, time_box_s: float = 0.25,
+                 alt: DwarfModule | None = None):
         self.image = image
+        self.alt = alt  # dwz's common file (.gnu_debugaltlink), for GNU_ref/strp_alt
         self.time_box_s = time_box_s
         secs = [image.section(n) for n in SECTION_NAMES]
         self.s = _dwarf.Sections(*secs)
@@ -76,6 +78,10 @@ class DwarfModule:
     def _string(self, u, ref) -> str:
         if ref is None:
             return ""
+        if ref[0] == _dwarf.VALUE_ALT_STRP:
+            if self.alt is None:
+                return ""
+            return _dwarf.string_value(self.alt.s, u, _dwarf.VALUE_STRP, ref[1])
         return _dwarf.string_value(self.s, u, ref[0], ref[1])
 
     def comp_dir(self, u) -> str:
@@ -121,23 +127,27 @@ class DwarfModule:
             return got
         linkage = name = ""
         cur: int | None = off
+        mod: DwarfModule | None = self
         for _ in range(16):
-            if cur is None:
+            if cur is None or mod is None:
                 break
-            u = self.unit_of_die(cur)
+            u = mod.unit_of_die(cur)
             if u is None:
                 break
             try:
-                lref, nref, origin = _dwarf.die_names(self.s, u, cur)
+                lref, nref, origin = _dwarf.die_names(mod.s, u, cur)
             except _dwarf.DwarfError:
                 break
             if lref is not None and not linkage:
-                linkage = self._string(u, lref)
+                linkage = mod._string(u, lref)
             if nref is not None and not name:
-                name = self._string(u, nref)
+                name = mod._string(u, nref)
             if linkage:
                 break
-            cur = origin if isinstance(origin, int) else None
+            if isinstance(origin, tuple):  # ("alt", offset): into the dwz common file
+                mod, cur = mod.alt, origin[1]
+            else:
+                cur = origin
         result = linkage or name
         self._names[off] = result
         return result

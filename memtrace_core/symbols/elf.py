@@ -316,6 +316,29 @@ def find_debug_file(path: str, build_id: str | None, image: ElfImage) -> str | N
     return None
 
 
+def find_alt_file(debug_path: str, image: ElfImage) -> str | None:
+    """dwz's common debug file named by .gnu_debugaltlink (path, else by its build-id)."""
+    data = image.section(".gnu_debugaltlink")
+    if not data:
+        return None
+    data = bytes(data)
+    z = data.find(b"\0")
+    if z < 0:
+        return None
+    name = data[:z].decode("utf-8", "replace")
+    want = data[z + 1:].hex()
+    cands = [os.path.join(os.path.dirname(debug_path), name)]
+    if want:
+        cands.append(str(DEBUG_ROOT / ".build-id" / want[:2] / f"{want[2:]}.debug"))
+    for cand in cands:
+        try:
+            if os.path.isfile(cand) and (not want or read_build_id(cand) == want):
+                return cand
+        except (OSError, ElfError):
+            continue
+    return None
+
+
 def minidebuginfo_symbols(image: ElfImage) -> list[tuple[int, int, str, int]]:
     """Function symbols from MiniDebugInfo (.gnu_debugdata: an xz-compressed ELF)."""
     data = image.section(".gnu_debugdata")

@@ -15,6 +15,7 @@ from .elf import (
     ElfError,
     ElfImage,
     SymbolTable,
+    find_alt_file,
     find_debug_file,
     minidebuginfo_symbols,
     read_build_id,
@@ -50,7 +51,11 @@ class _Module:
     def dwarf_module(self) -> DwarfModule | None:
         if self.dwarf is None and self._dbg_image is not None and self.error is None:
             try:
-                self.dwarf = DwarfModule(self._dbg_image, self._time_box_s)
+                alt = None
+                alt_path = find_alt_file(self._dbg_image.path, self._dbg_image)
+                if alt_path:
+                    alt = DwarfModule(ElfImage(alt_path), self._time_box_s)
+                self.dwarf = DwarfModule(self._dbg_image, self._time_box_s, alt=alt)
             except Exception as e:  # malformed DWARF: the symbol table still works
                 self.error = f"{self.path}: unreadable DWARF ({e}); using the symbol table"
         return self.dwarf

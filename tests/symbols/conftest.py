@@ -97,6 +97,27 @@ def libs(tmp_path_factory) -> dict[str, Path]:
         p = d / "lib_zstd.so"
         _gcc("objcopy", "--compress-debug-sections=zstd", str(out["dwarf5"]), str(p))
         out["zstd"] = p
+    # clang's DWARF 5 uses the indexed forms gcc leaves out (strx1, addrx, rnglistx,
+    # str_offsets/addr/rnglists bases) and emits no .debug_aranges
+    if shutil.which("clang") and shutil.which("clang++"):
+        for name, cc, src, extra in (("clang5", "clang", "lib.c", ["-gdwarf-5"]),
+                                     ("clang4", "clang", "lib.c", ["-gdwarf-4"]),
+                                     ("clangpp5", "clang++", "lib.cpp", ["-gdwarf-5"])):
+            p = d / f"lib_{name}.so"
+            _gcc(cc, "-g", "-O2", "-shared", "-fPIC", *extra, str(d / src), "-o", str(p))
+            out[name] = p
+    # dwz: partial units in one file, and a common file named by .gnu_debugaltlink
+    if shutil.which("dwz"):
+        one = d / "lib_dwz1.so"
+        shutil.copy(out["cpp5"], one)
+        _gcc("dwz", str(one))
+        out["dwz1"] = one
+        a, b = d / "lib_dwza.so", d / "lib_dwzb.so"
+        shutil.copy(out["cpp5"], a)
+        _gcc("g++", "-g", "-O2", "-shared", "-fPIC", "-DOTHER", str(d / "lib.cpp"), "-o", str(b))
+        _gcc("dwz", "-m", str(d / "common.debug"), "-M", str(d / "common.debug"), str(a),
+             str(b))
+        out["dwz_multi"] = a
     # stripped library + separate debug file found through .gnu_debuglink in .debug/
     dl = d / "dl"
     (dl / ".debug").mkdir(parents=True)
