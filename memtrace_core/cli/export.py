@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     import sys
 
-    from memtrace_core.report.options import load, write_output
+    from memtrace_core.report.options import exit_status, load, write_output
 
     profile = load(args)
     if args.format == "folded":
@@ -56,4 +56,4 @@ def run(args: argparse.Namespace) -> int:
     write_output(output, data)
     if output != "-":
         print(f"memtrace: wrote {output}", file=sys.stderr)
-    return 0
+    return exit_status(args, profile)

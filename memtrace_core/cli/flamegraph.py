@@ -26,11 +26,11 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from memtrace_core.report import flamegraph
-    from memtrace_core.report.options import load, write_output
+    from memtrace_core.report.options import exit_status, load, write_output
 
     profile = load(args)
     output = args.output or (
         os.path.splitext(os.path.basename(args.file))[0] + "-flamegraph.html")
     write_output(output, flamegraph.render(profile).encode())
     print(f"memtrace: wrote {output}", file=sys.stderr)
-    return 0
+    return exit_status(args, profile)

@@ -27,11 +27,11 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from memtrace_core.report import table
-    from memtrace_core.report.options import load, print_rich
+    from memtrace_core.report.options import exit_status, load, print_rich
 
     profile = load(args)
     if args.json:
         print(json.dumps(table.to_json(profile, args.sort, args.limit), indent=1))
     else:
         print_rich(table.render(profile, args.sort, args.limit))
-    return 0
+    return exit_status(args, profile)

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from memtrace_core.report import tree
-    from memtrace_core.report.options import load, print_rich
+    from memtrace_core.report.options import exit_status, load, print_rich
 
     profile = load(args)
     threshold = tree.parse_threshold(args.threshold, profile.total_bytes)
@@ -35,4 +35,4 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(tree.to_json(profile, threshold, args.max_depth), indent=1))
     else:
         print_rich(tree.render(profile, threshold, args.max_depth))
-    return 0
+    return exit_status(args, profile)

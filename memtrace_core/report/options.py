@@ -58,3 +58,16 @@ def write_output(path: str, data: bytes) -> None:
             f.write(data)
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def exit_status(args: argparse.Namespace, profile) -> int:
+    """0, or 1 after a one-line error when the capture is corrupt part-way (the report
+    above covers the records before the damage, like `stats`)."""
+    import sys
+
+    error = getattr(profile.reader, "error", None)
+    if error:
+        print(f"memtrace: error: {args.file}: {error} (the report covers the records "
+              "before it)", file=sys.stderr)
+        return 1
+    return 0

@@ -138,7 +138,8 @@ class Profile:
         from memtrace_core.report.offline import stale_message
 
         out = [stale_message(self.stale_libraries)] if self.stale_libraries else []
-        if not getattr(self.reader, "complete", True):
+        if not getattr(self.reader, "complete", True) and not getattr(self.reader, "error",
+                                                                       None):
             out.append("the capture is incomplete (the program was killed or the stream "
                        "cut): numbers cover what was recorded")
         out.extend(self.notes)

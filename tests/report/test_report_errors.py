@@ -1,0 +1,95 @@
+"""Bad input gives one line and exit status 1; a library rebuilt after the capture is
+reported stale instead of lending its new names to old addresses."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from report_support import build_extension
+
+COMMANDS = {
+    "table": ("table",),
+    "tree": ("tree",),
+    "flamegraph": ("flamegraph", "-o", "out.html"),
+    "folded": ("export", "--format", "folded"),
+    "speedscope": ("export", "--format", "speedscope", "-o", "out.json"),
+    "pprof": ("export", "--format", "pprof", "-o", "out.pb.gz"),
+}
+
+
+def one_line_error(proc) -> str:
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, (proc.returncode, err)
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("memtrace: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_missing_and_foreign_files(reports, tmp_path, command):
+    args = COMMANDS[command]
+    assert "no such file" in one_line_error(
+        reports.cli(*args, str(tmp_path / "missing.mtrace"), cwd=tmp_path))
+    (tmp_path / "random.mtrace").write_bytes(os.urandom(4096))
+    one_line_error(reports.cli(*args, str(tmp_path / "random.mtrace"), cwd=tmp_path))
+    (tmp_path / "empty.mtrace").write_bytes(b"")
+    one_line_error(reports.cli(*args, str(tmp_path / "empty.mtrace"), cwd=tmp_path))
+    (tmp_path / "garbage.mtrace").write_bytes(b"MEMTRACE" + bytes(range(200, 256)) * 20)
+    one_line_error(reports.cli(*args, str(tmp_path / "garbage.mtrace"), cwd=tmp_path))
+    assert not any(tmp_path.glob("out.*"))
+
+
+def test_corrupt_tail_reports_what_was_read_and_fails(reports, native_capture, tmp_path):
+    data = native_capture.path.read_bytes()
+    damaged = tmp_path / "damaged.mtrace"
+    damaged.write_bytes(data[: len(data) * 2 // 3] + b"\xc1" * 64)  # 0xc1: never valid
+    proc = reports.cli("table", "--json", str(damaged), cwd=tmp_path)
+    line = one_line_error(proc)
+    assert "corrupt" in line
+    doc = json.loads(proc.stdout)  # the records before the damage are still reported
+    assert doc["total_allocations"] >= 0
+
+
+def test_bad_options_and_unwritable_output(reports, native_capture, tmp_path):
+    capture = str(native_capture.path)
+    assert "--threshold" in one_line_error(
+        reports.cli("tree", "--threshold", "lots", capture, cwd=tmp_path))
+    assert "--threshold" in one_line_error(
+        reports.cli("tree", "--threshold", "150%", capture, cwd=tmp_path))
+    assert "cannot write" in one_line_error(
+        reports.cli("flamegraph", capture, "-o", str(tmp_path / "no" / "such" / "dir.html"),
+                    cwd=tmp_path))
+    proc = reports.cli("table", "--leaks", "--peak", capture, cwd=tmp_path)
+    assert proc.returncode == 2 and b"Traceback" not in proc.stderr  # argparse usage
+
+
+def test_rebuilt_library_is_reported_stale(reports, tmp_path):
+    from memtrace_core.symbols.elf import read_build_id
+
+    ext = build_extension(tmp_path / "ext")
+    capture = reports.with_path(ext.parent).trace(tmp_path, "--native")
+    before = read_build_id(str(ext))
+    build_extension(tmp_path / "ext", "-DREP_REBUILT")  # same path, other code
+    assert read_build_id(str(ext)) != before
+
+    proc = reports.ok("table", "--json", "-n", "0", "--leaks", str(capture), cwd=tmp_path)
+    doc = json.loads(proc.stdout)
+    assert doc["stale_libraries"] == [str(ext)]
+    err = proc.stderr.decode()
+    assert str(ext) in err and "machine that ran the program" in err
+    names = {r["function"] for r in doc["rows"]}
+    assert f"<library changed: {ext}>" in names
+    assert not names & {"rep_entry", "rep_outer", "rep_middle", "rep_inline_alloc",
+                        "rep_padding"}
+    changed = next(r for r in doc["rows"] if r["function"] == f"<library changed: {ext}>")
+    assert changed["kind"] == "unresolved" and changed["own_bytes"] == doc["total_bytes"]
+
+    folded = reports.ok("export", "--format", "folded", "--leaks", str(capture),
+                        cwd=tmp_path).stdout.decode()
+    assert f"<library changed: {ext}>" in folded and "rep_" not in folded
+    page = tmp_path / "flame.html"
+    reports.ok("flamegraph", str(capture), "-o", str(page), cwd=tmp_path)
+    assert "machine that ran the program" in page.read_text()
