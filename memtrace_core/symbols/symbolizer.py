@@ -179,7 +179,13 @@ class Symbolizer:
             self.notes.append(mod.error)
         if dw is not None:
             n_failed = len(dw.failed_units)
-            raw = dw.resolve(vaddr)
+            try:
+                raw = dw.resolve(vaddr)
+            except Exception as e:  # malformed DWARF in some unit: the symbol table
+                raw = None
+                cacheable = False
+                self.notes.append(f"{path}: unreadable DWARF at 0x{vaddr:x} ({e}); "
+                                  "names from the symbol table")
             if len(dw.failed_units) > n_failed:
                 cacheable = False
                 for cu, why in list(dw.failed_units.items())[n_failed:]:

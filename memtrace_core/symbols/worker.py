@@ -45,6 +45,11 @@ class SymbolizerWorker:
         self.notes: list[str] = []
 
     @property
+    def alive(self) -> bool:
+        """False once the worker process has exited (pending keys stay unanswered)."""
+        return self._proc.poll() is None
+
+    @property
     def pending(self) -> int:
         """Keys submitted and not answered yet."""
         return len(self._pending)
