@@ -3,7 +3,8 @@ merge of native and Python stacks."""
 
 from .hybrid import hybrid_stack
 from .modmap import ModuleMap
+from .resolver import IpResolver
 from .symbolizer import Symbolizer
 from .worker import SymbolizerWorker
 
-__all__ = ["ModuleMap", "Symbolizer", "SymbolizerWorker", "hybrid_stack"]
+__all__ = ["IpResolver", "ModuleMap", "Symbolizer", "SymbolizerWorker", "hybrid_stack"]

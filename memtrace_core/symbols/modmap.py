@@ -25,6 +25,12 @@ class ModuleMap:
         self._starts = [s[0] for s in spans]
         self._spans = spans
 
+    @classmethod
+    def from_history(cls, history: list[list]) -> LayeredModuleMap:
+        """A map over every MAPS snapshot: the latest first, then older ones (objects
+        dlclose'd before the end still resolve for the stacks recorded while loaded)."""
+        return LayeredModuleMap([cls(m) for m in reversed(history)])
+
     def __len__(self) -> int:
         return len(self._spans)
 
@@ -37,3 +43,17 @@ class ModuleMap:
         if ip >= end:
             return None
         return path, build_id, ip - base
+
+
+class LayeredModuleMap:
+    """Several ModuleMaps tried in order (newest snapshot first)."""
+
+    def __init__(self, layers: list[ModuleMap]):
+        self.layers = layers
+
+    def lookup(self, ip: int) -> tuple[str, str | None, int] | None:
+        for layer in self.layers:
+            hit = layer.lookup(ip)
+            if hit is not None:
+                return hit
+        return None

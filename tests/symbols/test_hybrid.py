@@ -172,3 +172,33 @@ def test_memtrace_frames_hidden(py_lib):
     assert own not in got
     assert own in hybrid_stack([_py("f", True)], [0x10, addr("PyList_Append"), ev], resolve,
                                show_internal=True)
+
+
+def test_ip_resolver_in_process_and_through_worker(capture, tmp_path):
+    from memtrace_core.symbols import IpResolver, SymbolizerWorker
+
+    reader, _ = capture
+    pys, ips = _stack_of(reader, 3 * 2 * 1000001)
+    direct = IpResolver(reader.maps_history, Symbolizer(persistent=False))
+    want = hybrid_stack(pys, ips, direct)
+    assert want[-1].function == "helper_alloc"
+    via = IpResolver(reader.maps_history, use_worker=True)
+    provisional = hybrid_stack(pys, ips, via)
+    assert provisional[-1].kind is FrameKind.UNRESOLVED  # not answered yet
+    with SymbolizerWorker(cache_dir=tmp_path) as w:
+        w.submit(via.prefetch([ip - 1 for ip in ips]))
+        via.feed(w.wait(timeout=60))
+    assert hybrid_stack(pys, ips, via) == want
+    assert via(0x10) == [Frame("0x10", "", 0, FrameKind.UNRESOLVED)]
+
+
+def test_module_map_history_keeps_unloaded_objects():
+    old = [["/lib/gone.so", 0x7F0000000000, "aa" * 20, [[0, 0x1000, 5, 0]]]]
+    new = [["/lib/new.so", 0x7F1000000000, "bb" * 20, [[0, 0x1000, 5, 0]]]]
+    mm = ModuleMap.from_history([old, new])
+    assert mm.lookup(0x7F0000000010) == ("/lib/gone.so", "aa" * 20, 0x10)
+    assert mm.lookup(0x7F1000000010) == ("/lib/new.so", "bb" * 20, 0x10)
+    # an address reused by a later object resolves to the later one
+    mm2 = ModuleMap.from_history([old, [["/lib/re.so", 0x7F0000000000, "cc" * 20,
+                                          [[0, 0x1000, 5, 0]]]]])
+    assert mm2.lookup(0x7F0000000010)[0] == "/lib/re.so"
