@@ -184,7 +184,8 @@ def test_ip_resolver_in_process_and_through_worker(capture, tmp_path):
     assert want[-1].function == "helper_alloc"
     via = IpResolver(reader.maps_history, use_worker=True)
     provisional = hybrid_stack(pys, ips, via)
-    assert provisional[-1].kind is FrameKind.UNRESOLVED  # not answered yet
+    # nothing answered yet: no eval loop is recognised, so the safe Python-only stack
+    assert provisional == want[:3]
     with SymbolizerWorker(cache_dir=tmp_path) as w:
         w.submit(via.prefetch([ip - 1 for ip in ips]))
         via.feed(w.wait(timeout=60))
