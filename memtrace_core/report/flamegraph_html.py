@@ -175,7 +175,13 @@ __WARNINGS__
     item.dataset.kind = k;
     legend.appendChild(item);
   }
-  render();
+  const initial = /[#&]search=([^&]*)/.exec(location.hash);   // shareable: page.html#search=foo
+  if (initial) {
+    search.value = decodeURIComponent(initial[1]);
+    search.dispatchEvent(new Event("input"));
+  } else {
+    render();
+  }
 })();
 </script>
 </body></html>
