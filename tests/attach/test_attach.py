@@ -1,0 +1,179 @@
+"""Attach to real running processes with real gdb: exact bytes after attach, detach leaves
+the target running unharmed, attach again, --native names the C function and its inlined
+helper, a target blocked in a syscall is traced within 2 s, killing memtrace is survived."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import cli_env, memtrace
+
+from memtrace_core.frames import FrameKind
+from memtrace_core.reader import read_capture
+from memtrace_core.symbols import ModuleMap, Symbolizer
+
+PY_BLOCK = 100_001  # bytearray(100_000) in the target
+C_BLOCK = 70_001
+
+
+def leak_lines(lines: list[str]) -> tuple[dict[int, int], dict[int, int]]:
+    """Ground truth printed by the target: address -> leak number, Python and C."""
+    py, c = {}, {}
+    for line in lines:
+        if line.startswith("leak "):
+            _, n, py_addr, c_addr = line.split()[:4]
+            py[int(py_addr)] = int(n)
+            c[int(c_addr)] = int(n)
+    return py, c
+
+
+def live_by_function(reader) -> dict[str, dict[int, tuple[int, int]]]:
+    """Innermost Python function -> {address: (size, nativenode)} of live allocations."""
+    out: dict[str, dict[int, tuple[int, int]]] = {}
+    for address, size, sid, _allocator in reader.live_allocations():
+        pynode, nativenode, _thread = reader.stack_key(sid)
+        stack = reader.py_stack(pynode)
+        name = reader.codes[stack[0][0]][0] if stack else ""
+        out.setdefault(name, {})[address] = (size, nativenode)
+    return out
+
+
+def check_exact(capture: Path, lines: list[str], minimum: int) -> dict:
+    """Every leak between the first and last one traced is in the capture with its exact
+    size and function, and no block of that size there is one the target did not print
+    (other sizes are the interpreter's own: pymalloc arenas, ctypes); returns the live map."""
+    reader = read_capture(capture)
+    assert reader.header["attached"] is True
+    assert reader.complete, "no trailer: detach was not clean"
+    truth_py, truth_c = leak_lines(lines)
+    live = live_by_function(reader)
+    for function, truth, size in (("leak_python", truth_py, PY_BLOCK),
+                                  ("leak_c", truth_c, C_BLOCK)):
+        got = {a: v for a, v in live.get(function, {}).items() if v[0] == size}
+        assert len(got) >= minimum, f"{function}: only {len(got)} leaks traced"
+        assert set(got) <= set(truth), f"{function}: addresses the target never printed"
+        numbers = sorted(truth[a] for a in got)
+        assert numbers == list(range(numbers[0], numbers[-1] + 1)), f"{function}: gaps"
+        assert sum(s for s, _ in got.values()) == (numbers[-1] - numbers[0] + 1) * size
+    # Frees of blocks made before attach (the pool) are ignored, totals stay consistent.
+    assert reader.heap_bytes == sum(size for _, size, _, _ in reader.live_allocations())
+    return live
+
+
+def native_names(capture: Path, function: str) -> set[tuple[str, FrameKind]]:
+    """Names and kinds of the native frames under a Python function's live allocations."""
+    reader = read_capture(capture)
+    modules = ModuleMap(reader.maps)
+    symbolizer = Symbolizer(persistent=False)
+    names = set()
+    for _size, nativenode in live_by_function(reader)[function].values():
+        for i, ip in enumerate(reader.native_stack(nativenode)[:12]):
+            found = modules.lookup(ip if i == 0 else ip - 1)
+            if found is None:
+                continue
+            for frame in symbolizer.resolve(*found):
+                names.add((frame.function, frame.kind))
+    return names
+
+
+def wait_tasks(target, count: int, timeout: float = 3.0) -> int:
+    end = time.monotonic() + timeout
+    while target.tasks() != count and time.monotonic() < end:
+        time.sleep(0.02)
+    return target.tasks()
+
+
+def test_attach_exact_bytes_detach_and_attach_again_native(start_target, tmp_path):
+    target = start_target()
+    target.wait_line("ready")
+    target.wait_line("leak 3 ")
+    tasks = target.tasks()
+    first = target.lines[-1].split()[4:]  # threads=N globals=M, as the program sees them
+
+    cap1 = tmp_path / "first.mtrace"
+    t0 = time.monotonic()
+    proc = memtrace("attach", str(target.pid), "-o", str(cap1), "--duration", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - t0 < 5
+    assert "detached from process" in proc.stderr
+    assert wait_tasks(target, tasks) == tasks, "a thread of memtrace is left in the target"
+    n = target.last_leak()
+    target.wait_line(f"leak {n + 3} ")  # still alive and printing
+    check_exact(cap1, target.lines, minimum=10)
+
+    cap2 = tmp_path / "second.mtrace"
+    proc = memtrace("attach", str(target.pid), "--native", "-o", str(cap2), "--duration", "1.5")
+    assert proc.returncode == 0, proc.stderr
+    assert wait_tasks(target, tasks) == tasks
+    n = target.last_leak()
+    target.wait_line(f"leak {n + 3} ")
+    check_exact(cap2, target.lines, minimum=8)
+    names = native_names(cap2, "leak_c")
+    assert ("attach_leak_c", FrameKind.NATIVE) in names, names
+    assert ("attach_leak_helper", FrameKind.INLINE) in names, names
+
+    assert target.finish() == 0
+    assert target.stderr() == ""
+    seen = {tuple(line.split()[4:]) for line in target.lines if line.startswith("leak ")}
+    assert seen == {tuple(first)}, "thread count or __main__ globals changed by attach"
+
+
+def test_target_blocked_in_sleep_and_read_is_traced_within_2s(start_target, tmp_path):
+    target = start_target("--sleep", "4", "--read", stdin=subprocess.PIPE)
+    target.wait_line("sleeping")
+    time.sleep(0.3)
+    capture = tmp_path / "sleep.mtrace"
+    launched = time.time()
+    proc = memtrace("attach", str(target.pid), "-o", str(capture), "--duration", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    reader = read_capture(capture)
+    assert reader.complete
+    assert reader.header["start_time"] - launched < 2.0
+    slept = float(target.wait_line("slept").split()[1])
+    assert 4.0 <= slept < 4.5, "the target's sleep was cut short or stretched"
+
+    # Now blocked in a read from a pipe: attach and detach, then the read completes.
+    target.wait_line("reading")
+    time.sleep(0.2)
+    proc = memtrace("attach", str(target.pid), "-o", str(tmp_path / "read.mtrace"),
+                    "--duration", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    assert target.proc.stdin is not None
+    target.proc.stdin.write("hello\n")
+    target.proc.stdin.flush()
+    assert target.wait_line("read ") == "read b'hello\\n'"
+    target.wait_line("leak 2 ")
+    assert target.finish() == 0
+    assert target.stderr() == ""
+
+
+def test_killed_memtrace_leaves_target_running_and_attach_works_again(start_target, tmp_path):
+    target = start_target()
+    target.wait_line("leak 2 ")
+    tasks = target.tasks()
+    capture = tmp_path / "killed.mtrace"
+    cli = subprocess.Popen([sys.executable, "-m", "memtrace_core", "attach", str(target.pid),
+                            "-o", str(capture)], env=cli_env(), stderr=subprocess.PIPE)
+    end = time.monotonic() + 5
+    while (not capture.exists() or capture.stat().st_size < 4096) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert capture.stat().st_size >= 4096
+    os.kill(cli.pid, signal.SIGKILL)
+    cli.wait()
+    # The tracer sees the closed FIFO, removes its hooks and its writer thread ends.
+    assert wait_tasks(target, tasks) == tasks
+    n = target.last_leak()
+    target.wait_line(f"leak {n + 3} ")
+
+    again = tmp_path / "again.mtrace"
+    proc = memtrace("attach", str(target.pid), "-o", str(again), "--duration", "1")
+    assert proc.returncode == 0, proc.stderr
+    target.wait_line(f"leak {target.last_leak() + 3} ")
+    check_exact(again, target.lines, minimum=5)
+    assert target.finish() == 0
+    assert target.stderr() == ""
