@@ -1,5 +1,17 @@
 """Native symbols: module maps, the DWARF/ELF symbolizer, its worker process, and the
-merge of native and Python stacks."""
+merge of native and Python stacks.
+
+Typical use in a reporter (reader = memtrace_core.reader.read_capture(path)):
+
+    resolve_ip = IpResolver(reader.maps_history)          # in-process Symbolizer + memo
+    stack = hybrid_stack(py_frames, reader.native_stack(nativenode), resolve_ip)
+    stale = resolve_ip.symbolizer.stale_libraries()       # say these need the same machine
+
+py_frames are (Frame(kind=PYTHON), is_entry) pairs, innermost first, built from
+reader.py_stack() and reader.codes. hybrid_stack returns the path outermost first.
+In a UI, use SymbolizerWorker (a separate process) with IpResolver(..., use_worker=True):
+submit(resolver.prefetch(addrs)), then resolver.feed(worker.poll()) on a timer.
+"""
 
 from .hybrid import hybrid_stack
 from .modmap import ModuleMap
