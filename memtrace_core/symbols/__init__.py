@@ -10,7 +10,8 @@ Typical use in a reporter (reader = memtrace_core.reader.read_capture(path)):
 py_frames are (Frame(kind=PYTHON), is_entry) pairs, innermost first, built from
 reader.py_stack() and reader.codes. hybrid_stack returns the path outermost first.
 In a UI, use SymbolizerWorker (a separate process) with IpResolver(..., use_worker=True):
-submit(resolver.prefetch(addrs)), then resolver.feed(worker.poll()) on a timer.
+submit(resolver.prefetch([ip - 1 for ip in ips])), then resolver.feed(worker.poll())
+on a timer (lookup addresses are return addresses minus one, as hybrid_stack uses).
 """
 
 from .hybrid import hybrid_stack
