@@ -11,6 +11,7 @@ frames below the innermost eval loop) rather than a wrong merge.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 
 from ..frames import Frame, FrameKind
@@ -18,10 +19,13 @@ from ..frames import Frame, FrameKind
 EVAL_FUNCTIONS = frozenset({"_PyEval_EvalFrameDefault"})
 
 
+_PYTHON_EXE = re.compile(r"^python\d*(\.\d+)?[a-z]*$")
+
+
 def is_interpreter_module(module: str) -> bool:
-    """libpython, or a statically linked python executable."""
+    """libpython, or a (statically linked) python executable."""
     base = os.path.basename(module)
-    return base.startswith("libpython") or base.startswith("python")
+    return base.startswith("libpython") or bool(_PYTHON_EXE.match(base))
 
 
 def is_memtrace_frame(frame: Frame) -> bool:
@@ -41,6 +45,22 @@ def _groups(py_frames: list[tuple[Frame, bool]]) -> list[list[Frame]]:
     if cur:
         groups.append(cur)
     return groups
+
+
+def _drop_call_glue(merged: list[tuple[Frame, bool]]) -> list[tuple[Frame, bool]]:
+    """Below the innermost Python frame, interpreter frames that only lead to an
+    extension's function (e.g. _PyObject_MakeTpCall before numpy's add) are glue; when the
+    interpreter itself allocates (list_resize...) its frames are the answer and stay."""
+    p = next((i for i, (f, _) in enumerate(merged) if f.kind is FrameKind.PYTHON), None)
+    if p is None:
+        return merged
+    tail = merged[:p]  # innermost first
+    j = len(tail)
+    while j > 0 and is_interpreter_module(tail[j - 1][0].module):
+        j -= 1
+    if j == 0 or j == len(tail):  # all interpreter, or no glue
+        return merged
+    return tail[:j] + merged[p:]
 
 
 def _is_eval(frames: list[Frame]) -> bool:
@@ -87,6 +107,7 @@ def hybrid_stack(py_frames: list[tuple[Frame, bool]], native_ips: list[int],
     if show_internal:
         out = [f for f, _ in merged]
     else:
+        merged = _drop_call_glue(merged)
         n_py_total = sum(1 for f, _ in merged if f.kind is FrameKind.PYTHON)
         n_py_seen = 0
         for f, outward in merged:

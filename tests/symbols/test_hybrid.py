@@ -86,6 +86,8 @@ def test_real_capture_merge(capture, libs):
               FrameKind.INLINE, module=lib),
     ]
     between = stack[3:-3]
+    # the interpreter's call glue is hidden: the first native frame is ctypes' own
+    assert between[0].function == "PyCFuncPtr_call"
     assert any(f.function == "_ctypes_callproc" for f in between)
     assert not any(f.function == "_PyEval_EvalFrameDefault" for f in stack)
     full = hybrid_stack(pys, ips, resolve_ip, show_internal=True)
@@ -95,6 +97,7 @@ def test_real_capture_merge(capture, libs):
     i = full.index(stack[0])
     assert full[i:i + 3] == stack[:3]
     assert any(f.function == "Py_RunMain" for f in full[:i])
+    assert full[i + 3].function == "_PyObject_MakeTpCall"
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +133,7 @@ def test_groups_replace_eval_loops(py_lib):
            addr("_PyObject_Call"), ev, addr("PyEval_EvalCode"), addr("Py_RunMain")]
     py = [_py("inner", False), _py("mid", True), _py("outer", False), _py("top", True)]
     names = _names(hybrid_stack(py, ips, resolve_ip))
+    # the interpreter allocates itself here: its frames below Python stay
     assert names == ["top", "outer", "mid", "inner", "_PyObject_MakeTpCall", "PyList_Append"]
     full = _names(hybrid_stack(py, ips, resolve_ip, show_internal=True))
     assert full[:2] == ["Py_RunMain", "PyEval_EvalCode"]
@@ -203,3 +207,20 @@ def test_module_map_history_keeps_unloaded_objects():
     mm2 = ModuleMap.from_history([old, [["/lib/re.so", 0x7F0000000000, "cc" * 20,
                                           [[0, 0x1000, 5, 0]]]]])
     assert mm2.lookup(0x7F0000000010)[0] == "/lib/re.so"
+
+
+def test_interpreter_glue_before_an_extension_is_hidden(py_lib, libs):
+    addr, resolve_ip = py_lib
+    lib = libs["dwarf5"]
+    leaf = {a for a, _, n in _Module(str(lib), None, 0).symtab.syms if n == "middle"}.pop()
+    ext = Symbolizer(persistent=False).resolve(str(lib), read_build_id(lib), leaf + 4)
+
+    def resolve(ip):
+        return ext if ip == 0x20 - 1 else resolve_ip(ip)
+
+    ev = addr("_PyEval_EvalFrameDefault", 200)
+    ips = [0x20, addr("_PyObject_MakeTpCall"), ev]
+    got = _names(hybrid_stack([_py("f", True)], ips, resolve))
+    assert got == ["f", "middle"]
+    full = _names(hybrid_stack([_py("f", True)], ips, resolve, show_internal=True))
+    assert full == ["f", "_PyObject_MakeTpCall", "middle"]
