@@ -83,14 +83,23 @@ def _elf_machine(path: str) -> bytes | None:
     return head[4:5] + head[18:20]
 
 
+def _has_cap_sys_ptrace() -> bool:
+    """CAP_SYS_PTRACE in our effective set (root normally has it, containers may not)."""
+    for line in _read("/proc/self/status").splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> 19 & 1)
+    return False
+
+
 def _check_ptrace(pid: int, uid: int, comm: str) -> None:
     """Fail early where the kernel would refuse gdb's PTRACE_ATTACH."""
-    if os.geteuid() == 0:
+    if _has_cap_sys_ptrace():
         return
     if uid != os.geteuid():
         raise UserError(
             f"ptrace not permitted: process {pid} ({comm}) belongs to another user "
-            f"(uid {uid}); run memtrace as that user or as root"
+            f"(uid {uid}) and memtrace lacks CAP_SYS_PTRACE; run memtrace as that user or "
+            f"as root"
         )
     try:
         scope = int(_read(YAMA).strip())

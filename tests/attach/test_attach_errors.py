@@ -1,0 +1,171 @@
+"""Every attach error is one line on stderr, exit status 1, and leaves the target running
+untouched: no such PID, not Python, another Python version, gdb missing, ptrace denied,
+already traced, gdb hanging, the target exiting during attach, a GIL that is never released."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import HERE, Target, cli_env, memtrace
+
+PY312 = "/root/.pyenv/versions/3.12.1/bin/python3.12"
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("memtrace: error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def state(pid: int) -> str:
+    with open(f"/proc/{pid}/status") as f:
+        return next(line.split()[1] for line in f if line.startswith("State:"))
+
+
+def assert_untouched(target: Target) -> None:
+    """Still running (not stopped), still printing, exits 0 with nothing on stderr."""
+    assert target.proc.poll() is None
+    assert state(target.pid) in ("S", "R")
+    target.wait_line(f"leak {target.last_leak() + 2} ")
+    assert target.finish() == 0
+    assert target.stderr() == ""
+
+
+def test_no_such_pid(tmp_path):
+    child = subprocess.Popen(["true"])
+    child.wait()
+    proc = memtrace("attach", str(child.pid), "-o", str(tmp_path / "x.mtrace"))
+    one_line_error(proc, f"no process with PID {child.pid}")
+    assert not (tmp_path / "x.mtrace").exists()
+
+
+def test_not_a_python_process(tmp_path):
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        proc = memtrace("attach", str(sleeper.pid), "-o", str(tmp_path / "x.mtrace"))
+        one_line_error(proc, "is not a Python process")
+        assert sleeper.poll() is None and state(sleeper.pid) == "S"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+@pytest.mark.skipif(not os.path.exists(PY312), reason="needs a Python 3.12 interpreter")
+def test_other_python_version(tmp_path):
+    code = "import time; print('ready', flush=True); time.sleep(30)"
+    target = Target([PY312, "-c", code], {"PATH": os.environ["PATH"]}, tmp_path)
+    try:
+        target.wait_line("ready")
+        proc = memtrace("attach", str(target.pid), "-o", str(tmp_path / "x.mtrace"))
+        one_line_error(proc, "runs Python 3.12", "built for Python 3.11")
+        assert state(target.pid) == "S"
+    finally:
+        target.kill()
+
+
+def test_gdb_not_installed(start_target, tmp_path):
+    target = start_target()
+    target.wait_line("leak 1 ")
+    proc = memtrace("attach", str(target.pid), "-o", str(tmp_path / "x.mtrace"),
+                    env=cli_env(PATH="/nonexistent"))
+    one_line_error(proc, "gdb is not installed", "apt-get install gdb")
+    assert not (tmp_path / "x.mtrace").exists()
+    assert_untouched(target)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None
+                    or not os.path.exists("/usr/bin/python3"),
+                    reason="needs root and setpriv to run a target as another user")
+def test_ptrace_not_permitted(tmp_path):
+    code = "import time; print('ready', flush=True); time.sleep(30)"
+    os.chmod(tmp_path, 0o755)
+    target = Target(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                     "/usr/bin/python3", "-c", code], {"PATH": os.environ["PATH"]}, tmp_path)
+    try:
+        target.wait_line("ready")
+        pid = target.pid  # setpriv execs the interpreter
+        proc = subprocess.run(
+            ["setpriv", "--bounding-set=-sys_ptrace", sys.executable, "-m", "memtrace_core",
+             "attach", str(pid), "-o", str(tmp_path / "x.mtrace")],
+            env=cli_env(), capture_output=True, text=True, timeout=30)
+        one_line_error(proc, "ptrace not permitted", "another user", "as root")
+        assert state(pid) == "S"
+    finally:
+        target.kill()
+
+
+def test_already_traced_by_memtrace(tmp_path, leaklib):
+    stop = tmp_path / "stop"
+    target = Target([sys.executable, "-m", "memtrace_core", "run", "-o",
+                     str(tmp_path / "run.mtrace"), str(HERE / "attach_target.py")],
+                    cli_env(LEAKLIB=str(leaklib), STOP_FILE=str(stop)), tmp_path,
+                    stop_file=stop)
+    try:
+        target.wait_line("leak 2 ")
+        proc = memtrace("attach", str(target.pid), "-o", str(tmp_path / "x.mtrace"))
+        one_line_error(proc, f"process {target.pid} is already traced by memtrace")
+        assert not (tmp_path / "x.mtrace").exists()
+        assert_untouched(target)
+    finally:
+        target.kill()
+
+
+def _fake_gdb(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "fake-gdb"
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_gdb_hangs_times_out_and_target_runs_on(start_target, tmp_path):
+    target = start_target()
+    target.wait_line("leak 1 ")
+    gdb = _fake_gdb(tmp_path, "trap '' INT\nkill -STOP \"$2\"\nsleep 60\n")
+    t0 = time.monotonic()
+    proc = memtrace("attach", str(target.pid), "-o", str(tmp_path / "x.mtrace"),
+                    env=cli_env(MEMTRACE_GDB=gdb, MEMTRACE_ATTACH_TIMEOUT="3"))
+    assert time.monotonic() - t0 < 6
+    one_line_error(proc, "gdb did not finish within 3 s", "running")
+    assert_untouched(target)  # SIGCONT undid the stop the hung "gdb" left behind
+
+
+def test_target_exits_during_attach(start_target, tmp_path):
+    target = start_target()
+    target.wait_line("leak 1 ")
+    gdb = _fake_gdb(tmp_path, "kill -9 \"$2\"\nsleep 0.2\necho 'ptrace: No such process.'\n")
+    proc = memtrace("attach", str(target.pid), "-o", str(tmp_path / "x.mtrace"),
+                    env=cli_env(MEMTRACE_GDB=gdb))
+    one_line_error(proc, f"process {target.pid} exited during attach")
+
+
+def test_gil_never_released_times_out_then_target_runs_on(tmp_path):
+    code = (
+        "import ctypes, os, threading, time\n"
+        "print('ready', flush=True)\n"
+        "ctypes.PyDLL(None).sleep(4)\n"  # libc sleep() with the GIL held all along
+        "time.sleep(0.5)\n"
+        "print('done', threading.active_count(), len(os.listdir('/proc/self/task')),"
+        " flush=True)\n"
+    )
+    target = Target([os.path.realpath(sys.executable), "-c", code],
+                    {"PATH": os.environ["PATH"]}, tmp_path)
+    try:
+        target.wait_line("ready")
+        proc = memtrace("attach", str(target.pid), "-o", str(tmp_path / "x.mtrace"),
+                        env=cli_env(MEMTRACE_ATTACH_TIMEOUT="2"))
+        one_line_error(proc, "did not run memtrace's helper thread within 2 s")
+        assert target.wait_line("done") == "done 1 1"
+        assert target.proc.wait(timeout=5) == 0
+        assert target.stderr() == ""
+    finally:
+        target.kill()
