@@ -236,6 +236,8 @@ def run_live(args: argparse.Namespace) -> int:
     from memtrace_core.attach.session import Attachment
 
     pid = _parse_pid(args.attach)
+    if getattr(args, "script", None) or getattr(args, "module", None):
+        raise UserError("give either a program to run or --attach PID, not both")
     if not sys.stdout.isatty():
         raise UserError("live needs a terminal (use `memtrace attach PID -o FILE`)")
     output = getattr(args, "output", None)

@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     p.add_argument("--log", metavar="FILE",
                    help="program output log (default: a file in the temp directory)")
+    p.add_argument("--attach", type=int, metavar="PID",
+                   help="attach to a running Python process instead of starting a program")
     add_program_arguments(p)
     p.set_defaults(func=run)
 
@@ -45,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from memtrace_core.errors import UserError
     from memtrace_core.tracer.runner import program_from_args
 
+    if args.attach is not None:  # memtrace_core/cli/attach.py owns the attached session
+        from memtrace_core.cli.attach import run_live
+
+        return run_live(args)
     program = program_from_args(args)
     program.check()
     if not sys.stdout.isatty():
