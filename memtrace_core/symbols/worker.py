@@ -12,6 +12,7 @@ import select
 import subprocess
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import msgpack
@@ -133,7 +134,7 @@ def _serve(cache_dir: Path | None) -> None:
     unpacker = msgpack.Unpacker(use_list=True)
     stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
     out = sys.stdout.buffer
-    queue: list = []
+    queue: deque = deque()
     eof = False
     n_notes = 0
     n_stale = 0
@@ -158,7 +159,7 @@ def _serve(cache_dir: Path | None) -> None:
         t_end = time.monotonic() + BATCH_SECONDS
         answered = []
         while queue and len(answered) < BATCH_KEYS and time.monotonic() < t_end:
-            path, build_id, vaddr = queue.pop(0)
+            path, build_id, vaddr = queue.popleft()
             frames = sym.resolve(path, build_id, vaddr)
             answered.append([path, build_id, vaddr, pack_frames(frames)])
         stale = sym.stale_libraries()
