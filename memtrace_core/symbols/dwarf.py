@@ -53,7 +53,7 @@ class DwarfModule:
             except _dwarf.DwarfError:
                 ranges, covered = [], set()
         for u in self.units:
-            if u.offset in covered or u.tag not in (0x11, 0x3C):
+            if u.offset in covered or u.tag not in (0x11, 0x3C, 0x4A):  # compile, partial, skeleton
                 continue
             try:
                 for lo, hi in _dwarf.unit_ranges(self.s, u):
