@@ -34,7 +34,8 @@ def write_status(path: str, ok: bool, message: str = "", kind: str = "") -> None
     """Write the outcome atomically (the CLI polls for the file)."""
     tmp = f"{path}.tmp"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
             json.dump({"ok": ok, "message": message, "kind": kind, "pid": os.getpid()}, f)
         os.replace(tmp, path)
     except OSError:

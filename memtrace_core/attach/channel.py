@@ -18,12 +18,36 @@ from typing import Any
 
 from memtrace_core.errors import UserError
 
+PREFIX = "memtrace-attach-"
+OWNER = "memtrace.pid"
+
+
+def sweep_stale() -> None:
+    """Remove channel directories left by a memtrace that was killed (its pid is gone)."""
+    root = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            if os.stat(path).st_uid != os.geteuid():
+                continue
+            with open(os.path.join(path, OWNER)) as f:
+                owner = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if owner != os.getpid() and not os.path.exists(f"/proc/{owner}"):
+            shutil.rmtree(path, ignore_errors=True)
+
 
 class Channel:
     """The directory, the FIFO's read end and the status files."""
 
     def __init__(self, owner_uid: int) -> None:
-        self.dir = tempfile.mkdtemp(prefix="memtrace-attach-")  # mode 0700
+        sweep_stale()
+        self.dir = tempfile.mkdtemp(prefix=PREFIX)  # mode 0700
         self.fifo = os.path.join(self.dir, "stream")
         self.read_fd = -1
         try:
@@ -33,6 +57,8 @@ class Channel:
                 os.chown(self.dir, owner_uid, -1)
                 os.chown(self.fifo, owner_uid, -1)
             self.read_fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with open(os.path.join(self.dir, OWNER), "w") as f:
+                f.write(str(os.getpid()))
         except OSError as exc:
             self.close()
             raise UserError(f"cannot create the attach channel in {self.dir}: "

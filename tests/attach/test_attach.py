@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -163,6 +164,7 @@ def test_killed_memtrace_leaves_target_running_and_attach_works_again(start_targ
     while (not capture.exists() or capture.stat().st_size < 4096) and time.monotonic() < end:
         time.sleep(0.05)
     assert capture.stat().st_size >= 4096
+    channels = set(Path(tempfile.gettempdir()).glob("memtrace-attach-*"))
     os.kill(cli.pid, signal.SIGKILL)
     cli.wait()
     # The tracer sees the closed FIFO, removes its hooks and its writer thread ends.
@@ -175,5 +177,7 @@ def test_killed_memtrace_leaves_target_running_and_attach_works_again(start_targ
     assert proc.returncode == 0, proc.stderr
     target.wait_line(f"leak {target.last_leak() + 3} ")
     check_exact(again, target.lines, minimum=5)
+    assert not channels & set(Path(tempfile.gettempdir()).glob("memtrace-attach-*")), \
+        "the killed memtrace's channel directory was not swept"
     assert target.finish() == 0
     assert target.stderr() == ""
