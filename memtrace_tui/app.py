@@ -7,7 +7,9 @@ repaints from the model at most a few times a second.
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 from typing import Protocol
 
 from textual.app import App, ComposeResult
@@ -44,7 +46,7 @@ class Controller(Protocol):
 class MemtraceApp(App[int]):
     """Navigable call tree of top allocators over a live or recorded session."""
 
-    CSS_PATH = "memtrace.tcss"
+    CSS_PATH = Path(__file__).with_name("memtrace.tcss")  # absolute: subclasses live elsewhere
     TITLE = "memtrace"
     BINDINGS = [
         Binding("slash", "filter", "Filter"),
@@ -69,27 +71,40 @@ class MemtraceApp(App[int]):
         self.tick_lateness: list[float] = []  # seconds late per UI tick (benchmarks)
         self._last_tick = 0.0
         self._seen_generation = -1
+        self._exit_requested = False
 
     # -- layout ----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield HeaderBar(id="header")
-        yield HeapChart(id="heap-chart")
-        yield Static(COLUMNS, id="columns")
+        # widgets are kept as attributes: queries would search a modal screen when one is up
+        self.header_bar = HeaderBar(id="header")
+        self.chart = HeapChart(id="heap-chart")
+        self.columns = Static(COLUMNS, id="columns")
+        self.switcher = ContentSwitcher(initial="tree", id="views")
+        self.tree_view = CallTreeView(self.session, id="tree")
+        self.table_view = LocationsTable(self.session, id="table")
+        self.filter_box = Input(placeholder="filter: function or file substring (enter "
+                                "applies, empty clears, escape cancels)", id="filter")
+        self.detail = DetailPane(id="detail")
+        yield self.header_bar
+        yield self.chart
+        yield self.columns
         with Vertical(id="main"):
-            with ContentSwitcher(initial="tree", id="views"):
-                yield CallTreeView(self.session, id="tree")
-                yield LocationsTable(self.session, id="table")
-            yield Input(placeholder="filter: function or file substring (enter applies, "
-                        "empty clears, escape cancels)", id="filter")
-        yield DetailPane(id="detail")
+            with self.switcher:
+                yield self.tree_view
+                yield self.table_view
+            yield self.filter_box
+        yield self.detail
         yield Legend(self.session.log_path, id="legend")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#filter", Input).display = False
+        self.filter_box.display = False
         self.refresh_all()
-        self.query_one("#tree", CallTreeView).focus()
+        self.tree_view.focus()
         if self.controller is not None:
+            # The feed thread decodes in long GIL-holding calls: hand the GIL over sooner so
+            # key presses and timers on this thread are answered promptly.
+            sys.setswitchinterval(0.001)
             self.controller.start(self)
             self._last_tick = time.monotonic()
             self.set_interval(self.tick_seconds, self._tick)
@@ -99,8 +114,7 @@ class MemtraceApp(App[int]):
     # -- repaint ---------------------------------------------------------------------------
     @property
     def active_view(self) -> CallTreeView | LocationsTable:
-        which = self.query_one("#views", ContentSwitcher).current
-        return self.query_one(f"#{which}")  # type: ignore[return-value]
+        return self.table_view if self.switcher.current == "table" else self.tree_view
 
     def refresh_all(self) -> None:
         """Header, chart, the visible view and the detail pane, from one model state."""
@@ -108,7 +122,7 @@ class MemtraceApp(App[int]):
         with session.lock:
             self._seen_generation = session.tree.generation
             self._refresh_header()
-            self.query_one(HeapChart).refresh_from(session)
+            self.chart.refresh_from(session)
             self.active_view.rebuild()
             self._refresh_detail()
 
@@ -120,10 +134,10 @@ class MemtraceApp(App[int]):
             thread = f"thread #{tree.thread} {name}"
         text = header_text(self.session.summary(), paused=self.paused,
                            metric=tree.metric.value, thread=thread, filt=tree.filter)
-        self.query_one(HeaderBar).update(text)
+        self.header_bar.update(text)
 
     def _refresh_detail(self) -> None:
-        pane = self.query_one(DetailPane)
+        pane = self.detail
         if not pane.display:
             return
         view = self.active_view
@@ -142,14 +156,13 @@ class MemtraceApp(App[int]):
     def refresh_columns(self) -> None:
         view = self.active_view
         text = table_columns(view.sort) if isinstance(view, LocationsTable) else COLUMNS
-        self.query_one("#columns", Static).update(text)
+        self.columns.update(text)
 
     def _tick(self) -> None:
         now = time.monotonic()
         self.tick_lateness.append(max(0.0, now - self._last_tick - self.tick_seconds))
         self._last_tick = now
-        with self.session.lock:
-            self._refresh_header()
+        self._refresh_header()  # plain reads of counters: no need to wait for the lock
 
     def _poll_model(self) -> None:
         if self.paused:
@@ -161,6 +174,8 @@ class MemtraceApp(App[int]):
 
     # -- messages --------------------------------------------------------------------------
     def on_model_updated(self, message: ModelUpdated) -> None:
+        if self._exit_requested:
+            return  # late messages from the feed while the app closes
         if not self.paused:
             self.refresh_all()
         else:
@@ -192,7 +207,7 @@ class MemtraceApp(App[int]):
         self._change_model(lambda tree: tree.set_show_internal(not tree.show_internal))
 
     def action_switch_view(self) -> None:
-        switcher = self.query_one("#views", ContentSwitcher)
+        switcher = self.switcher
         switcher.current = "table" if switcher.current == "tree" else "tree"
         self.refresh_columns()
         self.refresh_all()
@@ -209,13 +224,13 @@ class MemtraceApp(App[int]):
                 self._refresh_header()
 
     def action_toggle_detail(self) -> None:
-        pane = self.query_one(DetailPane)
+        pane = self.detail
         pane.display = not pane.display
         with self.session.lock:
             self._refresh_detail()
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         box.value = self.session.tree.filter
         box.display = True
         box.focus()
@@ -227,7 +242,7 @@ class MemtraceApp(App[int]):
         self.active_view.focus()
 
     def on_key(self, event) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         if event.key == "escape" and box.display:
             box.display = False
             self.active_view.focus()
@@ -251,6 +266,10 @@ class MemtraceApp(App[int]):
     def action_show_log(self) -> None:
         path = self.controller.log_path if self.controller is not None else None
         self.push_screen(LogScreen(path))
+
+    def exit(self, *args, **kwargs) -> None:
+        self._exit_requested = True
+        super().exit(*args, **kwargs)
 
     def action_quit_app(self) -> None:
         session = self.session

@@ -19,17 +19,18 @@ class HeapChart(Horizontal):
     """
 
     def compose(self) -> ComposeResult:
-        yield Static("heap over time", id="chart-label")
-        yield Sparkline([0], id="chart")
+        self.label = Static("heap over time", id="chart-label")
+        self.spark = Sparkline([0], id="chart")
+        yield self.label
+        yield self.spark
 
     def refresh_from(self, session: Session) -> None:
         """Redraw from the session's history (call with the lock held)."""
         width = max(10, self.size.width - 24)
         heap, rss = session.heap_series(width)
-        spark = self.query_one(Sparkline)
-        spark.data = heap or [0]
+        self.spark.data = heap or [0]
         top = max(heap) if heap else 0
         label = f"heap over time\nmax {format_bytes(top)}"
         if rss and rss[-1]:
             label += f"\nrss {format_bytes(rss[-1])}"
-        self.query_one("#chart-label", Static).update(label)
+        self.label.update(label)

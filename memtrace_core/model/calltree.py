@@ -11,6 +11,7 @@ successor so the UI can move the selection to it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -78,6 +79,8 @@ class CallTree:
         self._by_key: dict[tuple[int, int], set[int]] = {}  # (pynode, nativenode) -> sids
         self.locations: dict[Frame, Location] = {}
         self.generation = 0  # bumps on every change the UI should repaint
+        self._backlog_sids: set[int] = set()
+        self._backlog_keys: set[tuple[int, int]] = set()
 
     # -- settings that rebuild -------------------------------------------------------------
     def set_metric(self, metric: Metric) -> None:
@@ -115,23 +118,44 @@ class CallTree:
         self._by_key.clear()
         self.locations.clear()
         self.reader.take_changed()  # everything below reads current counters
+        self._backlog_sids.clear()
+        self._backlog_keys.clear()
         for sid in range(self.reader.n_stacks):
             self._apply(sid)
         self.generation += 1
 
-    def update(self) -> bool:
-        """Apply what changed in the reader since the last call; True if anything did."""
-        changed = self.reader.take_changed()
-        stale = self.frames.poll()
-        for key in stale:
+    def update(self, budget_s: float | None = None) -> bool:
+        """Apply what changed in the reader since the last call; True if anything did.
+
+        With a time budget, work left over (e.g. many paths to rebuild when a batch of
+        native names arrives) stays in a backlog for the next call, so one update never
+        holds the session lock for long."""
+        self._backlog_keys.update(self.frames.poll())
+        self._backlog_sids.update(self.reader.take_changed())
+        if not self._backlog_keys and not self._backlog_sids:
+            return False
+        deadline = None if budget_s is None else time.perf_counter() + budget_s
+        n = 0
+        while self._backlog_keys:
+            key = self._backlog_keys.pop()
             for sid in list(self._by_key.get(key, ())):
                 self._repath(sid)
-        for sid in changed:
-            self._apply(sid)
-        if changed or stale:
-            self.generation += 1
-            return True
-        return False
+                self._backlog_sids.discard(sid)
+            n += 1
+            if deadline is not None and n % 16 == 0 and time.perf_counter() > deadline:
+                break
+        while self._backlog_sids:
+            self._apply(self._backlog_sids.pop())
+            n += 1
+            if deadline is not None and n % 64 == 0 and time.perf_counter() > deadline:
+                break
+        self.generation += 1
+        return True
+
+    @property
+    def backlog(self) -> int:
+        """Stacks and paths not applied yet (a budgeted update ran out of time)."""
+        return len(self._backlog_keys) + len(self._backlog_sids)
 
     def _included(self, sid: int, key: tuple[int, int, int], path: tuple[Frame, ...]) -> bool:
         if self.thread is not None and key[2] != self.thread:

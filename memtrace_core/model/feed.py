@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 from memtrace_core.model.session import Session
 
-CHUNK = 64 * 1024
+CHUNK = 32 * 1024
+UPDATE_BUDGET_S = 0.008  # longest hold of the session lock by one model update
 
 
 class PipeFeed(threading.Thread):
@@ -48,7 +49,7 @@ class PipeFeed(threading.Thread):
         try:
             while not self._stop_event.is_set():
                 if not poller.poll(50):
-                    if time.monotonic() - last >= self.interval:
+                    if time.monotonic() - last >= self.interval or self.session.tree.backlog:
                         last = self._update()
                     continue
                 data = os.read(self.fd, CHUNK)
@@ -86,7 +87,7 @@ class PipeFeed(threading.Thread):
             return now
         with self.session.lock:
             t0 = time.perf_counter()
-            self.session.tree.update()
+            self.session.tree.update(UPDATE_BUDGET_S)
             self.session.sample_rates()
             self.update_seconds.append(time.perf_counter() - t0)
         self.on_update()
