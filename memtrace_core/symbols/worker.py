@@ -1,8 +1,8 @@
 """The symbolizer in its own process, so a UI never waits on its GIL or its garbage
 collection: keys go in over a pipe, results come back in batches (msgpack both ways).
 
-Run as `python -m memtrace_core.symbols.worker [CACHE_DIR]`; it exits when its stdin
-closes.
+The process runs main([CACHE_DIR]); it exits when its stdin closes. Requests are
+written without blocking (what the pipe does not take yet is sent on the next poll).
 """
 
 from __future__ import annotations
@@ -34,12 +34,15 @@ class SymbolizerWorker:
         env = dict(os.environ)
         env["PYTHONPATH"] = _ROOT + (os.pathsep + env["PYTHONPATH"]
                                      if env.get("PYTHONPATH") else "")
-        args = [sys.executable, "-m", "memtrace_core.symbols.worker"]
+        args = [sys.executable, "-c",
+                "import sys; from memtrace_core.symbols.worker import main; main(sys.argv[1:])"]
         if cache_dir is not None:
             args.append(str(cache_dir))
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       env=env, bufsize=0)
         os.set_blocking(self._proc.stdout.fileno(), False)
+        os.set_blocking(self._proc.stdin.fileno(), False)
+        self._out = bytearray()  # requests not yet taken by the pipe
         self._unpacker = msgpack.Unpacker(use_list=True, strict_map_key=False)
         self._pending: set[Key] = set()
         self._stale: list[str] = []
@@ -64,11 +67,24 @@ class SymbolizerWorker:
                 self._pending.add(k)
                 batch.append(list(k))
         if batch:
-            self._proc.stdin.write(msgpack.packb(batch))
-            self._proc.stdin.flush()
+            self._out += msgpack.packb(batch)
+            self._send()
+
+    def _send(self) -> None:
+        """Write what the pipe takes now; the rest waits for the next submit/poll."""
+        while self._out:
+            try:
+                n = os.write(self._proc.stdin.fileno(), self._out)
+            except (BlockingIOError, InterruptedError):
+                return
+            except (BrokenPipeError, OSError):
+                self._out.clear()
+                return
+            del self._out[:n]
 
     def poll(self) -> dict[Key, list[Frame]]:
         """Results that arrived so far (never blocks)."""
+        self._send()
         out: dict[Key, list[Frame]] = {}
         fd = self._proc.stdout.fileno()
         while True:
@@ -97,7 +113,7 @@ class SymbolizerWorker:
         out: dict[Key, list[Frame]] = {}
         deadline = time.monotonic() + timeout
         while self._pending and time.monotonic() < deadline:
-            select.select([self._proc.stdout], [], [], 0.05)
+            select.select([self._proc.stdout], [self._proc.stdin] if self._out else [], [], 0.05)
             out.update(self.poll())
             if self._proc.poll() is not None:
                 out.update(self.poll())
@@ -110,6 +126,9 @@ class SymbolizerWorker:
     def close(self) -> None:
         """Stop the worker (it flushes its disk cache first)."""
         if self._proc.poll() is None:
+            if self._out:
+                os.set_blocking(self._proc.stdin.fileno(), True)
+                self._out.clear()  # unanswered requests are dropped
             try:
                 self._proc.stdin.close()
             except OSError:
@@ -175,8 +194,13 @@ def _serve(cache_dir: Path | None) -> None:
     sym.flush()
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> None:
+    """Worker process entry: argv = [CACHE_DIR]."""
     try:
-        _serve(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
+        _serve(Path(argv[0]) if argv else None)
     except (BrokenPipeError, KeyboardInterrupt):
         pass
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
