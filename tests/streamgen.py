@@ -125,3 +125,17 @@ class StreamWriter:
                 self.nativenode(child, node, ip)
             node = child
         return node
+
+
+def compress(data: bytes, flush_every: int = 4096, level: int = 1) -> bytes:
+    """A capture file as the tracer writes it: "MEMTRACZ" then a zlib stream of the stream
+    (magic included), sync-flushed every flush_every input bytes."""
+    import zlib
+
+    deflater = zlib.compressobj(level)
+    out = [b"MEMTRACZ"]
+    for i in range(0, len(data), flush_every):
+        out.append(deflater.compress(data[i : i + flush_every]))
+        out.append(deflater.flush(zlib.Z_SYNC_FLUSH))
+    out.append(deflater.flush())
+    return b"".join(out)

@@ -35,11 +35,17 @@ ALLOCATOR_NAMES: dict[int, str] = {
 
 
 COMPRESSED_MAGIC = b"MEMTRACZ"
-_INFLATE_CHUNK = 8 << 20
+# Compressed bytes handed to zlib at a time; on corrupt data the failing slice is retried in
+# ever smaller slices, so every record before the damage is still read.
+_SLICES = (1 << 16, 1 << 12, 1 << 8, 1 << 4, 1)
+
+
+class _Stop(Exception):
+    """The reader refused the inflated data: stop inflating."""
 
 
 def _read_compressed(name: str, data: mmap.mmap) -> StreamReader:
-    """Inflate a capture file's zlib stream in bounded chunks into the reader.
+    """Inflate a capture file's zlib stream (after "MEMTRACZ") into the reader.
 
     The tracer sync-flushes the stream at every buffer, so a file cut off mid-run inflates up
     to its last flush; corrupt compressed data ends the read like a corrupt record.
@@ -47,30 +53,50 @@ def _read_compressed(name: str, data: mmap.mmap) -> StreamReader:
     import zlib
 
     reader = StreamReader()
-    inflater = zlib.decompressobj()
-    view = memoryview(data)[len(COMPRESSED_MAGIC) :]
-    try:
-        pending = view
-        while True:
+
+    def feed(out: bytes) -> None:
+        try:
+            reader.feed(out)
+        except CaptureError as exc:
+            if not reader.header:
+                raise UserError(f"{name}: {exc}") from None
+            raise _Stop from None
+
+    def inflate(inflater, chunk: bytes, level: int):
+        """Inflate chunk in slices of _SLICES[level]; returns (inflater, zlib error or None)."""
+        step = _SLICES[level]
+        for i in range(0, len(chunk), step):
+            piece = chunk[i : i + step]
+            saved = inflater.copy() if level + 1 < len(_SLICES) else None
             try:
-                out = inflater.decompress(pending, _INFLATE_CHUNK)
+                out = inflater.decompress(piece)
             except zlib.error as exc:
-                if not reader.header:
-                    raise UserError(f"{name}: corrupt compressed data ({exc})") from None
-                reader.mark_corrupt(f"corrupt compressed data after record {reader.records}")
-                break
+                if saved is None:
+                    return inflater, exc
+                return inflate(saved, piece, level + 1)
             if out:
-                try:
-                    reader.feed(out)
-                except CaptureError as exc:
-                    if not reader.header:
-                        raise UserError(f"{name}: {exc}") from None
-                    break
-            pending = inflater.unconsumed_tail
-            if not pending and not out:
-                break
+                feed(out)
             if inflater.eof:
                 break
+        return inflater, None
+
+    inflater = zlib.decompressobj()
+    view = memoryview(data)
+    try:
+        pos = len(COMPRESSED_MAGIC)
+        while pos < len(view) and not inflater.eof:
+            chunk = bytes(view[pos : pos + _SLICES[0]])  # a copy: no export outlives view
+            pos += len(chunk)
+            inflater, error = inflate(inflater, chunk, 0)
+            if error is not None:
+                if not reader.header:
+                    raise UserError(f"{name}: corrupt compressed data ({error})")
+                reader.mark_corrupt(
+                    f"corrupt compressed data after record {reader.records} ({error})"
+                )
+                break
+    except _Stop:
+        pass
     finally:
         view.release()
     return reader

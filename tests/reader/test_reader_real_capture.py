@@ -1,0 +1,109 @@
+"""The reader against an independent decode (msgpack-python + the oracle) of real captures
+written by `memtrace run`: whatever encoding the tracer picks, both must agree exactly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import msgpack
+import pytest
+from reader_helpers import snapshot
+from reader_oracle import Oracle
+
+from memtrace_core.reader import read_capture
+
+REPO = Path(__file__).resolve().parents[2]
+
+SCRIPT = """
+import mmap, threading, time
+keep = []
+def work(n):
+    for i in range(n):
+        keep.append(bytearray(1000 + 37 * i))
+        if i % 7 == 0:
+            del keep[0]
+def grow():
+    s = b""
+    for i in range(300):
+        s += b"x" * 1000  # realloc chains
+    return s
+threads = [threading.Thread(target=work, args=(400,)) for _ in range(3)]
+for t in threads:
+    t.start()
+work(500)
+for t in threads:
+    t.join()
+m = mmap.mmap(-1, 1 << 20)
+m.close()
+big = grow()
+time.sleep(0.05)
+print("done")
+"""
+
+
+def replay(data: bytes) -> tuple[Oracle, dict, int]:
+    """Inflate with zlib, decode with msgpack-python and replay into the oracle."""
+    if data[:8] == b"MEMTRACZ":
+        data = zlib.decompressobj().decompress(data[8:])
+    assert data[:8] == b"MEMTRACE"
+    o = Oracle()
+    header: dict = {}
+    count = 0
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(data))
+    unpacker.feed(data[8:])
+    for rec in unpacker:
+        count += 1
+        kind = rec[0]
+        if kind == 0:
+            header = rec[1]
+        elif kind == 4:
+            o.alloc(*rec[1:])
+        elif kind == 5:
+            o.free(*rec[1:])
+        elif kind == 8:
+            o.tick(rec[1])
+    return o, header, count
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["plain", "native"])
+def test_real_capture_matches_independent_decode(tmp_path: Path, native: bool) -> None:
+    (tmp_path / "prog.py").write_text(SCRIPT)
+    capture = tmp_path / "prog.mtrace"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    options = ["--native"] if native else []
+    proc = subprocess.run(
+        [sys.executable, "-m", "memtrace_core", "run", *options, "-o", str(capture), "--force",
+         "prog.py"],
+        cwd=tmp_path, env=env, capture_output=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == b"done\n"
+    r = read_capture(capture)
+    o, header, count = replay(capture.read_bytes())
+    assert r.complete and not r.truncated and r.error is None
+    assert r.records == count and r.header == header
+    assert r.header["native"] is native
+    assert (r.total_allocated_bytes, r.total_allocations) == (o.total_bytes, o.total_allocs)
+    assert (r.heap_bytes, r.heap_allocations) == (o.heap_bytes, o.heap_allocs)
+    assert (r.peak_bytes, r.peak_allocations, r.peak_time_us) == (
+        o.peak_bytes, o.peak_allocs, o.peak_time_us
+    )
+    snap = snapshot(r)
+    assert snap["stacks"] == o.stacks()
+    assert snap["live"] == o.live_allocations()
+    # every allocation of `work` is attributed to its line, on 4 distinct threads
+    work_line = SCRIPT.splitlines().index("        keep.append(bytearray(1000 + 37 * i))") + 1
+    threads = set()
+    work_count = 0
+    for sid in range(r.n_stacks):
+        py, _nat, thread = r.stack_key(sid)
+        frames = r.py_stack(py)
+        if frames and r.codes[frames[0][0]][0] == "work" and frames[0][1] == work_line:
+            threads.add(thread)
+            work_count += r.stack_counters(sid)[1]
+    assert len(threads) == 4
+    assert work_count >= 3 * 400 + 500
