@@ -169,3 +169,18 @@ def test_gil_never_released_times_out_then_target_runs_on(tmp_path):
         assert target.stderr() == ""
     finally:
         target.kill()
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3.11"), reason="needs Debian's python3.11")
+def test_non_pie_python_with_canonical_plt_is_refused(tmp_path):
+    """Debian's static /usr/bin/python3.11 takes &malloc: the tracer would recurse into its
+    own hook there, so attach refuses before touching the process."""
+    code = "import time; print('ready', flush=True); time.sleep(30)"
+    target = Target(["/usr/bin/python3.11", "-c", code], {"PATH": os.environ["PATH"]}, tmp_path)
+    try:
+        target.wait_line("ready")
+        proc = memtrace("attach", str(target.pid), "-o", str(tmp_path / "x.mtrace"))
+        one_line_error(proc, "canonical PLT", "malloc", "left untouched")
+        assert state(target.pid) == "S"
+    finally:
+        target.kill()
