@@ -190,3 +190,24 @@ def test_stats_does_not_import_textual(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_stats_on_compressed_captures(tmp_path: Path) -> None:
+    from streamgen import compress
+
+    w = known_capture()
+    packed = compress(w.data, flush_every=64)
+    whole = tmp_path / "whole.mtrace"
+    whole.write_bytes(packed)
+    proc = stats("--json", str(whole), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["leaked_bytes"] == 6_000 + 32_768 + 7
+    killed = tmp_path / "killed.mtrace"
+    killed.write_bytes(packed[: len(packed) * 2 // 3])
+    proc = stats(str(killed), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "incomplete capture" in proc.stdout
+    corrupt = tmp_path / "corrupt.mtrace"
+    half = len(packed) // 2
+    corrupt.write_bytes(packed[:half] + b"\xff" * 32 + packed[half + 32 :])
+    _one_line_error(stats("--json", str(corrupt), cwd=tmp_path), "corrupt")
