@@ -1,0 +1,129 @@
+"""A traced program sees and shows exactly what it would untraced: same argv, __main__,
+sys.path[0], stdin, stdout and stderr bytes, traceback text and exit status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHOW = """\
+import os
+import pickle
+import sys
+import warnings
+
+
+class Point:
+    def __init__(self, x):
+        self.x = x
+
+
+def main():
+    print("argv", sys.argv)
+    print("name", __name__)
+    print("file", __file__)
+    print("path0", sys.path[0])
+    print("main is me", sys.modules["__main__"].__dict__ is globals())
+    print("spec", None if __spec__ is None else __spec__.name)
+    print("pickle", pickle.loads(pickle.dumps(Point(4))).x)
+    print("cwd", os.getcwd())
+    data = sys.stdin.buffer.read()
+    sys.stdout.buffer.write(b"stdin " + data[::-1] + b"\\n")
+    sys.stderr.write("to stderr\\n")
+    warnings.warn("a warning")
+    print("unflushed tail without newline", end="")
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+EXIT3 = """\
+import sys
+print("before exit")
+sys.exit(3)
+"""
+
+EXIT_MESSAGE = """\
+import sys
+sys.exit("fatal: a message")
+"""
+
+RAISES = """\
+def inner(n):
+    return {}[n]
+
+
+def outer():
+    try:
+        inner("key")
+    except KeyError as exc:
+        raise ValueError("wrapped") from exc
+
+
+print("about to raise")
+outer()
+"""
+
+CASES = {
+    # name: (files, untraced args, traced args after `run -o CAPTURE`, stdin)
+    "script": ({"show.py": SHOW}, ["show.py", "a", "-b", "--c=d"], ["show.py", "a", "-b", "--c=d"]),
+    "module": ({"showmod.py": SHOW}, ["-m", "showmod", "x", "y"], ["-m", "showmod", "x", "y"]),
+    "package": (
+        {"pkg/__init__.py": "", "pkg/__main__.py": SHOW},
+        ["-m", "pkg", "p"],
+        ["-m", "pkg", "p"],
+    ),
+    "subdir": ({"sub/show.py": SHOW}, ["sub/show.py", "s"], ["sub/show.py", "s"]),
+    "exit3": ({"exit3.py": EXIT3}, ["exit3.py"], ["exit3.py"]),
+    "exit_message": ({"msg.py": EXIT_MESSAGE}, ["msg.py"], ["msg.py"]),
+    "raises": ({"raises.py": RAISES}, ["raises.py"], ["raises.py"]),
+}
+
+
+def _without_memtrace_lines(stderr: bytes, capture: Path) -> bytes:
+    """Drop the line(s) where memtrace names its capture file; keep everything else."""
+    lines = stderr.splitlines(keepends=True)
+    return b"".join(line for line in lines if capture.name.encode() not in line)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("native", [False, True], ids=["plain", "native"])
+def test_traced_program_is_unchanged(tmp_path, mt, case, native):
+    files, plain_args, traced_args = CASES[case]
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    stdin = b"hello\x00\xffworld"
+    untraced = mt.plain(*plain_args, cwd=tmp_path, input=stdin)
+    capture = tmp_path / "out.mtrace"
+    options = ["--native"] if native else []
+    traced = mt.cli("run", *options, "-o", str(capture), *traced_args, cwd=tmp_path, input=stdin)
+    assert traced.stdout == untraced.stdout
+    assert _without_memtrace_lines(traced.stderr, capture) == untraced.stderr
+    assert traced.returncode == untraced.returncode
+    assert capture.exists()
+    assert mt.stats(capture)["complete"] is True
+
+
+def test_expected_statuses_of_the_untraced_cases(tmp_path, mt):
+    """The comparison above is only worth something if the cases really differ."""
+    for name, text in {"exit3.py": EXIT3, "msg.py": EXIT_MESSAGE, "raises.py": RAISES}.items():
+        (tmp_path / name).write_text(text)
+    assert mt.plain("exit3.py", cwd=tmp_path).returncode == 3
+    assert mt.plain("msg.py", cwd=tmp_path).returncode == 1
+    raised = mt.plain("raises.py", cwd=tmp_path)
+    assert raised.returncode == 1 and b"ValueError: wrapped" in raised.stderr
+
+
+def test_default_output_name_is_printed_on_stderr(tmp_path, mt):
+    (tmp_path / "hello.py").write_text("print('hi')\n")
+    traced = mt.cli("run", "hello.py", cwd=tmp_path)
+    assert traced.returncode == 0 and traced.stdout == b"hi\n"
+    captures = list(tmp_path.glob("memtrace-hello.*.mtrace"))
+    assert len(captures) == 1, list(tmp_path.iterdir())
+    pid = captures[0].name.split(".")[1]
+    assert pid.isdigit()
+    assert captures[0].name.encode() in traced.stderr
+    assert mt.stats(captures[0])["pid"] == int(pid)
