@@ -6,6 +6,8 @@ stacks over 4 threads, a TICK every 10k records), then times, median of --repeat
   memory   StreamReader.feed() of the whole buffer
   chunks   feed() in 64 KiB pieces, as from a live pipe
   file     read_capture() of the stream written to a file
+  zfile    read_capture() of a compressed capture (MEMTRACZ: zlib level 1, as `memtrace run`
+           writes them), inflating included
 and, for scale, msgpack-python's Unpacker merely decoding the same records.
 
     python benchmarks/bench_reader.py [--records N] [--repeat R]
@@ -21,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import msgpack
@@ -37,9 +40,24 @@ def build_block(n_records: int, seed: int, n_stacks: int = 3000) -> tuple[bytes,
     so it can be repeated; the prelude (header, threads, stack tries) is sent once."""
     rng = random.Random(seed)
     pack = msgpack.Packer(use_bin_type=True).pack
-    pre = [pack([0, {"format": 1, "pid": 1, "argv": ["bench"], "python": "3.11.7",
-                     "native": True, "python_allocators": False, "start_time": 0.0,
-                     "attached": False, "executable": "python"}])]
+    pre = [
+        pack(
+            [
+                0,
+                {
+                    "format": 1,
+                    "pid": 1,
+                    "argv": ["bench"],
+                    "python": "3.11.7",
+                    "native": True,
+                    "python_allocators": False,
+                    "start_time": 0.0,
+                    "attached": False,
+                    "executable": "python",
+                },
+            ]
+        )
+    ]
     for t in range(1, 5):
         pre.append(pack([6, t, 1000 + t, f"T{t}"]))
     for c in range(1, 201):
@@ -80,8 +98,19 @@ def build_block(n_records: int, seed: int, n_stacks: int = 3000) -> tuple[bytes,
             addr, _ = live.pop()
             next_addr += 16 * rng.randint(1, 64)
             body.append(pack([5, thread, REALLOC, addr, 0]))
-            body.append(pack([4, thread, REALLOC, next_addr, rng.randint(1, 4096),
-                              rng.randint(1, n_stacks), 0]))
+            body.append(
+                pack(
+                    [
+                        4,
+                        thread,
+                        REALLOC,
+                        next_addr,
+                        rng.randint(1, 4096),
+                        rng.randint(1, n_stacks),
+                        0,
+                    ]
+                )
+            )
             live.append((next_addr, REALLOC))
             count += 2
         else:
@@ -118,8 +147,10 @@ def main() -> None:
     data = prelude + body * reps
     n_pre = StreamReader().feed(prelude)
     total = n_pre + per_block * reps
-    print(f"stream: {total:,} records, {len(data) / 1e6:.1f} MB "
-          f"({len(body) / per_block:.1f} bytes/record), built in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"stream: {total:,} records, {len(data) / 1e6:.1f} MB "
+        f"({len(body) / per_block:.1f} bytes/record), built in {time.perf_counter() - t0:.1f} s"
+    )
 
     def memory() -> StreamReader:
         r = StreamReader()
@@ -136,16 +167,28 @@ def main() -> None:
 
     r = memory()
     assert r.records == total and r.heap_bytes == 0, (r.records, total, r.heap_bytes)
-    print(f"check: {r.total_allocations:,} allocations, {r.n_stacks:,} stacks, "
-          f"peak {r.peak_bytes / 1e6:.1f} MB, nothing leaked")
+    print(
+        f"check: {r.total_allocations:,} allocations, {r.n_stacks:,} stacks, "
+        f"peak {r.peak_bytes / 1e6:.1f} MB, nothing leaked"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.mtrace"
         path.write_bytes(data)
+        zpath = Path(tmp) / "bench-z.mtrace"
+        deflater = zlib.compressobj(1)
+        with zpath.open("wb") as f:
+            f.write(b"MEMTRACZ")
+            for i in range(0, len(data), 1 << 16):
+                f.write(deflater.compress(data[i : i + (1 << 16)]))
+                f.write(deflater.flush(zlib.Z_SYNC_FLUSH))
+            f.write(deflater.flush())
+        print(f"compressed capture: {zpath.stat().st_size / 1e6:.1f} MB")
         runs = {
             "memory": [timed(memory) for _ in range(args.repeat)],
             "chunks": [timed(chunks) for _ in range(args.repeat)],
             "file": [timed(lambda: read_capture(path)) for _ in range(args.repeat)],
+            "zfile": [timed(lambda: read_capture(zpath)) for _ in range(args.repeat)],
         }
         os.sync()
     sample = data[: len(prelude) + len(body)]
@@ -161,8 +204,10 @@ def main() -> None:
     for name, times in runs.items():
         med = statistics.median(times)
         print(f"{name:<10}{med:>10.3f}{total / med / 1e6:>12.2f}{med / base:>8.2f}")
-    print(f"{'msgpack*':<10}{msgpack_s:>10.3f}{total / msgpack_s / 1e6:>12.2f}"
-          f"{msgpack_s / base:>8.2f}   (*msgpack-python Unpacker, decode only, no aggregation)")
+    print(
+        f"{'msgpack*':<10}{msgpack_s:>10.3f}{total / msgpack_s / 1e6:>12.2f}"
+        f"{msgpack_s / base:>8.2f}   (*msgpack-python Unpacker, decode only, no aggregation)"
+    )
     print("target: >= 5 Mrecords/s (memory)")
 
 

@@ -1,6 +1,20 @@
 """The one consumer of the wire format (docs/FORMAT.md, API in docs/READER_API.md).
 
-`StreamReader` decodes and aggregates in Cython/C; `read_capture` reads a capture file.
+`StreamReader` decodes and aggregates in Cython/C; `read_capture` reads a capture file (raw
+"MEMTRACE" streams and zlib-compressed "MEMTRACZ" files).
+
+Decisions beyond the API text:
+- Corrupt input: feed() raises CaptureError (a UserError, one line, "corrupt capture at byte
+  N: why"); the state stays that of the last good record and `.error` keeps the message.
+  read_capture() returns such a partial reader when the HEADER was read (a viewer can show
+  it), and raises UserError when nothing usable was read.
+- An mmap split by a partial munmap stays one allocation (heap_allocations, live counts) but
+  live_allocations() lists its pieces, each with allocator 9.
+- An ALLOC of an address still live (its free was never seen) drops the old block first
+  (`implicit_frees`); FREEs of unknown addresses are ignored (`ignored_frees`); an ALLOC at
+  address 2**64-1 (MAP_FAILED) counts in the totals but allocates nothing.
+- Validation is strict where it is cheap: node ids may not be redefined, parents and the
+  nodes an ALLOC names must be defined, record lengths must match FORMAT.md.
 """
 
 from __future__ import annotations
@@ -12,7 +26,8 @@ from pathlib import Path
 from memtrace_core.errors import UserError
 from memtrace_core.reader._reader import MAGIC, CaptureError, StreamReader
 
-__all__ = ["ALLOCATOR_NAMES", "CaptureError", "StreamReader", "read_capture"]
+__all__ = ["ALLOCATOR_NAMES", "COMPRESSED_MAGIC", "MAGIC", "CaptureError", "StreamReader",
+           "read_capture"]
 
 ALLOCATOR_NAMES: dict[int, str] = {
     1: "malloc",
