@@ -4,8 +4,11 @@ Since CPython 3.11 one C call of `_PyEval_EvalFrameDefault` runs several Python
 frames: from an innermost one out to the next *entry* frame. Each eval-loop native
 frame is replaced by its group. More eval loops than groups means the Python stack was
 cut at its outer end (runner frames trimmed): the innermost loops take the groups. Fewer
-means native unwinding stopped early: the Python-only stack is returned (plus the native
-frames below the innermost eval loop) rather than a wrong merge.
+loops than groups with a native stack that stops short of the process/thread root (depth
+cap, no unwind info) means the loops seen are the innermost: they take the innermost
+groups and the outer groups follow as Python frames. Fewer loops on a complete native
+stack is a real mismatch: the Python-only stack is returned (plus the native frames below
+the innermost eval loop) rather than a wrong merge.
 """
 
 from __future__ import annotations
@@ -63,6 +66,18 @@ def _drop_call_glue(merged: list[tuple[Frame, bool]]) -> list[tuple[Frame, bool]
     return tail[:j] + merged[p:]
 
 
+ROOT_FUNCTIONS = ("_start", "__libc_start_main", "__libc_start_call_main", "start_thread",
+                  "clone", "clone3", "__clone", "__clone3", "thread_start")
+
+
+def _truncated(natives: list[list[Frame]]) -> bool:
+    """True when the outermost native frame is not where processes and threads start."""
+    if not natives or not natives[-1]:
+        return True
+    name = natives[-1][-1].function
+    return not any(name == r or name.startswith(r + "_") for r in ROOT_FUNCTIONS)
+
+
 def _is_eval(frames: list[Frame]) -> bool:
     return bool(frames) and frames[-1].function in EVAL_FUNCTIONS
 
@@ -96,6 +111,21 @@ def hybrid_stack(py_frames: list[tuple[Frame, bool]], native_ips: list[int],
                 seen_py = True
             else:
                 merged.extend((f, seen_py) for f in fr)
+    elif eval_at and _truncated(natives):
+        # the unwinder stopped before the process/thread root (depth cap, a frame without
+        # unwind info): the eval loops it saw are the innermost ones, so they take the
+        # innermost groups; the outer groups follow as Python frames only
+        g = 0
+        seen_py = False
+        for fr in natives:
+            if _is_eval(fr):
+                merged.extend((f, True) for f in groups[g])
+                g += 1
+                seen_py = True
+            else:
+                merged.extend((f, seen_py) for f in fr)
+        for group in groups[g:]:
+            merged.extend((f, True) for f in group)
     else:
         # fallback: native frames below the innermost eval loop belong to the innermost
         # Python frame for sure; anything further out cannot be placed safely

@@ -224,3 +224,28 @@ def test_interpreter_glue_before_an_extension_is_hidden(py_lib, libs):
     assert got == ["f", "middle"]
     full = _names(hybrid_stack([_py("f", True)], ips, resolve, show_internal=True))
     assert full == ["f", "_PyObject_MakeTpCall", "middle"]
+
+
+def test_truncated_native_stack_pairs_innermost_groups(py_lib, libs):
+    addr, resolve_ip = py_lib
+    lib = libs["dwarf5"]
+    mid = {a for a, _, n in _Module(str(lib), None, 0).symtab.syms if n == "middle"}.pop()
+    ext = Symbolizer(persistent=False).resolve(str(lib), read_build_id(lib), mid + 4)
+    libc = Path("/lib/x86_64-linux-gnu/libc.so.6")
+    root_frames = [Frame("__libc_start_call_main", "", 0, FrameKind.NATIVE, module=str(libc))]
+
+    def resolve(ip):
+        if ip == 0x20 - 1:
+            return ext
+        if ip == 0x30 - 1:
+            return root_frames
+        return resolve_ip(ip)
+
+    ev = addr("_PyEval_EvalFrameDefault", 200)
+    py = [_py("inner", True), _py("mid", True), _py("outer", True)]
+    ips = [addr("PyList_Append"), ev, 0x20, ev]  # depth cap hit: 2 loops for 3 groups
+    assert _names(hybrid_stack(py, ips, resolve)) == [
+        "outer", "mid", "middle", "inner", "PyList_Append"]
+    # the same counts on a stack that reached the process root: a real mismatch
+    assert _names(hybrid_stack(py, [*ips, 0x30], resolve)) == [
+        "outer", "mid", "inner", "PyList_Append"]
