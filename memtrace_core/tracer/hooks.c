@@ -216,10 +216,103 @@ static pthread_mutex_t g_hooks_lock = PTHREAD_MUTEX_INITIALIZER;
 static uintptr_t g_self_base;
 static int g_initialized;
 
+/* ---- finding the real functions ------------------------------------------------------ */
+
+typedef struct {
+    uintptr_t lo, hi;          /* the main executable's address range */
+    const ElfW(Dyn) *dyn;
+    ElfW(Addr) base;
+    char first_lib[4096];      /* first shared object after it in search order */
+} exe_info;
+
+static int exe_callback(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    exe_info *e = data;
+    const char *name = info->dlpi_name ? info->dlpi_name : "";
+    if (e->hi == 0) {
+        /* The first object is the executable. */
+        e->lo = UINTPTR_MAX;
+        for (int i = 0; i < info->dlpi_phnum; i++) {
+            const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+            if (ph->p_type == PT_DYNAMIC) e->dyn = (const ElfW(Dyn) *)(info->dlpi_addr + ph->p_vaddr);
+            if (ph->p_type != PT_LOAD) continue;
+            uintptr_t s = info->dlpi_addr + ph->p_vaddr;
+            if (s < e->lo) e->lo = s;
+            if (s + ph->p_memsz > e->hi) e->hi = s + ph->p_memsz;
+        }
+        e->base = info->dlpi_addr;
+        return 0;
+    }
+    if (name[0] == 0 || strstr(name, "linux-vdso") || strstr(name, "linux-gate")) return 0;
+    strncpy(e->first_lib, name, sizeof e->first_lib - 1);
+    return 1;
+}
+
+/* The executable imports `name` through a canonical PLT entry: a non-PIE executable makes
+ * its PLT stub the global address of an imported function (for pointer equality), so
+ * dlsym(RTLD_DEFAULT) returns the stub, which jumps through the very GOT slot we patch. */
+static int exe_imports(const exe_info *e, const char *name) {
+    if (!e->dyn) return 0;
+    const ElfW(Sym) *symtab = NULL;
+    const char *strtab = NULL;
+    size_t nsyms = 0;
+    const ElfW(Rela) *tables[2] = {NULL, NULL};
+    size_t sizes[2] = {0, 0};
+    for (const ElfW(Dyn) *d = e->dyn; d->d_tag != DT_NULL; d++) {
+        uintptr_t v = d->d_un.d_ptr < e->base ? e->base + d->d_un.d_ptr : d->d_un.d_ptr;
+        if (d->d_tag == DT_SYMTAB) symtab = (const ElfW(Sym) *)v;
+        if (d->d_tag == DT_STRTAB) strtab = (const char *)v;
+        if (d->d_tag == DT_JMPREL) tables[0] = (const ElfW(Rela) *)v;
+        if (d->d_tag == DT_PLTRELSZ) sizes[0] = d->d_un.d_val;
+        if (d->d_tag == DT_RELA) tables[1] = (const ElfW(Rela) *)v;
+        if (d->d_tag == DT_RELASZ) sizes[1] = d->d_un.d_val;
+    }
+    (void)nsyms;
+    if (!symtab || !strtab) return 0;
+    for (int t = 0; t < 2; t++) {
+        if (!tables[t]) continue;
+        size_t n = sizes[t] / sizeof(ElfW(Rela));
+        for (size_t i = 0; i < n; i++) {
+            unsigned idx = ELF64_R_SYM(tables[t][i].r_info);
+            if (idx == 0) continue;
+            const ElfW(Sym) *sym = &symtab[idx];
+            if (sym->st_shndx == SHN_UNDEF && strcmp(strtab + sym->st_name, name) == 0) return 1;
+        }
+    }
+    return 0;
+}
+
+static void *resolve_real(const exe_info *e, const char *name) {
+    void *p = dlsym(RTLD_DEFAULT, name);
+    if (p == NULL) return NULL;
+    uintptr_t a = (uintptr_t)p;
+    if (a < e->lo || a >= e->hi || !exe_imports(e, name)) return p;
+    /* Look the name up from the first library in search order (a preloaded allocator, or
+     * libc through the dependencies): that finds the definition, not the stub. */
+    if (e->first_lib[0]) {
+        void *h = dlopen(e->first_lib, RTLD_NOLOAD | RTLD_LAZY);
+        if (h) {
+            void *q = dlsym(h, name);
+            dlclose(h);
+            if (q && ((uintptr_t)q < e->lo || (uintptr_t)q >= e->hi)) return q;
+        }
+    }
+    void *libc = dlopen("libc.so.6", RTLD_NOLOAD | RTLD_LAZY);
+    if (libc) {
+        void *q = dlsym(libc, name);
+        dlclose(libc);
+        if (q) return q;
+    }
+    return NULL;
+}
+
 int mt_hooks_init(void) {
     if (g_initialized) return 0;
+    exe_info e;
+    memset(&e, 0, sizeof e);
+    dl_iterate_phdr(exe_callback, &e);
     for (size_t i = 0; i < N_HOOKS; i++) {
-        *HOOKS[i].real = dlsym(RTLD_DEFAULT, HOOKS[i].name);
+        *HOOKS[i].real = resolve_real(&e, HOOKS[i].name);
         if (*HOOKS[i].real == NULL) return -1;
     }
     Dl_info info;
