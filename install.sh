@@ -13,7 +13,10 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 packages="build-essential pkg-config libunwind-dev zlib1g-dev gdb elfutils tmux"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
-if ! "$PY" -c "import venv, ensurepip" >/dev/null 2>&1; then missing="$missing python3-venv python3-dev"; fi
+if ! "$PY" -c "import venv, ensurepip" >/dev/null 2>&1; then missing="$missing python3-venv"; fi
+if ! "$PY" -c "import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'internal', 'pycore_frame.h'))" >/dev/null 2>&1; then
+  missing="$missing python3-dev"
+fi
 if [ -n "$missing" ]; then
   echo "installing system packages:$missing"
   $SUDO apt-get update -qq
