@@ -12,9 +12,9 @@ import json
 import re
 
 from memtrace_core.frames import FrameKind
-from memtrace_core.model.calltree import Node
 from memtrace_core.model.metrics import format_bytes
 from memtrace_core.report.flamegraph_html import TEMPLATE
+from memtrace_core.report.frametree import Node
 from memtrace_core.report.kinds import KIND_COLOURS, KIND_LABELS, short_location
 from memtrace_core.report.profile import NO_STACK, Profile
 
@@ -23,24 +23,22 @@ _PLACEHOLDER = re.compile(r"__(?:TITLE|SUBTITLE|WARNINGS|DATA)__")
 
 def tree_data(profile: Profile) -> dict:
     """The call tree as the page's nested JSON (root first, children biggest first)."""
-    bi, ci = profile.metric.bytes_index, profile.metric.count_index
-
     def node_data(node: Node) -> dict:
         f = node.frame
         out = {"n": f.function, "f": _where(f), "k": f.kind.value, "m": f.module,
-               "v": node.total[bi], "c": node.total[ci]}
+               "v": node.bytes, "c": node.count}
         kids = profile.children(node)
         if kids:
             out["ch"] = [node_data(k) for k in kids]
         return out
 
-    root = profile.tree.root
+    root = profile.root
     kids = [node_data(k) for k in profile.children(root)]
-    if root.own[bi] or root.own[ci]:
+    if root.own_bytes or root.own_count:
         kids.append({"n": NO_STACK.function, "f": "", "k": NO_STACK.kind.value, "m": "",
-                     "v": root.own[bi], "c": root.own[ci]})
+                     "v": root.own_bytes, "c": root.own_count})
     return {"n": "all", "f": "", "k": FrameKind.UNRESOLVED.value, "m": "",
-            "v": root.total[bi], "c": root.total[ci], "ch": kids}
+            "v": root.bytes, "c": root.count, "ch": kids}
 
 
 def _where(frame) -> str:

@@ -1,9 +1,10 @@
-"""What every report starts from: a capture read, its stacks turned into frames and summed
-into the model's call tree for one selection (all allocations, leaks or the peak).
+"""What every report starts from: a capture read, its stacks turned into frames (the
+model's StackFrames, i.e. the symbols layer's one hybrid merge) and summed into a
+FrameTree for one selection (all allocations, leaks or the peak).
 
-The tree is the model's `CallTree` over a view of the reader that holds only the stacks
-with something to show for the selection, so a `--leaks` report of a program that freed
-most of its memory symbolizes only the stacks that still hold memory.
+Only the stacks with something to show for the selection are turned into frames, so a
+`--leaks` report of a program that freed most of its memory symbolizes only the stacks
+that still hold memory.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from enum import StrEnum
 from pathlib import Path
 
 from memtrace_core.frames import Frame, FrameKind
-from memtrace_core.model.calltree import CallTree, Node
 from memtrace_core.model.metrics import Metric
 from memtrace_core.model.stacks import StackFrames
+from memtrace_core.report.frametree import FrameTree, Node
 
 NO_STACK = Frame("<no stack>", "", 0, FrameKind.UNRESOLVED)
 
@@ -69,14 +70,22 @@ class SelectedStacks:
     def stack_counters(self, sid: int) -> tuple[int, ...]:
         return self._reader.stack_counters(self._sids[sid])
 
-    def take_changed(self) -> list[int]:
-        return []
-
     def py_stack(self, pynode: int):
         return self._reader.py_stack(pynode)
 
     def native_stack(self, nativenode: int):
         return self._reader.native_stack(nativenode)
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A frame's figures: own = stacks ending there, total = stacks passing through."""
+
+    frame: Frame
+    own_bytes: int
+    own_count: int
+    total_bytes: int
+    total_count: int
 
 
 @dataclass
@@ -86,51 +95,56 @@ class Profile:
     path: str
     reader: object
     selection: Selection
-    tree: CallTree
+    tree: FrameTree
     native: bool
     stale_libraries: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
-    def metric(self) -> Metric:
-        return self.selection.metric
+    def root(self) -> Node:
+        return self.tree.root
 
     @property
     def total_bytes(self) -> int:
-        return self.tree.root.total[self.metric.bytes_index]
+        return self.tree.root.bytes
 
     @property
     def total_count(self) -> int:
-        return self.tree.root.total[self.metric.count_index]
+        return self.tree.root.count
 
-    def bytes_of(self, node: Node) -> int:
-        return node.total[self.metric.bytes_index]
-
-    def count_of(self, node: Node) -> int:
-        return node.total[self.metric.count_index]
-
-    def children(self, node: Node) -> list[Node]:
+    @staticmethod
+    def children(node: Node) -> list[Node]:
         """Children with something selected, biggest first (bytes, then count)."""
-        bi, ci = self.metric.bytes_index, self.metric.count_index
-        kids = [c for c in node.children.values() if c.total[bi] or c.total[ci]]
-        kids.sort(key=lambda c: (-c.total[bi], -c.total[ci], c.frame.function,
-                                 c.frame.file, c.frame.line))
+        kids = [c for c in node.children.values() if c.bytes or c.count]
+        kids.sort(key=lambda c: (-c.bytes, -c.count, c.frame.function, c.frame.file,
+                                 c.frame.line))
         return kids
 
+    def locations(self) -> list[Location]:
+        """Every frame's own and total figures; `<no stack>` for stacks without frames."""
+        frames = self.tree.frames
+        out = [Location(frames[fid], *figures)
+               for fid, figures in self.tree.locations.items() if figures[2] or figures[3]]
+        root = self.root
+        if root.own_bytes or root.own_count:
+            out.append(Location(NO_STACK, root.own_bytes, root.own_count, root.own_bytes,
+                                root.own_count))
+        return out
+
     def stacks(self) -> Iterator[tuple[tuple[Frame, ...], int, int]]:
-        """(frames outermost first, bytes, count) for every distinct call path, biggest
-        first; stacks with no frame at all appear as the single frame `<no stack>`."""
-        bi, ci = self.metric.bytes_index, self.metric.count_index
-        root = self.tree.root
-        if root.own[bi] or root.own[ci]:
-            yield (NO_STACK,), root.own[bi], root.own[ci]
+        """(frames outermost first, bytes, count) for every distinct call path, depth first
+        with the biggest branches first; stacks with no frame at all appear as the single
+        frame `<no stack>`."""
+        root = self.root
+        if root.own_bytes or root.own_count:
+            yield (NO_STACK,), root.own_bytes, root.own_count
         todo: list[tuple[Node, tuple[Frame, ...]]] = [(root, ())]
         while todo:
             node, path = todo.pop()
             for child in reversed(self.children(node)):
                 cpath = (*path, child.frame)
-                if child.own[bi] or child.own[ci]:
-                    yield cpath, child.own[bi], child.own[ci]
+                if child.own_bytes or child.own_count:
+                    yield cpath, child.own_bytes, child.own_count
                 todo.append((child, cpath))
 
     def warnings(self) -> list[str]:
@@ -147,39 +161,54 @@ class Profile:
 
 
 def load_profile(path: str | Path, selection: Selection = Selection.ALL,
-                 show_internal: bool = False, cache_dir: Path | None = None) -> Profile:
+                 show_internal: bool = False, cache_dir: Path | None = None,
+                 use_cache: bool = True) -> Profile:
     """Read, symbolize (native captures, auto-detected from the header) and sum a capture.
 
+    Native call paths are cached per capture (report.pathcache), so a second report of
+    the same capture neither symbolizes nor merges stacks again.
     Raises UserError (one line) for a missing, foreign or corrupt file."""
     from memtrace_core.reader import read_capture
 
     reader = read_capture(path)
     native = bool((reader.header or {}).get("native"))
     view = SelectedStacks(reader, selection.metric)
-    resolver = None
+    resolver = cached = None
+    frames = StackFrames(view, None)
     if native:
         from memtrace_core.report.offline import OfflineNative
+        from memtrace_core.report.pathcache import CachedPaths, cache_file
 
         resolver = OfflineNative(reader, cache_dir=cache_dir)
-    frames = StackFrames(view, resolver)
+        frames = StackFrames(view, resolver)
+        if use_cache:
+            cached = CachedPaths(frames, cache_file(path, show_internal, cache_dir))
     frames.show_internal = show_internal
-    tree = CallTree(view, frames)
-    tree.set_metric(selection.metric)
-    tree.rebuild()
+    source = cached if cached is not None else frames
+    tree = FrameTree()
+    bi, ci = selection.metric.bytes_index, selection.metric.count_index
+    for sid in range(view.n_stacks):
+        pynode, nativenode, _thread = view.stack_key(sid)
+        counters = view.stack_counters(sid)
+        tree.add(source.frames(pynode, nativenode), counters[bi], counters[ci])
     profile = Profile(str(path), reader, selection, tree, native)
     if resolver is not None:
         resolver.close()
-        profile.stale_libraries = shown_stale_libraries(tree, resolver.stale_libraries())
-        profile.notes = resolver.notes()
+        stale, notes = resolver.stale_libraries(), resolver.notes()
+        if cached is not None:
+            cached.save(stale, notes)
+            stale, notes = cached.stale, cached.notes
+        profile.stale_libraries = shown_stale_libraries(tree, stale)
+        profile.notes = notes
     return profile
 
 
-def shown_stale_libraries(tree: CallTree, stale: list[str]) -> list[str]:
+def shown_stale_libraries(tree: FrameTree, stale: list[str]) -> list[str]:
     """The stale libraries with a frame in the report (memtrace's own, hidden by
     default, or ones whose stacks were not selected, would only be noise)."""
     if not stale:
         return []
     stale_set = set(stale)
-    shown = {f.module for f in tree.locations if f.kind is FrameKind.UNRESOLVED
+    shown = {f.module for f in tree.frames if f.kind is FrameKind.UNRESOLVED
              and f.module in stale_set}
     return sorted(shown)

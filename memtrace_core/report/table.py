@@ -1,40 +1,21 @@
 """`memtrace table`: top allocating locations, one row per frame.
 
 Own = memory allocated by stacks ending at that frame, total = stacks passing through it
-(a recursive frame counts a stack once). Rows come from the model's call tree.
+(a recursive frame counts a stack once).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from memtrace_core.frames import Frame
 from memtrace_core.model.metrics import format_bytes
 from memtrace_core.report.kinds import frame_json
-from memtrace_core.report.profile import NO_STACK, Profile
+from memtrace_core.report.profile import Location, Profile
 
 SORTS = ("own", "total", "count")
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One location's numbers for the profile's selection."""
-
-    frame: Frame
-    own_bytes: int
-    own_count: int
-    total_bytes: int
-    total_count: int
-
-
-def rows(profile: Profile, sort: str = "own") -> list[Row]:
+def rows(profile: Profile, sort: str = "own") -> list[Location]:
     """Every location with something selected, sorted by own bytes, total bytes or count."""
-    bi, ci = profile.metric.bytes_index, profile.metric.count_index
-    out = [Row(loc.frame, loc.own[bi], loc.own[ci], loc.total[bi], loc.total[ci])
-           for loc in profile.tree.locations.values() if loc.total[bi] or loc.total[ci]]
-    root = profile.tree.root
-    if root.own[bi] or root.own[ci]:
-        out.append(Row(NO_STACK, root.own[bi], root.own[ci], root.own[bi], root.own[ci]))
+    out = profile.locations()
     if sort == "total":
         key = lambda r: (-r.total_bytes, -r.own_bytes, -r.total_count)  # noqa: E731
     elif sort == "count":

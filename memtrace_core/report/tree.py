@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from memtrace_core.errors import UserError
-from memtrace_core.model.calltree import Node
 from memtrace_core.model.metrics import format_bytes
+from memtrace_core.report.frametree import Node
 from memtrace_core.report.kinds import frame_json
 from memtrace_core.report.profile import NO_STACK, Profile
 
@@ -40,18 +40,15 @@ def parse_threshold(text: str, total_bytes: int) -> int:
 def _shown_hidden(profile: Profile, node: Node, threshold: int) -> tuple[list[Node], list[Node]]:
     shown, hidden = [], []
     for k in profile.children(node):
-        (shown if profile.bytes_of(k) >= threshold and profile.bytes_of(k) > 0 else
-         hidden).append(k)
+        (shown if k.bytes >= threshold and k.bytes > 0 else hidden).append(k)
     return shown, hidden
 
 
 def to_json(profile: Profile, threshold: int = 0, max_depth: int = 0) -> dict:
     """Nested JSON: every node with bytes, count, children and what was folded away."""
     def node_json(node: Node, depth: int) -> dict:
-        out = {**frame_json(node.frame), "bytes": profile.bytes_of(node),
-               "count": profile.count_of(node),
-               "own_bytes": node.own[profile.metric.bytes_index],
-               "own_count": node.own[profile.metric.count_index]}
+        out = {**frame_json(node.frame), "bytes": node.bytes, "count": node.count,
+               "own_bytes": node.own_bytes, "own_count": node.own_count}
         out.update(children_json(node, depth + 1))
         return out
 
@@ -61,18 +58,16 @@ def to_json(profile: Profile, threshold: int = 0, max_depth: int = 0) -> dict:
             shown, hidden = [], shown + hidden
         out: dict = {"children": [node_json(k, depth) for k in shown]}
         if hidden:
-            out["hidden"] = {"branches": len(hidden),
-                             "bytes": sum(profile.bytes_of(k) for k in hidden),
-                             "count": sum(profile.count_of(k) for k in hidden)}
+            out["hidden"] = {"branches": len(hidden), "bytes": sum(k.bytes for k in hidden),
+                             "count": sum(k.count for k in hidden)}
         return out
 
-    root = profile.tree.root
-    bi, ci = profile.metric.bytes_index, profile.metric.count_index
+    root = profile.root
     body = children_json(root, 0)
-    if root.own[bi] or root.own[ci]:
-        body["children"].append({**frame_json(NO_STACK), "bytes": root.own[bi],
-                                 "count": root.own[ci], "own_bytes": root.own[bi],
-                                 "own_count": root.own[ci], "children": []})
+    if root.own_bytes or root.own_count:
+        body["children"].append({**frame_json(NO_STACK), "bytes": root.own_bytes,
+                                 "count": root.own_count, "own_bytes": root.own_bytes,
+                                 "own_count": root.own_count, "children": []})
     return {"file": profile.path, "selection": profile.selection.value,
             "native": profile.native, "total_bytes": profile.total_bytes,
             "total_allocations": profile.total_count, "threshold_bytes": threshold,
@@ -97,7 +92,7 @@ def render(profile: Profile, threshold: int = 0, max_depth: int = 0):
     title = Text(f"{profile.selection.title}: {format_bytes(profile.total_bytes)} in "
                  f"{profile.total_count:,} allocations", style="bold")
     out = Tree(title, guide_style="dim")
-    todo: list[tuple[Node, Tree, int]] = [(profile.tree.root, out, 0)]
+    todo: list[tuple[Node, Tree, int]] = [(profile.root, out, 0)]
     while todo:
         node, branch, depth = todo.pop()
         shown, hidden = _shown_hidden(profile, node, threshold)
@@ -105,18 +100,16 @@ def render(profile: Profile, threshold: int = 0, max_depth: int = 0):
             shown, hidden = [], shown + hidden
         pending = []
         for kid in shown:
-            sub = branch.add(label(profile.bytes_of(kid), profile.count_of(kid),
-                                   frame_text(kid.frame)))
+            sub = branch.add(label(kid.bytes, kid.count, frame_text(kid.frame)))
             pending.append((kid, sub, depth + 1))
         if hidden:
-            nb = sum(profile.bytes_of(k) for k in hidden)
-            nc = sum(profile.count_of(k) for k in hidden)
+            nb = sum(k.bytes for k in hidden)
+            nc = sum(k.count for k in hidden)
             branch.add(label(nb, nc, Text(f"… {len(hidden)} smaller branch"
                                           f"{'es' if len(hidden) > 1 else ''}",
                                           style="dim italic")))
         todo.extend(reversed(pending))
-    root = profile.tree.root
-    bi, ci = profile.metric.bytes_index, profile.metric.count_index
-    if root.own[bi] or root.own[ci]:
-        out.add(label(root.own[bi], root.own[ci], frame_text(NO_STACK)))
+    root = profile.root
+    if root.own_bytes or root.own_count:
+        out.add(label(root.own_bytes, root.own_count, frame_text(NO_STACK)))
     return out
