@@ -82,6 +82,23 @@ def _is_eval(frames: list[Frame]) -> bool:
     return bool(frames) and frames[-1].function in EVAL_FUNCTIONS
 
 
+def _pair(natives: list[list[Frame]], groups: list[list[Frame]]
+          ) -> list[tuple[Frame, bool]]:
+    """Eval loops replaced by groups, innermost first; groups left over (the unwinder
+    stopped early) follow as Python frames only. The flag: outward of the first group."""
+    merged: list[tuple[Frame, bool]] = []
+    g = 0
+    for fr in natives:
+        if _is_eval(fr) and g < len(groups):
+            merged.extend((f, True) for f in groups[g])
+            g += 1
+        else:
+            merged.extend((f, g > 0) for f in fr)
+    for group in groups[g:]:
+        merged.extend((f, True) for f in group)
+    return merged
+
+
 def hybrid_stack(py_frames: list[tuple[Frame, bool]], native_ips: list[int],
                  resolve_ip: Callable[[int], list[Frame]],
                  show_internal: bool = False) -> list[Frame]:
@@ -99,33 +116,12 @@ def hybrid_stack(py_frames: list[tuple[Frame, bool]], native_ips: list[int],
     if not groups:
         for fr in natives:
             merged.extend((f, False) for f in fr)
-    elif len(eval_at) >= len(groups):
-        # more eval loops than groups: the Python stack was cut at its outer end (the
-        # tracer trims memtrace's runner frames); the innermost loops pair with the groups
-        g = 0
-        seen_py = False
-        for fr in natives:
-            if _is_eval(fr) and g < len(groups):
-                merged.extend((f, True) for f in groups[g])
-                g += 1
-                seen_py = True
-            else:
-                merged.extend((f, seen_py) for f in fr)
-    elif eval_at and _truncated(natives):
-        # the unwinder stopped before the process/thread root (depth cap, a frame without
-        # unwind info): the eval loops it saw are the innermost ones, so they take the
-        # innermost groups; the outer groups follow as Python frames only
-        g = 0
-        seen_py = False
-        for fr in natives:
-            if _is_eval(fr):
-                merged.extend((f, True) for f in groups[g])
-                g += 1
-                seen_py = True
-            else:
-                merged.extend((f, seen_py) for f in fr)
-        for group in groups[g:]:
-            merged.extend((f, True) for f in group)
+    elif len(eval_at) >= len(groups) or (eval_at and _truncated(natives)):
+        # more loops than groups: the Python stack was cut at its outer end (the tracer
+        # trims memtrace's runner frames). Fewer loops on a native stack that stops short
+        # of the process/thread root (depth cap, no unwind info): the loops seen are the
+        # innermost ones. Either way the innermost loops take the innermost groups.
+        merged = _pair(natives, groups)
     else:
         # fallback: native frames below the innermost eval loop belong to the innermost
         # Python frame for sure; anything further out cannot be placed safely
