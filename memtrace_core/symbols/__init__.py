@@ -14,10 +14,29 @@ submit(resolver.prefetch([ip - 1 for ip in ips])), then resolver.feed(worker.pol
 on a timer (lookup addresses are return addresses minus one, as hybrid_stack uses).
 """
 
-from .hybrid import hybrid_stack
-from .modmap import ModuleMap
-from .resolver import IpResolver
-from .symbolizer import Symbolizer
-from .worker import SymbolizerWorker
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .hybrid import hybrid_stack
+    from .modmap import ModuleMap
+    from .resolver import IpResolver
+    from .symbolizer import Symbolizer
+    from .worker import SymbolizerWorker
 
 __all__ = ["IpResolver", "ModuleMap", "Symbolizer", "SymbolizerWorker", "hybrid_stack"]
+
+# imported on first use: `symbols.hybrid` or `symbols.modmap` alone must not pull in
+# pyelftools, msgpack and the C decoder (the model and the TUI import them early)
+_WHERE = {"hybrid_stack": ".hybrid", "ModuleMap": ".modmap", "IpResolver": ".resolver",
+          "Symbolizer": ".symbolizer", "SymbolizerWorker": ".worker"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
