@@ -501,7 +501,8 @@ static void *writer_main(void *arg) {
                 }
                 pthread_cond_timedwait(&g_wake, &g_lock, &ts);
             }
-            if (!g_stop_requested && mt_tracking) maybe_tick_locked(now_ns());
+            /* never while the spare is busy: reserve() would wait for this very thread */
+            if (!g_stop_requested && mt_tracking && !g_spare_busy) maybe_tick_locked(now_ns());
             if (!g_spare_busy && g_active.len > 0) {
                 mt_buf t = g_active;
                 g_active = g_spare;
