@@ -1,0 +1,263 @@
+"""Run-time overhead of `memtrace run` next to memray's, on the same machine, in one session.
+
+Every (workload, mode) pair is run REPEATS times, round-robin (one run of each pair per
+round), so a slow patch of the machine hits every mode alike; medians are reported with the
+ratio to the untraced run, then capture file sizes and bytes per allocation record.
+
+    python benchmarks/bench_run.py                 # defaults: 5 rounds, all workloads/modes
+    python benchmarks/bench_run.py -r 11 -w pure_python,malloc_free -m untraced,memtrace
+    python benchmarks/bench_run.py --scale 0.3     # quicker, noisier
+
+Speed figures live here, never in timed tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+WORKLOADS = ("empty", "pure_python", "numpy_work", "malloc_free")
+MODES = ("untraced", "memtrace", "memtrace-native", "memray", "memray-native")
+# issue 2 targets: ratio to untraced (plain, --native); start-up in absolute seconds
+TARGETS = {
+    "pure_python": (1.3, 1.5),
+    "numpy_work": (1.1, 1.3),
+    "malloc_free": (1.5, 1.8),
+}
+STARTUP_TARGET_S = 0.15
+
+
+@dataclass
+class Cell:
+    """Timings and the last capture of one (workload, mode) pair."""
+
+    times: list[float] = field(default_factory=list)
+    capture_bytes: int | None = None
+    allocations: int | None = None
+    failure: str | None = None
+    hangs: int = 0
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times) if self.times else float("nan")
+
+
+def build_churn(out: Path) -> Path:
+    """Compile the malloc/free workload's C library (outside every timing)."""
+    lib = out / "libchurn.so"
+    subprocess.run(
+        ["gcc", "-O2", "-fPIC", "-shared", str(HERE / "workloads" / "churn.c"), "-o", str(lib)],
+        check=True,
+    )
+    return lib
+
+
+def command(python: str, mode: str, script: Path, capture: Path) -> list[str]:
+    """The argv that runs SCRIPT in MODE, writing its capture to CAPTURE."""
+    native = ["--native"] if mode.endswith("-native") else []
+    if mode == "untraced":
+        return [python, str(script)]
+    if mode.startswith("memtrace"):
+        return [python, "-m", "memtrace_core", "run", *native, "-o", str(capture), "--force",
+                str(script)]  # fmt: skip
+    return [python, "-m", "memray", "run", *native, "-q", "-f", "-o", str(capture), str(script)]
+
+
+def capture_path(work: Path, workload: str, mode: str) -> Path:
+    suffix = ".bin" if mode.startswith("memray") else ".mtrace"
+    return work / f"{workload}.{mode}{suffix}"
+
+
+def count_allocations(python: str, mode: str, capture: Path, env: dict[str, str]) -> int | None:
+    """Allocation records in a capture, read by its own tool (in a subprocess, untimed)."""
+    if mode.startswith("memray"):
+        code = (
+            "import sys, memray\nprint(memray.FileReader(sys.argv[1]).metadata.total_allocations)\n"
+        )
+        proc = subprocess.run([python, "-c", code, str(capture)], capture_output=True,
+                              text=True, env=env)  # fmt: skip
+        return int(proc.stdout) if proc.returncode == 0 else None
+    proc = subprocess.run(
+        [python, "-m", "memtrace_core", "stats", "--json", str(capture)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if proc.returncode != 0:
+        return None
+    return int(json.loads(proc.stdout)["total_allocations"])
+
+
+def run_all(args: argparse.Namespace) -> dict[tuple[str, str], Cell]:
+    """Round-robin over every (workload, mode) pair, ARGS.repeats rounds."""
+    work = Path(tempfile.mkdtemp(prefix="memtrace-bench-"))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["MT_BENCH_CHURN_LIB"] = str(build_churn(work))
+    env["MT_BENCH_SCALE"] = str(args.scale)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")  # keep numpy's timing about allocation
+    cells = {(w, m): Cell() for w in args.workloads for m in args.modes}
+    try:
+        for round_no in range(args.repeats):
+            for workload in args.workloads:
+                script = HERE / "workloads" / f"{workload}.py"
+                for mode in args.modes:
+                    cell = cells[(workload, mode)]
+                    if cell.failure:
+                        continue
+                    capture = capture_path(work, workload, mode)
+                    argv = command(args.python, mode, script, capture)
+                    start = time.perf_counter()
+                    try:
+                        proc = subprocess.run(
+                            argv, cwd=work, env=env, capture_output=True, timeout=args.timeout
+                        )
+                    except subprocess.TimeoutExpired:
+                        cell.hangs += 1  # counted and reported; the next round tries again
+                        continue
+                    elapsed = time.perf_counter() - start
+                    if proc.returncode != 0:
+                        cell.failure = proc.stderr.decode(errors="replace").strip()[-300:]
+                        continue
+                    cell.times.append(elapsed)
+                    if capture.exists():
+                        cell.capture_bytes = capture.stat().st_size
+            print(f"round {round_no + 1}/{args.repeats} done", file=sys.stderr, flush=True)
+        for (workload, mode), cell in cells.items():
+            capture = capture_path(work, workload, mode)
+            if mode != "untraced" and capture.exists() and not cell.failure:
+                cell.allocations = count_allocations(args.python, mode, capture, env)
+    finally:
+        if args.keep:
+            print(f"captures kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return cells
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell]) -> int:
+    """Print the tables; return 1 if a run failed."""
+    print(f"\nmedian wall seconds of {args.repeats} interleaved runs (ratio to untraced)")
+    width = 22
+    print("workload".ljust(14) + "".join(m.rjust(width) for m in args.modes))
+    failed = 0
+    for workload in args.workloads:
+        base = cells.get((workload, "untraced"))
+        row = workload.ljust(14)
+        for mode in args.modes:
+            cell = cells[(workload, mode)]
+            if cell.failure:
+                row += "FAILED".rjust(width)
+                failed = 1
+                continue
+            text = f"{cell.median:.3f}s"
+            if base is not None and base.times and mode != "untraced":
+                text += f" {cell.median / base.median:5.2f}x"
+            if cell.hangs:
+                text = f"[{cell.hangs} hung] " + text
+            row += text.rjust(width)
+        print(row)
+
+    print("\ncapture size, allocation records, bytes per allocation record")
+    for workload in args.workloads:
+        for mode in args.modes:
+            cell = cells[(workload, mode)]
+            if mode == "untraced" or cell.failure:
+                continue
+            per = (
+                f"{cell.capture_bytes / cell.allocations:.2f} B/alloc"
+                if cell.capture_bytes and cell.allocations
+                else "-"
+            )
+            allocs = "-" if cell.allocations is None else f"{cell.allocations:,}"
+            print(
+                f"{workload:<14}{mode:<17}{human_bytes(cell.capture_bytes):>12}{allocs:>15}  {per}"
+            )
+
+    print("\ntargets (issue 2)")
+    for workload, (plain, native) in TARGETS.items():
+        base = cells.get((workload, "untraced"))
+        if workload not in args.workloads or base is None or not base.times:
+            continue
+        for mode, target in (("memtrace", plain), ("memtrace-native", native)):
+            cell = cells.get((workload, mode))
+            if cell is None or not cell.times:
+                continue
+            ratio = cell.median / base.median
+            verdict = "ok" if ratio <= target else f"MISSED by {ratio / target - 1:.0%}"
+            print(f"  {workload:<14}{mode:<17}{ratio:5.2f}x  target <= {target}x  {verdict}")
+    empty = cells.get(("empty", "memtrace"))
+    base = cells.get(("empty", "untraced"))
+    if empty is not None and empty.times:
+        extra = (
+            f" ({empty.median - base.median:+.3f}s over untraced)" if base and base.times else ""
+        )
+        verdict = "ok" if empty.median <= STARTUP_TARGET_S else "MISSED"
+        print(
+            f"  start-up      memtrace run      {empty.median:.3f}s{extra}  "
+            f"target <= {STARTUP_TARGET_S}s  {verdict}"
+        )
+    for (workload, mode), cell in cells.items():
+        if cell.hangs:
+            print(f"{workload} / {mode}: {cell.hangs} run(s) hung (killed after {args.timeout} s)")
+            failed = 1
+        if cell.failure:
+            print(f"\n{workload} / {mode} failed:\n{cell.failure}", file=sys.stderr)
+    return failed
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-r", "--repeats", type=int, default=5, help="rounds (default 5)")
+    parser.add_argument(
+        "-w", "--workloads", default=",".join(WORKLOADS), help="comma-separated subset"
+    )
+    parser.add_argument("-m", "--modes", default=",".join(MODES), help="comma-separated subset")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="work multiplier (1.0 = ~1 s untraced)"
+    )
+    parser.add_argument("--python", default=sys.executable, help="interpreter to benchmark")
+    parser.add_argument(
+        "--timeout", type=float, default=60, help="seconds before a run counts as hung"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the captures' directory")
+    args = parser.parse_args(argv)
+    args.workloads = [w for w in args.workloads.split(",") if w]
+    args.modes = [m for m in args.modes.split(",") if m]
+    for name, known in (("workload", WORKLOADS), ("mode", MODES)):
+        for value in getattr(args, f"{name}s"):
+            if value not in known:
+                parser.error(f"unknown {name} {value!r}; choose from {', '.join(known)}")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return report(args, run_all(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

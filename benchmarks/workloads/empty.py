@@ -1,0 +1,1 @@
+"""An empty program: the benchmark of start-up time."""
