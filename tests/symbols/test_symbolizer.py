@@ -211,3 +211,21 @@ def test_module_map_lookup():
     assert mm.lookup(0x7F0000002500) is None
     assert mm.lookup(0x401234) == ("/bin/exe", None, 0x401234)
     assert mm.lookup(0x10) is None
+
+
+def test_no_recorded_build_id_resolves_without_disk_cache(libs, tmp_path):
+    lib = libs["dwarf5"]
+    (call,) = _call_sites(lib, "leaf_alloc", "malloc")
+    sym = Symbolizer(cache_dir=tmp_path)
+    frames = sym.resolve_many([(str(lib), None, call)])[(str(lib), None, call)]
+    assert [f.function for f in frames] == ["helper_alloc", "leaf_alloc"]
+    assert sym.stale_libraries() == []
+    assert not (tmp_path / "symbols").exists()  # nothing to key a disk entry by
+
+
+def test_file_replaced_by_non_elf_is_stale(tmp_path):
+    fake = tmp_path / "libfake.so"
+    fake.write_text("not an ELF file\n")
+    sym = Symbolizer(persistent=False)
+    assert sym.resolve(str(fake), "ab" * 20, 0x10)[0].function == f"<library changed: {fake}>"
+    assert sym.stale_libraries() == [str(fake)]
