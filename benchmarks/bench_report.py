@@ -6,7 +6,7 @@ native captures of the benchmark workloads: the first run with an empty symbol c
     python benchmarks/bench_report.py -w numpy_work -r 7 --scale 0.5
 
 Each report is a whole `python -m memtrace_core ...` process, as a user runs it. Also
-prints the in-process split of the warm `table` run: read, stacks -> frames, call tree.
+prints load_profile in process: with the symbol cache only, and with the path cache.
 Speed figures live here, never in timed tests.
 """
 
@@ -35,17 +35,11 @@ TARGET_S = 1.0
 
 SPLIT = """
 import sys, time
-from memtrace_core.reader import read_capture
-from memtrace_core.report.profile import SelectedStacks, Selection
-from memtrace_core.report.offline import OfflineNative
-from memtrace_core.model.stacks import StackFrames
-from memtrace_core.model.calltree import CallTree
-t0 = time.perf_counter(); r = read_capture(sys.argv[1]); t1 = time.perf_counter()
-v = SelectedStacks(r, Selection.ALL.metric); nat = OfflineNative(r); sf = StackFrames(v, nat)
-for s in range(v.n_stacks): sf.frames(*v.stack_key(s)[:2])
-t2 = time.perf_counter(); tree = CallTree(v, sf); tree.rebuild(); t3 = time.perf_counter()
-print(f"read {t1 - t0:.3f} s, frames {t2 - t1:.3f} s ({v.n_stacks} stacks), "
-      f"call tree {t3 - t2:.3f} s ({tree.node_count()} nodes)")
+from memtrace_core.report.profile import Selection, load_profile
+t0 = time.perf_counter(); p = load_profile(sys.argv[1], Selection.ALL, use_cache=False)
+t1 = time.perf_counter(); load_profile(sys.argv[1], Selection.ALL); t2 = time.perf_counter()
+print(f"load_profile: stacks merged again {t1 - t0:.3f} s, from the path cache "
+      f"{t2 - t1:.3f} s ({p.tree.node_count()} tree nodes)")
 """
 
 
@@ -95,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             split = subprocess.run(
                 [sys.executable, "-c", SPLIT, str(capture)], env=env, capture_output=True, text=True
             )
-            print("  warm table, in process:", split.stdout.strip() or split.stderr[-300:])
+            print("  in process:", split.stdout.strip() or split.stderr[-300:])
     return 0
 
 

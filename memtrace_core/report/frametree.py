@@ -3,13 +3,40 @@ and per location (frame) the own and total figures.
 
 Same semantics as the model's CallTree (own = stacks ending at the node or frame, total =
 stacks passing through; a recursive frame counts a stack once per location), built once
-for one metric instead of kept incrementally for six: frames are interned to small ints
-first (by object identity, then by value), so the per-stack walk hashes ints, not Frames.
+for one metric instead of kept incrementally for six. Frames are interned to small ints
+(`FrameTable`), so the per-stack walk hashes ints, not Frames.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from memtrace_core.frames import Frame
+
+
+class FrameTable:
+    """Frame <-> small int; paths become lists of ints."""
+
+    def __init__(self, frames: Iterable[Frame] = ()) -> None:
+        self.frames: list[Frame] = list(frames)
+        self._by_value: dict[Frame, int] = {f: i for i, f in enumerate(self.frames)}
+        self._by_object: dict[int, int] = {}  # id(frame) -> int, for frames seen before
+        self._keep: list[Frame] = []  # keeps the objects behind _by_object alive
+
+    def intern(self, path: Iterable[Frame]) -> list[int]:
+        by_object = self._by_object
+        out = []
+        for frame in path:
+            fid = by_object.get(id(frame))
+            if fid is None:
+                fid = self._by_value.get(frame)
+                if fid is None:
+                    fid = self._by_value[frame] = len(self.frames)
+                    self.frames.append(frame)
+                by_object[id(frame)] = fid
+                self._keep.append(frame)
+            out.append(fid)
+        return out
 
 
 class Node:
@@ -27,39 +54,24 @@ class Node:
 
 
 class FrameTree:
-    """Stacks summed into a tree and a per-location table."""
+    """Stacks (as interned frame ids) summed into a tree and a per-location table."""
 
-    def __init__(self) -> None:
+    def __init__(self, table: FrameTable) -> None:
         self.root = Node(None)
-        self.frames: list[Frame] = []  # interned frame id -> Frame
-        self._by_value: dict[Frame, int] = {}
-        self._by_object: dict[int, int] = {}  # id(frame) -> interned id
-        self._keep: list[Frame] = []  # keeps the objects behind _by_object alive
-        # location id -> [own_bytes, own_count, total_bytes, total_count]
+        self.table = table
+        # location (frame id) -> [own_bytes, own_count, total_bytes, total_count]
         self.locations: dict[int, list[int]] = {}
 
-    def intern(self, path) -> list[int]:
-        by_object = self._by_object
-        out = []
-        for frame in path:
-            fid = by_object.get(id(frame))
-            if fid is None:
-                fid = self._by_value.get(frame)
-                if fid is None:
-                    fid = self._by_value[frame] = len(self.frames)
-                    self.frames.append(frame)
-                by_object[id(frame)] = fid
-                self._keep.append(frame)
-            out.append(fid)
-        return out
+    @property
+    def frames(self) -> list[Frame]:
+        return self.table.frames
 
-    def add(self, path, nbytes: int, count: int) -> None:
-        """One stack: frames outermost first, with its bytes and allocation count."""
-        ids = self.intern(path)
+    def add(self, ids: list[int], nbytes: int, count: int) -> None:
+        """One stack: frame ids outermost first, with its bytes and allocation count."""
         node = self.root
         node.bytes += nbytes
         node.count += count
-        frames = self.frames
+        frames = self.table.frames
         for fid in ids:
             child = node.children.get(fid)
             if child is None:
@@ -89,3 +101,7 @@ class FrameTree:
             n += 1
             todo.extend(node.children.values())
         return n
+
+    def shown_frames(self) -> list[Frame]:
+        """Frames that some selected stack passes through."""
+        return [self.table.frames[fid] for fid in self.locations]

@@ -13,9 +13,6 @@ import os
 from pathlib import Path
 
 from memtrace_core.frames import Frame, FrameKind
-from memtrace_core.symbols.hybrid import hybrid_stack
-from memtrace_core.symbols.modmap import ModuleMap
-from memtrace_core.symbols.symbolizer import Symbolizer
 
 STALE_ADVICE = ("native reports must be made on the machine that ran the program, "
                 "with the same library builds")
@@ -28,6 +25,8 @@ class MapsHistory:
     the snapshots that had them."""
 
     def __init__(self, history: list, latest: list | None = None) -> None:
+        from memtrace_core.symbols.modmap import ModuleMap
+
         snapshots = list(history or [])
         if latest and (not snapshots or snapshots[-1] != latest):
             snapshots.append(latest)
@@ -42,15 +41,34 @@ class MapsHistory:
 
 
 class OfflineNative:
-    """The model's NativeFrames protocol, answered synchronously by a Symbolizer."""
+    """The model's NativeFrames protocol, answered synchronously by a Symbolizer.
 
-    def __init__(self, reader, cache_dir: Path | None = None,
-                 symbolizer: Symbolizer | None = None) -> None:
-        self.maps = MapsHistory(getattr(reader, "maps_history", None) or [],
-                                getattr(reader, "maps", None))
-        self.symbolizer = symbolizer if symbolizer is not None else Symbolizer(cache_dir)
+    The symbols package (and pyelftools) is imported on the first address only: a report
+    whose paths all come from the per-capture path cache never loads it."""
+
+    def __init__(self, reader, cache_dir: Path | None = None, symbolizer=None) -> None:
+        self._reader = reader
+        self._cache_dir = cache_dir
+        self._symbolizer = symbolizer
+        self._maps: MapsHistory | None = None
+        self._hybrid = None
         self._by_ip: dict[int, list[Frame]] = {}
         self._failures: dict[str, str] = {}
+
+    @property
+    def symbolizer(self):
+        if self._symbolizer is None:
+            from memtrace_core.symbols.symbolizer import Symbolizer
+
+            self._symbolizer = Symbolizer(self._cache_dir)
+        return self._symbolizer
+
+    @property
+    def maps(self) -> MapsHistory:
+        if self._maps is None:
+            self._maps = MapsHistory(getattr(self._reader, "maps_history", None) or [],
+                                     getattr(self._reader, "maps", None))
+        return self._maps
 
     def resolve_ip(self, ip: int) -> list[Frame]:
         """Frames at one instruction address, innermost first."""
@@ -73,7 +91,11 @@ class OfflineNative:
 
     def hybrid(self, py_frames: list[tuple[Frame, bool]], native_ips: list[int],
                show_internal: bool) -> tuple[list[Frame], set[int]]:
-        return hybrid_stack(py_frames, native_ips, self.resolve_ip, show_internal), set()
+        if self._hybrid is None:
+            from memtrace_core.symbols.hybrid import hybrid_stack
+
+            self._hybrid = hybrid_stack
+        return self._hybrid(py_frames, native_ips, self.resolve_ip, show_internal), set()
 
     def poll(self) -> set[int]:
         return set()
@@ -83,13 +105,15 @@ class OfflineNative:
 
     def close(self) -> None:
         """Write what was resolved to the persistent cache."""
-        self.symbolizer.flush()
+        if self._symbolizer is not None:
+            self._symbolizer.flush()
 
     def stale_libraries(self) -> list[str]:
-        return self.symbolizer.stale_libraries()
+        return self._symbolizer.stale_libraries() if self._symbolizer is not None else []
 
     def notes(self) -> list[str]:
-        return list(self.symbolizer.notes) + list(self._failures.values())
+        notes = list(self._symbolizer.notes) if self._symbolizer is not None else []
+        return notes + list(self._failures.values())
 
 
 def stale_message(paths: list[str]) -> str:

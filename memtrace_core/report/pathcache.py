@@ -16,8 +16,9 @@ from pathlib import Path
 import msgpack
 
 from memtrace_core.frames import Frame, FrameKind
+from memtrace_core.report.frametree import FrameTable
 
-VERSION = 1
+VERSION = 2
 _KINDS = list(FrameKind)
 _KIND_CODE = {k: i for i, k in enumerate(_KINDS)}
 _CODE_DIRS = ("symbols", "model", "report")  # the code whose changes change paths
@@ -55,31 +56,26 @@ def cache_file(capture: str | os.PathLike, show_internal: bool,
 
 
 class CachedPaths:
-    """StackFrames' interface for CallTree: cached paths first, `source` on a miss."""
+    """Stack keys (pynode, nativenode) -> interned frame ids: from the cache file when it
+    has them, else built by `source` (a model StackFrames) and remembered."""
 
     def __init__(self, source, file: Path | None) -> None:
-        self.source = source  # a model StackFrames
+        self.source = source
         self.file = file
-        self.paths: dict[tuple[int, int], tuple[Frame, ...]] = {}
+        self.table = FrameTable()
+        self.paths: dict[tuple[int, int], list[int]] = {}
         self.stale: list[str] = []
         self.notes: list[str] = []
         self.misses = 0
         self._load()
 
-    @property
-    def show_internal(self) -> bool:
-        return self.source.show_internal
-
-    def frames(self, pynode: int, nativenode: int) -> tuple[Frame, ...]:
+    def ids(self, pynode: int, nativenode: int) -> list[int]:
         key = (pynode, nativenode)
         got = self.paths.get(key)
         if got is None:
-            got = self.paths[key] = self.source.frames(pynode, nativenode)
+            got = self.paths[key] = self.table.intern(self.source.frames(pynode, nativenode))
             self.misses += 1
         return got
-
-    def poll(self) -> set:
-        return set()
 
     def _load(self) -> None:
         if self.file is None:
@@ -88,33 +84,29 @@ class CachedPaths:
             doc = msgpack.unpackb(self.file.read_bytes(), strict_map_key=False)
             if doc.get("version") != VERSION:
                 return
-            table = [Frame(fn, file, line, _KINDS[k], module)
-                     for fn, file, line, k, module in doc["frames"]]
-            paths = {(p, n): tuple(table[i] for i in ids) for p, n, ids in doc["paths"]}
+            table = FrameTable(Frame(fn, file, line, _KINDS[k], module)
+                               for fn, file, line, k, module in doc["frames"])
+            n = len(table.frames)
+            paths = {}
+            for p, n_node, ids in doc["paths"]:
+                if ids and not 0 <= min(ids) <= max(ids) < n:
+                    return
+                paths[(p, n_node)] = ids
             stale, notes = list(doc["stale"]), list(doc["notes"])
         except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError,
                 msgpack.UnpackException):
             return  # missing or unreadable: rebuilt on save
-        self.paths, self.stale, self.notes = paths, stale, notes
+        self.table, self.paths, self.stale, self.notes = table, paths, stale, notes
 
     def save(self, stale: list[str], notes: list[str]) -> None:
-        """Write every known path (only when new ones were built)."""
+        """Write the table and every known path (only when new ones were built)."""
         self.stale = sorted(set(self.stale) | set(stale))
         self.notes = list(dict.fromkeys([*self.notes, *notes]))
         if self.file is None or not self.misses:
             return
-        index: dict[Frame, int] = {}
-        frames: list[list] = []
-        rows = []
-        for (p, n), path in self.paths.items():
-            ids = []
-            for f in path:
-                i = index.get(f)
-                if i is None:
-                    i = index[f] = len(frames)
-                    frames.append([f.function, f.file, f.line, _KIND_CODE[f.kind], f.module])
-                ids.append(i)
-            rows.append([p, n, ids])
+        frames = [[f.function, f.file, f.line, _KIND_CODE[f.kind], f.module]
+                  for f in self.table.frames]
+        rows = [[p, n, ids] for (p, n), ids in self.paths.items()]
         data = msgpack.packb({"version": VERSION, "frames": frames, "paths": rows,
                               "stale": self.stale, "notes": self.notes})
         tmp = None

@@ -18,6 +18,7 @@ from memtrace_core.frames import Frame, FrameKind
 from memtrace_core.model.metrics import Metric
 from memtrace_core.model.stacks import StackFrames
 from memtrace_core.report.frametree import FrameTree, Node
+from memtrace_core.report.pathcache import CachedPaths
 
 NO_STACK = Frame("<no stack>", "", 0, FrameKind.UNRESOLVED)
 
@@ -173,31 +174,29 @@ def load_profile(path: str | Path, selection: Selection = Selection.ALL,
     reader = read_capture(path)
     native = bool((reader.header or {}).get("native"))
     view = SelectedStacks(reader, selection.metric)
-    resolver = cached = None
-    frames = StackFrames(view, None)
+    resolver = None
+    file = None
     if native:
         from memtrace_core.report.offline import OfflineNative
-        from memtrace_core.report.pathcache import CachedPaths, cache_file
+        from memtrace_core.report.pathcache import cache_file
 
         resolver = OfflineNative(reader, cache_dir=cache_dir)
-        frames = StackFrames(view, resolver)
         if use_cache:
-            cached = CachedPaths(frames, cache_file(path, show_internal, cache_dir))
+            file = cache_file(path, show_internal, cache_dir)
+    frames = StackFrames(view, resolver)
     frames.show_internal = show_internal
-    source = cached if cached is not None else frames
-    tree = FrameTree()
+    paths = CachedPaths(frames, file)
+    tree = FrameTree(paths.table)
     bi, ci = selection.metric.bytes_index, selection.metric.count_index
     for sid in range(view.n_stacks):
         pynode, nativenode, _thread = view.stack_key(sid)
         counters = view.stack_counters(sid)
-        tree.add(source.frames(pynode, nativenode), counters[bi], counters[ci])
+        tree.add(paths.ids(pynode, nativenode), counters[bi], counters[ci])
     profile = Profile(str(path), reader, selection, tree, native)
     if resolver is not None:
         resolver.close()
-        stale, notes = resolver.stale_libraries(), resolver.notes()
-        if cached is not None:
-            cached.save(stale, notes)
-            stale, notes = cached.stale, cached.notes
+        paths.save(resolver.stale_libraries(), resolver.notes())
+        stale, notes = paths.stale, paths.notes
         profile.stale_libraries = shown_stale_libraries(tree, stale)
         profile.notes = notes
     return profile
@@ -209,6 +208,6 @@ def shown_stale_libraries(tree: FrameTree, stale: list[str]) -> list[str]:
     if not stale:
         return []
     stale_set = set(stale)
-    shown = {f.module for f in tree.frames if f.kind is FrameKind.UNRESOLVED
+    shown = {f.module for f in tree.shown_frames() if f.kind is FrameKind.UNRESOLVED
              and f.module in stale_set}
     return sorted(shown)
