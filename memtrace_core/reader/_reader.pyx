@@ -257,7 +257,7 @@ cdef class StreamReader:
             return 0
         cdef const uint8_t *p = &view[0]
         if not self._magic_done:
-            if memcmp(p, <const char *>_MAGIC, min(n, 8)) != 0:
+            if memcmp(p, <const char *>_MAGIC, n if n < 8 else 8) != 0:
                 self._fail("not a memtrace capture (bad magic)", -1)
             if n < 8:
                 self._tail = bytes(view)

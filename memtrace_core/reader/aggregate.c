@@ -6,8 +6,9 @@
 
 #include "mpack.h"
 
-/* A node id may skip ahead of the largest one seen by at most this much, so a corrupt id
- * cannot make the reader allocate gigabytes. The tracer numbers nodes consecutively. */
+/* A node id may exceed the number of nodes defined so far by at most this much, so corrupt
+ * or hostile ids cannot make the reader allocate more than the stream's own size warrants.
+ * The tracer numbers nodes consecutively from 1. */
 #define MT_NODE_GAP (1u << 20)
 #define MT_MAX_ID 0xFFFFFFF0u
 
@@ -343,7 +344,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             READ(mp_uint(&p, end, UINT64_MAX, &code));
             READ(mp_int(&p, end, &line, &big));
             READ(mp_bool(&p, end, &entry));
-            if (id == 0 || id > s->py_max + MT_NODE_GAP) {
+            if (id == 0 || id > s->py_count + MT_NODE_GAP) {
                 s->error = "PYNODE id out of range";
                 return MT_CORRUPT;
             }
@@ -357,7 +358,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             s->py_code[id] = code;
             s->py_line[id] = big ? INT64_MAX : line;
             s->py_flags[id] = 1 | (entry ? 2 : 0);
-            if (id > s->py_max) s->py_max = id;
+            s->py_count++;
             break;
         }
         case MT_NATIVENODE: {
@@ -370,7 +371,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             READ(mp_uint(&p, end, MT_MAX_ID, &id));
             READ(mp_uint(&p, end, MT_MAX_ID, &parent));
             READ(mp_addr(&p, end, &ip));
-            if (id == 0 || id > s->nat_max + MT_NODE_GAP) {
+            if (id == 0 || id > s->nat_count + MT_NODE_GAP) {
                 s->error = "NATIVENODE id out of range";
                 return MT_CORRUPT;
             }
@@ -386,7 +387,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             s->nat_parent[id] = (uint32_t)parent;
             s->nat_ip[id] = ip;
             s->nat_flags[id] = 1;
-            if (id > s->nat_max) s->nat_max = id;
+            s->nat_count++;
             break;
         }
         default:

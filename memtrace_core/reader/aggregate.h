@@ -44,13 +44,13 @@ typedef struct {
     int64_t *py_line;
     uint8_t *py_flags; /* 1: defined, 2: is_entry */
     size_t py_cap;
-    uint64_t py_max;
+    uint64_t py_count; /* nodes defined */
     /* native trie */
     uint32_t *nat_parent;
     uint64_t *nat_ip;
     uint8_t *nat_flags;
     size_t nat_cap;
-    uint64_t nat_max;
+    uint64_t nat_count;
 
     mt_stack *stacks;
     size_t n_stacks, stacks_cap;

@@ -120,6 +120,13 @@ def test_corruption_keeps_state_of_last_good_record() -> None:
         (b"MEMTRACE\x92\x00\x81\xa6format\x01\x97\x04\x01\x01\x10\x08\x05\x00", "undefined"),
         (b"MEMTRACE\x92\x00\x81\xa6format\x01\x93\x09\xcb" + bytes(8) + b"\xc0\x91\x08",
          "data after TRAILER"),
+        (b"MEMTRACE\x92\x00\x81\xa6format\x01\x96\x02\xce\x00\x20\x00\x00\x00\x01\x01\xc2",
+         "PYNODE id out of range"),
+        (b"MEMTRACE\x92\x00\x81\xa6format\x01\x96\x02\x01\x05\x01\x01\xc2",
+         "PYNODE parent is not defined"),
+        (b"MEMTRACE\x92\x00\x81\xa6format\x01" + b"\x96\x02\x01\x00\x01\x01\xc2" * 2,
+         "PYNODE defined twice"),
+        (b"MEMTRACE\x92\x00\x81\xa6format\x01\x95\x05\x01\x01\x10\xa1x", "bad field in FREE"),
     ],
 )
 def test_bad_streams_raise_capture_error(data: bytes, message: str) -> None:
