@@ -18,6 +18,7 @@ import os
 import gdb  # type: ignore[import-not-found]
 
 RESULT_MARK = "@@memtrace-result "
+RESERVED = 64  # the page's first bytes belong to the helper (spawn.c)
 # Substrings of function names a thread must not be inside when we call dlopen/pthread_create.
 UNSAFE = (
     "malloc", "calloc", "realloc", "free", "memalign", "valloc", "_int_", "arena", "tcache",
@@ -63,11 +64,18 @@ def frame_names(thread):
     return names
 
 
+# The interpreter's own allocator (pymalloc) takes no lock dlopen/pthread_create need.
+PYTHON_PREFIXES = ("Py", "_Py", "pymalloc")
+
+
 def is_safe(names):
     """Not inside code that holds a lock our calls need."""
     if not names:
         return False
-    return not any(name and any(token in name for token in UNSAFE) for name in names)
+    return not any(
+        name and not name.startswith(PYTHON_PREFIXES) and any(t in name for t in UNSAFE)
+        for name in names
+    )
 
 
 def pick_thread(inferior):
@@ -114,7 +122,7 @@ def inject(job):
     helper = job["helper"].encode() + b"\0"
     symbol = job["symbol"].encode() + b"\0"
     code = job["code"].encode() + b"\0"
-    size = (len(helper) + len(symbol) + len(code) + 4095) // 4096 * 4096
+    size = (RESERVED + len(helper) + len(symbol) + len(code) + 4095) // 4096 * 4096
     page = call(funcs["mmap"], "void *(*)(void *, unsigned long, int, int, int, long)",
                 0, size, 3, 0x22, -1, 0)  # PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
     if page in (0, -1) or page & 0xFFF:
@@ -123,10 +131,11 @@ def inject(job):
     def unmap():
         call(funcs["munmap"], "int (*)(void *, unsigned long)", page, size)
 
-    inferior.write_memory(page, helper + symbol + code)
-    p_symbol = page + len(helper)
+    p_helper = page + RESERVED
+    inferior.write_memory(p_helper, helper + symbol + code)
+    p_symbol = p_helper + len(helper)
     p_code = p_symbol + len(symbol)
-    handle = call(funcs["dlopen"], "void *(*)(const char *, int)", page, 2)  # RTLD_NOW
+    handle = call(funcs["dlopen"], "void *(*)(const char *, int)", p_helper, 2)  # RTLD_NOW
     if not handle:
         message = "dlopen failed"
         err = call(funcs["dlerror"], "char *(*)(void)")

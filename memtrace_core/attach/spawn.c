@@ -19,7 +19,6 @@ struct spawn_job {
 
 static void *spawn_main(void *arg) {
     struct spawn_job job = *(struct spawn_job *)arg;
-    free(arg);
     if (Py_IsInitialized()) {
         PyGILState_STATE state = PyGILState_Ensure();
         /* The code catches every exception itself and reports through the channel. */
@@ -30,12 +29,16 @@ static void *spawn_main(void *arg) {
     return NULL;
 }
 
-/* Start the agent thread; 0 or an errno. `code` lies inside [page, page + page_size). */
+/* Start the agent thread; 0 or an errno. `code` lies inside [page, page + page_size) and the
+ * page's first MEMTRACE_SPAWN_RESERVED bytes are ours: the job lives there, so this call
+ * never allocates (with tracing active, malloc here would enter the tracer's hooks from a
+ * thread gdb stopped at an arbitrary point). */
+#define MEMTRACE_SPAWN_RESERVED 64
 __attribute__((visibility("default"))) int memtrace_attach_spawn(void *page,
                                                                  unsigned long page_size,
                                                                  const char *code) {
-    struct spawn_job *job = malloc(sizeof *job);
-    if (job == NULL) return ENOMEM;
+    _Static_assert(sizeof(struct spawn_job) <= MEMTRACE_SPAWN_RESERVED, "job too large");
+    struct spawn_job *job = page;
     job->page = page;
     job->page_size = page_size;
     job->code = code;
@@ -50,6 +53,5 @@ __attribute__((visibility("default"))) int memtrace_attach_spawn(void *page,
     int rc = pthread_create(&thread, &attr, spawn_main, job);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
-    if (rc != 0) free(job);
     return rc;
 }
