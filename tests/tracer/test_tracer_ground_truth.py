@@ -256,3 +256,36 @@ def test_whole_process_figures_are_self_consistent(allocators_run):
     by_kind = {ts.ALLOCATOR_NAMES.get(k, str(k)): v for k, v in reader.allocator_stats.items()}
     assert sum(count for count, _b in by_kind.values()) == reader.total_allocations
     assert sum(b for _c, b in by_kind.values()) == reader.total_allocated_bytes
+
+
+def test_stats_top_native_locations_exact(leak_run_native, cbuild):
+    """The innermost native frame of each allocation is the return address in the C function
+    that called malloc: mt_leaf for the kept blocks, mt_middle (the inlined helper) for the
+    freed ones; figures exact, names (when the symbolizer gives them) right."""
+    ranges = ts.function_ranges(cbuild.ext)
+    found = {}
+    for entry in leak_run_native.stats["top_native_locations"]:
+        if Path(entry["module"]).resolve() != cbuild.ext.resolve():
+            continue
+        for name in ("mt_leaf", "mt_middle"):
+            start, end = ranges[name]
+            if start <= entry["offset"] - 1 < end:
+                assert name not in found, (name, found, entry)
+                found[name] = entry
+    leaf, inline = found["mt_leaf"], found["mt_middle"]
+    leaked = sum(ts.LEAK_LEAF_SIZES)
+    assert (leaf["bytes"], leaf["count"], leaf["leaked_bytes"], leaf["leaked_count"]) == (
+        leaked,
+        3,
+        leaked,
+        3,
+    )
+    assert (inline["bytes"], inline["count"], inline["leaked_bytes"], inline["leaked_count"]) == (
+        sum(ts.LEAK_INLINE_SIZES),
+        3,
+        0,
+        0,
+    )
+    if "function" in leaf:
+        assert leaf["function"] == "mt_leaf"
+        assert inline["function"] == "mt_inline_alloc"
