@@ -437,15 +437,13 @@ cdef class Unit:
         u.info = info
 
 
-def read_units(const uint8_t[::1] info, const uint8_t[::1] abbrev):
-    """Every unit of .debug_info with its top DIE's attributes: list[Unit]."""
-    cdef Cur c, d
-    cdef uint64_t length, off = 0, code, val, form
+def read_units(const uint8_t[::1] info, const uint8_t[::1] abbrev, bint load=True):
+    """Every unit of .debug_info: list[Unit]. With load False only the headers are read;
+    load_unit() reads a unit's abbrev table and top DIE when it is first needed."""
+    cdef Cur c
+    cdef uint64_t length, off = 0
     cdef Py_ssize_t size = info.shape[0]
     cdef Unit un
-    cdef UnitCtx u
-    cdef int i, idx, k, cls
-    cdef uint32_t at
     abbrev_cache = {}
     units = []
     if size == 0:
@@ -483,49 +481,66 @@ def read_units(const uint8_t[::1] info, const uint8_t[::1] abbrev):
         if c.err:
             raise DwarfError("truncated unit header")
         un.die_offset = <uint64_t>(c.p - &info[0])
-        a = abbrev_cache.get(un.abbrev_offset)
-        if a is None:
-            a = parse_abbrevs(abbrev, un.abbrev_offset)
-            abbrev_cache[un.abbrev_offset] = a
-        un.abbrevs = a
-        un.ctx(&u, &info[0])
-        code = rd_uleb(&c)
-        if code != 0 and code < un.abbrevs.ncodes and un.abbrevs.code_idx[code] >= 0:
-            idx = un.abbrevs.code_idx[code]
-            un.tag = un.abbrevs.tag[idx]
-            for k in range(un.abbrevs.attr_count[idx]):
-                i = un.abbrevs.attr_start[idx] + k
-                at = un.abbrevs.at_name[i]
-                cls = read_form(&u, &c, un.abbrevs.at_form[i], un.abbrevs.at_const[i], &val)
-                if c.err:
-                    raise DwarfError("bad top DIE")
-                if at == AT_low_pc:
-                    un.low_pc = val
-                    un.has_low = cls
-                elif at == AT_high_pc:
-                    un.high_pc = val
-                    un.has_high = cls
-                    un.high_is_offset = cls != V_ADDR and cls != V_ADDRX
-                elif at == AT_ranges:
-                    un.has_ranges = 1
-                    un.ranges_class = cls
-                    un.ranges_val = val
-                elif at == AT_stmt_list:
-                    un.stmt_list = val
-                    un.has_stmt = 1
-                elif at == AT_name:
-                    un.name_ref = (cls, val)
-                elif at == AT_comp_dir:
-                    un.comp_dir_ref = (cls, val)
-                elif at == AT_str_offsets_base:
-                    un.str_offsets_base = val
-                elif at == AT_addr_base or at == AT_GNU_addr_base:
-                    un.addr_base = val
-                elif at == AT_rnglists_base or at == AT_GNU_ranges_base:
-                    un.rnglists_base = val
+        if load:
+            load_unit(un, info, abbrev, abbrev_cache)
         units.append(un)
         off = un.end
     return units
+
+
+def load_unit(Unit un, const uint8_t[::1] info, const uint8_t[::1] abbrev,
+              dict abbrev_cache):
+    """Read a unit's abbrev table and its top DIE's attributes (once)."""
+    cdef Cur c
+    cdef uint64_t code, val = 0
+    cdef UnitCtx u
+    cdef int i, idx, k, cls
+    cdef uint32_t at
+    if un.abbrevs is not None:
+        return
+    a = abbrev_cache.get(un.abbrev_offset)
+    if a is None:
+        a = parse_abbrevs(abbrev, un.abbrev_offset)
+        abbrev_cache[un.abbrev_offset] = a
+    un.ctx(&u, &info[0])
+    c.p = &info[0] + un.die_offset
+    c.end = &info[0] + un.end
+    c.err = 0
+    code = rd_uleb(&c)
+    if code != 0 and code < (<Abbrevs>a).ncodes and (<Abbrevs>a).code_idx[code] >= 0:
+        idx = (<Abbrevs>a).code_idx[code]
+        un.tag = (<Abbrevs>a).tag[idx]
+        for k in range((<Abbrevs>a).attr_count[idx]):
+            i = (<Abbrevs>a).attr_start[idx] + k
+            at = (<Abbrevs>a).at_name[i]
+            cls = read_form(&u, &c, (<Abbrevs>a).at_form[i], (<Abbrevs>a).at_const[i], &val)
+            if c.err:
+                raise DwarfError("bad top DIE")
+            if at == AT_low_pc:
+                un.low_pc = val
+                un.has_low = cls
+            elif at == AT_high_pc:
+                un.high_pc = val
+                un.has_high = cls
+                un.high_is_offset = cls != V_ADDR and cls != V_ADDRX
+            elif at == AT_ranges:
+                un.has_ranges = 1
+                un.ranges_class = cls
+                un.ranges_val = val
+            elif at == AT_stmt_list:
+                un.stmt_list = val
+                un.has_stmt = 1
+            elif at == AT_name:
+                un.name_ref = (cls, val)
+            elif at == AT_comp_dir:
+                un.comp_dir_ref = (cls, val)
+            elif at == AT_str_offsets_base:
+                un.str_offsets_base = val
+            elif at == AT_addr_base or at == AT_GNU_addr_base:
+                un.addr_base = val
+            elif at == AT_rnglists_base or at == AT_GNU_ranges_base:
+                un.rnglists_base = val
+    un.abbrevs = a
 
 
 def read_aranges(const uint8_t[::1] sec):

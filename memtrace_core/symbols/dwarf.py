@@ -29,9 +29,11 @@ class DwarfModule:
         self.time_box_s = time_box_s
         secs = [image.section(n) for n in SECTION_NAMES]
         self.s = _dwarf.Sections(*secs)
-        self.units = _dwarf.read_units(self.s.info, self.s.abbrev)
+        # headers only: a unit's abbrevs and top DIE are read when it is first used
+        self.units = _dwarf.read_units(self.s.info, self.s.abbrev, False)
         self.unit_offsets = [u.offset for u in self.units]
         self._unit_by_off = {u.offset: u for u in self.units}
+        self._abbrev_cache: dict = {}
         self._build_cu_index()
         self._scopes: dict[int, object] = {}  # unit offset -> ScopeIndex | None
         self._lines: dict[int, object] = {}  # unit offset -> LineTable | None
@@ -53,9 +55,12 @@ class DwarfModule:
             except _dwarf.DwarfError:
                 ranges, covered = [], set()
         for u in self.units:
-            if u.offset in covered or u.tag not in (0x11, 0x3C, 0x4A):  # compile, partial, skeleton
+            if u.offset in covered or u.unit_type not in (1, 3, 4):  # compile/partial/skeleton
                 continue
             try:
+                self.unit(u.offset)
+                if u.tag not in (0x11, 0x3C, 0x4A):
+                    continue
                 for lo, hi in _dwarf.unit_ranges(self.s, u):
                     ranges.append((lo, hi, u.offset))
             except _dwarf.DwarfError:
@@ -63,6 +68,13 @@ class DwarfModule:
         ranges.sort()
         self._cu_lo = [r[0] for r in ranges]
         self._cu_ranges = ranges
+
+    def unit(self, off: int):
+        """The unit at this offset, its abbrevs and top DIE read (raises DwarfError)."""
+        u = self._unit_by_off[off]
+        if u.abbrevs is None:
+            _dwarf.load_unit(u, self.s.info, self.s.abbrev, self._abbrev_cache)
+        return u
 
     def units_at(self, vaddr: int) -> list[int]:
         """Offsets of units whose ranges contain vaddr (usually one)."""
@@ -92,8 +104,8 @@ class DwarfModule:
 
     def scopes(self, cu: int):
         if cu not in self._scopes:
-            u = self._unit_by_off[cu]
             try:
+                u = self.unit(cu)
                 self._scopes[cu] = _dwarf.scan_unit(
                     self.s, u, time.monotonic() + self.time_box_s if self.time_box_s else 0)
             except _dwarf.DwarfError as e:
@@ -103,9 +115,13 @@ class DwarfModule:
 
     def lines(self, cu: int):
         if cu not in self._lines:
-            u = self._unit_by_off[cu]
             lt = None
-            if u.has_stmt:
+            try:
+                u = self.unit(cu)
+            except _dwarf.DwarfError as e:
+                self.failed_units[cu] = str(e)
+                u = None
+            if u is not None and u.has_stmt:
                 try:
                     lt = _dwarf.decode_lines(
                         self.s, u, self.comp_dir(u),
@@ -117,7 +133,7 @@ class DwarfModule:
 
     def unit_of_die(self, off: int):
         i = bisect.bisect_right(self.unit_offsets, off) - 1
-        return self.units[i] if i >= 0 else None
+        return self.unit(self.units[i].offset) if i >= 0 else None
 
     def die_name(self, off: int) -> str:
         """Linkage name along abstract_origin/specification, else the plain name
@@ -131,10 +147,10 @@ class DwarfModule:
         for _ in range(16):
             if cur is None or mod is None:
                 break
-            u = mod.unit_of_die(cur)
-            if u is None:
-                break
             try:
+                u = mod.unit_of_die(cur)
+                if u is None:
+                    break
                 lref, nref, origin = _dwarf.die_names(mod.s, u, cur)
             except _dwarf.DwarfError:
                 break
