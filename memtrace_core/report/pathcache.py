@@ -25,11 +25,14 @@ _CODE_DIRS = ("symbols", "model", "report")  # the code whose changes change pat
 
 
 def _code_stamp() -> str:
-    """Names and mtimes of the Python files paths depend on (a code change invalidates)."""
+    """Names and mtimes of the source and extension files paths depend on (a code change,
+    or a rebuilt decoder, invalidates the cache)."""
     root = Path(__file__).resolve().parents[1]
     parts = []
     for sub in _CODE_DIRS:
-        for f in sorted((root / sub).glob("*.py")):
+        for f in sorted((root / sub).iterdir()):
+            if f.suffix not in (".py", ".pyx", ".so", ".c"):
+                continue
             try:
                 parts.append(f"{sub}/{f.name}:{f.stat().st_mtime_ns}")
             except OSError:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 VARINT = 0
 LEN = 2
+_SMALL = [bytes([i]) for i in range(128)]
 
 
 def varint(n: int) -> bytes:
     """Base-128 varint; negative int64 as its 64-bit two's complement (10 bytes)."""
+    if 0 <= n < 128:
+        return _SMALL[n]
     if n < 0:
         n += 1 << 64
     out = bytearray()
