@@ -163,6 +163,15 @@ def _short_path(path: str, width: int = 40) -> str:
     return path
 
 
+def _env_int(name: str, default: int) -> int:
+    import os
+
+    try:
+        return max(40, int(os.environ.get(name, "")))
+    except ValueError:
+        return default
+
+
 def print_human(s: dict[str, Any], path: str) -> None:
     """Rich tables; plain text (no colour) when stdout is not a terminal."""
     import sys
@@ -171,7 +180,9 @@ def print_human(s: dict[str, Any], path: str) -> None:
     from rich.table import Table
 
     tty = sys.stdout.isatty()
-    console = Console(highlight=False, no_color=not tty, soft_wrap=not tty)
+    # Piped or redirected: no colour, and a width that fits paths rather than rich's 80.
+    width = None if tty else _env_int("COLUMNS", 120)
+    console = Console(highlight=False, no_color=not tty, width=width)
 
     console.print(f"[bold]memtrace stats[/bold] {path}")
     native = "yes" if s["native"] else "no"
@@ -244,7 +255,7 @@ def print_human(s: dict[str, Any], path: str) -> None:
 def _locations_table(table_cls: Any, title: str, names: tuple[str, str], rows: list) -> Any:
     table = table_cls(title=title, title_justify="left")
     for name in names:
-        table.add_column(name, overflow="fold")
+        table.add_column(name, overflow="fold", min_width=16)
     for column in ("bytes", "count", "leaked", "leaked n"):
         table.add_column(column, justify="right", no_wrap=True)
     for first, second, e in rows:
