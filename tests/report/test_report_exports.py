@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 import subprocess
 
@@ -203,3 +204,20 @@ def test_pprof_is_gzip(reports, py_capture, tmp_path):
     assert gzip.decompress(out.read_bytes())
     prof = decode_pprof(out.read_bytes())
     assert sum(v[1] for _f, v in prof["samples"]) == py_capture.reader.total_allocated_bytes
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_flamegraph_page_runs_in_a_browser(reports, native_capture, tmp_path):
+    """The page's script lays the graph out and searches (headless Chromium's DOM)."""
+    out = tmp_path / "flame.html"
+    reports.ok("flamegraph", str(native_capture.path), "-o", str(out), cwd=tmp_path)
+    proc = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+         f"{out.as_uri()}#search=rep_middle"],
+        capture_output=True, text=True, timeout=120, env={**reports.env, "HOME": str(tmp_path)})
+    dom = proc.stdout
+    assert dom.count('class="fr ') > 10  # frames drawn
+    hits = re.findall(r'class="fr hit" data-kind="(\w+)"[^>]*>([^<]*)<', dom)
+    assert hits and all(kind == "native" and "rep_middle" in text for kind, text in hits)
+    status = re.search(r'<span id="status">([^<]*)<', dom).group(1)
+    assert status.startswith("matched ")
