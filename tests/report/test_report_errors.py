@@ -93,3 +93,22 @@ def test_rebuilt_library_is_reported_stale(reports, tmp_path):
     page = tmp_path / "flame.html"
     reports.ok("flamegraph", str(capture), "-o", str(page), cwd=tmp_path)
     assert "machine that ran the program" in page.read_text()
+
+
+def test_truncated_capture_is_reported_as_incomplete(reports, native_capture, tmp_path):
+    from memtrace_core.reader import read_capture
+
+    data = native_capture.path.read_bytes()
+    cut = tmp_path / "cut.mtrace"
+    for size in range(len(data) - 1, len(data) // 2, -7):  # a cut inside a record
+        cut.write_bytes(data[:size])
+        reader = read_capture(cut)
+        if reader.truncated and not reader.error:
+            break
+    else:
+        pytest.fail("no cut inside a record found")
+    proc = reports.ok("table", "--json", "-n", "0", str(cut), cwd=tmp_path)
+    assert "incomplete" in proc.stderr.decode()
+    doc = json.loads(proc.stdout)
+    assert (doc["total_bytes"], doc["total_allocations"]) == (reader.total_allocated_bytes,
+                                                              reader.total_allocations)
