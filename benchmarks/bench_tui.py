@@ -50,19 +50,21 @@ def child_env(lib: Path, scale: float) -> dict[str, str]:
 
 
 # -- 1. key latency and tick lateness --------------------------------------------------------
-def bench_keys(lib: Path, seconds: float) -> None:
+def bench_keys(lib: Path, seconds: float, script: Path | None = None) -> None:
     from textual import events
 
     from memtrace_core.model.build import stack_frames
     from memtrace_core.model.calltree import CallTree
+    from memtrace_core.model.feed import enlarge_pipe
     from memtrace_core.model.session import Session
     from memtrace_core.reader import StreamReader
     from memtrace_tui.app import MemtraceApp
     from memtrace_tui.live_controller import LiveController
     from memtrace_tui.tree_view import CallTreeView
 
-    script = HERE / "workloads" / "malloc_free.py"
+    script = script or HERE / "workloads" / "malloc_free.py"
     read_fd, write_fd = os.pipe()
+    enlarge_pipe(read_fd)
     log = open(os.devnull, "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "memtrace_core.tracer.runner", "--fd", str(write_fd),
@@ -94,6 +96,8 @@ def bench_keys(lib: Path, seconds: float) -> None:
             self.frame_lateness.append(max(0.0, now - self._last_frame - 1 / 60))
             self._last_frame = now
 
+    handled: list[float] = []
+
     async def drive() -> tuple[list[float], BenchApp, float, int]:
         app = BenchApp()
         latencies: list[float] = []
@@ -118,7 +122,8 @@ def bench_keys(lib: Path, seconds: float) -> None:
                 # the whole process to go idle, which never happens while tracing)
                 app._driver.send_message(events.Key(direction, direction))
                 while tree.cursor == before:
-                    await asyncio.sleep(0.001)
+                    await asyncio.sleep(0.0005)
+                handled.append(time.perf_counter() - start)
                 app.displayed.clear()
                 await app.displayed.wait()
                 latencies.append(time.perf_counter() - start)
@@ -128,12 +133,22 @@ def bench_keys(lib: Path, seconds: float) -> None:
             controller.stop_program()
         return latencies, app, rate, rows
 
+    import resource
+
+    wall0 = time.monotonic()
+    self0 = resource.getrusage(resource.RUSAGE_SELF)
     try:
         latencies, app, rate, rows = asyncio.run(drive())
     finally:
         if proc.poll() is None:
             proc.kill()
         frames.close()
+    wall = time.monotonic() - wall0
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # traced program + symbolizer
+    cpu_me = me.ru_utime + me.ru_stime - self0.ru_utime - self0.ru_stime
+    print(f"CPU over {wall:.1f} s wall on {os.cpu_count()} cores: app process {cpu_me:.1f} s, "
+          f"children (traced program, symbolizer) {kids.ru_utime + kids.ru_stime:.1f} s")
     ms = [x * 1000 for x in latencies]
     late = [x * 1000 for x in app.frame_lateness]
     upd = [x * 1000 for x in controller.feed.update_seconds] if controller.feed else []
@@ -143,6 +158,9 @@ def bench_keys(lib: Path, seconds: float) -> None:
           f"{rows} visible rows")
     print(f"key press -> repaint: n={len(ms)}  p50 {pct(ms, 50):.1f} ms  p99 {pct(ms, 99):.1f} ms"
           f"  max {max(ms, default=float('nan')):.1f} ms   (target p99 <= 100 ms)")
+    hm = [x * 1000 for x in handled]
+    print(f"key press -> cursor moved (handler done): p50 {pct(hm, 50):.1f} ms  "
+          f"p99 {pct(hm, 99):.1f} ms")
     print(f"60 Hz UI timer lateness: n={len(late)}  p50 {pct(late, 50):.1f} ms  "
           f"p99 {pct(late, 99):.1f} ms   (target p99 <= 16 ms)")
     print(f"model update (feed thread): n={len(upd)}  p50 {pct(upd, 50):.2f} ms  "
@@ -251,6 +269,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--keys-script", type=Path, help="trace this program instead (baseline)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         lib = build_churn(Path(tmp))
@@ -258,7 +277,7 @@ def main() -> None:
             bench_memory(1.0, 2000)
             bench_memory(2.0, 2000)
         if args.only in (None, "keys"):
-            bench_keys(lib, args.seconds)
+            bench_keys(lib, args.seconds, args.keys_script)
         if args.only in (None, "live"):
             bench_live_vs_run(lib, args.rounds, args.scale)
 

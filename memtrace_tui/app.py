@@ -134,7 +134,7 @@ class MemtraceApp(App[int]):
             thread = f"thread #{tree.thread} {name}"
         text = header_text(self.session.summary(), paused=self.paused,
                            metric=tree.metric.value, thread=thread, filt=tree.filter)
-        self.header_bar.update(text)
+        self.header_bar.update(text, layout=False)  # fixed size: no relayout
 
     def _refresh_detail(self) -> None:
         pane = self.detail
@@ -156,7 +156,7 @@ class MemtraceApp(App[int]):
     def refresh_columns(self) -> None:
         view = self.active_view
         text = table_columns(view.sort) if isinstance(view, LocationsTable) else COLUMNS
-        self.columns.update(text)
+        self.columns.update(text, layout=False)
 
     def _tick(self) -> None:
         now = time.monotonic()

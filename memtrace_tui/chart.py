@@ -28,9 +28,13 @@ class HeapChart(Horizontal):
         """Redraw from the session's history (call with the lock held)."""
         width = max(10, self.size.width - 24)
         heap, rss = session.heap_series(width)
-        self.spark.data = heap or [0]
+        data = heap or [0]
+        if data != self.spark.data:
+            self.spark.data = data
         top = max(heap) if heap else 0
         label = f"heap over time\nmax {format_bytes(top)}"
         if rss and rss[-1]:
             label += f"\nrss {format_bytes(rss[-1])}"
-        self.label.update(label)
+        if label != getattr(self, "_label", None):
+            self._label = label
+            self.label.update(label, layout=False)

@@ -56,8 +56,11 @@ def detail_text(frame: Frame | None, own: list[int], total: list[int]) -> Text:
 
 class DetailPane(Static):
     DEFAULT_CSS = """
-    DetailPane { height: auto; max-height: 10; border-top: solid $primary; padding: 0 1; }
+    DetailPane { height: 9; border-top: solid $primary; padding: 0 1; }
     """
 
     def show(self, frame: Frame | None, own: list[int], total: list[int]) -> None:
-        self.update(detail_text(frame, own, total))
+        text = detail_text(frame, own, total)
+        if text.plain != getattr(self, "_shown", None):
+            self._shown = text.plain
+            self.update(text, layout=False)  # fixed height: a relayout would cost a frame

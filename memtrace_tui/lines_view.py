@@ -23,13 +23,18 @@ class LinesView(ScrollView, can_focus=True):
         super().__init__(**kwargs)
         self.rows: list[list[tuple[str, Style]]] = []
         self.cursor = 0
+        self._strips: dict[tuple[int, bool], Strip] = {}  # rendered rows until set_rows
+        self._styles: dict[tuple[int, bool], Style] = {}  # combined styles (costly to add)
 
     def set_rows(self, rows: list[list[tuple[str, Style]]], cursor: int) -> None:
         """Replace all rows; keep the cursor row visible."""
         self.rows = rows
+        self._strips.clear()
         self.cursor = max(0, min(cursor, len(rows) - 1)) if rows else 0
         width = max((sum(len(t) for t, _s in row) for row in rows), default=0)
-        self.virtual_size = Size(width, len(rows))
+        size = Size(width, len(rows))
+        if size != self.virtual_size:
+            self.virtual_size = size
         self.scroll_cursor_visible()
         self.refresh()
 
@@ -52,6 +57,16 @@ class LinesView(ScrollView, can_focus=True):
     def cursor_moved(self) -> None:
         """Hook for subclasses (selection follows the cursor)."""
 
+    def _style(self, style: Style, selected: bool) -> Style:
+        key = (id(style), selected)
+        combined = self._styles.get(key)
+        if combined is None:
+            combined = self.rich_style + style
+            if selected:
+                combined = combined + CURSOR
+            self._styles[key] = combined
+        return combined
+
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         index = scroll_y + y
@@ -59,16 +74,13 @@ class LinesView(ScrollView, can_focus=True):
         base = self.rich_style
         if index >= len(self.rows):
             return Strip.blank(width, base)
-        row = self.rows[index]
         selected = index == self.cursor
-        segments = []
-        for text, style in row:
-            st = base + style
-            if selected:
-                st = st + CURSOR
-            segments.append(Segment(text, st))
-        strip = Strip(segments)
-        fill = base + CURSOR if selected else base
+        strip = self._strips.get((index, selected))
+        if strip is None:
+            strip = Strip([Segment(text, self._style(style, selected))
+                           for text, style in self.rows[index]])
+            self._strips[(index, selected)] = strip
+        fill = self._style(Style(), selected) if selected else base
         return strip.crop_extend(scroll_x, scroll_x + width, fill)
 
     def on_click(self, event) -> None:

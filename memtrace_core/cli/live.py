@@ -72,10 +72,12 @@ def run(args: argparse.Namespace) -> int:
 
     from memtrace_core.model.build import stack_frames
     from memtrace_core.model.calltree import CallTree
+    from memtrace_core.model.feed import enlarge_pipe
     from memtrace_core.model.session import Session
     from memtrace_core.reader import StreamReader
 
     read_fd, write_fd = os.pipe()
+    enlarge_pipe(read_fd)
     cmd = [sys.executable, "-m", "memtrace_core.tracer.runner", "--fd", str(write_fd)]
     if args.native:
         cmd.append("--native")

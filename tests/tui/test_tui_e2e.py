@@ -100,7 +100,10 @@ def test_live_native_navigates_to_leaking_c_function(leaky, tmp_path):
     t = leaky("--native", "-o", "live.mtrace", "leaky.py", "0")
     t.wait_for(r"running")
     # `e` expands the hottest path; repeat until the symbolizer has named the frames
-    screen = t.wait_for(r"\[c\] mt_leaf", timeout=60, keys=("e",))
+    t.wait_for(r"\[c\] mt_leaf", timeout=60, keys=("e",))
+    t.wait_for(r"symbols pending 0", timeout=60)  # every name in: paths are final
+    t.keys("c", "e")
+    screen = t.wait_for(r"\[c\] mt_leaf.*mtext\.c")
     row = next(line for line in screen.splitlines() if "[c] mt_leaf" in line)
     assert "14.3 MiB" in row and "mtext.c:45" in row
     assert re.search(r"\[py\] do_leak", screen)
