@@ -50,6 +50,36 @@ def setup():
             pass
 
 
+# gdb starts with auto-solib-add off and then reads the symbols (and unwind tables) of every
+# shared library except libpython, whose DWARF alone can take half a second: its own frames
+# hold no lock our calls need, and the frames that may (malloc, the loader, constructors run
+# by dlopen, memtrace's tracer) all lie in the libraries that are read.
+SKIP_SYMBOLS = ("libpython",)
+_BRE_SPECIAL = set(".[]*^$\\")
+
+
+def _bre_escape(text):
+    return "".join("\\" + ch if ch in _BRE_SPECIAL else ch for ch in text)
+
+
+def load_symbols():
+    try:
+        listing = gdb.execute("info sharedlibrary", to_string=True)
+    except gdb.error:
+        return
+    for line in listing.splitlines():
+        parts = line.split()
+        if not parts or not parts[-1].startswith("/"):
+            continue
+        path = parts[-1]
+        if any(skip in os.path.basename(path) for skip in SKIP_SYMBOLS):
+            continue
+        try:
+            gdb.execute(f"sharedlibrary {_bre_escape(path)}", to_string=True)
+        except gdb.error:
+            pass
+
+
 def frame_names(thread):
     """Function names of a thread's innermost frames (None where unknown)."""
     thread.switch()
@@ -157,6 +187,7 @@ def inject(job):
 
 def main():
     setup()
+    load_symbols()
     try:
         result = inject(json.loads(os.environ["MEMTRACE_ATTACH_JOB"]))
     except gdb.error as exc:

@@ -45,6 +45,7 @@ def _gdb_command(gdb: str, pid: int) -> list[str]:
         gdb, "-p", str(pid), "-batch", "-nx", "-q",
         "-iex", "set debuginfod enabled off",
         "-iex", "set auto-load off",
+        "-iex", "set auto-solib-add off",
         "-x", SCRIPT,
     ]
 
