@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from memtrace_core.errors import UserError
@@ -59,7 +60,30 @@ class _Stop(Exception):
     """The reader refused the inflated data: stop inflating."""
 
 
-def _read_compressed(name: str, data: mmap.mmap) -> StreamReader:
+Progress = Callable[[int, int], None]  # (bytes of the file read, file size)
+_RAW_CHUNK = 8 << 20  # feed() a raw file in pieces: other threads (a UI) get the GIL between
+
+
+def _read_raw(name: str, data: mmap.mmap, progress: Progress | None) -> StreamReader:
+    """Feed an uncompressed capture file to the reader, a bounded piece at a time."""
+    reader = StreamReader()
+    view = memoryview(data)
+    try:
+        for pos in range(0, len(view), _RAW_CHUNK):
+            try:
+                reader.feed(view[pos : pos + _RAW_CHUNK])
+            except CaptureError as exc:
+                if not reader.header:
+                    raise UserError(f"{name}: {exc}") from None
+                break
+            if progress is not None:
+                progress(min(pos + _RAW_CHUNK, len(view)), len(view))
+    finally:
+        view.release()
+    return reader
+
+
+def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None) -> StreamReader:
     """Inflate a capture file's zlib stream (after "MEMTRACZ") into the reader.
 
     The tracer sync-flushes the stream at every buffer, so a file cut off mid-run inflates up
@@ -103,6 +127,8 @@ def _read_compressed(name: str, data: mmap.mmap) -> StreamReader:
             chunk = bytes(view[pos : pos + _SLICES[0]])  # a copy: no export outlives view
             pos += len(chunk)
             inflater, error = inflate(inflater, chunk, 0)
+            if progress is not None:
+                progress(pos, len(view))
             if error is not None:
                 if not reader.header:
                     raise UserError(f"{name}: corrupt compressed data ({error})")
@@ -117,8 +143,8 @@ def _read_compressed(name: str, data: mmap.mmap) -> StreamReader:
     return reader
 
 
-def read_capture(path: str | Path) -> StreamReader:
-    """Read a whole capture file.
+def read_capture(path: str | Path, progress: Progress | None = None) -> StreamReader:
+    """Read a whole capture file; progress(done, total) is called as the file's bytes go by.
 
     Missing, empty or foreign files, and files corrupt before their HEADER, raise a one-line
     UserError. A file cut short (no TRAILER, or a partial last record) is returned with
@@ -142,20 +168,13 @@ def read_capture(path: str | Path) -> StreamReader:
     except OSError as exc:
         raise UserError(f"{name}: cannot read: {exc.strerror or exc}") from None
     with data:
-        if data[: len(MAGIC)] == COMPRESSED_MAGIC:
-            reader = _read_compressed(name, data)
-        elif data[: len(MAGIC)] != MAGIC:
-            raise UserError(f"{name}: not a memtrace capture")
+        magic = data[: len(MAGIC)]
+        if magic == COMPRESSED_MAGIC:
+            reader = _read_compressed(name, data, progress)
+        elif magic == MAGIC:
+            reader = _read_raw(name, data, progress)
         else:
-            reader = StreamReader()
-            view = memoryview(data)
-            try:
-                reader.feed(view)
-            except CaptureError as exc:
-                if not reader.header:
-                    raise UserError(f"{name}: {exc}") from None
-            finally:
-                view.release()
+            raise UserError(f"{name}: not a memtrace capture")
     reader.finish()
     if not reader.header:
         raise UserError(f"{name}: truncated capture: it ends before its header")

@@ -111,3 +111,20 @@ def test_fuzz_compressed_files(tmp_path: Path, flips: list[tuple[int, int]], cut
         assert "\n" not in str(exc)
         return
     snapshot(r)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["raw", "zlib"])
+def test_read_capture_in_pieces_with_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              packed: bool) -> None:
+    import memtrace_core.reader as reader_module
+
+    monkeypatch.setattr(reader_module, "_RAW_CHUNK", 777)
+    monkeypatch.setattr(reader_module, "_SLICES", (333, 17, 1))
+    content = PACKED if packed else RAW_DATA
+    path = tmp_path / "p.mtrace"
+    path.write_bytes(content)
+    seen: list[tuple[int, int]] = []
+    r = read_capture(path, progress=lambda done, total: seen.append((done, total)))
+    assert snapshot(r) == snapshot(read_all(RAW_DATA))
+    assert len(seen) > 10 and seen[-1] == (len(content), len(content))
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
