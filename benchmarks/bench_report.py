@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             run(["run", "--native", "-o", str(capture), "--force", str(script)], env, work)
             size = capture.stat().st_size / 1e6
             print(f"\n{name}: native capture {size:.1f} MB")
-            subprocess.run(["rm", "-rf", str(work / "cache")], check=True)
+            shutil.rmtree(work / "cache", ignore_errors=True)
             cold = run(["table", str(capture)], env, work)
             print(f"  table with an empty symbol cache (cold): {cold:.2f} s")
             print(f"  {'report':<14} {'warm median s':>14} {'min':>6}  target")

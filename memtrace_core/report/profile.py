@@ -57,9 +57,6 @@ class SelectedStacks:
         self._sids = [sid for sid in range(reader.n_stacks)
                       if (c := reader.stack_counters(sid))[bi] or c[ci]]
         self.codes = reader.codes
-        self.maps = reader.maps
-        self.maps_history = reader.maps_history
-        self.header = reader.header
 
     @property
     def n_stacks(self) -> int:
