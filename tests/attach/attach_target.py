@@ -1,10 +1,10 @@
 """A long-running program for the attach tests (run with a plain interpreter, without memtrace
 on its path). Every STEP seconds it leaks one block through a Python function and one through
 the C library ($LEAKLIB), frees one block made at start (unknown to a late tracer), and prints
-a line with both addresses, so the test knows the exact ground truth. It exits 0 once the file
-named by $STOP_FILE exists. With --sleep S it first sleeps S seconds (a target blocked in a
-syscall) and reports how long the sleep really took; with --read it then waits for a line
-on stdin (a blocking read) and echoes it."""
+a line with both addresses, so the test knows the exact ground truth; a thread named
+leak-worker leaks too. It exits 0 once the file named by $STOP_FILE exists. With --sleep S it
+first sleeps S seconds (a target blocked in a syscall) and reports how long the sleep really
+took; with --read it then waits for a line on stdin (a blocking read) and echoes it."""
 
 import ctypes
 import os
@@ -14,6 +14,7 @@ import time
 
 PY_SIZE = 100_000  # bytearray(n) mallocs n + 1 bytes
 C_SIZE = 70_001
+THREAD_SIZE = 30_000  # leaked by the thread named "leak-worker"
 STEP = float(os.environ.get("STEP", "0.05"))
 
 lib = ctypes.CDLL(os.environ["LEAKLIB"])
@@ -31,7 +32,15 @@ def leak_c():
     return lib.attach_leak_c(C_SIZE)
 
 
+def thread_leak():
+    blocks = []
+    while True:
+        blocks.append(bytearray(THREAD_SIZE))
+        time.sleep(STEP)
+
+
 def main():
+    threading.Thread(target=thread_leak, name="leak-worker", daemon=True).start()
     if len(sys.argv) > 2 and sys.argv[1] == "--sleep":
         print("sleeping", flush=True)
         t0 = time.monotonic()
@@ -50,7 +59,8 @@ def main():
         if pool:
             pool.pop()
         print(f"leak {n} {py} {c} threads={threading.active_count()} "
-              f"globals={len(globals())}", flush=True)
+              f"globals={len(globals())} "
+              f"boot={threading.Thread._bootstrap_inner.__module__}", flush=True)
         time.sleep(STEP)
     print("done", flush=True)
 

@@ -33,6 +33,11 @@ def leak_lines(lines: list[str]) -> tuple[dict[int, int], dict[int, int]]:
     return py, c
 
 
+def live_name(reader, sid: int) -> str:
+    stack = reader.py_stack(reader.stack_key(sid)[0])
+    return reader.codes[stack[0][0]][0] if stack else ""
+
+
 def live_by_function(reader) -> dict[str, dict[int, tuple[int, int]]]:
     """Innermost Python function -> {address: (size, nativenode)} of live allocations."""
     out: dict[str, dict[int, tuple[int, int]]] = {}
@@ -61,6 +66,12 @@ def check_exact(capture: Path, lines: list[str], minimum: int) -> dict:
         numbers = sorted(truth[a] for a in got)
         assert numbers == list(range(numbers[0], numbers[-1] + 1)), f"{function}: gaps"
         assert sum(s for s, _ in got.values()) == (numbers[-1] - numbers[0] + 1) * size
+    # Threads that existed before attach carry their Python names.
+    workers = [i for i, (_tid, name) in reader.threads.items() if name == "leak-worker"]
+    assert len(workers) == 1, reader.threads
+    threads = {reader.stack_key(sid)[2] for _a, size, sid, _k in reader.live_allocations()
+               if size == 30_001 and live_name(reader, sid) == "thread_leak"}
+    assert threads == {workers[0]}
     # Frees of blocks made before attach (the pool) are ignored, totals stay consistent.
     assert reader.heap_bytes == sum(size for _, size, _, _ in reader.live_allocations())
     return live
@@ -120,8 +131,10 @@ def test_attach_exact_bytes_detach_and_attach_again_native(start_target, tmp_pat
 
     assert target.finish() == 0
     assert target.stderr() == ""
-    seen = {tuple(line.split()[4:]) for line in target.lines if line.startswith("leak ")}
-    assert seen == {tuple(first)}, "thread count or __main__ globals changed by attach"
+    seen = {tuple(line.split()[4:6]) for line in target.lines if line.startswith("leak ")}
+    assert seen == {tuple(first[:2])}, "thread count or __main__ globals changed by attach"
+    last = [line for line in target.lines if line.startswith("leak ")][-1]
+    assert last.endswith("boot=threading"), "thread-name wrapper left installed"
 
 
 def test_target_blocked_in_sleep_and_read_is_traced_within_2s(start_target, tmp_path):
