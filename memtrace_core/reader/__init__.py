@@ -8,8 +8,8 @@ Decisions beyond the API text:
   N: why"); the state stays that of the last good record and `.error` keeps the message.
   read_capture() returns such a partial reader when the HEADER was read (a viewer can show
   it), and raises UserError when nothing usable was read.
-- An mmap split by a partial munmap stays one allocation (heap_allocations, live counts) but
-  live_allocations() lists its pieces, each with allocator 9.
+- An mmap split or trimmed by a partial munmap stays one allocation: live_allocations() gives
+  it once (first mapped byte, bytes still mapped), mmap_pieces() gives its exact ranges.
 - An ALLOC of an address still live (its free was never seen) drops the old block first
   (`implicit_frees`); FREEs of unknown addresses are ignored (`ignored_frees`); an ALLOC at
   address 2**64-1 (MAP_FAILED) counts in the totals but allocates nothing.

@@ -529,16 +529,33 @@ cdef class StreamReader:
         return out
 
     def live_allocations(self) -> list:
-        """(address, size, sid, allocator) of every allocation in use now; an mmap split by
-        a partial munmap appears as its pieces (allocator 9)."""
+        """(address, size, sid, allocator) of every allocation in use now, one per allocation:
+        an mmap that a partial munmap split or trimmed gives the address of its first mapped
+        byte and the bytes still mapped (its exact ranges: mmap_pieces())."""
         cdef size_t i
         cdef mt_live *e
+        cdef mt_piece *piece
         out = []
         for i in range(self.s.live.cap):
             e = &self.s.live.slots[i]
             if e.addr != MT_NO_ADDR:
                 out.append((e.addr, e.size, e.sid, e.allocator))
+        mappings = {}
         for i in range(self.s.n_pieces):
-            out.append((self.s.pieces[i].start, self.s.pieces[i].end - self.s.pieces[i].start,
-                        self.s.pieces[i].sid, 9))
+            piece = &self.s.pieces[i]
+            have = mappings.get(piece.mapping)
+            if have is None:
+                mappings[piece.mapping] = [piece.start, piece.end - piece.start, piece.sid, 9]
+            else:
+                have[1] += piece.end - piece.start
+        out.extend(tuple(m) for m in mappings.values())
         return out
+
+    def mmap_pieces(self) -> list:
+        """(address, size, sid) of every mapped range of the live mmap allocations, sorted."""
+        cdef size_t i
+        return [
+            (self.s.pieces[i].start, self.s.pieces[i].end - self.s.pieces[i].start,
+             self.s.pieces[i].sid)
+            for i in range(self.s.n_pieces)
+        ]

@@ -50,6 +50,7 @@ def snapshot(r: StreamReader) -> dict[str, Any]:
         "history": r.history,
         "stacks": {keys[sid]: r.stack_counters(sid) for sid in range(r.n_stacks)},
         "live": sorted((a, s, keys[sid], al) for a, s, sid, al in r.live_allocations()),
+        "mmap_pieces": [(a, s, keys[sid]) for a, s, sid in r.mmap_pieces()],
         "py_stacks": {k[0]: r.py_stack(k[0]) for k in keys},
         "native_stacks": {k[1]: r.native_stack(k[1]) for k in keys},
     }

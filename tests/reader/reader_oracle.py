@@ -133,7 +133,13 @@ class Oracle:
         }
 
     def live_allocations(self) -> list[tuple[int, int, Key, int]]:
+        """One per allocation; an mmap gives its first mapped byte and its bytes still mapped."""
         out = [(a, s, key, alloc) for a, (s, key, alloc) in self.heap.items()]
         for key, pieces in self.mappings.values():
-            out.extend((s, e - s, key, MMAP) for s, e in pieces)
+            out.append((min(s for s, _ in pieces), sum(e - s for s, e in pieces), key, MMAP))
         return sorted(out)
+
+    def mmap_pieces(self) -> list[tuple[int, int, Key]]:
+        return sorted(
+            (s, e - s, key) for key, pieces in self.mappings.values() for s, e in pieces
+        )

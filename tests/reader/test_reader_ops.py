@@ -89,6 +89,9 @@ def check(w: StreamWriter, o: Oracle) -> StreamReader:
     snap = snapshot(r)
     assert snap["stacks"] == o.stacks()
     assert snap["live"] == o.live_allocations()
+    assert snap["mmap_pieces"] == o.mmap_pieces()
+    assert len(snap["live"]) == r.heap_allocations
+    assert sum(size for _a, size, _k, _al in snap["live"]) == r.heap_bytes
     assert r.allocator_stats == {k: tuple(v) for k, v in o.allocators.items()}
     assert r.size_histogram == sorted(o.hist.items())
     return r
@@ -200,11 +203,12 @@ def test_munmap_partial_split_and_multi_range() -> None:
     w.free(1, MUNMAP, a + 2 * PAGE, 2 * PAGE)  # split the first in two
     r = read_all(w.data)
     assert (r.heap_bytes, r.heap_allocations) == (10 * PAGE, 2)
-    assert sorted(x[:2] for x in r.live_allocations()) == [
+    assert [x[:2] for x in r.mmap_pieces()] == [
         (a, 2 * PAGE),
         (a + 4 * PAGE, 4 * PAGE),
         (b, 4 * PAGE),
     ]
+    assert sorted(r.live_allocations()) == [(a, 6 * PAGE, 0, MMAP), (b, 4 * PAGE, 0, MMAP)]
     w.free(1, MUNMAP, a + 6 * PAGE, 11 * PAGE)  # tail of piece 2, the gap, head of the second
     r = read_all(w.data)
     assert (r.heap_bytes, r.heap_allocations) == (2 * PAGE + 2 * PAGE + 3 * PAGE, 2)
