@@ -144,9 +144,13 @@ class Symbolizer:
             self._memo[key] = frames
             return frames
         packed = self._cache.get(build_id, vaddr) if self._cache is not None else None
+        frames = None
         if packed is not None:
-            frames = unpack_frames(packed, path)
-        else:
+            try:
+                frames = unpack_frames(packed, path)
+            except (ValueError, TypeError, KeyError):  # a damaged entry: decode again
+                frames = None
+        if frames is None:
             frames, cacheable = self._compute(mod, path, vaddr)
             if cacheable and self._cache is not None:
                 self._cache.put(build_id, vaddr, pack_frames(frames))

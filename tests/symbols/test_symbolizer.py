@@ -173,6 +173,10 @@ def test_persistent_cache_second_run_and_corruption(libs, tmp_path):
     third = Symbolizer(cache_dir=tmp_path)
     assert third.resolve_many([(str(lib), bid, call)])[(str(lib), bid, call)] == want
     assert msgpack.unpackb(files[0].read_bytes(), strict_map_key=False)[call]
+    # parseable but damaged entries are decoded again
+    files[0].write_bytes(msgpack.packb({call: [["x"]], call + 1: "junk", "k": 5}))
+    fourth = Symbolizer(cache_dir=tmp_path)
+    assert fourth.resolve(str(lib), bid, call) == want
 
 
 def test_cache_concurrent_writers(libs, tmp_path):
