@@ -82,12 +82,16 @@ def capture_path(work: Path, workload: str, mode: str) -> Path:
 def count_allocations(python: str, mode: str, capture: Path, env: dict[str, str]) -> int | None:
     """Allocation records in a capture, read by its own tool (in a subprocess, untimed)."""
     if mode.startswith("memray"):
-        code = (
-            "import sys, memray\nprint(memray.FileReader(sys.argv[1]).metadata.total_allocations)\n"
+        # memray's own count of allocations (its header's total counts frees as well)
+        out = capture.with_suffix(".stats.json")
+        proc = subprocess.run(
+            [python, "-m", "memray", "stats", "--json", "-f", "-o", str(out), str(capture)],
+            capture_output=True,
+            env=env,
         )
-        proc = subprocess.run([python, "-c", code, str(capture)], capture_output=True,
-                              text=True, env=env)  # fmt: skip
-        return int(proc.stdout) if proc.returncode == 0 else None
+        if proc.returncode != 0 or not out.exists():
+            return None
+        return int(json.loads(out.read_text())["total_num_allocations"])
     proc = subprocess.run(
         [python, "-m", "memtrace_core", "stats", "--json", str(capture)],
         capture_output=True,
