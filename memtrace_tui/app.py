@@ -72,6 +72,8 @@ class MemtraceApp(App[int]):
         self._last_tick = 0.0
         self._seen_generation = -1
         self._exit_requested = False
+        self._last_refresh = 0.0
+        self._refresh_pending = False
 
     # -- layout ----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -119,6 +121,7 @@ class MemtraceApp(App[int]):
     def refresh_all(self) -> None:
         """Header, chart, the visible view and the detail pane, from one model state."""
         session = self.session
+        self._last_refresh = time.monotonic()
         with session.lock:
             self._seen_generation = session.tree.generation
             self._refresh_header()
@@ -176,11 +179,21 @@ class MemtraceApp(App[int]):
     def on_model_updated(self, message: ModelUpdated) -> None:
         if self._exit_requested:
             return  # late messages from the feed while the app closes
-        if not self.paused:
+        if self.paused:
+            self._refresh_header()
+            return
+        # repaint at most every tick: a flood of updates costs one repaint per tick
+        wait = self._last_refresh + self.tick_seconds - time.monotonic()
+        if wait <= 0:
             self.refresh_all()
-        else:
-            with self.session.lock:
-                self._refresh_header()
+        elif not self._refresh_pending:
+            self._refresh_pending = True
+            self.set_timer(wait, self._deferred_refresh)
+
+    def _deferred_refresh(self) -> None:
+        self._refresh_pending = False
+        if not self._exit_requested and not self.paused:
+            self.refresh_all()
 
     def on_program_exited(self, message: ProgramExited) -> None:
         with self.session.lock:

@@ -145,8 +145,7 @@ class CallTreeView(LinesView):
         if node.id in self.expanded:
             del self.expanded[node.id]
         elif node.parent is not None and node.parent.frame is not None:
-            self.selected = node.parent
-            self.expanded.pop(node.parent.id, None)
+            self.selected = node.parent  # on a leaf or a closed node: go to the parent
         self.refresh_from_model()
         self.post_message(SelectionChanged())
 

@@ -55,6 +55,8 @@ class PipeFeed(threading.Thread):
         self.eof = threading.Event()
         self._stop_event = threading.Event()
         self.update_seconds: list[float] = []  # model update durations (benchmarks)
+        self._last_update = 0.0
+        self._last_notify = 0.0
 
     def stop(self) -> None:
         """Stop reading and close the pipe (the tracer then stops, the program runs on)."""
@@ -64,12 +66,10 @@ class PipeFeed(threading.Thread):
         session = self.session
         poller = select.poll()
         poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-        last = 0.0
         try:
             while not self._stop_event.is_set():
-                if not poller.poll(50):
-                    if time.monotonic() - last >= self.interval or self.session.tree.backlog:
-                        last = self._update()
+                if not poller.poll(10 if session.tree.backlog else 50):
+                    self._maybe_update()
                     continue
                 data = os.read(self.fd, CHUNK)
                 if not data:
@@ -82,8 +82,7 @@ class PipeFeed(threading.Thread):
                     except Exception as exc:  # corrupt stream: say so, stop tracing
                         session.error = str(exc).splitlines()[0] if str(exc) else repr(exc)
                         break
-                if time.monotonic() - last >= self.interval:
-                    last = self._update()
+                self._maybe_update()
         finally:
             if not self._stop_event.is_set():
                 with session.lock:
@@ -98,16 +97,28 @@ class PipeFeed(threading.Thread):
             if self.tee is not None:
                 self.tee.close()
             self._update(force=True)
+            while self.session.tree.backlog and not self._stop_event.is_set():
+                self._update(force=True)
             self.eof.set()
 
-    def _update(self, force: bool = False) -> float:
+    def _maybe_update(self) -> None:
+        """Update every `interval`; with a backlog, every 10 ms (each one budgeted, the lock
+        released in between so the UI gets its turns)."""
         now = time.monotonic()
+        wait = 0.01 if self.session.tree.backlog else self.interval
+        if now - self._last_update >= wait:
+            self._update()
+
+    def _update(self, force: bool = False) -> None:
+        now = time.monotonic()
+        self._last_update = now
         if self.paused and not force:
-            return now
+            return
         with self.session.lock:
             t0 = time.perf_counter()
             self.session.tree.update(UPDATE_BUDGET_S)
             self.session.sample_rates()
             self.update_seconds.append(time.perf_counter() - t0)
-        self.on_update()
-        return now
+        if force or now - self._last_notify >= self.interval or not self.session.tree.backlog:
+            self._last_notify = now
+            self.on_update()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from memtrace_core.frames import Frame, FrameKind
+from memtrace_core.model.stacks import is_internal_python
 from memtrace_core.symbols.hybrid import hybrid_stack, is_interpreter_module, is_memtrace_frame
 
 
@@ -125,8 +126,12 @@ class NativeResolver:
         self._ask([ip - 1 for ip in ips])
         pending = {ip for ip in ips if (ip - 1) not in self._names}
         if not pending:
-            return hybrid_stack(py, ips, self._names.__getitem__, show_internal), pending
-        out = [f for f, _e in reversed(py)]
+            merged = hybrid_stack(py, ips, self._names.__getitem__, show_internal)
+            if not show_internal:  # import machinery and runpy, as in Python-only stacks
+                merged = [f for f in merged
+                          if f.kind is not FrameKind.PYTHON or not is_internal_python(f)]
+            return merged, pending
+        out = [f for f, _e in reversed(py) if show_internal or not is_internal_python(f)]
         inner: list[Frame] = []
         for ip in ips:  # innermost first, down to the first interpreter frame
             frames = self._names.get(ip - 1) or [self.unresolved(ip - 1)]

@@ -45,8 +45,10 @@ async def test_expand_collapse_and_hottest_path(sample):
         assert names(tree)[3] == "    parse_rows"
         await pilot.press("h")
         assert names(tree)[:4] == ["main", "  build_index", "  load_config", "  many_small"]
-        await pilot.press("h")  # on a collapsed child: go to the parent and collapse it
-        assert tree.selected.frame.function == "main" and names(tree) == ["main", "worker_loop"]
+        await pilot.press("h")  # on a closed child: go to the parent, which stays open
+        assert tree.selected.frame.function == "main" and len(names(tree)) == 5
+        await pilot.press("h")  # on an open node: collapse it
+        assert names(tree) == ["main", "worker_loop"]
         await pilot.press("j", "e")
         assert tree.selected.frame.function == "parse_rows"
         assert tree.selected.total[LIVE_BYTES] == 2000
