@@ -56,23 +56,39 @@ void (*mt_on_exit)(int status) = NULL;
 
 #define TRACE_OK (LIKELY(!mt_tracking) || mt_guard)
 
+/* While tracing, the real function runs with the guard set: an allocator implemented on
+ * top of another (reallocarray on realloc, valloc on memalign...) through its own PLT must
+ * count once, as what the program called. */
+#define GUARDED(expr)        \
+    do {                     \
+        mt_guard = 1;        \
+        expr;                \
+        mt_guard = 0;        \
+    } while (0)
+
 static void *hook_malloc(size_t size) {
-    void *p = real_malloc(size);
-    if (TRACE_OK) return p;
+    if (TRACE_OK) return real_malloc(size);
+    void *p;
+    GUARDED(p = real_malloc(size));
     if (p) mt_record_alloc(p, size, MT_MALLOC);
     return p;
 }
 
 static void *hook_calloc(size_t n, size_t size) {
-    void *p = real_calloc(n, size);
-    if (TRACE_OK) return p;
+    if (TRACE_OK) return real_calloc(n, size);
+    void *p;
+    GUARDED(p = real_calloc(n, size));
     if (p) mt_record_alloc(p, n * size, MT_CALLOC);
     return p;
 }
 
 static void hook_free(void *p) {
-    if (p && !TRACE_OK) mt_record_free(p, 0, MT_FREE);
-    real_free(p);
+    if (TRACE_OK || !p) {
+        real_free(p);
+        return;
+    }
+    mt_record_free(p, 0, MT_FREE);
+    GUARDED(real_free(p));
 }
 
 /* realloc: the old block is recorded as freed *before* the call, so no other thread can be
@@ -83,7 +99,8 @@ static void *realloc_common(void *old, size_t size, void *(*call)(void *, size_t
                             size_t a, size_t b, int allocator) {
     if (TRACE_OK) return call(old, a, b);
     if (old) mt_record_free(old, 0, allocator);
-    void *p = call(old, a, b);
+    void *p;
+    GUARDED(p = call(old, a, b));
     if (p) {
         mt_record_alloc(p, size, allocator);
     } else if (old && size != 0) {
@@ -104,36 +121,41 @@ static void *hook_reallocarray(void *old, size_t n, size_t size) {
 }
 
 static int hook_posix_memalign(void **out, size_t align, size_t size) {
-    int rc = real_posix_memalign(out, align, size);
-    if (TRACE_OK) return rc;
+    if (TRACE_OK) return real_posix_memalign(out, align, size);
+    int rc;
+    GUARDED(rc = real_posix_memalign(out, align, size));
     if (rc == 0 && *out) mt_record_alloc(*out, size, MT_POSIX_MEMALIGN);
     return rc;
 }
 
 static void *hook_aligned_alloc(size_t align, size_t size) {
-    void *p = real_aligned_alloc(align, size);
-    if (TRACE_OK) return p;
+    if (TRACE_OK) return real_aligned_alloc(align, size);
+    void *p;
+    GUARDED(p = real_aligned_alloc(align, size));
     if (p) mt_record_alloc(p, size, MT_ALIGNED_ALLOC);
     return p;
 }
 
 static void *hook_memalign(size_t align, size_t size) {
-    void *p = real_memalign(align, size);
-    if (TRACE_OK) return p;
+    if (TRACE_OK) return real_memalign(align, size);
+    void *p;
+    GUARDED(p = real_memalign(align, size));
     if (p) mt_record_alloc(p, size, MT_MEMALIGN);
     return p;
 }
 
 static void *hook_valloc(size_t size) {
-    void *p = real_valloc(size);
-    if (TRACE_OK) return p;
+    if (TRACE_OK) return real_valloc(size);
+    void *p;
+    GUARDED(p = real_valloc(size));
     if (p) mt_record_alloc(p, size, MT_VALLOC);
     return p;
 }
 
 static void *hook_pvalloc(size_t size) {
-    void *p = real_pvalloc(size);
-    if (TRACE_OK) return p;
+    if (TRACE_OK) return real_pvalloc(size);
+    void *p;
+    GUARDED(p = real_pvalloc(size));
     if (p) mt_record_alloc(p, size, MT_PVALLOC);
     return p;
 }
@@ -143,7 +165,8 @@ static void *mmap_common(mmap_fn real, void *addr, size_t len, int prot, int fla
     if (TRACE_OK) return real(addr, len, prot, flags, fd, off);
     /* MAP_FIXED replaces whatever was mapped there: that range is unmapped first. */
     if ((flags & MAP_FIXED) && addr) mt_record_free(addr, len, MT_MUNMAP);
-    void *p = real(addr, len, prot, flags, fd, off);
+    void *p;
+    GUARDED(p = real(addr, len, prot, flags, fd, off));
     if (p != MAP_FAILED) mt_record_alloc(p, len, MT_MMAP);
     return p;
 }
@@ -157,8 +180,11 @@ static void *hook_mmap64(void *addr, size_t len, int prot, int flags, int fd, of
 }
 
 static int hook_munmap(void *addr, size_t len) {
-    if (!TRACE_OK) mt_record_free(addr, len, MT_MUNMAP);
-    return real_munmap(addr, len);
+    if (TRACE_OK) return real_munmap(addr, len);
+    mt_record_free(addr, len, MT_MUNMAP);
+    int rc;
+    GUARDED(rc = real_munmap(addr, len));
+    return rc;
 }
 
 static void *hook_dlopen(const char *file, int flags) {
