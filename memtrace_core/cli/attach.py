@@ -114,9 +114,10 @@ def run(args: argparse.Namespace) -> int:
         copier = StreamCopier(fd, out_fd)
         copier.start()
         interrupted = _wait(attachment, copier, args.duration)
-        exited = copier.eof.is_set() or not attachment.alive()
+        ended = copier.eof.is_set()  # the target exited, or its tracer stopped by itself
+        exited = not attachment.alive()
         clean = False
-        if not exited:
+        if not ended and not exited:
             clean = attachment.detach()
             if clean:
                 copier.eof.wait(timeout=10)
@@ -127,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
     os.close(out_fd)
     if exited:
         print(f"memtrace: process {pid} exited; capture in {output}", file=sys.stderr)
+    elif ended:
+        print(f"memtrace: the stream from process {pid} ended early (its tracer stopped); "
+              f"capture in {output}", file=sys.stderr)
     elif clean:
         print(f"memtrace: detached from process {pid} (it runs on untraced); capture in "
               f"{output}", file=sys.stderr)

@@ -110,6 +110,19 @@ class Target:
         numbers = [int(line.split()[1]) for line in self.lines if line.startswith("leak ")]
         return numbers[-1] if numbers else 0
 
+    def read_all(self, timeout: float = 5) -> None:
+        """After the target exited: collect every line it printed."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                line = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if line is None:
+                self._queue.put(None)
+                return
+            self.lines.append(line)
+
     def tasks(self) -> int:
         """Threads of the target right now."""
         return len(os.listdir(f"/proc/{self.pid}/task"))

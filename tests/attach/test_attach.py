@@ -194,3 +194,25 @@ def test_killed_memtrace_leaves_target_running_and_attach_works_again(start_targ
         "the killed memtrace's channel directory was not swept"
     assert target.finish() == 0
     assert target.stderr() == ""
+
+
+def test_target_exiting_while_attached_ends_the_capture(start_target, tmp_path):
+    target = start_target()
+    target.wait_line("leak 2 ")
+    capture = tmp_path / "exit.mtrace"
+    cli = subprocess.Popen([sys.executable, "-m", "memtrace_core", "attach", str(target.pid),
+                            "-o", str(capture)], env=cli_env(), stderr=subprocess.PIPE,
+                           text=True)
+    assert cli.stderr is not None
+    assert "attached to process" in cli.stderr.readline()
+    target.wait_line(f"leak {target.last_leak() + 5} ")
+    assert target.finish() == 0
+    _, err = cli.communicate(timeout=10)
+    assert cli.returncode == 0, err
+    assert f"process {target.pid} exited" in err
+    reader = read_capture(capture)
+    assert reader.complete  # the target's own exit wrote the trailer
+    target.read_all()
+    assert target.lines[-1] == "done"
+    check_exact(capture, target.lines, minimum=4)
+    assert target.stderr() == ""
