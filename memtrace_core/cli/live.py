@@ -38,6 +38,31 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def _split_stdin() -> tuple[int, int | None]:
+    """The program's stdin, and the terminal the UI reads keys from.
+
+    A terminal stays the UI's: the program gets /dev/null. A pipe or file goes to the
+    program, and the UI reads keys from /dev/tty instead (moved onto fd 0, where Textual
+    reads)."""
+    import os
+    import subprocess
+    import sys
+
+    from memtrace_core.errors import UserError
+
+    if sys.stdin is not None and sys.stdin.isatty():
+        return subprocess.DEVNULL, None
+    program_stdin = os.dup(0)
+    try:
+        tty = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        os.close(program_stdin)
+        raise UserError("live needs a terminal for its keys (no /dev/tty)") from None
+    os.dup2(tty, 0)
+    os.close(tty)
+    return program_stdin, 0
+
+
 def run(args: argparse.Namespace) -> int:
     import os
     import subprocess
@@ -85,13 +110,15 @@ def run(args: argparse.Namespace) -> int:
         cmd.append("--trace-python-allocators")
     cmd += ["-m", program.target] if program.module else [program.target]
     cmd += program.args
-    stdin = subprocess.DEVNULL if sys.stdin.isatty() else None  # never steal the UI's tty
+    stdin, tty_fd = _split_stdin()
     try:
         proc = subprocess.Popen(cmd, pass_fds=[write_fd], stdin=stdin, stdout=log,
                                 stderr=log, env=_child_env(), start_new_session=True)
     finally:
         os.close(write_fd)
         log.close()
+        if isinstance(stdin, int) and stdin >= 0:
+            os.close(stdin)
 
     reader = StreamReader()
     frames = stack_frames(reader, native=args.native)

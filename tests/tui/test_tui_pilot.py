@@ -216,3 +216,68 @@ async def test_live_updates_keep_selection_and_expansion_and_pause():
         assert tree.selected is alpha and 0 in {n.depth - 1 for n in tree.row_nodes}
         os.close(wfd)
         await wait_for(lambda: controller.feed.eof.is_set())
+
+
+@scenarios.sync
+async def test_help_log_and_quit_in_view_mode(sample, tmp_path):
+    log = tmp_path / "prog.log"
+    log.write_text("hello from the program\n")
+
+    class ViewWithLog:  # a controller-less session has no log; this one just names a file
+        log_path = str(log)
+
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        assert type(app.screen).__name__ == "HelpScreen"
+        help_text = str(app.screen.query_one("Static").render())
+        for key in ("j k", "enter", "collapse all", "filter", "metric", "thread", "interpreter",
+                    "table", "pause", "detail", "quit"):
+            assert key in help_text
+        await pilot.press("escape")
+        assert type(app.screen).__name__ == "Screen"
+        app.controller = ViewWithLog()  # type: ignore[assignment]
+        await pilot.press("L")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "LogScreen"
+        assert "hello from the program" in "\n".join(app.screen.query_one("Log").lines)
+        await pilot.press("escape")
+        app.controller = None
+        await pilot.press("q")  # nothing running: quits at once
+    assert app.return_value == 0
+
+
+@scenarios.sync
+async def test_thread_picker_lists_threads_by_bytes(sample):
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("t")
+        await pilot.pause()
+        options = app.screen.query_one("OptionList")
+        labels = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert labels[0] == "all threads (merged)"
+        assert labels[1].startswith("#1 MainThread (tid 4242)")
+        assert labels[2].startswith("#2 worker-1 (tid 4250)") and "70.3 KiB" in labels[2]
+        await pilot.press("down", "down", "enter")
+        await pilot.pause()
+        assert app.session.tree.thread == 2
+        assert app.session.tree.root.total[LIVE_BYTES] == 72_000
+        assert "thread #2 worker-1" in str(app.query_one("#header").render())
+        await pilot.press("t", "escape")  # cancel keeps the choice
+        await pilot.pause()
+        assert app.session.tree.thread == 2
+
+
+@scenarios.sync
+async def test_internal_frames_toggle(tmp_path):
+    w = StreamWriter()
+    boot = ("_call_with_frames_removed", "<frozen importlib._bootstrap>", 241)
+    w.alloc(1, 64, [("main", "a.py", 1), boot, ("load", "b.py", 2)])
+    w.save(tmp_path / "c.mtrace")
+    app = MemtraceApp(scenarios.session_from(tmp_path / "c.mtrace"))
+    async with app.run_test(size=SIZE) as pilot:
+        tree = app.query_one("#tree", CallTreeView)
+        await pilot.press("e")
+        assert names(tree) == ["main", "  load"]
+        await pilot.press("i", "home", "e")
+        assert names(tree) == ["main", "  _call_with_frames_removed", "    load"]
