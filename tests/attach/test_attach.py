@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from conftest import cli_env, memtrace
+from conftest import cli_env, memtrace, target_env
 
 from memtrace_core.frames import FrameKind
 from memtrace_core.reader import read_capture
@@ -215,4 +215,23 @@ def test_target_exiting_while_attached_ends_the_capture(start_target, tmp_path):
     target.read_all()
     assert target.lines[-1] == "done"
     check_exact(capture, target.lines, minimum=4)
+    assert target.stderr() == ""
+
+
+def test_target_in_another_virtualenv_without_memtrace(start_target, tmp_path):
+    """memray fails here with ModuleNotFoundError; memtrace brings its own import path."""
+    venv = tmp_path / "venv"
+    subprocess.run([os.path.realpath(sys.executable), "-m", "venv", "--without-pip", str(venv)],
+                   check=True)
+    python = str(venv / "bin" / "python")
+    assert subprocess.run([python, "-c", "import memtrace_core"], capture_output=True,
+                          cwd=tmp_path, env=target_env()).returncode != 0
+    target = start_target(python=python)
+    target.wait_line("leak 2 ")
+    capture = tmp_path / "venv.mtrace"
+    proc = memtrace("attach", str(target.pid), "-o", str(capture), "--duration", "1")
+    assert proc.returncode == 0, proc.stderr
+    target.wait_line(f"leak {target.last_leak() + 3} ")
+    check_exact(capture, target.lines, minimum=5)
+    assert target.finish() == 0
     assert target.stderr() == ""
