@@ -29,8 +29,14 @@ sys.exit(5)
 """
 
 
-@pytest.mark.parametrize("read_bytes", [8, 65536])
-def test_reader_closing_early_leaves_the_program_unchanged(tmp_path, mt, read_bytes):
+@pytest.mark.parametrize(
+    ("read_bytes", "seconds", "busy"),
+    [(8, 30.0, False), (1 << 30, 1.0, False), (256 * 1024, 30.0, True)],
+    ids=["idle-8B", "idle-1s", "busy-256KiB"],
+)
+def test_reader_closing_early_leaves_the_program_unchanged(tmp_path, mt, read_bytes, seconds, busy):
+    """The reader reads READ_BYTES (or for SECONDS) and closes: while the program waits
+    (idle), or while it allocates flat out (busy: it never waits)."""
     script = tmp_path / "prog.py"
     script.write_text(PIPE_SCRIPT)
     (tmp_path / "go").touch()
@@ -48,9 +54,11 @@ def test_reader_closing_early_leaves_the_program_unchanged(tmp_path, mt, read_by
         stderr=subprocess.PIPE,
     )
     os.close(write_end)
+    if busy:
+        (tmp_path / "go").touch()
     try:
         data = b""
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + seconds
         while len(data) < read_bytes and time.monotonic() < deadline:
             ready, _w, _x = select.select([read_end], [], [], 0.5)
             if ready:
@@ -58,7 +66,7 @@ def test_reader_closing_early_leaves_the_program_unchanged(tmp_path, mt, read_by
                 if not chunk:
                     break
                 data += chunk
-        assert data[:8] == b"MEMTRACE"[: len(data[:8])] and len(data) >= 8, data[:16]
+        assert data[:8] == b"MEMTRACE", data[:16]
     finally:
         os.close(read_end)
         (tmp_path / "go").touch()
