@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from streamgen import StreamWriter
+from tui_streams import StreamWriter
 
 from memtrace_core.model import CallTree, Session
 from memtrace_core.reader import read_capture

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import scenarios
-from streamgen import StreamWriter
+from tui_streams import StreamWriter
 
 from memtrace_core.model import CallTree, Session
 from memtrace_core.model.feed import PipeFeed
