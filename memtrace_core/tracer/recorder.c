@@ -242,6 +242,8 @@ void mt_set_thread_name(long os_tid, const char *name) {
     mt_guard = saved;
 }
 
+static void maybe_tick_locked(uint64_t now, int first_of_burst);
+
 static int capture_native(uintptr_t *out, int max) {
     void *buf[MT_MAX_NATIVE + 16];
     int n = unw_backtrace(buf, MT_MAX_NATIVE + 16);
@@ -261,6 +263,9 @@ void mt_record_alloc(void *addr, size_t size, int allocator) {
     int depth = mt_capture_python(frames, MT_MAX_PY_DEPTH);
     pthread_mutex_lock(&g_lock);
     if (mt_tracking) {
+        /* The first record after a quiet spell is stamped at once, so times (the peak's
+         * included) are exact to the clock rather than to the idle tick period. */
+        if (g_records_since_tick == 0) maybe_tick_locked(now_ns(), 1);
         uint32_t thread = thread_index_locked();
         uint32_t py = intern_python_locked(frames, depth);
         uint32_t nat = n_ips ? intern_native_locked(ips, n_ips) : 0;
@@ -440,11 +445,13 @@ static uint64_t read_rss(void) {
     return pages * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-static void maybe_tick_locked(uint64_t now) {
+static void maybe_tick_locked(uint64_t now, int first_of_burst) {
     uint64_t since = now - g_last_tick_ns;
-    if (since < MT_TICK_BUSY_NS || (g_records_since_tick == 0 && since < MT_TICK_IDLE_NS)) return;
-    uint8_t *p = reserve(32);
-    if (!p) return;
+    if (since < MT_TICK_BUSY_NS) return;
+    if (!first_of_burst && g_records_since_tick == 0 && since < MT_TICK_IDLE_NS) return;
+    /* Never wait for room: the writer calls this, and it is the one that makes room. */
+    if (!g_running || g_failed || g_active.len + 32 > g_active.cap) return;
+    uint8_t *p = g_active.data + g_active.len;
     p = mp_array(p, 3);
     p = mp_uint(p, 8);
     p = mp_uint(p, (now - g_start_ns) / 1000);
@@ -490,6 +497,8 @@ static void *writer_main(void *arg) {
     int failed = 0;
     pthread_mutex_lock(&g_lock);
     for (;;) {
+        /* A TICK at every turn, busy or not (non-blocking: see maybe_tick_locked). */
+        if (!g_stop_requested && mt_tracking) maybe_tick_locked(now_ns(), 0);
         if (!g_spare_busy) {
             if (!g_stop_requested) {
                 struct timespec ts;
@@ -500,9 +509,8 @@ static void *writer_main(void *arg) {
                     ts.tv_nsec -= 1000000000L;
                 }
                 pthread_cond_timedwait(&g_wake, &g_lock, &ts);
+                if (!g_stop_requested && mt_tracking) maybe_tick_locked(now_ns(), 0);
             }
-            /* never while the spare is busy: reserve() would wait for this very thread */
-            if (!g_stop_requested && mt_tracking && !g_spare_busy) maybe_tick_locked(now_ns());
             if (!g_spare_busy && g_active.len > 0) {
                 mt_buf t = g_active;
                 g_active = g_spare;
