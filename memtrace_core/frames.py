@@ -1,10 +1,10 @@
 """The frame type every layer above the reader speaks: reporters, model and TUI."""
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class FrameKind(str, Enum):
+class FrameKind(StrEnum):
     """Where a frame comes from; colour and a text mark show it in every output."""
 
     PYTHON = "python"

@@ -67,7 +67,12 @@ def header_fields(program: Program, native: bool, python_allocators: bool, attac
     return {
         "format": 1,
         "pid": os.getpid(),
-        "argv": [sys.executable, *(["-m"] if program.module else []), program.target, *program.args],
+        "argv": [
+            sys.executable,
+            *(["-m"] if program.module else []),
+            program.target,
+            *program.args,
+        ],
         "python": ".".join(str(p) for p in sys.version_info[:3]),
         "native": bool(native),
         "python_allocators": bool(python_allocators),
