@@ -111,11 +111,29 @@ def _attach(request: dict[str, Any]) -> None:
             threading._active.pop(me, None)  # type: ignore[attr-defined]
     _state.fd = fd
     _state.bootstrap_original = original
-    _state.bootstrap_wrapper = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
+    _state.bootstrap_wrapper = _name_new_threads(tracer, original)
+    threading.Thread._bootstrap_inner = _state.bootstrap_wrapper  # type: ignore[attr-defined]
     tracer.set_thread_name(threading.get_native_id(), AGENT_THREAD_NAME)
     for thread in threading.enumerate():
         if thread.native_id is not None:
             tracer.set_thread_name(thread.native_id, thread.name)
+
+
+def _name_new_threads(tracer: Any, original: Any) -> Any:
+    """Replaces the runner's thread-naming wrapper with one that removes itself once tracing
+    has ended without a detach (memtrace killed: the tracer stopped on the closed FIFO)."""
+
+    def _bootstrap_inner(self: threading.Thread) -> None:
+        try:
+            if tracer.active():
+                tracer.set_thread_name(threading.get_native_id(), self.name)
+            elif threading.Thread._bootstrap_inner is _bootstrap_inner:  # type: ignore[attr-defined]
+                threading.Thread._bootstrap_inner = original  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - never break the program's threads
+            pass
+        original(self)
+
+    return _bootstrap_inner
 
 
 def _detach() -> None:

@@ -56,6 +56,9 @@ def _explain_failure(pid: int, output: str) -> str:
         return (f"ptrace not permitted for process {pid}: run memtrace as the process's user "
                 f"or as root; under Yama set /proc/sys/kernel/yama/ptrace_scope to 0 "
                 f"(`echo 0 | sudo tee /proc/sys/kernel/yama/ptrace_scope`)")
+    if "Python scripting is not supported" in output:
+        return ("this gdb has no Python support; install the full gdb "
+                "(apt-get install gdb, not gdb-minimal)")
     if "No such process" in output:
         return f"process {pid} exited during attach"
     lines = [line for line in output.splitlines() if line.strip()]

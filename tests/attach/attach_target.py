@@ -2,9 +2,10 @@
 on its path). Every STEP seconds it leaks one block through a Python function and one through
 the C library ($LEAKLIB), frees one block made at start (unknown to a late tracer), and prints
 a line with both addresses, so the test knows the exact ground truth; a thread named
-leak-worker leaks too. It exits 0 once the file named by $STOP_FILE exists. With --sleep S it
-first sleeps S seconds (a target blocked in a syscall) and reports how long the sleep really
-took; with --read it then waits for a line on stdin (a blocking read) and echoes it."""
+leak-worker leaks too, and every 10th round a short thread runs. It exits 0 once the file
+named by $STOP_FILE exists. With --sleep S it first sleeps S seconds (a target blocked in a
+syscall) and reports how long the sleep really took; with --read it then waits for a line on
+stdin (a blocking read) and echoes it."""
 
 import ctypes
 import os
@@ -58,6 +59,10 @@ def main():
         c = leak_c()
         if pool:
             pool.pop()
+        if n % 10 == 0:  # a short-lived thread now and then (joined: counts stay constant)
+            short = threading.Thread(target=bytearray, args=(1000,), name=f"short-{n}")
+            short.start()
+            short.join()
         print(f"leak {n} {py} {c} threads={threading.active_count()} "
               f"globals={len(globals())} "
               f"boot={threading.Thread._bootstrap_inner.__module__}", flush=True)
