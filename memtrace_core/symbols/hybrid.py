@@ -13,6 +13,7 @@ the innermost eval loop) rather than a wrong merge.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -25,6 +26,7 @@ EVAL_FUNCTIONS = frozenset({"_PyEval_EvalFrameDefault"})
 _PYTHON_EXE = re.compile(r"^python\d*(\.\d+)?[a-z]*$")
 
 
+@functools.lru_cache(maxsize=4096)
 def is_interpreter_module(module: str) -> bool:
     """libpython, or a (statically linked) python executable."""
     base = os.path.basename(module)
@@ -34,6 +36,12 @@ def is_interpreter_module(module: str) -> bool:
 def is_memtrace_frame(frame: Frame) -> bool:
     return "memtrace_core" in frame.module or (
         frame.kind is FrameKind.PYTHON and f"{os.sep}memtrace_core{os.sep}" in frame.file)
+
+
+def is_import_machinery(frame: Frame) -> bool:
+    """importlib's and runpy's frozen frames: hidden by default, as in Python-only stacks."""
+    return frame.kind is FrameKind.PYTHON and (
+        frame.file.startswith("<frozen ") or frame.file.endswith(f"{os.sep}runpy.py"))
 
 
 def _groups(py_frames: list[tuple[Frame, bool]]) -> list[list[Frame]]:
@@ -141,6 +149,8 @@ def hybrid_stack(py_frames: list[tuple[Frame, bool]], native_ips: list[int],
                 continue
             if f.kind is FrameKind.PYTHON:
                 n_py_seen += 1
+                if is_import_machinery(f):
+                    continue
             elif outward and (is_interpreter_module(f.module) or n_py_seen == n_py_total):
                 # interpreter glue between Python frames, and process/thread start-up
                 # code outward of the outermost Python frame

@@ -10,6 +10,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from symbols_support import source_line  # noqa: F401 - re-exported for tests
 
 C_SRC = r"""
 #include <stdlib.h>
@@ -158,9 +159,3 @@ def libpython() -> Path:
     return p
 
 
-def source_line(src: Path, marker: str) -> int:
-    """1-based line of the source line holding a marker comment."""
-    for i, text in enumerate(src.read_text().splitlines(), 1):
-        if marker in text:
-            return i
-    raise AssertionError(marker)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import source_line
+from symbols_support import source_line
 
 from memtrace_core.frames import Frame, FrameKind
 from memtrace_core.symbols import ModuleMap, Symbolizer, hybrid_stack

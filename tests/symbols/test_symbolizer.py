@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import msgpack
-from conftest import source_line
+from symbols_support import source_line
 
 from memtrace_core.frames import Frame, FrameKind
 from memtrace_core.symbols import ModuleMap, Symbolizer
