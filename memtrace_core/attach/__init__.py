@@ -1,7 +1,24 @@
-"""Attach to a running CPython process: target checks (target.py), the private FIFO channel
-(channel.py), gdb injection (inject.py + gdb_inject.py, run by gdb's own Python), the helper
-library gdb loads (spawn.c), the agent that runs inside the target (agent.py), and the
-attach/detach sequence (session.py).
+"""Attach to a running CPython process (`memtrace attach PID`, `memtrace live --attach PID`).
+
+How it works, and why:
+- target.py checks the process from /proc before anything touches it: it exists, is a CPython
+  of memtrace's own version and ABI (3.11, 3.12 or 3.13 - the extensions are built per
+  version, so memtrace must be installed for the target's X.Y), ptrace is allowed.
+- channel.py makes a private FIFO in a fresh 0700 directory; our read end is opened first,
+  non-blocking, so neither side can wait forever for the other.
+- inject.py runs `gdb -p PID -batch -nx` with gdb_inject.py (gdb's own Python). gdb picks a
+  thread that is not inside malloc, the loader or the tracer, mmaps a page, writes the helper
+  path and the agent's code there (never calling the target's malloc), dlopens the helper
+  (spawn.c) and calls its spawn function, which only starts a thread. gdb detaches at once.
+- The helper thread takes the GIL the ordinary way (PyGILState_Ensure): the interpreter hands
+  it over at a safe point, also when every Python thread sleeps in a syscall with the GIL
+  released - the case where a pending call would wait for the program to wake up. The
+  interrupted syscall of the target is restarted by the kernel; nothing is cut short.
+- agent.py runs in that thread: puts memtrace's install dir on sys.path only for its import
+  (the target's environment needs no memtrace), opens the FIFO, starts the tracer with an
+  `attached` header, names the existing threads, and reports through a status file.
+- Detach is the same injection running the tracer's stop (trailer, hooks restored, writer
+  thread joined, fd closed). If memtrace dies instead, the tracer sees EPIPE and unhooks.
 
 Importing this package must stay cheap: the agent imports it inside the target.
 """

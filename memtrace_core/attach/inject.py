@@ -53,9 +53,9 @@ def _gdb_command(gdb: str, pid: int) -> list[str]:
 def _explain_failure(pid: int, output: str) -> str:
     """gdb's own words about a failed attach, as one line for the user."""
     if re.search(r"ptrace: Operation not permitted|Could not attach to process", output):
-        return (f"ptrace not permitted for process {pid}: run memtrace as the process's user "
-                f"or as root; under Yama set /proc/sys/kernel/yama/ptrace_scope to 0 "
-                f"(`echo 0 | sudo tee /proc/sys/kernel/yama/ptrace_scope`)")
+        from memtrace_core.attach.target import ptrace_hint
+
+        return f"ptrace not permitted for process {pid}: {ptrace_hint()}"
     if "Python scripting is not supported" in output:
         return ("this gdb has no Python support; install the full gdb "
                 "(apt-get install gdb, not gdb-minimal)")

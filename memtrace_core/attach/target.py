@@ -123,6 +123,9 @@ def _canonical_plt(exe: str) -> list[str]:
 
 def _check_ptrace(pid: int, uid: int, comm: str) -> None:
     """Fail early where the kernel would refuse gdb's PTRACE_ATTACH."""
+    scope = yama_scope()
+    if scope is not None and scope >= 3:
+        raise UserError(f"ptrace not permitted: {YAMA} is {scope} (ptrace disabled until reboot)")
     if _has_cap_sys_ptrace():
         return
     if uid != os.geteuid():
@@ -131,20 +134,26 @@ def _check_ptrace(pid: int, uid: int, comm: str) -> None:
             f"(uid {uid}) and memtrace lacks CAP_SYS_PTRACE; run memtrace as that user or "
             f"as root"
         )
-    try:
-        scope = int(_read(YAMA).strip())
-    except (OSError, ValueError):
-        return
-    if scope == 1:
-        raise UserError(
-            f"ptrace not permitted: {YAMA} is 1 (only a parent may trace its children); "
-            f"run memtrace as root (sudo), or allow it until reboot with "
-            f"`echo 0 | sudo tee {YAMA}`"
-        )
+    # Scope 1 still lets us trace a process that named us with PR_SET_PTRACER: gdb decides,
+    # and its failure is explained by ptrace_hint().
     if scope == 2:
         raise UserError(f"ptrace not permitted: {YAMA} is 2 (admin only); run memtrace as root")
-    if scope >= 3:
-        raise UserError(f"ptrace not permitted: {YAMA} is {scope} (ptrace disabled until reboot)")
+
+
+def yama_scope() -> int | None:
+    try:
+        return int(_read(YAMA).strip())
+    except (OSError, ValueError):
+        return None
+
+
+def ptrace_hint() -> str:
+    """How to get ptrace permission here, for gdb's "Operation not permitted"."""
+    if yama_scope() == 1:
+        return (f"{YAMA} is 1 (only a parent may trace its children): run memtrace as root "
+                f"(sudo), or allow it until reboot with `echo 0 | sudo tee {YAMA}`")
+    return ("run memtrace as the process's user or as root (a container may also need "
+            "--cap-add SYS_PTRACE)")
 
 
 def inspect(pid: int) -> Target:
