@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Sparkline, Static
@@ -24,8 +26,14 @@ class HeapChart(Horizontal):
         yield self.label
         yield self.spark
 
-    def refresh_from(self, session: Session) -> None:
+    min_interval = 1.0  # the chart moves slowly: redrawing it once a second is enough
+
+    def refresh_from(self, session: Session, force: bool = False) -> None:
         """Redraw from the session's history (call with the lock held)."""
+        now = time.monotonic()
+        if not force and session.live and now - getattr(self, "_drawn", 0.0) < self.min_interval:
+            return
+        self._drawn = now
         width = max(10, self.size.width - 24)
         heap, rss = session.heap_series(width)
         data = heap or [0]

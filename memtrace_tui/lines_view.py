@@ -28,15 +28,27 @@ class LinesView(ScrollView, can_focus=True):
 
     def set_rows(self, rows: list[list[tuple[str, Style]]], cursor: int) -> None:
         """Replace all rows; keep the cursor row visible."""
+        old_rows, old_cursor = self.rows, self.cursor
         self.rows = rows
-        self._strips.clear()
         self.cursor = max(0, min(cursor, len(rows) - 1)) if rows else 0
         width = max((sum(len(t) for t, _s in row) for row in rows), default=0)
         size = Size(width, len(rows))
         if size != self.virtual_size:
             self.virtual_size = size
+        before = self.scroll_offset.y
         self.scroll_cursor_visible()
-        self.refresh()
+        top = self.scroll_offset.y
+        if top != before or len(old_rows) != len(rows):
+            self._strips.clear()
+            self.refresh()
+            return
+        # repaint only the visible rows whose text changed: a full repaint of a big tree
+        # costs a whole frame of the UI thread
+        for y in range(top, min(len(rows), top + self.size.height)):
+            if old_rows[y] != rows[y] or y in (old_cursor, self.cursor):
+                self._strips.pop((y, False), None)
+                self._strips.pop((y, True), None)
+                self.refresh_line(y - top)
 
     def scroll_cursor_visible(self) -> None:
         if self.rows:
