@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from conftest import cli_env, memtrace, target_env
+from attach_support import cli_env, memtrace, target_env
 
 from memtrace_core.frames import FrameKind
 from memtrace_core.reader import read_capture

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HERE, Target, cli_env, memtrace
+from attach_support import HERE, Target, cli_env, memtrace
 
 PY312 = "/root/.pyenv/versions/3.12.1/bin/python3.12"
 
