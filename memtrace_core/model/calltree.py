@@ -33,7 +33,7 @@ class Node:
         self.frame = frame
         self.parent = parent
         self.depth = 0 if parent is None else parent.depth + 1
-        self.children: dict[Frame, Node] = {}
+        self.children: dict[int, Node] = {}  # by id() of the (interned) frame
         self.own = [0] * N_COUNTERS
         self.total = [0] * N_COUNTERS
         self.refs = 0  # stacks whose path goes through this node
@@ -77,7 +77,7 @@ class CallTree:
         self._paths: dict[int, tuple[Node, ...]] = {}  # sid -> path (included stacks)
         self._applied: dict[int, tuple[int, ...]] = {}  # sid -> counters applied
         self._by_key: dict[tuple[int, int], set[int]] = {}  # (pynode, nativenode) -> sids
-        self.locations: dict[Frame, Location] = {}
+        self.locations: dict[int, Location] = {}  # by id() of the (interned) frame
         self.generation = 0  # bumps on every change the UI should repaint
         self._backlog_sids: set[int] = set()
         self._backlog_keys: set[tuple[int, int]] = set()
@@ -191,11 +191,11 @@ class CallTree:
         node.refs += 1
         out = []
         for frame in frames:
-            child = node.children.get(frame)
+            child = node.children.get(id(frame))
             if child is None:
                 child = Node(self._next_id, frame, node)
                 self._next_id += 1
-                node.children[frame] = child
+                node.children[id(frame)] = child
             child.refs += 1
             out.append(child)
             node = child
@@ -217,18 +217,19 @@ class CallTree:
         else:
             for i in idx:
                 self.root.own[i] += delta[i]
-        seen: set[Frame] = set()
+        seen: set[int] = set()
         loc = None
+        locations = self.locations
         for node in path:
-            frame = node.frame
-            if frame in seen:
-                loc = self.locations[frame]
+            key = id(node.frame)
+            if key in seen:
+                loc = locations[key]
                 continue  # recursion: a location counts a stack once
-            seen.add(frame)
-            loc = self.locations.get(frame)
+            seen.add(key)
+            loc = locations.get(key)
             if loc is None:
-                loc = self.locations[frame] = Location(frame, [0] * N_COUNTERS,
-                                                       [0] * N_COUNTERS)
+                loc = locations[key] = Location(node.frame, [0] * N_COUNTERS,
+                                                [0] * N_COUNTERS)
             for i in idx:
                 loc.total[i] += delta[i]
         if loc is not None:  # the innermost frame's location
@@ -259,15 +260,14 @@ class CallTree:
             if node.refs == 0:
                 node.alive = False
                 parent = node.parent
-                if parent is not None and parent.children.get(node.frame) is node:
-                    del parent.children[node.frame]
+                if parent is not None and parent.children.get(id(node.frame)) is node:
+                    del parent.children[id(node.frame)]
         for node in path:
             if node.alive:
                 continue
-            for loc_frame in (node.frame,):
-                loc = self.locations.get(loc_frame)
-                if loc is not None and not any(loc.total):
-                    del self.locations[loc_frame]
+            loc = self.locations.get(id(node.frame))
+            if loc is not None and not any(loc.total):
+                del self.locations[id(node.frame)]
 
     # -- queries ---------------------------------------------------------------------------
     def value(self, node: Node) -> int:

@@ -59,6 +59,9 @@ class StackFrames:
         self._py_cache: dict[int, list[tuple[Frame, bool]]] = {}
         self._cache: dict[tuple[int, int], tuple[Frame, ...]] = {}
         self.unresolved: dict[tuple[int, int], set[int]] = {}
+        # Equal frames share one object, so the tree can key children by identity (hashing
+        # a five-field frame on every step of every path was the rebuild's main cost).
+        self._intern: dict[Frame, Frame] = {}
 
     def set_show_internal(self, show: bool) -> None:
         """Hide or show interpreter-internal frames; every path must be rebuilt."""
@@ -96,6 +99,8 @@ class StackFrames:
             path = tuple(f for f, _e in reversed(py))
             if not self.show_internal:
                 path = tuple(f for f in path if not is_internal_python(f))
+        intern = self._intern
+        path = tuple([intern.setdefault(f, f) for f in path])  # one object per distinct frame
         self._cache[key] = path
         return path
 
