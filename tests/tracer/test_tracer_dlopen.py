@@ -36,9 +36,7 @@ print("dlopen done")
 def dlopen_run(request, tmp_path_factory, mt):
     options = ("--native",) if request.param == "native" else ()
     directory = tmp_path_factory.mktemp(f"dlopen_{request.param}")
-    run = mt.trace(directory, DLOPEN_SCRIPT, options=options).check()
-    run.native = request.param == "native"
-    return run
+    return mt.trace(directory, DLOPEN_SCRIPT, options=options).check()
 
 
 def _sizes(run, marker: str) -> list[int]:
@@ -85,9 +83,14 @@ def test_maps_snapshot_lists_the_loaded_libraries(dlopen_run, cbuild):
             assert entry[3], "no PT_LOAD segment recorded"
 
 
-def test_native_frames_inside_dlopened_libraries(dlopen_run, cbuild):
-    if not dlopen_run.native:
-        pytest.skip("native stacks only with --native")
+@pytest.fixture(scope="module")
+def dlopen_run_native(tmp_path_factory, mt):
+    directory = tmp_path_factory.mktemp("dlopen_native_stacks")
+    return mt.trace(directory, DLOPEN_SCRIPT, options=("--native",)).check()
+
+
+def test_native_frames_inside_dlopened_libraries(dlopen_run_native, cbuild):
+    dlopen_run = dlopen_run_native
     reader = dlopen_run.reader
     seen = set()
     for sid in ts.stacks_at(reader, "use_library", dlopen_run.lines["mtlib"]):
