@@ -98,4 +98,10 @@ class LinesView(ScrollView, can_focus=True):
     def on_click(self, event) -> None:
         index = self.scroll_offset.y + event.y
         if 0 <= index < len(self.rows):
-            self.move_cursor(index - self.cursor)
+            if index == self.cursor:
+                self.row_activated()
+            else:
+                self.move_cursor(index - self.cursor)
+
+    def row_activated(self) -> None:
+        """A click on the row under the cursor (the tree toggles it)."""

@@ -124,6 +124,14 @@ class CallTreeView(LinesView):
             self.selected = self.row_nodes[self.cursor]
             self.post_message(SelectionChanged())
 
+    def row_activated(self) -> None:
+        node = self.selected
+        if node is not None and node.id in self.expanded:
+            self.action_collapse()
+        elif node is not None and node.children:
+            self.expanded[node.id] = node
+            self.refresh_from_model()
+
     # -- actions ---------------------------------------------------------------------------
     def action_move(self, delta: int) -> None:
         self.move_cursor(delta)

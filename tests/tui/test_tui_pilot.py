@@ -281,3 +281,16 @@ async def test_internal_frames_toggle(tmp_path):
         assert names(tree) == ["main", "  load"]
         await pilot.press("i", "home", "e")
         assert names(tree) == ["main", "  _call_with_frames_removed", "    load"]
+
+
+@scenarios.sync
+async def test_mouse_selects_then_toggles(sample):
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE) as pilot:
+        tree = app.query_one("#tree", CallTreeView)
+        await pilot.click("#tree", offset=(20, 1))  # second row: worker_loop
+        assert tree.selected.frame.function == "worker_loop"
+        await pilot.click("#tree", offset=(20, 1))  # again: expands it
+        assert names(tree) == ["main", "worker_loop", "  parse_rows"]
+        await pilot.click("#tree", offset=(20, 1))
+        assert names(tree) == ["main", "worker_loop"]
