@@ -116,7 +116,11 @@ class PipeFeed(threading.Thread):
             return
         with self.session.lock:
             t0 = time.perf_counter()
-            self.session.tree.update(UPDATE_BUDGET_S)
+            try:
+                self.session.tree.update(UPDATE_BUDGET_S)
+            except Exception as exc:  # noqa: BLE001 - say so on screen; keep draining the pipe
+                if self.session.error is None:
+                    self.session.error = f"model update failed: {exc!r}"[:200]
             self.session.sample_rates()
             self.update_seconds.append(time.perf_counter() - t0)
         if force or now - self._last_notify >= self.interval or not self.session.tree.backlog:
