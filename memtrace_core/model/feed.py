@@ -40,6 +40,31 @@ def enlarge_pipe(fd: int, size: int = PIPE_SIZE) -> int:
         return 0
 
 
+class _CaptureWriter:
+    """The `-o FILE` copy of the stream, zlib-compressed like `memtrace run` captures
+    ("MEMTRACZ" + a zlib stream of the raw stream), sync-flushed a few times a second so a
+    file cut off by a crash still reads up to its last flush."""
+
+    def __init__(self, path: str) -> None:
+        import zlib
+
+        self._zlib = zlib
+        self._file = open(path, "wb")  # noqa: SIM115
+        self._file.write(b"MEMTRACZ")
+        self._deflate = zlib.compressobj(1)
+
+    def write(self, data: bytes) -> None:
+        self._file.write(self._deflate.compress(data))
+
+    def flush(self) -> None:
+        self._file.write(self._deflate.flush(self._zlib.Z_SYNC_FLUSH))
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.write(self._deflate.flush())
+        self._file.close()
+
+
 class PipeFeed(threading.Thread):
     """Reads fd until EOF or stop(); the session is updated under its lock."""
 
@@ -48,7 +73,7 @@ class PipeFeed(threading.Thread):
         super().__init__(name="memtrace-feed", daemon=True)
         self.fd = fd
         self.session = session
-        self.tee = open(tee_path, "wb") if tee_path else None  # noqa: SIM115
+        self.tee = _CaptureWriter(tee_path) if tee_path else None
         self.on_update = on_update
         self.interval = interval
         self.paused = False
@@ -95,7 +120,8 @@ class PipeFeed(threading.Thread):
             except OSError:
                 pass
             if self.tee is not None:
-                self.tee.close()
+                tee, self.tee = self.tee, None
+                tee.close()
             self._update(force=True)
             while self.session.tree.backlog and not self._stop_event.is_set():
                 self._update(force=True)
@@ -114,6 +140,8 @@ class PipeFeed(threading.Thread):
         self._last_update = now
         if self.paused and not force:
             return
+        if self.tee is not None:
+            self.tee.flush()
         with self.session.lock:
             t0 = time.perf_counter()
             try:

@@ -120,7 +120,11 @@ def test_live_native_navigates_to_leaking_c_function(leaky, tmp_path):
     t.keys("s")
     screen = t.wait_for(r"EXIT=\d+")
     assert "capture: live.mtrace" in screen
-    assert (tmp_path / "live.mtrace").stat().st_size > 0
+    from memtrace_core.reader import read_capture
+
+    saved = read_capture(tmp_path / "live.mtrace")  # compressed like `memtrace run` captures
+    assert open(tmp_path / "live.mtrace", "rb").read(8) == b"MEMTRACZ"
+    assert saved.header["native"] and saved.heap_bytes >= LEAKED
 
 
 def test_live_program_exit_shows_final_status(leaky, tmp_path):
