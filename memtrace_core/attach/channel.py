@@ -85,13 +85,6 @@ class Channel:
                 return None
             time.sleep(0.01)
 
-    def take_read_fd(self) -> int:
-        """Hand over the stream's read end (blocking from now on): the caller closes it."""
-        fd = self.read_fd
-        self.read_fd = -1
-        os.set_blocking(fd, True)
-        return fd
-
     def close(self) -> None:
         """Close our end (if still ours) and remove the directory."""
         if self.read_fd >= 0:

@@ -42,7 +42,7 @@ def helper_library() -> str:
 
 
 class Attachment:
-    """Attach with open(), read the stream from the fd it returns, detach() once."""
+    """begin() -> fd (drain it at once), wait_ready(), ... detach() once, close()."""
 
     def __init__(self, pid: int, native: bool = False, python_allocators: bool = False) -> None:
         self.pid = pid
@@ -53,25 +53,43 @@ class Attachment:
         self.attach_seconds = 0.0
         self.attached = False
         self._requests = 0
+        self._t0 = 0.0
+        self._pending: tuple[str, str, float, float] | None = None
 
     def alive(self) -> bool:
         return target.alive(self.pid)
 
-    def open(self) -> int:
-        """Attach; returns the stream's read end (blocking; the caller closes it)."""
-        t0 = time.monotonic()
+    def begin(self) -> int:
+        """Check, open the channel and inject the agent; returns the stream's read end, which
+        the caller must start draining at once (the tracer writes before the agent reports:
+        a full FIFO nobody reads would stall the target), then call wait_ready(). The fd
+        polls silent until the agent opens the FIFO; the caller closes it."""
+        self._t0 = time.monotonic()
         self.target = target.inspect(self.pid)
         inject.find_gdb()
         self.channel = channel.Channel(self.target.uid)
         try:
-            self._request("attach", native=self.native,
-                          python_allocators=self.python_allocators)
+            self._pending = self._inject("attach", native=self.native,
+                                         python_allocators=self.python_allocators)
         except BaseException:
             self.close()
             raise
+        fd = self.channel.read_fd
+        self.channel.read_fd = -1
+        return fd
+
+    def wait_ready(self) -> None:
+        """Wait for the agent's report: tracing runs, or a UserError (channel removed)."""
+        assert self._pending is not None
+        try:
+            self._await(*self._pending)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            self._pending = None
         self.attached = True
-        self.attach_seconds = time.monotonic() - t0
-        return self.channel.take_read_fd()
+        self.attach_seconds = time.monotonic() - self._t0
 
     def detach(self) -> bool:
         """Stop tracing in the target through gdb; False when it could not (the caller then
@@ -82,7 +100,7 @@ class Attachment:
         if not self.alive():
             return False
         try:
-            self._request("detach")
+            self._await(*self._inject("detach"))
         except UserError:
             return False
         return True
@@ -92,8 +110,8 @@ class Attachment:
         if self.channel is not None:
             self.channel.close()
 
-    def _request(self, action: str, **fields: Any) -> None:
-        """Run one agent action in the target and wait for its status."""
+    def _inject(self, action: str, **fields: Any) -> tuple[str, str, float, float]:
+        """Start one agent action in the target: (action, status name, limit, deadline)."""
         assert self.channel is not None
         limit = _timeout()
         deadline = time.monotonic() + limit
@@ -114,7 +132,7 @@ class Attachment:
                     f"{self.pid} running untraced"
                 ) from None
             if result.get("ok"):
-                break
+                return action, name, limit, deadline
             if result.get("kind") == "busy" and time.monotonic() < gdb_deadline - 0.5:
                 time.sleep(0.05)  # every thread was inside malloc/dlopen: try again
                 continue
@@ -124,6 +142,10 @@ class Attachment:
                 raise UserError(f"could not {action}: every thread of process {self.pid} "
                                 f"stayed inside the allocator or loader for {limit:g} s")
             raise UserError(f"could not {action}: {result.get('message')}")
+
+    def _await(self, action: str, name: str, limit: float, deadline: float) -> None:
+        """Wait for the agent's status of one action."""
+        assert self.channel is not None
         try:
             status = self.channel.wait_status(name, deadline, self.alive)
         except channel.TargetGone:

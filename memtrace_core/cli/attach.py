@@ -103,16 +103,20 @@ def run(args: argparse.Namespace) -> int:
     target.inspect(pid)  # fail before creating the output file
     out_fd = open_output(output, args.force)
     try:
+        copier = None
         try:
-            fd = attachment.open()
+            copier = StreamCopier(attachment.begin(), out_fd)
+            copier.start()  # drains from the first byte: the tracer must never wait for us
+            attachment.wait_ready()
         except BaseException:
+            if copier is not None:
+                copier.stop()
+                copier.eof.wait(timeout=5)
             os.close(out_fd)
             os.unlink(output)
             raise
         print(f"memtrace: attached to process {pid} in {attachment.attach_seconds:.2f} s; "
               f"recording to {output}", file=sys.stderr)
-        copier = StreamCopier(fd, out_fd)
-        copier.start()
         interrupted = _wait(attachment, copier, args.duration)
         ended = copier.eof.is_set()  # the target exited, or its tracer stopped by itself
         exited = not attachment.alive()
@@ -160,7 +164,10 @@ def _wait(attachment: Any, copier: StreamCopier, duration: float | None) -> bool
 # -- memtrace live --attach PID -----------------------------------------------------------
 
 class AttachController:
-    """The TUI's controller for an attached process: the feed, the target's end, detach."""
+    """The TUI's controller for an attached process: the feed, the target's end, detach.
+
+    The feed starts before the app (start_feed) so the stream is drained while the agent
+    starts; the app then plugs in through start()."""
 
     def __init__(self, attachment: Any, read_fd: int, session: Any, *,
                  tee_path: str | None) -> None:
@@ -170,15 +177,24 @@ class AttachController:
         self.tee_path = tee_path
         self.log_path: str | None = None  # the target's output is not ours to show
         self.feed: Any = None
+        self.app: Any = None
         self._detaching = threading.Event()
 
-    def start(self, app: Any) -> None:
+    def start_feed(self) -> None:
         from memtrace_core.model.feed import PipeFeed
-        from memtrace_tui.messages import ModelUpdated
 
         self.feed = PipeFeed(self.read_fd, self.session, tee_path=self.tee_path,
-                             on_update=lambda: app.post_message(ModelUpdated()))
+                             on_update=self._updated)
         self.feed.start()
+
+    def _updated(self) -> None:
+        if self.app is not None:
+            from memtrace_tui.messages import ModelUpdated
+
+            self.app.post_message(ModelUpdated())
+
+    def start(self, app: Any) -> None:
+        self.app = app
         threading.Thread(target=self._watch, args=(app,), name="memtrace-watch",
                          daemon=True).start()
 
@@ -250,27 +266,36 @@ def run_live(args: argparse.Namespace) -> int:
     target.inspect(pid)
     native = bool(getattr(args, "native", False))
     attachment = Attachment(pid, native, bool(getattr(args, "trace_python_allocators", False)))
-    read_fd = attachment.open()
+    from memtrace_core.model.build import stack_frames
+    from memtrace_core.model.calltree import CallTree
+    from memtrace_core.model.session import Session
+    from memtrace_core.reader import StreamReader
+
+    created = bool(output) and not os.path.exists(output)
+    reader = StreamReader()
+    frames = stack_frames(reader, native=native)
+    session = Session(reader, CallTree(reader, frames), live=True)
     try:
-        from memtrace_core.model.build import stack_frames
-        from memtrace_core.model.calltree import CallTree
-        from memtrace_core.model.session import Session
-        from memtrace_core.reader import StreamReader
+        controller = AttachController(attachment, attachment.begin(), session,
+                                      tee_path=output)
+        controller.start_feed()  # drain from the first byte, before the agent reports
+        try:
+            attachment.wait_ready()
+        except BaseException:
+            controller.feed.stop()
+            controller.feed.eof.wait(timeout=5)
+            if created and output:
+                os.unlink(output)
+            raise
         from memtrace_tui.app import MemtraceApp
 
-        reader = StreamReader()
-        frames = stack_frames(reader, native=native)
-        session = Session(reader, CallTree(reader, frames), live=True)
-        controller = AttachController(attachment, read_fd, session, tee_path=output)
         try:
             MemtraceApp(session, controller).run()
         finally:
-            frames.close()
-            if controller.feed is None:
-                os.close(read_fd)
-            elif not session.detached and session.running:
+            if not session.detached and session.running:
                 controller.detach()  # the app ended some other way: never leave hooks in
     finally:
+        frames.close()
         attachment.close()
     if output:
         print(f"memtrace: capture: {output}", file=sys.stderr)

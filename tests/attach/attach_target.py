@@ -5,7 +5,8 @@ a line with both addresses, so the test knows the exact ground truth; a thread n
 leak-worker leaks too, and every 10th round a short thread runs. It exits 0 once the file
 named by $STOP_FILE exists. With --sleep S it first sleeps S seconds (a target blocked in a
 syscall) and reports how long the sleep really took; with --read it then waits for a line on
-stdin (a blocking read) and echoes it."""
+stdin (a blocking read) and echoes it; with --churn a thread mallocs and frees in C without
+end."""
 
 import ctypes
 import os
@@ -42,6 +43,8 @@ def thread_leak():
 
 def main():
     threading.Thread(target=thread_leak, name="leak-worker", daemon=True).start()
+    if "--churn" in sys.argv:  # C malloc/free without end, GIL released (ctypes)
+        threading.Thread(target=lib.attach_churn, name="churn", daemon=True).start()
     if len(sys.argv) > 2 and sys.argv[1] == "--sleep":
         print("sleeping", flush=True)
         t0 = time.monotonic()

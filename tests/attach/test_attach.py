@@ -239,3 +239,20 @@ def test_target_in_another_virtualenv_without_memtrace(start_target, tmp_path):
     check_exact(capture, target.lines, minimum=5)
     assert target.finish() == 0
     assert target.stderr() == ""
+
+
+def test_stream_faster_than_the_fifo_from_the_first_moment(start_target, tmp_path):
+    """A C thread churns malloc/free: the FIFO would fill before the agent reports, so
+    memtrace drains it from the first byte; attach, record and detach all succeed."""
+    target = start_target("--churn")
+    target.wait_line("leak 2 ")
+    for i in range(2):
+        capture = tmp_path / f"churn-{i}.mtrace"
+        proc = memtrace("attach", str(target.pid), "-o", str(capture), "--duration", "0.5")
+        assert proc.returncode == 0, proc.stderr
+        reader = read_capture(capture)
+        assert reader.complete
+        assert reader.total_allocations > 100_000
+    target.wait_line(f"leak {target.last_leak() + 2} ")
+    assert target.finish() == 0
+    assert target.stderr() == ""
