@@ -62,8 +62,9 @@ class Attachment:
     def begin(self) -> int:
         """Check, open the channel and inject the agent; returns the stream's read end, which
         the caller must start draining at once (the tracer writes before the agent reports:
-        a full FIFO nobody reads would stall the target), then call wait_ready(). The fd
-        polls silent until the agent opens the FIFO; the caller closes it."""
+        a full FIFO nobody reads would stall the target), then call wait_ready(). The fd is
+        non-blocking and polls silent until the agent opens the FIFO (poll before reading;
+        a read before that returns b""); the caller closes it."""
         self._t0 = time.monotonic()
         self.target = target.inspect(self.pid)
         inject.find_gdb()
