@@ -12,7 +12,7 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 
 # gdb for attach; elfutils, libc6-dbg, dwz, clang and llvm for the symbolizer's differential
 # tests (eu-addr2line, build-id debug files, dwz and clang-built DWARF, llvm-symbolizer).
-packages="build-essential pkg-config libunwind-dev zlib1g-dev gdb elfutils tmux libc6-dbg dwz clang llvm"
+packages="build-essential pkg-config libunwind-dev libzstd-dev gdb elfutils tmux libc6-dbg dwz clang llvm"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if ! "$PY" -c "import venv, ensurepip" >/dev/null 2>&1; then missing="$missing python3-venv"; fi

@@ -26,6 +26,7 @@ def pkg_config(name: str, package: str) -> tuple[list[str], list[str]]:
 def extensions() -> list[Extension]:
     """Every .pyx becomes a module; hand-written .c files in its folder are linked in."""
     unwind_cflags, unwind_libs = pkg_config("libunwind", "libunwind-dev")
+    pkg_config("libzstd", "libzstd-dev")
     exts = []
     for pyx in sorted(ROOT.glob("memtrace_*/**/*.pyx")):
         rel = pyx.relative_to(ROOT)
@@ -39,7 +40,7 @@ def extensions() -> list[Extension]:
         libs: list[str] = []
         if rel.parts[1] == "tracer":
             cflags += unwind_cflags
-            libs += unwind_libs + ["-lz", "-ldl", "-lpthread"]
+            libs += unwind_libs + ["-lzstd", "-ldl", "-lpthread"]
         module = ".".join(rel.with_suffix("").parts)
         exts.append(
             Extension(

@@ -128,14 +128,14 @@ class StreamWriter:
 
 
 def compress(data: bytes, flush_every: int = 4096, level: int = 1) -> bytes:
-    """A capture file as the tracer writes it: "MEMTRACZ" then a zlib stream of the stream
-    (magic included), sync-flushed every flush_every input bytes."""
-    import zlib
+    """A capture file as the tracer writes it: "MEMTRACZ" then a zstd frame of the stream
+    (magic included), flushed every flush_every input bytes."""
+    import zstandard
 
-    deflater = zlib.compressobj(level)
+    compressor = zstandard.ZstdCompressor(level=level).compressobj()
     out = [b"MEMTRACZ"]
     for i in range(0, len(data), flush_every):
-        out.append(deflater.compress(data[i : i + flush_every]))
-        out.append(deflater.flush(zlib.Z_SYNC_FLUSH))
-    out.append(deflater.flush())
+        out.append(compressor.compress(data[i : i + flush_every]))
+        out.append(compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+    out.append(compressor.flush())
     return b"".join(out)

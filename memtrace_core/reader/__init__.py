@@ -51,13 +51,8 @@ ALLOCATOR_NAMES: dict[int, str] = {
 
 
 COMPRESSED_MAGIC = b"MEMTRACZ"
-# Compressed bytes handed to zlib at a time; on corrupt data the failing slice is retried in
-# ever smaller slices, so every record before the damage is still read.
-_SLICES = (1 << 16, 1 << 12, 1 << 8, 1 << 4, 1)
-
-
-class _Stop(Exception):
-    """The reader refused the inflated data: stop inflating."""
+# compressed bytes per step: zstd expands them up to ~100x, so output stays bounded
+_COMPRESSED_SLICE = 64 << 10
 
 
 Progress = Callable[[int, int], None]  # (bytes of the file read, file size)
@@ -84,60 +79,65 @@ def _read_raw(name: str, data: mmap.mmap, progress: Progress | None) -> StreamRe
 
 
 def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None) -> StreamReader:
-    """Inflate a capture file's zlib stream (after "MEMTRACZ") into the reader.
+    """Decompress a capture file's zstd frame (after "MEMTRACZ") into the reader.
 
-    The tracer sync-flushes the stream at every buffer, so a file cut off mid-run inflates up
-    to its last flush; corrupt compressed data ends the read like a corrupt record.
+    The tracer flushes the frame at every buffer, so a file cut off mid-run decompresses up
+    to its last flush. Corrupt compressed data ends the read like a corrupt record: the
+    damaged slice is decompressed again in small steps, so the records before it are kept.
     """
-    import zlib
+    import zstandard
 
     reader = StreamReader()
+    view = memoryview(data)
+    fed = 0  # decompressed bytes handed to the reader
 
-    def feed(out: bytes) -> None:
+    def feed(out: bytes) -> bool:
+        nonlocal fed
+        fed += len(out)
         try:
             reader.feed(out)
         except CaptureError as exc:
             if not reader.header:
                 raise UserError(f"{name}: {exc}") from None
-            raise _Stop from None
+            return False
+        return True
 
-    def inflate(inflater, chunk: bytes, level: int):
-        """Inflate chunk in slices of _SLICES[level]; returns (inflater, zlib error or None)."""
-        step = _SLICES[level]
-        for i in range(0, len(chunk), step):
-            piece = chunk[i : i + step]
-            saved = inflater.copy() if level + 1 < len(_SLICES) else None
+    def salvage(upto: int) -> None:
+        """Decompress again from the start in small steps; feed what the first pass lost."""
+        again = zstandard.ZstdDecompressor().decompressobj()
+        produced = 0
+        for pos in range(len(COMPRESSED_MAGIC), upto, 512):
             try:
-                out = inflater.decompress(piece)
-            except zlib.error as exc:
-                if saved is None:
-                    return inflater, exc
-                return inflate(saved, piece, level + 1)
-            if out:
-                feed(out)
-            if inflater.eof:
-                break
-        return inflater, None
+                out = again.decompress(bytes(view[pos : min(pos + 512, upto)]))
+            except zstandard.ZstdError:
+                return
+            new = out[max(0, fed - produced) :]
+            produced += len(out)
+            if new and not feed(new):
+                return
 
-    inflater = zlib.decompressobj()
-    view = memoryview(data)
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
     try:
         pos = len(COMPRESSED_MAGIC)
-        while pos < len(view) and not inflater.eof:
-            chunk = bytes(view[pos : pos + _SLICES[0]])  # a copy: no export outlives view
+        while pos < len(view):
+            chunk = bytes(view[pos : pos + _COMPRESSED_SLICE])  # a copy: no export outlives view
             pos += len(chunk)
-            inflater, error = inflate(inflater, chunk, 0)
-            if progress is not None:
-                progress(pos, len(view))
-            if error is not None:
+            try:
+                out = decompressor.decompress(chunk)
+            except zstandard.ZstdError as exc:
+                salvage(pos)
                 if not reader.header:
-                    raise UserError(f"{name}: corrupt compressed data ({error})")
+                    raise UserError(f"{name}: corrupt compressed data ({exc})") from None
                 reader.mark_corrupt(
-                    f"corrupt compressed data after record {reader.records} ({error})"
+                    f"corrupt compressed data after record {reader.records} ({exc})"
                 )
                 break
-    except _Stop:
-        pass
+            if out and not feed(out):
+                break
+            if progress is not None:
+                progress(pos, len(view))
+            if getattr(decompressor, "eof", False):
+                break
     finally:
         view.release()
     return reader

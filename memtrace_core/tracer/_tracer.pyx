@@ -35,7 +35,7 @@ cdef void _stop_at_exit(int status) noexcept nogil:
 def start(int fd, bint native, bint python_allocators, bytes header, bint compress=False) -> int:
     """Start tracing into fd (the stream's magic and HEADER record are written first).
 
-    compress=True (capture files) writes a zlib stream after the magic "MEMTRACZ".
+    compress=True (capture files) writes a zstd frame after the magic "MEMTRACZ".
 
     Returns the number of relocation slots patched.
     """

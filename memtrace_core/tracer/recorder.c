@@ -16,7 +16,7 @@
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
-#include <zlib.h>
+#include <zstd.h>
 
 #include "hooks.h"
 #include "mpack.h"
@@ -55,10 +55,11 @@ static uintptr_t g_self_lo, g_self_hi;
 static char g_exe[4096];
 static char g_strbuf[2][8192];
 static int g_atfork_registered;
-/* Capture files are one zlib stream (level 1, a sync flush per buffer, so a file cut off
- * mid-run still inflates up to its last flush), compressed on the writer thread. */
+/* Capture files are one zstd frame (level 1, flushed at every buffer, so a file cut off
+ * mid-run still decompresses up to its last flush), compressed on the writer thread:
+ * zstd -1 measured 3x faster than zlib -1 here, with smaller output. */
 static int g_compress;
-static z_stream g_z;
+static ZSTD_CCtx *g_zc;
 static uint8_t *g_zout;
 #define MT_ZOUT_CAP (256u << 10)
 
@@ -132,50 +133,131 @@ static uint32_t intern_code_locked(void *code, void *linetable) {
     return id;
 }
 
+/* Each thread remembers its previous stacks, root first, with the trie node of every
+ * prefix: consecutive allocations share most of their stack, so only the frames that
+ * changed are looked up in the tables. Heap-allocated on first use (TLS stays small). */
+typedef struct {
+    uint32_t gen;
+    int py_depth, nat_depth;
+    mt_pyframe py[MT_MAX_PY_DEPTH];
+    uint32_t py_nodes[MT_MAX_PY_DEPTH];
+    uintptr_t nat[MT_MAX_NATIVE];
+    uint32_t nat_nodes[MT_MAX_NATIVE];
+} stack_cache;
+
+static __thread stack_cache *t_cache __attribute__((tls_model("initial-exec"))) = NULL;
+static pthread_key_t g_cache_key;
+static pthread_once_t g_cache_once = PTHREAD_ONCE_INIT;
+
+static void free_cache(void *p) {
+    /* Runs in the exiting thread: later allocations of that thread start a fresh cache. */
+    t_cache = NULL;
+    free(p);
+}
+static void make_cache_key(void) { pthread_key_create(&g_cache_key, free_cache); }
+
+static stack_cache *thread_cache(void) {
+    stack_cache *c = t_cache;
+    if (c == NULL) {
+        c = calloc(1, sizeof *c);
+        if (c == NULL) return NULL;
+        pthread_once(&g_cache_once, make_cache_key);
+        pthread_setspecific(g_cache_key, c);
+        t_cache = c;
+    }
+    if (c->gen != g_generation) {
+        c->gen = g_generation;
+        c->py_depth = c->nat_depth = 0;
+    }
+    return c;
+}
+
+static inline int same_pyframe(const mt_pyframe *a, const mt_pyframe *b) {
+    return a->code == b->code && a->lasti == b->lasti && a->is_entry == b->is_entry &&
+           a->linetable == b->linetable;
+}
+
 static uint32_t intern_python_locked(const mt_pyframe *fr, int depth) {
+    stack_cache *c = thread_cache();
     uint32_t node = 0;
-    for (int i = depth - 1; i >= 0; i--) {
-        uint64_t a = ((uint64_t)node << 32) | (uint32_t)(fr[i].lasti * 2 + fr[i].is_entry);
-        uint32_t id = mt_table_get(&g_pynodes, a, (uintptr_t)fr[i].code, (uintptr_t)fr[i].linetable);
+    int i = 0; /* depth from the root */
+    if (c) {
+        int common = depth < c->py_depth ? depth : c->py_depth;
+        while (i < common && same_pyframe(&fr[depth - 1 - i], &c->py[i])) {
+            node = c->py_nodes[i];
+            i++;
+        }
+    }
+    for (; i < depth; i++) {
+        const mt_pyframe *f = &fr[depth - 1 - i];
+        uint64_t a = ((uint64_t)node << 32) | (uint32_t)(f->lasti * 2 + f->is_entry);
+        uint32_t id = mt_table_get(&g_pynodes, a, (uintptr_t)f->code, (uintptr_t)f->linetable);
         if (!id) {
-            uint32_t code_id = intern_code_locked(fr[i].code, fr[i].linetable);
+            uint32_t code_id = intern_code_locked(f->code, f->linetable);
             id = ++g_next_pynode;
-            if (mt_table_put(&g_pynodes, a, (uintptr_t)fr[i].code, (uintptr_t)fr[i].linetable, id) < 0)
+            if (mt_table_put(&g_pynodes, a, (uintptr_t)f->code, (uintptr_t)f->linetable, id) < 0) {
+                if (c) c->py_depth = 0;
                 return node;
+            }
             uint8_t *p = reserve(40);
-            if (!p) return id;
-            p = mp_array(p, 6);
-            p = mp_uint(p, 2);
-            p = mp_uint(p, id);
-            p = mp_uint(p, node);
-            p = mp_uint(p, code_id);
-            p = mp_int(p, mt_code_line(fr[i].code, fr[i].lasti));
-            p = mp_bool(p, fr[i].is_entry);
-            commit(p);
+            if (p) {
+                p = mp_array(p, 6);
+                p = mp_uint(p, 2);
+                p = mp_uint(p, id);
+                p = mp_uint(p, node);
+                p = mp_uint(p, code_id);
+                p = mp_int(p, mt_code_line(f->code, f->lasti));
+                p = mp_bool(p, f->is_entry);
+                commit(p);
+            }
         }
         node = id;
+        if (c) {
+            c->py[i] = *f;
+            c->py_nodes[i] = id;
+        }
     }
+    if (c) c->py_depth = depth;
     return node;
 }
 
 static uint32_t intern_native_locked(const uintptr_t *ips, int n) {
+    stack_cache *c = thread_cache();
     uint32_t node = 0;
-    for (int i = n - 1; i >= 0; i--) {
-        uint32_t id = mt_table_get(&g_natnodes, node, ips[i], 0);
+    int i = 0;
+    if (c) {
+        int common = n < c->nat_depth ? n : c->nat_depth;
+        while (i < common && ips[n - 1 - i] == c->nat[i]) {
+            node = c->nat_nodes[i];
+            i++;
+        }
+    }
+    for (; i < n; i++) {
+        uintptr_t ip = ips[n - 1 - i];
+        uint32_t id = mt_table_get(&g_natnodes, node, ip, 0);
         if (!id) {
             id = ++g_next_natnode;
-            if (mt_table_put(&g_natnodes, node, ips[i], 0, id) < 0) return node;
+            if (mt_table_put(&g_natnodes, node, ip, 0, id) < 0) {
+                if (c) c->nat_depth = 0;
+                return node;
+            }
             uint8_t *p = reserve(32);
-            if (!p) return id;
-            p = mp_array(p, 4);
-            p = mp_uint(p, 3);
-            p = mp_uint(p, id);
-            p = mp_uint(p, node);
-            p = mp_uint(p, ips[i]);
-            commit(p);
+            if (p) {
+                p = mp_array(p, 4);
+                p = mp_uint(p, 3);
+                p = mp_uint(p, id);
+                p = mp_uint(p, node);
+                p = mp_uint(p, ip);
+                commit(p);
+            }
         }
         node = id;
+        if (c) {
+            c->nat[i] = ip;
+            c->nat_nodes[i] = id;
+        }
     }
+    if (c) c->nat_depth = n;
     return node;
 }
 
@@ -474,19 +556,17 @@ static int write_all(int fd, const uint8_t *data, size_t len) {
     return 0;
 }
 
-/* Write a buffer to the output, through the compressor for capture files. */
-static int emit_out(const uint8_t *data, size_t len, int flush) {
+/* Write a buffer to the output, through the compressor for capture files; end=1 closes
+ * the compressed frame. */
+static int emit_out(const uint8_t *data, size_t len, int end) {
     if (!g_compress) return len ? write_all(g_fd, data, len) : 0;
-    g_z.next_in = (Bytef *)data;
-    g_z.avail_in = (uInt)len;
+    ZSTD_inBuffer in = {data, len, 0};
     for (;;) {
-        g_z.next_out = g_zout;
-        g_z.avail_out = MT_ZOUT_CAP;
-        int rc = deflate(&g_z, flush);
-        if (rc == Z_STREAM_ERROR) return -1;
-        size_t have = MT_ZOUT_CAP - g_z.avail_out;
-        if (have && write_all(g_fd, g_zout, have) < 0) return -1;
-        if (flush == Z_FINISH ? rc == Z_STREAM_END : g_z.avail_out != 0) break;
+        ZSTD_outBuffer out = {g_zout, MT_ZOUT_CAP, 0};
+        size_t left = ZSTD_compressStream2(g_zc, &out, &in, end ? ZSTD_e_end : ZSTD_e_flush);
+        if (ZSTD_isError(left)) return -1;
+        if (out.pos && write_all(g_fd, g_zout, out.pos) < 0) return -1;
+        if (left == 0 && in.pos == in.size) break;
     }
     return 0;
 }
@@ -522,7 +602,7 @@ static void *writer_main(void *arg) {
             const uint8_t *data = g_spare.data;
             size_t len = g_spare.len;
             pthread_mutex_unlock(&g_lock);
-            int rc = emit_out(data, len, Z_SYNC_FLUSH);
+            int rc = emit_out(data, len, 0);
             pthread_mutex_lock(&g_lock);
             g_spare.len = 0;
             g_spare_busy = 0;
@@ -541,7 +621,7 @@ static void *writer_main(void *arg) {
         if (g_stop_requested && g_active.len == 0) break;
     }
     pthread_mutex_unlock(&g_lock);
-    if (!failed && g_compress) emit_out(NULL, 0, Z_FINISH);
+    if (!failed && g_compress) emit_out(NULL, 0, 1);
     if (failed) mt_hooks_uninstall();
     return NULL;
 }
@@ -607,12 +687,13 @@ int mt_recorder_start(int fd, int native, int compress, const char *header, size
     g_spare_busy = 0;
     g_fd = fd;
     g_native = native;
-    if (g_compress) deflateEnd(&g_z);
     g_compress = 0;
     if (compress) {
-        memset(&g_z, 0, sizeof g_z);
         if (!g_zout) g_zout = malloc(MT_ZOUT_CAP);
-        if (g_zout && deflateInit(&g_z, 1) == Z_OK) {
+        if (!g_zc) g_zc = ZSTD_createCCtx();
+        if (g_zout && g_zc) {
+            ZSTD_CCtx_reset(g_zc, ZSTD_reset_session_and_parameters);
+            ZSTD_CCtx_setParameter(g_zc, ZSTD_c_compressionLevel, 1);
             g_compress = 1;
             write_all(fd, (const uint8_t *)"MEMTRACZ", 8);
         }
@@ -636,7 +717,7 @@ int mt_recorder_start(int fd, int native, int compress, const char *header, size
     emit_maps_locked();
     /* The header reaches the file at once: even a program killed in its first milliseconds
      * leaves a capture that says what it was. */
-    if (emit_out(g_active.data, g_active.len, Z_SYNC_FLUSH) == 0) g_active.len = 0;
+    if (emit_out(g_active.data, g_active.len, 0) == 0) g_active.len = 0;
 
     sigset_t all, old;
     sigfillset(&all);

@@ -23,7 +23,7 @@ extern volatile int mt_tracking;
 extern __thread int mt_guard __attribute__((tls_model("initial-exec")));
 
 /* Start recording to fd (header = pre-encoded HEADER record); compress=1 for capture files
- * (magic "MEMTRACZ", then a zlib stream of the plain stream). 0 on success. */
+ * (magic "MEMTRACZ", then a zstd frame holding the plain stream). 0 on success. */
 int mt_recorder_start(int fd, int native, int compress, const char *header, size_t header_len);
 /* Stop: write TRAILER, flush, join the writer. has_code=0 writes a nil exit code. */
 void mt_recorder_stop(int exit_code, int has_code);

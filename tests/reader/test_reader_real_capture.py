@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import msgpack
 import pytest
+import zstandard
 from reader_helpers import snapshot
 from reader_oracle import Oracle
 
@@ -46,9 +46,9 @@ print("done")
 
 
 def replay(data: bytes) -> tuple[Oracle, dict, int]:
-    """Inflate with zlib, decode with msgpack-python and replay into the oracle."""
+    """Decompress with zstandard, decode with msgpack-python and replay into the oracle."""
     if data[:8] == b"MEMTRACZ":
-        data = zlib.decompressobj().decompress(data[8:])
+        data = zstandard.ZstdDecompressor().decompressobj().decompress(data[8:])
     assert data[:8] == b"MEMTRACE"
     o = Oracle()
     header: dict = {}

@@ -42,8 +42,20 @@ def test_missing_and_foreign_files(reports, tmp_path, command):
     assert not any(tmp_path.glob("out.*"))
 
 
+def raw_stream(path) -> bytes:
+    """The plain stream inside a capture file (zstd-compressed by `memtrace run`): damage
+    and cuts are placed in the records themselves."""
+    import zstandard
+
+    data = path.read_bytes()
+    if data[:8] == b"MEMTRACZ":
+        data = zstandard.ZstdDecompressor().decompressobj().decompress(data[8:])
+    assert data[:8] == b"MEMTRACE"
+    return data
+
+
 def test_corrupt_tail_reports_what_was_read_and_fails(reports, native_capture, tmp_path):
-    data = native_capture.path.read_bytes()
+    data = raw_stream(native_capture.path)
     damaged = tmp_path / "damaged.mtrace"
     damaged.write_bytes(data[: len(data) * 2 // 3] + b"\xc1" * 64)  # 0xc1: never valid
     proc = reports.cli("table", "--json", str(damaged), cwd=tmp_path)
@@ -98,7 +110,7 @@ def test_rebuilt_library_is_reported_stale(reports, tmp_path):
 def test_truncated_capture_is_reported_as_incomplete(reports, native_capture, tmp_path):
     from memtrace_core.reader import read_capture
 
-    data = native_capture.path.read_bytes()
+    data = raw_stream(native_capture.path)
     cut = tmp_path / "cut.mtrace"
     for size in range(len(data) - 1, len(data) // 2, -7):  # a cut inside a record
         cut.write_bytes(data[:size])
