@@ -41,27 +41,21 @@ def enlarge_pipe(fd: int, size: int = PIPE_SIZE) -> int:
 
 
 class _CaptureWriter:
-    """The `-o FILE` copy of the stream, zlib-compressed like `memtrace run` captures
-    ("MEMTRACZ" + a zlib stream of the raw stream), sync-flushed a few times a second so a
-    file cut off by a crash still reads up to its last flush."""
+    """The `-o FILE` copy of the stream: the raw stream (FORMAT.md), readable by every
+    reader version; flushed a few times a second so a file cut off by a crash still reads
+    up to its last flush. (Compressing it the way `memtrace run` does belongs with the
+    tracer's capture format, which is still moving: zlib then zstd.)"""
 
     def __init__(self, path: str) -> None:
-        import zlib
-
-        self._zlib = zlib
         self._file = open(path, "wb")  # noqa: SIM115
-        self._file.write(b"MEMTRACZ")
-        self._deflate = zlib.compressobj(1)
 
     def write(self, data: bytes) -> None:
-        self._file.write(self._deflate.compress(data))
+        self._file.write(data)
 
     def flush(self) -> None:
-        self._file.write(self._deflate.flush(self._zlib.Z_SYNC_FLUSH))
         self._file.flush()
 
     def close(self) -> None:
-        self._file.write(self._deflate.flush())
         self._file.close()
 
 
