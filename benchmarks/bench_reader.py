@@ -41,6 +41,14 @@ def build_block(n_records: int, seed: int, n_stacks: int = 3000) -> tuple[bytes,
     so it can be repeated; the prelude (header, threads, stack tries) is sent once."""
     rng = random.Random(seed)
     pack = msgpack.Packer(use_bin_type=True).pack
+    last_addr = 0
+
+    def addr_rec(fields: list) -> bytes:
+        """ALLOC/FREE carry their address as a delta from the previous one (FORMAT.md)."""
+        nonlocal last_addr
+        fields[3], last_addr = fields[3] - last_addr, fields[3]
+        return pack(fields)
+
     pre = [
         pack(
             [
@@ -84,23 +92,23 @@ def build_block(n_records: int, seed: int, n_stacks: int = 3000) -> tuple[bytes,
             size = int(rng.lognormvariate(4.5, 1.6)) + 1
             stack = rng.randint(1, n_stacks)
             next_addr += 16 * rng.randint(1, 64)
-            body.append(pack([4, thread, MALLOC, next_addr, size, stack, stack]))
+            body.append(addr_rec([4, thread, MALLOC, next_addr, size, stack, stack]))
             live.append((next_addr, MALLOC))
             count += 1
         elif x < 0.96 or len(live) > 60_000:
             i = rng.randrange(len(live))
             live[i], live[-1] = live[-1], live[i]
             addr, _ = live.pop()
-            body.append(pack([5, thread, FREE, addr, 0]))
+            body.append(addr_rec([5, thread, FREE, addr, 0]))
             count += 1
         elif x < 0.995:
             i = rng.randrange(len(live))
             live[i], live[-1] = live[-1], live[i]
             addr, _ = live.pop()
             next_addr += 16 * rng.randint(1, 64)
-            body.append(pack([5, thread, REALLOC, addr, 0]))
+            body.append(addr_rec([5, thread, REALLOC, addr, 0]))
             body.append(
-                pack(
+                addr_rec(
                     [
                         4,
                         thread,
@@ -116,19 +124,20 @@ def build_block(n_records: int, seed: int, n_stacks: int = 3000) -> tuple[bytes,
             count += 2
         else:
             next_addr += 1 << 20
-            body.append(pack([4, thread, MMAP, next_addr, 1 << 18, rng.randint(1, n_stacks), 0]))
-            body.append(pack([5, thread, MUNMAP, next_addr + 4096, 8192]))  # split it
+            stack = rng.randint(1, n_stacks)
+            body.append(addr_rec([4, thread, MMAP, next_addr, 1 << 18, stack, 0]))
+            body.append(addr_rec([5, thread, MUNMAP, next_addr + 4096, 8192]))  # split it
             mmaps.append(next_addr)
             count += 2
             if len(mmaps) > 64:  # arenas come and go: a few dozen mappings live at a time
                 old = mmaps.pop(rng.randrange(len(mmaps)))
-                body.append(pack([5, thread, MUNMAP, old, 1 << 18]))
+                body.append(addr_rec([5, thread, MUNMAP, old, 1 << 18]))
                 count += 1
     for addr, _ in live:  # end with nothing live so the body can repeat
-        body.append(pack([5, 1, FREE, addr, 0]))
+        body.append(addr_rec([5, 1, FREE, addr, 0]))
         count += 1
     for addr in mmaps:
-        body.append(pack([5, 1, MUNMAP, addr, 1 << 18]))
+        body.append(addr_rec([5, 1, MUNMAP, addr, 1 << 18]))
         count += 1
     return b"MEMTRACE" + b"".join(pre), count, b"".join(body)
 

@@ -76,12 +76,18 @@ class StreamWriter:
     def nativenode(self, node_id: int, parent: int, ip: int) -> None:
         self.record(NATIVENODE, node_id, parent, ip)
 
+    def _delta(self, address: int) -> int:
+        """Addresses travel as signed deltas from the previous ALLOC/FREE (mod 2**64)."""
+        last = getattr(self, "_last_addr", 0)
+        self._last_addr = address % (1 << 64)
+        return (address - last + (1 << 63)) % (1 << 64) - (1 << 63)
+
     def alloc(self, thread: int, allocator: int, address: int, size: int, pynode: int = 0,
               nativenode: int = 0) -> None:
-        self.record(ALLOC, thread, allocator, address, size, pynode, nativenode)
+        self.record(ALLOC, thread, allocator, self._delta(address), size, pynode, nativenode)
 
     def free(self, thread: int, allocator: int, address: int, size: int = 0) -> None:
-        self.record(FREE, thread, allocator, address, size)
+        self.record(FREE, thread, allocator, self._delta(address), size)
 
     def thread(self, thread: int, os_tid: int, name: str) -> None:
         self.record(THREAD, thread, os_tid, name)

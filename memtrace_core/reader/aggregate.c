@@ -316,6 +316,8 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             READ(mp_uint(&p, end, INT64_MAX, &size));
             READ(mp_uint(&p, end, MT_MAX_ID, &py));
             READ(mp_uint(&p, end, MT_MAX_ID, &nat));
+            addr += s->last_addr; /* a delta from the previous ALLOC/FREE address */
+            s->last_addr = addr;
             r = on_alloc(s, thread, allocator, addr, size, py, nat);
             if (r) return r;
             break;
@@ -329,6 +331,8 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             READ(mp_addr(&p, end, &addr));
             READ(mp_uint(&p, end, INT64_MAX, &size));
             if (allocator == 0) { s->error = "FREE with allocator 0"; return MT_CORRUPT; }
+            addr += s->last_addr;
+            s->last_addr = addr;
             r = on_free(s, allocator, addr, size);
             if (r) return r;
             break;

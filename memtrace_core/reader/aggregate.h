@@ -74,6 +74,7 @@ typedef struct {
     int64_t records;
     int header_seen, trailer_seen;
     const char *error;
+    uint64_t last_addr; /* ALLOC/FREE addresses are deltas from the previous one */
 } mt_state;
 
 int mt_state_init(mt_state *s);

@@ -28,10 +28,13 @@ static inline uint8_t *mp_uint(uint8_t *p, uint64_t v) {
     p = mp_u8(p, 0xcf); return mp_be64(p, v);
 }
 
-/* Signed integer (exit codes). */
+/* Signed integer (exit codes, address deltas) in its smallest form. */
 static inline uint8_t *mp_int(uint8_t *p, int64_t v) {
     if (v >= 0) return mp_uint(p, (uint64_t)v);
     if (v >= -32) return mp_u8(p, (uint8_t)(int8_t)v);
+    if (v >= INT8_MIN) { p = mp_u8(p, 0xd0); return mp_u8(p, (uint8_t)(int8_t)v); }
+    if (v >= INT16_MIN) { p = mp_u8(p, 0xd1); return mp_be16(p, (uint16_t)(int16_t)v); }
+    if (v >= INT32_MIN) { p = mp_u8(p, 0xd2); return mp_be32(p, (uint32_t)(int32_t)v); }
     p = mp_u8(p, 0xd3); return mp_be64(p, (uint64_t)v);
 }
 

@@ -49,6 +49,7 @@ static pthread_t g_writer;
 static uint64_t g_start_ns, g_last_tick_ns, g_records_since_tick;
 static int g_statm_fd = -1;
 static uint32_t g_generation;
+static uint64_t g_last_addr; /* ALLOC/FREE carry addresses as deltas from the previous one */
 static mt_table g_codes, g_pynodes, g_natnodes;
 static uint32_t g_next_code, g_next_pynode, g_next_natnode, g_next_thread;
 static uintptr_t g_self_lo, g_self_hi;
@@ -357,7 +358,8 @@ void mt_record_alloc(void *addr, size_t size, int allocator) {
             p = mp_uint(p, 4);
             p = mp_uint(p, thread);
             p = mp_uint(p, (uint64_t)allocator);
-            p = mp_uint(p, (uintptr_t)addr);
+            p = mp_int(p, (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr));
+            g_last_addr = (uintptr_t)addr;
             p = mp_uint(p, size);
             p = mp_uint(p, py);
             p = mp_uint(p, nat);
@@ -381,7 +383,8 @@ void mt_record_free(void *addr, size_t size, int allocator) {
             p = mp_uint(p, 5);
             p = mp_uint(p, thread);
             p = mp_uint(p, (uint64_t)allocator);
-            p = mp_uint(p, (uintptr_t)addr);
+            p = mp_int(p, (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr));
+            g_last_addr = (uintptr_t)addr;
             p = mp_uint(p, size);
             commit(p);
         }
@@ -673,6 +676,7 @@ int mt_recorder_start(int fd, int native, int compress, const char *header, size
         return -2;
     }
     g_next_code = g_next_pynode = g_next_natnode = g_next_thread = 0;
+    g_last_addr = 0;
     g_generation++;
     for (int i = 0; i < g_n_names; i++) g_names[i].index = 0;
     if (!g_active.data) {

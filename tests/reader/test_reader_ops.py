@@ -258,6 +258,7 @@ def test_take_changed_reports_only_what_changed() -> None:
     assert r.take_changed() == []
     w2 = StreamWriter(header=False)
     w2.chunks = []  # continue the same stream: only records, no magic
+    w2._last_addr = w._last_addr  # and the address deltas go on from where w stopped
     w2.free(1, FREE_FN, 0x20)
     w2.free(1, FREE_FN, 0x999)  # unknown: changes nothing
     r.feed(w2.data)

@@ -53,6 +53,7 @@ def replay(data: bytes) -> tuple[Oracle, dict, int]:
     o = Oracle()
     header: dict = {}
     count = 0
+    last = 0
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(data))
     unpacker.feed(data[8:])
     for rec in unpacker:
@@ -60,10 +61,10 @@ def replay(data: bytes) -> tuple[Oracle, dict, int]:
         kind = rec[0]
         if kind == 0:
             header = rec[1]
-        elif kind == 4:
-            o.alloc(*rec[1:])
-        elif kind == 5:
-            o.free(*rec[1:])
+        elif kind in (4, 5):  # addresses are deltas from the previous ALLOC/FREE
+            last = (last + rec[3]) % (1 << 64)
+            fields = [*rec[1:3], last, *rec[4:]]
+            (o.alloc if kind == 4 else o.free)(*fields)
         elif kind == 8:
             o.tick(rec[1])
     return o, header, count

@@ -60,10 +60,16 @@ class StreamWriter:
               thread: int = 1, allocator: int = 1, native: list[int] | None = None) -> None:
         py = self.pystack(stack)
         nat = self.native(native) if native else 0
-        self.record(4, thread, allocator, address, size, py, nat)
+        self.record(4, thread, allocator, self._delta(address), size, py, nat)
+
+    def _delta(self, address: int) -> int:
+        """Addresses travel as signed deltas from the previous ALLOC/FREE (FORMAT.md)."""
+        last = getattr(self, "_last_addr", 0)
+        self._last_addr = address
+        return address - last
 
     def free(self, address: int, thread: int = 1) -> None:
-        self.record(5, thread, 10, address, 0)
+        self.record(5, thread, 10, self._delta(address), 0)
 
     def tick(self, t_us: int, rss: int = 0) -> None:
         self.record(8, t_us, rss)
