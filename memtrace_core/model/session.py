@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from memtrace_core.model.calltree import CallTree
 
+HISTORY_POINTS = 4096  # chart resolution kept, whatever the run's length
+
 
 @dataclass(frozen=True, slots=True)
 class Summary:
@@ -52,6 +54,8 @@ class Session:
         self.started = clock()
         self.ended: float | None = None
         self._samples: deque[tuple[float, int, int]] = deque(maxlen=64)
+        self._points: list[tuple[int, int, int]] = []
+        self._hist_seen = 0
 
     # -- status ----------------------------------------------------------------------------
     def status_text(self) -> str:
@@ -130,9 +134,25 @@ class Session:
             native=bool(header.get("native", False)),
         )
 
+    def _compact_history(self) -> list[tuple[int, int, int]]:
+        """The reader's TICK history, absorbed incrementally and kept to at most
+        HISTORY_POINTS by merging neighbours (max), so a long run's chart costs the same."""
+        hist = self.reader.history
+        if len(hist) > self._hist_seen:
+            self._points.extend(hist[self._hist_seen:])
+            self._hist_seen = len(hist)
+            while len(self._points) > HISTORY_POINTS:
+                pts = self._points
+                merged = [(b[0], max(a[1], b[1]), max(a[2], b[2]))
+                          for a, b in zip(pts[0::2], pts[1::2], strict=False)]
+                if len(pts) % 2:
+                    merged.append(pts[-1])
+                self._points = merged
+        return self._points
+
     def heap_series(self, width: int) -> tuple[list[int], list[int]]:
         """Heap and RSS over time in `width` buckets (max per bucket) for the chart."""
-        hist = self.reader.history
+        hist = self._compact_history()
         if not hist or width <= 0:
             return [], []
         last = hist[-1][0] or 1

@@ -241,3 +241,18 @@ def test_format_bytes():
     assert format_bytes(812) == "812 B"
     assert format_bytes(1536) == "1.5 KiB"
     assert format_bytes(3 * 1024 * 1024) == "3.0 MiB"
+
+
+def test_heap_series_is_bounded_and_keeps_the_peak():
+    from memtrace_core.model import session as session_mod
+
+    r = FakeReader()
+    s = session_mod.Session(r, CallTree(r))
+    for i in range(10_000):
+        r.history.append((i * 10_000, 1000 + (5_000_000 if i == 7777 else i), 0))
+    heap, _rss = s.heap_series(100)
+    assert len(heap) == 100 and max(heap) == 5_001_000
+    assert len(s._points) <= session_mod.HISTORY_POINTS
+    r.history.append((100_010_000, 42, 0))  # absorbed incrementally
+    heap, _ = s.heap_series(100)
+    assert s._points[-1] == (100_010_000, 42, 0) and max(heap) == 5_001_000
