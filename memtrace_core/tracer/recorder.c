@@ -56,9 +56,10 @@ static uintptr_t g_self_lo, g_self_hi;
 static char g_exe[4096];
 static char g_strbuf[2][8192];
 static int g_atfork_registered;
-/* Capture files are one zstd frame (level 1, flushed at every buffer, so a file cut off
+/* Capture files are one zstd frame (level 2, flushed at every buffer, so a file cut off
  * mid-run still decompresses up to its last flush), compressed on the writer thread:
- * zstd -1 measured 3x faster than zlib -1 here, with smaller output. */
+ * zstd -2 measured 2-3x faster than zlib -1 here, with smaller output (on the address-delta
+ * stream level 2 compresses 20% better than level 1 at the same speed). */
 static int g_compress;
 static ZSTD_CCtx *g_zc;
 static uint8_t *g_zout;
@@ -697,7 +698,7 @@ int mt_recorder_start(int fd, int native, int compress, const char *header, size
         if (!g_zc) g_zc = ZSTD_createCCtx();
         if (g_zout && g_zc) {
             ZSTD_CCtx_reset(g_zc, ZSTD_reset_session_and_parameters);
-            ZSTD_CCtx_setParameter(g_zc, ZSTD_c_compressionLevel, 1);
+            ZSTD_CCtx_setParameter(g_zc, ZSTD_c_compressionLevel, 2);
             g_compress = 1;
             write_all(fd, (const uint8_t *)"MEMTRACZ", 8);
         }
