@@ -91,36 +91,6 @@ def _has_cap_sys_ptrace() -> bool:
     return False
 
 
-# Functions the tracer hooks; see _canonical_plt.
-HOOKED = ("malloc", "calloc", "realloc", "reallocarray", "free", "posix_memalign",
-          "aligned_alloc", "memalign", "valloc", "pvalloc", "mmap", "mmap64", "munmap",
-          "dlopen", "dlclose", "_exit")
-
-
-def _canonical_plt(exe: str) -> list[str]:
-    """Hooked functions the executable imports through canonical PLT entries (undefined
-    dynamic symbols with an address: a non-PIE program that takes e.g. `&malloc`). For
-    those, the tracer's dlsym(RTLD_DEFAULT) yields the program's own PLT stub, which jumps
-    back into the hook: unbounded recursion, a crash. Debian's /usr/bin/python3.11 is one."""
-    try:
-        from elftools.elf.elffile import ELFFile
-    except ImportError:
-        return []
-    try:
-        with open(exe, "rb") as f:
-            elf = ELFFile(f)
-            dynsym = elf.get_section_by_name(".dynsym")
-            if dynsym is None:
-                return []
-            wanted = set(HOOKED)
-            return sorted(
-                sym.name for sym in dynsym.iter_symbols()
-                if sym.name in wanted and sym["st_shndx"] == "SHN_UNDEF" and sym["st_value"]
-            )
-    except Exception:  # noqa: BLE001 - unreadable ELF: let gdb/the tracer decide
-        return []
-
-
 def _check_ptrace(pid: int, uid: int, comm: str) -> None:
     """Fail early where the kernel would refuse gdb's PTRACE_ATTACH."""
     scope = yama_scope()
@@ -220,13 +190,6 @@ def inspect(pid: int) -> Target:
     theirs, mine = _elf_machine(f"/proc/{pid}/exe"), _elf_machine(sys.executable)
     if theirs is not None and mine is not None and theirs != mine:
         raise UserError(f"process {pid} is built for another CPU architecture than memtrace")
-    plt = _canonical_plt(f"/proc/{pid}/exe")
-    if plt:
-        raise UserError(
-            f"process {pid} runs {exe}, a non-PIE executable that calls {', '.join(plt)} "
-            f"through canonical PLT entries, which memtrace's tracer cannot hook yet (it "
-            f"would crash the process); left untouched"
-        )
     return Target(pid=pid, exe=exe, comm=comm, uid=uid, version=version)
 
 
