@@ -22,16 +22,17 @@ class QuitScreen(ModalScreen[str]):
     QuitScreen > Vertical { width: 76; height: auto; border: round $warning;
                             background: $surface; padding: 1 2; }
     QuitScreen Horizontal { height: auto; margin-top: 1; }
-    QuitScreen Button { margin: 0 1; }
+    QuitScreen Button { margin: 0 1; width: auto; }
     """
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static("The program is still running. Quit and…")
             with Horizontal():
-                yield Button("[s]top program", id="stop", variant="error")
-                yield Button("r[u]n on untraced", id="detach", variant="primary")
-                yield Button("[c]ancel", id="cancel")
+                # plain labels: "[s]" would be read as markup (strike-through)
+                yield Button("Stop program (s)", id="stop", variant="error")
+                yield Button("Run on untraced (u)", id="detach", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id or "cancel")
