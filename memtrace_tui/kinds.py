@@ -1,32 +1,13 @@
-"""Frame-kind colours and marks: colour for the eye, a text mark for colourless terminals."""
+"""Frame-kind styles for the widgets: the colours, labels and locations are the reports'
+(memtrace_core/report/kinds.py), so the UI and every report read alike."""
 
 from __future__ import annotations
 
 from rich.style import Style
 
-from memtrace_core.frames import Frame, FrameKind
+from memtrace_core.report.kinds import KIND_COLOURS, KIND_LABELS
+from memtrace_core.report.kinds import short_location as location
 
-KIND_COLOURS = {
-    FrameKind.PYTHON: "#5fd75f",  # green
-    FrameKind.NATIVE: "#5fafff",  # blue
-    FrameKind.INLINE: "#d787ff",  # magenta
-    FrameKind.UNRESOLVED: "#d7af5f",  # amber
-}
+__all__ = ["KIND_COLOURS", "KIND_LABELS", "KIND_STYLES", "location"]
 
 KIND_STYLES = {kind: Style(color=colour) for kind, colour in KIND_COLOURS.items()}
-KIND_LABELS = {
-    FrameKind.PYTHON: "Python",
-    FrameKind.NATIVE: "native C/C++",
-    FrameKind.INLINE: "inlined",
-    FrameKind.UNRESOLVED: "unresolved",
-}
-
-
-def location(frame: Frame) -> str:
-    """`file:line` (basename) or the library for frames without a file."""
-    if frame.file:
-        name = frame.file.rsplit("/", 1)[-1]
-        return f"{name}:{frame.line}" if frame.line else name
-    if frame.module:
-        return frame.module.rsplit("/", 1)[-1]
-    return ""
