@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from rich.segment import Segment
 from rich.style import Style
+from textual.binding import Binding
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -18,6 +19,16 @@ class LinesView(ScrollView, can_focus=True):
     DEFAULT_CSS = """
     LinesView { height: 1fr; }
     """
+    # Cursor movement shared by the tree and the table (subclasses add their own keys and
+    # implement action_move).
+    BINDINGS = [
+        Binding("up,k", "move(-1)", "Up", show=False),
+        Binding("down,j", "move(1)", "Down", show=False),
+        Binding("pageup", "move(-20)", "Page up", show=False),
+        Binding("pagedown", "move(20)", "Page down", show=False),
+        Binding("home", "move(-1000000000)", "Top", show=False),
+        Binding("end", "move(1000000000)", "Bottom", show=False),
+    ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

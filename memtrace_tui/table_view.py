@@ -26,12 +26,6 @@ class LocationsTable(LinesView):
     """Top locations sorted by own bytes, total bytes or count (`s` cycles)."""
 
     BINDINGS = [
-        Binding("up,k", "move(-1)", "Up", show=False),
-        Binding("down,j", "move(1)", "Down", show=False),
-        Binding("pageup", "move(-20)", "Page up", show=False),
-        Binding("pagedown", "move(20)", "Page down", show=False),
-        Binding("home", "move(-1000000000)", "Top", show=False),
-        Binding("end", "move(1000000000)", "Bottom", show=False),
         Binding("s", "cycle_sort", "Sort"),
     ]
 

@@ -27,12 +27,6 @@ class CallTreeView(LinesView):
     """Keyboard-navigable call tree over the session's CallTree."""
 
     BINDINGS = [
-        Binding("up,k", "move(-1)", "Up", show=False),
-        Binding("down,j", "move(1)", "Down", show=False),
-        Binding("pageup", "move(-20)", "Page up", show=False),
-        Binding("pagedown", "move(20)", "Page down", show=False),
-        Binding("home", "move(-1000000000)", "Top", show=False),
-        Binding("end", "move(1000000000)", "Bottom", show=False),
         Binding("right,l,enter", "expand", "Expand"),
         Binding("left,h", "collapse", "Collapse"),
         Binding("e", "expand_hottest", "Hottest path"),
