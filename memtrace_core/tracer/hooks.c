@@ -56,6 +56,12 @@ void (*mt_on_exit)(int status) = NULL;
 
 #define TRACE_OK (LIKELY(!mt_tracking) || mt_guard)
 
+/* Who called the hook: its return address and the caller's stack pointer at the call (the
+ * hook's CFA; hooks keep frame pointers). The recorder uses them to reuse the previous
+ * native stack when the caller and every saved return address are unchanged. */
+#define CALLER ((uintptr_t)__builtin_return_address(0)), \
+               ((uintptr_t)__builtin_frame_address(0) + 2 * sizeof(void *))
+
 /* While tracing, the real function runs with the guard set: an allocator implemented on
  * top of another (reallocarray on realloc, valloc on memalign...) through its own PLT must
  * count once, as what the program called. */
@@ -70,7 +76,7 @@ static void *hook_malloc(size_t size) {
     if (TRACE_OK) return real_malloc(size);
     void *p;
     GUARDED(p = real_malloc(size));
-    if (p) mt_record_alloc(p, size, MT_MALLOC);
+    if (p) mt_record_alloc(p, size, MT_MALLOC, CALLER);
     return p;
 }
 
@@ -78,7 +84,7 @@ static void *hook_calloc(size_t n, size_t size) {
     if (TRACE_OK) return real_calloc(n, size);
     void *p;
     GUARDED(p = real_calloc(n, size));
-    if (p) mt_record_alloc(p, n * size, MT_CALLOC);
+    if (p) mt_record_alloc(p, n * size, MT_CALLOC, CALLER);
     return p;
 }
 
@@ -96,15 +102,15 @@ static void hook_free(void *p) {
  * re-records the old block with its usable size: the one place a figure can be inexact, and
  * only when memory ran out. */
 static void *realloc_common(void *old, size_t size, void *(*call)(void *, size_t, size_t),
-                            size_t a, size_t b, int allocator) {
+                            size_t a, size_t b, int allocator, uintptr_t ra, uintptr_t cfa) {
     if (TRACE_OK) return call(old, a, b);
     if (old) mt_record_free(old, 0, allocator);
     void *p;
     GUARDED(p = call(old, a, b));
     if (p) {
-        mt_record_alloc(p, size, allocator);
+        mt_record_alloc(p, size, allocator, ra, cfa);
     } else if (old && size != 0) {
-        mt_record_alloc(old, malloc_usable_size(old), allocator);
+        mt_record_alloc(old, malloc_usable_size(old), allocator, ra, cfa);
     }
     return p;
 }
@@ -113,18 +119,18 @@ static void *call_realloc(void *p, size_t a, size_t b) { (void)b; return real_re
 static void *call_reallocarray(void *p, size_t a, size_t b) { return real_reallocarray(p, a, b); }
 
 static void *hook_realloc(void *old, size_t size) {
-    return realloc_common(old, size, call_realloc, size, 0, MT_REALLOC);
+    return realloc_common(old, size, call_realloc, size, 0, MT_REALLOC, CALLER);
 }
 
 static void *hook_reallocarray(void *old, size_t n, size_t size) {
-    return realloc_common(old, n * size, call_reallocarray, n, size, MT_REALLOCARRAY);
+    return realloc_common(old, n * size, call_reallocarray, n, size, MT_REALLOCARRAY, CALLER);
 }
 
 static int hook_posix_memalign(void **out, size_t align, size_t size) {
     if (TRACE_OK) return real_posix_memalign(out, align, size);
     int rc;
     GUARDED(rc = real_posix_memalign(out, align, size));
-    if (rc == 0 && *out) mt_record_alloc(*out, size, MT_POSIX_MEMALIGN);
+    if (rc == 0 && *out) mt_record_alloc(*out, size, MT_POSIX_MEMALIGN, CALLER);
     return rc;
 }
 
@@ -132,7 +138,7 @@ static void *hook_aligned_alloc(size_t align, size_t size) {
     if (TRACE_OK) return real_aligned_alloc(align, size);
     void *p;
     GUARDED(p = real_aligned_alloc(align, size));
-    if (p) mt_record_alloc(p, size, MT_ALIGNED_ALLOC);
+    if (p) mt_record_alloc(p, size, MT_ALIGNED_ALLOC, CALLER);
     return p;
 }
 
@@ -140,7 +146,7 @@ static void *hook_memalign(size_t align, size_t size) {
     if (TRACE_OK) return real_memalign(align, size);
     void *p;
     GUARDED(p = real_memalign(align, size));
-    if (p) mt_record_alloc(p, size, MT_MEMALIGN);
+    if (p) mt_record_alloc(p, size, MT_MEMALIGN, CALLER);
     return p;
 }
 
@@ -148,7 +154,7 @@ static void *hook_valloc(size_t size) {
     if (TRACE_OK) return real_valloc(size);
     void *p;
     GUARDED(p = real_valloc(size));
-    if (p) mt_record_alloc(p, size, MT_VALLOC);
+    if (p) mt_record_alloc(p, size, MT_VALLOC, CALLER);
     return p;
 }
 
@@ -156,27 +162,27 @@ static void *hook_pvalloc(size_t size) {
     if (TRACE_OK) return real_pvalloc(size);
     void *p;
     GUARDED(p = real_pvalloc(size));
-    if (p) mt_record_alloc(p, size, MT_PVALLOC);
+    if (p) mt_record_alloc(p, size, MT_PVALLOC, CALLER);
     return p;
 }
 
 static void *mmap_common(mmap_fn real, void *addr, size_t len, int prot, int flags, int fd,
-                         off_t off) {
+                         off_t off, uintptr_t ra, uintptr_t cfa) {
     if (TRACE_OK) return real(addr, len, prot, flags, fd, off);
     /* MAP_FIXED replaces whatever was mapped there: that range is unmapped first. */
     if ((flags & MAP_FIXED) && addr) mt_record_free(addr, len, MT_MUNMAP);
     void *p;
     GUARDED(p = real(addr, len, prot, flags, fd, off));
-    if (p != MAP_FAILED) mt_record_alloc(p, len, MT_MMAP);
+    if (p != MAP_FAILED) mt_record_alloc(p, len, MT_MMAP, ra, cfa);
     return p;
 }
 
 static void *hook_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
-    return mmap_common(real_mmap, addr, len, prot, flags, fd, off);
+    return mmap_common(real_mmap, addr, len, prot, flags, fd, off, CALLER);
 }
 
 static void *hook_mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
-    return mmap_common(real_mmap64, addr, len, prot, flags, fd, off);
+    return mmap_common(real_mmap64, addr, len, prot, flags, fd, off, CALLER);
 }
 
 static int hook_munmap(void *addr, size_t len) {
@@ -480,7 +486,7 @@ static void *pm_malloc(void *ctx, size_t n) {
     mt_guard = 1;
     void *p = a->malloc(a->ctx, n);
     mt_guard = 0;
-    if (p) mt_record_alloc(p, n, MT_PYMALLOC_MALLOC);
+    if (p) mt_record_alloc(p, n, MT_PYMALLOC_MALLOC, CALLER);
     return p;
 }
 
@@ -490,7 +496,7 @@ static void *pm_calloc(void *ctx, size_t n, size_t size) {
     mt_guard = 1;
     void *p = a->calloc(a->ctx, n, size);
     mt_guard = 0;
-    if (p) mt_record_alloc(p, n * size, MT_PYMALLOC_CALLOC);
+    if (p) mt_record_alloc(p, n * size, MT_PYMALLOC_CALLOC, CALLER);
     return p;
 }
 
@@ -501,7 +507,7 @@ static void *pm_realloc(void *ctx, void *old, size_t n) {
     mt_guard = 1;
     void *p = a->realloc(a->ctx, old, n);
     mt_guard = 0;
-    if (p) mt_record_alloc(p, n, MT_PYMALLOC_REALLOC);
+    if (p) mt_record_alloc(p, n, MT_PYMALLOC_REALLOC, CALLER);
     return p;
 }
 

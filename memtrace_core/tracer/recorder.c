@@ -145,6 +145,14 @@ typedef struct {
     uint32_t py_nodes[MT_MAX_PY_DEPTH];
     uintptr_t nat[MT_MAX_NATIVE];
     uint32_t nat_nodes[MT_MAX_NATIVE];
+    /* The previous unwinding, innermost first: each frame's ip and its stack pointer (so its
+     * return address sits at sp - 8). */
+    int unw_depth;
+    uintptr_t unw_ip[MT_MAX_NATIVE];
+    uintptr_t unw_sp[MT_MAX_NATIVE];
+    /* When to pay for a recording unwind (see capture_native). */
+    uintptr_t miss_ra, miss_cfa;
+    uint32_t hits_since_fill, fruitless_fills, misses;
 } stack_cache;
 
 static __thread stack_cache *t_cache __attribute__((tls_model("initial-exec"))) = NULL;
@@ -169,7 +177,9 @@ static stack_cache *thread_cache(void) {
     }
     if (c->gen != g_generation) {
         c->gen = g_generation;
-        c->py_depth = c->nat_depth = 0;
+        c->py_depth = c->nat_depth = c->unw_depth = 0;
+        c->miss_ra = c->miss_cfa = 0;
+        c->hits_since_fill = c->fruitless_fills = c->misses = 0;
     }
     return c;
 }
@@ -328,7 +338,17 @@ void mt_set_thread_name(long os_tid, const char *name) {
 
 static void maybe_tick_locked(uint64_t now, int first_of_burst);
 
-static int capture_native(uintptr_t *out, int max) {
+/* The native stack, innermost first, without the tracer's own frames.
+ *
+ * Consecutive allocations from one call site share their whole native stack, and unwinding
+ * it (libunwind, ~16 ns a frame) was the main cost of --native. So a thread may keep an
+ * unwinding with every frame's stack pointer: when the hook's caller is the same (return
+ * address and stack pointer at the call, given by the hook) and every saved return address
+ * of that stack is still in its slot on the stack, the stack is the same and is reused.
+ * Recording the stack pointers needs libunwind's step-by-step walk, ~3x slower than its
+ * fast backtrace, so it is only done when the same caller comes twice in a row and recent
+ * recordings were reused; everything else takes the fast backtrace. */
+static int unwind_fast(uintptr_t *out, int max) {
     void *buf[MT_MAX_NATIVE + 16];
     int n = unw_backtrace(buf, MT_MAX_NATIVE + 16);
     int i = 0;
@@ -338,12 +358,61 @@ static int capture_native(uintptr_t *out, int max) {
     return k;
 }
 
-void mt_record_alloc(void *addr, size_t size, int allocator) {
+static int unwind_recording(uintptr_t *out, int max, stack_cache *c) {
+    unw_context_t uc;
+    unw_cursor_t cursor;
+    if (unw_getcontext(&uc) != 0 || unw_init_local(&cursor, &uc) != 0) return 0;
+    int n = 0, own = 1;
+    do {
+        unw_word_t ip = 0, sp = 0;
+        unw_get_reg(&cursor, UNW_REG_IP, &ip);
+        unw_get_reg(&cursor, UNW_REG_SP, &sp);
+        if (ip == 0) break;
+        if (own && ip >= g_self_lo && ip < g_self_hi) continue;
+        own = 0;
+        out[n] = (uintptr_t)ip;
+        c->unw_sp[n] = (uintptr_t)sp;
+        n++;
+    } while (n < max && unw_step(&cursor) > 0);
+    return n;
+}
+
+static int capture_native(uintptr_t *out, int max, uintptr_t ra, uintptr_t cfa) {
+    stack_cache *c = thread_cache();
+    if (c == NULL) return unwind_fast(out, max);
+    if (c->unw_depth > 0 && c->unw_ip[0] == ra && c->unw_sp[0] == cfa) {
+        int n = c->unw_depth, m = 1;
+        while (m < n && *(const uintptr_t *)(c->unw_sp[m] - sizeof(void *)) == c->unw_ip[m]) m++;
+        if (m == n) {
+            c->hits_since_fill++;
+            memcpy(out, c->unw_ip, (size_t)n * sizeof *out);
+            return n;
+        }
+    }
+    int again = ra == c->miss_ra && cfa == c->miss_cfa;
+    c->miss_ra = ra;
+    c->miss_cfa = cfa;
+    if ((++c->misses & 255) == 0) c->fruitless_fills = 0; /* try again now and then */
+    if (!again || c->fruitless_fills >= 2) return unwind_fast(out, max);
+    c->fruitless_fills = c->hits_since_fill ? 0 : c->fruitless_fills + 1;
+    c->hits_since_fill = 0;
+    int n = unwind_recording(out, max, c);
+    /* Only a stack whose innermost frame is the hook's caller can be matched later. */
+    if (n > 0 && out[0] == ra && c->unw_sp[0] == cfa) {
+        memcpy(c->unw_ip, out, (size_t)n * sizeof *out);
+        c->unw_depth = n;
+    } else {
+        c->unw_depth = 0;
+    }
+    return n;
+}
+
+void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintptr_t cfa) {
     int saved_errno = errno;
     mt_guard = 1;
     mt_pyframe frames[MT_MAX_PY_DEPTH];
     uintptr_t ips[MT_MAX_NATIVE];
-    int n_ips = g_native ? capture_native(ips, MT_MAX_NATIVE) : 0;
+    int n_ips = g_native ? capture_native(ips, MT_MAX_NATIVE, ra, cfa) : 0;
     int depth = mt_capture_python(frames, MT_MAX_PY_DEPTH);
     pthread_mutex_lock(&g_lock);
     if (mt_tracking) {

@@ -30,7 +30,9 @@ void mt_recorder_stop(int exit_code, int has_code);
 /* Whether the writer gave up (reader gone): the hooks have been removed. */
 int mt_recorder_failed(void);
 
-void mt_record_alloc(void *addr, size_t size, int allocator);
+/* ra/cfa: the hook's return address and its caller's stack pointer at the call (see
+ * capture_native in recorder.c). */
+void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintptr_t cfa);
 void mt_record_free(void *addr, size_t size, int allocator);
 /* Re-send the memory maps (after dlopen/dlclose). */
 void mt_record_maps(void);

@@ -1,0 +1,68 @@
+"""The tracer reuses a thread's previous native stack when the hook's caller and every saved
+return address are unchanged. These tests make that shortcut as easy to get wrong as
+possible: one C function allocating at the same stack depth under two different callers,
+alternating and in runs, must always be attributed to the caller that really called it."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from tracer_support import functions_on_stack
+
+LIB = r"""
+#include <stdlib.h>
+void *volatile sink;
+__attribute__((noinline)) void *common(size_t n) { void *p = malloc(n); sink = p; return p; }
+/* same frame layout, different return addresses into them */
+__attribute__((noinline)) void *path_a(size_t n) { void *p = common(n); sink = p; return p; }
+__attribute__((noinline)) void *path_b(size_t n) { void *p = common(n); sink = p; return p; }
+/* pattern: a run of 'a'/'b' letters; every block is leaked so each one stays in the capture */
+void drive(const char *pattern, int rounds) {
+    for (int r = 0; r < rounds; r++)
+        for (const char *c = pattern; *c; c++)
+            (*c == 'a' ? path_a : path_b)(*c == 'a' ? 1111 : 2222);
+}
+"""
+
+SCRIPT = """
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.drive.argtypes = [ctypes.c_char_p, ctypes.c_int]
+def from_python_a():
+    lib.drive(b"aaab", 50)
+def from_python_b():
+    lib.drive(b"abbbab", 50)
+from_python_a()
+from_python_b()
+from_python_a()
+"""
+
+
+@pytest.fixture(scope="module")
+def reuse_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("reuse")
+    (d / "reuse.c").write_text(LIB)
+    subprocess.run(["gcc", "-g", "-O1", "-fPIC", "-shared", "-o", str(d / "libreuse.so"),
+                    str(d / "reuse.c")], check=True)
+    return d / "libreuse.so"
+
+
+def test_each_block_is_attributed_to_its_real_caller(mt, tmp_path, reuse_lib):
+    run = mt.trace(tmp_path, SCRIPT, str(reuse_lib), options=("--native",)).check()
+    reader = run.reader
+    expected = {1111: 0, 2222: 0}
+    # from_python_a: 50 x "aaab" twice; from_python_b: 50 x "abbbab"
+    expected[1111] = 2 * 50 * 3 + 50 * 2
+    expected[2222] = 2 * 50 * 1 + 50 * 4
+    seen = {1111: 0, 2222: 0}
+    for _addr, size, sid, _alloc in reader.live_allocations():
+        if size not in seen:
+            continue
+        nativenode = reader.stack_key(sid)[1]
+        names = functions_on_stack(reader, nativenode, reuse_lib)
+        want = "path_a" if size == 1111 else "path_b"
+        assert names == ["common", want, "drive"], (size, names)
+        seen[size] += 1
+    assert seen == expected
