@@ -8,7 +8,6 @@ symbolizer can name it later through the `resolve` hook of `native_locations`.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -89,16 +88,15 @@ def native_locations(reader: Any) -> dict[NativeLocation, LocationStats]:
             stats = by_node[row[1]] = LocationStats()
         stats.add(row[3:])
     # Latest snapshot first: a library unloaded since is still found in an older one.
-    snapshots = [_SegmentIndex(m) for m in reversed(reader.maps_history)]
+    # (the modmap module alone loads neither pyelftools nor msgpack: stats stays light)
+    from memtrace_core.symbols.modmap import ModuleMap
+
+    modmap = ModuleMap.from_history(reader.maps_history)
     out: dict[NativeLocation, LocationStats] = {}
     for node, stats in by_node.items():
         ip = reader.native_stack(node)[0]
-        loc = NativeLocation("", ip)
-        for modmap in snapshots:
-            hit = modmap.lookup(ip)
-            if hit is not None:
-                loc = NativeLocation(hit[0], hit[2], hit[1])
-                break
+        hit = modmap.lookup(ip)
+        loc = NativeLocation("", ip) if hit is None else NativeLocation(hit[0], hit[2], hit[1])
         _merge(out, loc, stats)
     return out
 
@@ -117,34 +115,6 @@ def name_native(
             if frames:
                 named[loc] = frames[0]
     return named
-
-
-class _SegmentIndex:
-    """ip -> (path, build_id, ip - load_base) over the PT_LOAD segments of one MAPS snapshot.
-
-    (memtrace_core.symbols.ModuleMap does the same, but importing the symbols package loads
-    pyelftools; `memtrace stats` stays light without it.)"""
-
-    def __init__(self, maps: list) -> None:
-        spans = []
-        for obj in maps:
-            try:
-                path, base, build_id, segments = obj
-                for seg in segments:
-                    if seg[1] > 0:
-                        spans.append((base + seg[0], base + seg[0] + seg[1], path, build_id, base))
-            except (TypeError, ValueError, IndexError):
-                continue  # a malformed entry names nothing
-        spans.sort(key=lambda span: span[0])
-        self._starts = [span[0] for span in spans]
-        self._spans = spans
-
-    def lookup(self, ip: int) -> tuple[str, str | None, int] | None:
-        i = bisect.bisect_right(self._starts, ip) - 1
-        if i < 0 or ip >= self._spans[i][1]:
-            return None
-        _start, _end, path, build_id, base = self._spans[i]
-        return path, build_id, ip - base
 
 
 def _merge(out: dict, loc: Any, stats: LocationStats) -> None:

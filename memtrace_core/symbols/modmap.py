@@ -15,12 +15,15 @@ class ModuleMap:
 
     def __init__(self, maps: list):
         spans = []
-        for path, base, build_id, segments in maps:
-            for seg in segments:
-                vaddr, memsz = seg[0], seg[1]
-                if memsz <= 0:
-                    continue
-                spans.append((base + vaddr, base + vaddr + memsz, path, build_id, base))
+        for obj in maps:
+            try:
+                path, base, build_id, segments = obj
+                for seg in segments:
+                    vaddr, memsz = seg[0], seg[1]
+                    if memsz > 0:
+                        spans.append((base + vaddr, base + vaddr + memsz, path, build_id, base))
+            except (TypeError, ValueError, IndexError):
+                continue  # a malformed entry names nothing
         spans.sort(key=lambda s: s[0])
         self._starts = [s[0] for s in spans]
         self._spans = spans
