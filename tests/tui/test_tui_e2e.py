@@ -49,7 +49,10 @@ class Tmux:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()
                            if k in ("PYTHONPATH", "MT_LIB", "MT_DL2", "COLORTERM", "TERM",
                                     "XDG_CACHE_HOME", "HOME", "PATH"))
-        script = f"cd {shlex.quote(str(cwd))} && env {exports} {command}; echo EXIT=$?; sleep 60"
+        # -u COLUMNS/LINES: a tmux server started from pytest inherits COLUMNS=80 LINES=24,
+        # and Textual takes those over the pane's real size
+        script = (f"cd {shlex.quote(str(cwd))} && env -u COLUMNS -u LINES {exports} {command}; "
+                  "echo EXIT=$?; sleep 60")
         subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(size[0]),
                         "-y", str(size[1]), script], check=True)
 
