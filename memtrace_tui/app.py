@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Protocol
 
@@ -68,7 +69,7 @@ class MemtraceApp(App[int]):
         self.controller = controller
         self.paused = False
         self.tick_seconds = tick_seconds
-        self.tick_lateness: list[float] = []  # seconds late per UI tick (benchmarks)
+        self.tick_lateness: deque[float] = deque(maxlen=4096)  # seconds late per tick
         self._last_tick = 0.0
         self._seen_generation = -1
         self._exit_requested = False
@@ -111,7 +112,8 @@ class MemtraceApp(App[int]):
             self._last_tick = time.monotonic()
             self.set_interval(self.tick_seconds, self._tick)
         else:  # a capture: only native names still arrive (symbolizer worker)
-            self.set_interval(self.tick_seconds, self._poll_model)
+            self._polling = False
+            self.set_interval(0.05, self._poll_model)
 
     # -- repaint ---------------------------------------------------------------------------
     @property
@@ -168,12 +170,29 @@ class MemtraceApp(App[int]):
         self._refresh_header()  # plain reads of counters: no need to wait for the lock
 
     def _poll_model(self) -> None:
-        if self.paused:
+        """A capture's names arriving: renames in short steps (the UI stays responsive),
+        a repaint at most every tick while they last, and one when they are done."""
+        if self.paused or self._polling:
             return
+        tree = self.session.tree
         with self.session.lock:
-            changed = self.session.tree.update()
-        if changed:
+            generation = tree.generation
+            if not tree.busy:
+                tree.begin()
+            done = tree.step(0.008)
+            changed = tree.generation != generation
+        if changed and (done or time.monotonic() - self._last_refresh >= self.tick_seconds):
             self.refresh_all()
+        elif changed and not self._refresh_pending:
+            self._refresh_pending = True
+            self.set_timer(self.tick_seconds, self._deferred_refresh)
+        if not done:
+            self._polling = True
+            self.set_timer(0.001, self._poll_again)
+
+    def _poll_again(self) -> None:
+        self._polling = False
+        self._poll_model()
 
     # -- messages --------------------------------------------------------------------------
     def on_model_updated(self, message: ModelUpdated) -> None:

@@ -70,7 +70,7 @@ class CallTreeView(LinesView):
         while stack:
             node, depth = stack.pop()
             kids = tree.children(node) if node.id in self.expanded else None
-            has_kids = bool(node.children)
+            has_kids = node.has_children
             arrow = ("▼ " if kids is not None else "▶ ") if has_kids else "  "
             frame = node.frame
             pct = 100.0 * node.total[si] / grand
@@ -122,7 +122,7 @@ class CallTreeView(LinesView):
         node = self.selected
         if node is not None and node.id in self.expanded:
             self.action_collapse()
-        elif node is not None and node.children:
+        elif node is not None and node.has_children:
             self.expanded[node.id] = node
             self.refresh_from_model()
 
@@ -134,7 +134,7 @@ class CallTreeView(LinesView):
         node = self.selected
         if node is None:
             return
-        if node.id in self.expanded or not node.children:
+        if node.id in self.expanded or not node.has_children:
             self.move_cursor(1)  # already open: step into the first child
             return
         self.expanded[node.id] = node
