@@ -110,7 +110,12 @@ def first_data(tmp: Path, repeats: int, tools: list[str]) -> None:
     print(f"  {'target':<13}{'tool':<22}{'first data':>11}{'max':>8}{'held':>10}{'max':>9}")
     for name, code in STATE_TARGETS.items():
         for tool in tools:
-            proc = start(code, target_env())
+            env = target_env()
+            if tool == "memray":  # memray must be importable inside the target
+                import memray
+
+                env["PYTHONPATH"] = str(Path(memray.__file__).resolve().parents[1])
+            proc = start(code, env)
             firsts: list[float] = []
             held: list[float] = []
             try:
