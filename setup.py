@@ -41,6 +41,10 @@ def extensions() -> list[Extension]:
         if rel.parts[1] == "tracer":
             cflags += unwind_cflags
             libs += unwind_libs + ["-lzstd", "-ldl", "-lpthread"]
+        if rel.parts[1:3] == ("attach", "ptrace"):  # the injector: remote unwinding
+            ptrace_cflags, ptrace_libs = pkg_config("libunwind-ptrace", "libunwind-dev")
+            cflags += ptrace_cflags
+            libs += ptrace_libs
         module = ".".join(rel.with_suffix("").parts)
         exts.append(
             Extension(

@@ -40,6 +40,48 @@ def find_gdb() -> str:
     return path
 
 
+# gdb before 14 keeps the x86 extended register state in a fixed buffer of this many bytes;
+# where the CPU's XSAVE area is larger (AMX: 11,008 bytes) it cannot write the state back
+# after an inferior call, and the target's interrupted system call then returns -ERESTART...
+GDB_FIXED_XSAVE = 2696
+_VERSION = re.compile(r"(\d+)\.(\d+)")
+
+
+def gdb_version(gdb: str) -> tuple[int, int] | None:
+    """(major, minor) from `gdb --version`'s first line, None when it says nothing usable."""
+    try:
+        out = subprocess.run([gdb, "--version"], capture_output=True, text=True, timeout=10,
+                             stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = out.splitlines()[0] if out else ""
+    found = _VERSION.findall(first)
+    return (int(found[-1][0]), int(found[-1][1])) if found else None
+
+
+def gdb_refusal(version: tuple[int, int] | None, xsave_size: int) -> str | None:
+    """Why this gdb must not touch a process on this CPU, or None when it may."""
+    if version is None or version >= (14, 0) or xsave_size <= GDB_FIXED_XSAVE:
+        return None
+    return (f"gdb {version[0]}.{version[1]} cannot restore this CPU's {xsave_size}-byte "
+            f"extended register state (it keeps {GDB_FIXED_XSAVE} bytes) and would leave the "
+            f"target's interrupted system call failing; use memtrace's own injector (drop "
+            f"--method gdb) or GDB 14 or newer")
+
+
+def check_gdb(gdb: str) -> None:
+    """Refuse a gdb that would harm the target on this host (x86_64 only)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return
+    from memtrace_core.attach.ptrace import _ptrace
+
+    reason = gdb_refusal(gdb_version(gdb), _ptrace.xsave_size())
+    if reason:
+        raise UserError(reason)
+
+
 def _gdb_command(gdb: str, pid: int) -> list[str]:
     return [
         gdb, "-p", str(pid), "-batch", "-nx", "-q",

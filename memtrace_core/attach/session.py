@@ -1,8 +1,9 @@
-"""One attachment to a running process: check it, open the channel, inject the agent through
-gdb, hand out the stream's read end; later detach through gdb the same way.
+"""One attachment to a running process: check it, open the channel, inject the agent (with
+memtrace's own ptrace injector, or gdb with `--method gdb`), hand out the stream's read end;
+later detach through the same method.
 
 Used by `memtrace attach` (capture file) and `memtrace live --attach` (TUI). Detach prefers a
-second short gdb call that runs the tracer's own stop in the target (trailer written, hooks
+second short injection that runs the tracer's own stop in the target (trailer written, hooks
 restored, writer thread joined, fd closed); if that fails, closing our end of the FIFO is the
 fallback: the tracer sees EPIPE and removes its hooks by itself.
 """
@@ -14,10 +15,11 @@ import time
 from typing import Any
 
 import memtrace_core
-from memtrace_core.attach import agent, channel, inject, target
+from memtrace_core.attach import agent, channel, inject, injector, target
 from memtrace_core.errors import UserError
 
 TIMEOUT = 15.0  # seconds for a whole attach or detach, gdb included
+METHODS = ("ptrace", "gdb")
 
 
 def _timeout() -> float:
@@ -44,8 +46,13 @@ def helper_library() -> str:
 class Attachment:
     """begin() -> fd (drain it at once), wait_ready(), ... detach() once, close()."""
 
-    def __init__(self, pid: int, native: bool = False, python_allocators: bool = False) -> None:
+    def __init__(self, pid: int, native: bool = False, python_allocators: bool = False,
+                 method: str = "ptrace") -> None:
+        if method not in METHODS:
+            raise UserError(f"unknown attach method {method!r} (choose {' or '.join(METHODS)})")
         self.pid = pid
+        self.method = method
+        self.stopped_ms: list[float] = []  # how long the target's thread was held, per call
         self.native = native
         self.python_allocators = python_allocators
         self.target: target.Target | None = None
@@ -67,7 +74,8 @@ class Attachment:
         a read before that returns b""); the caller closes it."""
         self._t0 = time.monotonic()
         self.target = target.inspect(self.pid)
-        inject.find_gdb()
+        if self.method == "gdb":
+            inject.check_gdb(inject.find_gdb())
         self.channel = channel.Channel(self.target.uid)
         try:
             self._pending = self._inject("attach", native=self.native,
@@ -125,14 +133,19 @@ class Attachment:
         # gdb gets the time left minus what stopping it may take (SIGINT, then SIGKILL).
         gdb_deadline = deadline - min(4.0, limit / 3)
         while True:
-            try:
-                result = inject.run_gdb(self.pid, job, gdb_deadline)
-            except inject.GdbTimeout:
-                raise UserError(
-                    f"gdb did not finish within {limit:g} s; gave up and left process "
-                    f"{self.pid} running untraced"
-                ) from None
+            if self.method == "ptrace":
+                result = injector.inject(self.pid, job, gdb_deadline)
+            else:
+                try:
+                    result = inject.run_gdb(self.pid, job, gdb_deadline)
+                except inject.GdbTimeout:
+                    raise UserError(
+                        f"gdb did not finish within {limit:g} s; gave up and left process "
+                        f"{self.pid} running untraced"
+                    ) from None
             if result.get("ok"):
+                if "stopped_ms" in result:
+                    self.stopped_ms.append(result["stopped_ms"])
                 return action, name, limit, deadline
             if result.get("kind") == "busy" and time.monotonic() < gdb_deadline - 0.5:
                 time.sleep(0.05)  # every thread was inside malloc/dlopen: try again

@@ -22,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "attach",
         help="trace a running Python process for a while into a capture file",
         description="Attach to a running CPython process (same version as memtrace's) with "
-        "gdb, record its allocations from now on into a capture file, then detach: the "
-        "process runs on untraced. Allocations made before attaching are unknown.",
+        "memtrace's own ptrace injector, record its allocations from now on into a capture "
+        "file, then detach: the process runs on untraced. Allocations made before attaching "
+        "are unknown.",
     )
     parser.add_argument("pid", type=int, metavar="PID", help="the process to trace")
     add_attach_options(parser)
@@ -37,11 +38,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_attach_options(parser: argparse.ArgumentParser) -> None:
-    """--native and --trace-python-allocators, as for `run`."""
+    """--native and --trace-python-allocators, as for `run`, and --method."""
     parser.add_argument("--native", action="store_true", help="also record native stacks")
+    add_method_option(parser)
     parser.add_argument(
         "--trace-python-allocators", action="store_true",
         help="record every PyMem/PyObject allocation, not only the arenas pymalloc maps",
+    )
+
+
+def add_method_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--method", choices=("ptrace", "gdb"), default="ptrace",
+        help="how to inject the tracer: memtrace's own ptrace injector (default) or gdb "
+             "(refused where a gdb older than 14 would harm the target)",
     )
 
 
@@ -97,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         raise UserError("--duration must be positive")
     output = args.output or f"memtrace-attach-{pid}.mtrace"
-    attachment = Attachment(pid, args.native, args.trace_python_allocators)
+    attachment = Attachment(pid, args.native, args.trace_python_allocators, args.method)
     from memtrace_core.attach import target
 
     target.inspect(pid)  # fail before creating the output file
@@ -115,8 +125,10 @@ def run(args: argparse.Namespace) -> int:
             os.close(out_fd)
             os.unlink(output)
             raise
-        print(f"memtrace: attached to process {pid} in {attachment.attach_seconds:.2f} s; "
-              f"recording to {output}", file=sys.stderr)
+        held = (f" (one thread held {attachment.stopped_ms[-1]:.1f} ms)"
+                if attachment.stopped_ms else "")
+        print(f"memtrace: attached to process {pid} in {attachment.attach_seconds:.2f} s"
+              f"{held}; recording to {output}", file=sys.stderr)
         interrupted = _wait(attachment, copier, args.duration)
         ended = copier.eof.is_set()  # the target exited, or its tracer stopped by itself
         exited = not attachment.alive()
@@ -136,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"memtrace: the stream from process {pid} ended early (its tracer stopped); "
               f"capture in {output}", file=sys.stderr)
     elif clean:
-        print(f"memtrace: detached from process {pid} (it runs on untraced); capture in "
+        held = (f"; one thread held {attachment.stopped_ms[-1]:.1f} ms"
+                if len(attachment.stopped_ms) > 1 else "")
+        print(f"memtrace: detached from process {pid} (it runs on untraced{held}); capture in "
               f"{output}", file=sys.stderr)
     else:
         print(f"memtrace: detached from process {pid} by closing the channel (its tracer "
@@ -228,7 +242,8 @@ class AttachController:
             self.feed.paused = paused
 
     def detach(self) -> None:
-        """Stop tracing in the target (gdb), drain the trailer; else close the channel."""
+        """Stop tracing in the target (an injection), drain the trailer; else close the
+        channel."""
         self._detaching.set()
         with self.session.lock:
             self.session.detached = True
@@ -265,7 +280,8 @@ def run_live(args: argparse.Namespace) -> int:
         raise UserError(f"{output} exists (use --force to overwrite)")
     target.inspect(pid)
     native = bool(getattr(args, "native", False))
-    attachment = Attachment(pid, native, bool(getattr(args, "trace_python_allocators", False)))
+    attachment = Attachment(pid, native, bool(getattr(args, "trace_python_allocators", False)),
+                            getattr(args, "method", "ptrace"))
     from memtrace_core.model.build import call_tree
     from memtrace_core.model.session import Session
     from memtrace_core.reader import StreamReader

@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="program output log (default: a file in the temp directory)")
     p.add_argument("--attach", type=int, metavar="PID",
                    help="attach to a running Python process instead of starting a program")
+    from memtrace_core.cli.attach import add_method_option
+
+    add_method_option(p)
     add_program_arguments(p)
     p.set_defaults(func=run)
 

@@ -255,6 +255,10 @@ cdef class TreeCore:
         self.fflags[fid] = flags
         return fid
 
+    def frame_id(self, frame) -> int:
+        """The id of a frame already seen, else -1."""
+        return self.frame_ids.get(frame, -1)
+
     def frame_flag_bits(self, uint32_t fid) -> int:
         return self.fflags[fid]
 

@@ -71,14 +71,20 @@ class Node:
 
     @property
     def parent(self) -> Node | None:
-        if self.epoch != self._tree.core.epoch:
-            return None
+        if self.epoch != self._tree.core.epoch:  # a node of a tree since rebuilt
+            if not self._path or len(self._path) < 2:
+                return None
+            ghost = Node(self._tree, -1)
+            ghost.epoch, ghost.id, ghost._path = self.epoch, -1, self._path[:-1]
+            return ghost
         pid = self._tree.core.parent(self.nid)
         return None if pid < 0 else self._tree.node(pid)
 
     @property
     def depth(self) -> int:
-        return self._tree.core.depth(self.nid) if self.epoch == self._tree.core.epoch else 0
+        if self.epoch != self._tree.core.epoch:
+            return len(self._path or ())
+        return self._tree.core.depth(self.nid)
 
     @property
     def total(self) -> list[int]:
@@ -100,6 +106,15 @@ class Node:
             return {}
         core = tree.core
         return {core.node_frame(c): tree.node(c) for c in core.children(self.nid, 1)}
+
+    def child(self, frame: Frame) -> Node | None:
+        """The child for this frame, when it has something counted."""
+        tree = self._tree
+        fid = tree.core.frame_id(frame)
+        if fid < 0 or self.epoch != tree.core.epoch:
+            return None
+        c = tree.core.child(self.nid, fid)
+        return tree.node(c) if c >= 0 and tree.core.value(c, 1) else None
 
     @property
     def has_children(self) -> bool:

@@ -77,7 +77,7 @@ def test_gdb_not_installed(start_target, tmp_path):
     target = start_target()
     target.wait_line("leak 1 ")
     proc = memtrace("attach", str(target.pid), "-o", str(tmp_path / "x.mtrace"),
-                    env=cli_env(PATH="/nonexistent"))
+                    "--method", "gdb", env=cli_env(PATH="/nonexistent"))
     one_line_error(proc, "gdb is not installed", "apt-get install gdb")
     assert not (tmp_path / "x.mtrace").exists()
     assert_untouched(target)
@@ -120,9 +120,11 @@ def test_already_traced_by_memtrace(tmp_path, leaklib):
         target.kill()
 
 
-def _fake_gdb(tmp_path: Path, body: str) -> str:
+def _fake_gdb(tmp_path: Path, body: str, version: str = "GNU gdb (GDB) 14.2") -> str:
+    """A script in gdb's place: answers --version like a real gdb, else runs body."""
     path = tmp_path / "fake-gdb"
-    path.write_text("#!/bin/sh\n" + body)
+    path.write_text(f"#!/bin/sh\nif [ \"$1\" = --version ]; then echo '{version}'; exit 0; fi\n"
+                    + body)
     path.chmod(0o755)
     return str(path)
 
@@ -133,18 +135,18 @@ def test_gdb_hangs_times_out_and_target_runs_on(start_target, tmp_path):
     gdb = _fake_gdb(tmp_path, "trap '' INT\nkill -STOP \"$2\"\nsleep 60\n")
     t0 = time.monotonic()
     proc = memtrace("attach", str(target.pid), "-o", str(tmp_path / "x.mtrace"),
-                    env=cli_env(MEMTRACE_GDB=gdb, MEMTRACE_ATTACH_TIMEOUT="3"))
+                    "--method", "gdb", env=cli_env(MEMTRACE_GDB=gdb, MEMTRACE_ATTACH_TIMEOUT="3"))
     assert time.monotonic() - t0 < 6
     one_line_error(proc, "gdb did not finish within 3 s", "running")
     assert_untouched(target)  # SIGCONT undid the stop the hung "gdb" left behind
 
 
-def test_target_exits_during_attach(start_target, tmp_path):
+def test_target_exits_during_gdb_attach(start_target, tmp_path):
     target = start_target()
     target.wait_line("leak 1 ")
     gdb = _fake_gdb(tmp_path, "kill -9 \"$2\"\nsleep 0.2\necho 'ptrace: No such process.'\n")
     proc = memtrace("attach", str(target.pid), "-o", str(tmp_path / "x.mtrace"),
-                    env=cli_env(MEMTRACE_GDB=gdb))
+                    "--method", "gdb", env=cli_env(MEMTRACE_GDB=gdb))
     one_line_error(proc, f"process {target.pid} exited during attach")
 
 

@@ -1,0 +1,1 @@
+"""memtrace's own ptrace injector (C): see remote.h."""
