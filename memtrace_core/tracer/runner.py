@@ -21,6 +21,7 @@ from memtrace_core.errors import UserError
 from memtrace_core.tracer.program import (
     CODE,
     MODULE,
+    SCRIPT,
     STDIN,
     Program,
     mark_takes_program,
@@ -169,16 +170,31 @@ def _fresh_main(**attributes: object) -> dict:
     return main.__dict__
 
 
-def _is_zip(path: str) -> bool:
-    import zipfile
+def _runs_as_package(path: str) -> bool:
+    """A directory or zip file holding __main__: python runs it through runpy. Decided
+    before tracing starts (zipimport is what python itself uses, and is always loaded)."""
+    import zipimport
 
+    if os.path.isdir(path):
+        return True
     try:
-        return zipfile.is_zipfile(path)
-    except OSError:
+        zipimport.zipimporter(path)
+    except (zipimport.ZipImportError, OSError):
         return False
+    return True
 
 
-def _prepare(program: Program) -> tuple[types.CodeType | None, dict]:
+def _via_runpy(program: Program) -> bool:
+    """Whether runpy runs the program (-m, a directory, a zip file); runpy is then loaded
+    now, as python loads it before the program's first line."""
+    via = program.kind == MODULE or (
+        program.kind == SCRIPT and _runs_as_package(program.target))
+    if via:
+        import runpy  # noqa: F401
+    return via
+
+
+def _prepare(program: Program, via_runpy: bool) -> tuple[types.CodeType | None, dict]:
     """Everything python does before the program's first line: sys.argv, sys.path[0], a
     fresh __main__ and the compiled code (None: runpy runs it, as python does for -m, a
     directory or a zip file). A syntax error raises here, like python's."""
@@ -198,7 +214,7 @@ def _prepare(program: Program) -> tuple[types.CodeType | None, dict]:
         main = _fresh_main(__file__="<stdin>", __cached__=None)
         return compile(source, "<stdin>", "exec", dont_inherit=True), main
     path = program.target
-    if os.path.isdir(path) or _is_zip(path):
+    if via_runpy:
         sys.path[0] = os.path.abspath(path)
         return None, _fresh_main()
     abspath = os.path.abspath(path)
@@ -212,11 +228,11 @@ def _prepare(program: Program) -> tuple[types.CodeType | None, dict]:
 
 def _enter(program: Program, code: types.CodeType | None, main: dict) -> None:
     """The program's only caller: traced stacks stop here (its code is the tracer's root)."""
-    import runpy
-
     if code is not None:
         exec(code, main)
     else:
+        import runpy  # loaded already (_via_runpy)
+
         runpy._run_module_as_main(  # type: ignore[attr-defined]
             program.target if program.kind == MODULE else "__main__",
             alter_argv=program.kind == MODULE,
@@ -232,10 +248,12 @@ def _trim_traceback(tb: types.TracebackType | None) -> types.TracebackType | Non
     return tb
 
 
-def execute(program: Program) -> None:
+def execute(program: Program, via_runpy: bool | None = None) -> None:
     """Run the program in this interpreter; raises SystemExit with its exit status."""
+    if via_runpy is None:
+        via_runpy = _via_runpy(program)
     try:
-        _enter(program, *_prepare(program))
+        _enter(program, *_prepare(program, via_runpy))
     except SystemExit as exc:
         _exit_state.code = _exit_code(exc)
         raise
@@ -257,10 +275,11 @@ def run(
     """Check, start tracing into fd, and execute the program."""
     program.check()
     header = header_fields(program, native, python_allocators, attached=False)
+    via_runpy = _via_runpy(program)  # memtrace's own work: before tracing starts
     # Stacks stop at our runner: a script's outermost frame is its <module>; a module keeps
     # runpy's frames, as under `python -m`.
     start_tracing(fd, header, native, python_allocators, _enter.__code__, compress)
-    execute(program)
+    execute(program, via_runpy)
 
 
 def add_program_arguments(parser: argparse.ArgumentParser) -> None:

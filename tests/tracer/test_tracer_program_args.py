@@ -192,3 +192,28 @@ def test_console_script_finds_modules_in_the_current_directory(workdir, mt):
     untraced = mt.plain("-m", "showmod", "a", cwd=workdir)
     assert traced.returncode == 0, traced.stderr.decode()
     assert traced.stdout == untraced.stdout
+
+
+LEAKS = "import mtext\n\n\ndef leak():\n    mtext.leak_pattern()\n\n\nleak()\n"
+
+
+@pytest.mark.parametrize("form", ["script", "module", "code", "stdin", "directory"])
+def test_only_the_programs_allocations_are_recorded(workdir, mt, form):
+    """memtrace's own work (finding the program, loading runpy) happens before tracing:
+    what is still allocated at the end is exactly what the program leaked, whatever the
+    form of its command line."""
+    (workdir / "leaks.py").write_text(LEAKS)
+    (workdir / "leakdir").mkdir()
+    (workdir / "leakdir" / "__main__.py").write_text(LEAKS)
+    command_line = {"script": ["leaks.py"], "module": ["-m", "leaks"], "code": ["-c", LEAKS],
+                    "stdin": ["-"], "directory": ["leakdir"]}[form]
+    out = workdir / "leaks.mtrace"
+    traced = mt.cli("run", "-o", str(out), *command_line, cwd=workdir,
+                    input=LEAKS.encode() if form == "stdin" else None)
+    assert traced.returncode == 0, traced.stderr.decode()
+    stats = mt.stats(out)
+    leaked = [5000011 + 1013 * i for i in range(3)]  # mt_leaf's blocks (tracer_support.py)
+    assert (stats["leaked_bytes"], stats["leaked_allocations"]) == (sum(leaked), 3)
+    assert [(loc["function"], loc["line"], loc["leaked_bytes"])
+            for loc in stats["top_locations"] if loc["leaked_bytes"]] == [
+        ("leak", 5, sum(leaked))]
