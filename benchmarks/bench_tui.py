@@ -111,7 +111,7 @@ def bench_keys(lib: Path, seconds: float, script: Path | None = None) -> None:
             deadline = time.monotonic() + seconds
             direction = "j"
             while time.monotonic() < deadline and proc.poll() is None:
-                if tree.cursor >= len(tree.rows) - 1:
+                if tree.cursor >= tree.row_count - 1:
                     direction = "k"
                 elif tree.cursor == 0:
                     direction = "j"
@@ -129,7 +129,7 @@ def bench_keys(lib: Path, seconds: float, script: Path | None = None) -> None:
                 latencies.append(time.perf_counter() - start)
                 await asyncio.sleep(0.05)
             rate = (reader.total_allocations - allocs0) / (time.monotonic() - t0)
-            rows = len(tree.rows)
+            rows = tree.row_count
             controller.stop_program()
         return latencies, app, rate, rows
 

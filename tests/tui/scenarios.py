@@ -63,3 +63,22 @@ def sync(fn):
         return asyncio.run(fn(*args, **kwargs))
 
     return wrapper
+
+
+def write_big(path, wide: int = 60, deep: int = 30) -> None:
+    """main→worker_NN (NN = 0..wide-1, (NN+1)*1000 bytes each); main→level_1→…→level_deep
+    (a chain `deep` frames long, 7 bytes at its end); thread 2 idle→parse_rows 500."""
+    w = StreamWriter(pid=777, argv=("big_app.py",))
+    w.thread(1, 777, "MainThread")
+    w.thread(2, 778, "helper")
+    w.tick(0)
+    addr = 0x1000
+    for i in range(wide):
+        w.alloc(addr, (i + 1) * 1000, [MAIN, (f"worker_{i:02d}", APP, 100 + i)])
+        addr += 0x100000
+    chain = [MAIN] + [(f"level_{i}", APP, 200 + i) for i in range(1, deep + 1)]
+    w.alloc(addr, 7, chain)
+    w.alloc(addr + 0x1000, 500, [("idle", APP, 300), PARSE], thread=2)
+    w.tick(100_000)
+    w.trailer(0.1, 0)
+    w.save(path)
