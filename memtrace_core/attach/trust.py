@@ -24,18 +24,26 @@ from dataclasses import dataclass
 
 from memtrace_core.errors import UserError
 
-# What the agent imports inside the target (agent.py's own imports, done lazily there).
-# tests/attach/test_trust.py checks this list against a real import in a fresh interpreter.
+# What the agent imports inside the target: these, and every module of the tracer package
+# (the runner's helpers change; the whole package is copied and checked).
+# tests/attach/test_trust.py checks it against what a real attach imports in the target.
 AGENT_MODULES = (
     "memtrace_core",
     "memtrace_core.errors",
     "memtrace_core.attach",
     "memtrace_core.attach.agent",
     "memtrace_core.tracer",
-    "memtrace_core.tracer.header",
-    "memtrace_core.tracer.runner",
-    "memtrace_core.tracer._tracer",
 )
+
+
+def agent_modules() -> list[str]:
+    """AGENT_MODULES and every module of memtrace_core.tracer."""
+    import pkgutil
+
+    import memtrace_core.tracer as tracer
+
+    return list(AGENT_MODULES) + sorted(
+        f"memtrace_core.tracer.{m.name}" for m in pkgutil.iter_modules(tracer.__path__))
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,7 @@ def directory_problems(path: str, uid: int) -> list[str]:
 def agent_sources(helper: str) -> list[Source]:
     """The helper library and the agent's modules, with their places in the copy."""
     sources = [Source(os.path.realpath(helper), "helper" + _suffix(helper))]
-    for name in AGENT_MODULES:
+    for name in agent_modules():
         spec = importlib.util.find_spec(name)
         if spec is None or not spec.origin:
             raise UserError(f"memtrace is incomplete: cannot find {name}")
