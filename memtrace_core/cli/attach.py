@@ -125,8 +125,10 @@ def run(args: argparse.Namespace) -> int:
             os.close(out_fd)
             os.unlink(output)
             raise
-        print(f"memtrace: attached to process {pid} in {attachment.attach_seconds:.2f} s; "
-              f"recording to {output}", file=sys.stderr)
+        held = (f" (one thread held {attachment.stopped_ms[-1]:.1f} ms)"
+                if attachment.stopped_ms else "")
+        print(f"memtrace: attached to process {pid} in {attachment.attach_seconds:.2f} s"
+              f"{held}; recording to {output}", file=sys.stderr)
         interrupted = _wait(attachment, copier, args.duration)
         ended = copier.eof.is_set()  # the target exited, or its tracer stopped by itself
         exited = not attachment.alive()
@@ -146,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"memtrace: the stream from process {pid} ended early (its tracer stopped); "
               f"capture in {output}", file=sys.stderr)
     elif clean:
-        print(f"memtrace: detached from process {pid} (it runs on untraced); capture in "
+        held = (f"; one thread held {attachment.stopped_ms[-1]:.1f} ms"
+                if len(attachment.stopped_ms) > 1 else "")
+        print(f"memtrace: detached from process {pid} (it runs on untraced{held}); capture in "
               f"{output}", file=sys.stderr)
     else:
         print(f"memtrace: detached from process {pid} by closing the channel (its tracer "
