@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     from memtrace_core.tracer.runner import program_from_args
 
     if args.attach is not None:  # memtrace_core/cli/attach.py owns the attached session
+        if args.program is not None:
+            raise UserError("give either --attach PID or a program to run, not both",
+                            status=2)
         from memtrace_core.cli.attach import run_live
 
         return run_live(args)
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             open(args.output, "wb").close()
         except OSError as exc:
             raise UserError(f"cannot write {args.output}: {exc.strerror}") from None
-    name = os.path.basename(program.target).removesuffix(".py") or "program"
+    name = program.name
     if args.log:
         log_path = os.path.abspath(args.log)
         log = open(log_path, "wb")  # noqa: SIM115
@@ -111,8 +114,7 @@ def run(args: argparse.Namespace) -> int:
         cmd.append("--native")
     if args.trace_python_allocators:
         cmd.append("--trace-python-allocators")
-    cmd += ["-m", program.target] if program.module else [program.target]
-    cmd += program.args
+    cmd += program.runner_command_line
     stdin, tty_fd = _split_stdin()
     try:
         proc = subprocess.Popen(cmd, pass_fds=[write_fd], stdin=stdin, stdout=log,

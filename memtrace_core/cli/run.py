@@ -25,10 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def default_output(program_target: str, module: bool) -> str:
+def default_output(program_name: str) -> str:
     """`memtrace-<script>.<pid>.mtrace` in the current directory."""
-    stem = program_target if module else os.path.splitext(os.path.basename(program_target))[0]
-    return f"memtrace-{stem}.{os.getpid()}.mtrace"
+    return f"memtrace-{program_name}.{os.getpid()}.mtrace"
 
 
 def open_output(path: str, force: bool) -> int:
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     program.check()
     output = args.output
     if output is None:
-        output = default_output(program.target, program.module)
+        output = default_output(program.name)
         print(f"memtrace: writing capture to {output}", file=sys.stderr)
     fd = open_output(output, args.force)
     runner.run(program, fd, args.native, args.trace_python_allocators, compress=True)
