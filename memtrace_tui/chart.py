@@ -88,8 +88,8 @@ class HeapChart(Widget):
         rows = max(1, self.size.height - 1)
         with session.lock:
             heap, _rss = session.heap_series(width)
-            reader = session.reader
-            peak, end_s = reader.peak_bytes, reader.last_time_us / 1e6
+            figures = session.tree.figures  # the data the header and the tree show
+            peak, end_s = figures.peak_bytes, figures.last_time_us / 1e6
         values = heap + [0] * (width - len(heap))
         self.values = values
         self.top = max(peak, max(values, default=0))

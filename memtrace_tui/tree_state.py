@@ -29,13 +29,7 @@ def frames_of(tree: CallTree, node: Node) -> list[Frame]:
 
 
 def _child(node: Node, frame: Frame) -> Node | None:
-    child = node.children.get(id(frame))  # children are keyed by the interned frame
-    if child is not None and child.frame == frame:
-        return child
-    for child in node.children.values():
-        if child.frame == frame:
-            return child
-    return None
+    return node.child(frame)
 
 
 def _below(node: Node, frame: Frame) -> list[Node] | None:

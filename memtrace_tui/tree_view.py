@@ -112,7 +112,7 @@ class CallTreeView(LinesView):
         hot = self._grand and node.total[metric.sort_index] * 2 >= self._grand
         pieces: list[tuple[str, str]] = [(numbers, "number"),
                                          (self.indent(node.depth - 1, layout), "guide")]
-        arrow = ("▼ " if node.id in self.expanded else "▶ ") if node.children else "  "
+        arrow = ("▼ " if node.id in self.expanded else "▶ ") if node.has_children else "  "
         pieces.append((arrow, "dim"))
         pieces.append((frame.kind.mark + " ", kind))
         needle = tree.filter
@@ -155,7 +155,7 @@ class CallTreeView(LinesView):
         node = self.selected
         if node is not None and node.id in self.expanded:
             self.action_collapse()
-        elif node is not None and node.children:
+        elif node is not None and node.has_children:
             self.expanded[node.id] = node
             self.refresh_from_model()
 
@@ -172,7 +172,7 @@ class CallTreeView(LinesView):
         node = self.selected
         if node is None:
             return
-        if node.id in self.expanded or not node.children:
+        if node.id in self.expanded or not node.has_children:
             self.move_cursor(1)  # already open: step into the first child
             return
         self.expanded[node.id] = node

@@ -300,15 +300,14 @@ def run_live(args: argparse.Namespace) -> int:
     attachment = Attachment(pid, native, bool(getattr(args, "trace_python_allocators", False)),
                             getattr(args, "method", "ptrace"),
                             bool(getattr(args, "allow_untrusted_paths", False)))
-    from memtrace_core.model.build import stack_frames
-    from memtrace_core.model.calltree import CallTree
+    from memtrace_core.model.build import call_tree
     from memtrace_core.model.session import Session
     from memtrace_core.reader import StreamReader
 
     created = bool(output) and not os.path.exists(output)
     reader = StreamReader()
-    frames = stack_frames(reader, native=native)
-    session = Session(reader, CallTree(reader, frames), live=True)
+    tree = call_tree(reader, native=native)
+    session = Session(reader, tree, live=True)
     try:
         controller = AttachController(attachment, attachment.begin(), session,
                                       tee_path=output)
@@ -330,7 +329,7 @@ def run_live(args: argparse.Namespace) -> int:
             if not session.detached and session.running:
                 controller.detach()  # the app ended some other way: never leave hooks in
     finally:
-        frames.close()
+        tree.close()
         attachment.close()
     if output:
         print(f"memtrace: capture: {output}", file=sys.stderr)
