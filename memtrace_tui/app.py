@@ -19,7 +19,7 @@ from textual.binding import Binding
 from memtrace_core.model import Metric, Session
 from memtrace_tui.main_screen import MainScreen
 from memtrace_tui.messages import ModelUpdated, ProgramExited
-from memtrace_tui.palette import kind_colours
+from memtrace_tui.palette import kind_colours, kind_css
 from memtrace_tui.quit_screen import QuitScreen
 
 TICK_HISTORY = 1024  # tick lateness samples kept (benchmarks): a bounded window
@@ -40,6 +40,7 @@ class MemtraceApp(App[int]):
     """Navigable call tree of top allocators over a live or recorded session."""
 
     CSS_PATH = Path(__file__).with_name("memtrace.tcss")  # absolute: subclasses live elsewhere
+    CSS = kind_css()
     TITLE = "memtrace"
     BINDINGS = [
         Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True),
