@@ -165,6 +165,7 @@ def _background(args: argparse.Namespace, program) -> int:
     import shlex
     import subprocess
     import sys
+    import time
 
     from memtrace_core.errors import UserError
 
@@ -184,9 +185,23 @@ def _background(args: argparse.Namespace, program) -> int:
         log = open(log_path, "wb")  # noqa: SIM115 - handed to the child
     except OSError as exc:
         raise UserError(f"cannot write {log_path}: {exc.strerror}") from None
+    if os.path.exists(output):
+        os.unlink(output)  # --force: the new capture's appearance is the start signal
     with log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 env=_child_env(), start_new_session=True)
+    # Return once the capture exists, so the follow command printed below works at once.
+    deadline = time.monotonic() + 30
+    while not (os.path.exists(output) and os.path.getsize(output) > 0):
+        code = proc.poll()
+        if code is not None:
+            with open(log_path, "rb") as f:
+                tail = f.read()[-2000:].decode("utf-8", "replace").strip().splitlines()
+            raise UserError(f"the program ended before tracing started (status {code}): "
+                            f"{tail[-1] if tail else 'no output'}", status=code or 1)
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     quoted = shlex.quote(output)
     print(f"memtrace: tracing {program.name} (pid {proc.pid}) in the background into "
           f"{output}\n"

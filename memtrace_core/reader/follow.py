@@ -28,17 +28,21 @@ class CaptureFollower:
 
     def __init__(self, path: str, wait_s: float = 5.0) -> None:
         self.path = path
-        try:
-            self._f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise UserError(f"{path}: is a directory, not a memtrace capture") from None
-        except OSError as exc:
-            raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        deadline = time.monotonic() + wait_s
+        while True:  # a capture just started may not exist yet
+            try:
+                self._f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+                break
+            except FileNotFoundError:
+                if time.monotonic() > deadline:
+                    raise UserError(f"{path}: no such file") from None
+                time.sleep(0.05)
+            except IsADirectoryError:
+                raise UserError(f"{path}: is a directory, not a memtrace capture") from None
+            except OSError as exc:
+                raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
         self._decompressor = None
         magic = b""
-        deadline = time.monotonic() + wait_s
         while len(magic) < len(MAGIC):  # a file just created may not have its magic yet
             magic += self._f.read(len(MAGIC) - len(magic))
             if len(magic) < len(MAGIC):
