@@ -48,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.follow:
         from memtrace_core.capture_lock import writer_alive
-        from memtrace_core.reader import read_capture
+        from memtrace_core.reader import read_capture, read_names
 
         reader = read_capture(args.file)
-        tree = call_tree(reader, names="sync")
+        tree = call_tree(reader, names="sync", embedded=read_names(args.file))
         try:
             with open(args.file, "rb") as f:
                 writing = writer_alive(f.fileno())

@@ -59,10 +59,11 @@ Progress = Callable[[int, int], None]  # (bytes of the file read, file size)
 _RAW_CHUNK = 8 << 20  # feed() a raw file in pieces: other threads (a UI) get the GIL between
 
 
-def _read_raw(name: str, data: mmap.mmap, progress: Progress | None) -> StreamReader:
+def _read_raw(name: str, data: mmap.mmap, progress: Progress | None,
+              end: int) -> StreamReader:
     """Feed an uncompressed capture file to the reader, a bounded piece at a time."""
     reader = StreamReader()
-    view = memoryview(data)
+    view = memoryview(data)[:end]
     try:
         for pos in range(0, len(view), _RAW_CHUNK):
             try:
@@ -78,7 +79,8 @@ def _read_raw(name: str, data: mmap.mmap, progress: Progress | None) -> StreamRe
     return reader
 
 
-def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None) -> StreamReader:
+def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None,
+                     end: int) -> StreamReader:
     """Decompress a capture file's zstd frame (after "MEMTRACZ") into the reader.
 
     The tracer flushes the frame at every buffer, so a file cut off mid-run decompresses up
@@ -88,7 +90,7 @@ def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None) -> S
     import zstandard
 
     reader = StreamReader()
-    view = memoryview(data)
+    view = memoryview(data)[:end]  # the names section after the stream is not stream
     fed = 0  # decompressed bytes handed to the reader
 
     def feed(out: bytes) -> bool:
@@ -143,6 +145,13 @@ def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None) -> S
     return reader
 
 
+def read_names(path: str | Path):
+    """The capture's embedded names (reader/names_section.py), or None."""
+    from memtrace_core.reader.names_section import read
+
+    return read(os.fspath(path))
+
+
 def read_capture(path: str | Path, progress: Progress | None = None) -> StreamReader:
     """Read a whole capture file; progress(done, total) is called as the file's bytes go by.
 
@@ -167,12 +176,15 @@ def read_capture(path: str | Path, progress: Progress | None = None) -> StreamRe
         raise UserError(f"{name}: permission denied") from None
     except OSError as exc:
         raise UserError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    from memtrace_core.reader.names_section import stream_end
+
+    end = stream_end(name)
     with data:
         magic = data[: len(MAGIC)]
         if magic == COMPRESSED_MAGIC:
-            reader = _read_compressed(name, data, progress)
+            reader = _read_compressed(name, data, progress, end)
         elif magic == MAGIC:
-            reader = _read_raw(name, data, progress)
+            reader = _read_raw(name, data, progress, end)
         else:
             raise UserError(f"{name}: not a memtrace capture")
     reader.finish()
