@@ -150,7 +150,10 @@ def test_top_follow_heap_is_the_captures_heap_at_each_interval(tmp_path):
     snaps = [json.loads(line) for line in stdout.splitlines()]
     assert len(snaps) >= 4
     assert snaps[-1]["status"] == "exited with status 3"
-    assert [s["status"] for s in snaps[:-1]] == ["running"] * (len(snaps) - 1)
+    statuses = [s["status"] for s in snaps]
+    first_exit = statuses.index("exited with status 3")  # once the TRAILER is read
+    assert statuses[:first_exit] == ["running"] * first_exit
+    assert len(snaps) - first_exit == 1, "the same end is never printed twice"
     for snap in snaps:
         again = replay_exact(out, snap["records"])
         assert snap["heap_bytes"] == again.heap_bytes
