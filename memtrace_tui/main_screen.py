@@ -139,7 +139,7 @@ class MainScreen(Screen[None]):
         if last is not None and not self.paused:
             now = dataclasses.replace(now, heap_bytes=last.heap_bytes,
                                       peak_bytes=last.peak_bytes,
-                                      peak_time_s=last.peak_time_s)
+                                      peak_time_s=last.peak_time_s, thread=last.thread)
         self.header_bar.show(now, self._rss)
 
     def refresh_columns(self) -> None:
