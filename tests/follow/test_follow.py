@@ -222,8 +222,8 @@ def test_torn_writes_are_waited_for_never_misread(tmp_path):
     assert follower.returncode == 0, stderr
     assert stderr == ""
     snaps = [json.loads(line) for line in stdout.splitlines()]
-    assert len(snaps) > 3
     whole = read_capture(source)
+    assert len(snaps) >= 2 and snaps[0]["records"] < whole.records  # read while it grew
     assert snaps[-1]["status"] == "exited with status 3"
     assert snaps[-1]["records"] == whole.records
     assert snaps[-1]["heap_bytes"] == whole.heap_bytes
