@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Callable
 
-from ..frames import Frame, FrameKind
+from ..frames import Frame, FrameKind, cut_frame, cut_frames, is_cut_frame
 
 EVAL_FUNCTIONS = frozenset({"_PyEval_EvalFrameDefault"})
 
@@ -86,6 +86,16 @@ def _truncated(natives: list[list[Frame]]) -> bool:
     return not any(name == r or name.startswith(r + "_") for r in ROOT_FUNCTIONS)
 
 
+def _resolve(ip: int, resolve_ip: Callable[[int], list[Frame]]) -> list[Frame]:
+    """A return address's frames, or the marker of frames the tracer cut."""
+    cut = cut_frames(ip)
+    return [cut_frame(cut)] if cut is not None else resolve_ip(ip - 1)
+
+
+def _was_cut(natives: list[list[Frame]]) -> bool:
+    return bool(natives) and bool(natives[-1]) and is_cut_frame(natives[-1][-1])
+
+
 def _is_eval(frames: list[Frame]) -> bool:
     return bool(frames) and frames[-1].function in EVAL_FUNCTIONS
 
@@ -117,18 +127,20 @@ def hybrid_stack(py_frames: list[tuple[Frame, bool]], native_ips: list[int],
     that address's frames innermost first. With show_internal False, interpreter frames
     outward of the innermost Python frame and memtrace's own frames are hidden.
     """
-    natives = [resolve_ip(ip - 1) for ip in native_ips]  # innermost first, each inner-first
+    natives = [_resolve(ip, resolve_ip) for ip in native_ips]  # innermost first, inner-first
     groups = _groups(py_frames)
     eval_at = [i for i, fr in enumerate(natives) if _is_eval(fr)]
     merged: list[tuple[Frame, bool]] = []  # innermost first; bool = outward of 1st py frame
     if not groups:
         for fr in natives:
             merged.extend((f, False) for f in fr)
-    elif len(eval_at) >= len(groups) or (eval_at and _truncated(natives)):
+    elif len(eval_at) >= len(groups) or (_truncated(natives) and (eval_at or _was_cut(natives))):
         # more loops than groups: the Python stack was cut at its outer end (the tracer
         # trims memtrace's runner frames). Fewer loops on a native stack that stops short
-        # of the process/thread root (depth cap, no unwind info): the loops seen are the
-        # innermost ones. Either way the innermost loops take the innermost groups.
+        # of the process/thread root (the tracer's depth limit, no unwind info): the loops
+        # seen are the innermost ones. Either way the innermost loops take the innermost
+        # groups, and groups left over follow outwards. A stack cut by the tracer whose
+        # kept frames hold no loop at all lies wholly inside the innermost Python frame.
         merged = _pair(natives, groups)
     else:
         # fallback: native frames below the innermost eval loop belong to the innermost
@@ -145,6 +157,9 @@ def hybrid_stack(py_frames: list[tuple[Frame, bool]], native_ips: list[int],
         n_py_total = sum(1 for f, _ in merged if f.kind is FrameKind.PYTHON)
         n_py_seen = 0
         for f, outward in merged:
+            if is_cut_frame(f):
+                out.append(f)
+                continue
             if is_memtrace_frame(f):
                 continue
             if f.kind is FrameKind.PYTHON:
