@@ -1,48 +1,104 @@
-"""Heap-over-time chart: a sparkline of tracked heap, with the RSS level beside it."""
+"""Heap over time: bars in eighths of a cell, a zero line that is also the time axis.
+
+The top of the scale is the header's peak (the reader's exact high-water mark), so the
+chart's label and the header always agree; the samples between ticks can only be lower.
+The bottom row is the zero line, labelled with times from the start to the last tick, so
+an empty start of the run still shows where the chart begins.
+"""
 
 from __future__ import annotations
 
-import time
-
-from textual.app import ComposeResult
-from textual.containers import Horizontal
-from textual.widgets import Sparkline, Static
+from textual.content import Content
+from textual.widget import Widget
 
 from memtrace_core.model import Session, format_bytes
+from memtrace_tui.palette import MUTED
+
+BLOCKS = " ▁▂▃▄▅▆▇█"
+LABEL_W = 10  # "1023.9 MiB"
 
 
-class HeapChart(Horizontal):
-    """Tracked heap over the whole run (max per column); RSS now as text."""
+def _seconds(t: float, span: float) -> str:
+    """A time label with as many decimals as the span needs."""
+    if span >= 20:
+        return f"{t:.0f}s"
+    return f"{t:.1f}s" if span >= 2 else f"{t:.2f}s"
+
+
+def axis_line(width: int, end_s: float) -> str:
+    """`0s──────1.5s──────3.0s`: the zero line with time labels along it."""
+    line = ["─"] * width
+    if width <= 0:
+        return ""
+
+    def put(at: int, text: str) -> None:
+        if 0 <= at and at + len(text) <= width and all(c == "─" for c in line[max(0, at - 1):
+                                                                            at + len(text) + 1]):
+            line[at:at + len(text)] = text
+
+    end = _seconds(end_s, end_s)
+    put(width - len(end), end)
+    put(0, _seconds(0, end_s))
+    ticks = max(0, min(4, width // 16 - 1))
+    for i in range(1, ticks + 1):
+        frac = i / (ticks + 1)
+        label = _seconds(end_s * frac, end_s)
+        put(int(width * frac) - len(label) // 2, label)
+    return "".join(line)
+
+
+def bar_rows(values: list[int], top: int, rows: int) -> list[str]:
+    """Rows of block characters, top row first; a non-zero value shows at least ▁."""
+    out = [[" "] * len(values) for _ in range(rows)]
+    for x, v in enumerate(values):
+        if v <= 0 or top <= 0:
+            continue
+        eighths = max(1, round(v * rows * 8 / top))
+        for r in range(rows):  # r = 0 is the bottom row
+            fill = min(8, eighths - r * 8)
+            if fill <= 0:
+                break
+            out[rows - 1 - r][x] = BLOCKS[fill]
+    return ["".join(row) for row in out]
+
+
+class HeapChart(Widget):
+    """Tracked heap over the whole run (max per column) on a scale up to the peak."""
 
     DEFAULT_CSS = """
     HeapChart { height: 3; padding: 0 1; }
-    HeapChart > #chart-label { width: 22; }
-    HeapChart > Sparkline { width: 1fr; height: 3; }
     """
 
-    def compose(self) -> ComposeResult:
-        self.label = Static("heap over time", id="chart-label")
-        self.spark = Sparkline([0], id="chart")
-        yield self.label
-        yield self.spark
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.session: Session | None = None
+        self.values: list[int] = []
+        self.top = 0
 
-    min_interval = 1.0  # the chart moves slowly: redrawing it once a second is enough
+    def refresh_from(self, session: Session) -> None:
+        """Redraw from the session's history (drawn at the widget's size when painted)."""
+        self.session = session
+        self.refresh()
 
-    def refresh_from(self, session: Session, force: bool = False) -> None:
-        """Redraw from the session's history (call with the lock held)."""
-        now = time.monotonic()
-        if not force and session.live and now - getattr(self, "_drawn", 0.0) < self.min_interval:
-            return
-        self._drawn = now
-        width = max(10, self.size.width - 24)
-        heap, rss = session.heap_series(width)
-        data = heap or [0]
-        if data != self.spark.data:
-            self.spark.data = data
-        top = max(heap) if heap else 0
-        label = f"heap over time\nmax {format_bytes(top)}"
-        if rss and rss[-1]:
-            label += f"\nrss {format_bytes(rss[-1])}"
-        if label != getattr(self, "_label", None):
-            self._label = label
-            self.label.update(label, layout=False)
+    def render(self) -> Content:
+        session = self.session
+        if session is None:
+            return Content("")
+        width = max(10, self.size.width - LABEL_W - 1)
+        rows = max(1, self.size.height - 1)
+        with session.lock:
+            heap, _rss = session.heap_series(width)
+            figures = session.tree.figures  # the data the header and the tree show
+            peak, end_s = figures.peak_bytes, figures.last_time_us / 1e6
+        values = heap + [0] * (width - len(heap))
+        self.values = values
+        self.top = max(peak, max(values, default=0))
+        bars = bar_rows(values, self.top, rows)
+        muted = MUTED
+        pieces: list[tuple[str, str] | str] = []
+        for i, row in enumerate(bars):
+            label = format_bytes(self.top) if i == 0 else ("heap" if i == 1 else "")
+            pieces += [(f"{label:>{LABEL_W}}", muted), ("┤" if i == 0 else "│", muted),
+                       (row, "$text-primary"), "\n"]
+        pieces += [(f"{'0':>{LABEL_W}}", muted), ("└", muted), (axis_line(width, end_s), muted)]
+        return Content.assemble(*pieces)

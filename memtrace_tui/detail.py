@@ -6,7 +6,7 @@ from __future__ import annotations
 import linecache
 import os
 
-from rich.text import Text
+from textual.content import Content
 from textual.widgets import Static
 
 from memtrace_core.frames import Frame
@@ -19,7 +19,8 @@ from memtrace_core.model.metrics import (
     PEAK_BYTES,
     PEAK_COUNT,
 )
-from memtrace_tui.kinds import KIND_LABELS, KIND_STYLES
+from memtrace_tui.kinds import KIND_LABELS
+from memtrace_tui.palette import MUTED, kind_variable
 
 
 def source_line(frame: Frame) -> str | None:
@@ -30,37 +31,36 @@ def source_line(frame: Frame) -> str | None:
     return text.strip() or None
 
 
-def detail_text(frame: Frame | None, own: list[int], total: list[int]) -> Text:
-    t = Text()
+def detail_content(frame: Frame | None, own: list[int], total: list[int]) -> Content:
     if frame is None:
-        t.append("no frame selected", style="#808080")
-        return t
-    style = KIND_STYLES[frame.kind]
-    t.append(frame.function, style=style)
-    t.append(f"   {frame.kind.mark} {KIND_LABELS[frame.kind]}\n", style=style)
-    where = f"{frame.file}:{frame.line}" if frame.file else "(no source file)"
-    t.append(where + "\n", style="#d0d0d0")
+        return Content.assemble(("no frame selected", MUTED))
+    colour = f"${kind_variable(frame.kind)}"
+    pieces: list[tuple[str, str] | str] = [
+        (frame.function, f"bold {colour}"),
+        (f"   {frame.kind.mark} {KIND_LABELS.get(frame.kind, frame.kind.value)}\n", colour),
+        (f"{frame.file}:{frame.line}" if frame.file else "(no source file)") + "\n",
+    ]
     if frame.module:
-        t.append(f"library {frame.module}\n", style="#808080")
+        pieces.append((f"library {frame.module}\n", MUTED))
     src = source_line(frame)
     if src:
-        t.append(f"  {frame.line} │ ", style="#808080")
-        t.append(src + "\n", style="#ffffaf")
+        pieces += [(f"  {frame.line} │ ", MUTED), (src + "\n", "$text-accent")]
     for label, b, c in (("in use", LIVE_BYTES, LIVE_COUNT), ("peak", PEAK_BYTES, PEAK_COUNT),
                         ("allocated", ALLOC_BYTES, ALLOC_COUNT)):
-        t.append(f"{label:>9}: ", style="#808080")
-        t.append(f"total {format_bytes(total[b])} ({total[b]} B) in {total[c]}  "
-                 f"own {format_bytes(own[b])} ({own[b]} B) in {own[c]}\n")
-    return t
+        pieces += [(f"{label:>9}: ", MUTED),
+                   f"total {format_bytes(total[b])} ({total[b]} B) in {total[c]}  "
+                   f"own {format_bytes(own[b])} ({own[b]} B) in {own[c]}\n"]
+    return Content.assemble(*pieces)
 
 
 class DetailPane(Static):
     DEFAULT_CSS = """
-    DetailPane { height: 9; border-top: solid $primary; padding: 0 1; }
+    DetailPane { height: 8; border-top: solid $primary; padding: 0 1; }
     """
 
     def show(self, frame: Frame | None, own: list[int], total: list[int]) -> None:
-        text = detail_text(frame, own, total)
-        if text.plain != getattr(self, "_shown", None):
-            self._shown = text.plain
-            self.update(text, layout=False)  # fixed height: a relayout would cost a frame
+        content = detail_content(frame, own, total)
+        key = (frame, tuple(own), tuple(total))
+        if key != getattr(self, "_shown", None):
+            self._shown = key
+            self.update(content, layout=False)  # fixed height: a relayout would cost a frame

@@ -1,11 +1,17 @@
-"""The header: pid, command, status, elapsed, heap now, peak and when, rates, pending names."""
+"""The header: one line that never wraps.
+
+pid, status and clock, heap now and the peak always show; then, as width allows, the
+command (cut from the left: the script name is at its end), RSS, names still pending, the
+peak's time and the rates, which go first when the line is short.
+"""
 
 from __future__ import annotations
 
-from rich.text import Text
-from textual.widgets import Static
+from textual.content import Content
+from textual.widget import Widget
 
 from memtrace_core.model import Summary, format_bytes
+from memtrace_tui.palette import MUTED
 
 
 def _si(rate: float) -> str:
@@ -16,36 +22,75 @@ def _si(rate: float) -> str:
     return f"{rate:.0f}"
 
 
-def header_text(s: Summary, *, paused: bool, metric: str, thread: str, filt: str) -> Text:
-    """Two lines: who and how it runs, then the heap figures and the view settings."""
-    t = Text()
-    t.append("memtrace ", style="bold #5fafff")
-    t.append(f"pid {s.pid}  ", style="bold")
-    t.append(s.command[:60], style="#d0d0d0")
-    t.append("  ")
-    colour = "#5fd75f" if s.status == "running" else "#ffaf5f"
-    t.append(s.status, style=f"bold {colour}")
-    t.append(f"  {s.elapsed_s:.1f}s", style="#d0d0d0")
-    if s.native:
-        t.append("  native", style="#5fafff")
-    if paused:
-        t.append("  PAUSED", style="bold reverse #ffd75f")
-    t.append("\n")
-    t.append("heap ", style="#808080")
-    t.append(format_bytes(s.heap_bytes), style="bold")
-    t.append("  peak ", style="#808080")
-    t.append(f"{format_bytes(s.peak_bytes)} at {s.peak_time_s:.2f}s", style="bold")
-    t.append(f"  allocs/s {_si(s.allocs_per_s)}  records/s {_si(s.records_per_s)}",
-             style="#d0d0d0")
-    t.append(f"  symbols pending {s.pending_symbols}", style="#d7af5f")
-    t.append(f"   [{metric} · {thread}" + (f" · /{filt}" if filt else "") + "]",
-             style="#87d7ff")
-    return t
+Piece = tuple[str, str]  # (text, style)
 
 
-class HeaderBar(Static):
-    """Two-line status header, repainted from model summaries."""
+def header_content(s: Summary, width: int, rss: int = 0) -> Content:
+    """The header for a line of `width` cells."""
+    ok = s.status == "running" or s.status.startswith("capture")
+    core: list[Piece] = [
+        ("pid ", MUTED), (f"{s.pid}", "bold"), ("  ", ""),
+        (s.status, f"bold {'$text-success' if ok else '$text-warning'}"),
+        (f" {s.elapsed_s:.1f}s", ""), ("  heap ", MUTED),
+        (format_bytes(s.heap_bytes), "bold"), ("  peak ", MUTED),
+        (format_bytes(s.peak_bytes), "bold"),
+    ]
+    # optional pieces in the order they are dropped when the line is short
+    optional: list[tuple[str, list[Piece]]] = [
+        ("records", [(f"  {_si(s.records_per_s)} rec/s", MUTED)]),
+        ("allocs", [(f"  {_si(s.allocs_per_s)} allocs/s", MUTED)]),
+        ("peak_at", [(f" at {s.peak_time_s:.2f}s", MUTED)]),
+        ("native", [("  native", "$text-primary")] if s.native else []),
+        ("rss", [("  rss ", MUTED), (format_bytes(rss), "")] if rss else []),
+        ("pending", [("  names pending ", MUTED),
+                     (f"{s.pending_symbols}", "bold")]
+         if s.pending_symbols else []),
+    ]
+    room = width
+
+    def size(pieces: list[Piece]) -> int:
+        return sum(len(t) for t, _ in pieces)
+
+    used = size(core)
+    kept: dict[str, list[Piece]] = {}
+    for name, pieces in reversed(optional):  # most important first
+        if pieces and used + size(pieces) <= room:
+            kept[name] = pieces
+            used += size(pieces)
+    command = s.command
+    space = room - used - 2
+    if space >= 8:
+        if len(command) > space:
+            command = "…" + command[-(space - 1):]
+        lead: list[Piece] = [(command, "$foreground"), ("  ", "")]
+    else:
+        lead = []
+    out = core[:3] + lead + core[3:]
+    # the peak's time right after the peak, the rest in reading order
+    order = ["peak_at", "rss", "native", "pending", "allocs", "records"]
+    for name in order:
+        out += kept.get(name, [])
+    return Content.assemble(*[(t, st) if st else t for t, st in out if t])
+
+
+class HeaderBar(Widget):
+    """One-line status header, repainted from model summaries (fitted at render time)."""
 
     DEFAULT_CSS = """
-    HeaderBar { height: 2; background: $boost; padding: 0 1; }
+    HeaderBar { height: 1; background: $panel; padding: 0 1; }
     """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.summary: Summary | None = None
+        self.rss = 0
+
+    def show(self, summary: Summary, rss: int = 0) -> None:
+        if (summary, rss) != (self.summary, self.rss):
+            self.summary, self.rss = summary, rss
+            self.refresh()
+
+    def render(self) -> Content:
+        if self.summary is None:
+            return Content("")
+        return header_content(self.summary, self.size.width, self.rss)

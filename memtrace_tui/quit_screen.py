@@ -1,4 +1,8 @@
-"""Quitting while the program runs: stop it, let it run on untraced, or cancel."""
+"""Quitting while the program runs: stop it, let it run on untraced, or cancel.
+
+Every way of quitting (q, Ctrl+Q, Ctrl+C, the command palette) opens this dialog while the
+program runs. Focus starts on Cancel, so a stray Enter changes nothing; `q` again cancels.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,19 @@ from textual.widgets import Button, Static
 class QuitScreen(ModalScreen[str]):
     """Dismisses with 'stop', 'detach' or 'cancel'."""
 
+    AUTO_FOCUS = "#cancel"
     BINDINGS = [
-        Binding("escape,c", "choose('cancel')", "Cancel"),
+        Binding("escape,c,q", "choose('cancel')", "Cancel"),
         Binding("s", "choose('stop')", "Stop program"),
         Binding("u,r", "choose('detach')", "Run on untraced"),
+        Binding("left", "app.focus_previous", "Previous", show=False),
+        Binding("right", "app.focus_next", "Next", show=False),
     ]
     DEFAULT_CSS = """
     QuitScreen { align: center middle; }
-    QuitScreen > Vertical { width: 76; height: auto; border: round $warning;
-                            background: $surface; padding: 1 2; }
-    QuitScreen Horizontal { height: auto; margin-top: 1; }
+    QuitScreen > Vertical { width: auto; max-width: 100%; height: auto;
+                            border: round $warning; background: $surface; padding: 1 2; }
+    QuitScreen Horizontal { height: auto; width: auto; margin-top: 1; }
     QuitScreen Button { margin: 0 1; width: auto; }
     """
 

@@ -1,29 +1,31 @@
-"""The flat top-locations table (second view): own/total bytes and count per frame."""
+"""The flat top-locations table (second view): own and total numbers per frame."""
 
 from __future__ import annotations
 
-from rich.style import Style
 from textual.binding import Binding
 
-from memtrace_core.model import Location, Session, format_bytes
-from memtrace_tui.kinds import KIND_STYLES, location
-from memtrace_tui.lines_view import LinesView
+from memtrace_core.model import Location, Metric, Session
+from memtrace_tui.columns import Layout, counts_metric
+from memtrace_tui.kinds import location
+from memtrace_tui.lines_view import KIND_ROLES, LinesView, Row
 from memtrace_tui.messages import SelectionChanged
+from memtrace_tui.tree_text import frame_matches, split_matches
 
-NUM = Style(color="#c0c0c0")
-DIM = Style(color="#808080")
 SORTS = ("own", "total", "count")
 
 
-def table_columns(sort: str) -> str:
-    """Column titles with the sort column marked."""
-    names = {"own": "own", "total": "total", "count": "count"}
-    names[sort] = names[sort] + "↓"
-    return f"{names['own']:>10} {names['total']:>10} {'%':>6} {names['count']:>9}  location"
+def table_titles(layout: Layout, metric: Metric, sort: str) -> str:
+    """Column titles with the sort column marked (`own↓`, `total↓`, `count↓`)."""
+    arrow = {key: ("↓" if sort == key else "") for key in SORTS}
+    text = layout.titles(metric, "own" + arrow["own"], "total" + arrow["total"], "location")
+    if layout.wide:
+        other = "bytes" if counts_metric(metric) else "count"
+        text = text.replace(f" {other:>10}", f" {other + arrow['count']:>10}", 1)
+    return text
 
 
 class LocationsTable(LinesView):
-    """Top locations sorted by own bytes, total bytes or count (`s` cycles)."""
+    """Top locations sorted by own, total or count (`s` cycles)."""
 
     BINDINGS = [
         Binding("s", "cycle_sort", "Sort"),
@@ -32,28 +34,18 @@ class LocationsTable(LinesView):
     def __init__(self, session: Session, limit: int = 500, **kwargs) -> None:
         super().__init__(**kwargs)
         self.session = session
+        self.lock = session.lock
         self.limit = limit
         self.sort = "own"
         self.row_locations: list[Location] = []
         self.selected: Location | None = None
+        self._grand = 0
 
     def rebuild(self) -> None:
         """Recompute rows (call with the session lock held)."""
         tree = self.session.tree
-        m = tree.metric
-        grand = tree.root.total[m.bytes_index] or 1
+        self._grand = tree.root.total[tree.metric.sort_index]
         locs = tree.top_locations(self.sort, self.limit)
-        rows = []
-        for loc in locs:
-            f = loc.frame
-            own, total = loc.own[m.bytes_index], loc.total[m.bytes_index]
-            rows.append([
-                (f"{format_bytes(own):>10} {format_bytes(total):>10} "
-                 f"{100.0 * own / grand:5.1f}% {loc.own[m.count_index]:>9}  ", NUM),
-                (f.kind.mark + " ", KIND_STYLES[f.kind]),
-                (f.function, KIND_STYLES[f.kind]),
-                (f"  {location(f)}", DIM),
-            ])
         cursor = 0
         if self.selected is not None:
             for i, loc in enumerate(locs):
@@ -62,7 +54,26 @@ class LocationsTable(LinesView):
                     break
         self.row_locations = locs
         self.selected = locs[cursor] if locs else None
-        self.set_rows(rows, cursor)
+        self.set_row_count(len(locs), cursor)
+
+    def format_row(self, index: int) -> Row:
+        loc = self.row_locations[index]
+        tree = self.session.tree
+        layout = Layout.for_width(self.size.width)
+        f = loc.frame
+        kind = KIND_ROLES.get(f.kind, "python")
+        needle = tree.filter
+        # own first: the table is about where memory is allocated
+        pieces: list[tuple[str, str]] = [
+            (layout.numbers(tree.metric, loc.own, loc.total, self._grand, share=loc.total),
+             "number"),
+            (f.kind.mark + " ", kind)]
+        pieces += split_matches(f.function, needle, kind)
+        where = location(f)
+        if where:
+            pieces.append(("  ", "dim"))
+            pieces += split_matches(where, needle if frame_matches(f, needle) else "", "dim")
+        return tuple(pieces)
 
     def refresh_from_model(self) -> None:
         with self.session.lock:
@@ -73,10 +84,7 @@ class LocationsTable(LinesView):
             self.selected = self.row_locations[self.cursor]
             self.post_message(SelectionChanged())
 
-    def action_move(self, delta: int) -> None:
-        self.move_cursor(delta)
-
     def action_cycle_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
         self.refresh_from_model()
-        self.app.refresh_columns()
+        self.screen.refresh_columns()

@@ -1,26 +1,28 @@
-"""The call-tree panel: expandable rows with total/own/percent/count, coloured by frame kind.
+"""The call-tree panel: expandable rows of frames with their numbers, coloured by frame kind.
 
-Selection and expansion are held as model nodes (stable objects), not row numbers, so they
-stay put when numbers change and rows reorder; a node replaced when native names arrive
-hands its selection and expansion to its successor.
+Selection and expansion are held as model nodes (stable objects), so they stay put when
+numbers change and rows reorder; a node replaced when native names arrive hands them to its
+successor. When the model rebuilds the whole tree (filter, thread, internal frames), they
+are carried over by path: each held node's frames are looked up again in the new tree
+(tree_state.relocate), so what was open stays open and the cursor stays on its frame.
+
+Deep stacks stay readable: indentation is capped by the width, and rows deeper than the cap
+show their depth as a number instead of more guides.
 """
 
 from __future__ import annotations
 
-from rich.style import Style
 from textual.binding import Binding
 
-from memtrace_core.model import CallTree, Node, Session, format_bytes
-from memtrace_tui.kinds import KIND_STYLES, location
-from memtrace_tui.lines_view import LinesView
+from memtrace_core.model import CallTree, Node, Session
+from memtrace_tui.columns import Layout
+from memtrace_tui.kinds import location
+from memtrace_tui.lines_view import KIND_ROLES, LinesView, Row
 from memtrace_tui.messages import SelectionChanged
+from memtrace_tui.tree_state import frames_of, relocate
+from memtrace_tui.tree_text import frame_matches, split_matches
 
-NUM = Style(color="#c0c0c0")
-DIM = Style(color="#808080")
-HOT = Style(bold=True, underline=True)
-GUIDE = Style(color="#5f5f5f")
-
-COLUMNS = f"{'total':>10} {'own':>10} {'%':>6} {'count':>9}  frame"
+NAME_ROOM = 28  # columns kept for arrow, mark and the start of a name however deep
 
 
 class CallTreeView(LinesView):
@@ -29,7 +31,7 @@ class CallTreeView(LinesView):
     BINDINGS = [
         Binding("right,l,enter", "expand", "Expand"),
         Binding("left,h", "collapse", "Collapse"),
-        Binding("e", "expand_hottest", "Hottest path"),
+        Binding("e", "expand_hottest", "Hottest"),
         Binding("c", "collapse_all", "Collapse all"),
     ]
 
@@ -39,15 +41,34 @@ class CallTreeView(LinesView):
         self.expanded: dict[int, Node] = {}
         self.selected: Node | None = None
         self.row_nodes: list[Node] = []
+        self._root: Node | None = None  # the model root the held nodes belong to
+        self._grand = 0
 
     @property
     def tree(self) -> CallTree:
         return self.session.tree
 
     # -- rows ------------------------------------------------------------------------------
-    def rebuild(self) -> None:
-        """Recompute visible rows from the model (call with the session lock held)."""
+    def _carry_over(self) -> None:
+        """The model rebuilt its tree: find the held nodes again by their frame paths."""
         tree = self.tree
+        old_expanded = list(self.expanded.values())
+        self.expanded = {}
+        for node in old_expanded:
+            for new in relocate(tree, frames_of(tree, node)):
+                self.expanded[new.id] = new
+        if self.selected is not None:
+            path = relocate(tree, frames_of(tree, self.selected))
+            for new in path[:-1]:
+                self.expanded[new.id] = new
+            self.selected = path[-1] if path else None
+
+    def rebuild(self) -> None:
+        """Recompute the visible rows from the model (call with the session lock held)."""
+        tree = self.tree
+        if self._root is not None and tree.root is not self._root:
+            self._carry_over()
+        self._root = tree.root
         for nid, node in list(self.expanded.items()):
             if not node.alive:
                 del self.expanded[nid]
@@ -61,31 +82,15 @@ class CallTreeView(LinesView):
             else:  # replaced in place: keep its new self visible
                 for node in self.selected.path()[:-1]:
                     self.expanded[node.id] = node
-        metric = tree.metric
-        bi, ci, si = metric.bytes_index, metric.count_index, metric.sort_index
-        grand = tree.root.total[si] or 1
-        rows = []
+        self._grand = tree.root.total[tree.metric.sort_index]
         nodes: list[Node] = []
-        stack: list[tuple[Node, int]] = [(c, 0) for c in reversed(tree.children(tree.root))]
+        stack: list[Node] = list(reversed(tree.children(tree.root)))
+        expanded = self.expanded
         while stack:
-            node, depth = stack.pop()
-            kids = tree.children(node) if node.id in self.expanded else None
-            has_kids = bool(node.children)
-            arrow = ("▼ " if kids is not None else "▶ ") if has_kids else "  "
-            frame = node.frame
-            pct = 100.0 * node.total[si] / grand
-            rows.append([
-                (f"{format_bytes(node.total[bi]):>10} {format_bytes(node.own[bi]):>10} "
-                 f"{pct:5.1f}% {node.total[ci]:>9}  ", NUM),
-                ("│ " * depth, GUIDE),
-                (arrow, DIM),
-                (frame.kind.mark + " ", KIND_STYLES[frame.kind]),
-                (frame.function, KIND_STYLES[frame.kind] + (HOT if pct >= 50 else Style())),
-                (f"  {location(frame)}", DIM),
-            ])
+            node = stack.pop()
             nodes.append(node)
-            if kids:
-                stack.extend((c, depth + 1) for c in reversed(kids))
+            if node.id in expanded:
+                stack.extend(reversed(tree.children(node)))
         self.row_nodes = nodes
         cursor = 0
         if self.selected is not None:
@@ -93,12 +98,40 @@ class CallTreeView(LinesView):
                 cursor = nodes.index(self.selected)
             except ValueError:  # selected node filtered away or collapsed above it
                 cursor = self._nearest_visible(self.selected)
-        if nodes and (self.selected is None or cursor >= len(nodes) or
-                      nodes[cursor] is not self.selected):
-            self.selected = nodes[min(cursor, len(nodes) - 1)]
-        elif not nodes:
-            self.selected = None
-        self.set_rows(rows, cursor)
+        self.selected = nodes[cursor] if nodes else None
+        self.set_row_count(len(nodes), cursor)
+
+    def format_row(self, index: int) -> Row:
+        node = self.row_nodes[index]
+        tree = self.tree
+        metric = tree.metric
+        layout = Layout.for_width(self.size.width)
+        numbers = layout.numbers(metric, node.total, node.own, self._grand)
+        frame = node.frame
+        kind = KIND_ROLES.get(frame.kind, "python")
+        hot = self._grand and node.total[metric.sort_index] * 2 >= self._grand
+        pieces: list[tuple[str, str]] = [(numbers, "number"),
+                                         (self.indent(node.depth - 1, layout), "guide")]
+        arrow = ("▼ " if node.id in self.expanded else "▶ ") if node.has_children else "  "
+        pieces.append((arrow, "dim"))
+        pieces.append((frame.kind.mark + " ", kind))
+        needle = tree.filter
+        name_role = f"{kind} hot" if hot else kind
+        pieces += split_matches(frame.function, needle, name_role)
+        where = location(frame)
+        if where:
+            pieces.append(("  ", "dim"))
+            pieces += split_matches(where, needle if frame_matches(frame, needle) else "",
+                                    "dim")
+        return tuple(pieces)
+
+    def indent(self, depth: int, layout: Layout) -> str:
+        """Guides for `depth` levels, squeezed beyond what the width allows."""
+        room = self.size.width - 1 - layout.numbers_width - NAME_ROOM
+        levels = max(3, room // 2)
+        if depth <= levels:
+            return "│ " * depth
+        return "│ " * (levels - 3) + f"{depth:>4}› "
 
     def _nearest_visible(self, node: Node) -> int:
         index = {id(n): i for i, n in enumerate(self.row_nodes)}
@@ -122,19 +155,24 @@ class CallTreeView(LinesView):
         node = self.selected
         if node is not None and node.id in self.expanded:
             self.action_collapse()
-        elif node is not None and node.children:
+        elif node is not None and node.has_children:
             self.expanded[node.id] = node
             self.refresh_from_model()
 
-    # -- actions ---------------------------------------------------------------------------
-    def action_move(self, delta: int) -> None:
-        self.move_cursor(delta)
+    def select(self, node: Node) -> None:
+        """Open every ancestor of `node` and put the cursor on it."""
+        for above in node.path()[:-1]:
+            self.expanded[above.id] = above
+        self.selected = node
+        self.refresh_from_model()
+        self.post_message(SelectionChanged())
 
+    # -- actions ---------------------------------------------------------------------------
     def action_expand(self) -> None:
         node = self.selected
         if node is None:
             return
-        if node.id in self.expanded or not node.children:
+        if node.id in self.expanded or not node.has_children:
             self.move_cursor(1)  # already open: step into the first child
             return
         self.expanded[node.id] = node

@@ -42,6 +42,7 @@ class CBuild:
     mtrpath: dict[str, Path]  # "runpath"/"rpath": dlopens a soname through $ORIGIN
     mtnext: tuple[Path, Path]  # mt_probe in A, then in B (A's dependency): RTLD_NEXT
     mtctor: Path  # allocates in its constructor, inside dlopen
+    mtproc: Path  # C threads named three ways, an atexit handler that allocates
 
 
 def _gcc(args: list[str]) -> None:
@@ -84,8 +85,11 @@ def cbuild(tmp_path_factory: pytest.TempPathFactory) -> CBuild:
           f"-L{out}", "-Wl,--no-as-needed", "-lmtnextb", "-Wl,-rpath,$ORIGIN", "-ldl"])
     mtctor = out / "libmtctor.so"
     _gcc([*CFLAGS, str(CFIXTURES / "mtctor.c"), "-o", str(mtctor)])
+    mtproc = out / "libmtproc.so"
+    _gcc([*CFLAGS, "-pthread", str(CFIXTURES / "mtproc.c"), "-o", str(mtproc)])
     return CBuild(ext_dir=out, ext=ext, mtlib=mtlib, mtdl2=mtdl2, mtdeep=mtdeep,
-                  mtalloctab=mtalloctab, mtrpath=mtrpath, mtnext=mtnext, mtctor=mtctor)
+                  mtalloctab=mtalloctab, mtrpath=mtrpath, mtnext=mtnext, mtctor=mtctor,
+                  mtproc=mtproc)
 
 
 def child_env(cbuild: CBuild | None = None, **extra: str) -> dict[str, str]:
@@ -102,6 +106,7 @@ def child_env(cbuild: CBuild | None = None, **extra: str) -> dict[str, str]:
         env["MT_RPATH_RPATH"] = str(cbuild.mtrpath["rpath"])
         env["MT_NEXT_A"], env["MT_NEXT_B"] = (str(p) for p in cbuild.mtnext)
         env["MT_CTOR"] = str(cbuild.mtctor)
+        env["MT_PROC"] = str(cbuild.mtproc)
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)

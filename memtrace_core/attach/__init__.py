@@ -6,17 +6,26 @@ How it works, and why:
   version, so memtrace must be installed for the target's X.Y), ptrace is allowed.
 - channel.py makes a private FIFO in a fresh 0700 directory; our read end is opened first,
   non-blocking, so neither side can wait forever for the other.
-- inject.py runs `gdb -p PID -batch -nx` with gdb_inject.py (gdb's own Python). gdb picks a
-  thread that is not inside malloc, the loader or the tracer, mmaps a page, writes the helper
-  path and the agent's code there (never calling the target's malloc), dlopens the helper
-  (spawn.c) and calls its spawn function, which only starts a thread. gdb detaches at once.
+- injector.py (the default) injects with memtrace's own ptrace code (ptrace/remote.c):
+  image.py finds dlopen/dlsym and a `syscall` instruction in the target's C library before
+  anything stops; one thread is seized (PTRACE_SEIZE + PTRACE_INTERRUPT, no SIGSTOP), judged
+  from its unwound stack by safepoint.py (never inside the allocator, the loader or an
+  unwinder), its registers and whole XSAVE state saved; a remote mmap gives a trampoline and a
+  private stack; dlopen(helper), dlsym, spawn(job); everything restored (an interrupted
+  syscall restarts; signals that arrived are re-raised once), detach. The thread is held for
+  a few milliseconds.
+- inject.py runs `gdb -p PID -batch -nx` with gdb_inject.py instead (`--method gdb`), and
+  refuses a gdb older than 14 on a CPU whose XSAVE area it cannot restore (AMX).
 - The helper thread takes the GIL the ordinary way (PyGILState_Ensure): the interpreter hands
   it over at a safe point, also when every Python thread sleeps in a syscall with the GIL
   released - the case where a pending call would wait for the program to wake up. The
   interrupted syscall of the target is restarted by the kernel; nothing is cut short.
-- agent.py runs in that thread: puts memtrace's install dir on sys.path only for its import
-  (the target's environment needs no memtrace), opens the FIFO, starts the tracer with an
-  `attached` header, names the existing threads, and reports through a status file.
+- trust.py checks every file the target will load from memtrace, and the directories above
+  them, against other users' write access, and copies them into the channel directory.
+- agent.py runs in that thread, imported from that checked copy only (the target's
+  environment needs no memtrace, and no sys.path entry is searched): it opens the FIFO,
+  starts the tracer with an `attached` header, names the existing threads, and reports
+  through a status file.
 - Detach is the same injection running the tracer's stop (trailer, hooks restored, writer
   thread joined, fd closed). If memtrace dies instead, the tracer sees EPIPE and unhooks.
 

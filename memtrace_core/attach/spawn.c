@@ -1,9 +1,10 @@
-/* The attach helper's native half: gdb dlopen()s this module in the target and calls
- * memtrace_attach_spawn() from a thread it stopped. That call only starts a detached thread
- * (no Python, no waiting), so gdb never blocks inside the target. The new thread takes the
+/* The attach helper's native half: the injector (memtrace's own, or gdb) dlopen()s this
+ * module in the target and calls memtrace_attach_spawn() from a thread it stopped. That call
+ * only starts a detached thread (no Python, no waiting), so the injector never blocks inside
+ * the target. The new thread takes the
  * GIL the ordinary way - the interpreter hands it over only at a safe point, also while the
  * program sleeps in a syscall with the GIL released - runs the agent's code, releases the
- * GIL and unmaps the page gdb wrote the code into. */
+ * GIL and unmaps the page the injector wrote the code into. */
 #define _GNU_SOURCE
 #include <Python.h>
 #include <errno.h>

@@ -46,19 +46,39 @@ def check_python() -> None:
         )
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse memtrace's options; a subcommand that runs a program (`run`, `live`) gets the
+    program's command line untouched, as python takes it (memtrace_core/tracer/program.py),
+    in `args.program`."""
+    from memtrace_core.tracer.program import split_command_line, takes_program
+
+    commands: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            commands = action.choices
+    program = None
+    at = next((i for i, token in enumerate(argv) if not token.startswith("-")), None)
+    if at is not None and argv[at] in commands and takes_program(commands[argv[at]]):
+        own, program = split_command_line(commands[argv[at]], argv[at + 1:])
+        argv = [*argv[:at + 1], *own]
+    args = parser.parse_args(argv)
+    args.program = program
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     try:
         check_python()
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parse(parser, sys.argv[1:] if argv is None else list(argv))
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"memtrace: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.status
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

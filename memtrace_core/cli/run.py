@@ -25,21 +25,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def default_output(program_target: str, module: bool) -> str:
+def default_output(program_name: str) -> str:
     """`memtrace-<script>.<pid>.mtrace` in the current directory."""
-    stem = program_target if module else os.path.splitext(os.path.basename(program_target))[0]
-    return f"memtrace-{stem}.{os.getpid()}.mtrace"
+    return f"memtrace-{program_name}.{os.getpid()}.mtrace"
 
 
 def open_output(path: str, force: bool) -> int:
     """Open the capture file for writing; refuse to overwrite without --force."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if force else os.O_EXCL)
     try:
-        return os.open(path, flags, 0o644)
+        fd = os.open(path, flags, 0o644)
     except FileExistsError:
         raise UserError(f"output file {path} exists; use --force to overwrite it") from None
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
+    from memtrace_core.capture_lock import take_writer_lock
+
+    take_writer_lock(fd)  # `view --follow` tells a live writer from a dead one by it
+    return fd
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     program.check()
     output = args.output
     if output is None:
-        output = default_output(program.target, program.module)
+        output = default_output(program.name)
         print(f"memtrace: writing capture to {output}", file=sys.stderr)
     fd = open_output(output, args.force)
     runner.run(program, fd, args.native, args.trace_python_allocators, compress=True)

@@ -1,13 +1,44 @@
-/* Python frame-chain walking for CPython 3.11-3.13 (see pystack.h for why). */
+/* Python frame-chain walking for CPython 3.10-3.13 (see pystack.h for why).
+ *
+ * 3.11+: the thread's _PyInterpreterFrame chain; one C call of the evaluation loop runs
+ * frames up to the next entry frame. 3.10: the PyFrameObject chain (ts->frame, f_back);
+ * every Python frame has its own C call of the evaluation loop, so each one is an entry. */
 #define Py_BUILD_CORE 1
 #include <Python.h>
+#if PY_VERSION_HEX >= 0x030B0000
 #include "internal/pycore_frame.h"
+#else
+#include <frameobject.h>
+#endif
 
 #include "pystack.h"
 
-#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
-#error "memtrace's tracer supports CPython 3.11 to 3.13"
+#if PY_VERSION_HEX < 0x030A0000 || PY_VERSION_HEX >= 0x030E0000
+#error "memtrace's tracer supports CPython 3.10 to 3.13"
 #endif
+
+static void *g_root_code;
+
+void mt_set_root_code(void *code) { g_root_code = code; }
+
+#if PY_VERSION_HEX < 0x030B0000
+int mt_capture_python(mt_pyframe *frames, int max) {
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    if (ts == NULL) return 0;
+    int depth = 0;
+    for (PyFrameObject *f = ts->frame; f != NULL && depth < max; f = f->f_back) {
+        PyCodeObject *co = f->f_code;
+        if (co == NULL) continue;
+        if ((void *)co == g_root_code) break;
+        frames[depth].code = co;
+        frames[depth].linetable = co->co_linetable;
+        frames[depth].lasti = f->f_lasti; /* an instruction index since 3.10; -1: not started */
+        frames[depth].is_entry = 1;
+        depth++;
+    }
+    return depth;
+}
+#else
 
 static inline PyCodeObject *frame_code(_PyInterpreterFrame *f) {
 #if PY_VERSION_HEX >= 0x030D0000
@@ -26,10 +57,6 @@ static inline _PyInterpreterFrame *current_frame(PyThreadState *ts) {
     return ts->cframe ? ts->cframe->current_frame : NULL;
 #endif
 }
-
-static void *g_root_code;
-
-void mt_set_root_code(void *code) { g_root_code = code; }
 
 int mt_capture_python(mt_pyframe *frames, int max) {
     PyThreadState *ts = PyGILState_GetThisThreadState();
@@ -64,6 +91,7 @@ int mt_capture_python(mt_pyframe *frames, int max) {
     }
     return depth;
 }
+#endif
 
 int mt_code_line(void *code, int32_t lasti) {
     PyCodeObject *co = (PyCodeObject *)code;
@@ -110,7 +138,12 @@ static size_t unicode_utf8(PyObject *s, char *out, size_t cap) {
 }
 
 size_t mt_code_qualname(void *code, char *out, size_t cap) {
+#if PY_VERSION_HEX >= 0x030B0000
     return unicode_utf8(((PyCodeObject *)code)->co_qualname, out, cap);
+#else
+    /* 3.10 code objects have no qualified name: the plain name, as 3.10's tracebacks */
+    return unicode_utf8(((PyCodeObject *)code)->co_name, out, cap);
+#endif
 }
 
 size_t mt_code_filename(void *code, char *out, size_t cap) {

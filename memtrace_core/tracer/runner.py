@@ -15,42 +15,21 @@ import sys
 import threading
 import time
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from memtrace_core.errors import UserError
+from memtrace_core.tracer.program import (
+    CODE,
+    MODULE,
+    SCRIPT,
+    STDIN,
+    Program,
+    mark_takes_program,
+    require_program,
+    split_command_line,
+)
 
-
-@dataclass
-class Program:
-    """What to run: a script path or a module name, with its arguments."""
-
-    target: str
-    args: list[str] = field(default_factory=list)
-    module: bool = False
-
-    @property
-    def argv(self) -> list[str]:
-        """argv as the program will see it (a module's argv[0] is fixed up by runpy)."""
-        return [self.target if not self.module else "-m", *self.args] if self.module else [
-            self.target,
-            *self.args,
-        ]
-
-    def check(self) -> None:
-        """Fail with a one-line error before tracing starts when the target is missing."""
-        if self.module:
-            import importlib.util
-
-            try:
-                spec = importlib.util.find_spec(self.target)
-            except (ImportError, ValueError) as exc:
-                raise UserError(f"no module named {self.target!r} ({exc})") from None
-            if spec is None:
-                raise UserError(f"no module named {self.target!r}")
-        elif not os.path.exists(self.target):
-            raise UserError(f"no such script: {self.target}")
-        elif os.path.isfile(self.target) and not os.access(self.target, os.R_OK):
-            raise UserError(f"cannot read script: {self.target}")
+__all__ = ["Program", "add_program_arguments", "execute", "program_from_args", "run"]
 
 
 @dataclass
@@ -67,12 +46,7 @@ def header_fields(program: Program, native: bool, python_allocators: bool, attac
     return {
         "format": 1,
         "pid": os.getpid(),
-        "argv": [
-            sys.executable,
-            *(["-m"] if program.module else []),
-            program.target,
-            *program.args,
-        ],
+        "argv": [sys.executable, *program.command_line],
         "python": ".".join(str(p) for p in sys.version_info[:3]),
         "native": bool(native),
         "python_allocators": bool(python_allocators),
@@ -214,64 +188,105 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def _run_script(path: str) -> None:
-    """Execute a script as `python path` does: a fresh __main__, absolute __file__."""
+def _fresh_main(**attributes: object) -> dict:
+    """A new `__main__` module as python's own before it runs a program, made current."""
+    import builtins
+    import importlib.machinery
+
+    main = types.ModuleType("__main__")
+    main.__loader__ = importlib.machinery.BuiltinImporter
+    main.__annotations__ = {}
+    main.__builtins__ = builtins  # type: ignore[attr-defined]
+    for name, value in attributes.items():
+        setattr(main, name, value)
+    sys.modules["__main__"] = main
+    return main.__dict__
+
+
+def _runs_as_package(path: str) -> bool:
+    """A directory or zip file holding __main__: python runs it through runpy. Decided
+    before tracing starts (zipimport is what python itself uses, and is always loaded)."""
+    import zipimport
+
+    if os.path.isdir(path):
+        return True
+    try:
+        zipimport.zipimporter(path)
+    except (zipimport.ZipImportError, OSError):
+        return False
+    return True
+
+
+def _via_runpy(program: Program) -> bool:
+    """Whether runpy runs the program (-m, a directory, a zip file); runpy is then loaded
+    now, as python loads it before the program's first line."""
+    via = program.kind == MODULE or (
+        program.kind == SCRIPT and _runs_as_package(program.target))
+    if via:
+        import runpy  # noqa: F401
+    return via
+
+
+def _prepare(program: Program, via_runpy: bool) -> tuple[types.CodeType | None, dict]:
+    """Everything python does before the program's first line: sys.argv, sys.path[0], a
+    fresh __main__ and the compiled code (None: runpy runs it, as python does for -m, a
+    directory or a zip file). A syntax error raises here, like python's."""
     import importlib.machinery
     import io
 
+    sys.argv = program.argv
+    if program.kind == MODULE:
+        sys.path[0] = os.getcwd()
+        return None, _fresh_main()
+    if program.kind == CODE:
+        sys.path[0] = ""
+        return compile(program.target, "<string>", "exec", dont_inherit=True), _fresh_main()
+    if program.kind == STDIN:
+        sys.path[0] = ""
+        source = sys.stdin.buffer.read()
+        main = _fresh_main(__file__="<stdin>", __cached__=None)
+        return compile(source, "<stdin>", "exec", dont_inherit=True), main
+    path = program.target
+    if via_runpy:
+        sys.path[0] = os.path.abspath(path)
+        return None, _fresh_main()
     abspath = os.path.abspath(path)
-    if os.path.isdir(path) or not path.endswith((".py", ".pyw")) and _is_zip(path):
-        import runpy
-
-        sys.path[0] = abspath
-        runpy.run_path(path, run_name="__main__")
-        return
     sys.path[0] = os.path.dirname(os.path.realpath(path))
+    loader = importlib.machinery.SourceFileLoader("__main__", abspath)
+    main = _fresh_main(__loader__=loader, __file__=abspath, __cached__=None)
     with io.open_code(abspath) as f:
         source = f.read()
-    code = compile(source, abspath, "exec", dont_inherit=True)
-    main = types.ModuleType("__main__")
-    main.__file__ = abspath
-    main.__loader__ = importlib.machinery.SourceFileLoader("__main__", abspath)
-    main.__builtins__ = __builtins__  # type: ignore[attr-defined]
-    main.__spec__ = None
-    main.__cached__ = None  # type: ignore[attr-defined]
-    sys.modules["__main__"] = main
-    exec(code, main.__dict__)
+    return compile(source, abspath, "exec", dont_inherit=True), main
 
 
-def _is_zip(path: str) -> bool:
-    import zipfile
+def _enter(program: Program, code: types.CodeType | None, main: dict) -> None:
+    """The program's only caller: traced stacks stop here (its code is the tracer's root)."""
+    if code is not None:
+        exec(code, main)
+    else:
+        import runpy  # loaded already (_via_runpy)
 
-    try:
-        return zipfile.is_zipfile(path)
-    except OSError:
-        return False
+        runpy._run_module_as_main(  # type: ignore[attr-defined]
+            program.target if program.kind == MODULE else "__main__",
+            alter_argv=program.kind == MODULE,
+        )
 
 
 def _trim_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:
-    """Drop memtrace's and runpy's frames so the traceback reads as without memtrace."""
+    """Drop memtrace's own outer frames: the traceback reads as without memtrace (a syntax
+    error of the script itself has none left, as under python)."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    first = tb
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if not filename.startswith(here) and not filename.endswith(("runpy.py", "<frozen runpy>")):
-            return tb
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(here + os.sep):
         tb = tb.tb_next
-    return first
+    return tb
 
 
-def execute(program: Program) -> None:
+def execute(program: Program, via_runpy: bool | None = None) -> None:
     """Run the program in this interpreter; raises SystemExit with its exit status."""
-    sys.argv = [program.target, *program.args]
+    if via_runpy is None:
+        via_runpy = _via_runpy(program)
     try:
-        if program.module:
-            import runpy
-
-            sys.path[0] = os.getcwd()
-            runpy._run_module_as_main(program.target, alter_argv=True)  # type: ignore[attr-defined]
-        else:
-            _run_script(program.target)
+        _enter(program, *_prepare(program, via_runpy))
     except SystemExit as exc:
         _exit_state.code = _exit_code(exc)
         raise
@@ -305,15 +320,16 @@ def run(
     program.check()
     _python_process_name()
     header = header_fields(program, native, python_allocators, attached=False)
+    via_runpy = _via_runpy(program)  # memtrace's own work: before tracing starts
     # Stacks stop at our runner: a script's outermost frame is its <module>; a module keeps
     # runpy's frames, as under `python -m`.
-    root = execute.__code__ if program.module else _run_script.__code__
-    start_tracing(fd, header, native, python_allocators, root, compress)
-    execute(program)
+    start_tracing(fd, header, native, python_allocators, _enter.__code__, compress)
+    execute(program, via_runpy)
 
 
 def add_program_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options shared by `run`, `live` and this runner."""
+    """The options shared by `run`, `live` and this runner; added last, as the program's
+    command line follows them."""
     parser.add_argument(
         "--native", action="store_true", help="also record native (C/C++) stacks"
     )
@@ -322,19 +338,12 @@ def add_program_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="record every PyMem/PyObject allocation, not only the arenas pymalloc maps",
     )
-    parser.add_argument("-m", dest="module", metavar="MODULE", help="run a library module")
-    parser.add_argument("script", nargs="?", help="the Python script to run")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the program")
+    mark_takes_program(parser)
 
 
 def program_from_args(args: argparse.Namespace) -> Program:
-    """Build the Program from parsed options (`-m MODULE args...` or `script args...`)."""
-    if args.module:
-        rest = ([args.script] if args.script is not None else []) + list(args.args)
-        return Program(args.module, rest, module=True)
-    if not args.script:
-        raise UserError("give a script to run, or -m MODULE")
-    return Program(args.script, list(args.args))
+    """The program given after memtrace's options (see program.py), or a usage error."""
+    return require_program(getattr(args, "program", None))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -342,14 +351,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="memtrace-runner")
     parser.add_argument("--fd", type=int, required=True, help="write the stream to this fd")
     add_program_arguments(parser)
-    args = parser.parse_args(argv)
     try:
-        program = program_from_args(args)
+        own, program = split_command_line(parser, sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(own)
         os.set_inheritable(args.fd, False)
-        run(program, args.fd, args.native, args.trace_python_allocators)
+        run(require_program(program), args.fd, args.native, args.trace_python_allocators)
     except UserError as exc:
         print(f"memtrace: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(exc.status)
 
 
 if __name__ == "__main__":

@@ -234,76 +234,6 @@ static PyObject *set_os_thread_name(PyObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
-/* ---- thread names (issue 19) ------------------------------------------------------------ */
-
-static pthread_barrier_t names_line;
-static char unnamed_kernel_name[16];
-
-/* Renames itself after one allocation: 2100001 bytes before, 2100002 after "mtname-a". */
-static void *names_a(void *arg) {
-    keep(malloc(2100001));
-    pthread_setname_np(pthread_self(), "mtname-a");
-    keep(malloc(2100002));
-    return NULL;
-}
-
-/* Never named: 2100003 bytes under its kernel name (inherited from its creator). */
-static void *names_b(void *arg) {
-    pthread_getname_np(pthread_self(), unnamed_kernel_name, sizeof unnamed_kernel_name);
-    keep(malloc(2100003));
-    return NULL;
-}
-
-/* Renamed by its creator between two allocations: 2100004 before, 2100005 as "mtname-c". */
-static void *names_c(void *arg) {
-    keep(malloc(2100004));
-    pthread_barrier_wait(&names_line); /* allocated */
-    pthread_barrier_wait(&names_line); /* renamed */
-    keep(malloc(2100005));
-    return NULL;
-}
-
-/* Three C threads named three ways; returns the unnamed thread's kernel name. */
-static PyObject *thread_names_test(PyObject *self, PyObject *unused) {
-    pthread_t a, b, c;
-    int rc = 0;
-    Py_BEGIN_ALLOW_THREADS
-    pthread_barrier_init(&names_line, NULL, 2);
-    rc |= pthread_create(&a, NULL, names_a, NULL);
-    rc |= pthread_create(&b, NULL, names_b, NULL);
-    rc |= pthread_create(&c, NULL, names_c, NULL);
-    if (rc == 0) {
-        pthread_barrier_wait(&names_line);
-        pthread_setname_np(c, "mtname-c");
-        pthread_barrier_wait(&names_line);
-    }
-    pthread_join(a, NULL);
-    pthread_join(b, NULL);
-    pthread_join(c, NULL);
-    pthread_barrier_destroy(&names_line);
-    Py_END_ALLOW_THREADS
-    if (rc != 0) {
-        PyErr_SetString(PyExc_RuntimeError, "pthread_create failed");
-        return NULL;
-    }
-    return PyUnicode_FromString(unnamed_kernel_name);
-}
-
-/* ---- process exit (issue 19) ---------------------------------------------------------- */
-
-/* An atexit handler that allocates 2200001 bytes (kept): it runs inside exit(). */
-static void allocate_at_exit(void) {
-    keep(malloc(2200001));
-}
-
-static PyObject *allocate_in_atexit(PyObject *self, PyObject *unused) {
-    if (atexit(allocate_at_exit) != 0) {
-        PyErr_SetString(PyExc_RuntimeError, "atexit failed");
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
 /* ---- misc ---------------------------------------------------------------------------- */
 
 /* n blocks of the given size, kept: for the fork and SIGKILL tests. */
@@ -332,8 +262,6 @@ static PyMethodDef methods[] = {
     {"churn", py_churn, METH_O, NULL},
     {"pthreads_test", pthreads_test, METH_NOARGS, NULL},
     {"set_os_thread_name", set_os_thread_name, METH_O, NULL},
-    {"thread_names_test", thread_names_test, METH_NOARGS, NULL},
-    {"allocate_in_atexit", allocate_in_atexit, METH_NOARGS, NULL},
     {"keep_blocks", keep_blocks, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };

@@ -97,7 +97,7 @@ def test_rebuilt_library_is_reported_stale(reports, tmp_path):
     assert not names & {"rep_entry", "rep_outer", "rep_middle", "rep_inline_alloc",
                         "rep_padding"}
     changed = next(r for r in doc["rows"] if r["function"] == f"<library changed: {ext}>")
-    assert changed["kind"] == "unresolved" and changed["own_bytes"] == doc["total_bytes"]
+    assert changed["kind"] == "nosymbol" and changed["own_bytes"] == doc["total_bytes"]
 
     folded = reports.ok("export", "--format", "folded", "--leaks", str(capture),
                         cwd=tmp_path).stdout.decode()

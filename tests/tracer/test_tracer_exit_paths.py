@@ -9,13 +9,12 @@ import pytest
 import tracer_support as ts
 
 KEPT = 10_000_001  # bytearray(10_000_000) mallocs its size + 1
-AT_EXIT = 2_200_001  # mtext.allocate_in_atexit's handler
+AT_EXIT = 2_200_001  # the atexit handler of tests/cfixtures/mtproc.c
 
 SCRIPT = """\
 import ctypes
+import os
 import sys
-
-import mtext
 
 libc = ctypes.CDLL(None)
 
@@ -26,7 +25,7 @@ def keep():
 
 kept = keep()
 if "atexit" in sys.argv:
-    mtext.allocate_in_atexit()
+    assert ctypes.CDLL(os.environ["MT_PROC"]).mt_allocate_in_atexit() == 0
 print("leaving", flush=True)
 getattr(libc, sys.argv[1])(int(sys.argv[2]))
 print("not reached")

@@ -1,26 +1,27 @@
-"""Bad input to `memtrace run`: one line on stderr, exit status 1, no traceback."""
+"""Bad input to `memtrace run`: one line on stderr, a non-zero exit status (python's own for
+a missing script, 2), no traceback."""
 
 from __future__ import annotations
 
 import pytest
 
 
-def _one_line_error(proc) -> str:
+def _one_line_error(proc, status: int = 1) -> str:
     text = proc.stderr.decode()
-    assert proc.returncode == 1, text
+    assert proc.returncode == status, text
     assert b"Traceback" not in proc.stderr, text
     assert len(text.strip().splitlines()) == 1, text
     return text
 
 
 @pytest.mark.parametrize(
-    "args",
-    [["missing.py"], ["-m", "no_such_module_xyz"], ["-m", "no_such_pkg_xyz.sub"]],
+    "args,status",
+    [(["missing.py"], 2), (["-m", "no_such_module_xyz"], 1), (["-m", "no_such_pkg_xyz.sub"], 1)],
     ids=["script", "module", "submodule"],
 )
-def test_missing_target(tmp_path, mt, args):
+def test_missing_target(tmp_path, mt, args, status):
     proc = mt.cli("run", "-o", str(tmp_path / "x.mtrace"), *args, cwd=tmp_path)
-    _one_line_error(proc)
+    _one_line_error(proc, status)
     assert proc.stdout == b""
     assert not (tmp_path / "x.mtrace").exists()
 

@@ -10,9 +10,8 @@ import tracer_support as ts
 
 SCRIPT = """\
 import ctypes
+import os
 import threading
-
-import mtext
 
 libc = ctypes.CDLL(None)
 libc.prctl.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_ulong,
@@ -33,7 +32,10 @@ def main():
     worker = threading.Thread(target=work, name="first-name")
     worker.start()
     worker.join()
-    print(mtext.thread_names_test())  # @c_threads
+    proc = ctypes.CDLL(os.environ["MT_PROC"])
+    kernel_name = ctypes.create_string_buffer(16)
+    assert proc.mt_thread_names(kernel_name) == 0
+    print(kernel_name.value.decode())
 
 
 main()

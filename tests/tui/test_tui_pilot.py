@@ -68,8 +68,8 @@ async def test_metric_switch_reorders_children(sample):
         assert app.session.tree.metric.value == "allocations"
         assert names(tree)[1:4] == ["  many_small", "  build_index", "  load_config"]
         assert tree.selected.frame.function == "main"  # selection stayed on its node
-        header = str(app.query_one("#header").render())
-        assert "allocations" in header
+        columns = str(app.query_one("#columns").render())
+        assert "allocations" in columns and columns.lstrip().startswith("count↓")
 
 
 @scenarios.sync
@@ -210,7 +210,7 @@ async def test_live_updates_keep_selection_and_expansion_and_pause():
         await asyncio.sleep(0.1)
         await pilot.pause()
         assert alpha.total[LIVE_BYTES] == 1000  # view paused: model not updated
-        assert "PAUSED" in str(app.query_one("#header").render())
+        assert "PAUSED" in str(app.query_one("#columns").render())
         await pilot.press("p")
         await wait_for(lambda: alpha.total[LIVE_BYTES] == 1007)
         assert tree.selected is alpha and 0 in {n.depth - 1 for n in tree.row_nodes}
@@ -235,7 +235,7 @@ async def test_help_log_and_quit_in_view_mode(sample, tmp_path):
                     "table", "pause", "detail", "quit"):
             assert key in help_text
         await pilot.press("escape")
-        assert type(app.screen).__name__ == "Screen"
+        assert type(app.screen).__name__ == "MainScreen"
         app.controller = ViewWithLog()  # type: ignore[assignment]
         await pilot.press("L")
         await pilot.pause()
@@ -262,7 +262,7 @@ async def test_thread_picker_lists_threads_by_bytes(sample):
         await pilot.pause()
         assert app.session.tree.thread == 2
         assert app.session.tree.root.total[LIVE_BYTES] == 72_000
-        assert "thread #2 worker-1" in str(app.query_one("#header").render())
+        assert "thread #2 worker-1" in str(app.query_one("#columns").render())
         await pilot.press("t", "escape")  # cancel keeps the choice
         await pilot.pause()
         assert app.session.tree.thread == 2

@@ -1,7 +1,9 @@
-"""Snapshot tests (pytest-textual-snapshot) of the main screen, table view and detail pane.
+"""Snapshot tests (pytest-textual-snapshot): the main screen, table and detail pane at the
+sizes terminals open at (80×24, 100×30), a deep stack at 80×24, the light theme and NO_COLOR.
 
-The capture is generated (fixed pid, times, command), so the screens are deterministic.
-Update with `pytest tests/tui --snapshot-update` after an intended UI change.
+The captures are generated (fixed pid, times, command), so the screens are deterministic.
+Update with `pytest tests/tui --snapshot-update` after an intended UI change, and look at
+the new SVGs before committing them.
 """
 
 from __future__ import annotations
@@ -11,32 +13,68 @@ import scenarios
 from tui_streams import StreamWriter
 
 from memtrace_core.frames import Frame, FrameKind
-from memtrace_core.model import CallTree, Session, StackFrames
-from memtrace_core.model.native import NativeResolver
+from memtrace_core.model import CallTree, Session
 from memtrace_core.reader import read_capture
 from memtrace_tui.app import MemtraceApp
 
-SIZE = (110, 34)
+SMALL = (80, 24)
+MEDIUM = (100, 30)
 
 
 @pytest.fixture
-def app(tmp_path):
+def sample(tmp_path):
     path = tmp_path / "sample.mtrace"
     scenarios.write_sample(path)
-    return MemtraceApp(scenarios.session_from(path))
+    return path
+
+
+@pytest.fixture
+def app(sample):
+    return MemtraceApp(scenarios.session_from(sample))
 
 
 def test_main_screen(snap_compare, app):
-    assert snap_compare(app, terminal_size=SIZE, press=["e"])
+    assert snap_compare(app, terminal_size=MEDIUM, press=["e"])
+
+
+def test_main_screen_80x24(snap_compare, app):
+    assert snap_compare(app, terminal_size=SMALL, press=["e"])
 
 
 def test_table_view(snap_compare, app):
-    assert snap_compare(app, terminal_size=SIZE, press=["v"])
+    assert snap_compare(app, terminal_size=MEDIUM, press=["v"])
 
 
 def test_detail_pane_on_parse_rows(snap_compare, app):
-    assert snap_compare(app, terminal_size=SIZE, press=["right", "down", "down", "right",
-                                                         "down", "m"])
+    assert snap_compare(app, terminal_size=MEDIUM, press=["right", "down", "down", "right",
+                                                           "down", "m"])
+
+
+def test_filter_highlights_and_badges_80x24(snap_compare, app):
+    """Live filter text in the box, matches highlighted, badges in the column line."""
+    assert snap_compare(app, terminal_size=SMALL, press=["slash", *"parse", "enter", "n",
+                                                          "p", "slash", "l"])
+
+
+def test_deep_stack_80x24(snap_compare, tmp_path):
+    path = tmp_path / "big.mtrace"
+    scenarios.write_big(path)
+    app = MemtraceApp(scenarios.session_from(path))
+    assert snap_compare(app, terminal_size=SMALL, press=["right", "end", "up", "e"])
+
+
+def test_light_theme(snap_compare, app):
+    async def light(pilot):
+        pilot.app.theme = "textual-light"
+        await pilot.press("right", "down", "down", "right", "down")
+
+    assert snap_compare(app, terminal_size=MEDIUM, run_before=light)
+
+
+def test_no_color(snap_compare, sample, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = MemtraceApp(scenarios.session_from(sample))
+    assert snap_compare(app, terminal_size=MEDIUM, press=["e"])
 
 
 def write_native(path) -> None:
@@ -55,24 +93,37 @@ def write_native(path) -> None:
     w.save(path)
 
 
+LIB, PY = "/opt/demo/libdemo.so", "/usr/lib/libpython3.11.so.1.0"
+MODULES = {0x7F0000000000: LIB, 0x7E0000000000: PY}
+
+
 def native_names(base: int = 0x7F0000000000) -> dict[int, list[Frame]]:
-    lib, py = "/opt/demo/libdemo.so", "/usr/lib/libpython3.11.so.1.0"
     return {
-        base + 0x1000: [Frame("make_buffer", "demo.c", 42, FrameKind.INLINE, lib),
-                        Frame("mt_leaf", "demo.c", 45, FrameKind.NATIVE, lib)],
-        base + 0x1100: [Frame("mt_middle", "demo.c", 52, FrameKind.NATIVE, lib)],
+        base + 0x1000: [Frame("make_buffer", "demo.c", 42, FrameKind.INLINE, LIB),
+                        Frame("mt_leaf", "demo.c", 45, FrameKind.NATIVE, LIB)],
+        base + 0x1100: [Frame("mt_middle", "demo.c", 52, FrameKind.NATIVE, LIB)],
         0x7E0000000100: [Frame("_PyEval_EvalFrameDefault", "ceval.c", 5000, FrameKind.NATIVE,
-                               py)],
+                               PY)],
     }
 
 
-def test_frame_kinds_and_legend(snap_compare, tmp_path):
+def native_app(tmp_path) -> MemtraceApp:
     path = tmp_path / "native.mtrace"
     write_native(path)
     reader = read_capture(path)
-    resolver = NativeResolver(reader, symbolize=False)
-    resolver.set_names(native_names())  # base + 0x3000 stays unresolved
-    tree = CallTree(reader, StackFrames(reader, resolver))
+    namer = scenarios.GivenNames(native_names(), MODULES)  # base + 0x3000 stays unnamed
+    tree = CallTree(reader, namer)
     tree.rebuild()
-    app = MemtraceApp(Session(reader, tree))
-    assert snap_compare(app, terminal_size=SIZE, press=["e"])
+    return MemtraceApp(Session(reader, tree))
+
+
+def test_frame_kinds_and_legend(snap_compare, tmp_path):
+    assert snap_compare(native_app(tmp_path), terminal_size=MEDIUM, press=["e"])
+
+
+def test_frame_kinds_light_theme(snap_compare, tmp_path):
+    async def light(pilot):
+        pilot.app.theme = "textual-light"
+        await pilot.press("e")
+
+    assert snap_compare(native_app(tmp_path), terminal_size=MEDIUM, run_before=light)

@@ -1,0 +1,131 @@
+"""The number columns of the tree and the table, and the column header line with badges.
+
+The first column is the current metric (`in use↓`, `peak↓`, `allocated↓`, `count↓`): bytes
+for byte metrics, allocation counts for the count metric, and the last number column shows
+the other unit. `%` is the node's share of the root in the current metric. Narrow
+terminals drop the last number column first, so the frame names keep their room.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.content import Content
+from textual.widget import Widget
+
+from memtrace_core.model import Metric, format_bytes
+from memtrace_tui.palette import MUTED
+
+NUM_W = 10  # "1023.9 MiB"
+PCT_W = 6  # "100.0%"
+WIDE = 90  # from this width on, the last number column is shown
+SHORT = {"in use": "in use", "peak": "peak", "total allocated": "allocated",
+         "allocations": "count"}
+
+
+def metric_label(metric: Metric) -> str:
+    """Short name of a metric for a column title or a badge."""
+    return SHORT.get(metric.value, metric.value[:9])
+
+
+def counts_metric(metric: Metric) -> bool:
+    """True when the metric counts allocations rather than bytes."""
+    return metric.sort_index == metric.count_index
+
+
+def fmt_count(n: int) -> str:
+    return f"{n:,}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which number columns fit, for one view width."""
+
+    wide: bool
+
+    @classmethod
+    def for_width(cls, width: int) -> Layout:
+        return cls(wide=width >= WIDE)
+
+    @property
+    def numbers_width(self) -> int:
+        return (NUM_W + 1) * 2 + PCT_W + 2 + ((NUM_W + 1) if self.wide else 0)
+
+    def numbers(self, metric: Metric, first: list[int], second: list[int], grand: int,
+                share: list[int] | None = None) -> str:
+        """`  in use        own      %     count  ` for one node or location: `first` and
+        `second` in the metric's unit, `share` (default `first`) as % of `grand`, then the
+        other unit of `first`."""
+        share = first if share is None else share
+        if counts_metric(metric):
+            a, b = fmt_count(first[metric.count_index]), fmt_count(second[metric.count_index])
+            other = format_bytes(first[metric.bytes_index])
+        else:
+            a, b = format_bytes(first[metric.bytes_index]), format_bytes(second[metric.bytes_index])
+            other = fmt_count(first[metric.count_index])
+        part = share[metric.sort_index]
+        pct = f"{100.0 * part / grand:5.1f}%" if grand else "-"
+        text = f"{a:>{NUM_W}} {b:>{NUM_W}} {pct:>{PCT_W}}"
+        if self.wide:
+            text += f" {other:>{NUM_W}}"
+        return text + "  "
+
+    def titles(self, metric: Metric, first: str, second: str, what: str) -> str:
+        """Column titles; `first`/`second` name the subtree and own numbers."""
+        other = "bytes" if counts_metric(metric) else "count"
+        text = f"{first:>{NUM_W}} {second:>{NUM_W}} {'%root':>{PCT_W}}"
+        if self.wide:
+            text += f" {other:>{NUM_W}}"
+        return f"{text}  {what}"
+
+
+def badge(text: str, style: str = "$text-primary") -> Content:
+    """One reverse-video chip: readable in any theme and without colour."""
+    return Content.assemble((f" {text} ", f"bold reverse {style}"))
+
+
+def column_bar(titles: str, badges: list[tuple[str, str]], width: int) -> Content:
+    """Titles on the left, badges pushed to the right; badges shrink before titles do."""
+    room = width - len(titles) - 2
+    chips: list[Content] = []
+    used = 0
+    for text, style in reversed(badges):  # the last badges (filter, PAUSED) matter most
+        need = len(text) + 3
+        if used + need > room:
+            cut = room - used - 3
+            if cut >= 6:
+                chips.append(badge(text[:cut - 1] + "…", style))
+                used += cut + 3
+            continue
+        chips.append(badge(text, style))
+        used += need
+    chips.reverse()
+    pad = max(1, width - len(titles) - used)
+    parts: list[Content | tuple[str, str] | str] = [(titles, f"bold {MUTED}"),
+                                                     " " * pad]
+    for i, chip in enumerate(chips):
+        parts.append(chip)
+        if i < len(chips) - 1:
+            parts.append(" ")
+    return Content.assemble(*parts)
+
+
+class ColumnBar(Widget):
+    """The column titles line, with the view's settings as badges at its right end."""
+
+    DEFAULT_CSS = """
+    ColumnBar { height: 1; padding: 0 1; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.titles = ""
+        self.badges: list[tuple[str, str]] = []
+
+    def show(self, titles: str, badges: list[tuple[str, str]]) -> None:
+        if (titles, badges) != (self.titles, self.badges):
+            self.titles, self.badges = titles, badges
+            self.refresh()
+
+    def render(self) -> Content:
+        return column_bar(self.titles, self.badges, self.size.width)

@@ -1,0 +1,353 @@
+"""The main screen: header, heap chart, column titles with badges, tree/table, filter bar,
+detail pane, legend and key bar. It owns the main keys, so other screens (log, help,
+dialogs) never see them.
+
+It renders the headless Session (memtrace_core.model); every repaint reads the model once,
+under its lock, so the header, the chart and the rows show one state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import ContentSwitcher, Input, Label
+
+from memtrace_core.model import Metric, Session, Summary
+from memtrace_core.model.metrics import N_COUNTERS
+from memtrace_tui.chart import HeapChart
+from memtrace_tui.columns import ColumnBar, Layout, metric_label
+from memtrace_tui.detail import DetailPane
+from memtrace_tui.header import HeaderBar
+from memtrace_tui.help_screen import HelpScreen
+from memtrace_tui.key_bar import KeyBar
+from memtrace_tui.legend import Legend
+from memtrace_tui.log_screen import LogScreen
+from memtrace_tui.messages import SelectionChanged
+from memtrace_tui.table_view import LocationsTable, table_titles
+from memtrace_tui.thread_picker import ThreadPicker, thread_choices
+from memtrace_tui.tree_text import frame_matches
+from memtrace_tui.tree_view import CallTreeView
+
+DETAIL_MIN_ROWS = 30  # below this the detail pane starts hidden: the tree keeps the room
+TALL_CHART_ROWS = 40  # from this height on the chart gets a third row of bars
+FILTER_DELAY = 0.12  # the filter applies this long after the last key typed
+MATCH_SEARCH_NODES = 200_000  # n/N look at most this many nodes
+
+
+class MainScreen(Screen[None]):
+    """Navigable call tree of top allocators over a live or recorded session."""
+
+    BINDINGS = [
+        # priority: runs as soon as `/` arrives, so keys typed right after it reach the box
+        Binding("slash", "filter", "Filter", priority=True),
+        Binding("n", "next_match(1)", "Next match", show=False),
+        Binding("N", "next_match(-1)", "Previous match", show=False),
+        Binding("escape", "clear_filter", "Clear filter"),
+        Binding("m", "cycle_metric", "Metric"),
+        Binding("t", "pick_thread", "Thread"),
+        Binding("v", "switch_view", "Tree/table"),
+        Binding("d", "toggle_detail", "Detail"),
+        Binding("p,space", "pause", "Pause"),
+        Binding("i", "toggle_internal", "Internal"),
+        Binding("L", "show_log", "Log"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit_app", "Quit"),
+    ]
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+        self.paused = False
+        self._summary: Summary | None = None
+        self._rss = 0
+        self._filter_timer: Timer | None = None
+
+    # -- layout ----------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        # widgets are kept as attributes: queries would search a modal screen when one is up
+        self.header_bar = HeaderBar(id="header")
+        self.chart = HeapChart(id="heap-chart")
+        self.columns = ColumnBar(id="columns")
+        self.switcher = ContentSwitcher(initial="tree", id="views")
+        self.tree_view = CallTreeView(self.session, id="tree")
+        self.table_view = LocationsTable(self.session, id="table")
+        self.filter_box = Input(placeholder="function or file substring, live as you type",
+                                id="filter-input")
+        self.filter_bar = Horizontal(Label("filter /", id="filter-label"), self.filter_box,
+                                     id="filter")
+        self.detail = DetailPane(id="detail")
+        yield self.header_bar
+        yield self.chart
+        yield self.columns
+        with Vertical(id="main"):
+            with self.switcher:
+                yield self.tree_view
+                yield self.table_view
+            yield self.filter_bar
+        yield self.detail
+        yield Legend(self.session.log_path, id="legend")
+        yield KeyBar(id="keys")
+
+    @property
+    def filter_open(self) -> bool:
+        return self.filter_bar.display
+
+    def on_mount(self) -> None:
+        self.filter_bar.display = False
+        height = self.app.size.height
+        self.detail.display = height >= DETAIL_MIN_ROWS
+        self.chart.styles.height = 4 if height >= TALL_CHART_ROWS else 3
+        self.refresh_all()
+        self.tree_view.focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.chart.styles.height = 4 if event.size.height >= TALL_CHART_ROWS else 3
+
+    # -- repaint ---------------------------------------------------------------------------
+    @property
+    def active_view(self) -> CallTreeView | LocationsTable:
+        return self.table_view if self.switcher.current == "table" else self.tree_view
+
+    def refresh_all(self) -> None:
+        """Header, chart, column titles, the visible view and the detail pane, from one
+        model state."""
+        session = self.session
+        with session.lock:
+            self._summary = session.summary()
+            history = session.reader.history
+            self._rss = history[-1][2] if history else 0
+            self.header_bar.show(self._summary, self._rss)
+            self.chart.refresh_from(session)
+            self.active_view.rebuild()
+            self.refresh_columns()
+            self._refresh_detail()
+
+    def tick(self) -> None:
+        """The clock and status move on between model updates; the heap figures stay those
+        of the last repaint, so the header never runs ahead of the tree (when paused, the
+        header keeps showing what is being read)."""
+        with self.session.lock:
+            now = self.session.summary()
+        last = self._summary
+        if last is not None and not self.paused:
+            now = dataclasses.replace(now, heap_bytes=last.heap_bytes,
+                                      peak_bytes=last.peak_bytes,
+                                      peak_time_s=last.peak_time_s)
+        self.header_bar.show(now, self._rss)
+
+    def refresh_columns(self) -> None:
+        tree = self.session.tree
+        view = self.active_view
+        layout = Layout.for_width(view.size.width or self.app.size.width)
+        metric = tree.metric
+        if isinstance(view, LocationsTable):
+            titles = table_titles(layout, metric, view.sort)
+        else:
+            titles = layout.titles(metric, metric_label(metric) + "↓", "own", "frame")
+        badges = [(metric.value, "$text-primary"), (self._thread_label(), "$text-primary")]
+        if tree.filter:
+            badges.append((f"/{tree.filter}", "$text-accent"))
+        if tree.show_internal:
+            badges.append(("+internal", "$text-secondary"))
+        if self.paused:
+            badges.append(("PAUSED", "$text-warning"))
+        self.columns.show(titles, badges)
+
+    def _thread_label(self) -> str:
+        tree = self.session.tree
+        if tree.thread is None:
+            return "all threads"
+        name = self.session.reader.threads.get(tree.thread, (0, "?"))[1]
+        return f"thread #{tree.thread} {name}"
+
+    def _refresh_detail(self) -> None:
+        pane = self.detail
+        if not pane.display:
+            return
+        view = self.active_view
+        zero = [0] * N_COUNTERS
+        if isinstance(view, CallTreeView):
+            node = view.selected
+            if node is None:
+                pane.show(None, zero, zero)
+            else:
+                pane.show(node.frame, node.own, node.total)
+        else:
+            loc = view.selected
+            pane.show(loc.frame if loc else None, loc.own if loc else zero,
+                      loc.total if loc else zero)
+
+    def on_selection_changed(self, message: SelectionChanged) -> None:
+        with self.session.lock:
+            self._refresh_detail()
+
+    # -- settings --------------------------------------------------------------------------
+    def _change_model(self, change) -> None:
+        with self.session.lock:
+            change(self.session.tree)
+        self.refresh_all()
+
+    def action_cycle_metric(self) -> None:
+        self._change_model(lambda tree: tree.set_metric(tree.metric.next()))
+
+    def set_metric(self, metric: Metric) -> None:
+        self._change_model(lambda tree: tree.set_metric(metric))
+
+    def action_toggle_internal(self) -> None:
+        self._change_model(lambda tree: tree.set_show_internal(not tree.show_internal))
+
+    def action_switch_view(self) -> None:
+        switcher = self.switcher
+        switcher.current = "table" if switcher.current == "tree" else "tree"
+        self.refresh_all()
+        self.active_view.focus()
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        controller = getattr(self.app, "controller", None)
+        if controller is not None:
+            controller.set_paused(self.paused)
+        self.refresh_all()
+
+    def action_toggle_detail(self) -> None:
+        pane = self.detail
+        pane.display = not pane.display
+        with self.session.lock:
+            self._refresh_detail()
+
+    def action_pick_thread(self) -> None:
+        with self.session.lock:
+            tree = self.session.tree
+            choices = thread_choices(dict(self.session.reader.threads), tree.thread_totals(),
+                                     tree.metric.bytes_index)
+
+        def chosen(value: int | None | bool) -> None:
+            if value is not False:
+                self._change_model(lambda tree: tree.set_thread(value))  # type: ignore[arg-type]
+
+        self.app.push_screen(ThreadPicker(choices, self.session.tree.thread), chosen)
+
+    # -- filter ----------------------------------------------------------------------------
+    def action_filter(self) -> None:
+        box = self.filter_box
+        if self.focused is box:  # `/` typed inside the filter (a path): it is text
+            box.insert_text_at_cursor("/")
+            return
+        if not self.filter_open:
+            box.value = self.session.tree.filter
+            box.cursor_position = len(box.value)
+        self.filter_bar.display = True
+        self.set_focus(box)  # now, not later: the next keys in the queue must land here
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input is not self.filter_box or not self.filter_open:
+            return
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(FILTER_DELAY, self._apply_typed_filter)
+
+    def _apply_typed_filter(self) -> None:
+        self._filter_timer = None
+        self.apply_filter(self.filter_box.value)
+
+    def apply_filter(self, text: str) -> None:
+        if text.strip().lower() != self.session.tree.filter:
+            self._change_model(lambda tree: tree.set_filter(text))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input is not self.filter_box:
+            return
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
+        self.apply_filter(event.value)
+        self._close_filter_box()  # the cursor stays where it was: n/N go to the matches
+
+    def _close_filter_box(self) -> None:
+        self.filter_bar.display = False
+        self.set_focus(self.active_view)
+
+    def action_clear_filter(self) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
+        had_box = self.filter_open
+        if had_box:
+            self._close_filter_box()
+        if self.session.tree.filter:
+            self.apply_filter("")
+        elif not had_box:
+            self.app.bell()
+
+    def action_next_match(self, direction: int) -> None:
+        needle = self.session.tree.filter
+        if not needle:
+            return
+        view = self.active_view
+        if isinstance(view, LocationsTable):
+            n = view.row_count
+            for step in range(1, n + 1):
+                i = (view.cursor + direction * step) % n
+                if frame_matches(view.row_locations[i].frame, needle):
+                    view.move_to(i)
+                    return
+            return
+        with self.session.lock:
+            target = _next_matching_node(view, needle, direction)
+        if target is not None:
+            view.select(target)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Escape is listed while there is a filter to clear."""
+        if action == "clear_filter":
+            return bool(self.filter_open or self.session.tree.filter)
+        return True
+
+    def key_hints(self) -> list[tuple[str, str, str]]:
+        """Extra footer items while typing a filter (the box's own keys)."""
+        if self.focused is self.filter_box:
+            return [("enter", "done", "enter")]
+        return []
+
+    # -- other screens ---------------------------------------------------------------------
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen())
+
+    def action_show_log(self) -> None:
+        controller = getattr(self.app, "controller", None)
+        path = controller.log_path if controller is not None else self.session.log_path
+        self.app.push_screen(LogScreen(path))
+
+    def action_quit_app(self) -> None:
+        self.app.request_quit()
+
+
+def _next_matching_node(view: CallTreeView, needle: str, direction: int):
+    """The next node in display order (every node, open or not) whose frame matches."""
+    tree = view.tree
+    order = []
+    stack = list(reversed(tree.children(tree.root)))
+    start = time.perf_counter()
+    while stack and len(order) < MATCH_SEARCH_NODES and time.perf_counter() - start < 0.25:
+        node = stack.pop()
+        order.append(node)
+        stack.extend(reversed(tree.children(node)))
+    if not order:
+        return None
+    try:
+        at = order.index(view.selected) if view.selected is not None else -1
+    except ValueError:
+        at = -1
+    n = len(order)
+    for step in range(1, n + 1):
+        i = (at + direction * step) % n if at >= 0 or direction > 0 else (n - step) % n
+        if frame_matches(order[i].frame, needle):
+            return order[i]
+    return None
