@@ -49,7 +49,8 @@ def test_dlopen_through_the_callers_search_path(tmp_path, mt, path, function, na
     options = ("--native",) if native else ()
     run = mt.trace(tmp_path, RPATH_SCRIPT, path, function, options=options).check()
     assert run.proc.stdout == untraced.stdout == b"loaded 0\n"
-    assert run.proc.stderr == b""
+    # nothing from the program (a failed dlopen prints its error), only memtrace's notes
+    assert all(line.startswith(b"memtrace: ") for line in run.proc.stderr.splitlines())
     live = ts.live_at(run.reader, "load", run.lines["load"])
     assert [s for _a, s, _k in live if s == DEP_BLOCK] == [DEP_BLOCK]
     loaded = {os.path.basename(entry[0]) for entry in run.reader.maps}
