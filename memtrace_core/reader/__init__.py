@@ -205,6 +205,32 @@ def read_capture(path: str | Path, progress: Progress | None = None) -> StreamRe
     return reader
 
 
+def read_capture_at(path: str | Path, t_us: int) -> StreamReader:
+    """The capture as it stood at one instant: fed up to and including its first TICK at
+    or after t_us (microseconds since the start), or to its end when none is that late.
+    Its aggregates (in use per stack, heap, peak so far) are those of that instant; errors
+    are those of read_capture (a corrupt part after the HEADER ends the reading early)."""
+    name = os.fspath(path)
+    reader = StreamReader()
+    reader.stop_at(t_us)
+    stream = capture_stream(path)
+    try:
+        for chunk in stream:
+            reader.feed(chunk)
+            if reader.stopped:
+                return reader
+    except CaptureError as exc:
+        if not reader.header:
+            raise UserError(f"{name}: {exc}") from None
+        return reader
+    finally:
+        stream.close()
+    reader.finish()
+    if not reader.header:
+        raise UserError(f"{name}: truncated capture: it ends before its header")
+    return reader
+
+
 def capture_stream(path: str | Path, chunk: int = _RAW_CHUNK) -> Iterator[bytes]:
     """Yield the plain stream of a capture file ("MEMTRACE" magic first), decompressed.
 

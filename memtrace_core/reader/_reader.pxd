@@ -62,6 +62,8 @@ cdef class StreamReader:
     cdef bint _magic_done
     cdef object _failed
     cdef int64_t _offset
+    cdef int64_t _stop_at_us  # stop feeding after the first TICK at or after it (-1: never)
+    cdef readonly bint stopped  # feed() stopped there: the rest of its data is kept
     cdef readonly dict header
     cdef readonly object trailer
     cdef readonly bint truncated

@@ -159,6 +159,8 @@ cdef class StreamReader:
         self._magic_done = False
         self._failed = None
         self._offset = 0
+        self._stop_at_us = -1
+        self.stopped = False
         self.header = {}
         self.trailer = None
         self.truncated = False
@@ -213,6 +215,10 @@ cdef class StreamReader:
                     self._fail(str(exc), self._offset)
                 pos = rec_end
                 self.s.records += 1
+                if kind == 8 and 0 <= self._stop_at_us <= self.s.last_time_us:
+                    self._stop_at_us = -1
+                    self.stopped = True  # the state of this instant; the rest waits
+                    break
                 continue
             self._offset += pos
             self._tail = b""
@@ -223,6 +229,13 @@ cdef class StreamReader:
         self._tail = bytes(view[pos:n]) if pos < n else b""
         self._offset += pos
         return self.s.records - before
+
+    def stop_at(self, int64_t t_us) -> None:
+        """Make feed() stop right after the first TICK whose time is t_us or later (the
+        records after it are kept for the next feed()): the aggregates are then those of
+        that instant. Once, until called again; feed(b"") resumes with the kept bytes."""
+        self._stop_at_us = t_us
+        self.stopped = False
 
     def finish(self) -> None:
         """End of input: bytes of an unfinished record left over mean a truncated stream."""

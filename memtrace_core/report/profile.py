@@ -87,6 +87,7 @@ class Profile:
     native: bool
     stale_libraries: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    instant: bool = False  # read up to an instant (load_profile's at_us), not to its end
 
     def _index(self) -> tuple[int, int]:
         m = self.selection.metric
@@ -150,8 +151,9 @@ class Profile:
     def warnings(self) -> list[str]:
         """Lines to show the user: stale libraries first, then symbolizer notes."""
         out = [stale_message(self.stale_libraries)] if self.stale_libraries else []
-        if not getattr(self.reader, "complete", True) and not getattr(self.reader, "error",
-                                                                       None):
+        stopped_early = self.instant and getattr(self.reader, "stopped", False)
+        if not getattr(self.reader, "complete", True) and not stopped_early and not getattr(
+                self.reader, "error", None):
             out.append("the capture is incomplete (the program was killed or the stream "
                        "cut): numbers cover what was recorded")
         out.extend(self.notes)
@@ -160,14 +162,18 @@ class Profile:
 
 def load_profile(path: str | Path, selection: Selection = Selection.ALL,
                  show_internal: bool = False, cache_dir: Path | None = None,
-                 progress=None) -> Profile:
-    """Read, name (native captures, auto-detected from the header) and sum a capture.
+                 progress=None, at_us: int | None = None) -> Profile:
+    """Read, name (native captures, auto-detected from the header) and sum a capture; with
+    at_us, the capture as it stood at that instant (its first TICK at or after it).
 
     Raises UserError (one line) for a missing, foreign or corrupt file."""
     from memtrace_core.model.build import call_tree
-    from memtrace_core.reader import read_capture, read_names
+    from memtrace_core.reader import read_capture, read_capture_at, read_names
 
-    reader = read_capture(path, progress=progress)
+    if at_us is None:
+        reader = read_capture(path, progress=progress)
+    else:
+        reader = read_capture_at(path, at_us)
     embedded = read_names(path) if (reader.header or {}).get("native") else None
     tree = call_tree(reader, names="sync", cache_dir=cache_dir, embedded=embedded)
     tree.set_metric(selection.metric)
@@ -176,7 +182,8 @@ def load_profile(path: str | Path, selection: Selection = Selection.ALL,
     bi, ci = selection.metric.bytes_index, selection.metric.count_index
     tree.core.begin_all(bi, ci)
     tree.core.step()
-    profile = Profile(str(path), reader, selection, tree, tree.native)
+    profile = Profile(str(path), reader, selection, tree, tree.native,
+                      instant=at_us is not None)
     if tree.namer is not None:
         tree.namer.flush()
         profile.stale_libraries = shown_stale_libraries(profile, tree.namer.stale_libraries())
