@@ -7,6 +7,7 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 cdef extern from "aggregate.h":
     ctypedef struct mt_stack:
         int64_t alloc_bytes, alloc_count, live_bytes, live_count, peak_bytes, peak_count
+        int64_t temp_bytes, temp_count
         uint32_t py, nat, thread, flags
 
     ctypedef struct mt_piece:
@@ -44,13 +45,17 @@ cdef extern from "aggregate.h":
         int64_t allocator_bytes[256]
         int64_t hist[66]
         int64_t records
+        uint32_t temp_threshold
+        int64_t temp_bytes, temp_allocs
         int header_seen, trailer_seen
         const char *error
 
     int MT_DONE, MT_OTHER, MT_CORRUPT, MT_NOMEM, MT_STACK_CHANGED, MT_HIST_BUCKETS
+    int MT_TEMP_MAX
     uint64_t MT_NO_ADDR
     int mt_state_init(mt_state *s)
     void mt_state_free(mt_state *s)
+    int mt_set_temp_threshold(mt_state *s, uint32_t n)
     int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
                   size_t *rec_end)
 

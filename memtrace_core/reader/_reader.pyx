@@ -237,6 +237,15 @@ cdef class StreamReader:
         self._stop_at_us = t_us
         self.stopped = False
 
+    def set_temporary_threshold(self, n: int) -> None:
+        """Count as temporary an allocation freed by its thread before that thread made
+        more than n other allocations (memray's and heaptrack's definition; 1 by default).
+        Only before the first ALLOC record is read."""
+        if not 0 <= n <= MT_TEMP_MAX:
+            raise ValueError(f"the temporary threshold must be 0 to {MT_TEMP_MAX}")
+        if mt_set_temp_threshold(&self.s, <uint32_t>n) < 0:
+            raise ValueError("the temporary threshold is set before reading allocations")
+
     def finish(self) -> None:
         """End of input: bytes of an unfinished record left over mean a truncated stream."""
         if self._tail:
@@ -391,6 +400,20 @@ cdef class StreamReader:
         return self.s.implicit_frees
 
     @property
+    def temporary_threshold(self) -> int:
+        return self.s.temp_threshold
+
+    @property
+    def temporary_allocations(self) -> int:
+        """Allocations freed by their own thread within the threshold (see
+        set_temporary_threshold)."""
+        return self.s.temp_allocs
+
+    @property
+    def temporary_bytes(self) -> int:
+        return self.s.temp_bytes
+
+    @property
     def heap_bytes(self) -> int:
         return self.s.heap_bytes
 
@@ -455,6 +478,11 @@ cdef class StreamReader:
         cdef mt_stack *st = self._stack(sid)
         return (st.alloc_bytes, st.alloc_count, st.live_bytes, st.live_count,
                 st.peak_bytes, st.peak_count)
+
+    def stack_temporary(self, sid: int) -> tuple:
+        """(temporary bytes, temporary count) of a stack id."""
+        cdef mt_stack *st = self._stack(sid)
+        return (st.temp_bytes, st.temp_count)
 
     def stacks(self) -> list:
         """Every stack at once: (pynode, nativenode, thread, alloc_bytes, alloc_count,
