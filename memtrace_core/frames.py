@@ -1,7 +1,8 @@
 """The frame type every layer above the reader speaks: reporters, model and TUI."""
 
 from dataclasses import dataclass
-from enum import StrEnum
+
+from memtrace_core.strenum import StrEnum
 
 
 class FrameKind(StrEnum):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 from memtrace_core.frames import Frame, FrameKind
@@ -19,6 +18,7 @@ from memtrace_core.model.metrics import Metric
 from memtrace_core.model.stacks import StackFrames
 from memtrace_core.report.frametree import FrameTree, Node
 from memtrace_core.report.pathcache import CachedPaths
+from memtrace_core.strenum import StrEnum
 
 NO_STACK = Frame("<no stack>", "", 0, FrameKind.UNRESOLVED)
 

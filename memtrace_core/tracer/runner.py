@@ -21,7 +21,6 @@ from memtrace_core.errors import UserError
 from memtrace_core.tracer.program import (
     CODE,
     MODULE,
-    SCRIPT,
     STDIN,
     Program,
     mark_takes_program,
@@ -184,54 +183,75 @@ def _runs_as_package(path: str) -> bool:
     return True
 
 
-def _via_runpy(program: Program) -> bool:
-    """Whether runpy runs the program (-m, a directory, a zip file); runpy is then loaded
-    now, as python loads it before the program's first line."""
-    via = program.kind == MODULE or (
-        program.kind == SCRIPT and _runs_as_package(program.target))
-    if via:
-        import runpy  # noqa: F401
-    return via
+@dataclass
+class _Prepared:
+    """The program ready to start: its __main__ and its source (None: runpy runs it, as
+    python does for -m, a directory or a zip file)."""
+
+    main: dict
+    source: bytes | str | None = None
+    filename: str = ""
 
 
-def _prepare(program: Program, via_runpy: bool) -> tuple[types.CodeType | None, dict]:
-    """Everything python does before the program's first line: sys.argv, sys.path[0], a
-    fresh __main__ and the compiled code (None: runpy runs it, as python does for -m, a
-    directory or a zip file). A syntax error raises here, like python's."""
+def _prepare(program: Program) -> _Prepared:
+    """Everything python does before the program's first line, done before tracing starts
+    (it is memtrace's work, not the program's): sys.argv, sys.path[0], a fresh __main__,
+    the source read, runpy loaded where it runs the program."""
     import importlib.machinery
     import io
 
     sys.argv = program.argv
     if program.kind == MODULE:
+        import runpy  # noqa: F401 - loaded by python itself before a -m module runs
+
         sys.path[0] = os.getcwd()
-        return None, _fresh_main()
+        return _Prepared(_fresh_main())
     if program.kind == CODE:
         sys.path[0] = ""
-        return compile(program.target, "<string>", "exec", dont_inherit=True), _fresh_main()
+        _register_source("<string>", program.target)
+        return _Prepared(_fresh_main(), program.target, "<string>")
     if program.kind == STDIN:
         sys.path[0] = ""
-        source = sys.stdin.buffer.read()
         main = _fresh_main(__file__="<stdin>", __cached__=None)
-        return compile(source, "<stdin>", "exec", dont_inherit=True), main
+        return _Prepared(main, sys.stdin.buffer.read(), "<stdin>")
     path = program.target
-    if via_runpy:
+    if _runs_as_package(path):
+        import runpy  # noqa: F401,F811
+
         sys.path[0] = os.path.abspath(path)
-        return None, _fresh_main()
+        return _Prepared(_fresh_main())
     abspath = os.path.abspath(path)
     sys.path[0] = os.path.dirname(os.path.realpath(path))
     loader = importlib.machinery.SourceFileLoader("__main__", abspath)
     main = _fresh_main(__loader__=loader, __file__=abspath, __cached__=None)
-    with io.open_code(abspath) as f:
-        source = f.read()
-    return compile(source, abspath, "exec", dont_inherit=True), main
+    try:
+        with io.open_code(abspath) as f:
+            source = f.read()
+    except OSError as exc:  # gone since Program.check()
+        raise UserError(
+            f"can't open file {abspath!r}: [Errno {exc.errno}] {exc.strerror}", status=2
+        ) from None
+    return _Prepared(main, source, abspath)
 
 
-def _enter(program: Program, code: types.CodeType | None, main: dict) -> None:
-    """The program's only caller: traced stacks stop here (its code is the tracer's root)."""
-    if code is not None:
-        exec(code, main)
+def _register_source(filename: str, source: str) -> None:
+    """Python 3.13+ keeps `-c` code in linecache, so its tracebacks show the source lines."""
+    import linecache
+
+    register = getattr(linecache, "_register_code", None)
+    if sys.version_info >= (3, 13) and register is not None:
+        register(filename, source, filename)
+
+
+def _enter(program: Program, prepared: _Prepared) -> None:
+    """The program's only caller: traced stacks stop here (its code is the tracer's root).
+    Compiling is the program's own cost (its code objects live as long as it does); a
+    syntax error raises here, as under python."""
+    if prepared.source is not None:
+        code = compile(prepared.source, prepared.filename, "exec", dont_inherit=True)
+        exec(code, prepared.main)
     else:
-        import runpy  # loaded already (_via_runpy)
+        import runpy  # loaded already (_prepare)
 
         runpy._run_module_as_main(  # type: ignore[attr-defined]
             program.target if program.kind == MODULE else "__main__",
@@ -248,12 +268,12 @@ def _trim_traceback(tb: types.TracebackType | None) -> types.TracebackType | Non
     return tb
 
 
-def execute(program: Program, via_runpy: bool | None = None) -> None:
+def execute(program: Program, prepared: _Prepared | None = None) -> None:
     """Run the program in this interpreter; raises SystemExit with its exit status."""
-    if via_runpy is None:
-        via_runpy = _via_runpy(program)
+    if prepared is None:
+        prepared = _prepare(program)
     try:
-        _enter(program, *_prepare(program, via_runpy))
+        _enter(program, prepared)
     except SystemExit as exc:
         _exit_state.code = _exit_code(exc)
         raise
@@ -275,11 +295,11 @@ def run(
     """Check, start tracing into fd, and execute the program."""
     program.check()
     header = header_fields(program, native, python_allocators, attached=False)
-    via_runpy = _via_runpy(program)  # memtrace's own work: before tracing starts
+    prepared = _prepare(program)  # memtrace's own work: before tracing starts
     # Stacks stop at our runner: a script's outermost frame is its <module>; a module keeps
     # runpy's frames, as under `python -m`.
     start_tracing(fd, header, native, python_allocators, _enter.__code__, compress)
-    execute(program, via_runpy)
+    execute(program, prepared)
 
 
 def add_program_arguments(parser: argparse.ArgumentParser) -> None:
