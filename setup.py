@@ -50,7 +50,7 @@ def extensions() -> list[Extension]:
             Extension(
                 module,
                 [str(rel), *c_files],
-                include_dirs=[str(pyx.parent)],
+                include_dirs=[str(pyx.parent), str(ROOT / "memtrace_core" / "reader")],
                 extra_compile_args=cflags,
                 extra_link_args=libs,
             )

@@ -6,7 +6,8 @@ native captures of the benchmark workloads: the first run with an empty symbol c
     python benchmarks/bench_report.py -w numpy_work -r 7 --scale 0.5
 
 Each report is a whole `python -m memtrace_core ...` process, as a user runs it. Also
-prints load_profile in process: with the symbol cache only, and with the path cache.
+prints load_profile in process (names from the warm symbol cache): its time and the
+call tree's size.
 Speed figures live here, never in timed tests.
 """
 
@@ -37,10 +38,10 @@ TARGET_S = 1.0
 SPLIT = """
 import sys, time
 from memtrace_core.report.profile import Selection, load_profile
-t0 = time.perf_counter(); p = load_profile(sys.argv[1], Selection.ALL, use_cache=False)
-t1 = time.perf_counter(); load_profile(sys.argv[1], Selection.ALL); t2 = time.perf_counter()
-print(f"load_profile: stacks merged again {t1 - t0:.3f} s, from the path cache "
-      f"{t2 - t1:.3f} s ({p.tree.node_count()} tree nodes)")
+t0 = time.perf_counter(); p = load_profile(sys.argv[1], Selection.ALL)
+t1 = time.perf_counter()
+print(f"load_profile: {t1 - t0:.3f} s ({p.reader.n_stacks} stacks, "
+      f"{p.tree.node_count()} tree nodes)")
 """
 
 

@@ -53,8 +53,7 @@ def child_env(lib: Path, scale: float) -> dict[str, str]:
 def bench_keys(lib: Path, seconds: float, script: Path | None = None) -> None:
     from textual import events
 
-    from memtrace_core.model.build import stack_frames
-    from memtrace_core.model.calltree import CallTree
+    from memtrace_core.model.build import call_tree
     from memtrace_core.model.feed import enlarge_pipe
     from memtrace_core.model.session import Session
     from memtrace_core.reader import StreamReader
@@ -73,8 +72,8 @@ def bench_keys(lib: Path, seconds: float, script: Path | None = None) -> None:
         env=child_env(lib, scale=seconds * 3), start_new_session=True)
     os.close(write_fd)
     reader = StreamReader()
-    frames = stack_frames(reader, native=True)
-    session = Session(reader, CallTree(reader, frames), live=True)
+    tree = call_tree(reader, native=True)
+    session = Session(reader, tree, live=True)
     controller = LiveController(proc, read_fd, session, log_path=None)
 
     class BenchApp(MemtraceApp):
@@ -142,7 +141,7 @@ def bench_keys(lib: Path, seconds: float, script: Path | None = None) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-        frames.close()
+        tree.close()
     wall = time.monotonic() - wall0
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # traced program + symbolizer

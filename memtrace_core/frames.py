@@ -11,14 +11,14 @@ class FrameKind(StrEnum):
     PYTHON = "python"
     NATIVE = "native"
     INLINE = "inline"
-    UNRESOLVED = "unresolved"
+    UNRESOLVED = "unresolved"  # a name is on its way: shown as `lib+0xoffset` meanwhile
+    NO_SYMBOL = "nosymbol"  # no name anywhere (no symbol, library changed or gone)
 
     @property
     def mark(self) -> str:
         """Short tag that tells the kind apart without colour."""
-        return {"python": "[py]", "native": "[c]", "inline": "[inl]", "unresolved": "[?]"}[
-            self.value
-        ]
+        return {"python": "[py]", "native": "[c]", "inline": "[inl]", "unresolved": "[?]",
+                "nosymbol": "[-]"}[self.value]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from textual.binding import Binding
 from memtrace_core.model import Metric, Session
 from memtrace_tui.main_screen import MainScreen
 from memtrace_tui.messages import ModelUpdated, ProgramExited
-from memtrace_tui.palette import kind_colours
+from memtrace_tui.palette import kind_colours, kind_css
 from memtrace_tui.quit_screen import QuitScreen
 
 TICK_HISTORY = 1024  # tick lateness samples kept (benchmarks): a bounded window
@@ -40,6 +40,7 @@ class MemtraceApp(App[int]):
     """Navigable call tree of top allocators over a live or recorded session."""
 
     CSS_PATH = Path(__file__).with_name("memtrace.tcss")  # absolute: subclasses live elsewhere
+    CSS = kind_css()
     TITLE = "memtrace"
     BINDINGS = [
         Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True),
@@ -57,6 +58,7 @@ class MemtraceApp(App[int]):
         self._exit_requested = False
         self._last_refresh = 0.0
         self._refresh_pending = False
+        self._polling = False
         self.main = MainScreen(session)
 
     def get_default_screen(self) -> MainScreen:
@@ -79,7 +81,7 @@ class MemtraceApp(App[int]):
             self._last_tick = time.monotonic()
             self.set_interval(self.tick_seconds, self._tick)
         else:  # a capture: only native names still arrive (symbolizer worker)
-            self.set_interval(self.tick_seconds, self._poll_model)
+            self.set_interval(0.05, self._poll_model)
 
     # -- compatibility: the main screen does the work --------------------------------------
     @property
@@ -101,12 +103,29 @@ class MemtraceApp(App[int]):
         self.main.tick()
 
     def _poll_model(self) -> None:
-        if self.main.paused:
+        """A capture's names arriving: renames in short steps (the UI stays responsive),
+        a repaint at most every tick while they last, and one when they are done."""
+        if self.main.paused or self._polling:
             return
+        tree = self.session.tree
         with self.session.lock:
-            changed = self.session.tree.update()
-        if changed:
+            generation = tree.generation
+            if not tree.busy:
+                tree.begin()
+            done = tree.step(0.008)
+            changed = tree.generation != generation
+        if changed and (done or time.monotonic() - self._last_refresh >= self.tick_seconds):
             self._repaint()
+        elif changed and not self._refresh_pending:
+            self._refresh_pending = True
+            self.set_timer(self.tick_seconds, self._deferred_refresh)
+        if not done:
+            self._polling = True
+            self.set_timer(0.001, self._poll_again)
+
+    def _poll_again(self) -> None:
+        self._polling = False
+        self._poll_model()
 
     def _repaint(self) -> None:
         self._last_refresh = time.monotonic()

@@ -12,6 +12,7 @@ from textual.content import Content
 from textual.widget import Widget
 
 from memtrace_core.model import Session, format_bytes
+from memtrace_tui.palette import MUTED
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 LABEL_W = 10  # "1023.9 MiB"
@@ -87,13 +88,13 @@ class HeapChart(Widget):
         rows = max(1, self.size.height - 1)
         with session.lock:
             heap, _rss = session.heap_series(width)
-            reader = session.reader
-            peak, end_s = reader.peak_bytes, reader.last_time_us / 1e6
+            figures = session.tree.figures  # the data the header and the tree show
+            peak, end_s = figures.peak_bytes, figures.last_time_us / 1e6
         values = heap + [0] * (width - len(heap))
         self.values = values
         self.top = max(peak, max(values, default=0))
         bars = bar_rows(values, self.top, rows)
-        muted = "$foreground-muted"
+        muted = MUTED
         pieces: list[tuple[str, str] | str] = []
         for i, row in enumerate(bars):
             label = format_bytes(self.top) if i == 0 else ("heap" if i == 1 else "")

@@ -14,6 +14,7 @@ from textual.content import Content
 from textual.widget import Widget
 
 from memtrace_core.model import Metric, format_bytes
+from memtrace_tui.palette import MUTED
 
 NUM_W = 10  # "1023.9 MiB"
 PCT_W = 6  # "100.0%"
@@ -100,7 +101,7 @@ def column_bar(titles: str, badges: list[tuple[str, str]], width: int) -> Conten
         used += need
     chips.reverse()
     pad = max(1, width - len(titles) - used)
-    parts: list[Content | tuple[str, str] | str] = [(titles, "bold $foreground-muted"),
+    parts: list[Content | tuple[str, str] | str] = [(titles, f"bold {MUTED}"),
                                                      " " * pad]
     for i, chip in enumerate(chips):
         parts.append(chip)

@@ -11,6 +11,7 @@ from textual.content import Content
 from textual.widget import Widget
 
 from memtrace_core.model import Summary, format_bytes
+from memtrace_tui.palette import MUTED
 
 
 def _si(rate: float) -> str:
@@ -28,21 +29,21 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
     """The header for a line of `width` cells."""
     ok = s.status == "running" or s.status.startswith("capture")
     core: list[Piece] = [
-        ("pid ", "$foreground-muted"), (f"{s.pid}", "bold"), ("  ", ""),
+        ("pid ", MUTED), (f"{s.pid}", "bold"), ("  ", ""),
         (s.status, f"bold {'$text-success' if ok else '$text-warning'}"),
-        (f" {s.elapsed_s:.1f}s", ""), ("  heap ", "$foreground-muted"),
-        (format_bytes(s.heap_bytes), "bold"), ("  peak ", "$foreground-muted"),
+        (f" {s.elapsed_s:.1f}s", ""), ("  heap ", MUTED),
+        (format_bytes(s.heap_bytes), "bold"), ("  peak ", MUTED),
         (format_bytes(s.peak_bytes), "bold"),
     ]
     # optional pieces in the order they are dropped when the line is short
     optional: list[tuple[str, list[Piece]]] = [
-        ("records", [(f"  {_si(s.records_per_s)} rec/s", "$foreground-muted")]),
-        ("allocs", [(f"  {_si(s.allocs_per_s)} allocs/s", "$foreground-muted")]),
-        ("peak_at", [(f" at {s.peak_time_s:.2f}s", "$foreground-muted")]),
+        ("records", [(f"  {_si(s.records_per_s)} rec/s", MUTED)]),
+        ("allocs", [(f"  {_si(s.allocs_per_s)} allocs/s", MUTED)]),
+        ("peak_at", [(f" at {s.peak_time_s:.2f}s", MUTED)]),
         ("native", [("  native", "$text-primary")] if s.native else []),
-        ("rss", [("  rss ", "$foreground-muted"), (format_bytes(rss), "")] if rss else []),
-        ("pending", [("  names pending ", "$foreground-muted"),
-                     (f"{s.pending_symbols}", "bold $text-warning")]
+        ("rss", [("  rss ", MUTED), (format_bytes(rss), "")] if rss else []),
+        ("pending", [("  names pending ", MUTED),
+                     (f"{s.pending_symbols}", "bold")]
          if s.pending_symbols else []),
     ]
     room = width

@@ -37,9 +37,9 @@ class LiveController:
                          daemon=True).start()
 
     def _wait(self, app) -> None:
+        """Report the exit at once (the stream's tail is still being read: the feed
+        repaints when it has it)."""
         code = self.proc.wait()
-        if self.feed is not None:
-            self.feed.eof.wait(timeout=10)  # the stream's tail and trailer come after exit
         app.post_message(ProgramExited(code))
 
     def set_paused(self, paused: bool) -> None:

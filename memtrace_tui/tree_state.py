@@ -19,14 +19,17 @@ SEARCH_DEPTH = 8  # inserted internal frames between two kept frames
 SEARCH_NODES = 2000  # bound on the nodes looked at per frame
 
 
+def frames_of(tree: CallTree, node: Node) -> list[Frame]:
+    """A node's path as frames, outermost first, also for a node of a tree since rebuilt
+    (whose parents may be gone: its key of frame ids is kept)."""
+    key = getattr(node, "key", None)
+    if key is not None:
+        return [tree.frames[fid] for fid in key()]
+    return [n.frame for n in node.path()]
+
+
 def _child(node: Node, frame: Frame) -> Node | None:
-    child = node.children.get(id(frame))  # children are keyed by the interned frame
-    if child is not None and child.frame == frame:
-        return child
-    for child in node.children.values():
-        if child.frame == frame:
-            return child
-    return None
+    return node.child(frame)
 
 
 def _below(node: Node, frame: Frame) -> list[Node] | None:

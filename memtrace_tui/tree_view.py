@@ -19,7 +19,7 @@ from memtrace_tui.columns import Layout
 from memtrace_tui.kinds import location
 from memtrace_tui.lines_view import KIND_ROLES, LinesView, Row
 from memtrace_tui.messages import SelectionChanged
-from memtrace_tui.tree_state import relocate
+from memtrace_tui.tree_state import frames_of, relocate
 from memtrace_tui.tree_text import frame_matches, split_matches
 
 NAME_ROOM = 28  # columns kept for arrow, mark and the start of a name however deep
@@ -55,10 +55,10 @@ class CallTreeView(LinesView):
         old_expanded = list(self.expanded.values())
         self.expanded = {}
         for node in old_expanded:
-            for new in relocate(tree, [n.frame for n in node.path()]):
+            for new in relocate(tree, frames_of(tree, node)):
                 self.expanded[new.id] = new
         if self.selected is not None:
-            path = relocate(tree, [n.frame for n in self.selected.path()])
+            path = relocate(tree, frames_of(tree, self.selected))
             for new in path[:-1]:
                 self.expanded[new.id] = new
             self.selected = path[-1] if path else None
@@ -112,7 +112,7 @@ class CallTreeView(LinesView):
         hot = self._grand and node.total[metric.sort_index] * 2 >= self._grand
         pieces: list[tuple[str, str]] = [(numbers, "number"),
                                          (self.indent(node.depth - 1, layout), "guide")]
-        arrow = ("▼ " if node.id in self.expanded else "▶ ") if node.children else "  "
+        arrow = ("▼ " if node.id in self.expanded else "▶ ") if node.has_children else "  "
         pieces.append((arrow, "dim"))
         pieces.append((frame.kind.mark + " ", kind))
         needle = tree.filter
@@ -155,7 +155,7 @@ class CallTreeView(LinesView):
         node = self.selected
         if node is not None and node.id in self.expanded:
             self.action_collapse()
-        elif node is not None and node.children:
+        elif node is not None and node.has_children:
             self.expanded[node.id] = node
             self.refresh_from_model()
 
@@ -172,7 +172,7 @@ class CallTreeView(LinesView):
         node = self.selected
         if node is None:
             return
-        if node.id in self.expanded or not node.children:
+        if node.id in self.expanded or not node.has_children:
             self.move_cursor(1)  # already open: step into the first child
             return
         self.expanded[node.id] = node

@@ -20,9 +20,12 @@ How it works, and why:
   it over at a safe point, also when every Python thread sleeps in a syscall with the GIL
   released - the case where a pending call would wait for the program to wake up. The
   interrupted syscall of the target is restarted by the kernel; nothing is cut short.
-- agent.py runs in that thread: puts memtrace's install dir on sys.path only for its import
-  (the target's environment needs no memtrace), opens the FIFO, starts the tracer with an
-  `attached` header, names the existing threads, and reports through a status file.
+- trust.py checks every file the target will load from memtrace, and the directories above
+  them, against other users' write access, and copies them into the channel directory.
+- agent.py runs in that thread, imported from that checked copy only (the target's
+  environment needs no memtrace, and no sys.path entry is searched): it opens the FIFO,
+  starts the tracer with an `attached` header, names the existing threads, and reports
+  through a status file.
 - Detach is the same injection running the tracer's stop (trailer, hooks restored, writer
   thread joined, fd closed). If memtrace dies instead, the tracer sees EPIPE and unhooks.
 

@@ -164,19 +164,31 @@ def _restore() -> None:
 BOOTSTRAP = '''
 def _memtrace_bootstrap(root, request):
     import os, sys
-    added = root not in sys.path
-    if added:
-        sys.path.insert(0, root)
     try:
-        try:
-            from memtrace_core.attach import agent
-        finally:
-            if added:
+        core = sys.modules.get("memtrace_core")
+        if core is None or getattr(core, "__memtrace_copy__", None) is not None:
+            # memtrace's checked copy in the channel directory, and nothing else: no sys.path
+            # entry is searched. Packages a previous attach imported from its own (removed)
+            # copy now look in this one.
+            import importlib.machinery, importlib.util
+            for name, module in list(sys.modules.items()):
+                if name == "memtrace_core" or name.startswith("memtrace_core."):
+                    path = getattr(module, "__path__", None)
+                    if path is not None:
+                        path[:] = [os.path.join(root, *name.split("."))]
+            if core is None:
+                spec = importlib.machinery.PathFinder.find_spec("memtrace_core", [root])
+                if spec is None:
+                    raise ImportError("no memtrace_core in " + root)
+                core = importlib.util.module_from_spec(spec)
+                sys.modules["memtrace_core"] = core
                 try:
-                    sys.path.remove(root)
-                except ValueError:
-                    pass
-                sys.path_importer_cache.pop(root, None)
+                    spec.loader.exec_module(core)
+                except BaseException:
+                    del sys.modules["memtrace_core"]
+                    raise
+            core.__memtrace_copy__ = root
+        from memtrace_core.attach import agent
     except BaseException as exc:
         try:
             import json
@@ -195,6 +207,7 @@ _memtrace_bootstrap(ROOT_REPR, REQUEST_REPR)
 
 def bootstrap_code(root: str, request: dict[str, Any]) -> str:
     """The code the helper thread runs (PyRun_SimpleString in `__main__`): everything happens
-    in a private namespace, so the program's `__main__` gains no names."""
+    in a private namespace, so the program's `__main__` gains no names. `root` is the checked
+    copy of memtrace's modules (trust.py), the only place they are imported from."""
     source = BOOTSTRAP.replace("ROOT_REPR", repr(root)).replace("REQUEST_REPR", repr(request))
     return f"exec(compile({source!r}, '<memtrace attach>', 'exec'), {{}})"

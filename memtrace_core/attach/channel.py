@@ -1,5 +1,8 @@
-"""The private channel between the target and memtrace: a FIFO and status files in a fresh
-directory of mode 0700 (nobody else can open, read or replace them), removed on close.
+"""The private channel between the target and memtrace: a FIFO, status files and the checked
+copies of what the target loads (trust.py), in a fresh directory of mode 0700 owned by the
+attaching user, or by the target's user when root attaches to another user's process (nobody
+else can open, read or replace them); removed on close, and by the next attach when memtrace
+was killed.
 
 The read end is opened first, non-blocking (so opening never waits for the writer): the
 agent's non-blocking open for writing then succeeds at once, or fails with ENXIO when
@@ -22,9 +25,32 @@ PREFIX = "memtrace-attach-"
 OWNER = "memtrace.pid"
 
 
+def _candidate_roots() -> list[str]:
+    roots = [tempfile.gettempdir(), "/var/tmp", "/dev/shm",
+             os.path.join(os.path.expanduser("~"), ".cache")]
+    return list(dict.fromkeys(r for r in roots if os.path.isdir(r)))
+
+
+def channel_root() -> str:
+    """Where channel directories go: the temp directory, unless its file system is mounted
+    noexec (the target maps the helper library copied there); then the next that is not."""
+    roots = _candidate_roots()
+    for root in roots:
+        try:
+            if not os.statvfs(root).f_flag & os.ST_NOEXEC:
+                return root
+        except OSError:
+            continue
+    return roots[0] if roots else tempfile.gettempdir()
+
+
 def sweep_stale() -> None:
     """Remove channel directories left by a memtrace that was killed (its pid is gone)."""
-    root = tempfile.gettempdir()
+    for root in _candidate_roots():
+        _sweep(root)
+
+
+def _sweep(root: str) -> None:
     try:
         names = [n for n in os.listdir(root) if n.startswith(PREFIX)]
     except OSError:
@@ -32,9 +58,12 @@ def sweep_stale() -> None:
     for name in names:
         path = os.path.join(root, name)
         try:
-            if os.stat(path).st_uid != os.geteuid():
+            # Ours when we wrote its pid file (root hands the directory itself to the
+            # target's user when attaching to another user's process).
+            pid_file = os.path.join(path, OWNER)
+            if os.lstat(pid_file).st_uid != os.geteuid():
                 continue
-            with open(os.path.join(path, OWNER)) as f:
+            with open(pid_file) as f:
                 owner = int(f.read().strip())
         except (OSError, ValueError):
             continue
@@ -47,15 +76,16 @@ class Channel:
 
     def __init__(self, owner_uid: int) -> None:
         sweep_stale()
-        self.dir = tempfile.mkdtemp(prefix=PREFIX)  # mode 0700
+        self.dir = tempfile.mkdtemp(prefix=PREFIX, dir=channel_root())  # mode 0700
         self.fifo = os.path.join(self.dir, "stream")
         self.read_fd = -1
+        # root attaching to another user's process: that user's agent must open what is here.
+        self.chown_to = owner_uid if os.geteuid() == 0 and owner_uid != 0 else None
         try:
             os.mkfifo(self.fifo, 0o600)
-            if os.geteuid() == 0 and owner_uid != 0:
-                # root attaching to another user's process: that user's agent must open it.
-                os.chown(self.dir, owner_uid, -1)
-                os.chown(self.fifo, owner_uid, -1)
+            if self.chown_to is not None:
+                os.chown(self.dir, self.chown_to, -1)
+                os.chown(self.fifo, self.chown_to, -1)
             self.read_fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             with open(os.path.join(self.dir, OWNER), "w") as f:
                 f.write(str(os.getpid()))

@@ -14,8 +14,7 @@ import os
 import time
 from typing import Any
 
-import memtrace_core
-from memtrace_core.attach import agent, channel, inject, injector, target
+from memtrace_core.attach import agent, channel, inject, injector, target, trust
 from memtrace_core.errors import UserError
 
 TIMEOUT = 15.0  # seconds for a whole attach or detach, gdb included
@@ -30,12 +29,6 @@ def _timeout() -> float:
         return TIMEOUT
 
 
-def install_root() -> str:
-    """The directory holding the memtrace_core package: put on the target's sys.path only
-    for the agent's import."""
-    return os.path.dirname(os.path.dirname(os.path.abspath(memtrace_core.__file__)))
-
-
 def helper_library() -> str:
     """The compiled helper (attach/_spawn*.so) gdb loads into the target."""
     from memtrace_core.attach import _spawn
@@ -47,12 +40,14 @@ class Attachment:
     """begin() -> fd (drain it at once), wait_ready(), ... detach() once, close()."""
 
     def __init__(self, pid: int, native: bool = False, python_allocators: bool = False,
-                 method: str = "ptrace") -> None:
+                 method: str = "ptrace", allow_untrusted_paths: bool = False) -> None:
         if method not in METHODS:
             raise UserError(f"unknown attach method {method!r} (choose {' or '.join(METHODS)})")
         self.pid = pid
         self.method = method
         self.stopped_ms: list[float] = []  # how long the target's thread was held, per call
+        self.allow_untrusted_paths = allow_untrusted_paths
+        self.trust_problems: list[str] = []  # found and overridden (--allow-untrusted-paths)
         self.native = native
         self.python_allocators = python_allocators
         self.target: target.Target | None = None
@@ -62,6 +57,7 @@ class Attachment:
         self._requests = 0
         self._t0 = 0.0
         self._pending: tuple[str, str, float, float] | None = None
+        self._helper = ""
 
     def alive(self) -> bool:
         return target.alive(self.pid)
@@ -76,8 +72,13 @@ class Attachment:
         self.target = target.inspect(self.pid)
         if self.method == "gdb":
             inject.check_gdb(inject.find_gdb())
+        sources = trust.agent_sources(helper_library())
         self.channel = channel.Channel(self.target.uid)
         try:
+            self.trust_problems = trust.check_and_copy(
+                sources, self.channel.dir, self.target.uid, self.channel.chown_to,
+                self.allow_untrusted_paths)
+            self._helper = os.path.join(self.channel.dir, sources[0].relative)
             self._pending = self._inject("attach", native=self.native,
                                          python_allocators=self.python_allocators)
         except BaseException:
@@ -128,8 +129,8 @@ class Attachment:
         name = f"{action}-{self._requests}"
         request = {"action": action, "fifo": self.channel.fifo,
                    "status": self.channel.status_path(name), **fields}
-        job = {"helper": helper_library(), "symbol": "memtrace_attach_spawn",
-               "code": agent.bootstrap_code(install_root(), request)}
+        job = {"helper": self._helper, "symbol": "memtrace_attach_spawn",
+               "code": agent.bootstrap_code(os.path.join(self.channel.dir, "lib"), request)}
         # gdb gets the time left minus what stopping it may take (SIGINT, then SIGKILL).
         gdb_deadline = deadline - min(4.0, limit / 3)
         while True:

@@ -48,6 +48,12 @@ def add_attach_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_method_option(parser: argparse.ArgumentParser) -> None:
+    """--method and --allow-untrusted-paths: how to inject, and what may be injected."""
+    parser.add_argument(
+        "--allow-untrusted-paths", action="store_true",
+        help="attach even when a file memtrace would load into the target (or a directory "
+             "above it) could be changed by another user; prints a warning",
+    )
     parser.add_argument(
         "--method", choices=("ptrace", "gdb"), default="ptrace",
         help="how to inject the tracer: memtrace's own ptrace injector (default) or gdb "
@@ -107,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         raise UserError("--duration must be positive")
     output = args.output or f"memtrace-attach-{pid}.mtrace"
-    attachment = Attachment(pid, args.native, args.trace_python_allocators, args.method)
+    attachment = Attachment(pid, args.native, args.trace_python_allocators, args.method,
+                            args.allow_untrusted_paths)
     from memtrace_core.attach import target
 
     target.inspect(pid)  # fail before creating the output file
@@ -117,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             copier = StreamCopier(attachment.begin(), out_fd)
             copier.start()  # drains from the first byte: the tracer must never wait for us
+            warn_untrusted(attachment)
             attachment.wait_ready()
         except BaseException:
             if copier is not None:
@@ -156,6 +164,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"memtrace: detached from process {pid} by closing the channel (its tracer "
               f"stops by itself); capture in {output} has no trailer", file=sys.stderr)
     return 130 if interrupted and args.duration is not None else 0
+
+
+def warn_untrusted(attachment: Any) -> None:
+    """One warning line when --allow-untrusted-paths let a refusal pass."""
+    if attachment.trust_problems:
+        more = len(attachment.trust_problems) - 1
+        print(f"memtrace: warning: attaching although {attachment.trust_problems[0]}"
+              + (f" (and {more} more)" if more else "")
+              + "; another user could run code inside the target", file=sys.stderr)
 
 
 def _wait(attachment: Any, copier: StreamCopier, duration: float | None) -> bool:
@@ -281,19 +298,20 @@ def run_live(args: argparse.Namespace) -> int:
     target.inspect(pid)
     native = bool(getattr(args, "native", False))
     attachment = Attachment(pid, native, bool(getattr(args, "trace_python_allocators", False)),
-                            getattr(args, "method", "ptrace"))
-    from memtrace_core.model.build import stack_frames
-    from memtrace_core.model.calltree import CallTree
+                            getattr(args, "method", "ptrace"),
+                            bool(getattr(args, "allow_untrusted_paths", False)))
+    from memtrace_core.model.build import call_tree
     from memtrace_core.model.session import Session
     from memtrace_core.reader import StreamReader
 
     created = bool(output) and not os.path.exists(output)
     reader = StreamReader()
-    frames = stack_frames(reader, native=native)
-    session = Session(reader, CallTree(reader, frames), live=True)
+    tree = call_tree(reader, native=native)
+    session = Session(reader, tree, live=True)
     try:
         controller = AttachController(attachment, attachment.begin(), session,
                                       tee_path=output)
+        warn_untrusted(attachment)
         controller.start_feed()  # drain from the first byte, before the agent reports
         try:
             attachment.wait_ready()
@@ -311,7 +329,7 @@ def run_live(args: argparse.Namespace) -> int:
             if not session.detached and session.running:
                 controller.detach()  # the app ended some other way: never leave hooks in
     finally:
-        frames.close()
+        tree.close()
         attachment.close()
     if output:
         print(f"memtrace: capture: {output}", file=sys.stderr)

@@ -101,8 +101,7 @@ def run(args: argparse.Namespace) -> int:
         fd, log_path = tempfile.mkstemp(prefix=f"memtrace-live-{name}-", suffix=".log")
         log = os.fdopen(fd, "wb")
 
-    from memtrace_core.model.build import stack_frames
-    from memtrace_core.model.calltree import CallTree
+    from memtrace_core.model.build import call_tree
     from memtrace_core.model.feed import enlarge_pipe
     from memtrace_core.model.session import Session
     from memtrace_core.reader import StreamReader
@@ -126,8 +125,8 @@ def run(args: argparse.Namespace) -> int:
             os.close(stdin)
 
     reader = StreamReader()
-    frames = stack_frames(reader, native=args.native)
-    session = Session(reader, CallTree(reader, frames), live=True)
+    tree = call_tree(reader, native=args.native)
+    session = Session(reader, tree, live=True)
     session.log_path = log_path
 
     from memtrace_tui.app import MemtraceApp
@@ -138,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         MemtraceApp(session, controller).run()
     finally:
-        frames.close()
+        tree.close()
         if controller.feed is None:
             os.close(read_fd)
     print(f"memtrace: program output: {log_path}", file=sys.stderr)

@@ -108,20 +108,33 @@ def summarize(reader: Any, limit: int | None = None) -> dict[str, Any]:
         ],
     }
     if out["native"]:
-        from memtrace_core.report.native_names import native_name
+        from memtrace_core.symbols.names import Namer
 
+        namer = Namer(reader, mode="sync")  # the one resolver, with its persistent cache
         nat_locs = native_locations(reader)
+        rows = top(nat_locs, "bytes", limit)
         out["top_native_locations"] = [
             {
                 "module": loc.module,
                 "offset": loc.offset,
                 "build_id": loc.build_id,
-                **native_name(loc),
+                **_native_name(namer, loc),
                 **_counters(s),
             }
-            for loc, s in top(nat_locs, "bytes", limit)
+            for loc, s in rows
         ]
+        namer.close()
     return out
+
+
+def _native_name(namer: Any, loc: Any) -> dict[str, Any]:
+    """The innermost frame (inlined ones first) at a native location (a return address's
+    module and offset): function, file, line and kind."""
+    if not loc.module:
+        return {"function": f"0x{loc.offset:x}", "file": "", "line": 0, "kind": "nosymbol"}
+    frame = namer.name_at(loc.module, loc.build_id, max(0, loc.offset - 1))[0]
+    return {"function": frame.function, "file": frame.file, "line": frame.line,
+            "kind": frame.kind.value}
 
 
 def _counters(s: Any) -> dict[str, int]:

@@ -26,12 +26,12 @@ def run(args: argparse.Namespace) -> int:
 
     session = session_for_capture(args.file, show_internal=args.show_internal)
     if not sys.stdout.isatty() or not sys.stdin.isatty():
-        session.tree.frames.close()
+        session.tree.close()
         raise UserError("view needs a terminal (use `memtrace stats/table/tree` for text)")
     from memtrace_tui.app import MemtraceApp
 
     try:
         MemtraceApp(session).run()
     finally:
-        session.tree.frames.close()
+        session.tree.close()
     return 0

@@ -1,33 +1,54 @@
-"""Assemble a Session: reader + stack frames (native resolver when the capture has native
-stacks) + call tree. Shared by `view`, `live`, tests and benchmarks."""
+"""Assemble the model: a reader's call tree with its native names (the symbols package's
+Namer when the capture has native stacks), and sessions for `view` and `live`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from memtrace_core.model.calltree import CallTree
 from memtrace_core.model.session import Session
-from memtrace_core.model.stacks import StackFrames
 
 
-def stack_frames(reader, *, native: bool | None = None, symbolize: bool = True) -> StackFrames:
-    """StackFrames for this reader; native stacks go through the symbols layer."""
+def call_tree(reader, *, native: bool | None = None, names: str = "async",
+              cache_dir: Path | None = None, namer=None) -> CallTree:
+    """A CallTree over a reader. names: "async" (a worker process names native frames,
+    `lib+0xoffset` meanwhile), "sync" (named at once, in this process: reports) or "off"
+    (names only as given to the namer: tests)."""
     if native is None:
         native = bool((reader.header or {}).get("native"))
-    resolver = None
-    if native:
-        from memtrace_core.model.native import NativeResolver
+    if native and namer is None:
+        from memtrace_core.symbols.names import Namer
 
-        resolver = NativeResolver(reader, symbolize=symbolize)
-    return StackFrames(reader, resolver)
+        namer = Namer(reader, mode=names, cache_dir=cache_dir)
+    return CallTree(reader, namer, native=native)
 
 
-def session_for_capture(path, *, show_internal: bool = False, symbolize: bool = True) -> Session:
-    """A finished session over a capture file."""
+def session_for_capture(path, *, show_internal: bool = False, names: str = "async",
+                        cache_dir: Path | None = None) -> Session:
+    """A finished session over a capture file (the tree built, names on their way)."""
     from memtrace_core.reader import read_capture
 
-    reader = read_capture(path)
-    frames = stack_frames(reader, symbolize=symbolize)
-    frames.show_internal = show_internal
-    tree = CallTree(reader, frames)
+    namer = None
+    if names == "async":  # start the worker first: its start-up overlaps the reading
+        from memtrace_core.symbols.names import Namer
+
+        namer = Namer(None, mode=names, cache_dir=cache_dir)
+    try:
+        reader = read_capture(path)
+    except BaseException:
+        if namer is not None:
+            namer.close()
+        raise
+    native = bool((reader.header or {}).get("native"))
+    if namer is not None:
+        if native:
+            namer.attach(reader)
+        else:
+            namer.close()
+            namer = None
+    tree = call_tree(reader, names=names, cache_dir=cache_dir, namer=namer)
+    if show_internal:
+        tree.core.set_show_internal(True)
     tree.rebuild()
     session = Session(reader, tree)
     error = getattr(reader, "error", None)

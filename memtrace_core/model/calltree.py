@@ -1,86 +1,204 @@
-"""The call tree of top allocators, kept up to date incrementally from the reader.
+"""The call tree of top allocators over a reader, kept up to date incrementally: the one
+tree of `live`, `view` and every report.
 
-Each reader stack (pynode, nativenode, thread) maps to a path of tree nodes; the model keeps
-the counters it last applied for every stack, so an update adds only the difference along the
-paths of the stacks that changed (`reader.take_changed()`): cost = what changed, not the
-heap. A thread choice or a substring filter keeps only matching stacks, so every number is
-that subset's own. Nodes are objects with stable identity: the UI holds them for selection
-and expansion, and when a path is rebuilt (native names arrive), a vanished node names its
-successor so the UI can move the selection to it.
+The work is done by the C tree builder (`_tree.TreeCore`: stacks -> hybrid paths ->
+nodes, counters committed bottom-up). This module gives it the shape the UI and the
+reports read: `Node` objects (thin, created on demand, the same object for the same node
+while someone holds it), sorting, the metric, the thread and substring filters, and the
+reader's figures as of the last commit (`figures`), which the tree's root equals exactly.
+
+A thread, filter or internal-frames change rebuilds the tree (`rebuild`): nodes of the
+old tree are dead then, and `resolve()` finds their counterpart in the new one by their
+path of frames, so the UI keeps its expansion and selection. A node replaced when native
+names arrive names its successor.
 """
 
 from __future__ import annotations
 
-import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from memtrace_core.frames import Frame
+from memtrace_core.model._tree import TreeCore
 from memtrace_core.model.metrics import N_COUNTERS, Metric
-from memtrace_core.model.stacks import StackFrames
 
-_ZERO = (0,) * N_COUNTERS
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """The reader's totals at the moment of a commit (what the tree holds)."""
+
+    heap_bytes: int = 0
+    heap_allocations: int = 0
+    peak_bytes: int = 0
+    peak_allocations: int = 0
+    peak_time_us: int = 0
+    total_allocated_bytes: int = 0
+    total_allocations: int = 0
+    records: int = 0
+    last_time_us: int = 0
+    ticks: int = 0  # entries of the reader's heap history
+
+    @classmethod
+    def of(cls, reader) -> Figures:
+        return cls(reader.heap_bytes, reader.heap_allocations, reader.peak_bytes,
+                   reader.peak_allocations, reader.peak_time_us,
+                   reader.total_allocated_bytes, reader.total_allocations, reader.records,
+                   reader.last_time_us, len(reader.history))
 
 
 class Node:
-    """One frame at one position of the call tree, with own and subtree counters."""
+    """One frame at one position of the call tree (a view of the builder's node)."""
 
-    __slots__ = ("id", "frame", "parent", "depth", "children", "own", "total", "refs",
-                 "alive", "successor")
+    __slots__ = ("_tree", "id", "nid", "epoch", "_path", "__weakref__")
 
-    def __init__(self, node_id: int, frame: Frame | None, parent: Node | None) -> None:
-        self.id = node_id
-        self.frame = frame
-        self.parent = parent
-        self.depth = 0 if parent is None else parent.depth + 1
-        self.children: dict[int, Node] = {}  # by id() of the (interned) frame
-        self.own = [0] * N_COUNTERS
-        self.total = [0] * N_COUNTERS
-        self.refs = 0  # stacks whose path goes through this node
-        self.alive = True
-        self.successor: Node | None = None
+    def __init__(self, tree: CallTree, nid: int) -> None:
+        self._tree = tree
+        self.nid = nid  # the builder's node number (reused after a rebuild)
+        self.epoch = tree.core.epoch
+        self.id = (self.epoch << 32) | nid  # unique for the tree's whole life
+        self._path: tuple[int, ...] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.epoch == self._tree.core.epoch and self._tree.core.alive(self.nid)
+
+    @property
+    def frame(self) -> Frame | None:
+        fid = self._tree.core.node_frame(self.nid) if self.epoch == self._tree.core.epoch \
+            else (self._path[-1] if self._path else -1)
+        return None if fid < 0 else self._tree.core.frames[fid]
+
+    @property
+    def parent(self) -> Node | None:
+        if self.epoch != self._tree.core.epoch:  # a node of a tree since rebuilt
+            if not self._path or len(self._path) < 2:
+                return None
+            ghost = Node(self._tree, -1)
+            ghost.epoch, ghost.id, ghost._path = self.epoch, -1, self._path[:-1]
+            return ghost
+        pid = self._tree.core.parent(self.nid)
+        return None if pid < 0 else self._tree.node(pid)
+
+    @property
+    def depth(self) -> int:
+        if self.epoch != self._tree.core.epoch:
+            return len(self._path or ())
+        return self._tree.core.depth(self.nid)
+
+    @property
+    def total(self) -> list[int]:
+        if self.epoch != self._tree.core.epoch:
+            return [0] * N_COUNTERS
+        return self._tree.core.total(self.nid)
+
+    @property
+    def own(self) -> list[int]:
+        if self.epoch != self._tree.core.epoch:
+            return [0] * N_COUNTERS
+        return self._tree.core.own(self.nid)
+
+    @property
+    def children(self) -> dict[int, Node]:
+        """Live children with something counted, by frame id (unsorted)."""
+        tree = self._tree
+        if self.epoch != tree.core.epoch:
+            return {}
+        core = tree.core
+        return {core.node_frame(c): tree.node(c) for c in core.children(self.nid, 1)}
+
+    def child(self, frame: Frame) -> Node | None:
+        """The child for this frame, when it has something counted."""
+        tree = self._tree
+        fid = tree.core.frame_id(frame)
+        if fid < 0 or self.epoch != tree.core.epoch:
+            return None
+        c = tree.core.child(self.nid, fid)
+        return tree.node(c) if c >= 0 and tree.core.value(c, 1) else None
+
+    @property
+    def has_children(self) -> bool:
+        return self.epoch == self._tree.core.epoch and self._tree.core.has_children(self.nid, 1)
+
+    @property
+    def successor(self) -> Node | None:
+        if self.epoch != self._tree.core.epoch:
+            return None
+        s = self._tree.core.successor(self.nid)
+        return None if s < 0 else self._tree.node(s)
+
+    def key(self) -> tuple[int, ...]:
+        """The node's path as frame ids: stable across rebuilds of the same tree."""
+        if self.epoch != self._tree.core.epoch:
+            return self._path or ()
+        return self._tree.core.path(self.nid)
 
     def path(self) -> list[Node]:
         """Nodes from the first frame below the root down to this one."""
         out = []
         node: Node | None = self
-        while node is not None and node.frame is not None:
+        while node is not None and node.nid != 0:
             out.append(node)
             node = node.parent
         out.reverse()
         return out
 
     def __repr__(self) -> str:
-        return f"Node({self.id}, {self.frame.function if self.frame else '<root>'})"
+        frame = self.frame
+        return f"Node({self.nid}, {frame.function if frame else '<root>'})"
 
 
 @dataclass(slots=True)
 class Location:
-    """A frame's flat totals: own = stacks ending there, total = stacks passing through."""
+    """A frame's flat totals: own = stacks ending there, total = stacks passing through,
+    user = stacks whose innermost user-code frame (Python, or the user's own native
+    library) it is."""
 
     frame: Frame
     own: list[int]
     total: list[int]
+    user: list[int]
 
 
 class CallTree:
     """Call-tree and top-locations model over a StreamReader (headless)."""
 
-    def __init__(self, reader, frames: StackFrames | None = None) -> None:
+    def __init__(self, reader, namer=None, *, native: bool | None = None) -> None:
+        if native is None:
+            native = bool((getattr(reader, "header", None) or {}).get("native"))
         self.reader = reader
-        self.frames = frames if frames is not None else StackFrames(reader)
+        self.namer = namer
+        self.core = TreeCore(reader, native, namer)
         self.metric = Metric.IN_USE
         self.thread: int | None = None
         self.filter = ""
-        self._next_id = 1
-        self.root = Node(0, None, None)
-        self._paths: dict[int, tuple[Node, ...]] = {}  # sid -> path (included stacks)
-        self._applied: dict[int, tuple[int, ...]] = {}  # sid -> counters applied
-        self._by_key: dict[tuple[int, int], set[int]] = {}  # (pynode, nativenode) -> sids
-        self.locations: dict[int, Location] = {}  # by id() of the (interned) frame
         self.generation = 0  # bumps on every change the UI should repaint
-        self._backlog_sids: set[int] = set()
-        self._backlog_keys: set[tuple[int, int]] = set()
+        self.figures = Figures()
+        self._pending_figures: Figures | None = None
+        self._work = 0
+        self._nodes: weakref.WeakValueDictionary[int, Node] = weakref.WeakValueDictionary()
+
+    # -- nodes -----------------------------------------------------------------------------
+    def node(self, node_id: int) -> Node:
+        """The Node object for a builder node (one object per node while it is held)."""
+        got = self._nodes.get(node_id)
+        if got is None or got.epoch != self.core.epoch:
+            got = Node(self, node_id)
+            self._nodes[node_id] = got
+        return got
+
+    @property
+    def root(self) -> Node:
+        return self.node(0)
+
+    @property
+    def native(self) -> bool:
+        return self.core.native
+
+    @property
+    def frames(self) -> list[Frame]:
+        """Every frame interned so far (frame id -> Frame)."""
+        return self.core.frames
 
     # -- settings that rebuild -------------------------------------------------------------
     def set_metric(self, metric: Metric) -> None:
@@ -91,183 +209,84 @@ class CallTree:
     def set_thread(self, thread: int | None) -> None:
         """Keep one thread's stacks (None = all threads) and recount from the reader."""
         self.thread = thread
+        self.core.thread = -1 if thread is None else thread
         self.rebuild()
 
     def set_filter(self, text: str) -> None:
         """Keep stacks with a frame whose function or file contains `text` (case-insensitive)."""
         self.filter = text.strip().lower()
+        needle = self.filter
+        self.core.set_match(
+            (lambda f: needle in f.function.lower() or needle in f.file.lower())
+            if needle else None)
         self.rebuild()
 
     def set_show_internal(self, show: bool) -> None:
         """Show or hide interpreter-internal frames."""
-        self.frames.set_show_internal(show)
-        self.rebuild()
+        self.core.set_show_internal(show)
+        self.rebuild(paths=True)
 
     @property
     def show_internal(self) -> bool:
-        return self.frames.show_internal
+        return self.core.show_internal
 
     # -- building --------------------------------------------------------------------------
-    def rebuild(self) -> None:
-        """Recount every stack from scratch (user-driven changes: thread, filter, internal)."""
-        for node in self._walk(self.root):
-            node.alive = False
-        self.root = Node(0, None, None)
-        self._paths.clear()
-        self._applied.clear()
-        self._by_key.clear()
-        self.locations.clear()
-        self.reader.take_changed()  # everything below reads current counters
-        self._backlog_sids.clear()
-        self._backlog_keys.clear()
-        for sid in range(self.reader.n_stacks):
-            self._apply(sid)
+    def rebuild(self, paths: bool = False) -> None:
+        """Recount every stack from the reader (user-driven changes: thread, filter,
+        internal frames; `paths`: the frames shown changed)."""
+        epoch = self.core.epoch
+        for node in list(self._nodes.values()):  # remember where the UI's nodes were
+            if node.epoch == epoch and node._path is None:
+                node._path = self.core.path(node.nid)
+        figures = self._pending_figures or Figures.of(self.reader)
+        self.core.reset(paths)
+        self.core.begin_all()
+        self.core.step()
+        self._pending_figures = None
+        self.figures = figures
         self.generation += 1
+
+    def begin(self) -> int:
+        """Start an update: names that arrived, and the stacks changed in the reader.
+        The reader must not be fed until step() says the update is done."""
+        if self.core.busy:
+            return 0
+        names = self.namer.poll() if self.namer is not None else {}
+        if names:
+            self.core.rename(names)
+        n = self.core.begin() + len(names)
+        self._pending_figures = Figures.of(self.reader)
+        self._work = n
+        return n
+
+    def step(self, budget_s: float | None = None) -> bool:
+        """Up to `budget_s` seconds of the update's work (None: all of it); True when it
+        is done. Between steps the tree is consistent (its root equals `figures`)."""
+        moved = self.core.stacks_moved
+        done = self.core.step(-1.0 if budget_s is None else budget_s)
+        changed = self.core.stacks_moved != moved
+        if self.core.committed and self._pending_figures is not None:
+            changed = changed or bool(self._work) or self._pending_figures != self.figures
+            self.figures = self._pending_figures
+            self._pending_figures = None
+            self._work = 0
+        if changed:
+            self.generation += 1
+        return done
 
     def update(self, budget_s: float | None = None) -> bool:
-        """Apply what changed in the reader since the last call; True if anything did.
-
-        With a time budget, work left over (e.g. many paths to rebuild when a batch of
-        native names arrives) stays in a backlog for the next call, so one update never
-        holds the session lock for long."""
-        self._backlog_keys.update(self.frames.poll())
-        self._backlog_sids.update(self.reader.take_changed())
-        if not self._backlog_keys and not self._backlog_sids:
-            return False
-        deadline = None if budget_s is None else time.perf_counter() + budget_s
-        n = 0
-        while self._backlog_keys:
-            key = self._backlog_keys.pop()
-            for sid in list(self._by_key.get(key, ())):
-                self._repath(sid)
-                self._backlog_sids.discard(sid)
-            n += 1
-            if deadline is not None and n % 16 == 0 and time.perf_counter() > deadline:
-                break
-        while self._backlog_sids:
-            self._apply(self._backlog_sids.pop())
-            n += 1
-            if deadline is not None and n % 64 == 0 and time.perf_counter() > deadline:
-                break
-        self.generation += 1
-        return True
+        """Absorb what changed in the reader (and names that arrived), all of it unless a
+        budget is given; True if anything changed."""
+        before = self.generation
+        if not self.core.busy:
+            self.begin()
+        self.step(budget_s)
+        return self.generation != before
 
     @property
-    def backlog(self) -> int:
-        """Stacks and paths not applied yet (a budgeted update ran out of time)."""
-        return len(self._backlog_keys) + len(self._backlog_sids)
-
-    def _included(self, sid: int, key: tuple[int, int, int], path: tuple[Frame, ...]) -> bool:
-        if self.thread is not None and key[2] != self.thread:
-            return False
-        if self.filter:
-            needle = self.filter
-            return any(needle in f.function.lower() or needle in f.file.lower() for f in path)
-        return True
-
-    def _apply(self, sid: int) -> None:
-        counters = tuple(self.reader.stack_counters(sid))
-        path = self._paths.get(sid)
-        if path is None:
-            if sid in self._applied:  # known and excluded by the thread/filter choice
-                return
-            key = tuple(self.reader.stack_key(sid))
-            frames = self.frames.frames(key[0], key[1])
-            self._by_key.setdefault((key[0], key[1]), set()).add(sid)
-            if not self._included(sid, key, frames):
-                self._applied[sid] = _ZERO
-                return
-            path = self._link(frames)
-            self._paths[sid] = path
-            self._applied[sid] = _ZERO
-        old = self._applied[sid]
-        delta = [n - o for n, o in zip(counters, old, strict=True)]
-        if any(delta):
-            self._add(path, delta)
-            self._applied[sid] = counters
-
-    def _link(self, frames: tuple[Frame, ...]) -> tuple[Node, ...]:
-        node = self.root
-        node.refs += 1
-        out = []
-        for frame in frames:
-            child = node.children.get(id(frame))
-            if child is None:
-                child = Node(self._next_id, frame, node)
-                self._next_id += 1
-                node.children[id(frame)] = child
-            child.refs += 1
-            out.append(child)
-            node = child
-        return tuple(out)
-
-    def _add(self, path: tuple[Node, ...], delta: list[int]) -> None:
-        idx = [i for i, d in enumerate(delta) if d]
-        root_total = self.root.total
-        for i in idx:
-            root_total[i] += delta[i]
-        for node in path:
-            total = node.total
-            for i in idx:
-                total[i] += delta[i]
-        if path:
-            own = path[-1].own
-            for i in idx:
-                own[i] += delta[i]
-        else:
-            for i in idx:
-                self.root.own[i] += delta[i]
-        seen: set[int] = set()
-        loc = None
-        locations = self.locations
-        for node in path:
-            key = id(node.frame)
-            if key in seen:
-                loc = locations[key]
-                continue  # recursion: a location counts a stack once
-            seen.add(key)
-            loc = locations.get(key)
-            if loc is None:
-                loc = locations[key] = Location(node.frame, [0] * N_COUNTERS,
-                                                [0] * N_COUNTERS)
-            for i in idx:
-                loc.total[i] += delta[i]
-        if loc is not None:  # the innermost frame's location
-            for i in idx:
-                loc.own[i] += delta[i]
-
-    def _repath(self, sid: int) -> None:
-        """Move a stack to its new path (native names arrived), leaving successors behind."""
-        old_path = self._paths.pop(sid, None)
-        applied = self._applied.pop(sid, _ZERO)
-        if old_path is not None:
-            self._add(old_path, [-n for n in applied])
-            self._unlink(old_path)
-        self._apply(sid)
-        new_path = self._paths.get(sid)
-        if old_path and new_path:
-            # align from the innermost frame: names replace native leaves, while frames
-            # appear or vanish (merged interpreter frames) on the outer side
-            last_old, last_new = len(old_path) - 1, len(new_path) - 1
-            for depth, node in enumerate(old_path):
-                if not node.alive and node.successor is None:
-                    node.successor = new_path[max(0, last_new - (last_old - depth))]
-
-    def _unlink(self, path: tuple[Node, ...]) -> None:
-        self.root.refs -= 1
-        for node in reversed(path):
-            node.refs -= 1
-            if node.refs == 0:
-                node.alive = False
-                parent = node.parent
-                if parent is not None and parent.children.get(id(node.frame)) is node:
-                    del parent.children[id(node.frame)]
-        for node in path:
-            if node.alive:
-                continue
-            loc = self.locations.get(id(node.frame))
-            if loc is not None and not any(loc.total):
-                del self.locations[id(node.frame)]
+    def busy(self) -> bool:
+        """An update is between steps (don't feed the reader)."""
+        return self.core.busy
 
     # -- queries ---------------------------------------------------------------------------
     def value(self, node: Node) -> int:
@@ -277,33 +296,58 @@ class CallTree:
     def children(self, node: Node) -> list[Node]:
         """Children with a non-zero value, largest first by the current metric (ties: by
         function name)."""
+        if node.epoch != self.core.epoch:
+            return []
         idx = self.metric.sort_index
-        kids = [c for c in node.children.values() if c.total[idx]]
-        kids.sort(key=lambda c: (-c.total[idx], c.frame.function, c.frame.file, c.frame.line))
-        return kids
+        core = self.core
+        frames = core.frames
+        rows = []
+        for c in core.children(node.nid, idx):
+            f = frames[core.node_frame(c)]
+            rows.append((-core.value(c, idx), f.function, f.file, f.line, c))
+        rows.sort()
+        return [self.node(r[-1]) for r in rows]
 
     def hottest_path(self, node: Node) -> list[Node]:
         """From `node` down, always into the largest child: the `e` key."""
         out = []
         while True:
             kids = self.children(node)
-            if not kids or kids[0].total[self.metric.sort_index] == 0:
+            if not kids:
                 return out
             node = kids[0]
             out.append(node)
 
     def resolve(self, node: Node) -> Node:
-        """The live node to show for one the UI holds (follows successors, then parents)."""
+        """The live node to show for one the UI holds: the same path after a rebuild
+        (frames no longer shown are skipped), the successor after a rename, else the
+        nearest live ancestor."""
+        core = self.core
+        if node.epoch != core.epoch:
+            cur = 0
+            for fid in node._path or ():
+                c = core.child(cur, fid)
+                if c >= 0 and core.value(c, 1):
+                    cur = c
+            return self.node(cur)
         seen = 0
-        while not node.alive and seen < 64:
+        nid = node.nid
+        while not core.alive(nid) and seen < 64:
             seen += 1
-            if node.successor is not None:
-                node = node.successor
-            elif node.parent is not None:
-                node = node.parent
-            else:
+            s = core.successor(nid)
+            nid = s if s >= 0 else core.parent(nid)
+            if nid < 0:
                 return self.root
-        return node if node.alive else self.root
+        return self.node(nid) if core.alive(nid) else self.root
+
+    def node_at(self, key: tuple[int, ...]) -> Node | None:
+        """The node with this path of frame ids (Node.key), or None."""
+        cur = 0
+        for fid in key:
+            cur = self.core.child(cur, fid)
+            if cur < 0:
+                return None
+        return self.node(cur)
 
     def find(self, *functions: str) -> Node | None:
         """The node reached by following children named `functions` from the root (the
@@ -318,35 +362,55 @@ class CallTree:
         return node
 
     def top_locations(self, sort: str = "own", limit: int = 500) -> list[Location]:
-        """The flat table: locations sorted by own bytes, total bytes or count."""
+        """The flat table: locations sorted by own bytes, total bytes, count, or own bytes
+        of user code ("user")."""
         m = self.metric
-        if sort == "total":
-            key = lambda loc: (-loc.total[m.bytes_index], -loc.own[m.bytes_index])  # noqa: E731
-        elif sort == "count":
-            key = lambda loc: (-loc.own[m.count_index], -loc.total[m.count_index])  # noqa: E731
-        else:
-            key = lambda loc: (-loc.own[m.bytes_index], -loc.total[m.bytes_index])  # noqa: E731
-        rows = [loc for loc in self.locations.values() if any(loc.total)]
-        rows.sort(key=lambda loc: (*key(loc), loc.frame.function))
-        return rows[:limit]
+        block, index, then = {
+            "own": (0, m.bytes_index, (1, m.bytes_index)),
+            "total": (1, m.bytes_index, (0, m.bytes_index)),
+            "count": (0, m.count_index, (1, m.count_index)),
+            "user": (2, m.bytes_index, (1, m.bytes_index)),
+        }[sort]
+        fids = self.core.locations(block, index, limit + 64 if limit else 0)
+        rows = []
+        for fid in fids:
+            own, total, user = self.core.location(fid)
+            rows.append(Location(self.core.frames[fid], own, total, user))
+        blocks = ("own", "total", "user")
+
+        def key(loc: Location):
+            first = getattr(loc, blocks[block])[index]
+            second = getattr(loc, blocks[then[0]])[then[1]]
+            return (-first, -second, loc.frame.function, loc.frame.file, loc.frame.line)
+
+        rows = [r for r in rows if any(r.total)]
+        rows.sort(key=key)
+        return rows[:limit] if limit else rows
 
     def thread_totals(self) -> dict[int, list[int]]:
         """Counters per thread index over all stacks (for the thread picker)."""
-        out: dict[int, list[int]] = {}
-        for sid in range(self.reader.n_stacks):
-            thread = self.reader.stack_key(sid)[2]
-            acc = out.setdefault(thread, [0] * N_COUNTERS)
-            for i, n in enumerate(self.reader.stack_counters(sid)):
-                acc[i] += n
-        return out
+        return self.core.thread_totals()
 
-    def _walk(self, node: Node) -> Iterator[Node]:
-        stack = [node]
+    def walk(self, node: Node | None = None) -> Iterator[Node]:
+        """Every node with something counted below `node` (default: the root), depth
+        first."""
+        stack = [(node or self.root).nid]
+        core = self.core
         while stack:
-            n = stack.pop()
-            yield n
-            stack.extend(n.children.values())
+            nid = stack.pop()
+            yield self.node(nid)
+            stack.extend(core.children(nid, 1))
 
     def node_count(self) -> int:
         """Nodes in the tree (root included)."""
-        return sum(1 for _ in self._walk(self.root))
+        return self.core.live_nodes
+
+    # -- names -----------------------------------------------------------------------------
+    def pending_names(self) -> int:
+        """Native addresses waiting for their names."""
+        return self.namer.pending() if self.namer is not None else 0
+
+    def close(self) -> None:
+        """Stop the symbolizer worker, if any (flushing the persistent cache)."""
+        if self.namer is not None:
+            self.namer.close()

@@ -4,6 +4,12 @@ The thread polls the pipe (so it can be told to stop without closing an fd anoth
 is blocked on), feeds small chunks (the reader holds the GIL while decoding: small chunks
 keep the UI thread's turns short), and applies the model update a few times a second unless
 the view is paused; then it calls `on_update`, which the app turns into one merged message.
+
+An update runs in steps of a few milliseconds with the session lock released in between,
+so the UI thread gets its turns during a burst of new stacks; the reader is not fed until
+the update is done, so every number the UI can see belongs to one moment of the stream
+(the tree's root equals the header's figures). After the end of the stream the thread
+stays until the symbolizer has answered every address (names keep arriving).
 Stopping the feed closes the read end: the tracer sees the closed pipe and stops cleanly.
 """
 
@@ -13,13 +19,15 @@ import os
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from memtrace_core.model.session import Session
 
 CHUNK = 1024 * 1024  # decoding 1 MiB takes ~1 ms; fewer wake-ups = fewer GIL hand-offs
 PIPE_SIZE = 1024 * 1024
-UPDATE_BUDGET_S = 0.008  # longest hold of the session lock by one model update
+UPDATE_BUDGET_S = 0.005  # longest hold of the session lock by one step of an update
+NAMES_POLL_S = 0.1  # after the end of the stream: how often to take arriving names
 
 
 def enlarge_pipe(fd: int, size: int = PIPE_SIZE) -> int:
@@ -79,9 +87,11 @@ class PipeFeed(threading.Thread):
         self.paused = False
         self.eof = threading.Event()
         self._stop_event = threading.Event()
-        self.update_seconds: list[float] = []  # model update durations (benchmarks)
+        self.update_seconds: deque[float] = deque(maxlen=4096)  # step durations (benchmarks)
+        self.updates_done: deque[tuple[float, int]] = deque(maxlen=4096)  # (end, stacks)
         self._last_update = 0.0
         self._last_notify = 0.0
+        self._broken = False
 
     def stop(self) -> None:
         """Stop reading and close the pipe (the tracer then stops, the program runs on)."""
@@ -93,7 +103,7 @@ class PipeFeed(threading.Thread):
         poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         try:
             while not self._stop_event.is_set():
-                if not poller.poll(10 if session.tree.backlog else 50):
+                if not poller.poll(50):
                     self._maybe_update()
                     continue
                 data = os.read(self.fd, CHUNK)
@@ -123,34 +133,45 @@ class PipeFeed(threading.Thread):
                 tee, self.tee = self.tee, None
                 tee.close()
             self._update(force=True)
-            while self.session.tree.backlog and not self._stop_event.is_set():
-                self._update(force=True)
             self.eof.set()
+            while (session.tree.pending_names() and not self._stop_event.is_set()
+                   and not self._broken):
+                self._stop_event.wait(NAMES_POLL_S)
+                self._update()
 
     def _maybe_update(self) -> None:
-        """Update every `interval`; with a backlog, every 10 ms (each one budgeted, the lock
-        released in between so the UI gets its turns)."""
-        now = time.monotonic()
-        wait = 0.01 if self.session.tree.backlog else self.interval
-        if now - self._last_update >= wait:
+        """Update every `interval`."""
+        if time.monotonic() - self._last_update >= self.interval:
             self._update()
 
     def _update(self, force: bool = False) -> None:
-        now = time.monotonic()
-        self._last_update = now
-        if self.paused and not force:
+        """One whole model update, in steps of UPDATE_BUDGET_S with the lock released in
+        between; then the UI is told."""
+        self._last_update = time.monotonic()
+        if (self.paused and not force) or self._broken:
             return
         if self.tee is not None:
             self.tee.flush()
-        with self.session.lock:
-            t0 = time.perf_counter()
-            try:
-                self.session.tree.update(UPDATE_BUDGET_S)
-            except Exception as exc:  # noqa: BLE001 - say so on screen; keep draining the pipe
-                if self.session.error is None:
-                    self.session.error = f"model update failed: {exc!r}"[:200]
-            self.session.sample_rates()
-            self.update_seconds.append(time.perf_counter() - t0)
-        if force or now - self._last_notify >= self.interval or not self.session.tree.backlog:
-            self._last_notify = now
-            self.on_update()
+        session = self.session
+        tree = session.tree
+        n = 0
+        try:
+            with session.lock:
+                n = tree.begin()
+            while True:
+                with session.lock:
+                    t0 = time.perf_counter()
+                    done = tree.step(UPDATE_BUDGET_S)
+                    self.update_seconds.append(time.perf_counter() - t0)
+                if done:
+                    break
+                time.sleep(0)  # the UI thread's turn
+        except Exception as exc:  # noqa: BLE001 - say so on screen; keep draining the pipe
+            self._broken = True
+            if session.error is None:
+                session.error = f"model update failed: {exc!r}"[:200]
+        with session.lock:
+            session.sample_rates()
+        self.updates_done.append((time.monotonic(), n))
+        self._last_notify = time.monotonic()
+        self.on_update()

@@ -34,6 +34,7 @@ class Summary:
     pending_symbols: int
     records: int
     native: bool
+    thread: tuple[int, ...] | None = None  # the chosen thread's counters (metrics order)
 
 
 class Session:
@@ -85,10 +86,11 @@ class Session:
 
     def sample_rates(self) -> None:
         """Remember (time, allocations, records) to compute per-second rates."""
-        self._samples.append((self.clock(), self.reader.total_allocations, self.reader.records))
+        f = self.tree.figures
+        self._samples.append((self.clock(), f.total_allocations, f.records))
 
     def _rates(self) -> tuple[float, float]:
-        r = self.reader
+        r = self.tree.figures
         if not self.live:
             secs = max(r.last_time_us / 1e6, 1e-9)
             return (r.total_allocations / secs, r.records / secs) if r.last_time_us else (0, 0)
@@ -106,15 +108,16 @@ class Session:
         return (now[1] - then[1]) / dt, (now[2] - then[2]) / dt
 
     def summary(self) -> Summary:
-        """Header numbers now (call under `lock`)."""
-        r = self.reader
-        header = r.header or {}
+        """Header numbers now (call under `lock`): the reader's figures as of the tree's
+        last commit, so the tree's root and the header always show the same data."""
+        r = self.tree.figures
+        header = self.reader.header or {}
         if self.live:
             end = self.ended if self.ended is not None else self.clock()
             elapsed = max(0.0, end - self.started)
         else:
             elapsed = r.last_time_us / 1e6
-            trailer = r.trailer
+            trailer = self.reader.trailer
             start = header.get("start_time")
             if trailer and start:
                 elapsed = max(elapsed, trailer["end_time"] - start)
@@ -129,18 +132,21 @@ class Session:
             peak_time_s=r.peak_time_us / 1e6,
             allocs_per_s=allocs,
             records_per_s=recs,
-            pending_symbols=self.tree.frames.pending(),
+            pending_symbols=self.tree.pending_names(),
             records=r.records,
             native=bool(header.get("native", False)),
+            thread=(None if self.tree.thread is None else
+                    tuple(self.tree.thread_totals().get(self.tree.thread, (0,) * 6))),
         )
 
     def _compact_history(self) -> list[tuple[int, int, int]]:
         """The reader's TICK history, absorbed incrementally and kept to at most
         HISTORY_POINTS by merging neighbours (max), so a long run's chart costs the same."""
         hist = self.reader.history
-        if len(hist) > self._hist_seen:
-            self._points.extend(hist[self._hist_seen:])
-            self._hist_seen = len(hist)
+        upto = min(len(hist), self.tree.figures.ticks)  # the data the tree holds
+        if upto > self._hist_seen:
+            self._points.extend(hist[self._hist_seen:upto])
+            self._hist_seen = upto
             while len(self._points) > HISTORY_POINTS:
                 pts = self._points
                 merged = [(b[0], max(a[1], b[1]), max(a[2], b[2]))
@@ -151,11 +157,14 @@ class Session:
         return self._points
 
     def heap_series(self, width: int) -> tuple[list[int], list[int]]:
-        """Heap and RSS over time in `width` buckets (max per bucket) for the chart."""
+        """Heap and RSS over time in `width` buckets (max per bucket) for the chart; the
+        peak is in it (it can fall between two ticks), so the chart's max is the
+        header's peak."""
         hist = self._compact_history()
         if not hist or width <= 0:
             return [], []
-        last = hist[-1][0] or 1
+        figures = self.tree.figures
+        last = max(hist[-1][0], figures.peak_time_us) or 1
         heap = [0] * width
         rss = [0] * width
         filled = [False] * width
@@ -164,6 +173,10 @@ class Session:
             filled[b] = True
             heap[b] = max(heap[b], h)
             rss[b] = max(rss[b], rs)
+        if figures.peak_bytes:
+            b = min(width - 1, figures.peak_time_us * width // (last + 1))
+            filled[b] = True
+            heap[b] = max(heap[b], figures.peak_bytes)
         for i in range(1, width):  # carry the level through gaps between ticks
             if not filled[i]:
                 heap[i] = heap[i - 1]

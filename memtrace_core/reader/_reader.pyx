@@ -17,57 +17,6 @@ FORMAT_VERSION = 1
 MAX_DEPTH = 64
 
 
-cdef extern from "aggregate.h":
-    ctypedef struct mt_stack:
-        int64_t alloc_bytes, alloc_count, live_bytes, live_count, peak_bytes, peak_count
-        uint32_t py, nat, thread, flags
-
-    ctypedef struct mt_piece:
-        uint64_t start, end
-        uint32_t sid, mapping
-
-    ctypedef struct mt_live:
-        uint64_t addr, size
-        uint32_t sid, allocator
-
-    ctypedef struct mt_addrmap:
-        mt_live *slots
-        size_t cap, count
-
-    ctypedef struct mt_state:
-        uint32_t *py_parent
-        uint64_t *py_code
-        int64_t *py_line
-        uint8_t *py_flags
-        size_t py_cap
-        uint32_t *nat_parent
-        uint64_t *nat_ip
-        uint8_t *nat_flags
-        size_t nat_cap
-        mt_stack *stacks
-        size_t n_stacks
-        uint32_t *changed
-        size_t n_changed
-        mt_addrmap live
-        mt_piece *pieces
-        size_t n_pieces
-        int64_t total_bytes, total_allocs, total_frees, ignored_frees, implicit_frees
-        int64_t heap_bytes, heap_allocs, peak_bytes, peak_allocs, peak_time_us, last_time_us
-        int64_t allocator_count[256]
-        int64_t allocator_bytes[256]
-        int64_t hist[66]
-        int64_t records
-        int header_seen, trailer_seen
-        const char *error
-
-    int MT_DONE, MT_OTHER, MT_CORRUPT, MT_NOMEM, MT_STACK_CHANGED, MT_HIST_BUCKETS
-    uint64_t MT_NO_ADDR
-    int mt_state_init(mt_state *s)
-    void mt_state_free(mt_state *s)
-    int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
-                  size_t *rec_end)
-
-
 class CaptureError(UserError):
     """Corrupt, foreign or empty stream; the message is one line (a UserError for the CLI)."""
 
@@ -199,21 +148,6 @@ def _is_num(v) -> bool:
 
 cdef class StreamReader:
     """Incremental reader: feed() it bytes from a file or a pipe, read the aggregates."""
-
-    cdef mt_state s
-    cdef bint _ready
-    cdef bytes _tail
-    cdef bint _magic_done
-    cdef object _failed
-    cdef int64_t _offset
-    cdef readonly dict header
-    cdef readonly object trailer
-    cdef readonly bint truncated
-    cdef readonly dict codes
-    cdef readonly dict threads
-    cdef readonly list maps
-    cdef readonly list maps_history
-    cdef readonly list history
 
     def __cinit__(self):
         if mt_state_init(&self.s) < 0:

@@ -83,9 +83,18 @@ static inline void mark(mt_state *s, uint32_t sid)
 void mt_take_peak(mt_state *s)
 {
     for (size_t i = 0; i < s->n_peak_dirty; i++) {
-        mt_stack *st = &s->stacks[s->peak_dirty[i]];
-        st->peak_bytes = st->live_bytes;
-        st->peak_count = st->live_count;
+        uint32_t sid = s->peak_dirty[i];
+        mt_stack *st = &s->stacks[sid];
+        if (st->peak_bytes != st->live_bytes || st->peak_count != st->live_count) {
+            st->peak_bytes = st->live_bytes;
+            st->peak_count = st->live_count;
+            /* its peak figures changed: take_changed() must report it even when its live
+             * figures were taken before this peak */
+            if (!(st->flags & MT_STACK_CHANGED)) {
+                st->flags |= MT_STACK_CHANGED;
+                s->changed[s->n_changed++] = sid;
+            }
+        }
         st->flags &= ~MT_STACK_PEAK_DIRTY;
     }
     s->n_peak_dirty = 0;

@@ -14,9 +14,9 @@ import re
 from memtrace_core.frames import FrameKind
 from memtrace_core.model.metrics import format_bytes
 from memtrace_core.report.flamegraph_html import TEMPLATE
-from memtrace_core.report.frametree import Node
 from memtrace_core.report.kinds import KIND_COLOURS, KIND_LABELS, short_location
 from memtrace_core.report.profile import NO_STACK, Profile
+from memtrace_core.report.profile import Branch as Node
 
 _PLACEHOLDER = re.compile(r"__(?:TITLE|SUBTITLE|WARNINGS|DATA)__")
 

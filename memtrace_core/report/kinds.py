@@ -1,7 +1,8 @@
 """Frame-kind colours, marks and labels shared by every report (terminal and HTML).
 
 The same colours as the TUI: green Python, blue native C/C++, magenta inlined, amber
-unresolved; the text mark ([py] [c] [inl] [?]) tells them apart without colour.
+name pending (live only), grey no symbol; the text mark ([py] [c] [inl] [?] [-]) tells
+them apart without colour.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ KIND_COLOURS = {
     FrameKind.NATIVE: "#5fafff",
     FrameKind.INLINE: "#d787ff",
     FrameKind.UNRESOLVED: "#d7af5f",
+    FrameKind.NO_SYMBOL: "#949494",
 }
 KIND_LABELS = {
     FrameKind.PYTHON: "Python",
     FrameKind.NATIVE: "native C/C++",
     FrameKind.INLINE: "inlined",
-    FrameKind.UNRESOLVED: "unresolved",
+    FrameKind.UNRESOLVED: "name pending",
+    FrameKind.NO_SYMBOL: "no symbol",
 }
 
 

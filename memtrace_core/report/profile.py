@@ -1,10 +1,11 @@
-"""What every report starts from: a capture read, its stacks turned into frames (the
-model's StackFrames, i.e. the symbols layer's one hybrid merge) and summed into a
-FrameTree for one selection (all allocations, leaks or the peak).
+"""What every report starts from: a capture read and its stacks built into the one call
+tree of memtrace (model.CallTree, the same builder and names as `live` and `view`), read
+for one selection (all allocations, leaks or the peak).
 
-Only the stacks with something to show for the selection are turned into frames, so a
-`--leaks` report of a program that freed most of its memory symbolizes only the stacks
-that still hold memory.
+Names are resolved at once, in this process (symbols.Namer in sync mode, with the
+persistent cache), and only the stacks with something to show for the selection are
+built, so a `--leaks` report of a program that freed most of its memory names only the
+stacks that still hold memory.
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memtrace_core.frames import Frame, FrameKind
+from memtrace_core.model.calltree import CallTree
 from memtrace_core.model.metrics import Metric
-from memtrace_core.model.stacks import StackFrames
-from memtrace_core.report.frametree import FrameTree, Node
-from memtrace_core.report.pathcache import CachedPaths
 from memtrace_core.strenum import StrEnum
 
-NO_STACK = Frame("<no stack>", "", 0, FrameKind.UNRESOLVED)
+NO_STACK = Frame("<no stack>", "", 0, FrameKind.NO_SYMBOL)
 
 
 class Selection(StrEnum):
@@ -48,31 +47,22 @@ def selection_from_args(args) -> Selection:
     return Selection.ALL
 
 
-class SelectedStacks:
-    """The reader API restricted to stacks whose counters are non-zero for a selection."""
+class Branch:
+    """One node of the tree as a report reads it: the selection's bytes and count."""
 
-    def __init__(self, reader, metric: Metric) -> None:
-        self._reader = reader
-        bi, ci = metric.bytes_index, metric.count_index
-        self._sids = [sid for sid in range(reader.n_stacks)
-                      if (c := reader.stack_counters(sid))[bi] or c[ci]]
-        self.codes = reader.codes
+    __slots__ = ("id", "frame", "bytes", "count", "own_bytes", "own_count")
 
-    @property
-    def n_stacks(self) -> int:
-        return len(self._sids)
+    def __init__(self, node_id: int, frame: Frame | None, nbytes: int, count: int,
+                 own_bytes: int, own_count: int) -> None:
+        self.id = node_id
+        self.frame = frame
+        self.bytes = nbytes
+        self.count = count
+        self.own_bytes = own_bytes
+        self.own_count = own_count
 
-    def stack_key(self, sid: int) -> tuple[int, int, int]:
-        return self._reader.stack_key(self._sids[sid])
-
-    def stack_counters(self, sid: int) -> tuple[int, ...]:
-        return self._reader.stack_counters(self._sids[sid])
-
-    def py_stack(self, pynode: int):
-        return self._reader.py_stack(pynode)
-
-    def native_stack(self, nativenode: int):
-        return self._reader.native_stack(nativenode)
+    def __repr__(self) -> str:
+        return f"Branch({self.frame.function if self.frame else '<root>'}, {self.bytes})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,36 +83,48 @@ class Profile:
     path: str
     reader: object
     selection: Selection
-    tree: FrameTree
+    tree: CallTree
     native: bool
     stale_libraries: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def _index(self) -> tuple[int, int]:
+        m = self.selection.metric
+        return m.bytes_index, m.count_index
+
     @property
-    def root(self) -> Node:
-        return self.tree.root
+    def root(self) -> Branch:
+        bi, ci = self._index()
+        _fid, nbytes, count, own_b, own_c = self.tree.core.branch(0, bi, ci)
+        return Branch(0, None, nbytes, count, own_b, own_c)
 
     @property
     def total_bytes(self) -> int:
-        return self.tree.root.bytes
+        return self.root.bytes
 
     @property
     def total_count(self) -> int:
-        return self.tree.root.count
+        return self.root.count
 
-    @staticmethod
-    def children(node: Node) -> list[Node]:
+    def children(self, node: Branch) -> list[Branch]:
         """Children with something selected, biggest first (bytes, then count)."""
-        kids = [c for c in node.children.values() if c.bytes or c.count]
+        bi, ci = self._index()
+        frames = self.tree.core.frames
+        kids = [Branch(nid, frames[fid], nb, nc, ob, oc)
+                for nid, fid, nb, nc, ob, oc in self.tree.core.branches(node.id, bi, ci)]
         kids.sort(key=lambda c: (-c.bytes, -c.count, c.frame.function, c.frame.file,
                                  c.frame.line))
         return kids
 
     def locations(self) -> list[Location]:
         """Every frame's own and total figures; `<no stack>` for stacks without frames."""
-        frames = self.tree.frames
-        out = [Location(frames[fid], *figures)
-               for fid, figures in self.tree.locations.items() if figures[2] or figures[3]]
+        bi, ci = self._index()
+        core = self.tree.core
+        out = []
+        for fid in core.locations(1, bi):
+            own, total, _user = core.location(fid)
+            if total[bi] or total[ci]:
+                out.append(Location(core.frames[fid], own[bi], own[ci], total[bi], total[ci]))
         root = self.root
         if root.own_bytes or root.own_count:
             out.append(Location(NO_STACK, root.own_bytes, root.own_count, root.own_bytes,
@@ -136,7 +138,7 @@ class Profile:
         root = self.root
         if root.own_bytes or root.own_count:
             yield (NO_STACK,), root.own_bytes, root.own_count
-        todo: list[tuple[Node, tuple[Frame, ...]]] = [(root, ())]
+        todo: list[tuple[Branch, tuple[Frame, ...]]] = [(root, ())]
         while todo:
             node, path = todo.pop()
             for child in reversed(self.children(node)):
@@ -147,8 +149,6 @@ class Profile:
 
     def warnings(self) -> list[str]:
         """Lines to show the user: stale libraries first, then symbolizer notes."""
-        from memtrace_core.report.offline import stale_message
-
         out = [stale_message(self.stale_libraries)] if self.stale_libraries else []
         if not getattr(self.reader, "complete", True) and not getattr(self.reader, "error",
                                                                        None):
@@ -159,52 +159,47 @@ class Profile:
 
 
 def load_profile(path: str | Path, selection: Selection = Selection.ALL,
-                 show_internal: bool = False, cache_dir: Path | None = None,
-                 use_cache: bool = True) -> Profile:
-    """Read, symbolize (native captures, auto-detected from the header) and sum a capture.
+                 show_internal: bool = False, cache_dir: Path | None = None) -> Profile:
+    """Read, name (native captures, auto-detected from the header) and sum a capture.
 
-    Native call paths are cached per capture (report.pathcache), so a second report of
-    the same capture neither symbolizes nor merges stacks again.
     Raises UserError (one line) for a missing, foreign or corrupt file."""
+    from memtrace_core.model.build import call_tree
     from memtrace_core.reader import read_capture
 
     reader = read_capture(path)
-    native = bool((reader.header or {}).get("native"))
-    view = SelectedStacks(reader, selection.metric)
-    resolver = None
-    file = None
-    if native:
-        from memtrace_core.report.offline import OfflineNative
-        from memtrace_core.report.pathcache import cache_file
-
-        resolver = OfflineNative(reader, cache_dir=cache_dir)
-        if use_cache:
-            file = cache_file(path, show_internal, cache_dir)
-    frames = StackFrames(view, resolver)
-    frames.show_internal = show_internal
-    paths = CachedPaths(frames, file)
-    tree = FrameTree(paths.table)
+    tree = call_tree(reader, names="sync", cache_dir=cache_dir)
+    tree.set_metric(selection.metric)
+    if show_internal:
+        tree.core.set_show_internal(True)
     bi, ci = selection.metric.bytes_index, selection.metric.count_index
-    for sid in range(view.n_stacks):
-        pynode, nativenode, _thread = view.stack_key(sid)
-        counters = view.stack_counters(sid)
-        tree.add(paths.ids(pynode, nativenode), counters[bi], counters[ci])
-    profile = Profile(str(path), reader, selection, tree, native)
-    if resolver is not None:
-        resolver.close()
-        paths.save(resolver.stale_libraries(), resolver.notes())
-        stale, notes = paths.stale, paths.notes
-        profile.stale_libraries = shown_stale_libraries(tree, stale)
-        profile.notes = notes
+    tree.core.begin_all(bi, ci)
+    tree.core.step()
+    profile = Profile(str(path), reader, selection, tree, tree.native)
+    if tree.namer is not None:
+        tree.namer.flush()
+        profile.stale_libraries = shown_stale_libraries(profile, tree.namer.stale_libraries())
+        profile.notes = tree.namer.notes()
     return profile
 
 
-def shown_stale_libraries(tree: FrameTree, stale: list[str]) -> list[str]:
+STALE_ADVICE = ("native reports must be made on the machine that ran the program, "
+                "with the same library builds")
+
+
+def stale_message(paths: list[str]) -> str:
+    """One line naming the libraries whose frames could not be named, and what to do."""
+    names = ", ".join(paths)
+    return (f"{len(paths)} librar{'y' if len(paths) == 1 else 'ies'} changed or missing since "
+            f"the capture ({names}): their frames show as <library changed: ...>; "
+            f"{STALE_ADVICE}")
+
+
+def shown_stale_libraries(profile: Profile, stale: list[str]) -> list[str]:
     """The stale libraries with a frame in the report (memtrace's own, hidden by
     default, or ones whose stacks were not selected, would only be noise)."""
     if not stale:
         return []
     stale_set = set(stale)
-    shown = {f.module for f in tree.shown_frames() if f.kind is FrameKind.UNRESOLVED
-             and f.module in stale_set}
+    shown = {loc.frame.module for loc in profile.locations()
+             if loc.frame.kind is FrameKind.NO_SYMBOL and loc.frame.module in stale_set}
     return sorted(shown)

@@ -10,9 +10,9 @@ import re
 
 from memtrace_core.errors import UserError
 from memtrace_core.model.metrics import format_bytes
-from memtrace_core.report.frametree import Node
 from memtrace_core.report.kinds import frame_json
 from memtrace_core.report.profile import NO_STACK, Profile
+from memtrace_core.report.profile import Branch as Node
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
           "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}

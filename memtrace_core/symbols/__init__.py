@@ -1,17 +1,12 @@
-"""Native symbols: module maps, the DWARF/ELF symbolizer, its worker process, and the
-merge of native and Python stacks.
+"""Native symbols: module maps, the DWARF/ELF symbolizer, its worker process, the rules of
+hybrid (Python + native) stacks, and `Namer`, the one resolver of live, view and reports.
 
-Typical use in a reporter (reader = memtrace_core.reader.read_capture(path)):
+    namer = Namer(reader, mode="sync")          # reports: names at once, in process
+    namer = Namer(reader, mode="async")         # a UI: `lib+0xoffset` now, names later
+    flags_and_frames = namer.classify(ips)      # return addresses -> (A_* flags, frames)
+    arrived = namer.poll()                      # {ip: frames} answered by the worker
 
-    resolve_ip = IpResolver(reader.maps_history)          # in-process Symbolizer + memo
-    stack = hybrid_stack(py_frames, reader.native_stack(nativenode), resolve_ip)
-    stale = resolve_ip.symbolizer.stale_libraries()       # say these need the same machine
-
-py_frames are (Frame(kind=PYTHON), is_entry) pairs, innermost first, built from
-reader.py_stack() and reader.codes. hybrid_stack returns the path outermost first.
-In a UI, use SymbolizerWorker (a separate process) with IpResolver(..., use_worker=True):
-submit(resolver.prefetch([ip - 1 for ip in ips])), then resolver.feed(worker.poll())
-on a timer (lookup addresses are return addresses minus one, as hybrid_stack uses).
+The model's tree builder (memtrace_core.model) asks the namer and merges the stacks.
 """
 
 from __future__ import annotations
@@ -22,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .hybrid import hybrid_stack
     from .modmap import ModuleMap
-    from .resolver import IpResolver
+    from .names import Namer
     from .symbolizer import Symbolizer
     from .worker import SymbolizerWorker
 
-__all__ = ["IpResolver", "ModuleMap", "Symbolizer", "SymbolizerWorker", "hybrid_stack"]
+__all__ = ["ModuleMap", "Namer", "Symbolizer", "SymbolizerWorker", "hybrid_stack"]
 
 # imported on first use: `symbols.hybrid` or `symbols.modmap` alone must not pull in
 # pyelftools, msgpack and the C decoder (the model and the TUI import them early)
-_WHERE = {"hybrid_stack": ".hybrid", "ModuleMap": ".modmap", "IpResolver": ".resolver",
+_WHERE = {"hybrid_stack": ".hybrid", "ModuleMap": ".modmap", "Namer": ".names",
           "Symbolizer": ".symbolizer", "SymbolizerWorker": ".worker"}
 
 

@@ -15,9 +15,11 @@ import msgpack
 from ..frames import Frame, FrameKind
 
 VERSION = 1
+# cached answers are final: "no symbol" (code 3, also what older caches hold for it)
 _KIND_CODE = {FrameKind.PYTHON: 0, FrameKind.NATIVE: 1, FrameKind.INLINE: 2,
-              FrameKind.UNRESOLVED: 3}
-_CODE_KIND = {v: k for k, v in _KIND_CODE.items()}
+              FrameKind.NO_SYMBOL: 3, FrameKind.UNRESOLVED: 3}
+_CODE_KIND = {0: FrameKind.PYTHON, 1: FrameKind.NATIVE, 2: FrameKind.INLINE,
+              3: FrameKind.NO_SYMBOL}
 _SAFE_ID = re.compile(r"^[0-9a-f]{2,128}$")
 
 Packed = list  # [[function, file, line, kind_code], ...] innermost first

@@ -1,16 +1,29 @@
-"""Merge a native stack with the Python stack the interpreter was running.
+"""The rules of hybrid (Python + native) stacks: which native frames are the evaluation loop,
+where processes and threads start, and which frames a default view hides.
 
-Since CPython 3.11 one C call of `_PyEval_EvalFrameDefault` runs several Python
-frames: from an innermost one out to the next *entry* frame. Each eval-loop native
-frame is replaced by its group. (On 3.10 every Python frame has its own C call: the
-tracer marks each one an entry, so each group is one frame, and the interpreter's C
-frames between them are call glue, hidden like the rest.) More eval loops than groups
-means the Python stack was cut at its outer end (runner frames trimmed): the innermost
-loops take the groups. Fewer loops than groups with a native stack that stops short of
-the process/thread root (depth cap, no unwind info) means the loops seen are the
-innermost: they take the innermost groups and the outer groups follow as Python frames.
-Fewer loops on a complete native stack is a real mismatch: the Python-only stack is
-returned (plus the native frames below the innermost eval loop) rather than a wrong merge.
+The merge itself runs in C (memtrace_core/model/_tree.pyx: `merge_frames`, one
+implementation for `live`, `view` and every report); this module says what each frame and
+address is, as bit flags the merge reads:
+
+- Since CPython 3.11 one C call of `_PyEval_EvalFrameDefault` runs several Python frames,
+  from an innermost one out to the next *entry* frame. Each eval-loop native frame is
+  replaced by its group. (On 3.10 every Python frame has its own C call: the tracer marks
+  each one an entry, so each group is one frame, and the interpreter's C frames between
+  them are call glue, hidden like the rest.) More eval loops than groups means the Python
+  stack was cut at its outer end (runner frames trimmed): the innermost loops take the
+  groups. Fewer loops than groups with a native stack that stops short of the process or
+  thread root (depth cap, no unwind info) means the loops seen are the innermost: they take
+  the innermost groups and the outer groups follow as Python frames. Fewer loops on a
+  complete native stack is a real mismatch: the Python-only stack is returned (plus the
+  native frames below the innermost eval loop) rather than a wrong merge.
+- Hidden by default: memtrace's own frames, importlib's and runpy's frames, interpreter
+  frames between Python frames, process/thread start-up code outward of the outermost
+  Python frame, and the interpreter's call glue just below the innermost Python frame when
+  it only leads to an extension's function (when the interpreter itself allocates, e.g.
+  list_resize, its frames are the answer and stay).
+
+Eval loops and process roots are recognised from the ELF symbol table (`Namer`), so the
+merge never waits for DWARF names.
 """
 
 from __future__ import annotations
@@ -18,14 +31,30 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 from collections.abc import Callable
 
 from ..frames import Frame, FrameKind
 
 EVAL_FUNCTIONS = frozenset({"_PyEval_EvalFrameDefault"})
+ROOT_FUNCTIONS = ("_start", "__libc_start_main", "__libc_start_call_main", "start_thread",
+                  "clone", "clone3", "__clone", "__clone3", "thread_start")
 
+# frame flags (one byte per frame in the tree builder)
+F_PY = 1  # a Python frame
+F_INTERP = 2  # native, in the interpreter (libpython or a static python executable)
+F_MEMTRACE = 4  # memtrace's own frame (tracer, runner)
+F_IMPORT = 8  # importlib / runpy plumbing (hidden like memtrace's frames)
+F_USER = 16  # user code: a Python frame, or native code outside the system and site dirs
+F_MATCH = 32  # matches the tree's substring filter (set by the tree builder)
+
+# address flags (one byte per distinct return address)
+A_EVAL = 1  # inside the evaluation loop
+A_ROOT = 2  # inside a function where processes and threads start
+A_PENDING = 4  # its frames are provisional (`lib+0xoffset`): the name is on its way
 
 _PYTHON_EXE = re.compile(r"^python\d*(\.\d+)?[a-z]*$")
+_CORE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -37,7 +66,8 @@ def is_interpreter_module(module: str) -> bool:
 
 def is_memtrace_frame(frame: Frame) -> bool:
     return "memtrace_core" in frame.module or (
-        frame.kind is FrameKind.PYTHON and f"{os.sep}memtrace_core{os.sep}" in frame.file)
+        frame.kind is FrameKind.PYTHON and (f"{os.sep}memtrace_core{os.sep}" in frame.file
+                                            or frame.file.startswith(_CORE_DIR)))
 
 
 def is_import_machinery(frame: Frame) -> bool:
@@ -46,117 +76,96 @@ def is_import_machinery(frame: Frame) -> bool:
         frame.file.startswith("<frozen ") or frame.file.endswith(f"{os.sep}runpy.py"))
 
 
-def _groups(py_frames: list[tuple[Frame, bool]]) -> list[list[Frame]]:
-    """Python frames (innermost first) cut after each entry frame."""
-    groups: list[list[Frame]] = []
-    cur: list[Frame] = []
-    for frame, is_entry in py_frames:
-        cur.append(frame)
-        if is_entry:
-            groups.append(cur)
-            cur = []
-    if cur:
-        groups.append(cur)
-    return groups
+def is_internal_python(frame: Frame) -> bool:
+    """Interpreter plumbing (import machinery, runpy) and memtrace's own runner frames."""
+    return is_import_machinery(frame) or (frame.kind is FrameKind.PYTHON
+                                          and is_memtrace_frame(frame))
 
 
-def _drop_call_glue(merged: list[tuple[Frame, bool]]) -> list[tuple[Frame, bool]]:
-    """Below the innermost Python frame, interpreter frames that only lead to an
-    extension's function (e.g. _PyObject_MakeTpCall before numpy's add) are glue; when the
-    interpreter itself allocates (list_resize...) its frames are the answer and stay."""
-    p = next((i for i, (f, _) in enumerate(merged) if f.kind is FrameKind.PYTHON), None)
-    if p is None:
-        return merged
-    tail = merged[:p]  # innermost first
-    j = len(tail)
-    while j > 0 and is_interpreter_module(tail[j - 1][0].module):
-        j -= 1
-    if j == 0 or j == len(tail):  # all interpreter, or no glue
-        return merged
-    return tail[:j] + merged[p:]
+def _system_dirs() -> tuple[str, ...]:
+    dirs = {"/usr/", "/lib/", "/lib64/", "/snap/", os.sep + "site-packages" + os.sep,
+            os.sep + "dist-packages" + os.sep}
+    for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix):
+        if prefix and prefix != os.sep:
+            dirs.add(prefix.rstrip(os.sep) + os.sep)
+    return tuple(dirs)
 
 
-ROOT_FUNCTIONS = ("_start", "__libc_start_main", "__libc_start_call_main", "start_thread",
-                  "clone", "clone3", "__clone", "__clone3", "thread_start")
+_SYSTEM_DIRS = _system_dirs()
 
 
-def _truncated(natives: list[list[Frame]]) -> bool:
-    """True when the outermost native frame is not where processes and threads start."""
-    if not natives or not natives[-1]:
-        return True
-    name = natives[-1][-1].function
-    return not any(name == r or name.startswith(r + "_") for r in ROOT_FUNCTIONS)
+@functools.lru_cache(maxsize=4096)
+def is_user_module(module: str) -> bool:
+    """Native code the user wrote: not the interpreter, libc and other system libraries,
+    installed packages (site-packages) or memtrace."""
+    if not module or is_interpreter_module(module) or "memtrace_core" in module:
+        return False
+    return not any(d in module or module.startswith(d) for d in _SYSTEM_DIRS)
 
 
-def _is_eval(frames: list[Frame]) -> bool:
-    return bool(frames) and frames[-1].function in EVAL_FUNCTIONS
-
-
-def _pair(natives: list[list[Frame]], groups: list[list[Frame]]
-          ) -> list[tuple[Frame, bool]]:
-    """Eval loops replaced by groups, innermost first; groups left over (the unwinder
-    stopped early) follow as Python frames only. The flag: outward of the first group."""
-    merged: list[tuple[Frame, bool]] = []
-    g = 0
-    for fr in natives:
-        if _is_eval(fr) and g < len(groups):
-            merged.extend((f, True) for f in groups[g])
-            g += 1
+def frame_flags(frame: Frame) -> int:
+    """The F_* bits of one frame."""
+    if frame.kind is FrameKind.PYTHON:
+        flags = F_PY
+        if is_memtrace_frame(frame):
+            flags |= F_MEMTRACE
+        elif is_import_machinery(frame):
+            flags |= F_IMPORT
         else:
-            merged.extend((f, g > 0) for f in fr)
-    for group in groups[g:]:
-        merged.extend((f, True) for f in group)
-    return merged
+            flags |= F_USER
+        return flags
+    flags = 0
+    module = frame.module
+    if module:
+        if is_interpreter_module(module):
+            flags |= F_INTERP
+        if "memtrace_core" in module:
+            flags |= F_MEMTRACE
+        if is_user_module(module):
+            flags |= F_USER
+    return flags
+
+
+def is_root_function(name: str) -> bool:
+    """A function where a process or a thread starts (the native stack is complete)."""
+    return any(name == r or name.startswith(r + "_") for r in ROOT_FUNCTIONS)
+
+
+def address_flags(frames: list[Frame]) -> int:
+    """A_EVAL / A_ROOT of an address from its frames (innermost first: the last one is the
+    function the address is in, the others are inlined into it)."""
+    if not frames:
+        return 0
+    name = frames[-1].function.split(".", 1)[0]  # symbol-table parts: f.cold, f.part.0
+    return (A_EVAL if name in EVAL_FUNCTIONS else 0) | (A_ROOT if is_root_function(name)
+                                                       else 0)
 
 
 def hybrid_stack(py_frames: list[tuple[Frame, bool]], native_ips: list[int],
                  resolve_ip: Callable[[int], list[Frame]],
                  show_internal: bool = False) -> list[Frame]:
-    """One call path, outermost first.
+    """One call path, outermost first, through the tree builder's merge.
 
-    py_frames: (Frame, is_entry) innermost first. native_ips: return addresses,
-    innermost first; resolve_ip is called with ip - 1 (the call instruction) and returns
-    that address's frames innermost first. With show_internal False, interpreter frames
-    outward of the innermost Python frame and memtrace's own frames are hidden.
+    py_frames: (Frame, is_entry) innermost first. native_ips: return addresses, innermost
+    first; resolve_ip is called with ip - 1 (the call instruction) and returns that
+    address's frames innermost first (eval loops and roots are recognised by name here).
     """
-    natives = [resolve_ip(ip - 1) for ip in native_ips]  # innermost first, each inner-first
-    groups = _groups(py_frames)
-    eval_at = [i for i, fr in enumerate(natives) if _is_eval(fr)]
-    merged: list[tuple[Frame, bool]] = []  # innermost first; bool = outward of 1st py frame
-    if not groups:
-        for fr in natives:
-            merged.extend((f, False) for f in fr)
-    elif len(eval_at) >= len(groups) or (eval_at and _truncated(natives)):
-        # more loops than groups: the Python stack was cut at its outer end (the tracer
-        # trims memtrace's runner frames). Fewer loops on a native stack that stops short
-        # of the process/thread root (depth cap, no unwind info): the loops seen are the
-        # innermost ones. Either way the innermost loops take the innermost groups.
-        merged = _pair(natives, groups)
-    else:
-        # fallback: native frames below the innermost eval loop belong to the innermost
-        # Python frame for sure; anything further out cannot be placed safely
-        if eval_at:
-            for fr in natives[:eval_at[0]]:
-                merged.extend((f, False) for f in fr)
-        merged.extend((f, True) for f, _ in py_frames)
-    out: list[Frame] = []
-    if show_internal:
-        out = [f for f, _ in merged]
-    else:
-        merged = _drop_call_glue(merged)
-        n_py_total = sum(1 for f, _ in merged if f.kind is FrameKind.PYTHON)
-        n_py_seen = 0
-        for f, outward in merged:
-            if is_memtrace_frame(f):
-                continue
-            if f.kind is FrameKind.PYTHON:
-                n_py_seen += 1
-                if is_import_machinery(f):
-                    continue
-            elif outward and (is_interpreter_module(f.module) or n_py_seen == n_py_total):
-                # interpreter glue between Python frames, and process/thread start-up
-                # code outward of the outermost Python frame
-                continue
-            out.append(f)
-    out.reverse()
-    return out
+    from memtrace_core.model._tree import merge_frames
+
+    table: list[Frame] = []
+    ids: dict[Frame, int] = {}
+
+    def fid(frame: Frame) -> int:
+        i = ids.get(frame)
+        if i is None:
+            i = ids[frame] = len(table)
+            table.append(frame)
+        return i
+
+    py = [(fid(f), bool(e)) for f, e in py_frames]
+    natives = []
+    for ip in native_ips:
+        frames = resolve_ip(ip - 1)
+        natives.append(([fid(f) for f in frames], address_flags(frames)))
+    flags = [frame_flags(f) for f in table]
+    return [table[i] for i in merge_frames(py, natives, flags, show_internal)]

@@ -1,4 +1,7 @@
-"""Instruction pointer -> (module, build-id, file vaddr) from a MAPS record."""
+"""Instruction pointer -> (module, build-id, file vaddr) from MAPS records, with history.
+
+Light on purpose (bisect only): `memtrace stats` and the model import it early.
+"""
 
 from __future__ import annotations
 
@@ -29,10 +32,12 @@ class ModuleMap:
         self._spans = spans
 
     @classmethod
-    def from_history(cls, history: list[list]) -> LayeredModuleMap:
-        """A map over every MAPS snapshot: the latest first, then older ones (objects
-        dlclose'd before the end still resolve for the stacks recorded while loaded)."""
-        return LayeredModuleMap([cls(m) for m in reversed(history)])
+    def from_history(cls, history: list[list]) -> HistoryMap:
+        """A map over every MAPS snapshot (objects dlclose'd before the end still resolve
+        for the stacks recorded while they were loaded)."""
+        out = HistoryMap()
+        out.update(history)
+        return out
 
     def __len__(self) -> int:
         return len(self._spans)
@@ -48,10 +53,39 @@ class ModuleMap:
         return path, build_id, ip - base
 
 
-class LayeredModuleMap:
-    """Several ModuleMaps tried in order (newest snapshot first)."""
+def _identity(obj) -> tuple | None:
+    try:
+        path, base, build_id, _segments = obj
+        return (path, base, build_id)
+    except (TypeError, ValueError):
+        return None
 
-    def __init__(self, layers: list[ModuleMap]):
+
+class HistoryMap:
+    """Every MAPS snapshot of a stream: the latest one first, then, newest first, the
+    objects of older snapshots that are gone from the latest (unloaded since). An address
+    reused by a later object resolves to the later one. `update` takes the reader's
+    growing `maps_history` and costs nothing when it did not grow."""
+
+    def __init__(self) -> None:
+        self.layers: list[ModuleMap] = []
+        self._seen = 0
+
+    def update(self, history: list[list]) -> None:
+        if len(history) == self._seen:
+            return
+        self._seen = len(history)
+        if not history:
+            self.layers = []
+            return
+        latest = history[-1]
+        present = {_identity(o) for o in latest}
+        layers = [ModuleMap(latest)]
+        for snapshot in reversed(history[:-1]):
+            gone = [o for o in snapshot if _identity(o) not in present]
+            if gone:
+                layers.append(ModuleMap(gone))
+                present.update(_identity(o) for o in gone)
         self.layers = layers
 
     def lookup(self, ip: int) -> tuple[str, str | None, int] | None:

@@ -89,33 +89,41 @@ class Symbolizer:
         self._time_box_s = time_box_s
         self._modules: dict[tuple[str, str | None], _Module | None] = {}
         self._stale: dict[tuple[str, str | None], str] = {}  # (path, build_id) -> why
+        self._on_disk: dict[tuple[str, str | None], str | None] = {}  # checked: its build-id
         self._memo: dict[Key, list[Frame]] = {}
         self.notes: list[str] = []
         if self._cache is not None:
             weakref.finalize(self, self._cache.flush)
 
     # -- modules ---------------------------------------------------------------------
+    def _current(self, path: str, build_id: str | None) -> bool:
+        """The file on disk is the one the capture recorded (reads its build-id once)."""
+        key = (path, build_id)
+        if key in self._stale:
+            return False
+        if key in self._on_disk:
+            return True
+        try:
+            on_disk = read_build_id(path)
+        except (OSError, ElfError) as e:
+            self._stale[key] = "gone" if not os.path.exists(path) else f"unreadable ({e})"
+            return False
+        if build_id and on_disk != build_id.lower():
+            self._stale[key] = f"build-id now {on_disk}, recorded {build_id}"
+            return False
+        self._on_disk[key] = on_disk
+        return True
+
     def _module(self, path: str, build_id: str | None) -> _Module | None:
         key = (path, build_id)
         if key in self._modules:
             return self._modules[key]
         mod = None
-        try:
-            on_disk = read_build_id(path)
-        except (OSError, ElfError) as e:
-            on_disk = None
-            if not os.path.exists(path):
-                self._stale[key] = "gone"
-            else:
-                self._stale[key] = f"unreadable ({e})"
-        if key not in self._stale:
-            if build_id and on_disk != build_id.lower():
-                self._stale[key] = f"build-id now {on_disk}, recorded {build_id}"
-            else:
-                try:
-                    mod = _Module(path, build_id or on_disk, self._time_box_s)
-                except (OSError, ElfError) as e:
-                    self.notes.append(f"{path}: {e}")
+        if self._current(path, build_id):
+            try:
+                mod = _Module(path, build_id or self._on_disk[key], self._time_box_s)
+            except (OSError, ElfError) as e:
+                self.notes.append(f"{path}: {e}")
         self._modules[key] = mod
         return mod
 
@@ -134,28 +142,54 @@ class Symbolizer:
         got = self._memo.get(key)
         if got is not None:
             return got
+        got = self.cached(path, build_id, vaddr)  # no module opened for a cached answer
+        if got is not None:
+            return got
         mod = self._module(path, build_id)
         if mod is None:
             if (path, build_id) in self._stale:
-                frames = [Frame(f"<library changed: {path}>", "", 0, FrameKind.UNRESOLVED,
+                frames = [Frame(f"<library changed: {path}>", "", 0, FrameKind.NO_SYMBOL,
                                 module=path)]
             else:
                 frames = [self._unresolved(path, vaddr)]
             self._memo[key] = frames
             return frames
-        packed = self._cache.get(build_id, vaddr) if self._cache is not None else None
-        frames = None
-        if packed is not None:
-            try:
-                frames = unpack_frames(packed, path)
-            except (ValueError, TypeError, KeyError):  # a damaged entry: decode again
-                frames = None
-        if frames is None:
-            frames, cacheable = self._compute(mod, path, vaddr)
-            if cacheable and self._cache is not None:
-                self._cache.put(build_id, vaddr, pack_frames(frames))
+        frames, cacheable = self._compute(mod, path, vaddr)
+        if cacheable and self._cache is not None:
+            self._cache.put(build_id, vaddr, pack_frames(frames))
         self._memo[key] = frames
         return frames
+
+    def cached(self, path: str, build_id: str | None, vaddr: int) -> list[Frame] | None:
+        """resolve() when the answer needs no DWARF (memory, the persistent cache, or a
+        library changed since the capture), else None: what a UI may do on its own
+        thread while the worker process reads DWARF."""
+        key = (path, build_id, vaddr)
+        got = self._memo.get(key)
+        if got is not None:
+            return got
+        if not self._current(path, build_id):
+            frames = [Frame(f"<library changed: {path}>", "", 0, FrameKind.NO_SYMBOL,
+                            module=path)]
+            self._memo[key] = frames
+            return frames
+        packed = self._cache.get(build_id, vaddr) if self._cache is not None else None
+        if packed is None:
+            return None
+        try:
+            frames = unpack_frames(packed, path)
+        except (ValueError, TypeError, KeyError):
+            return None
+        self._memo[key] = frames
+        return frames
+
+    def function_at(self, path: str, build_id: str | None, vaddr: int) -> str | None:
+        """The symbol-table function holding vaddr (no DWARF), None when unknown."""
+        mod = self._module(path, build_id)
+        if mod is None:
+            return None
+        sym = mod.symtab.lookup(vaddr)
+        return sym[2] if sym is not None else None
 
     def resolve_many(self, keys) -> dict[Key, list[Frame]]:
         """resolve() for many (path, build_id, vaddr) keys; the disk cache is updated."""
@@ -172,7 +206,7 @@ class Symbolizer:
 
     @staticmethod
     def _unresolved(path: str, vaddr: int) -> Frame:
-        return Frame(f"{os.path.basename(path)}+0x{vaddr:x}", "", 0, FrameKind.UNRESOLVED,
+        return Frame(f"{os.path.basename(path)}+0x{vaddr:x}", "", 0, FrameKind.NO_SYMBOL,
                      module=path)
 
     def _compute(self, mod: _Module, path: str, vaddr: int) -> tuple[list[Frame], bool]:

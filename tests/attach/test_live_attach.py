@@ -43,7 +43,10 @@ def test_live_attach_shows_leak_and_detaches(start_target, tmp_path: Path):
                     command], check=True)
     try:
         wait_pane(session, "attach_target.py")
-        subprocess.run(["tmux", "send-keys", "-t", session, "e"], check=True)
+        end = time.monotonic() + 10  # `e` again until the leak's path is in the tree
+        while "leak_python" not in pane(session) and time.monotonic() < end:
+            subprocess.run(["tmux", "send-keys", "-t", session, "e"], check=True)
+            time.sleep(0.5)
         wait_pane(session, "leak_python")
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
         wait_pane(session, "untraced")

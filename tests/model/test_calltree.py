@@ -16,7 +16,7 @@ from memtrace_core.model.metrics import (
     PEAK_BYTES,
     format_bytes,
 )
-from memtrace_core.model.stacks import StackFrames
+from memtrace_core.symbols.hybrid import A_PENDING
 
 MAIN = ("main", "app.py", 10)
 LOAD = ("load", "app.py", 20)
@@ -160,54 +160,75 @@ def test_hottest_path():
     assert [n.frame.function for n in path] == ["main", "load", "parse"]
 
 
-class FakeNative:
-    """Resolver whose names 'arrive' when the test says so."""
+class FakeNamer:
+    """The namer protocol with names that 'arrive' when the test says so."""
 
     def __init__(self):
-        self.names: dict[int, str] = {}
-        self.arrived: set[int] = set()
+        self.arrived: dict[int, list[Frame]] = {}
+        self.asked: list[int] = []
 
-    def hybrid(self, py, ips, show_internal):
-        frames = [f for f, _e in reversed(py)]
-        pending = set()
-        for ip in reversed(ips):
-            if ip in self.names:
-                frames.append(Frame(self.names[ip], "lib.c", 7, FrameKind.NATIVE, "libx.so"))
-            else:
-                frames.append(Frame(f"libx.so+{ip:#x}", "", 0, FrameKind.UNRESOLVED, "libx.so"))
-                pending.add(ip)
-        return frames, pending
+    def classify(self, ips):
+        self.asked += ips
+        return [(A_PENDING, [Frame(f"libx.so+{ip - 1:#x}", "", 0, FrameKind.UNRESOLVED,
+                                   "libx.so")]) for ip in ips]
 
     def poll(self):
-        out, self.arrived = self.arrived, set()
+        out, self.arrived = self.arrived, {}
         return out
 
     def pending(self):
-        return 0
+        return len(self.asked)
 
     def close(self):
         pass
 
 
-def test_native_names_replace_unresolved_in_place():
+def native_reader() -> FakeReader:
     r = FakeReader()
-    r.alloc(1, 640, [MAIN])
-    sid = r._stacks[(r.pynode([MAIN]), 0, 1)]
-    r._keys[sid] = (r._keys[sid][0], 7, 1)  # pretend the stack has a native part
+    r.alloc(1, 640, [])  # a C thread's allocation: no Python frame
+    sid = r._stacks[(0, 0, 1)]
+    r._keys[sid] = (0, 7, 1)  # pretend the stack has a native part
     r.native_stack = lambda node: [0x1234, 0x1000] if node == 7 else []
-    native = FakeNative()
-    tree = CallTree(r, StackFrames(r, native))
+    return r
+
+
+def test_native_names_replace_unresolved_in_place():
+    r = native_reader()
+    namer = FakeNamer()
+    tree = CallTree(r, namer, native=True)
     tree.rebuild()
-    old = tree.find("main", "libx.so+0x1000", "libx.so+0x1234")
+    assert sorted(namer.asked) == [0x1000, 0x1234]
+    old = tree.find("libx.so+0xfff", "libx.so+0x1233")
     assert old is not None and old.frame.kind is FrameKind.UNRESOLVED
-    native.names = {0x1000: "outer_c", 0x1234: "leaky_c"}
-    native.arrived = {0x1000, 0x1234}
+    namer.arrived = {ip: [Frame(name, "lib.c", 7, FrameKind.NATIVE, "libx.so")]
+                     for ip, name in ((0x1000, "outer_c"), (0x1234, "leaky_c"))}
     assert tree.update()
-    new = tree.find("main", "outer_c", "leaky_c")
+    new = tree.find("outer_c", "leaky_c")
     assert new.own[LIVE_BYTES] == 640 and new.frame.kind is FrameKind.NATIVE
     assert not old.alive and tree.resolve(old) is new
     assert tree.root.total[LIVE_BYTES] == 640
-    assert tree.find("main", "libx.so+0x1000") is None
+    assert tree.find("libx.so+0xfff") is None
+    assert tree.pending_names() == 2  # the namer's count (this fake never lowers it)
+
+
+def test_state_kept_by_path_across_rebuilds():
+    r = scenario()
+    r.threads[2] = (101, "worker")
+    r.alloc(20, 5000, [MAIN, LOAD, PARSE], thread=2)
+    tree = CallTree(r)
+    tree.rebuild()
+    parse = tree.find("main", "load", "parse")
+    tree.set_thread(2)
+    assert not parse.alive
+    again = tree.resolve(parse)
+    assert again.alive and again.key() == parse.key() and again.id != parse.id
+    assert again.total[LIVE_BYTES] == 5000
+    tree.set_filter("build")  # parse is gone: the nearest ancestor kept
+    assert tree.resolve(parse) is tree.root
+    tree.set_filter("")
+    tree.set_thread(None)
+    assert tree.resolve(parse).total[LIVE_BYTES] == 5300
+    assert tree.node_at(parse.key()) is tree.resolve(parse)
 
 
 @settings(max_examples=60, deadline=None)
@@ -250,9 +271,26 @@ def test_heap_series_is_bounded_and_keeps_the_peak():
     s = session_mod.Session(r, CallTree(r))
     for i in range(10_000):
         r.history.append((i * 10_000, 1000 + (5_000_000 if i == 7777 else i), 0))
+    assert s.heap_series(100) == ([], [])  # the chart shows what the tree holds
+    s.tree.update()
     heap, _rss = s.heap_series(100)
     assert len(heap) == 100 and max(heap) == 5_001_000
     assert len(s._points) <= session_mod.HISTORY_POINTS
     r.history.append((100_010_000, 42, 0))  # absorbed incrementally
+    s.tree.update()
     heap, _ = s.heap_series(100)
     assert s._points[-1] == (100_010_000, 42, 0) and max(heap) == 5_001_000
+
+
+def test_chart_max_is_the_peak_between_ticks():
+    from memtrace_core.model import session as session_mod
+
+    r = FakeReader()
+    s = session_mod.Session(r, CallTree(r))
+    r.tick(1000)
+    r.alloc(1, 7000, [MAIN])  # the peak falls between two ticks
+    r.free(1)
+    r.tick(2000)
+    s.tree.update()
+    heap, _ = s.heap_series(40)
+    assert max(heap) == 7000 == s.summary().peak_bytes == s.tree.root.total[PEAK_BYTES]

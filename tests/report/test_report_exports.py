@@ -23,6 +23,7 @@ from report_support import (
     py_markers,
 )
 
+from memtrace_core.frames import FrameKind
 from memtrace_core.report.kinds import KIND_COLOURS
 
 SELECTIONS = {"all": (), "leaks": ("--leaks",), "peak": ("--peak",)}
@@ -117,7 +118,7 @@ def test_flamegraph_native_frames_in_native_colour(reports, native_capture, tmp_
     page = out.read_text()
     data = flamegraph_data(page)
     assert data["colours"]["native"] == KIND_COLOURS["native"]
-    assert len(set(data["colours"].values())) == 4  # a colour per kind
+    assert len(set(data["colours"].values())) == len(FrameKind)  # a colour per kind
     kinds: dict[str, set[str]] = {}
     todo = [data["tree"]]
     while todo:

@@ -1,52 +1,54 @@
-"""The reports' aggregation against the model's call tree (the TUI's numbers), and the
-per-capture path cache: same answers with it, without it, and with a corrupt one."""
+"""One pipeline: a report's tree (names resolved at once) and the UI's tree (names from the
+worker process, renamed in place) agree exactly, and a second report reads the names from
+the persistent symbol cache."""
 
 from __future__ import annotations
 
 import pytest
 
-from memtrace_core.model.build import stack_frames
-from memtrace_core.model.calltree import CallTree
+from memtrace_core.model.build import call_tree
 from memtrace_core.report import export_folded
-from memtrace_core.report.offline import OfflineNative
-from memtrace_core.report.pathcache import cache_file
 from memtrace_core.report.profile import Selection, load_profile
 
 
+def _locations(tree, bi: int, ci: int) -> dict:
+    out = {}
+    for fid in tree.core.locations(1, bi):
+        own, total, _user = tree.core.location(fid)
+        if total[bi] or total[ci]:
+            out[tree.frames[fid]] = (own[bi], own[ci], total[bi], total[ci])
+    return out
+
+
 @pytest.mark.parametrize("selection", list(Selection))
-def test_locations_match_the_model_call_tree(native_capture, tmp_path, selection):
-    profile = load_profile(native_capture.path, selection, cache_dir=tmp_path)
+def test_report_equals_the_live_tree_once_named(native_capture, tmp_path, selection):
+    profile = load_profile(native_capture.path, selection, cache_dir=tmp_path / "a")
     reader = native_capture.reader
-    frames = stack_frames(reader, symbolize=False)
-    frames.native = OfflineNative(reader, cache_dir=tmp_path)  # names now, same merge
-    tree = CallTree(reader, frames)
+    tree = call_tree(reader, names="async", cache_dir=tmp_path / "b")  # cold: all pending
     tree.set_metric(selection.metric)
     tree.rebuild()
+    assert tree.pending_names() > 0
+    unnamed = [f for f in tree.frames if f.kind.value == "unresolved"]
+    assert unnamed and all("+0x" in f.function for f in unnamed)
+    tree.namer.wait(timeout=120)
+    tree.update()
+    tree.close()
+    assert tree.pending_names() == 0
     bi, ci = selection.metric.bytes_index, selection.metric.count_index
-    model = {loc.frame: (loc.own[bi], loc.own[ci], loc.total[bi], loc.total[ci])
-             for loc in tree.locations.values() if loc.total[bi] or loc.total[ci]}
     ours = {loc.frame: (loc.own_bytes, loc.own_count, loc.total_bytes, loc.total_count)
             for loc in profile.locations()}
-    assert ours == model
+    assert ours == _locations(tree, bi, ci)
     assert (profile.total_bytes, profile.total_count) == (tree.root.total[bi],
                                                           tree.root.total[ci])
 
 
-def test_path_cache_gives_the_same_report(native_capture, tmp_path):
-    fresh = load_profile(native_capture.path, Selection.ALL, cache_dir=tmp_path,
-                         use_cache=False)
-    expected = export_folded.render(fresh)
-    target = cache_file(native_capture.path, False, tmp_path)
-    assert target is not None and not target.exists()
+def test_second_report_names_from_the_symbol_cache(native_capture, tmp_path):
     first = load_profile(native_capture.path, Selection.ALL, cache_dir=tmp_path)
-    assert target.exists()
-    cached = load_profile(native_capture.path, Selection.ALL, cache_dir=tmp_path)
-    assert export_folded.render(first) == export_folded.render(cached) == expected
-    # a torn or foreign cache file is ignored and rewritten
-    target.write_bytes(b"\x93garbage")
-    again = load_profile(native_capture.path, Selection.LEAKS, cache_dir=tmp_path)
-    assert again.total_bytes == native_capture.reader.heap_bytes
-    assert export_folded.render(load_profile(native_capture.path, Selection.ALL,
-                                             cache_dir=tmp_path)) == expected
-    # --show-internal paths are cached apart
-    assert cache_file(native_capture.path, True, tmp_path) != target
+    assert list((tmp_path / "symbols").glob("*.msgpack"))
+    again = load_profile(native_capture.path, Selection.ALL, cache_dir=tmp_path)
+    assert export_folded.render(first) == export_folded.render(again)
+    # the cached names are the ones a cold symbolizer finds
+    cold = load_profile(native_capture.path, Selection.ALL, cache_dir=tmp_path / "cold")
+    assert export_folded.render(cold) == export_folded.render(first)
+    leaks = load_profile(native_capture.path, Selection.LEAKS, cache_dir=tmp_path)
+    assert leaks.total_bytes == native_capture.reader.heap_bytes

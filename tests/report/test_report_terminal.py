@@ -41,7 +41,7 @@ def test_table_json_totals_equal_reader(reports, native_capture, py_capture, whi
     assert sum(r["own_count"] for r in doc["rows"]) == count
     assert all(r["total_bytes"] >= r["own_bytes"] for r in doc["rows"])
     if which == "python":
-        assert {r["kind"] for r in doc["rows"]} <= {"python", "unresolved"}
+        assert {r["kind"] for r in doc["rows"]} <= {"python", "nosymbol"}  # <no stack>
 
 
 def test_table_native_rows_and_sorting(reports, native_capture):

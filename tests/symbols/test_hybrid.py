@@ -198,23 +198,46 @@ def test_memtrace_frames_hidden(py_lib):
                                show_internal=True)
 
 
-def test_ip_resolver_in_process_and_through_worker(capture, tmp_path):
-    from memtrace_core.symbols import IpResolver, SymbolizerWorker
+def test_namer_at_once_and_through_worker(capture, tmp_path):
+    from memtrace_core.symbols.hybrid import A_EVAL, A_PENDING
+    from memtrace_core.symbols.names import Namer
 
-    reader, _ = capture
-    pys, ips = _stacks_of(reader, HELPER_BLOCK, 3 * HELPER_BLOCK)[0]
-    direct = IpResolver(reader.maps_history, Symbolizer(persistent=False))
-    want = hybrid_stack(pys, ips, direct)
-    assert want[-1].function == "helper_alloc"
-    via = IpResolver(reader.maps_history, use_worker=True)
-    provisional = hybrid_stack(pys, ips, via)
-    # nothing answered yet: no eval loop is recognised, so the safe Python-only stack
-    assert provisional == want[:3]
-    with SymbolizerWorker(cache_dir=tmp_path) as w:
-        w.submit(via.prefetch([ip - 1 for ip in ips]))
-        via.feed(w.wait(timeout=60))
-    assert hybrid_stack(pys, ips, via) == want
-    assert via(0x10) == [Frame("0x10", "", 0, FrameKind.UNRESOLVED)]
+    reader, prog = capture
+    _pys, ips = _stacks_of(reader, HELPER_BLOCK, 3 * HELPER_BLOCK)[0]
+    now = Namer(reader, mode="sync", cache_dir=tmp_path / "a").classify(ips)
+    assert not any(flags & A_PENDING for flags, _ in now)
+    assert now[-1][1][-1].function in ("_start", "clone3", "start_thread")  # complete stack
+    later = Namer(reader, mode="async", cache_dir=tmp_path / "b")
+    try:
+        first = later.classify(ips)
+        # the eval loops are known at once (symbol table), the names are not
+        assert [f & A_EVAL for f, _ in first] == [f & A_EVAL for f, _ in now]
+        assert sum(1 for f, _ in now if f & A_EVAL) >= 3
+        pending = [ip for ip, (f, _) in zip(ips, first, strict=True) if f & A_PENDING]
+        assert pending and later.pending() == len(set(pending))
+        frames = first[0][1]
+        assert frames[0].kind is FrameKind.UNRESOLVED and "+0x" in frames[0].function
+        later.wait(timeout=60)
+        got = later.poll()
+        assert later.pending() == 0
+        assert {ip: got[ip] for ip in pending} == {ip: now[i][1] for i, ip in enumerate(ips)
+                                                   if ip in got}
+    finally:
+        later.close()
+    assert Namer(reader, mode="off").classify([0x11])[0][1] == [
+        Frame("0x10", "", 0, FrameKind.NO_SYMBOL)]
+
+
+def test_provisional_frames_keep_the_python_stack_in_place(capture, tmp_path):
+    from memtrace_core.model.build import call_tree
+
+    reader, prog = capture
+    tree = call_tree(reader, names="off", cache_dir=tmp_path)  # names never arrive
+    tree.rebuild()
+    node = tree.find("<module>", "main", "work")
+    assert node is not None and node.total[0] >= 3 * HELPER_BLOCK  # work()'s allocations
+    below = [c.frame for c in node.children.values()]
+    assert below and all(f.kind is FrameKind.UNRESOLVED for f in below)
 
 
 def test_module_map_history_keeps_unloaded_objects():

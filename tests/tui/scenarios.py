@@ -6,8 +6,10 @@ import os
 
 from tui_streams import StreamWriter
 
+from memtrace_core.frames import Frame, FrameKind
 from memtrace_core.model import CallTree, Session
 from memtrace_core.reader import read_capture
+from memtrace_core.symbols.hybrid import A_PENDING, address_flags
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -63,6 +65,45 @@ def sync(fn):
         return asyncio.run(fn(*args, **kwargs))
 
     return wrapper
+
+
+class GivenNames:
+    """The namer protocol (symbols.names.Namer) over names a test gives: known addresses
+    are named at once, the others stay `module+0xoffset`, pending, until `arrive()`."""
+
+    def __init__(self, names: dict[int, list[Frame]], modules: dict[int, str]) -> None:
+        self.names = names  # return address -> frames
+        self.modules = modules  # load base -> path
+        self.waiting: set[int] = set()
+        self._arrived: dict[int, list[Frame]] = {}
+
+    def classify(self, ips):
+        out = []
+        for ip in ips:
+            frames = self.names.get(ip)
+            if frames is not None:
+                out.append((address_flags(frames), frames))
+                continue
+            base = max(b for b in self.modules if b <= ip - 1)
+            path = self.modules[base]
+            self.waiting.add(ip)
+            out.append((A_PENDING, [Frame(f"{os.path.basename(path)}+{ip - 1 - base:#x}", "",
+                                          0, FrameKind.UNRESOLVED, path)]))
+        return out
+
+    def arrive(self, names: dict[int, list[Frame]]) -> None:
+        self._arrived.update(names)
+        self.waiting -= set(names)
+
+    def poll(self):
+        out, self._arrived = self._arrived, {}
+        return out
+
+    def pending(self) -> int:
+        return len(self.waiting)
+
+    def close(self) -> None:
+        pass
 
 
 def write_big(path, wide: int = 60, deep: int = 30) -> None:

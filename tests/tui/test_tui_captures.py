@@ -61,9 +61,9 @@ async def test_view_real_native_capture_names_replace_unresolved_in_place(native
             assert path.index("mt_outer") < path.index("mt_middle") < path.index("mt_leaf")
             text = str(app.query_one("#detail").render())
             assert f"({LEAKED} B) in 3" in text and "mtext.c:" in text
-            assert session.tree.frames.pending() == 0
+            assert session.tree.pending_names() == 0
     finally:
-        session.tree.frames.close()
+        session.tree.close()
 
 
 @scenarios.sync

@@ -93,5 +93,6 @@ def test_live_missing_script_fails_as_python(workdir, mt):
                            text=True)
     assert status == plain.returncode == 2
     message = plain.stderr.strip().removeprefix(f"{mt.python}: ")
-    # the pane wraps long lines (at any character): compare without whitespace
+    # the terminal wraps the line where it likes (at a space or not): compare without
+    # whitespace
     assert "".join(f"memtrace: error: {message}".split()) in "".join(screen.split())

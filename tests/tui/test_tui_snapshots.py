@@ -13,8 +13,7 @@ import scenarios
 from tui_streams import StreamWriter
 
 from memtrace_core.frames import Frame, FrameKind
-from memtrace_core.model import CallTree, Session, StackFrames
-from memtrace_core.model.native import NativeResolver
+from memtrace_core.model import CallTree, Session
 from memtrace_core.reader import read_capture
 from memtrace_tui.app import MemtraceApp
 
@@ -94,14 +93,17 @@ def write_native(path) -> None:
     w.save(path)
 
 
+LIB, PY = "/opt/demo/libdemo.so", "/usr/lib/libpython3.11.so.1.0"
+MODULES = {0x7F0000000000: LIB, 0x7E0000000000: PY}
+
+
 def native_names(base: int = 0x7F0000000000) -> dict[int, list[Frame]]:
-    lib, py = "/opt/demo/libdemo.so", "/usr/lib/libpython3.11.so.1.0"
     return {
-        base + 0x1000: [Frame("make_buffer", "demo.c", 42, FrameKind.INLINE, lib),
-                        Frame("mt_leaf", "demo.c", 45, FrameKind.NATIVE, lib)],
-        base + 0x1100: [Frame("mt_middle", "demo.c", 52, FrameKind.NATIVE, lib)],
+        base + 0x1000: [Frame("make_buffer", "demo.c", 42, FrameKind.INLINE, LIB),
+                        Frame("mt_leaf", "demo.c", 45, FrameKind.NATIVE, LIB)],
+        base + 0x1100: [Frame("mt_middle", "demo.c", 52, FrameKind.NATIVE, LIB)],
         0x7E0000000100: [Frame("_PyEval_EvalFrameDefault", "ceval.c", 5000, FrameKind.NATIVE,
-                               py)],
+                               PY)],
     }
 
 
@@ -109,9 +111,8 @@ def native_app(tmp_path) -> MemtraceApp:
     path = tmp_path / "native.mtrace"
     write_native(path)
     reader = read_capture(path)
-    resolver = NativeResolver(reader, symbolize=False)
-    resolver.set_names(native_names())  # base + 0x3000 stays unresolved
-    tree = CallTree(reader, StackFrames(reader, resolver))
+    namer = scenarios.GivenNames(native_names(), MODULES)  # base + 0x3000 stays unnamed
+    tree = CallTree(reader, namer)
     tree.rebuild()
     return MemtraceApp(Session(reader, tree))
 
