@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     reader = read_capture(args.file)
     limit = args.top if args.top is not None else (JSON_TOP if args.json else HUMAN_TOP)
     summary = summarize(reader, limit or None)
+    from memtrace_core.tracer.children import child_captures
+
+    summary["child_captures"] = child_captures(args.file)
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -73,6 +76,7 @@ def summarize(reader: Any, limit: int | None = None) -> dict[str, Any]:
         "native": bool(header.get("native", False)),
         "python_allocators": bool(header.get("python_allocators", False)),
         "attached": bool(header.get("attached", False)),
+        "parent_pid": header.get("parent_pid"),
         "complete": reader.complete,
         "truncated": reader.truncated,
         "error": reader.error,
@@ -209,6 +213,11 @@ def print_human(s: dict[str, Any], path: str) -> None:
         state = "incomplete capture (no trailer: the program was killed or the stream was cut"
         state += "; last record cut short)" if s["truncated"] else ")"
     console.print(f"  duration       {s['duration_s']:.3f} s   {state}")
+    if s.get("parent_pid"):
+        console.print(f"  parent         pid {s['parent_pid']} (traced with --follow-fork)")
+    if s.get("child_captures"):
+        console.print(f"  children       {len(s['child_captures'])} traced, each in its own "
+                      f"capture: {', '.join(s['child_captures'])}")
     console.print(f"  allocated      {_size(s['total_allocated_bytes'])} "
                   f"({s['total_allocated_bytes']} B) in {s['total_allocations']} allocations")
     console.print(f"  peak heap      {_size(s['peak_bytes'])} ({s['peak_bytes']} B) in "

@@ -82,7 +82,7 @@ def _name_threads(tracer: types.ModuleType) -> None:
 def _quiet_fork_warning() -> None:
     """Python 3.12+ warns in os.fork when the process has other threads; the tracer's writer
     thread must not make a single-threaded program print that warning."""
-    if sys.version_info < (3, 12):
+    if sys.version_info < (3, 12) or getattr(os.fork, "_memtrace", False):
         return
     import warnings
 
@@ -99,6 +99,7 @@ def _quiet_fork_warning() -> None:
         return real_fork()
 
     fork.__doc__ = real_fork.__doc__
+    fork._memtrace = True  # type: ignore[attr-defined]
     os.fork = fork
 
 
@@ -290,15 +291,23 @@ def execute(program: Program, prepared: _Prepared | None = None) -> None:
 
 
 def run(
-    program: Program, fd: int, native: bool, python_allocators: bool, compress: bool = False
+    program: Program, fd: int, native: bool, python_allocators: bool, compress: bool = False,
+    follow_output: str | None = None, header_extra: dict | None = None,
 ) -> None:
-    """Check, start tracing into fd, and execute the program."""
+    """Check, start tracing into fd, and execute the program. With follow_output (the
+    capture's path), child processes are traced into follow_output.PID (children.py)."""
     program.check()
     header = header_fields(program, native, python_allocators, attached=False)
+    header.update(header_extra or {})
     prepared = _prepare(program)  # memtrace's own work: before tracing starts
     # Stacks stop at our runner: a script's outermost frame is its <module>; a module keeps
     # runpy's frames, as under `python -m`.
     start_tracing(fd, header, native, python_allocators, _enter.__code__, compress)
+    if follow_output is not None:
+        from memtrace_core.tracer import children
+
+        children.follow(children.Follow(follow_output, header, native, python_allocators,
+                                        compress, _enter.__code__))
     execute(program, prepared)
 
 
@@ -322,13 +331,28 @@ def program_from_args(args: argparse.Namespace) -> Program:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m memtrace_core.tracer.runner --fd N [...] script args`: stream to fd N."""
+    """`python -m memtrace_core.tracer.runner --fd N [...] script args`: stream to fd N
+    (`memtrace live`). `--capture-prefix FILE`: a child of a `run --follow-fork` program,
+    traced into FILE.PID, its own children too (children.py)."""
     parser = argparse.ArgumentParser(prog="memtrace-runner")
-    parser.add_argument("--fd", type=int, required=True, help="write the stream to this fd")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--fd", type=int, help="write the stream to this fd")
+    where.add_argument("--capture-prefix", metavar="FILE",
+                       help="write a capture to FILE.PID and follow child processes")
     add_program_arguments(parser)
     try:
         own, program = split_command_line(parser, sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(own)
+        if args.capture_prefix is not None:
+            path = f"{args.capture_prefix}.{os.getpid()}"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise UserError(f"cannot write {path}: {exc.strerror}") from None
+            run(require_program(program), fd, args.native, args.trace_python_allocators,
+                compress=True, follow_output=args.capture_prefix,
+                header_extra={"parent_pid": os.getppid()})
+            return
         os.set_inheritable(args.fd, False)
         run(require_program(program), args.fd, args.native, args.trace_python_allocators)
     except UserError as exc:
