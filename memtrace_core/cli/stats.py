@@ -81,6 +81,7 @@ def summarize(reader: Any, limit: int | None = None) -> dict[str, Any]:
         "truncated": reader.truncated,
         "error": reader.error,
         "exit_code": reader.trailer["exit_code"] if reader.trailer else None,
+        "untraced_children": (reader.trailer or {}).get("untraced_children"),
         "duration_s": round(duration, 6),
         "records": reader.records,
         "total_allocated_bytes": reader.total_allocated_bytes,
@@ -215,6 +216,11 @@ def print_human(s: dict[str, Any], path: str) -> None:
     console.print(f"  duration       {s['duration_s']:.3f} s   {state}")
     if s.get("parent_pid"):
         console.print(f"  parent         pid {s['parent_pid']} (traced with --follow-fork)")
+    if s.get("untraced_children"):
+        n = s["untraced_children"]
+        hint = "" if s.get("child_captures") else " (memtrace run --follow-fork traces them)"
+        console.print(f"  children       {n} child process{'es' if n > 1 else ''} ran "
+                      f"untraced{hint}")
     if s.get("child_captures"):
         console.print(f"  children       {len(s['child_captures'])} traced, each in its own "
                       f"capture: {', '.join(s['child_captures'])}")

@@ -1,5 +1,6 @@
 """Tracing a program's child processes (`memtrace run --follow-fork`), each into a capture of
-its own next to the parent's: FILE.PID.
+its own next to the parent's: FILE.PID; without the flag, counting them (the capture's
+TRAILER says how many children ran untraced).
 
 - Forked children (os.fork, multiprocessing's fork workers): the C tracer stops in the child
   at fork (it must never write into the parent's stream); an `os.register_at_fork` hook then
@@ -37,16 +38,55 @@ class Follow:
 
 
 _follow: Follow | None = None
+_untraced = 0
+_watching = False
+
+
+def watch() -> None:
+    """Count the child processes the program starts untraced (os.fork, subprocess,
+    multiprocessing, os.posix_spawn): the capture's TRAILER says how many."""
+    global _watching
+    if _watching:
+        return
+    _watching = True
+    _set_untraced(0)
+    os.register_at_fork(after_in_parent=_forked, after_in_child=_trace_forked_child)
+    _wrap_fork_exec()
+    for name in ("posix_spawn", "posix_spawnp"):
+        real = getattr(os, name, None)
+        if real is not None:
+            setattr(os, name, _counting(real))
 
 
 def follow(settings: Follow) -> None:
     """Trace every child started from now on."""
     global _follow
-    first = _follow is None
     _follow = settings
-    if first:
-        os.register_at_fork(after_in_child=_trace_forked_child)
-        _wrap_fork_exec()
+    watch()
+
+
+def _set_untraced(n: int) -> None:
+    global _untraced
+    _untraced = n
+    from memtrace_core.tracer import _tracer
+
+    _tracer.set_untraced_children(n)
+
+
+def _forked() -> None:
+    if _follow is None:  # followed children trace themselves
+        _set_untraced(_untraced + 1)
+
+
+def _counting(real: Any) -> Any:
+    def spawn(*args: Any, **kwargs: Any) -> Any:
+        pid = real(*args, **kwargs)
+        _set_untraced(_untraced + 1)
+        return pid
+
+    spawn.__doc__ = real.__doc__
+    spawn.__name__ = real.__name__
+    return spawn
 
 
 def _trace_forked_child() -> None:
@@ -75,6 +115,7 @@ def _trace_forked_child() -> None:
         return
     _tracer.set_root_code(settings.root_code)
     _tracer.set_thread_name(threading.get_native_id(), threading.current_thread().name)
+    _set_untraced(0)  # the child's own children from here on
 
 
 def child_captures(output: str) -> list[str]:
@@ -169,8 +210,11 @@ def _wrap_fork_exec() -> None:
             rewritten = traced_command_line(list(args), list(executable_list or ()))
         except Exception:  # noqa: BLE001 - the child then runs as it is
             rewritten = None
-        return real(rewritten if rewritten is not None else args, executable_list, *rest,
-                    **kwargs)
+        pid = real(rewritten if rewritten is not None else args, executable_list, *rest,
+                   **kwargs)
+        if rewritten is None:
+            _set_untraced(_untraced + 1)
+        return pid
 
     fork_exec._memtrace = True  # type: ignore[attr-defined]
     _posixsubprocess.fork_exec = fork_exec

@@ -27,6 +27,8 @@ extern __thread int mt_guard __attribute__((tls_model("initial-exec")));
 int mt_recorder_start(int fd, int native, int compress, const char *header, size_t header_len);
 /* Stop: write TRAILER, flush, join the writer. has_code=0 writes a nil exit code. */
 void mt_recorder_stop(int exit_code, int has_code);
+/* How many child processes ran untraced (written in the TRAILER; -1: unknown). */
+void mt_set_untraced_children(long n);
 /* Whether the writer gave up (reader gone): the hooks have been removed. */
 int mt_recorder_failed(void);
 

@@ -303,11 +303,13 @@ def run(
     # Stacks stop at our runner: a script's outermost frame is its <module>; a module keeps
     # runpy's frames, as under `python -m`.
     start_tracing(fd, header, native, python_allocators, _enter.__code__, compress)
-    if follow_output is not None:
-        from memtrace_core.tracer import children
+    from memtrace_core.tracer import children
 
+    if follow_output is not None:
         children.follow(children.Follow(follow_output, header, native, python_allocators,
                                         compress, _enter.__code__))
+    else:
+        children.watch()
     execute(program, prepared)
 
 

@@ -1,7 +1,8 @@
 """`memtrace run --follow-fork`: child processes are traced too, each into FILE.PID next to
 the parent's capture, with exact figures at the child's own named function: multiprocessing
 Pool workers under every start method, an os.fork() child and a subprocess running this
-same interpreter. Without the flag only the parent is traced."""
+same interpreter. Without the flag only the parent is traced, and its capture says how many
+children ran untraced."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ code = ("import mtext, sys\\ndef sub_leak():\\n    mtext.keep_blocks(7, 60013)\\
         "print(sys.argv, repr(sys.path[0]), sorted(globals()))\\n")
 done = subprocess.run([sys.executable, "-c", code, "arg"], capture_output=True)
 print("done", done.returncode, done.stdout, done.stderr)
+subprocess.run(["true"])  # not Python: runs untraced, counted
 """
 
 
@@ -114,6 +116,7 @@ def test_fork_and_subprocess_children(tmp_path, mt):
         stats = mt.stats(path)
         assert stats["complete"] is True and stats["exit_code"] == 0
         assert stats["parent_pid"] == parent["pid"]
+    assert parent["untraced_children"] == 1  # `true`
 
 
 def test_without_the_flag_only_the_parent(tmp_path, mt):
@@ -121,4 +124,8 @@ def test_without_the_flag_only_the_parent(tmp_path, mt):
     assert run.proc.stdout == mt.plain("prog.py", cwd=tmp_path).stdout
     assert _captures(run.capture) == []
     assert run.stats["child_captures"] == []
+    # the fork, the Python subprocess and `true`: counted, and stats suggests the flag
+    assert run.stats["untraced_children"] == 3
+    human = mt.cli("stats", str(run.capture), cwd=tmp_path).stdout.decode()
+    assert "3 child processes ran untraced (memtrace run --follow-fork traces them)" in human
     assert _leak_at(mt, run.capture, "parent_leak", run.lines["parent"]) == (2 * 90007, 2)
