@@ -174,7 +174,11 @@ class MemtraceApp(App[int]):
     def request_quit(self) -> None:
         """Quit now when nothing runs; otherwise ask (once: not over an open dialog)."""
         session = self.session
-        if self.controller is None or not session.running or session.detached:
+        if (self.controller is None or not session.running or session.detached
+                or not getattr(self.controller, "owns_program", True)):
+            if self.controller is not None and not getattr(self.controller, "owns_program",
+                                                           True):
+                self.controller.detach()  # a follower: stop reading, nothing else
             self.exit(0)
             return
         if isinstance(self.screen, QuitScreen):

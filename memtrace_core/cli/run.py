@@ -39,11 +39,15 @@ def open_output(path: str, force: bool) -> int:
     """Open the capture file for writing; refuse to overwrite without --force."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if force else os.O_EXCL)
     try:
-        return os.open(path, flags, 0o644)
+        fd = os.open(path, flags, 0o644)
     except FileExistsError:
         raise UserError(f"output file {path} exists; use --force to overwrite it") from None
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
+    from memtrace_core.capture_lock import take_writer_lock
+
+    take_writer_lock(fd)  # `view --follow` tells a live writer from a dead one by it
+    return fd
 
 
 def run(args: argparse.Namespace) -> int:
