@@ -299,10 +299,9 @@ def run(
     program.check()
     header = header_fields(program, native, python_allocators, attached=False)
     header.update(header_extra or {})
-    prepared = _prepare(program)  # memtrace's own work: before tracing starts
-    # Stacks stop at our runner: a script's outermost frame is its <module>; a module keeps
-    # runpy's frames, as under `python -m`.
-    start_tracing(fd, header, native, python_allocators, _enter.__code__, compress)
+    # memtrace's own work, before tracing starts: the program ready to run, its children
+    # watched (counted, or followed into captures of their own)
+    prepared = _prepare(program)
     from memtrace_core.tracer import children
 
     if follow_output is not None:
@@ -310,6 +309,9 @@ def run(
                                         compress, _enter.__code__))
     else:
         children.watch()
+    # Stacks stop at our runner: a script's outermost frame is its <module>; a module keeps
+    # runpy's frames, as under `python -m`.
+    start_tracing(fd, header, native, python_allocators, _enter.__code__, compress)
     execute(program, prepared)
 
 
