@@ -6,10 +6,13 @@
    so the figure is the app's own work, not the terminal's).
 2. The traced program's run time under `memtrace live --native` (in tmux, a real terminal)
    next to `memtrace run --native -o FILE`, interleaved rounds, medians and ratio.
-3. The app's memory per million live allocations (reader + model), from RSS growth.
+3. The app's memory per million live allocations (reader + model), from RSS growth, on a
+   capture `memtrace run` writes of workloads/live_blocks.py (a million blocks kept live
+   over 2,000 distinct Python stacks).
 
     python benchmarks/bench_tui.py            # all three
     python benchmarks/bench_tui.py --only keys --seconds 20
+    python benchmarks/bench_tui.py --smoke --json tui.json   # every part, tiny (CI)
 """
 
 from __future__ import annotations
@@ -25,19 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+from benchlib import HERE, REPO, Failed, Results, build_churn, parser, pct, run
+
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(HERE))
-
-from bench_run import build_churn  # noqa: E402
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
 def child_env(lib: Path, scale: float) -> dict[str, str]:
@@ -50,7 +43,7 @@ def child_env(lib: Path, scale: float) -> dict[str, str]:
 
 
 # -- 1. key latency and tick lateness --------------------------------------------------------
-def bench_keys(lib: Path, seconds: float, script: Path | None = None) -> None:
+def bench_keys(lib: Path, seconds: float, script: Path | None, results: Results) -> None:
     from textual import events
 
     from memtrace_core.model.build import call_tree
@@ -164,6 +157,14 @@ def bench_keys(lib: Path, seconds: float, script: Path | None = None) -> None:
           f"p99 {pct(late, 99):.1f} ms   (target p99 <= 16 ms)")
     print(f"model update (feed thread): n={len(upd)}  p50 {pct(upd, 50):.2f} ms  "
           f"p99 {pct(upd, 99):.2f} ms")
+    if not ms or not late:
+        raise Failed(f"keys: {len(ms)} key presses and {len(late)} timer ticks measured "
+                     f"(the traced program ended early? {session.status_text()})")
+    results.figure("keys/allocations_per_s", round(rate), "allocs/s", better="higher")
+    for name, values in (("repaint", ms), ("handled", hm), ("timer_lateness", late),
+                         ("model_update", upd)):
+        for q in (50, 99):
+            results.figure(f"keys/{name}_p{q}_ms", round(pct(values, q), 3), "ms")
 
 
 # -- 2. live vs run ----------------------------------------------------------------------------
@@ -174,9 +175,9 @@ def capture_duration(path: Path) -> float:
     return r.trailer["end_time"] - r.header["start_time"]
 
 
-def bench_live_vs_run(lib: Path, rounds: int, scale: float) -> None:
+def bench_live_vs_run(lib: Path, rounds: int, scale: float, results: Results) -> None:
     if shutil.which("tmux") is None:
-        print("live vs run: skipped (tmux not installed)")
+        results.skip("live vs run", "tmux not installed")
         return
     script = HERE / "workloads" / "malloc_free.py"
     env = child_env(lib, scale)
@@ -197,11 +198,14 @@ def bench_live_vs_run(lib: Path, rounds: int, scale: float) -> None:
             subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "140", "-y", "45",
                             cmd], check=True)
             deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
+            while True:
                 screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
                                         capture_output=True, text=True).stdout
                 if "exited with status" in screen:
                     break
+                if time.monotonic() > deadline:
+                    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+                    raise Failed(f"live: no exit status on screen after 300 s:\n{screen}")
                 time.sleep(0.2)
             subprocess.run(["tmux", "send-keys", "-t", name, "q"])
             time.sleep(1.0)
@@ -211,6 +215,9 @@ def bench_live_vs_run(lib: Path, rounds: int, scale: float) -> None:
     print(f"traced program time, malloc/free churn --native, {rounds} interleaved rounds: "
           f"run -o FILE median {run_m:.2f} s, live median {live_m:.2f} s, "
           f"ratio {live_m / run_m:.3f}   (target <= 1.10)")
+    results.figure("live/run_s", round(run_m, 4), "s")
+    results.figure("live/live_s", round(live_m, 4), "s")
+    results.figure("live/ratio", round(live_m / run_m, 3), "x")
 
 
 # -- 3. memory per million live allocations ---------------------------------------------------
@@ -219,67 +226,74 @@ def rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def bench_memory(millions: float, stacks: int) -> None:
-    import msgpack
+def live_capture(lib: Path, work: Path, millions: float, stacks: int) -> Path:
+    """A capture of workloads/live_blocks.py by `memtrace run`: the tracer's own writer."""
+    capture = work / f"live{millions:g}.mtrace"
+    env = child_env(lib, 1.0)
+    env.update(MT_BENCH_LIVE=str(int(millions * 1_000_000)), MT_BENCH_STACKS=str(stacks))
+    proc = subprocess.run([sys.executable, "-m", "memtrace_core", "run", "-o", str(capture),
+                           "--force", str(HERE / "workloads" / "live_blocks.py")],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise Failed(f"memtrace run live_blocks.py exited {proc.returncode}: "
+                     f"{proc.stderr.strip()[-300:]}")
+    return capture
 
+
+def bench_memory(capture: Path, millions: float, results: Results) -> None:
     from memtrace_core.model.calltree import CallTree
-    from memtrace_core.reader import StreamReader
+    from memtrace_core.reader import StreamReader, capture_stream
 
-    n = int(millions * 1_000_000)
-    pack = msgpack.Packer()
-    head = bytearray(b"MEMTRACE")
-    head += pack.pack([0, {"format": 1, "pid": 1, "argv": ["x"], "python": "3.11.7",
-                           "native": False, "python_allocators": False,
-                           "start_time": 0.0, "attached": False, "executable": "x"}])
-    node = 0
-    leaves = []
-    for s in range(stacks):  # stacks of depth 8 sharing prefixes (a realistic trie)
-        head += pack.pack([1, s + 1, f"func_{s}", f"/src/mod_{s % 50}.py", 1])
-        parent = 0
-        for depth in range(8):
-            node += 1
-            code = (s if depth == 7 else (s % (depth + 3))) + 1
-            head += pack.pack([2, node, parent, code, 10 + depth, depth == 0])
-            parent = node
-        leaves.append(parent)
     reader = StreamReader()
-    reader.feed(bytes(head))
     tree = CallTree(reader)
     base = rss_bytes()
-    chunk = bytearray()
-    for i in range(n):
-        chunk += pack.pack([4, 1, 1, 0x10000000 + 64 * i, 32 + (i % 64), leaves[i % stacks], 0])
-        if len(chunk) > 1 << 20:
-            reader.feed(bytes(chunk))
-            chunk.clear()
-    reader.feed(bytes(chunk))
+    for piece in capture_stream(capture, chunk=1 << 20):
+        reader.feed(piece)
+    reader.finish()
     after_reader = rss_bytes()
     tree.rebuild()
     after_model = rss_bytes()
-    per_m = (after_model - base) / millions / 1e6
-    print(f"memory: {n:,} live allocations over {stacks:,} stacks: reader +"
+    live = reader.heap_allocations
+    if live < millions * 1_000_000 or not reader.complete:
+        raise Failed(f"memory: the capture holds {live:,} live allocations, not "
+                     f"{millions * 1_000_000:,.0f} (complete: {reader.complete})")
+    per_m = (after_model - base) / (live / 1e6) / 1e6
+    print(f"memory: {live:,} live allocations over {reader.n_stacks:,} stacks: reader +"
           f"{(after_reader - base) / 1e6:.1f} MB, model +{(after_model - after_reader) / 1e6:.1f}"
           f" MB ({tree.node_count():,} nodes) -> {per_m:.1f} MB per million live allocations")
+    key = f"memory/{millions:g}M"
+    results.figure(f"{key}/reader_MB", round((after_reader - base) / 1e6, 2), "MB")
+    results.figure(f"{key}/model_MB", round((after_model - after_reader) / 1e6, 2), "MB")
+    results.figure(f"{key}/MB_per_million_live", round(per_m, 2), "MB")
+    tree.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("keys", "live", "memory"))
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--keys-script", type=Path, help="trace this program instead (baseline)")
-    args = parser.parse_args()
+def measure(args: argparse.Namespace, results: Results) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lib = build_churn(Path(tmp))
         if args.only in (None, "memory"):
-            bench_memory(1.0, 2000)
-            bench_memory(2.0, 2000)
+            for millions in args.memory_millions:  # one process: the second shows growth
+                capture = live_capture(lib, Path(tmp), millions, 2000)
+                bench_memory(capture, millions, results)
         if args.only in (None, "keys"):
-            bench_keys(lib, args.seconds, args.keys_script)
+            bench_keys(lib, args.seconds, args.keys_script, results)
         if args.only in (None, "live"):
-            bench_live_vs_run(lib, args.rounds, args.scale)
+            bench_live_vs_run(lib, args.rounds, args.scale, results)
+
+
+def main() -> int:
+    ap = parser(__doc__)
+    ap.add_argument("--only", choices=("keys", "live", "memory"))
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--keys-script", type=Path, help="trace this program instead (baseline)")
+    args = ap.parse_args()
+    args.memory_millions = [1.0, 2.0]
+    if args.smoke:
+        args.seconds, args.rounds, args.scale, args.memory_millions = 1.0, 1, 0.02, [0.02]
+    return run("bench_tui", measure, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

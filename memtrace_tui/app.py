@@ -152,8 +152,10 @@ class MemtraceApp(App[int]):
     def on_program_exited(self, message: ProgramExited) -> None:
         with self.session.lock:
             self.session.mark_exited(message.exit_code)
+        if self._exit_requested:
+            return
         self._repaint()
-        if isinstance(self.screen, QuitScreen):
+        if self.screen_stack and isinstance(self.screen, QuitScreen):
             self.screen.dismiss("cancel")  # nothing left to ask about
 
     # -- quitting --------------------------------------------------------------------------

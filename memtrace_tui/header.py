@@ -1,8 +1,8 @@
 """The header: one line that never wraps.
 
-pid, status and clock, heap now and the peak always show; then, as width allows, the
-command (cut from the left: the script name is at its end), RSS, names still pending, the
-peak's time and the rates, which go first when the line is short.
+pid, status and clock, heap now (and the chosen thread's own) and the peak always show;
+then, as width allows, the command (cut from the left: the script name is at its end), RSS,
+names still pending, the peak's time and the rates, which go first when the line is short.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from textual.content import Content
 from textual.widget import Widget
 
 from memtrace_core.model import Summary, format_bytes
+from memtrace_core.model.metrics import LIVE_BYTES
 from memtrace_tui.palette import MUTED
 
 
@@ -35,6 +36,9 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         (format_bytes(s.heap_bytes), "bold"), ("  peak ", MUTED),
         (format_bytes(s.peak_bytes), "bold"),
     ]
+    thread = getattr(s, "thread", None)
+    if thread:  # one thread chosen: its own heap, which the tree's root shows
+        core[7:7] = [("  thread ", MUTED), (format_bytes(thread[LIVE_BYTES]), "bold")]
     # optional pieces in the order they are dropped when the line is short
     optional: list[tuple[str, list[Piece]]] = [
         ("records", [(f"  {_si(s.records_per_s)} rec/s", MUTED)]),

@@ -15,7 +15,7 @@ from __future__ import annotations
 from textual.binding import Binding
 
 from memtrace_core.model import CallTree, Node, Session
-from memtrace_tui.columns import Layout
+from memtrace_tui.columns import Layout, grand_total
 from memtrace_tui.kinds import location
 from memtrace_tui.lines_view import KIND_ROLES, LinesView, Row
 from memtrace_tui.messages import SelectionChanged
@@ -82,7 +82,7 @@ class CallTreeView(LinesView):
             else:  # replaced in place: keep its new self visible
                 for node in self.selected.path()[:-1]:
                     self.expanded[node.id] = node
-        self._grand = tree.root.total[tree.metric.sort_index]
+        self._grand = grand_total(tree)
         nodes: list[Node] = []
         stack: list[Node] = list(reversed(tree.children(tree.root)))
         expanded = self.expanded

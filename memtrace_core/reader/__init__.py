@@ -1,7 +1,8 @@
 """The one consumer of the wire format (docs/FORMAT.md, API in docs/READER_API.md).
 
 `StreamReader` decodes and aggregates in Cython/C; `read_capture` reads a capture file (raw
-"MEMTRACE" streams and zlib-compressed "MEMTRACZ" files).
+"MEMTRACE" streams and zstd-compressed "MEMTRACZ" files); `capture_stream` yields a capture
+file's plain stream, for tools that feed or time the reader themselves.
 
 Decisions beyond the API text:
 - Corrupt input: feed() raises CaptureError (a UserError, one line, "corrupt capture at byte
@@ -21,14 +22,14 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from memtrace_core.errors import UserError
 from memtrace_core.reader._reader import MAGIC, CaptureError, StreamReader
 
 __all__ = ["ALLOCATOR_NAMES", "COMPRESSED_MAGIC", "MAGIC", "CaptureError", "StreamReader",
-           "read_capture"]
+           "capture_stream", "read_capture"]
 
 ALLOCATOR_NAMES: dict[int, str] = {
     1: "malloc",
@@ -143,15 +144,8 @@ def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None) -> S
     return reader
 
 
-def read_capture(path: str | Path, progress: Progress | None = None) -> StreamReader:
-    """Read a whole capture file; progress(done, total) is called as the file's bytes go by.
-
-    Missing, empty or foreign files, and files corrupt before their HEADER, raise a one-line
-    UserError. A file cut short (no TRAILER, or a partial last record) is returned with
-    `.complete` False (`.truncated` True for a partial record). A file corrupt *after* its
-    HEADER is returned too, holding every record before the corruption, with `.error` set to
-    the one-line message (so a viewer can still show it; `memtrace stats` exits 1 on it).
-    """
+def _map_file(path: str | Path) -> tuple[str, mmap.mmap]:
+    """(name, read-only map) of a capture file; a one-line UserError when it cannot be."""
     name = os.fspath(path)
     try:
         with open(name, "rb") as f:
@@ -167,6 +161,19 @@ def read_capture(path: str | Path, progress: Progress | None = None) -> StreamRe
         raise UserError(f"{name}: permission denied") from None
     except OSError as exc:
         raise UserError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    return name, data
+
+
+def read_capture(path: str | Path, progress: Progress | None = None) -> StreamReader:
+    """Read a whole capture file; progress(done, total) is called as the file's bytes go by.
+
+    Missing, empty or foreign files, and files corrupt before their HEADER, raise a one-line
+    UserError. A file cut short (no TRAILER, or a partial last record) is returned with
+    `.complete` False (`.truncated` True for a partial record). A file corrupt *after* its
+    HEADER is returned too, holding every record before the corruption, with `.error` set to
+    the one-line message (so a viewer can still show it; `memtrace stats` exits 1 on it).
+    """
+    name, data = _map_file(path)
     with data:
         magic = data[: len(MAGIC)]
         if magic == COMPRESSED_MAGIC:
@@ -179,3 +186,38 @@ def read_capture(path: str | Path, progress: Progress | None = None) -> StreamRe
     if not reader.header:
         raise UserError(f"{name}: truncated capture: it ends before its header")
     return reader
+
+
+def capture_stream(path: str | Path, chunk: int = _RAW_CHUNK) -> Iterator[bytes]:
+    """Yield the plain stream of a capture file ("MEMTRACE" magic first), decompressed.
+
+    For tools that feed a StreamReader themselves (benchmarks, converters): pieces of CHUNK
+    bytes (the last one shorter) that join to exactly what a live pipe would have carried.
+    Missing, empty or foreign files and corrupt compressed data raise a one-line UserError
+    (a capture cut off mid-run just ends early, as with read_capture).
+    """
+    import zstandard
+
+    name, data = _map_file(path)
+    with data:
+        magic = data[: len(MAGIC)]
+        if magic == MAGIC:
+            for pos in range(0, len(data), chunk):
+                yield data[pos : pos + chunk]
+            return
+        if magic != COMPRESSED_MAGIC:
+            raise UserError(f"{name}: not a memtrace capture")
+        decompressor = zstandard.ZstdDecompressor().decompressobj()
+        pending = bytearray()
+        for pos in range(len(COMPRESSED_MAGIC), len(data), _COMPRESSED_SLICE):
+            try:
+                pending += decompressor.decompress(data[pos : pos + _COMPRESSED_SLICE])
+            except zstandard.ZstdError as exc:
+                raise UserError(f"{name}: corrupt compressed data ({exc})") from None
+            while len(pending) >= chunk:
+                yield bytes(pending[:chunk])
+                del pending[:chunk]
+            if getattr(decompressor, "eof", False):
+                break
+        if pending:
+            yield bytes(pending)
