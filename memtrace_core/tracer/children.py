@@ -6,12 +6,12 @@ TRAILER says how many children ran untraced).
   at fork (it must never write into the parent's stream); an `os.register_at_fork` hook then
   starts it again in the child, into FILE.PID, with the same options and stack root.
 - Python children started by exec (multiprocessing's spawn and forkserver, `subprocess`
-  running this same interpreter): `_posixsubprocess.fork_exec`, which both use, is wrapped so
-  that such a command line runs through memtrace's runner (`-m memtrace_core.tracer.runner
-  --capture-prefix FILE`), which gives the program the same argv, sys.path and __main__ as
-  python would (memtrace_core/tracer/program.py), traces it into FILE.PID and follows its
-  own children in turn. Other executables, and interpreters started with -E, -I or -S (which
-  might not find memtrace), run as they are.
+  running this same interpreter): `_posixsubprocess.fork_exec` and `os.posix_spawn(p)`,
+  which they use, are wrapped so that such a command line runs through memtrace's runner
+  (`-m memtrace_core.tracer.runner --capture-prefix FILE`), which gives the program the same
+  argv, sys.path and __main__ as python would (memtrace_core/tracer/program.py), traces it
+  into FILE.PID and follows its own children in turn. Other executables, and interpreters
+  started with -E, -I or -S (which might not find memtrace), run as they are.
 """
 
 from __future__ import annotations
@@ -52,10 +52,10 @@ def watch() -> None:
     _set_untraced(0)
     os.register_at_fork(after_in_parent=_forked, after_in_child=_trace_forked_child)
     _wrap_fork_exec()
-    for name in ("posix_spawn", "posix_spawnp"):
+    for name in ("posix_spawn", "posix_spawnp"):  # subprocess uses posix_spawn too (3.13+)
         real = getattr(os, name, None)
-        if real is not None:
-            setattr(os, name, _counting(real))
+        if real is not None and not getattr(real, "_memtrace", False):
+            setattr(os, name, _spawning(real, search=name == "posix_spawnp"))
 
 
 def follow(settings: Follow) -> None:
@@ -78,14 +78,37 @@ def _forked() -> None:
         _set_untraced(_untraced + 1)
 
 
-def _counting(real: Any) -> Any:
-    def spawn(*args: Any, **kwargs: Any) -> Any:
-        pid = real(*args, **kwargs)
-        _set_untraced(_untraced + 1)
+def _on_path(name: str) -> str:
+    """NAME as posix_spawnp finds it on PATH (NAME itself when it has a slash)."""
+    if os.sep in name:
+        return name
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return name
+
+
+def _spawning(real: Any, search: bool) -> Any:
+    """os.posix_spawn(p) that runs this interpreter's children through the runner when
+    following, and counts the rest."""
+
+    def spawn(path: Any, argv: Any, *rest: Any, **kwargs: Any) -> Any:
+        try:
+            executable = os.fsdecode(path)
+            if search:
+                executable = _on_path(executable)
+            rewritten = traced_command_line(list(argv), [executable])
+        except Exception:  # noqa: BLE001 - the child then runs as it is
+            rewritten = None
+        pid = real(path, rewritten if rewritten is not None else argv, *rest, **kwargs)
+        if rewritten is None:
+            _set_untraced(_untraced + 1)
         return pid
 
     spawn.__doc__ = real.__doc__
     spawn.__name__ = real.__name__
+    spawn._memtrace = True  # type: ignore[attr-defined]
     return spawn
 
 
