@@ -73,6 +73,9 @@ class MemtraceApp(App[int]):
         return variables
 
     def on_mount(self) -> None:
+        if self.console.color_system in ("standard", "windows"):
+            # 8/16 colours: a translucent cursor row would round to the background
+            self.add_class("-few-colours")
         if self.controller is not None:
             # The feed thread decodes in long GIL-holding calls: hand the GIL over sooner so
             # key presses and timers on this thread are answered promptly.

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from ..frames import Frame, FrameKind
-from .hybrid import A_PENDING, address_flags, is_interpreter_module
+from .hybrid import A_PENDING, address_flags, cut_address, is_interpreter_module
 from .modmap import HistoryMap
 
 _ROOT_MODULES = ("libc.so", "libc-", "libpthread", "ld-linux", "ld-", "ld64")
@@ -31,7 +31,7 @@ class Namer:
     """Addresses (ips: return addresses, named at ip - 1) -> flags and frames."""
 
     def __init__(self, reader, *, mode: str = "async", cache_dir: Path | None = None,
-                 symbolizer=None) -> None:
+                 symbolizer=None, embedded=None) -> None:
         if mode not in ("sync", "async", "off"):
             raise ValueError(f"bad mode {mode!r}")
         self.reader = reader
@@ -47,15 +47,21 @@ class Namer:
         self._failures: dict[str, str] = {}
         self.notes_seen: list[str] = []
         self._executable = ""
+        self.embedded = None  # the capture's own names (reader.names_section), used first
         if reader is not None:
-            self.attach(reader)
+            self.attach(reader, embedded)
         if mode == "async":
             self.worker = self._start_worker(cache_dir)
 
-    def attach(self, reader) -> None:
+    def attach(self, reader, embedded=None) -> None:
         """The reader whose addresses these are (when the worker was started before the
-        capture was read)."""
+        capture was read), and the names the capture carries (EmbeddedNames or None)."""
         self.reader = reader
+        if embedded is not None:
+            if embedded.warning:
+                self._failures.setdefault("<embedded>", embedded.warning)
+            if len(embedded):
+                self.embedded = embedded
         self._executable = (getattr(reader, "header", None) or {}).get("executable") or ""
 
     @staticmethod
@@ -95,12 +101,20 @@ class Namer:
         out = []
         keys = []
         for ip in ips:
+            cut = cut_address(ip)
+            if cut is not None:
+                out.append(cut)
+                continue
             addr = ip - 1
             hit = self.lookup(addr)
             if hit is None:
                 out.append((0, [Frame(f"{addr:#x}", "", 0, FrameKind.NO_SYMBOL)]))
                 continue
             path, build_id, vaddr = hit
+            carried = self.embedded.get(path, build_id, vaddr) if self.embedded else None
+            if carried is not None:  # named where the capture was made: final, no library
+                out.append((address_flags(carried), carried))
+                continue
             flags = self._structure(path, build_id, vaddr)
             frames = self._answers.get(ip)
             if frames is None:
@@ -134,6 +148,9 @@ class Namer:
 
     def name_at(self, path: str, build_id: str | None, vaddr: int) -> list[Frame]:
         """Frames at a module offset (an instruction, not a return address), at once."""
+        carried = self.embedded.get(path, build_id, vaddr) if self.embedded else None
+        if carried is not None:
+            return carried
         frames = self._now(path, build_id, vaddr)
         return frames or [Frame(f"{os.path.basename(path)}+{vaddr:#x}", "", 0,
                                 FrameKind.NO_SYMBOL, path)]

@@ -88,6 +88,9 @@ async def test_frame_kinds_distinct_on_a_16_colour_terminal(tmp_path, monkeypatc
                 ColorSystem.STANDARD).number for kind in FrameKind}
             assert len(set(kinds.values())) == len(kinds), (theme, kinds)
             assert text.number not in kinds.values(), (theme, kinds)
+            # a translucent cursor background would round to the plain one: reverse video
+            assert tree.role_style("python", True).reverse
+            assert not tree.role_style("python", False).reverse
 
 
 @scenarios.sync

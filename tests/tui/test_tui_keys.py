@@ -408,3 +408,20 @@ async def test_slow_recounts_wait_for_a_pause_in_typing(sample):
         assert str(main.query_one("#filter-label").render()) == "filter /"
         await pilot.press("e", "enter")  # Enter applies at once
         assert app.session.tree.filter == "parse"
+
+
+@scenarios.sync
+async def test_click_on_the_scrollbar_jumps_there(big):
+    app = MemtraceApp(scenarios.session_from(big))
+    async with app.run_test(size=(80, 24)) as pilot:
+        tree = app.main.tree_view
+        await pilot.press("right")
+        assert tree.row_count > tree.size.height
+        bar_x = tree.content_region.x - tree.region.x + tree.size.width - 1
+        last = tree.size.height - 1
+        await pilot.click("#tree", offset=(bar_x, last))  # the bottom of the track
+        assert tree.cursor == tree.row_count - 1 and cursor_on_screen(tree)
+        await pilot.click("#tree", offset=(bar_x, 0))
+        assert tree.cursor == 0 and tree.top == 0
+        strip = tree.render_line(0)
+        assert strip.text[-1] in "│┃"  # the scrollbar's track or thumb, always drawn
