@@ -981,6 +981,12 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     return 0;
 }
 
+/* Child processes the program started that are not traced (-1: unknown, as when attached):
+ * the TRAILER's fourth field when known. */
+static volatile long g_untraced_children = -1;
+
+void mt_set_untraced_children(long n) { g_untraced_children = n; }
+
 void mt_recorder_stop(int exit_code, int has_code) {
     int saved = mt_guard;
     mt_guard = 1;
@@ -996,10 +1002,12 @@ void mt_recorder_stop(int exit_code, int has_code) {
         if (p) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            p = mp_array(p, 3);
+            long children = g_untraced_children;
+            p = mp_array(p, children >= 0 ? 4 : 3);
             p = mp_uint(p, 9);
             p = mp_double(p, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
             p = has_code ? mp_int(p, exit_code) : mp_nil(p);
+            if (children >= 0) p = mp_int(p, children);
             commit(p);
         }
     }
