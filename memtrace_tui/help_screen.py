@@ -26,7 +26,7 @@ KEYS = [
     ("t", "choose a thread (numbers become that thread's own)"),
     ("i", "show/hide interpreter-internal frames"),
     ("v", "switch call tree / top-locations table"),
-    ("s", "table: sort by own / total / count"),
+    ("s", "table: sort by own / total / count; --native also user own (the default)"),
     ("p / space", "pause the view (data keeps being read)"),
     ("d", "toggle the detail pane"),
     ("L", "program output log (live mode; f follows)"),
@@ -46,6 +46,8 @@ def help_content() -> Content:
         pieces += [(f"{kind.mark} {KIND_LABELS.get(kind, kind.value)}",
                     f"${kind_variable(kind)}"), "  "]
     pieces.append("\n\n%root: share of the whole tree in the current metric\n")
+    pieces.append("user own: bytes whose innermost user frame (Python, or a native library "
+                  "outside\nthe system and site-packages) is this location\n")
     pieces.append("escape or ? to close")
     return Content.assemble(*pieces)
 
