@@ -13,16 +13,20 @@
 
     python benchmarks/bench_attach.py               # both parts
     python benchmarks/bench_attach.py --rounds 7 --scale 0.3 -w pure_python,malloc_free
+    python benchmarks/bench_attach.py --smoke       # one attach per tool, one small workload
 
-Speed figures live here, never in timed tests.
+Speed figures live here, never in timed tests. `--method gdb` is skipped when gdb is not
+installed, memray when it is not importable (one line says so). memray's own attach failing
+on a target (it needs the target to run Python code) is printed, not a failure of the run;
+memtrace's attaching and detaching must work everywhere.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -32,8 +36,8 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+from benchlib import HERE, Failed, Results, build_churn, child_env, memray_available, parser, run
+
 TARGET_PYTHON = os.path.realpath(sys.executable)  # same build, memtrace not on its path
 FIRST_DATA_TARGET_S = 1.0
 HELD_TARGET_MS = 50.0
@@ -62,13 +66,6 @@ while True:
 """
 
 
-def cli_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
-                                     else "")
-    return env
-
-
 def target_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "MEMTRACE"))}
     env.update(extra)
@@ -80,7 +77,9 @@ def start(code: str, env: dict[str, str], *args: str) -> subprocess.Popen:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    assert line.startswith("ready"), line
+    if not line.startswith("ready"):
+        stop(proc)
+        raise Failed(f"the target did not start: {line.strip()!r}")
     return proc
 
 
@@ -101,15 +100,16 @@ def attach_command(tool: str, pid: int, capture: Path) -> list[str]:
             "--duration", "0.3", "--method", method]
 
 
-def first_data(tmp: Path, repeats: int, tools: list[str]) -> None:
-    """Part 1: command -> first bytes in the capture file, per target state and tool; for
-    memtrace's own injector also how long the target's thread was held (seize to detach)."""
+def first_data(tmp: Path, repeats: int, plan: dict[str, list[str]], results: Results) -> None:
+    """Part 1: command -> first bytes in the capture file, per tool and the target states
+    PLAN gives it; for memtrace's own injector also how long the target's thread was held
+    (seize to detach). memtrace failing to attach is a failure; memray is only reported."""
     print(f"time from the attach command to first data (median / max of {repeats}; target "
           f"<= {FIRST_DATA_TARGET_S:g} s), and the time a target thread is held by "
           f"memtrace's injector (attach / detach; target <= {HELD_TARGET_MS:g} ms)")
     print(f"  {'target':<13}{'tool':<22}{'first data':>11}{'max':>8}{'held':>10}{'max':>9}")
     for name, code in STATE_TARGETS.items():
-        for tool in tools:
+        for tool in [t for t, states in plan.items() if name in states]:
             env = target_env()
             if tool == "memray":  # memray must be importable inside the target
                 import memray
@@ -123,7 +123,7 @@ def first_data(tmp: Path, repeats: int, tools: list[str]) -> None:
                     capture = tmp / f"{name}-{tool.replace(' ', '')}-{i}.mtrace"
                     launched = time.monotonic()
                     cli = subprocess.Popen(attach_command(tool, proc.pid, capture),
-                                           env=cli_env(), stdout=subprocess.DEVNULL,
+                                           env=child_env(), stdout=subprocess.DEVNULL,
                                            stderr=subprocess.PIPE, text=True)
                     seen = None
                     while cli.poll() is None or seen is None:
@@ -139,8 +139,10 @@ def first_data(tmp: Path, repeats: int, tools: list[str]) -> None:
                     if cli.returncode == -signal.SIGKILL:
                         err = f"no data within {ATTACH_GIVE_UP_S:g} s (killed)"
                     if cli.returncode != 0 or seen is None:
-                        print(f"  {name:<13}{tool:<22}attach failed: "
-                              f"{err.strip().splitlines()[-1:]}")
+                        why = f"{err.strip().splitlines()[-1:]}"
+                        print(f"  {name:<13}{tool:<22}attach failed: {why}")
+                        if tool.startswith("memtrace"):
+                            results.fail(f"{tool} on a {name} target: {why}")
                         break
                     firsts.append(seen)
                     held += [float(ms) for ms in HELD.findall(err)]
@@ -153,15 +155,17 @@ def first_data(tmp: Path, repeats: int, tools: list[str]) -> None:
                          if held else f"{'-':>10}{'-':>9}")
             if held and max(held) > HELD_TARGET_MS:
                 verdict += " HELD-LONG"
+            key = f"first_data/{name}/{tool.replace(' --method ', '-')}"
+            results.figure(f"{key}/median_s", round(statistics.median(firsts), 4), "s")
+            results.figure(f"{key}/max_s", round(max(firsts), 4), "s")
+            if held:
+                results.figure(f"{key}/held_median_ms", round(statistics.median(held), 2), "ms")
+                results.figure(f"{key}/held_max_ms", round(max(held), 2), "ms")
+            elif tool == "memtrace":
+                results.fail(f"memtrace attach on a {name} target did not report the time "
+                             "a thread was held")
             print(f"  {name:<13}{tool:<22}{statistics.median(firsts):>9.3f} s"
                   f"{max(firsts):>6.2f} s{held_cols}  {verdict}")
-
-
-def build_churn(tmp: Path) -> Path:
-    lib = tmp / "libchurn.so"
-    subprocess.run(["gcc", "-O2", "-fPIC", "-shared", str(HERE / "workloads" / "churn.c"),
-                    "-o", str(lib)], check=True)
-    return lib
 
 
 class Rounds(threading.Thread):
@@ -190,7 +194,8 @@ class Rounds(threading.Thread):
         return [e - s for s, e in self.rounds if s >= lo and e <= hi]
 
 
-def slowdown(tmp: Path, workloads: list[str], rounds: int, scale: float) -> None:
+def slowdown(tmp: Path, workloads: list[str], rounds: int, scale: float,
+             results: Results) -> None:
     """Part 2: per-round time before / while / after attach."""
     print(f"\ntarget slow-down while attached (median round time of {rounds} rounds, "
           f"MT_BENCH_SCALE={scale:g})")
@@ -209,51 +214,80 @@ def slowdown(tmp: Path, workloads: list[str], rounds: int, scale: float) -> None
                 cli = subprocess.Popen(
                     [sys.executable, "-m", "memtrace_core", "attach", str(proc.pid), *options,
                      "-o", str(tmp / f"{workload}{''.join(options)}.mtrace"), "--force"],
-                    env=cli_env(), stderr=subprocess.PIPE, text=True)
+                    env=child_env(), stderr=subprocess.PIPE, text=True)
                 assert cli.stderr is not None
                 line = cli.stderr.readline()
                 if "attached" not in line:
                     print(f"  {workload}: attach failed: {line.strip()}")
+                    results.fail(f"memtrace attach {' '.join(options)} on the {workload} "
+                                 f"driver: {line.strip()}")
+                    cli.kill()
+                    cli.communicate()
                     continue
                 attached = time.time()
                 collector.wait_rounds(rounds, attached)
                 detach = time.time()
                 cli.send_signal(signal.SIGINT)
-                cli.communicate(timeout=60)
+                _, err = cli.communicate(timeout=60)
+                if cli.returncode != 0:
+                    raise Failed(f"memtrace attach {' '.join(options)} on the {workload} "
+                                 f"driver exited {cli.returncode} on detach: {err.strip()}")
                 detached = time.time()
                 collector.wait_rounds(rounds, detached)
                 before = statistics.median(collector.between(0, t_attach)[1:])
                 during = statistics.median(collector.between(attached, detach))
                 after = statistics.median(collector.between(detached, time.time()))
                 mode = "attach" + ("".join(f" {o}" for o in options))
+                key = f"slowdown/{workload}/{mode.replace(' --', '-')}"
+                results.figure(f"{key}/before_s", round(before, 4), "s")
+                results.figure(f"{key}/attached_s", round(during, 4), "s")
+                results.figure(f"{key}/after_s", round(after, 4), "s")
+                results.figure(f"{key}/ratio", round(during / before, 3), "x")
+                results.figure(f"{key}/after_over_before", round(after / before, 3), "x",
+                               better="none")
                 print(f"  {workload:<13}{mode:<17}{before:>8.3f}s{during:>9.3f}s"
                       f"{after:>8.3f}s{during / before:>7.2f}x{after / before:>13.2f}x")
             finally:
                 stop(proc)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-r", "--repeats", type=int, default=10, help="attaches per target")
-    parser.add_argument("--tools", default="memtrace,memtrace --method gdb,memray",
-                        help="comma-separated: memtrace, memtrace --method gdb, memray")
-    parser.add_argument("--rounds", type=int, default=5, help="workload rounds per phase")
-    parser.add_argument("--scale", type=float, default=0.3, help="MT_BENCH_SCALE per round")
-    parser.add_argument("-w", "--workloads", default="pure_python,malloc_free,numpy_work")
-    parser.add_argument("--skip-first-data", action="store_true")
-    parser.add_argument("--skip-slowdown", action="store_true")
-    args = parser.parse_args()
-    sys.path.insert(0, str(REPO))
+def measure(args: argparse.Namespace, results: Results) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-attach-") as tmp:
         if not args.skip_first_data:
             tools = [t.strip() for t in args.tools.split(",") if t.strip()]
-            if "memray" in tools and importlib.util.find_spec("memray") is None:
-                print("memray is not installed: skipping it (pip install memray)")
+            if "memray" in tools and not memray_available(results):
                 tools.remove("memray")
-            first_data(Path(tmp), args.repeats, tools)
+            if "memtrace --method gdb" in tools and shutil.which("gdb") is None:
+                results.skip("memtrace --method gdb", "gdb is not installed")
+                tools.remove("memtrace --method gdb")
+            plan = {tool: list(STATE_TARGETS) for tool in tools}
+            if args.smoke:  # every tool once; memtrace's own injector in every state
+                plan = {tool: states if tool == "memtrace" else [SMOKE_STATE.get(tool, "")]
+                        for tool, states in plan.items()}
+            first_data(Path(tmp), args.repeats, plan, results)
         if not args.skip_slowdown:
-            slowdown(Path(tmp), args.workloads.split(","), args.rounds, args.scale)
+            slowdown(Path(tmp), args.workloads.split(","), args.rounds, args.scale, results)
+
+
+# the state a tool attaches quickest to: memray's attach needs the target to run Python code
+SMOKE_STATE = {"memtrace --method gdb": "time.sleep", "memray": "busy-python"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser(__doc__)
+    ap.add_argument("-r", "--repeats", type=int, default=10, help="attaches per target")
+    ap.add_argument("--tools", default="memtrace,memtrace --method gdb,memray",
+                    help="comma-separated: memtrace, memtrace --method gdb, memray")
+    ap.add_argument("--rounds", type=int, default=5, help="workload rounds per phase")
+    ap.add_argument("--scale", type=float, default=0.3, help="MT_BENCH_SCALE per round")
+    ap.add_argument("-w", "--workloads", default="pure_python,malloc_free,numpy_work")
+    ap.add_argument("--skip-first-data", action="store_true")
+    ap.add_argument("--skip-slowdown", action="store_true")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.repeats, args.rounds, args.scale, args.workloads = 1, 1, 0.01, "pure_python"
+    return run("bench_attach", measure, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,230 +1,199 @@
 """Reader throughput: records decoded and aggregated per second on one core.
 
-Builds a realistic stream (default 10 million records: ~48% ALLOC, ~48% FREE of a live set
-of tens of thousands of blocks, realloc pairs, mmap/partial munmap/munmap of ~64 live maps,
-3000 Python and native stacks over 4 threads, a TICK every 10k records), then times, median
-of --repeat runs of CPU time (process_time: robust on a shared machine):
-  memory   StreamReader.feed() of the whole buffer
+The inputs are real captures, written by `memtrace run` (the tracer's own writer) on the
+benchmark workloads:
+  churn    malloc_free.py --native: millions of C malloc/free pairs (ALLOC/FREE heavy)
+  python   pure_python.py --trace-python-allocators: every PyMem/PyObject allocation
+  stacks   numpy_work.py --native --trace-python-allocators: tens of thousands of distinct
+           hybrid stacks (PYNODE/NATIVENODE heavy)
+Each is timed, median of --repeat runs of CPU time (process_time: robust on a shared
+machine), four ways:
+  memory   StreamReader.feed() of the whole plain stream (capture_stream's pieces, joined)
   chunks   feed() in 64 KiB pieces, as from a live pipe
-  file     read_capture() of the stream written to a file
-  zfile    read_capture() of a compressed capture (MEMTRACZ: zlib level 1, as `memtrace run`
-           writes them), inflating included
-and, for scale, msgpack-python's Unpacker merely decoding the same records.
+  file     read_capture() of the plain stream written to a file
+  zfile    read_capture() of the capture as `memtrace run` wrote it (zstd), inflating included
+and, for scale, msgpack-python's Unpacker merely decoding the same records. Every way must
+give the same figures (records, totals, peak, stacks), or the run fails.
 
-    python benchmarks/bench_reader.py [--records N] [--repeat R]
+    python benchmarks/bench_reader.py                     # the three captures, 5 repeats
+    python benchmarks/bench_reader.py -c churn --scale 2  # bigger (scale 1: ~11 M records)
+    python benchmarks/bench_reader.py --smoke             # tiny captures, one repeat
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import os
-import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-import zlib
+from collections.abc import Callable
 from pathlib import Path
 
-import msgpack
+from benchlib import (
+    REPO,
+    WORKLOADS,
+    Failed,
+    Results,
+    build_churn,
+    child_env,
+    parser,
+    run,
+)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(REPO))
 
-from memtrace_core.reader import StreamReader, read_capture  # noqa: E402
+import msgpack  # noqa: E402
 
-MALLOC, REALLOC, MMAP, FREE, MUNMAP = 1, 3, 9, 10, 11
+from memtrace_core.reader import StreamReader, capture_stream, read_capture  # noqa: E402
 
-
-def build_block(n_records: int, seed: int, n_stacks: int = 3000) -> tuple[bytes, int, bytes]:
-    """(prelude, record count, body): body allocates and frees and ends with nothing live,
-    so it can be repeated; the prelude (header, threads, stack tries) is sent once."""
-    rng = random.Random(seed)
-    pack = msgpack.Packer(use_bin_type=True).pack
-    last_addr = 0
-
-    def addr_rec(fields: list) -> bytes:
-        """ALLOC/FREE carry their address as a delta from the previous one (FORMAT.md)."""
-        nonlocal last_addr
-        fields[3], last_addr = fields[3] - last_addr, fields[3]
-        return pack(fields)
-
-    pre = [
-        pack(
-            [
-                0,
-                {
-                    "format": 1,
-                    "pid": 1,
-                    "argv": ["bench"],
-                    "python": "3.11.7",
-                    "native": True,
-                    "python_allocators": False,
-                    "start_time": 0.0,
-                    "attached": False,
-                    "executable": "python",
-                },
-            ]
-        )
-    ]
-    for t in range(1, 5):
-        pre.append(pack([6, t, 1000 + t, f"T{t}"]))
-    for c in range(1, 201):
-        pre.append(pack([1, c, f"func_{c}", f"/src/module_{c % 17}.py", c * 3]))
-    for node in range(1, n_stacks + 1):  # tries 4-deep on average
-        parent = 0 if node <= 50 else rng.randint(max(1, node - 200), node - 1)
-        pre.append(pack([2, node, parent, rng.randint(1, 200), rng.randint(1, 500), node % 3 == 0]))
-        pre.append(pack([3, node, parent, 0x7F12_3456_0000 + rng.randint(0, 1 << 20)]))
-    body: list[bytes] = []
-    live: list[tuple[int, int]] = []  # (address, allocator) of heap blocks
-    mmaps: list[int] = []
-    next_addr = 0x5555_0000_0000
-    t_us = 0
-    count = 0
-    while count < n_records:
-        if count % 10_000 == 0:
-            t_us += 10_000
-            body.append(pack([8, t_us, 50_000_000 + count]))
-            count += 1
-        thread = rng.randint(1, 4)
-        x = rng.random()
-        if x < 0.5 or len(live) < 1000:
-            size = int(rng.lognormvariate(4.5, 1.6)) + 1
-            stack = rng.randint(1, n_stacks)
-            next_addr += 16 * rng.randint(1, 64)
-            body.append(addr_rec([4, thread, MALLOC, next_addr, size, stack, stack]))
-            live.append((next_addr, MALLOC))
-            count += 1
-        elif x < 0.96 or len(live) > 60_000:
-            i = rng.randrange(len(live))
-            live[i], live[-1] = live[-1], live[i]
-            addr, _ = live.pop()
-            body.append(addr_rec([5, thread, FREE, addr, 0]))
-            count += 1
-        elif x < 0.995:
-            i = rng.randrange(len(live))
-            live[i], live[-1] = live[-1], live[i]
-            addr, _ = live.pop()
-            next_addr += 16 * rng.randint(1, 64)
-            body.append(addr_rec([5, thread, REALLOC, addr, 0]))
-            body.append(
-                addr_rec(
-                    [
-                        4,
-                        thread,
-                        REALLOC,
-                        next_addr,
-                        rng.randint(1, 4096),
-                        rng.randint(1, n_stacks),
-                        0,
-                    ]
-                )
-            )
-            live.append((next_addr, REALLOC))
-            count += 2
-        else:
-            next_addr += 1 << 20
-            stack = rng.randint(1, n_stacks)
-            body.append(addr_rec([4, thread, MMAP, next_addr, 1 << 18, stack, 0]))
-            body.append(addr_rec([5, thread, MUNMAP, next_addr + 4096, 8192]))  # split it
-            mmaps.append(next_addr)
-            count += 2
-            if len(mmaps) > 64:  # arenas come and go: a few dozen mappings live at a time
-                old = mmaps.pop(rng.randrange(len(mmaps)))
-                body.append(addr_rec([5, thread, MUNMAP, old, 1 << 18]))
-                count += 1
-    for addr, _ in live:  # end with nothing live so the body can repeat
-        body.append(addr_rec([5, 1, FREE, addr, 0]))
-        count += 1
-    for addr in mmaps:
-        body.append(addr_rec([5, 1, MUNMAP, addr, 1 << 18]))
-        count += 1
-    return b"MEMTRACE" + b"".join(pre), count, b"".join(body)
+# name -> (workload, `memtrace run` options, MT_BENCH_SCALE at --scale 1)
+CAPTURES: dict[str, tuple[str, tuple[str, ...], float]] = {
+    "churn": ("malloc_free", ("--native",), 0.5),
+    "python": ("pure_python", ("--trace-python-allocators",), 0.5),
+    "stacks": ("numpy_work", ("--native", "--trace-python-allocators"), 0.3),
+}
+SMOKE_SCALE = 0.02
+PIPE_CHUNK = 64 << 10
+MSGPACK_SAMPLE = 16 << 20  # msgpack-python decodes this much of the stream, for its rate
+TARGET_MRECORDS = 5.0
 
 
-def timed(fn) -> float:
-    """CPU seconds of this process: one core's work, whatever else the machine runs."""
+def make_capture(name: str, work: Path, scale: float) -> Path:
+    """Trace the capture's workload with `memtrace run`; the capture file it wrote."""
+    workload, options, base = CAPTURES[name]
+    capture = work / f"{name}.mtrace"
+    env = child_env(MT_BENCH_SCALE=str(base * scale),
+                    MT_BENCH_CHURN_LIB=str(work / "libchurn.so"), OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "memtrace_core", "run", *options, "-o", str(capture), "--force",
+         str(WORKLOADS / f"{workload}.py")],
+        cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0 or not capture.exists():
+        raise Failed(f"memtrace run {' '.join(options)} {workload}.py exited "
+                     f"{proc.returncode}: {proc.stderr.strip()[-300:]}")
+    return capture
+
+
+def figures_of(reader: StreamReader) -> tuple[int, ...]:
+    """What every way of reading must agree on."""
+    return (reader.records, reader.total_allocations, reader.total_frees,
+            reader.total_allocated_bytes, reader.heap_bytes, reader.peak_bytes,
+            reader.n_stacks, int(reader.complete))
+
+
+def timed(fn: Callable[[], StreamReader]) -> tuple[float, StreamReader]:
+    """CPU seconds of this process (one core's work, whatever else the machine runs)."""
     start = time.process_time()
-    fn()
-    return time.process_time() - start
+    reader = fn()
+    return time.process_time() - start, reader
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--records", type=int, default=10_000_000)
-    ap.add_argument("--repeat", type=int, default=5)
-    args = ap.parse_args()
+def msgpack_rate(data: bytes) -> float:
+    """Records a second msgpack-python's Unpacker decodes (no aggregation), on a prefix."""
+    sample = io.BytesIO(data[8 : 8 + MSGPACK_SAMPLE])
+    count = 0
+    start = time.process_time()
+    for _ in msgpack.Unpacker(sample, use_list=False, raw=True):
+        count += 1
+    return count / max(time.process_time() - start, 1e-9)
 
-    t0 = time.perf_counter()
-    block = min(args.records, 1_000_000)
-    prelude, per_block, body = build_block(block, seed=1)
-    reps = max(1, args.records // per_block)
-    data = prelude + body * reps
-    n_pre = StreamReader().feed(prelude)
-    total = n_pre + per_block * reps
-    print(
-        f"stream: {total:,} records, {len(data) / 1e6:.1f} MB "
-        f"({len(body) / per_block:.1f} bytes/record), built in {time.perf_counter() - t0:.1f} s"
-    )
+
+def bench_capture(name: str, capture: Path, work: Path, repeats: int,
+                  results: Results) -> None:
+    data = b"".join(capture_stream(capture))
+    plain = work / f"{name}.plain.mtrace"
+    plain.write_bytes(data)
 
     def memory() -> StreamReader:
-        r = StreamReader()
-        r.feed(data)
-        r.finish()
-        return r
+        reader = StreamReader()
+        reader.feed(data)
+        reader.finish()
+        return reader
 
-    def chunks() -> None:
-        r = StreamReader()
+    def chunks() -> StreamReader:
+        reader = StreamReader()
         view = memoryview(data)
-        for i in range(0, len(data), 65536):
-            r.feed(view[i : i + 65536])
-        r.finish()
+        for i in range(0, len(view), PIPE_CHUNK):
+            reader.feed(view[i : i + PIPE_CHUNK])
+        reader.finish()
+        view.release()
+        return reader
 
-    r = memory()
-    assert r.records == total and r.heap_bytes == 0, (r.records, total, r.heap_bytes)
-    print(
-        f"check: {r.total_allocations:,} allocations, {r.n_stacks:,} stacks, "
-        f"peak {r.peak_bytes / 1e6:.1f} MB, nothing leaked"
-    )
+    ways: dict[str, Callable[[], StreamReader]] = {
+        "memory": memory, "chunks": chunks,
+        "file": lambda: read_capture(plain), "zfile": lambda: read_capture(capture)}
+    times: dict[str, list[float]] = {way: [] for way in ways}
+    expected: tuple[int, ...] | None = None
+    for _ in range(repeats):  # round-robin, so a slow patch of the machine hits every way
+        for way, fn in ways.items():
+            seconds, reader = timed(fn)
+            times[way].append(seconds)
+            got = figures_of(reader)
+            if reader.error is not None or not reader.complete:
+                raise Failed(f"{name}/{way}: the capture reads as incomplete or corrupt "
+                             f"({reader.error})")
+            if expected is None:
+                expected = got
+            elif got != expected:
+                raise Failed(f"{name}/{way} read different figures: {got} != {expected}")
+    assert expected is not None
+    records = expected[0]
+    print(f"\n{name}: {records:,} records, {expected[6]:,} stacks, "
+          f"{expected[1]:,} allocations; plain {len(data) / 1e6:.1f} MB "
+          f"({len(data) / records:.1f} bytes/record), zstd {capture.stat().st_size / 1e6:.1f} MB")
+    results.figure(f"{name}/records", records, "records", better="none")
+    results.figure(f"{name}/stacks", expected[6], "stacks", better="none")
+    results.figure(f"{name}/plain_bytes_per_record", round(len(data) / records, 2), "B")
+    results.figure(f"{name}/zstd_bytes_per_record",
+                   round(capture.stat().st_size / records, 3), "B")
+    base = statistics.median(times["memory"])
+    print(f"  {'way':<10}{'CPU s':>10}{'Mrecords/s':>12}{'ratio':>8}")
+    for way, values in times.items():
+        med = statistics.median(values)
+        rate = records / max(med, 1e-9) / 1e6
+        results.figure(f"{name}/{way}/Mrecords_per_s", round(rate, 2), "Mrecords/s",
+                       better="higher")
+        print(f"  {way:<10}{med:>10.3f}{rate:>12.2f}{med / max(base, 1e-9):>8.2f}")
+    rate = msgpack_rate(data) / 1e6
+    results.figure(f"{name}/msgpack_decode_only/Mrecords_per_s", round(rate, 2),
+                   "Mrecords/s", better="higher")
+    print(f"  {'msgpack*':<10}{'':>10}{rate:>12.2f}{'':>8}   (*msgpack-python Unpacker on "
+          f"up to {MSGPACK_SAMPLE >> 20} MB: decode only, no aggregation)")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.mtrace"
-        path.write_bytes(data)
-        zpath = Path(tmp) / "bench-z.mtrace"
-        deflater = zlib.compressobj(1)
-        with zpath.open("wb") as f:
-            f.write(b"MEMTRACZ")
-            for i in range(0, len(data), 1 << 16):
-                f.write(deflater.compress(data[i : i + (1 << 16)]))
-                f.write(deflater.flush(zlib.Z_SYNC_FLUSH))
-            f.write(deflater.flush())
-        print(f"compressed capture: {zpath.stat().st_size / 1e6:.1f} MB")
-        runs = {
-            "memory": [timed(memory) for _ in range(args.repeat)],
-            "chunks": [timed(chunks) for _ in range(args.repeat)],
-            "file": [timed(lambda: read_capture(path)) for _ in range(args.repeat)],
-            "zfile": [timed(lambda: read_capture(zpath)) for _ in range(args.repeat)],
-        }
-        os.sync()
-    sample = data[: len(prelude) + len(body)]
 
-    def unpack_only() -> None:
-        for _ in msgpack.Unpacker(io.BytesIO(sample[8:]), use_list=False):
-            pass
+def measure(args: argparse.Namespace, results: Results) -> None:
+    with tempfile.TemporaryDirectory(prefix="mt-bench-reader-") as tmp:
+        work = Path(tmp)
+        build_churn(work)
+        for name in args.captures:
+            start = time.perf_counter()
+            capture = make_capture(name, work, args.scale)
+            print(f"{name}: traced {CAPTURES[name][0]}.py in {time.perf_counter() - start:.1f} s",
+                  flush=True)
+            bench_capture(name, capture, work, args.repeat, results)
+    print(f"\ntarget: >= {TARGET_MRECORDS:g} Mrecords/s (memory)")
 
-    scale = total / (n_pre + per_block)  # the sample is one block: scale to the whole stream
-    msgpack_s = statistics.median(timed(unpack_only) for _ in range(3)) * scale
-    base = statistics.median(runs["memory"])
-    print(f"{'mode':<10}{'CPU s':>10}{'Mrecords/s':>12}{'ratio':>8}")
-    for name, times in runs.items():
-        med = statistics.median(times)
-        print(f"{name:<10}{med:>10.3f}{total / med / 1e6:>12.2f}{med / base:>8.2f}")
-    print(
-        f"{'msgpack*':<10}{msgpack_s:>10.3f}{total / msgpack_s / 1e6:>12.2f}"
-        f"{msgpack_s / base:>8.2f}   (*msgpack-python Unpacker, decode only, no aggregation)"
-    )
-    print("target: >= 5 Mrecords/s (memory)")
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser(__doc__)
+    ap.add_argument("-c", "--captures", default=",".join(CAPTURES),
+                    help="comma-separated subset of: " + ", ".join(CAPTURES))
+    ap.add_argument("--scale", type=float, default=1.0, help="size multiplier of the captures")
+    ap.add_argument("--repeat", type=int, default=5, help="timed runs of each way")
+    args = ap.parse_args(argv)
+    args.captures = [c for c in args.captures.split(",") if c]
+    for name in args.captures:
+        if name not in CAPTURES:
+            ap.error(f"unknown capture {name!r}; choose from {', '.join(CAPTURES)}")
+    if args.smoke:
+        args.scale, args.repeat = SMOKE_SCALE, 1
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    return run("bench_reader", measure, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

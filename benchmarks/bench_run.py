@@ -7,15 +7,17 @@ ratio to the untraced run, then capture file sizes and bytes per allocation reco
     python benchmarks/bench_run.py                 # defaults: 5 rounds, all workloads/modes
     python benchmarks/bench_run.py -r 11 -w pure_python,malloc_free -m untraced,memtrace
     python benchmarks/bench_run.py --scale 0.3     # quicker, noisier
+    python benchmarks/bench_run.py --json run.json # also the figures as JSON (compare.py)
+    python benchmarks/bench_run.py --smoke         # one round at scale 0.01: does it all run?
 
-Speed figures live here, never in timed tests.
+Speed figures live here, never in timed tests. memray's modes are skipped (one line says so)
+when memray is not importable.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -25,8 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+from benchlib import HERE, Results, build_churn, child_env, memray_available, parser, run
+
 WORKLOADS = ("empty", "pure_python", "numpy_work", "malloc_free")
 MODES = ("untraced", "memtrace", "memtrace-native", "memray", "memray-native")
 # issue 2 targets: ratio to untraced (plain, --native); start-up in absolute seconds
@@ -51,16 +53,6 @@ class Cell:
     @property
     def median(self) -> float:
         return statistics.median(self.times) if self.times else float("nan")
-
-
-def build_churn(out: Path) -> Path:
-    """Compile the malloc/free workload's C library (outside every timing)."""
-    lib = out / "libchurn.so"
-    subprocess.run(
-        ["gcc", "-O2", "-fPIC", "-shared", str(HERE / "workloads" / "churn.c"), "-o", str(lib)],
-        check=True,
-    )
-    return lib
 
 
 def command(python: str, mode: str, script: Path, capture: Path) -> list[str]:
@@ -106,10 +98,7 @@ def count_allocations(python: str, mode: str, capture: Path, env: dict[str, str]
 def run_all(args: argparse.Namespace) -> dict[tuple[str, str], Cell]:
     """Round-robin over every (workload, mode) pair, ARGS.repeats rounds."""
     work = Path(tempfile.mkdtemp(prefix="memtrace-bench-"))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["MT_BENCH_CHURN_LIB"] = str(build_churn(work))
-    env["MT_BENCH_SCALE"] = str(args.scale)
+    env = child_env(MT_BENCH_CHURN_LIB=str(build_churn(work)), MT_BENCH_SCALE=str(args.scale))
     env.setdefault("OPENBLAS_NUM_THREADS", "1")  # keep numpy's timing about allocation
     cells = {(w, m): Cell() for w in args.workloads for m in args.modes}
     try:
@@ -160,24 +149,26 @@ def human_bytes(n: int | None) -> str:
     return str(n)
 
 
-def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell]) -> int:
-    """Print the tables; return 1 if a run failed."""
+def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell],
+           results: Results) -> None:
+    """Print the tables and record the figures; failed or hung runs are failures."""
     print(f"\nmedian wall seconds of {args.repeats} interleaved runs (ratio to untraced)")
     width = 22
     print("workload".ljust(14) + "".join(m.rjust(width) for m in args.modes))
-    failed = 0
     for workload in args.workloads:
         base = cells.get((workload, "untraced"))
         row = workload.ljust(14)
         for mode in args.modes:
             cell = cells[(workload, mode)]
-            if cell.failure:
-                row += "FAILED".rjust(width)
-                failed = 1
+            if cell.failure or not cell.times:
+                row += ("FAILED" if cell.failure else "HUNG").rjust(width)
                 continue
+            results.figure(f"{workload}/{mode}/seconds", round(cell.median, 4), "s")
             text = f"{cell.median:.3f}s"
             if base is not None and base.times and mode != "untraced":
-                text += f" {cell.median / base.median:5.2f}x"
+                ratio = cell.median / base.median
+                results.figure(f"{workload}/{mode}/ratio", round(ratio, 3), "x")
+                text += f" {ratio:5.2f}x"
             if cell.hangs:
                 text = f"[{cell.hangs} hung] " + text
             row += text.rjust(width)
@@ -189,15 +180,21 @@ def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell]) -> int:
             cell = cells[(workload, mode)]
             if mode == "untraced" or cell.failure:
                 continue
-            per = (
-                f"{cell.capture_bytes / cell.allocations:.2f} B/alloc"
-                if cell.capture_bytes and cell.allocations
-                else "-"
-            )
+            if cell.times and cell.allocations is None:
+                results.fail(f"{workload} / {mode}: its capture could not be read back "
+                             "(no allocation count)")
+            per = None
+            if cell.capture_bytes and cell.allocations:
+                per = cell.capture_bytes / cell.allocations
+            results.figure(f"{workload}/{mode}/capture_bytes", cell.capture_bytes, "B")
+            results.figure(f"{workload}/{mode}/allocations", cell.allocations, "records",
+                           better="none")
+            results.figure(f"{workload}/{mode}/bytes_per_alloc",
+                           None if per is None else round(per, 3), "B")
             allocs = "-" if cell.allocations is None else f"{cell.allocations:,}"
-            print(
-                f"{workload:<14}{mode:<17}{human_bytes(cell.capture_bytes):>12}{allocs:>15}  {per}"
-            )
+            per_text = "-" if per is None else f"{per:.2f} B/alloc"
+            print(f"{workload:<14}{mode:<17}{human_bytes(cell.capture_bytes):>12}{allocs:>15}"
+                  f"  {per_text}")
 
     print("\ntargets (issue 2)")
     for workload, (plain, native) in TARGETS.items():
@@ -224,43 +221,46 @@ def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell]) -> int:
         )
     for (workload, mode), cell in cells.items():
         if cell.hangs:
-            print(f"{workload} / {mode}: {cell.hangs} run(s) hung (killed after {args.timeout} s)")
-            failed = 1
+            results.fail(f"{workload} / {mode}: {cell.hangs} run(s) hung "
+                         f"(killed after {args.timeout} s)")
         if cell.failure:
-            print(f"\n{workload} / {mode} failed:\n{cell.failure}", file=sys.stderr)
-    return failed
+            results.fail(f"{workload} / {mode} failed:\n{cell.failure}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-r", "--repeats", type=int, default=5, help="rounds (default 5)")
-    parser.add_argument(
-        "-w", "--workloads", default=",".join(WORKLOADS), help="comma-separated subset"
-    )
-    parser.add_argument("-m", "--modes", default=",".join(MODES), help="comma-separated subset")
-    parser.add_argument(
-        "--scale", type=float, default=1.0, help="work multiplier (1.0 = ~1 s untraced)"
-    )
-    parser.add_argument("--python", default=sys.executable, help="interpreter to benchmark")
-    parser.add_argument(
-        "--timeout", type=float, default=60, help="seconds before a run counts as hung"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the captures' directory")
-    args = parser.parse_args(argv)
+    ap = parser(__doc__)
+    ap.add_argument("-r", "--repeats", type=int, default=5, help="rounds (default 5)")
+    ap.add_argument("-w", "--workloads", default=",".join(WORKLOADS),
+                    help="comma-separated subset")
+    ap.add_argument("-m", "--modes", default=",".join(MODES), help="comma-separated subset")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="work multiplier (1.0 = ~1 s untraced)")
+    ap.add_argument("--python", default=sys.executable, help="interpreter to benchmark")
+    ap.add_argument("--timeout", type=float, default=60,
+                    help="seconds before a run counts as hung")
+    ap.add_argument("--keep", action="store_true", help="keep the captures' directory")
+    args = ap.parse_args(argv)
+    if args.smoke:  # every workload and mode, once, tiny
+        args.repeats, args.scale = 1, 0.01
     args.workloads = [w for w in args.workloads.split(",") if w]
     args.modes = [m for m in args.modes.split(",") if m]
     for name, known in (("workload", WORKLOADS), ("mode", MODES)):
         for value in getattr(args, f"{name}s"):
             if value not in known:
-                parser.error(f"unknown {name} {value!r}; choose from {', '.join(known)}")
+                ap.error(f"unknown {name} {value!r}; choose from {', '.join(known)}")
     if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
+        ap.error("--repeats must be at least 1")
     return args
 
 
+def measure(args: argparse.Namespace, results: Results) -> None:
+    if any(m.startswith("memray") for m in args.modes) and not memray_available(results):
+        args.modes = [m for m in args.modes if not m.startswith("memray")]
+    report(args, run_all(args), results)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    return report(args, run_all(args))
+    return run("bench_run", measure, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -2,15 +2,18 @@
 debug file, + numpy's _multiarray_umath when present), cold process, warm, and from the
 persistent cache, against binutils `addr2line -f -i` and `eu-addr2line -f -i -C`.
 
-Run: python benchmarks/bench_symbols.py [--pyelftools]  (targets printed beside the
-figures; --pyelftools also times the pure-pyelftools decoding for up to 60 s)
+    python benchmarks/bench_symbols.py                # targets printed beside the figures
+    python benchmarks/bench_symbols.py --pyelftools   # + pure-pyelftools decoding (<= 60 s)
+    python benchmarks/bench_symbols.py --smoke        # 1/20 of the addresses, one run each
+
+addr2line and eu-addr2line are skipped (one line says so) when not installed.
 """
 
 from __future__ import annotations
 
+import argparse
 import glob
 import json
-import os
 import random
 import shutil
 import statistics
@@ -21,8 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchlib import REPO, Failed, Results, child_env, parser, pct, run
+
+sys.path.insert(0, str(REPO))
 
 from memtrace_core.symbols.elf import read_build_id  # noqa: E402
 from memtrace_core.symbols.symbolizer import _Module  # noqa: E402
@@ -38,18 +42,21 @@ def sample(lib: str, n: int, seed: int = 3) -> list[int]:
     return sorted(out)
 
 
-def libraries() -> dict[str, list[int]]:
+def libraries(fraction: float) -> dict[str, list[int]]:
+    """Addresses to name: libpython's, libc's (when its debug file is installed), numpy's."""
     libs: dict[str, list[int]] = {}
     lp = Path(sysconfig.get_config_var("LIBDIR")) / (
         sysconfig.get_config_var("INSTSONAME") or "libpython3.11.so.1.0")
-    libs[str(lp)] = sample(str(lp), 1050)
+    if not lp.exists():
+        raise Failed(f"{lp}: no shared libpython to name addresses in")
+    libs[str(lp)] = sample(str(lp), int(1050 * fraction))
     libc = "/lib/x86_64-linux-gnu/libc.so.6"
-    bid = read_build_id(libc) if os.path.exists(libc) else None
-    if bid and os.path.exists(f"/usr/lib/debug/.build-id/{bid[:2]}/{bid[2:]}.debug"):
-        libs[libc] = sample(libc, 500)
+    bid = read_build_id(libc) if Path(libc).exists() else None
+    if bid and Path(f"/usr/lib/debug/.build-id/{bid[:2]}/{bid[2:]}.debug").exists():
+        libs[libc] = sample(libc, int(500 * fraction))
     venv = Path(sys.prefix)
     for np in glob.glob(str(venv / "lib/python3*/site-packages/numpy/*/_multiarray_umath*.so")):
-        libs[np] = sample(np, 500)
+        libs[np] = sample(np, int(500 * fraction))
     return libs
 
 
@@ -97,12 +104,13 @@ print(json.dumps(res))
 
 
 def child(libs: dict[str, list[int]], cache: str | None, warm: bool) -> tuple[dict, float]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CHILD], input=json.dumps(
+    proc = subprocess.run([sys.executable, "-c", CHILD], input=json.dumps(
         {"libs": libs, "cache": cache, "warm": warm}), capture_output=True, text=True,
-        env=env, check=True).stdout
-    return json.loads(out), time.perf_counter() - t
+        env=child_env())
+    if proc.returncode != 0:
+        raise Failed(f"the symbolizer process failed:\n{proc.stderr.strip()[-800:]}")
+    return json.loads(proc.stdout), time.perf_counter() - t
 
 
 def run_tool(argv: list[str], libs: dict[str, list[int]]) -> float:
@@ -111,13 +119,6 @@ def run_tool(argv: list[str], libs: dict[str, list[int]]) -> float:
         # exit status 1 only says some address had no answer
         subprocess.run([*argv, "-e", lib, *[hex(a) for a in addrs]], capture_output=True)
     return time.perf_counter() - t
-
-
-def pct(xs: list[float], p: float) -> float:
-    if not xs:
-        return 0.0
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def pyelftools_only(lib: str, addrs: list[int], budget_s: float) -> tuple[int, int, float]:
@@ -147,32 +148,51 @@ def pyelftools_only(lib: str, addrs: list[int], budget_s: float) -> tuple[int, i
     return done, len(seen), time.perf_counter() - t
 
 
-def main() -> None:
-    libs = libraries()
+def measure(args: argparse.Namespace, results: Results) -> None:
+    libs = libraries(args.fraction)
+    rounds = 1 if args.smoke else 3
     n = sum(len(v) for v in libs.values())
     per_lib = ", ".join(f"{Path(k).name}: {len(v)}" for k, v in libs.items())
     print(f"addresses: {n} unique ({per_lib})")
-    a2l = min(run_tool(["addr2line", "-f", "-i"], libs) for _ in range(3)) \
-        if shutil.which("addr2line") else float("nan")
-    eu = min(run_tool(["eu-addr2line", "-f", "-i", "-C"], libs) for _ in range(3)) \
-        if shutil.which("eu-addr2line") else float("nan")
+    results.figure("addresses", n, "addresses", better="none")
+    tools = {"addr2line": ["addr2line", "-f", "-i"],
+             "eu-addr2line": ["eu-addr2line", "-f", "-i", "-C"]}
+    tool_s: dict[str, float] = {}
+    for name, argv in tools.items():
+        if shutil.which(argv[0]) is None:
+            results.skip(name, "not installed (binutils / elfutils)")
+            continue
+        tool_s[name] = min(run_tool(argv, libs) for _ in range(rounds))
+        results.figure(f"{name}_s", round(tool_s[name], 4), "s")
+        print(f"{name + ' ' + ' '.join(argv[1:]):<25}{tool_s[name]:7.3f} s")
     colds = []
-    for _ in range(3):
+    for _ in range(rounds):
         res, wall = child(libs, None, warm=True)
         colds.append((res["total_s"], res, wall))
     colds.sort(key=lambda x: x[0])
     total, res, wall = colds[len(colds) // 2]
     cold_cu = [x for v in res["libs"].values() for x in v["cold_cu"]]
     warm = [x for v in res["libs"].values() for x in v["warm"]]
-    print(f"addr2line -f -i          {a2l:7.3f} s")
-    print(f"eu-addr2line -f -i -C    {eu:7.3f} s")
-    print(f"memtrace cold process    {total:7.3f} s  (median of 3; ratio to addr2line "
-          f"{total / a2l:.2f}x, target <= 1x; process wall {wall:.2f} s, import "
-          f"{res['import_s'] * 1000:.0f} ms)")
+    if not cold_cu or len(warm) != n:
+        raise Failed(f"the cold process decoded {len(cold_cu)} compile units and named "
+                     f"{len(warm)}/{n} addresses warm: nothing was measured")
+    a2l = tool_s.get("addr2line")
+    ratio = f"ratio to addr2line {total / a2l:.2f}x, target <= 1x; " if a2l else ""
+    print(f"memtrace cold process    {total:7.3f} s  (median of {rounds}; {ratio}process wall "
+          f"{wall:.2f} s, import {res['import_s'] * 1000:.0f} ms)")
     print(f"  cold CU decodes: {len(cold_cu)}, p90 {pct(cold_cu, 90) * 1000:.1f} ms "
           f"(target <= 30), worst {max(cold_cu) * 1000:.1f} ms (target <= 250)")
     print(f"  warm address: median {statistics.median(warm) * 1e6:.0f} us, p99 "
           f"{pct(warm, 99) * 1000:.3f} ms (target <= 3)")
+    results.figure("cold_process_s", round(total, 4), "s")
+    if a2l:
+        results.figure("cold_process_ratio_to_addr2line", round(total / a2l, 3), "x")
+    results.figure("import_ms", round(res["import_s"] * 1000, 1), "ms")
+    results.figure("cold_cu_decodes", len(cold_cu), "CUs", better="none")
+    results.figure("cold_cu_p90_ms", round(pct(cold_cu, 90) * 1000, 2), "ms")
+    results.figure("cold_cu_worst_ms", round(max(cold_cu) * 1000, 2), "ms")
+    results.figure("warm_address_median_us", round(statistics.median(warm) * 1e6, 2), "us")
+    results.figure("warm_address_p99_ms", round(pct(warm, 99) * 1000, 4), "ms")
     for lib, v in res["libs"].items():
         print(f"  {Path(lib).name}: {len(v['cold_cu'])} cold CUs, cold-CU worst "
               f"{max(v['cold_cu'] or [0]) * 1000:.1f} ms")
@@ -180,8 +200,10 @@ def main() -> None:
         print("  notes:", res["notes"][:3])
     with tempfile.TemporaryDirectory() as cache:
         child(libs, cache, warm=False)
-        second = sorted(child(libs, cache, warm=False)[0]["total_s"] for _ in range(3))
-    print(f"second run from persistent cache {second[1]:.3f} s (median of 3; target <= 0.2)")
+        second = sorted(child(libs, cache, warm=False)[0]["total_s"] for _ in range(rounds))
+    print(f"second run from persistent cache {second[len(second) // 2]:.3f} s "
+          f"(median of {rounds}; target <= 0.2)")
+    results.figure("persistent_cache_s", round(second[len(second) // 2], 4), "s")
     from memtrace_core.symbols import SymbolizerWorker
 
     keys = [(lib, read_build_id(lib), a) for lib, addrs in libs.items() for a in addrs]
@@ -194,13 +216,32 @@ def main() -> None:
             t_all = time.perf_counter() - t
     print(f"worker process, cold: all {len(got)}/{len(keys)} answered in {t_all:.3f} s "
           f"(incl. its start; submit took {t_submit * 1000:.1f} ms)")
-    if "--pyelftools" in sys.argv:
+    if len(got) != len(keys):
+        raise Failed(f"the symbolizer worker answered {len(got)} of {len(keys)} addresses")
+    results.figure("worker_cold_s", round(t_all, 4), "s")
+    results.figure("worker_submit_ms", round(t_submit * 1000, 2), "ms")
+    if args.pyelftools:
         lp = next(iter(libs))
-        done, cus, secs = pyelftools_only(lp, libs[lp], budget_s=60)
+        done, cus, secs = pyelftools_only(lp, libs[lp], budget_s=args.pyelftools_budget)
         ours = sum(res["libs"][lp]["cold_cu"]) + sum(res["libs"][lp]["other"])
         print(f"pyelftools only, {Path(lp).name}: {done}/{len(libs[lp])} addresses "
               f"({cus} CUs) in {secs:.1f} s; memtrace all {len(libs[lp])} in {ours:.3f} s")
+        if done == 0:
+            raise Failed("pyelftools decoded no address")
+        results.figure("pyelftools_only_s_per_address", round(secs / done, 5), "s")
+        results.figure("memtrace_s_per_address", round(ours / len(libs[lp]), 6), "s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser(__doc__)
+    ap.add_argument("--pyelftools", action="store_true",
+                    help="also time the pure-pyelftools way (up to 60 s)")
+    args = ap.parse_args(argv)
+    args.fraction, args.pyelftools_budget = 1.0, 60.0
+    if args.smoke:  # every path, the pure-pyelftools one included, on a few addresses
+        args.fraction, args.pyelftools, args.pyelftools_budget = 0.05, True, 2.0
+    return run("bench_symbols", measure, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,20 +8,24 @@ as figures.
    program instead (e.g. benchmarks/workloads/pandas_merge.py: the import burst).
 2. The traced program's run time under `memtrace live --native` (in tmux, a real terminal)
    next to `memtrace run --native -o FILE`, interleaved rounds, medians and ratio.
-3. The app's memory per million live allocations (reader + model), from RSS growth.
+3. The app's memory per million live allocations (reader + model), from RSS growth, on a
+   capture `memtrace run` writes of workloads/live_blocks.py (a million blocks kept live
+   over 2,000 distinct Python stacks).
 4. New native stacks absorbed per second (depth 100, merged into the tree with provisional
    `lib+0xoffset` names), and stacks moved per second when their names arrive; and a real
    capture's stacks (`--capture`).
 5. Live lag: seconds from a record reaching the reader to its bytes in the tree (p50/p99),
-   on a real program under `--native` (default: the pandas workload), with the tree's root
-   checked against the header's figures after every update, and how long after the
-   program's end the last native name arrives.
+   on a real program under `--native` (default: the pandas workload when pandas is
+   installed, else numpy's), with the tree's root checked against the header's figures
+   after every update, and how long after the program's end the last native name arrives.
 6. `view` on a capture: time to the first fully named screen (tmux), cold and warm symbol
-   cache, next to `memtrace tree` on the same capture.
+   cache, next to `memtrace tree` on the same capture (`--capture`; made from the lag
+   workload when not given).
 
     python benchmarks/bench_tui.py            # all
     python benchmarks/bench_tui.py --only keys --seconds 20
     python benchmarks/bench_tui.py --only absorb,lag,view --capture app.mtrace
+    python benchmarks/bench_tui.py --smoke --json tui.json   # every part, tiny (CI)
 """
 
 from __future__ import annotations
@@ -37,19 +41,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+from benchlib import HERE, REPO, Failed, Results, build_churn, parser, pct, run
+
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(HERE))
-
-from bench_run import build_churn  # noqa: E402
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
 def child_env(lib: Path, scale: float) -> dict[str, str]:
@@ -62,7 +56,7 @@ def child_env(lib: Path, scale: float) -> dict[str, str]:
 
 
 # -- 1. key latency and tick lateness --------------------------------------------------------
-def bench_keys(lib: Path, seconds: float, script: Path | None = None) -> None:
+def bench_keys(lib: Path, seconds: float, script: Path | None, results: Results) -> None:
     from textual import events
 
     from memtrace_core.model.build import call_tree
@@ -133,6 +127,9 @@ def bench_keys(lib: Path, seconds: float, script: Path | None = None) -> None:
                 # the whole process to go idle, which never happens while tracing)
                 app._driver.send_message(events.Key(direction, direction))
                 while tree.cursor == before:
+                    if time.perf_counter() - start > 10:
+                        raise Failed(f"keys: {direction!r} did not move the cursor in 10 s "
+                                     f"({tree.row_count} rows)")
                     await asyncio.sleep(0.0005)
                 handled.append(time.perf_counter() - start)
                 app.displayed.clear()
@@ -176,6 +173,14 @@ def bench_keys(lib: Path, seconds: float, script: Path | None = None) -> None:
           f"p99 {pct(late, 99):.1f} ms   (target p99 <= 16 ms)")
     print(f"model update (feed thread): n={len(upd)}  p50 {pct(upd, 50):.2f} ms  "
           f"p99 {pct(upd, 99):.2f} ms")
+    if not ms or not late:
+        raise Failed(f"keys: {len(ms)} key presses and {len(late)} timer ticks measured "
+                     f"(the traced program ended early? {session.status_text()})")
+    results.figure("keys/allocations_per_s", round(rate), "allocs/s", better="higher")
+    for name, values in (("repaint", ms), ("handled", hm), ("timer_lateness", late),
+                         ("model_update", upd)):
+        for q in (50, 99):
+            results.figure(f"keys/{name}_p{q}_ms", round(pct(values, q), 3), "ms")
 
 
 # -- 2. live vs run ----------------------------------------------------------------------------
@@ -186,9 +191,9 @@ def capture_duration(path: Path) -> float:
     return r.trailer["end_time"] - r.header["start_time"]
 
 
-def bench_live_vs_run(lib: Path, rounds: int, scale: float) -> None:
+def bench_live_vs_run(lib: Path, rounds: int, scale: float, results: Results) -> None:
     if shutil.which("tmux") is None:
-        print("live vs run: skipped (tmux not installed)")
+        results.skip("live vs run", "tmux not installed")
         return
     script = HERE / "workloads" / "malloc_free.py"
     env = child_env(lib, scale)
@@ -209,11 +214,14 @@ def bench_live_vs_run(lib: Path, rounds: int, scale: float) -> None:
             subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "140", "-y", "45",
                             cmd], check=True)
             deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
+            while True:
                 screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
                                         capture_output=True, text=True).stdout
                 if "exited with status" in screen:
                     break
+                if time.monotonic() > deadline:
+                    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+                    raise Failed(f"live: no exit status on screen after 300 s:\n{screen}")
                 time.sleep(0.2)
             subprocess.run(["tmux", "send-keys", "-t", name, "q"])
             time.sleep(1.0)
@@ -223,6 +231,9 @@ def bench_live_vs_run(lib: Path, rounds: int, scale: float) -> None:
     print(f"traced program time, malloc/free churn --native, {rounds} interleaved rounds: "
           f"run -o FILE median {run_m:.2f} s, live median {live_m:.2f} s, "
           f"ratio {live_m / run_m:.3f}   (target <= 1.10)")
+    results.figure("live/run_s", round(run_m, 4), "s")
+    results.figure("live/live_s", round(live_m, 4), "s")
+    results.figure("live/ratio", round(live_m / run_m, 3), "x")
 
 
 # -- 3. memory per million live allocations ---------------------------------------------------
@@ -231,47 +242,46 @@ def rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def bench_memory(millions: float, stacks: int) -> None:
-    import msgpack
+def live_capture(lib: Path, work: Path, millions: float, stacks: int) -> Path:
+    """A capture of workloads/live_blocks.py by `memtrace run`: the tracer's own writer."""
+    capture = work / f"live{millions:g}.mtrace"
+    env = child_env(lib, 1.0)
+    env.update(MT_BENCH_LIVE=str(int(millions * 1_000_000)), MT_BENCH_STACKS=str(stacks))
+    proc = subprocess.run([sys.executable, "-m", "memtrace_core", "run", "-o", str(capture),
+                           "--force", str(HERE / "workloads" / "live_blocks.py")],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise Failed(f"memtrace run live_blocks.py exited {proc.returncode}: "
+                     f"{proc.stderr.strip()[-300:]}")
+    return capture
 
+
+def bench_memory(capture: Path, millions: float, results: Results) -> None:
     from memtrace_core.model.calltree import CallTree
-    from memtrace_core.reader import StreamReader
+    from memtrace_core.reader import StreamReader, capture_stream
 
-    n = int(millions * 1_000_000)
-    pack = msgpack.Packer()
-    head = bytearray(b"MEMTRACE")
-    head += pack.pack([0, {"format": 1, "pid": 1, "argv": ["x"], "python": "3.11.7",
-                           "native": False, "python_allocators": False,
-                           "start_time": 0.0, "attached": False, "executable": "x"}])
-    node = 0
-    leaves = []
-    for s in range(stacks):  # stacks of depth 8 sharing prefixes (a realistic trie)
-        head += pack.pack([1, s + 1, f"func_{s}", f"/src/mod_{s % 50}.py", 1])
-        parent = 0
-        for depth in range(8):
-            node += 1
-            code = (s if depth == 7 else (s % (depth + 3))) + 1
-            head += pack.pack([2, node, parent, code, 10 + depth, depth == 0])
-            parent = node
-        leaves.append(parent)
     reader = StreamReader()
-    reader.feed(bytes(head))
     tree = CallTree(reader)
     base = rss_bytes()
-    chunk = bytearray()
-    for i in range(n):
-        chunk += pack.pack([4, 1, 1, 0x10000000 + 64 * i, 32 + (i % 64), leaves[i % stacks], 0])
-        if len(chunk) > 1 << 20:
-            reader.feed(bytes(chunk))
-            chunk.clear()
-    reader.feed(bytes(chunk))
+    for piece in capture_stream(capture, chunk=1 << 20):
+        reader.feed(piece)
+    reader.finish()
     after_reader = rss_bytes()
     tree.rebuild()
     after_model = rss_bytes()
-    per_m = (after_model - base) / millions / 1e6
-    print(f"memory: {n:,} live allocations over {stacks:,} stacks: reader +"
+    live = reader.heap_allocations
+    if live < millions * 1_000_000 or not reader.complete:
+        raise Failed(f"memory: the capture holds {live:,} live allocations, not "
+                     f"{millions * 1_000_000:,.0f} (complete: {reader.complete})")
+    per_m = (after_model - base) / (live / 1e6) / 1e6
+    print(f"memory: {live:,} live allocations over {reader.n_stacks:,} stacks: reader +"
           f"{(after_reader - base) / 1e6:.1f} MB, model +{(after_model - after_reader) / 1e6:.1f}"
           f" MB ({tree.node_count():,} nodes) -> {per_m:.1f} MB per million live allocations")
+    key = f"memory/{millions:g}M"
+    results.figure(f"{key}/reader_MB", round((after_reader - base) / 1e6, 2), "MB")
+    results.figure(f"{key}/model_MB", round((after_model - after_reader) / 1e6, 2), "MB")
+    results.figure(f"{key}/MB_per_million_live", round(per_m, 2), "MB")
+    tree.close()
 
 
 # -- 4. absorbing new stacks ------------------------------------------------------------------
@@ -372,7 +382,7 @@ def synthetic_stacks(n: int, depth: int = 100, seed: int = 1) -> bytes:
     return bytes(out)
 
 
-def bench_absorb(n: int, capture: Path | None) -> None:
+def bench_absorb(n: int, capture: Path | None, results: Results) -> None:
     from memtrace_core.model.calltree import CallTree
     from memtrace_core.reader import StreamReader, read_capture
 
@@ -394,6 +404,10 @@ def bench_absorb(n: int, capture: Path | None) -> None:
           f"{t1 - t0:.3f} s -> {reader.n_stacks / (t1 - t0):,.0f} stacks/s ({nodes:,} nodes; "
           "target >= 50,000/s); names arriving for all: "
           f"{tree.core.stacks_moved / (t3 - t2):,.0f} stacks moved/s")
+    results.figure("absorb/stacks_per_s", round(reader.n_stacks / (t1 - t0)), "stacks/s",
+                   better="higher")
+    results.figure("absorb/moved_per_s", round(tree.core.stacks_moved / (t3 - t2)),
+                   "stacks/s", better="higher")
     if capture is not None:
         from memtrace_core.model.build import call_tree
 
@@ -407,10 +421,12 @@ def bench_absorb(n: int, capture: Path | None) -> None:
         print(f"absorb: {capture.name}: {reader.n_stacks:,} stacks in {dt:.3f} s -> "
               f"{reader.n_stacks / dt:,.0f} stacks/s ({tree.node_count():,} nodes), "
               "every address classified (symbol tables of libpython and libc read) on the way")
+        results.figure("absorb/capture_stacks_per_s", round(reader.n_stacks / dt), "stacks/s",
+                       better="higher")
 
 
 # -- 5. lag of a live run ------------------------------------------------------------------
-def bench_lag(script: Path, scale: float) -> None:
+def bench_lag(script: Path, scale: float, results: Results) -> None:
     from memtrace_core.model.build import call_tree
     from memtrace_core.model.feed import PipeFeed, enlarge_pipe
     from memtrace_core.model.session import Session
@@ -462,15 +478,22 @@ def bench_lag(script: Path, scale: float) -> None:
           f"{checks['updates']} updates (largest {biggest:,} stacks), root != header in "
           f"{checks['mismatches']}; stream end {t_eof - t_exit:.2f} s after exit, every "
           f"name in {t_named - t_exit:.2f} s after exit (cold symbol cache)")
+    for q in (50, 99):
+        results.figure(f"lag/p{q}_ms", round(pct(lags, q), 1), "ms")
+    results.figure("lag/root_header_mismatches", checks["mismatches"], "updates")
+    results.figure("lag/names_after_exit_s", round(t_named - t_exit, 3), "s")
+    if checks["mismatches"]:
+        raise Failed(f"lag: the tree's root differed from the header in "
+                     f"{checks['mismatches']} updates")
 
 
 # -- 6. view vs tree -----------------------------------------------------------------------
-def bench_view(capture: Path, rounds: int) -> None:
+def bench_view(capture: Path, rounds: int, results: Results) -> None:
     if shutil.which("tmux") is None:
-        print("view: skipped (tmux not installed)")
+        results.skip("view", "tmux not installed")
         return
-    results: dict[str, list[float]] = {"tree cold": [], "tree warm": [], "view cold": [],
-                                       "view warm": []}
+    times: dict[str, list[float]] = {"tree cold": [], "tree warm": [], "view cold": [],
+                                     "view warm": []}
     for i in range(rounds):
         with tempfile.TemporaryDirectory() as cache:
             env = dict(os.environ, XDG_CACHE_HOME=cache,
@@ -479,17 +502,20 @@ def bench_view(capture: Path, rounds: int) -> None:
                 t0 = time.perf_counter()
                 subprocess.run([sys.executable, "-m", "memtrace_core", "tree", str(capture)],
                                env=env, stdout=subprocess.DEVNULL, check=True)
-                results[f"tree {warmth}"].append(time.perf_counter() - t0)
+                times[f"tree {warmth}"].append(time.perf_counter() - t0)
             shutil.rmtree(Path(cache) / "memtrace", ignore_errors=True)  # cold again
             for warmth in ("cold", "warm"):
-                results[f"view {warmth}"].append(_view_time(capture, env, f"mtview{i}"))
-    for name, values in results.items():
+                times[f"view {warmth}"].append(_view_time(capture, env, f"mtview{i}"))
+    for name, values in times.items():
         print(f"view: {name}: median {statistics.median(values):.2f} s over {len(values)}")
+        results.figure(f"view/{name.replace(' ', '_')}_s", round(statistics.median(values), 3),
+                       "s")
     for warmth in ("cold", "warm"):
-        gap = (statistics.median(results[f"view {warmth}"])
-               - statistics.median(results[f"tree {warmth}"]))
+        gap = (statistics.median(times[f"view {warmth}"])
+               - statistics.median(times[f"tree {warmth}"]))
         print(f"view: first fully named screen {warmth}: `memtrace tree` + {gap:.2f} s "
               "(target <= + 0.5 s)")
+        results.figure(f"view/{warmth}_minus_tree_s", round(gap, 3), "s")
 
 
 def _view_time(capture: Path, env: dict[str, str], name: str,
@@ -519,18 +545,24 @@ def _view_time(capture: Path, env: dict[str, str], name: str,
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="comma-separated: keys,live,memory,absorb,lag,view")
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--keys-script", type=Path, help="trace this program instead (baseline)")
-    parser.add_argument("--stacks", type=int, default=50_000, help="absorb: synthetic stacks")
-    parser.add_argument("--capture", type=Path, help="absorb and view: a real capture")
-    parser.add_argument("--lag-script", type=Path,
-                        default=HERE / "workloads" / "pandas_merge.py")
-    args = parser.parse_args()
+def lag_script() -> Path:
+    """The pandas workload when pandas is installed, else numpy's."""
+    import importlib.util
+
+    name = "pandas_merge" if importlib.util.find_spec("pandas") else "numpy_work"
+    return HERE / "workloads" / f"{name}.py"
+
+
+def make_capture(script: Path, work: Path, scale: float) -> Path:
+    out = work / f"{script.stem}.mtrace"
+    env = child_env(work / "unused", scale)
+    subprocess.run([sys.executable, "-m", "memtrace_core", "run", "--native", "--no-names",
+                    "-f", "-o", str(out), str(script)], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out
+
+
+def measure(args: argparse.Namespace, results: Results) -> None:
     only = set(args.only.split(",")) if args.only else None
 
     def wanted(name: str) -> bool:
@@ -539,22 +571,42 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lib = build_churn(Path(tmp))
         if wanted("memory"):
-            bench_memory(1.0, 2000)
-            bench_memory(2.0, 2000)
+            for millions in args.memory_millions:  # one process: the second shows growth
+                capture = live_capture(lib, Path(tmp), millions, 2000)
+                bench_memory(capture, millions, results)
+        script = args.lag_script or lag_script()
+        capture = args.capture
+        if capture is None and (wanted("absorb") or wanted("view")):
+            capture = make_capture(script, Path(tmp), args.scale)
         if wanted("absorb"):
-            bench_absorb(args.stacks, args.capture)
+            bench_absorb(args.stacks, capture, results)
         if wanted("lag"):
-            bench_lag(args.lag_script, args.scale)
+            bench_lag(script, args.scale, results)
         if wanted("view"):
-            if args.capture is None:
-                print("view: skipped (give --capture FILE)")
-            else:
-                bench_view(args.capture, args.rounds)
+            bench_view(capture, args.rounds, results)
         if wanted("keys"):
-            bench_keys(lib, args.seconds, args.keys_script)
+            bench_keys(lib, args.seconds, args.keys_script, results)
         if wanted("live"):
-            bench_live_vs_run(lib, args.rounds, args.scale)
+            bench_live_vs_run(lib, args.rounds, args.scale, results)
+
+
+def main() -> int:
+    ap = parser(__doc__)
+    ap.add_argument("--only", help="comma-separated: keys,live,memory,absorb,lag,view")
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--keys-script", type=Path, help="trace this program instead (baseline)")
+    ap.add_argument("--stacks", type=int, default=50_000, help="absorb: synthetic stacks")
+    ap.add_argument("--capture", type=Path, help="absorb and view: a real --native capture")
+    ap.add_argument("--lag-script", type=Path, help="lag: the program to trace")
+    args = ap.parse_args()
+    args.memory_millions = [1.0, 2.0]
+    if args.smoke:
+        args.seconds, args.rounds, args.scale, args.memory_millions = 1.0, 1, 0.02, [0.02]
+        args.stacks = 2000
+    return run("bench_tui", measure, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

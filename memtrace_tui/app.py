@@ -19,7 +19,7 @@ from textual.binding import Binding
 from memtrace_core.model import Metric, Session
 from memtrace_tui.main_screen import MainScreen
 from memtrace_tui.messages import ModelUpdated, ProgramExited
-from memtrace_tui.palette import kind_colours
+from memtrace_tui.palette import kind_colours, kind_css
 from memtrace_tui.quit_screen import QuitScreen
 
 TICK_HISTORY = 1024  # tick lateness samples kept (benchmarks): a bounded window
@@ -40,6 +40,7 @@ class MemtraceApp(App[int]):
     """Navigable call tree of top allocators over a live or recorded session."""
 
     CSS_PATH = Path(__file__).with_name("memtrace.tcss")  # absolute: subclasses live elsewhere
+    CSS = kind_css()
     TITLE = "memtrace"
     BINDINGS = [
         Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True),
@@ -72,6 +73,9 @@ class MemtraceApp(App[int]):
         return variables
 
     def on_mount(self) -> None:
+        if self.console.color_system in ("standard", "windows"):
+            # 8/16 colours: a translucent cursor row would round to the background
+            self.add_class("-few-colours")
         if self.controller is not None:
             # The feed thread decodes in long GIL-holding calls: hand the GIL over sooner so
             # key presses and timers on this thread are answered promptly.
@@ -151,8 +155,10 @@ class MemtraceApp(App[int]):
     def on_program_exited(self, message: ProgramExited) -> None:
         with self.session.lock:
             self.session.mark_exited(message.exit_code)
+        if self._exit_requested:
+            return
         self._repaint()
-        if isinstance(self.screen, QuitScreen):
+        if self.screen_stack and isinstance(self.screen, QuitScreen):
             self.screen.dismiss("cancel")  # nothing left to ask about
 
     # -- quitting --------------------------------------------------------------------------
@@ -173,7 +179,11 @@ class MemtraceApp(App[int]):
     def request_quit(self) -> None:
         """Quit now when nothing runs; otherwise ask (once: not over an open dialog)."""
         session = self.session
-        if self.controller is None or not session.running or session.detached:
+        if (self.controller is None or not session.running or session.detached
+                or not getattr(self.controller, "owns_program", True)):
+            if self.controller is not None and not getattr(self.controller, "owns_program",
+                                                           True):
+                self.controller.detach()  # a follower: stop reading, nothing else
             self.exit(0)
             return
         if isinstance(self.screen, QuitScreen):

@@ -12,6 +12,7 @@ from textual.content import Content
 from textual.widget import Widget
 
 from memtrace_core.model import Session, format_bytes
+from memtrace_tui.palette import MUTED
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 LABEL_W = 10  # "1023.9 MiB"
@@ -93,7 +94,7 @@ class HeapChart(Widget):
         self.values = values
         self.top = max(peak, max(values, default=0))
         bars = bar_rows(values, self.top, rows)
-        muted = "$foreground-muted"
+        muted = MUTED
         pieces: list[tuple[str, str] | str] = []
         for i, row in enumerate(bars):
             label = format_bytes(self.top) if i == 0 else ("heap" if i == 1 else "")

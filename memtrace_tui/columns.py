@@ -2,7 +2,8 @@
 
 The first column is the current metric (`in use↓`, `peak↓`, `allocated↓`, `count↓`): bytes
 for byte metrics, allocation counts for the count metric, and the last number column shows
-the other unit. `%` is the node's share of the root in the current metric. Narrow
+the other unit. `%root` is the share of the whole tree in the current metric (before any
+filter). Narrow
 terminals drop the last number column first, so the frame names keep their room.
 """
 
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 from textual.content import Content
 from textual.widget import Widget
 
-from memtrace_core.model import Metric, format_bytes
+from memtrace_core.model import CallTree, Metric, format_bytes
+from memtrace_core.model.metrics import N_COUNTERS
+from memtrace_tui.palette import MUTED
 
 NUM_W = 10  # "1023.9 MiB"
 PCT_W = 6  # "100.0%"
@@ -30,6 +33,19 @@ def metric_label(metric: Metric) -> str:
 def counts_metric(metric: Metric) -> bool:
     """True when the metric counts allocations rather than bytes."""
     return metric.sort_index == metric.count_index
+
+
+def grand_total(tree: CallTree) -> int:
+    """What `%root` divides by: the whole tree in the current metric, for all threads or
+    the chosen one, before any filter (a filtered subset shows its true share)."""
+    index = tree.metric.sort_index
+    if not tree.filter:
+        return tree.root.total[index]
+    if tree.thread is not None:
+        return tree.thread_totals().get(tree.thread, [0] * N_COUNTERS)[index]
+    f = tree.figures
+    return (f.total_allocated_bytes, f.total_allocations, f.heap_bytes, f.heap_allocations,
+            f.peak_bytes, f.peak_allocations)[index]  # metrics.py's counter order
 
 
 def fmt_count(n: int) -> str:
@@ -100,7 +116,7 @@ def column_bar(titles: str, badges: list[tuple[str, str]], width: int) -> Conten
         used += need
     chips.reverse()
     pad = max(1, width - len(titles) - used)
-    parts: list[Content | tuple[str, str] | str] = [(titles, "bold $foreground-muted"),
+    parts: list[Content | tuple[str, str] | str] = [(titles, f"bold {MUTED}"),
                                                      " " * pad]
     for i, chip in enumerate(chips):
         parts.append(chip)

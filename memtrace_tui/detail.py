@@ -20,9 +20,7 @@ from memtrace_core.model.metrics import (
     PEAK_COUNT,
 )
 from memtrace_tui.kinds import KIND_LABELS
-from memtrace_tui.palette import kind_variable
-
-MUTED = "$foreground-muted"
+from memtrace_tui.palette import MUTED, kind_variable
 
 
 def source_line(frame: Frame) -> str | None:

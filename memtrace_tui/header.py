@@ -1,8 +1,8 @@
 """The header: one line that never wraps.
 
-pid, status and clock, heap now and the peak always show; then, as width allows, the
-command (cut from the left: the script name is at its end), RSS, names still pending, the
-peak's time and the rates, which go first when the line is short.
+pid, status and clock, heap now (and the chosen thread's own) and the peak always show;
+then, as width allows, the command (cut from the left: the script name is at its end), RSS,
+names still pending, the peak's time and the rates, which go first when the line is short.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from textual.content import Content
 from textual.widget import Widget
 
 from memtrace_core.model import Summary, format_bytes
+from memtrace_core.model.metrics import LIVE_BYTES
+from memtrace_tui.palette import MUTED
 
 
 def _si(rate: float) -> str:
@@ -28,21 +30,24 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
     """The header for a line of `width` cells."""
     ok = s.status == "running" or s.status.startswith("capture")
     core: list[Piece] = [
-        ("pid ", "$foreground-muted"), (f"{s.pid}", "bold"), ("  ", ""),
+        ("pid ", MUTED), (f"{s.pid}", "bold"), ("  ", ""),
         (s.status, f"bold {'$text-success' if ok else '$text-warning'}"),
-        (f" {s.elapsed_s:.1f}s", ""), ("  heap ", "$foreground-muted"),
-        (format_bytes(s.heap_bytes), "bold"), ("  peak ", "$foreground-muted"),
+        (f" {s.elapsed_s:.1f}s", ""), ("  heap ", MUTED),
+        (format_bytes(s.heap_bytes), "bold"), ("  peak ", MUTED),
         (format_bytes(s.peak_bytes), "bold"),
     ]
+    thread = getattr(s, "thread", None)
+    if thread:  # one thread chosen: its own heap, which the tree's root shows
+        core[7:7] = [("  thread ", MUTED), (format_bytes(thread[LIVE_BYTES]), "bold")]
     # optional pieces in the order they are dropped when the line is short
     optional: list[tuple[str, list[Piece]]] = [
-        ("records", [(f"  {_si(s.records_per_s)} rec/s", "$foreground-muted")]),
-        ("allocs", [(f"  {_si(s.allocs_per_s)} allocs/s", "$foreground-muted")]),
-        ("peak_at", [(f" at {s.peak_time_s:.2f}s", "$foreground-muted")]),
+        ("records", [(f"  {_si(s.records_per_s)} rec/s", MUTED)]),
+        ("allocs", [(f"  {_si(s.allocs_per_s)} allocs/s", MUTED)]),
+        ("peak_at", [(f" at {s.peak_time_s:.2f}s", MUTED)]),
         ("native", [("  native", "$text-primary")] if s.native else []),
-        ("rss", [("  rss ", "$foreground-muted"), (format_bytes(rss), "")] if rss else []),
-        ("pending", [("  names pending ", "$foreground-muted"),
-                     (f"{s.pending_symbols}", "bold $text-warning")]
+        ("rss", [("  rss ", MUTED), (format_bytes(rss), "")] if rss else []),
+        ("pending", [("  names pending ", MUTED),
+                     (f"{s.pending_symbols}", "bold")]
          if s.pending_symbols else []),
     ]
     room = width

@@ -45,7 +45,8 @@ def help_content() -> Content:
     for kind in FrameKind:
         pieces += [(f"{kind.mark} {KIND_LABELS.get(kind, kind.value)}",
                     f"${kind_variable(kind)}"), "  "]
-    pieces.append("\n\n%root: share of the whole tree in the current metric\n")
+    pieces.append("\n\n%root: share of the whole tree in the current metric (all threads or "
+                  "the chosen one;\n       a filter does not change it)\n")
     pieces.append("user own: bytes whose innermost user frame (Python, or a native library "
                   "outside\nthe system and site-packages) is this location\n")
     pieces.append("escape or ? to close")

@@ -72,7 +72,8 @@ class KeyBar(Widget):
                 pieces.append(" " * pad)
                 x += pad
             start = x
-            pieces += [(key, "bold $footer-key-foreground"), " ", (desc, "$footer-foreground")]
+            pieces += [(key, "bold $footer-key-foreground"), " ",
+                       (desc, "$footer-description-foreground")]
             x += len(key) + 1 + len(desc)
             self._spots.append((start, x, press))
             if i < len(shown) + len(pinned) - 1:

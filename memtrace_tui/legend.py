@@ -7,7 +7,7 @@ from textual.widget import Widget
 
 from memtrace_core.frames import FrameKind
 from memtrace_tui.kinds import KIND_LABELS
-from memtrace_tui.palette import kind_variable
+from memtrace_tui.palette import MUTED, kind_variable
 
 SHORT_LABELS = {FrameKind.NATIVE: "native"}  # "native C/C++" where there is room
 
@@ -26,7 +26,7 @@ def legend_content(log_path: str | None, width: int) -> Content:
         room = width - used - len("output  (L)")
         shown = log_path if len(log_path) <= room else "…" + log_path[-max(1, room - 1):]
         if room >= 12:
-            pieces += [("output ", "$foreground-muted"), shown, (" (L)", "$foreground-muted")]
+            pieces += [("output ", MUTED), shown, (" (L)", MUTED)]
     return Content.assemble(*pieces)
 
 

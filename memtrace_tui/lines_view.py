@@ -224,12 +224,15 @@ class LinesView(Widget, can_focus=True):
 
     # -- mouse -----------------------------------------------------------------------------
     def on_click(self, event: events.Click) -> None:
-        height = self.page_height
-        if self._scrollbar(event.y, height) is not None and event.x >= self.size.width - 1:
-            # on the scrollbar: jump there proportionally
-            self.move_to(round(event.y * (self.row_count - 1) / max(1, height - 1)))
+        at = event.get_content_offset(self)
+        if at is None:  # on the padding
             return
-        index = self.top + event.y
+        height = self.page_height
+        if self._scrollbar(at.y, height) is not None and at.x >= self.size.width - 1:
+            # on the scrollbar: jump there proportionally
+            self.move_to(round(at.y * (self.row_count - 1) / max(1, height - 1)))
+            return
+        index = self.top + at.y
         if 0 <= index < self.row_count:
             if index == self.cursor:
                 self.row_activated()

@@ -37,7 +37,9 @@ from memtrace_tui.tree_view import CallTreeView
 
 DETAIL_MIN_ROWS = 30  # below this the detail pane starts hidden: the tree keeps the room
 TALL_CHART_ROWS = 40  # from this height on the chart gets a third row of bars
-FILTER_DELAY = 0.12  # the filter applies this long after the last key typed
+FILTER_DELAY = 0.12  # the filter applies this long after the last key typed…
+FILTER_DELAY_MAX = 1.5  # …or longer when recounting the tree is slow (a big live tree)
+SLOW_FILTER = 0.2  # a recount this slow is announced ("filtering…") before it starts
 MATCH_SEARCH_NODES = 200_000  # n/N look at most this many nodes
 
 
@@ -68,6 +70,7 @@ class MainScreen(Screen[None]):
         self._summary: Summary | None = None
         self._rss = 0
         self._filter_timer: Timer | None = None
+        self._filter_cost = 0.0  # seconds the last filter change took (the model recounts)
 
     # -- layout ----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -139,7 +142,7 @@ class MainScreen(Screen[None]):
         if last is not None and not self.paused:
             now = dataclasses.replace(now, heap_bytes=last.heap_bytes,
                                       peak_bytes=last.peak_bytes,
-                                      peak_time_s=last.peak_time_s)
+                                      peak_time_s=last.peak_time_s, thread=last.thread)
         self.header_bar.show(now, self._rss)
 
     def refresh_columns(self) -> None:
@@ -251,15 +254,27 @@ class MainScreen(Screen[None]):
             return
         if self._filter_timer is not None:
             self._filter_timer.stop()
-        self._filter_timer = self.set_timer(FILTER_DELAY, self._apply_typed_filter)
+        # typing costs one recount per pause, not one per key, however big the tree
+        delay = min(FILTER_DELAY_MAX, max(FILTER_DELAY, 3 * self._filter_cost))
+        self._filter_timer = self.set_timer(delay, self._apply_typed_filter)
 
     def _apply_typed_filter(self) -> None:
         self._filter_timer = None
-        self.apply_filter(self.filter_box.value)
+        text = self.filter_box.value
+        if self._filter_cost > SLOW_FILTER and text.strip().lower() != self.session.tree.filter:
+            # a slow recount ahead: say so on screen first, then do it
+            self.query_one("#filter-label", Label).update("filtering…")
+            self.call_after_refresh(self.apply_filter, text)
+        else:
+            self.apply_filter(text)
 
     def apply_filter(self, text: str) -> None:
-        if text.strip().lower() != self.session.tree.filter:
-            self._change_model(lambda tree: tree.set_filter(text))
+        self.query_one("#filter-label", Label).update("filter /")
+        if text.strip().lower() == self.session.tree.filter:
+            return
+        start = time.perf_counter()
+        self._change_model(lambda tree: tree.set_filter(text))
+        self._filter_cost = time.perf_counter() - start
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input is not self.filter_box:

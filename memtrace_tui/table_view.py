@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.binding import Binding
 
 from memtrace_core.model import Location, Metric, Session
-from memtrace_tui.columns import Layout, counts_metric
+from memtrace_tui.columns import Layout, counts_metric, grand_total
 from memtrace_tui.kinds import location
 from memtrace_tui.lines_view import KIND_ROLES, LinesView, Row
 from memtrace_tui.messages import SelectionChanged
@@ -49,7 +49,7 @@ class LocationsTable(LinesView):
     def rebuild(self) -> None:
         """Recompute rows (call with the session lock held)."""
         tree = self.session.tree
-        self._grand = tree.root.total[tree.metric.sort_index]
+        self._grand = grand_total(tree)
         locs = tree.top_locations(self.sort, self.limit)
         cursor = 0
         if self.selected is not None:

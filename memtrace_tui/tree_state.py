@@ -19,6 +19,15 @@ SEARCH_DEPTH = 8  # inserted internal frames between two kept frames
 SEARCH_NODES = 2000  # bound on the nodes looked at per frame
 
 
+def frames_of(tree: CallTree, node: Node) -> list[Frame]:
+    """A node's path as frames, outermost first, also for a node of a tree since rebuilt
+    (whose parents may be gone: its key of frame ids is kept)."""
+    key = getattr(node, "key", None)
+    if key is not None:
+        return [tree.frames[fid] for fid in key()]
+    return [n.frame for n in node.path()]
+
+
 def _child(node: Node, frame: Frame) -> Node | None:
     return node.child(frame)
 

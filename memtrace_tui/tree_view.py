@@ -15,11 +15,11 @@ from __future__ import annotations
 from textual.binding import Binding
 
 from memtrace_core.model import CallTree, Node, Session
-from memtrace_tui.columns import Layout
+from memtrace_tui.columns import Layout, grand_total
 from memtrace_tui.kinds import location
 from memtrace_tui.lines_view import KIND_ROLES, LinesView, Row
 from memtrace_tui.messages import SelectionChanged
-from memtrace_tui.tree_state import relocate
+from memtrace_tui.tree_state import frames_of, relocate
 from memtrace_tui.tree_text import frame_matches, split_matches
 
 NAME_ROOM = 28  # columns kept for arrow, mark and the start of a name however deep
@@ -55,10 +55,10 @@ class CallTreeView(LinesView):
         old_expanded = list(self.expanded.values())
         self.expanded = {}
         for node in old_expanded:
-            for new in relocate(tree, [n.frame for n in node.path()]):
+            for new in relocate(tree, frames_of(tree, node)):
                 self.expanded[new.id] = new
         if self.selected is not None:
-            path = relocate(tree, [n.frame for n in self.selected.path()])
+            path = relocate(tree, frames_of(tree, self.selected))
             for new in path[:-1]:
                 self.expanded[new.id] = new
             self.selected = path[-1] if path else None
@@ -82,7 +82,7 @@ class CallTreeView(LinesView):
             else:  # replaced in place: keep its new self visible
                 for node in self.selected.path()[:-1]:
                     self.expanded[node.id] = node
-        self._grand = tree.root.total[tree.metric.sort_index]
+        self._grand = grand_total(tree)
         nodes: list[Node] = []
         stack: list[Node] = list(reversed(tree.children(tree.root)))
         expanded = self.expanded

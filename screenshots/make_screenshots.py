@@ -20,15 +20,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from memtrace_core.model.build import stack_frames  # noqa: E402
-from memtrace_core.model.calltree import CallTree  # noqa: E402
+from memtrace_core.model.build import call_tree  # noqa: E402
 from memtrace_core.model.feed import enlarge_pipe  # noqa: E402
 from memtrace_core.model.session import Session  # noqa: E402
 from memtrace_core.reader import StreamReader  # noqa: E402
 from memtrace_tui.app import MemtraceApp  # noqa: E402
 from memtrace_tui.live_controller import LiveController  # noqa: E402
 
-SIZE = (150, 46)
+SIZE = (130, 40)
 
 
 async def shoot(app: MemtraceApp, session: Session) -> None:
@@ -37,7 +36,7 @@ async def shoot(app: MemtraceApp, session: Session) -> None:
         while time.monotonic() < start + 60:  # a few seconds of data, every name in
             await asyncio.sleep(0.25)
             with session.lock:
-                ready = not session.tree.frames.pending() and not session.tree.backlog
+                ready = not session.tree.pending_names() and not session.tree.busy
             if ready and time.monotonic() > start + 6:
                 break
         await asyncio.sleep(0.5)
@@ -68,8 +67,8 @@ def main() -> None:
             cwd=HERE, start_new_session=True)
     os.close(write_fd)
     reader = StreamReader()
-    frames = stack_frames(reader, native=True)
-    session = Session(reader, CallTree(reader, frames), live=True)
+    tree = call_tree(reader, native=True)
+    session = Session(reader, tree, live=True)
     session.log_path = "numpy_example.log"
     controller = LiveController(proc, read_fd, session, log_path=session.log_path)
     try:
@@ -77,7 +76,7 @@ def main() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-        frames.close()
+        tree.close()
         log.unlink(missing_ok=True)
     print("wrote", *sorted(p.name for p in HERE.glob("*.svg")))
 

@@ -28,3 +28,16 @@ long churn(long n, unsigned long seed) {
     }
     return checksum;
 }
+
+/* n blocks of size..size+63 bytes kept live (the returned array holds them): live heap for
+ * bench_tui's memory figure. Never freed: the program ends holding them. */
+void **keep(long n, size_t size) {
+    void **blocks = malloc((size_t)n * sizeof(void *));
+    if (blocks == NULL) {
+        return NULL;
+    }
+    for (long i = 0; i < n; i++) {
+        blocks[i] = malloc(size + (size_t)(i % 64));
+    }
+    return blocks;
+}

@@ -23,6 +23,7 @@ from memtrace_core.errors import UserError
 
 PREFIX = "memtrace-attach-"
 OWNER = "memtrace.pid"
+TARGET = "target.pid"
 
 
 def _candidate_roots() -> list[str]:
@@ -71,10 +72,33 @@ def _sweep(root: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def attachers_of(target_pid: int) -> list[int]:
+    """Pids of the live memtrace processes attached to target_pid (from their channels)."""
+    out = []
+    for root in _candidate_roots():
+        try:
+            names = [n for n in os.listdir(root) if n.startswith(PREFIX)]
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(root, name)
+            try:
+                with open(os.path.join(path, TARGET)) as f:
+                    if int(f.read().strip()) != target_pid:
+                        continue
+                with open(os.path.join(path, OWNER)) as f:
+                    owner = int(f.read().strip())
+            except (OSError, ValueError):
+                continue
+            if owner != os.getpid() and os.path.exists(f"/proc/{owner}"):
+                out.append(owner)
+    return out
+
+
 class Channel:
     """The directory, the FIFO's read end and the status files."""
 
-    def __init__(self, owner_uid: int) -> None:
+    def __init__(self, owner_uid: int, target_pid: int = 0) -> None:
         sweep_stale()
         self.dir = tempfile.mkdtemp(prefix=PREFIX, dir=channel_root())  # mode 0700
         self.fifo = os.path.join(self.dir, "stream")
@@ -89,6 +113,8 @@ class Channel:
             self.read_fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             with open(os.path.join(self.dir, OWNER), "w") as f:
                 f.write(str(os.getpid()))
+            with open(os.path.join(self.dir, TARGET), "w") as f:
+                f.write(str(target_pid))
         except OSError as exc:
             self.close()
             raise UserError(f"cannot create the attach channel in {self.dir}: "

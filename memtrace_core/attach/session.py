@@ -73,7 +73,7 @@ class Attachment:
         if self.method == "gdb":
             inject.check_gdb(inject.find_gdb())
         sources = trust.agent_sources(helper_library())
-        self.channel = channel.Channel(self.target.uid)
+        self.channel = channel.Channel(self.target.uid, self.pid)
         try:
             self.trust_problems = trust.check_and_copy(
                 sources, self.channel.dir, self.target.uid, self.channel.chown_to,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import select
+import shlex
 import signal
 import sys
 import threading
@@ -27,9 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "are unknown.",
     )
     parser.add_argument("pid", type=int, metavar="PID", help="the process to trace")
+    parser.add_argument("--stop", action="store_true",
+                        help="ask the `memtrace attach` that traces PID (in another terminal, "
+                             "or left running after its terminal closed) to detach")
     add_attach_options(parser)
     parser.add_argument("-o", "--output", metavar="FILE", help="capture file to write")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite the output file")
+    from memtrace_core.cli.run import add_no_names
+
+    add_no_names(parser)
     parser.add_argument(
         "--duration", type=float, metavar="SECONDS",
         help="detach after this long (default: when interrupted with Ctrl-C)",
@@ -62,37 +69,59 @@ def add_method_option(parser: argparse.ArgumentParser) -> None:
 
 
 class StreamCopier(threading.Thread):
-    """Copies the stream from the FIFO into a file until EOF (or stop())."""
+    """Copies the stream from the FIFO into the capture file until EOF (or stop()), in the
+    format `memtrace run` writes ("MEMTRACZ", one zstd frame), flushed at least every
+    FLUSH_S so followers (`view --follow`) are never more than that behind."""
+
+    FLUSH_S = 0.2
 
     def __init__(self, fd: int, out_fd: int) -> None:
         super().__init__(name="memtrace-copy", daemon=True)
+        import zstandard
+
         self.fd = fd
         self.out_fd = out_fd
         self.bytes = 0
         self.first_data: float | None = None
         self.eof = threading.Event()
         self._stop_event = threading.Event()
+        self._zstd = zstandard.ZstdCompressor(level=2).compressobj()
+        self._flush_block = zstandard.COMPRESSOBJ_FLUSH_BLOCK
 
     def stop(self) -> None:
         self._stop_event.set()
 
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.out_fd, view):]
+
     def run(self) -> None:
         poller = select.poll()
         poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        self._write(b"MEMTRACZ")
+        last_flush = time.monotonic()
+        dirty = False
         try:
             while not self._stop_event.is_set():
-                if not poller.poll(50):
-                    continue
-                data = os.read(self.fd, 1 << 16)
-                if not data:
-                    break
-                if self.first_data is None:
-                    self.first_data = time.monotonic()
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self.out_fd, view):]
-                self.bytes += len(data)
+                if poller.poll(50):
+                    data = os.read(self.fd, 1 << 16)
+                    if not data:
+                        break
+                    if self.first_data is None:
+                        self.first_data = time.monotonic()
+                    self._write(self._zstd.compress(data))
+                    self.bytes += len(data)
+                    dirty = True
+                if dirty and time.monotonic() - last_flush >= self.FLUSH_S:
+                    self._write(self._zstd.flush(self._flush_block))
+                    last_flush = time.monotonic()
+                    dirty = False
         finally:
+            try:
+                self._write(self._zstd.flush())
+            except OSError:
+                pass
             os.close(self.fd)
             self.eof.set()
 
@@ -110,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
     from memtrace_core.cli.run import open_output
 
     pid = _parse_pid(args.pid)
+    if args.stop:
+        return stop_other(pid)
     if args.duration is not None and args.duration <= 0:
         raise UserError("--duration must be positive")
     output = args.output or f"memtrace-attach-{pid}.mtrace"
@@ -135,8 +166,13 @@ def run(args: argparse.Namespace) -> int:
             raise
         held = (f" (one thread held {attachment.stopped_ms[-1]:.1f} ms)"
                 if attachment.stopped_ms else "")
-        print(f"memtrace: attached to process {pid} in {attachment.attach_seconds:.2f} s"
-              f"{held}; recording to {output}", file=sys.stderr)
+        say(f"memtrace: attached to process {pid} in {attachment.attach_seconds:.2f} s"
+            f"{held}; recording to {output}")
+        if args.duration is None:
+            quoted = shlex.quote(output)
+            say(f"memtrace: follow it with: memtrace view --follow {quoted} (or memtrace "
+                f"top --follow {quoted}); stop with Ctrl-C here or memtrace attach --stop "
+                f"{pid}; closing this terminal does not stop it")
         interrupted = _wait(attachment, copier, args.duration)
         ended = copier.eof.is_set()  # the target exited, or its tracer stopped by itself
         exited = not attachment.alive()
@@ -151,18 +187,22 @@ def run(args: argparse.Namespace) -> int:
         attachment.close()
     os.close(out_fd)
     if exited:
-        print(f"memtrace: process {pid} exited; capture in {output}", file=sys.stderr)
+        say(f"memtrace: process {pid} exited; capture in {output}")
     elif ended:
-        print(f"memtrace: the stream from process {pid} ended early (its tracer stopped); "
-              f"capture in {output}", file=sys.stderr)
+        say(f"memtrace: the stream from process {pid} ended early (its tracer stopped); "
+            f"capture in {output}")
     elif clean:
         held = (f"; one thread held {attachment.stopped_ms[-1]:.1f} ms"
                 if len(attachment.stopped_ms) > 1 else "")
-        print(f"memtrace: detached from process {pid} (it runs on untraced{held}); capture in "
-              f"{output}", file=sys.stderr)
+        say(f"memtrace: detached from process {pid} (it runs on untraced{held}); capture in "
+            f"{output}")
     else:
-        print(f"memtrace: detached from process {pid} by closing the channel (its tracer "
-              f"stops by itself); capture in {output} has no trailer", file=sys.stderr)
+        say(f"memtrace: detached from process {pid} by closing the channel (its tracer "
+            f"stops by itself); capture in {output} has no trailer")
+    if args.native and not args.no_names:
+        from memtrace_core.cli._progress import name_capture
+
+        name_capture(output)
     return 130 if interrupted and args.duration is not None else 0
 
 
@@ -175,12 +215,25 @@ def warn_untrusted(attachment: Any) -> None:
               + "; another user could run code inside the target", file=sys.stderr)
 
 
+def say(line: str) -> None:
+    """A status line on stderr; nothing when the terminal is gone (tracing goes on)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
 def _wait(attachment: Any, copier: StreamCopier, duration: float | None) -> bool:
-    """Until the duration ends, the stream ends or Ctrl-C; True when interrupted."""
+    """Until the duration ends, the stream ends, or Ctrl-C / SIGTERM / `attach --stop`
+    (both detach cleanly); True when interrupted. A closed terminal (SIGHUP) changes
+    nothing: tracing goes on into the file."""
     end = None if duration is None else time.monotonic() + duration
-    previous = signal.getsignal(signal.SIGINT)
     stop = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM,
+                                                       signal.SIGHUP)}
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         while not stop.is_set() and not copier.eof.is_set():
             left = 0.2 if end is None else min(0.2, end - time.monotonic())
@@ -188,8 +241,36 @@ def _wait(attachment: Any, copier: StreamCopier, duration: float | None) -> bool
                 break
             stop.wait(left)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return stop.is_set()
+
+
+def stop_other(pid: int) -> int:
+    """`memtrace attach --stop PID`: find the memtrace tracing PID (its channel directory
+    names the target) and ask it to detach (SIGINT), then wait for it to finish."""
+    from memtrace_core.attach import channel
+
+    owners = channel.attachers_of(pid)
+    if not owners:
+        raise UserError(f"no memtrace attach is tracing process {pid}")
+    for owner in owners:
+        try:
+            os.kill(owner, signal.SIGINT)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            raise UserError(f"not permitted to stop memtrace (pid {owner}) tracing process "
+                            f"{pid}: run this as its user or as root") from None
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{o}") for o in owners) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if any(os.path.exists(f"/proc/{o}") for o in owners):
+        raise UserError(f"memtrace (pid {', '.join(map(str, owners))}) did not finish "
+                        f"detaching from process {pid} within 30 s")
+    say(f"memtrace: stopped tracing process {pid} (memtrace pid "
+        f"{', '.join(map(str, owners))} detached)")
+    return 0
 
 
 # -- memtrace live --attach PID -----------------------------------------------------------
@@ -333,6 +414,10 @@ def run_live(args: argparse.Namespace) -> int:
         attachment.close()
     if output:
         print(f"memtrace: capture: {output}", file=sys.stderr)
+        if native and not getattr(args, "no_names", False):
+            from memtrace_core.cli._progress import name_capture
+
+            name_capture(output)
     if session.detached:
         print(f"memtrace: process {pid} runs on untraced", file=sys.stderr)
     return 0

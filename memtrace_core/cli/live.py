@@ -17,8 +17,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", metavar="FILE", help="also save the stream as a capture")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    from memtrace_core.cli.run import add_no_names
+
+    add_no_names(p)
     p.add_argument("--log", metavar="FILE",
                    help="program output log (default: a file in the temp directory)")
+    p.add_argument("--background", action="store_true",
+                   help="no UI: start the program traced into -o FILE, detached from this "
+                        "terminal, print how to follow it (`memtrace view --follow FILE`) "
+                        "and return at once")
     p.add_argument("--attach", type=int, metavar="PID",
                    help="attach to a running Python process instead of starting a program")
     from memtrace_core.cli.attach import add_method_option
@@ -84,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         return run_live(args)
     program = program_from_args(args)
     program.check()
+    if args.background:
+        return _background(args, program)
     if not sys.stdout.isatty():
         raise UserError("live needs a terminal (use `memtrace run` to record a capture)")
     if args.output and os.path.exists(args.output) and not args.force:
@@ -141,6 +150,11 @@ def run(args: argparse.Namespace) -> int:
         if controller.feed is None:
             os.close(read_fd)
     print(f"memtrace: program output: {log_path}", file=sys.stderr)
+    if args.output and args.native and not args.no_names and controller.feed is not None:
+        controller.feed.eof.wait(timeout=10)  # the tee is closed: the capture is finished
+        from memtrace_core.cli._progress import name_capture
+
+        name_capture(args.output)
     if args.output:
         print(f"memtrace: capture: {args.output}", file=sys.stderr)
     if session.detached:
@@ -150,3 +164,58 @@ def run(args: argparse.Namespace) -> int:
     if code is None:
         return 0
     return code if code >= 0 else 128 - code
+
+
+def _background(args: argparse.Namespace, program) -> int:
+    """`live --background -o FILE`: `memtrace run -o FILE` in a session of its own (a lost
+    terminal's SIGHUP never reaches it), output in a log file; return at once."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+    import time
+
+    from memtrace_core.errors import UserError
+
+    if not args.output:
+        raise UserError("--background needs -o FILE (the capture to follow)", status=2)
+    output = os.path.abspath(args.output)
+    if os.path.exists(output) and not args.force:
+        raise UserError(f"{args.output} exists (use --force to overwrite)")
+    log_path = os.path.abspath(args.log) if args.log else output + ".log"
+    cmd = [sys.executable, "-m", "memtrace_core", "run", "-o", output, "--force"]
+    if args.native:
+        cmd.append("--native")
+    if args.no_names:
+        cmd.append("--no-names")
+    if args.trace_python_allocators:
+        cmd.append("--trace-python-allocators")
+    cmd += program.runner_command_line
+    try:
+        log = open(log_path, "wb")  # noqa: SIM115 - handed to the child
+    except OSError as exc:
+        raise UserError(f"cannot write {log_path}: {exc.strerror}") from None
+    if os.path.exists(output):
+        os.unlink(output)  # --force: the new capture's appearance is the start signal
+    with log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                env=_child_env(), start_new_session=True)
+    # Return once the capture exists, so the follow command printed below works at once.
+    deadline = time.monotonic() + 30
+    while not (os.path.exists(output) and os.path.getsize(output) > 0):
+        code = proc.poll()
+        if code is not None:
+            with open(log_path, "rb") as f:
+                tail = f.read()[-2000:].decode("utf-8", "replace").strip().splitlines()
+            raise UserError(f"the program ended before tracing started (status {code}): "
+                            f"{tail[-1] if tail else 'no output'}", status=code or 1)
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    quoted = shlex.quote(output)
+    print(f"memtrace: tracing {program.name} (pid {proc.pid}) in the background into "
+          f"{output}\n"
+          f"memtrace: follow it with: memtrace view --follow {quoted}\n"
+          f"memtrace:   or as text:   memtrace top --follow {quoted}\n"
+          f"memtrace: program output: {log_path}", file=sys.stderr)
+    return 0

@@ -1,4 +1,5 @@
-"""`memtrace view FILE`: the live TUI over a capture file (the final state, peak included)."""
+"""`memtrace view FILE`: the live TUI over a capture file (the final state, peak included);
+`memtrace view --follow FILE` over a capture that is still being written."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(in use at the end, peak, total allocated, count), top-locations table, threads.",
     )
     p.add_argument("file", help="capture file written by `memtrace run` or `live -o`")
+    p.add_argument("--follow", action="store_true",
+                   help="the capture is still being written (run -o, live -o, attach -o, "
+                        "live --background): keep reading as it grows, as live does")
     p.add_argument("--show-internal", action="store_true",
                    help="start with interpreter-internal frames shown (key i toggles)")
     p.set_defaults(func=run)
@@ -24,7 +28,13 @@ def run(args: argparse.Namespace) -> int:
     from memtrace_core.errors import UserError
     from memtrace_core.model.build import session_for_capture
 
-    session = session_for_capture(args.file, show_internal=args.show_internal)
+    if args.follow:
+        return _follow(args)
+    from memtrace_core.cli._progress import Progress
+
+    with Progress("reading the capture") as progress:
+        session = session_for_capture(args.file, show_internal=args.show_internal,
+                                      progress=progress)
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         session.tree.close()
         raise UserError("view needs a terminal (use `memtrace stats/table/tree` for text)")
@@ -34,4 +44,52 @@ def run(args: argparse.Namespace) -> int:
         MemtraceApp(session).run()
     finally:
         session.tree.close()
+    return 0
+
+
+def _follow(args: argparse.Namespace) -> int:
+    import sys
+    import time
+
+    from memtrace_core.errors import UserError
+    from memtrace_core.model.build import call_tree
+    from memtrace_core.model.session import Session
+    from memtrace_core.reader import StreamReader
+    from memtrace_core.reader.follow import CaptureFollower
+
+    if not sys.stdout.isatty() or not sys.stdin.isatty():
+        raise UserError("view needs a terminal (use `memtrace top --follow FILE` for text)")
+    follower = CaptureFollower(args.file)
+    reader = StreamReader()
+    deadline = time.monotonic() + 10
+    try:
+        while not reader.header:  # the header says what the tree needs (native or not)
+            data = follower.read()
+            if data:
+                reader.feed(data)
+                continue
+            if time.monotonic() > deadline or not follower.writer_alive():
+                raise UserError(f"{args.file}: no header yet: not a capture being written")
+            time.sleep(0.05)
+    except BaseException:
+        follower.close()
+        raise
+    tree = call_tree(reader)
+    if args.show_internal:
+        tree.core.set_show_internal(True)
+    session = Session(reader, tree, live=True)
+    session.started = float(reader.header.get("start_time") or session.started)
+    from memtrace_tui.app import MemtraceApp
+    from memtrace_tui.follow_controller import FollowController
+
+    controller = FollowController(follower, session)
+    try:
+        MemtraceApp(session, controller).run()
+    finally:
+        if controller.feed is not None:
+            controller.feed.stop()
+            controller.feed.eof.wait(timeout=3)
+        else:
+            follower.close()
+        tree.close()
     return 0

@@ -57,7 +57,10 @@ class _CaptureWriter:
         import zstandard
 
         self._flush_block = zstandard.COMPRESSOBJ_FLUSH_BLOCK
+        from memtrace_core.capture_lock import take_writer_lock
+
         self._file = open(path, "wb")  # noqa: SIM115 - lives as long as the feed
+        take_writer_lock(self._file.fileno())  # followers: a writer is alive (follow.py)
         self._file.write(b"MEMTRACZ")
         self._zstd = zstandard.ZstdCompressor(level=2).compressobj()
 
@@ -100,18 +103,38 @@ class PipeFeed(threading.Thread):
         """Stop reading and close the pipe (the tracer then stops, the program runs on)."""
         self._stop_event.set()
 
+    def _open_source(self) -> None:
+        self._poller = select.poll()
+        self._poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+
+    def _next(self) -> bytes | None:
+        """The stream's next bytes: b"" when none came within a short wait, None at its end."""
+        if not self._poller.poll(50):
+            return b""
+        data = os.read(self.fd, CHUNK)
+        return data if data else None
+
+    def _close_source(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
     def run(self) -> None:
         session = self.session
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        self._open_source()
         try:
             while not self._stop_event.is_set():
-                if not poller.poll(50):
+                try:
+                    data = self._next()
+                except Exception as exc:  # noqa: BLE001 - unreadable source: say so, stop
+                    session.error = str(exc).splitlines()[0] if str(exc) else repr(exc)
+                    break
+                if data is None:
+                    break
+                if not data:
                     self._maybe_update()
                     continue
-                data = os.read(self.fd, CHUNK)
-                if not data:
-                    break
                 if self.tee is not None:
                     self.tee.write(data)
                 with session.lock:
@@ -130,10 +153,7 @@ class PipeFeed(threading.Thread):
                         session.reader.finish()
                     except Exception:  # noqa: BLE001 - a truncated tail is not fatal here
                         pass
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
+            self._close_source()
             if self.tee is not None:
                 tee, self.tee = self.tee, None
                 tee.close()
@@ -183,3 +203,35 @@ class PipeFeed(threading.Thread):
         self.lag_seconds.extend(end - t for t in fed)
         self._last_notify = end
         self.on_update()
+
+
+class FollowFeed(PipeFeed):
+    """The same feed over a capture file that is still being written (`view --follow`): new
+    bytes as the writer flushes them; the end is the TRAILER, or the writer gone (its lock
+    released) with nothing more to read, which leaves the capture incomplete."""
+
+    def __init__(self, follower, session: Session, **kwargs) -> None:
+        super().__init__(-1, session, **kwargs)
+        self.follower = follower
+        self.writer_gone = False
+
+    def _open_source(self) -> None:
+        pass
+
+    def _next(self) -> bytes | None:
+        data = self.follower.read()
+        if data:
+            return data
+        if self.session.reader.complete or self.follower.frame_ended:
+            return None
+        if not self.follower.writer_alive():
+            data = self.follower.read()  # what it wrote just before it let go
+            if data:
+                return data
+            self.writer_gone = True
+            return None
+        self._stop_event.wait(0.05)
+        return b""
+
+    def _close_source(self) -> None:
+        self.follower.close()

@@ -50,6 +50,7 @@ class Session:
         self.running = live
         self.detached = False
         self.exit_code: int | None = None
+        self.end_note: str | None = None  # why a followed stream ended without an exit
         self.error: str | None = None
         self.log_path: str | None = None
         self.started = clock()
@@ -68,6 +69,8 @@ class Session:
                 return "detached (running untraced)"
             if self.running:
                 return "running"
+            if self.end_note:
+                return self.end_note
             if self.exit_code is None:
                 return "exited"
             if self.exit_code < 0:

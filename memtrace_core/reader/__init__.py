@@ -1,7 +1,8 @@
 """The one consumer of the wire format (docs/FORMAT.md, API in docs/READER_API.md).
 
 `StreamReader` decodes and aggregates in Cython/C; `read_capture` reads a capture file (raw
-"MEMTRACE" streams and zlib-compressed "MEMTRACZ" files).
+"MEMTRACE" streams and zstd-compressed "MEMTRACZ" files); `capture_stream` yields a capture
+file's plain stream, for tools that feed or time the reader themselves.
 
 Decisions beyond the API text:
 - Corrupt input: feed() raises CaptureError (a UserError, one line, "corrupt capture at byte
@@ -21,14 +22,14 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from memtrace_core.errors import UserError
 from memtrace_core.reader._reader import MAGIC, CaptureError, StreamReader
 
 __all__ = ["ALLOCATOR_NAMES", "COMPRESSED_MAGIC", "MAGIC", "CaptureError", "StreamReader",
-           "read_capture"]
+           "capture_stream", "read_capture"]
 
 ALLOCATOR_NAMES: dict[int, str] = {
     1: "malloc",
@@ -59,10 +60,11 @@ Progress = Callable[[int, int], None]  # (bytes of the file read, file size)
 _RAW_CHUNK = 8 << 20  # feed() a raw file in pieces: other threads (a UI) get the GIL between
 
 
-def _read_raw(name: str, data: mmap.mmap, progress: Progress | None) -> StreamReader:
+def _read_raw(name: str, data: mmap.mmap, progress: Progress | None,
+              end: int) -> StreamReader:
     """Feed an uncompressed capture file to the reader, a bounded piece at a time."""
     reader = StreamReader()
-    view = memoryview(data)
+    view = memoryview(data)[:end]
     try:
         for pos in range(0, len(view), _RAW_CHUNK):
             try:
@@ -78,7 +80,8 @@ def _read_raw(name: str, data: mmap.mmap, progress: Progress | None) -> StreamRe
     return reader
 
 
-def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None) -> StreamReader:
+def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None,
+                     end: int) -> StreamReader:
     """Decompress a capture file's zstd frame (after "MEMTRACZ") into the reader.
 
     The tracer flushes the frame at every buffer, so a file cut off mid-run decompresses up
@@ -88,7 +91,7 @@ def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None) -> S
     import zstandard
 
     reader = StreamReader()
-    view = memoryview(data)
+    view = memoryview(data)[:end]  # the names section after the stream is not stream
     fed = 0  # decompressed bytes handed to the reader
 
     def feed(out: bytes) -> bool:
@@ -143,15 +146,15 @@ def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None) -> S
     return reader
 
 
-def read_capture(path: str | Path, progress: Progress | None = None) -> StreamReader:
-    """Read a whole capture file; progress(done, total) is called as the file's bytes go by.
+def read_names(path: str | Path):
+    """The capture's embedded names (reader/names_section.py), or None."""
+    from memtrace_core.reader.names_section import read
 
-    Missing, empty or foreign files, and files corrupt before their HEADER, raise a one-line
-    UserError. A file cut short (no TRAILER, or a partial last record) is returned with
-    `.complete` False (`.truncated` True for a partial record). A file corrupt *after* its
-    HEADER is returned too, holding every record before the corruption, with `.error` set to
-    the one-line message (so a viewer can still show it; `memtrace stats` exits 1 on it).
-    """
+    return read(os.fspath(path))
+
+
+def _map_file(path: str | Path) -> tuple[str, mmap.mmap]:
+    """(name, read-only map) of a capture file; a one-line UserError when it cannot be."""
     name = os.fspath(path)
     try:
         with open(name, "rb") as f:
@@ -167,15 +170,71 @@ def read_capture(path: str | Path, progress: Progress | None = None) -> StreamRe
         raise UserError(f"{name}: permission denied") from None
     except OSError as exc:
         raise UserError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    return name, data
+
+
+def read_capture(path: str | Path, progress: Progress | None = None) -> StreamReader:
+    """Read a whole capture file; progress(done, total) is called as the file's bytes go by.
+
+    Missing, empty or foreign files, and files corrupt before their HEADER, raise a one-line
+    UserError. A file cut short (no TRAILER, or a partial last record) is returned with
+    `.complete` False (`.truncated` True for a partial record). A file corrupt *after* its
+    HEADER is returned too, holding every record before the corruption, with `.error` set to
+    the one-line message (so a viewer can still show it; `memtrace stats` exits 1 on it).
+    The names section after the stream, if any, is not read here (read_names).
+    """
+    from memtrace_core.reader.names_section import stream_end
+
+    name, data = _map_file(path)
+    end = stream_end(name)
     with data:
         magic = data[: len(MAGIC)]
         if magic == COMPRESSED_MAGIC:
-            reader = _read_compressed(name, data, progress)
+            reader = _read_compressed(name, data, progress, end)
         elif magic == MAGIC:
-            reader = _read_raw(name, data, progress)
+            reader = _read_raw(name, data, progress, end)
         else:
             raise UserError(f"{name}: not a memtrace capture")
     reader.finish()
     if not reader.header:
         raise UserError(f"{name}: truncated capture: it ends before its header")
     return reader
+
+
+def capture_stream(path: str | Path, chunk: int = _RAW_CHUNK) -> Iterator[bytes]:
+    """Yield the plain stream of a capture file ("MEMTRACE" magic first), decompressed.
+
+    For tools that feed a StreamReader themselves (benchmarks, converters): pieces of CHUNK
+    bytes (the last one shorter) that join to exactly what a live pipe would have carried.
+    Missing, empty or foreign files and corrupt compressed data raise a one-line UserError
+    (a capture cut off mid-run just ends early, as with read_capture).
+    """
+    import zstandard
+
+    from memtrace_core.reader.names_section import stream_end
+
+    name, data = _map_file(path)
+    end = stream_end(name)  # a names section after the stream is not stream
+    with data:
+        magic = data[: len(MAGIC)]
+        if magic == MAGIC:
+            for pos in range(0, end, chunk):
+                yield data[pos : min(pos + chunk, end)]
+            return
+        if magic != COMPRESSED_MAGIC:
+            raise UserError(f"{name}: not a memtrace capture")
+        decompressor = zstandard.ZstdDecompressor().decompressobj()
+        pending = bytearray()
+        for pos in range(len(COMPRESSED_MAGIC), end, _COMPRESSED_SLICE):
+            try:
+                pending += decompressor.decompress(data[pos : min(pos + _COMPRESSED_SLICE,
+                                                                  end)])
+            except zstandard.ZstdError as exc:
+                raise UserError(f"{name}: corrupt compressed data ({exc})") from None
+            while len(pending) >= chunk:
+                yield bytes(pending[:chunk])
+                del pending[:chunk]
+            if getattr(decompressor, "eof", False):
+                break
+        if pending:
+            yield bytes(pending)

@@ -376,3 +376,52 @@ async def test_cursor_follows_its_node_when_rows_arrive_above_it():
         os.close(wfd)
         await wait_for(lambda: controller.feed.eof.is_set())
         await asyncio.sleep(0)
+
+
+@scenarios.sync
+async def test_percent_is_share_of_the_whole_tree_also_under_a_filter(sample):
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE) as pilot:
+        tree = app.main.tree_view
+        await pilot.press("slash", *"parse", "enter", "n")
+        row = "".join(text for text, _ in tree.row(tree.cursor))
+        share = 100 * 30_000 / scenarios.IN_USE  # parse_rows under load_config: 30000 B
+        assert f"{share:5.1f}%" in row and "100.0%" not in row
+        await pilot.press("home")
+        row = "".join(text for text, _ in tree.row(0))  # main, filtered to its parse path
+        assert f"{100 * 30_000 / scenarios.IN_USE:5.1f}%" in row
+        assert "%root" in str(app.query_one("#columns").render())
+
+
+@scenarios.sync
+async def test_slow_recounts_wait_for_a_pause_in_typing(sample):
+    """On a big live tree a filter change recounts for a long time: typing then applies
+    the filter once the typist pauses, not after every key."""
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main
+        main._filter_cost = 0.5  # as measured on a tree of 350k stacks (several seconds)
+        await pilot.press("slash", *"pars")
+        await pilot.pause(0.4)
+        assert app.session.tree.filter == ""  # still typing: nothing recounted yet
+        await until(pilot, lambda: app.session.tree.filter == "pars")
+        assert str(main.query_one("#filter-label").render()) == "filter /"
+        await pilot.press("e", "enter")  # Enter applies at once
+        assert app.session.tree.filter == "parse"
+
+
+@scenarios.sync
+async def test_click_on_the_scrollbar_jumps_there(big):
+    app = MemtraceApp(scenarios.session_from(big))
+    async with app.run_test(size=(80, 24)) as pilot:
+        tree = app.main.tree_view
+        await pilot.press("right")
+        assert tree.row_count > tree.size.height
+        bar_x = tree.content_region.x - tree.region.x + tree.size.width - 1
+        last = tree.size.height - 1
+        await pilot.click("#tree", offset=(bar_x, last))  # the bottom of the track
+        assert tree.cursor == tree.row_count - 1 and cursor_on_screen(tree)
+        await pilot.click("#tree", offset=(bar_x, 0))
+        assert tree.cursor == 0 and tree.top == 0
+        strip = tree.render_line(0)
+        assert strip.text[-1] in "│┃"  # the scrollbar's track or thumb, always drawn

@@ -263,6 +263,8 @@ async def test_thread_picker_lists_threads_by_bytes(sample):
         assert app.session.tree.thread == 2
         assert app.session.tree.root.total[LIVE_BYTES] == 72_000
         assert "thread #2 worker-1" in str(app.query_one("#columns").render())
+        header = str(app.query_one("#header").render())
+        assert "heap 221.6 KiB  thread 70.3 KiB  peak" in header  # the root's own figure
         await pilot.press("t", "escape")  # cancel keeps the choice
         await pilot.pause()
         assert app.session.tree.thread == 2

@@ -53,7 +53,7 @@ def test_detail_pane_on_parse_rows(snap_compare, app):
 def test_filter_highlights_and_badges_80x24(snap_compare, app):
     """Live filter text in the box, matches highlighted, badges in the column line."""
     assert snap_compare(app, terminal_size=SMALL, press=["slash", *"parse", "enter", "n",
-                                                          "p", "slash", "l"])
+                                                          "p", "slash", "l", "wait:400"])
 
 
 def test_deep_stack_80x24(snap_compare, tmp_path):

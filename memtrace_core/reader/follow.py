@@ -1,0 +1,85 @@
+"""Following a capture file while it is written (`memtrace view --follow`, `memtrace top
+--follow`): any number of readers, none of which the writer knows about.
+
+Every capture writer (`run`'s tracer, `live -o`'s tee, `attach -o`'s copier) holds an
+exclusive flock on the file for as long as it writes (capture_lock.py), so a follower can
+tell "no new bytes yet" from "the writer is gone": a stream that ends without TRAILER while
+the lock is free ended for good (the program was killed), and is reported incomplete.
+
+Compressed captures are one zstd frame flushed by the writer every few milliseconds while
+records flow: a partly written block stays inside the decompressor until its end arrives,
+and a partly decoded record inside the reader, so a reader never sees a torn record.
+"""
+
+from __future__ import annotations
+
+import time
+
+from memtrace_core.capture_lock import writer_alive
+from memtrace_core.errors import UserError
+
+MAGIC = b"MEMTRACE"
+COMPRESSED_MAGIC = b"MEMTRACZ"
+CHUNK = 1 << 20
+
+
+class CaptureFollower:
+    """The plain stream of a capture file, as far as it is written now."""
+
+    def __init__(self, path: str, wait_s: float = 5.0) -> None:
+        self.path = path
+        deadline = time.monotonic() + wait_s
+        while True:  # a capture just started may not exist yet
+            try:
+                self._f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+                break
+            except FileNotFoundError:
+                if time.monotonic() > deadline:
+                    raise UserError(f"{path}: no such file") from None
+                time.sleep(0.05)
+            except IsADirectoryError:
+                raise UserError(f"{path}: is a directory, not a memtrace capture") from None
+            except OSError as exc:
+                raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        self._decompressor = None
+        magic = b""
+        while len(magic) < len(MAGIC):  # a file just created may not have its magic yet
+            magic += self._f.read(len(MAGIC) - len(magic))
+            if len(magic) < len(MAGIC):
+                if time.monotonic() > deadline or not self.writer_alive():
+                    self.close()
+                    if not magic:
+                        raise UserError(f"{path}: empty file, not a memtrace capture")
+                    raise UserError(f"{path}: not a memtrace capture")
+                time.sleep(0.05)
+        if magic == COMPRESSED_MAGIC:
+            import zstandard
+
+            self._decompressor = zstandard.ZstdDecompressor().decompressobj()
+            self._pending = b""
+        elif magic == MAGIC:
+            self._pending = MAGIC  # the reader checks the plain stream's own magic
+        else:
+            self.close()
+            raise UserError(f"{path}: not a memtrace capture")
+        self.frame_ended = False
+
+    def writer_alive(self) -> bool:
+        return writer_alive(self._f.fileno())
+
+    def read(self) -> bytes:
+        """New plain-stream bytes since the last call (b"" when nothing new is complete)."""
+        out = self._pending
+        self._pending = b""
+        data = self._f.read(CHUNK)
+        if data:
+            if self._decompressor is None:
+                out += data
+            else:
+                out += self._decompressor.decompress(data)
+                if getattr(self._decompressor, "eof", False):
+                    self.frame_ended = True
+        return out
+
+    def close(self) -> None:
+        self._f.close()

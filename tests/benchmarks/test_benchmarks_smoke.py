@@ -1,0 +1,104 @@
+"""Benchmarks never rot: every script in benchmarks/ runs with --smoke (tiny scale, one
+round, every measured path) and writes its figures with --json; a broken path fails here."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.util
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "benchmarks"
+SCRIPTS = sorted(p.stem for p in BENCH.glob("bench_*.py"))
+HAVE_MEMRAY = importlib.util.find_spec("memray") is not None
+
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+
+def required_figures(script: str) -> list[str]:
+    """Figures (fnmatch patterns) whose presence shows that each measured path ran."""
+    if script == "bench_run":
+        import bench_run
+
+        modes = [m for m in bench_run.MODES if HAVE_MEMRAY or not m.startswith("memray")]
+        return [f"{w}/{m}/{f}" for w in bench_run.WORKLOADS for m in modes
+                for f in (("seconds",) if m == "untraced" else ("ratio", "bytes_per_alloc"))]
+    if script == "bench_reader":
+        import bench_reader
+
+        return [f"{c}/{way}/Mrecords_per_s" for c in bench_reader.CAPTURES
+                for way in ("memory", "chunks", "file", "zfile", "msgpack_decode_only")]
+    if script == "bench_report":
+        import bench_report
+
+        return ["numpy_work/table_cold_s", "numpy_work/load_profile_s"] + [
+            f"numpy_work/{label.replace(' ', '_')}/warm_s" for label in bench_report.REPORTS]
+    if script == "bench_symbols":
+        tools = [f"{t}_s" for t in ("addr2line", "eu-addr2line") if shutil.which(t)]
+        return [*tools, "cold_process_s", "cold_cu_p90_ms", "warm_address_p99_ms",
+                "persistent_cache_s", "worker_cold_s", "pyelftools_only_s_per_address"]
+    if script == "bench_attach":
+        import bench_attach
+
+        held = [f"first_data/{s}/memtrace/held_median_ms" for s in bench_attach.STATE_TARGETS]
+        gdb = ["first_data/time.sleep/memtrace-gdb/median_s"] if shutil.which("gdb") else []
+        return [*held, *gdb, "slowdown/pure_python/attach/ratio",
+                "slowdown/pure_python/attach-native/ratio"]
+    if script == "bench_tui":
+        return ["keys/repaint_p99_ms", "keys/timer_lateness_p99_ms",
+                "memory/*/MB_per_million_live"] + (
+            ["live/ratio"] if shutil.which("tmux") else [])
+    raise AssertionError(f"{script}: a new benchmark needs its required figures listed here")
+
+
+def git_head() -> str | None:
+    if shutil.which("git") is None:
+        return None
+    proc = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                          text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_smoke_run_writes_figures(script: str, tmp_path: Path) -> None:
+    out = tmp_path / f"{script}.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / f"{script}.py"), "--smoke", "--json", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=230,
+    )
+    assert proc.returncode == 0, (
+        f"{script} --smoke exited {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}"
+        f"\n--- stderr\n{proc.stderr[-3000:]}")
+    assert f"{script} --smoke" in proc.stdout  # it says its figures are not measurements
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == script and doc["smoke"] is True
+    assert doc["failures"] == []
+    assert doc["python"]["version"] == platform.python_version()
+    assert doc["machine"]["cpu"] and doc["machine"]["cores"] == os.cpu_count()
+    head = git_head()
+    if head is not None:
+        assert doc["commit"]["sha"] == head
+    figures = doc["figures"]
+    required = {pattern: fnmatch.filter(figures, pattern) for pattern in required_figures(script)}
+    missing = [pattern for pattern, found in required.items() if not found]
+    assert not missing, f"{script}: figures missing: {missing}\n{proc.stdout[-3000:]}"
+    for name, fig in figures.items():
+        value = fig["value"]
+        assert isinstance(value, (int, float)) and math.isfinite(value), (name, fig)
+        assert fig["unit"] and fig["better"] in ("lower", "higher", "none"), (name, fig)
+    for name in (name for found in required.values() for name in found):
+        if "ratio" in name or name.endswith(("_s", "_ms", "per_s", "_live")):
+            assert figures[name]["value"] > 0, (name, figures[name])
