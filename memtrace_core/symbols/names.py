@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from ..frames import Frame, FrameKind
-from .hybrid import A_PENDING, address_flags, is_interpreter_module
+from .hybrid import A_PENDING, address_flags, cut_address, is_interpreter_module
 from .modmap import HistoryMap
 
 _ROOT_MODULES = ("libc.so", "libc-", "libpthread", "ld-linux", "ld-", "ld64")
@@ -102,7 +102,8 @@ class Namer:
         the first slice of it)."""
         keys: list[tuple] = []
         for ip in ips:
-            self._name_or_ask(ip, keys)
+            if cut_address(ip) is None:
+                self._name_or_ask(ip, keys)
         self._submit(keys)
 
     def classify(self, ips: list[int]) -> list[tuple[int, list[Frame]]]:
@@ -113,6 +114,10 @@ class Namer:
         later: list[tuple[int, tuple]] = []
         keys: list[tuple] = []
         for ip in ips:
+            cut = cut_address(ip)  # the tracer's marker where it cut a deep stack
+            if cut is not None:
+                out.append(cut)
+                continue
             got = self._name_or_ask(ip, keys)
             if isinstance(got, list):
                 out.append((address_flags(got), got))  # named: flags follow from names
