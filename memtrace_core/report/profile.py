@@ -28,15 +28,18 @@ class Selection(StrEnum):
     ALL = "all"  # every allocation made
     LEAKS = "leaks"  # still allocated at the end
     PEAK = "peak"  # allocated at the high-water mark
+    TEMPORARY = "temporary"  # freed by their thread within a few of its allocations
 
     @property
     def metric(self) -> Metric:
-        return {"all": Metric.TOTAL, "leaks": Metric.IN_USE, "peak": Metric.PEAK}[self.value]
+        return {"all": Metric.TOTAL, "leaks": Metric.IN_USE, "peak": Metric.PEAK,
+                "temporary": Metric.TEMPORARY}[self.value]
 
     @property
     def title(self) -> str:
         return {"all": "all allocations", "leaks": "still allocated at the end",
-                "peak": "allocated at the peak"}[self.value]
+                "peak": "allocated at the peak",
+                "temporary": "temporary allocations"}[self.value]
 
 
 def selection_from_args(args) -> Selection:
@@ -44,6 +47,8 @@ def selection_from_args(args) -> Selection:
         return Selection.LEAKS
     if getattr(args, "peak", False):
         return Selection.PEAK
+    if getattr(args, "temporary", False):
+        return Selection.TEMPORARY
     return Selection.ALL
 
 
@@ -162,7 +167,8 @@ class Profile:
 
 def load_profile(path: str | Path, selection: Selection = Selection.ALL,
                  show_internal: bool = False, cache_dir: Path | None = None,
-                 progress=None, at_us: int | None = None) -> Profile:
+                 progress=None, at_us: int | None = None,
+                 temporary_threshold: int = 1) -> Profile:
     """Read, name (native captures, auto-detected from the header) and sum a capture; with
     at_us, the capture as it stood at that instant (its first TICK at or after it).
 
@@ -171,9 +177,9 @@ def load_profile(path: str | Path, selection: Selection = Selection.ALL,
     from memtrace_core.reader import read_capture, read_capture_at, read_names
 
     if at_us is None:
-        reader = read_capture(path, progress=progress)
+        reader = read_capture(path, progress=progress, temporary_threshold=temporary_threshold)
     else:
-        reader = read_capture_at(path, at_us)
+        reader = read_capture_at(path, at_us, temporary_threshold)
     embedded = read_names(path) if (reader.header or {}).get("native") else None
     tree = call_tree(reader, names="sync", cache_dir=cache_dir, embedded=embedded)
     tree.set_metric(selection.metric)

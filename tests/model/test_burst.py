@@ -12,6 +12,7 @@ from streamgen import MALLOC, StreamWriter
 from memtrace_core.frames import Frame, FrameKind
 from memtrace_core.model import CallTree
 from memtrace_core.model.metrics import (
+    N_COUNTERS,
     ALLOC_BYTES,
     ALLOC_COUNT,
     LIVE_BYTES,
@@ -115,9 +116,9 @@ def check(tree: CallTree) -> None:
 
 def per_thread(reader) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
-    for row in reader.stacks():
-        acc = out.setdefault(row[2], [0] * 6)
-        for i, n in enumerate(row[3:]):
+    for sid, row in enumerate(reader.stacks()):
+        acc = out.setdefault(row[2], [0] * N_COUNTERS)
+        for i, n in enumerate((*row[3:], *reader.stack_temporary(sid))):
             acc[i] += n
     return out
 
