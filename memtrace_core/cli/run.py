@@ -84,5 +84,6 @@ def run(args: argparse.Namespace) -> int:
     fd = open_output(output, args.force)
     if args.native and not args.no_names:
         name_at_exit(output)
-    runner.run(program, fd, args.native, args.trace_python_allocators, compress=True)
+    runner.run(program, fd, args.native, args.trace_python_allocators, compress=True,
+               sample_bytes=args.sample)
     return 0
