@@ -49,6 +49,7 @@ cdef extern from "aggregate.h":
         int64_t temp_bytes, temp_allocs
         int header_seen, trailer_seen
         const char *error
+        double sample_mean
 
     int MT_DONE, MT_OTHER, MT_CORRUPT, MT_NOMEM, MT_STACK_CHANGED, MT_HIST_BUCKETS
     int MT_TEMP_MAX

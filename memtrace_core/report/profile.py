@@ -94,6 +94,27 @@ class Profile:
     notes: list[str] = field(default_factory=list)
     instant: bool = False  # read up to an instant (load_profile's at_us), not to its end
 
+    @property
+    def sample_bytes(self) -> int:
+        """The sampling mean of the capture (0: exact figures)."""
+        from memtrace_core.sampling import sample_bytes
+
+        return sample_bytes(getattr(self.reader, "header", None) or {})
+
+    @property
+    def approx(self) -> str:
+        """`≈ ` before every figure of a sampled capture, else nothing."""
+        from memtrace_core.sampling import ESTIMATE_MARK
+
+        return f"{ESTIMATE_MARK} " if self.sample_bytes else ""
+
+    @property
+    def sampling_note(self) -> str:
+        """` (sampled every ~512 KiB)` after a sampled report's title, else nothing."""
+        from memtrace_core.sampling import describe
+
+        return f" ({describe(self.sample_bytes)})" if self.sample_bytes else ""
+
     def _index(self) -> tuple[int, int]:
         m = self.selection.metric
         return m.bytes_index, m.count_index
@@ -156,6 +177,13 @@ class Profile:
     def warnings(self) -> list[str]:
         """Lines to show the user: stale libraries first, then symbolizer notes."""
         out = [stale_message(self.stale_libraries)] if self.stale_libraries else []
+        if self.sample_bytes:
+            from memtrace_core.sampling import describe
+
+            out.insert(0, f"{describe(self.sample_bytes)}: every figure is an estimate (≈)")
+            if self.selection is Selection.TEMPORARY:
+                out.insert(1, "a sampled capture does not count temporary allocations "
+                           "(they need every allocation): record without --sample")
         stopped_early = self.instant and getattr(self.reader, "stopped", False)
         if not getattr(self.reader, "complete", True) and not stopped_early and not getattr(
                 self.reader, "error", None):

@@ -12,11 +12,11 @@ from streamgen import MALLOC, StreamWriter
 from memtrace_core.frames import Frame, FrameKind
 from memtrace_core.model import CallTree
 from memtrace_core.model.metrics import (
-    N_COUNTERS,
     ALLOC_BYTES,
     ALLOC_COUNT,
     LIVE_BYTES,
     LIVE_COUNT,
+    N_COUNTERS,
     PEAK_BYTES,
     PEAK_COUNT,
 )

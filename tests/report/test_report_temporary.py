@@ -70,7 +70,8 @@ def test_python_line_and_tree(reports, churn_captures):
         if node.get("function") == "rep_churn":
             found.append((node["bytes"], node["count"]))
         todo.extend(node.get("children", []))
-    assert len(found) == 3 and tuple(map(sum, zip(*found))) == (expected, 3 * ROUNDS), found
+    total = tuple(map(sum, zip(*found, strict=True)))
+    assert len(found) == 3 and total == (expected, 3 * ROUNDS), found
 
 
 def test_bad_threshold_is_one_line(reports, churn_captures):
