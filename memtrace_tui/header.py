@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.widget import Widget
 
 from memtrace_core.model import Summary, format_bytes
-from memtrace_core.model.metrics import LIVE_BYTES
+from memtrace_core.model.metrics import LIVE_BYTES, format_rate, format_signed
 from memtrace_core.sampling import ESTIMATE_MARK, describe
 from memtrace_tui.palette import MUTED
 
@@ -52,7 +52,12 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         ("pending", [("  names pending ", MUTED),
                      (f"{s.pending_symbols}", "bold")]
          if s.pending_symbols else []),
+        ("growth", [("  growth ", MUTED), (est + format_rate(s.growth_per_s), "bold")]
+         if getattr(s, "growth_per_s", 0.0) else []),
         ("sampled", [(f"  {describe(sampled)}", "$text-warning")] if sampled else []),
+        ("mark", [(f"  mark {s.mark_time_s:.1f}s ", MUTED),
+                  (est + format_signed(s.since_mark_bytes), "bold")]
+         if getattr(s, "mark_time_s", None) is not None else []),
     ]
     room = width
 
@@ -75,7 +80,8 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         lead = []
     out = core[:3] + lead + core[3:]
     # the peak's time right after the peak, the rest in reading order
-    order = ["sampled", "peak_at", "rss", "native", "pending", "allocs", "records"]
+    order = ["sampled", "peak_at", "mark", "growth", "rss", "native", "pending", "allocs",
+             "records"]
     for name in order:
         out += kept.get(name, [])
     return Content.assemble(*[(t, st) if st else t for t, st in out if t])

@@ -53,6 +53,8 @@ class MainScreen(Screen[None]):
         Binding("N", "next_match(-1)", "Previous match", show=False),
         Binding("escape", "clear_filter", "Clear filter"),
         Binding("m", "cycle_metric", "Metric"),
+        Binding("b", "mark", "Mark", show=False),
+        Binding("B", "clear_mark", "Clear mark", show=False),
         Binding("t", "pick_thread", "Thread"),
         Binding("v", "switch_view", "Tree/table"),
         Binding("d", "toggle_detail", "Detail"),
@@ -198,7 +200,35 @@ class MainScreen(Screen[None]):
         self.refresh_all()
 
     def action_cycle_metric(self) -> None:
-        self._change_model(lambda tree: tree.set_metric(tree.metric.next()))
+        def cycle(tree) -> None:
+            metric = tree.metric.next()
+            if metric is Metric.SINCE_MARK and tree.mark is None:
+                metric = metric.next()  # nothing to compare with before `b`
+            tree.set_metric(metric)
+
+        self._change_model(cycle)
+
+    def action_mark(self) -> None:
+        """`b`: in use now becomes the reference; the tree shows what changed since."""
+        def mark(tree) -> None:
+            tree.set_mark()
+            tree.set_metric(Metric.SINCE_MARK)
+            if not self.paused and not tree.busy:
+                tree.update()
+
+        self._change_model(mark)
+
+    def action_clear_mark(self) -> None:
+        def clear(tree) -> None:
+            if tree.mark is None:
+                return
+            tree.clear_mark()
+            if tree.metric is Metric.SINCE_MARK:
+                tree.set_metric(Metric.IN_USE)
+            if not self.paused and not tree.busy:
+                tree.update()
+
+        self._change_model(clear)
 
     def set_metric(self, metric: Metric) -> None:
         self._change_model(lambda tree: tree.set_metric(metric))

@@ -23,9 +23,31 @@ def call_tree(reader, *, native: bool | None = None, names: str = "async",
     return CallTree(reader, namer, native=native)
 
 
+def growth_reference(path, reader, window_s: float):
+    """The growth metric's start for a capture read at once: the capture replayed up to
+    window_s before its end (its stacks' in-use figures then)."""
+    from array import array
+
+    from memtrace_core.model.calltree import Reference
+    from memtrace_core.reader import read_capture_at
+
+    start_us = max(0, reader.last_time_us - int(window_s * 1e6))
+    if start_us == 0:
+        return Reference(0, 0, 0, b"")
+    then = read_capture_at(path, start_us)
+    figures = array("q")
+    for row in then.stacks():
+        figures.extend(row[5:7])  # live bytes, live count
+    return Reference(then.last_time_us, then.heap_bytes, then.heap_allocations,
+                     figures.tobytes())
+
+
 def session_for_capture(path, *, show_internal: bool = False, names: str = "async",
-                        cache_dir: Path | None = None, progress=None) -> Session:
-    """A finished session over a capture file (the tree built, names on their way)."""
+                        cache_dir: Path | None = None, progress=None,
+                        temporary_threshold: int = 1,
+                        window_s: float | None = None) -> Session:
+    """A finished session over a capture file (the tree built, names on their way); the
+    growth metric covers the capture's last window_s seconds."""
     from memtrace_core.reader import read_capture, read_names
 
     namer = None
@@ -34,7 +56,8 @@ def session_for_capture(path, *, show_internal: bool = False, names: str = "asyn
 
         namer = Namer(None, mode=names, cache_dir=cache_dir)
     try:
-        reader = read_capture(path, progress=progress)
+        reader = read_capture(path, progress=progress,
+                              temporary_threshold=temporary_threshold)
     except BaseException:
         if namer is not None:
             namer.close()
@@ -50,6 +73,9 @@ def session_for_capture(path, *, show_internal: bool = False, names: str = "asyn
     tree = call_tree(reader, names=names, cache_dir=cache_dir, namer=namer, embedded=embedded)
     if show_internal:
         tree.core.set_show_internal(True)
+    if window_s is not None:
+        tree.set_window(window_s)
+        tree.set_growth_from(growth_reference(path, reader, window_s))
     tree.rebuild()
     session = Session(reader, tree)
     error = getattr(reader, "error", None)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from memtrace_core.model.calltree import CallTree
+from memtrace_core.model.metrics import GROWTH_BYTES, MARK_BYTES, N_COUNTERS
 from memtrace_core.sampling import sample_bytes
 
 HISTORY_POINTS = 4096  # chart resolution kept, whatever the run's length
@@ -37,6 +38,9 @@ class Summary:
     native: bool
     thread: tuple[int, ...] | None = None  # the chosen thread's counters (metrics order)
     sample_bytes: int = 0  # a sampled capture's mean: every figure is an estimate
+    growth_per_s: float = 0.0  # the whole heap's growth rate over the window
+    mark_time_s: float | None = None  # the mark (`b`), program clock; None: no mark
+    since_mark_bytes: int = 0  # the heap now minus at the mark
 
 
 class Session:
@@ -127,6 +131,8 @@ class Session:
             if trailer and start:
                 elapsed = max(elapsed, trailer["end_time"] - start)
         allocs, recs = self._rates()
+        whole = self.tree.whole_counters()
+        mark = self.tree.mark
         return Summary(
             pid=int(header.get("pid", 0)),
             command=" ".join(header.get("argv", [])) or "?",
@@ -141,8 +147,12 @@ class Session:
             records=r.records,
             native=bool(header.get("native", False)),
             thread=(None if self.tree.thread is None else
-                    tuple(self.tree.thread_totals().get(self.tree.thread, (0,) * 6))),
+                    tuple(self.tree.thread_totals().get(self.tree.thread,
+                                                        (0,) * N_COUNTERS))),
             sample_bytes=sample_bytes(header),
+            growth_per_s=self.tree.rate(whole[GROWTH_BYTES]),
+            mark_time_s=None if mark is None else mark.t_us / 1e6,
+            since_mark_bytes=whole[MARK_BYTES] if mark is not None else 0,
         )
 
     def _compact_history(self) -> list[tuple[int, int, int]]:
