@@ -23,7 +23,7 @@ PCT_W = 6  # "100.0%"
 WIDE = 90  # from this width on, the last number column is shown
 SHORT = {"in use": "in use", "peak": "peak", "total allocated": "allocated",
          "allocations": "count", "temporary": "temporary", "growth": "growth/s",
-         "since mark": "Δ mark"}
+         "since mark": "Δ mark", "in use at": "in use at"}
 
 
 def metric_label(metric: Metric) -> str:

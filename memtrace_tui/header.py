@@ -39,6 +39,10 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         (est + format_bytes(s.heap_bytes), "bold"), ("  peak ", MUTED),
         (est + format_bytes(s.peak_bytes), "bold"),
     ]
+    cursor = getattr(s, "cursor_s", None)
+    if cursor is not None:  # the timeline's cursor: the tree shows that instant
+        core += [("  at ", MUTED), (f"{cursor:.2f}s", "bold $text-warning"), (" ", ""),
+                 (est + format_bytes(s.cursor_heap_bytes), "bold $text-warning")]
     thread = getattr(s, "thread", None)
     if thread:  # one thread chosen: its own heap, which the tree's root shows
         core[7:7] = [("  thread ", MUTED), (est + format_bytes(thread[LIVE_BYTES]), "bold")]

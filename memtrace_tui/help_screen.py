@@ -24,6 +24,8 @@ KEYS = [
     ("escape", "clear the filter"),
     ("m", "metric: in use/peak/allocated/count/temporary/growth/Δ mark"),
     ("b  B", "mark now (Δ mark: the change since it) / clear the mark"),
+    ("[ ] < >", "view: time cursor one / ten instants earlier or later"),
+    ("{ }  M", "view: cursor to the start / the end (now) / the peak"),
     ("t", "choose a thread (numbers become that thread's own)"),
     ("i", "show/hide interpreter-internal frames"),
     ("v", "switch call tree / top-locations table"),

@@ -55,6 +55,13 @@ class MainScreen(Screen[None]):
         Binding("m", "cycle_metric", "Metric"),
         Binding("b", "mark", "Mark", show=False),
         Binding("B", "clear_mark", "Clear mark", show=False),
+        Binding("left_square_bracket", "time(-1)", "Earlier", show=False),
+        Binding("right_square_bracket", "time(1)", "Later", show=False),
+        Binding("less_than_sign", "time(-10)", "Much earlier", show=False),
+        Binding("greater_than_sign", "time(10)", "Much later", show=False),
+        Binding("left_curly_bracket", "time_edge(0)", "Start", show=False),
+        Binding("right_curly_bracket", "time_edge(1)", "End", show=False),
+        Binding("M", "time_peak", "Peak", show=False),
         Binding("t", "pick_thread", "Thread"),
         Binding("v", "switch_view", "Tree/table"),
         Binding("d", "toggle_detail", "Detail"),
@@ -217,6 +224,53 @@ class MainScreen(Screen[None]):
                 tree.update()
 
         self._change_model(mark)
+
+    # -- the timeline (a capture read at once) ----------------------------------------------
+    def _set_instant(self, index: int | None, peak: bool = False) -> None:
+        timeline = self.session.timeline
+        if timeline is None or not timeline.points:
+            return
+
+        def move(tree) -> None:
+            if peak:
+                tree.set_instant(timeline.peak)
+            elif index is None or index >= len(timeline.points) - 1:
+                tree.set_instant(None)  # the end: the capture as it finished
+            else:
+                tree.set_instant(timeline.points[max(0, index)])
+
+        self._change_model(move)
+
+    def _cursor_index(self) -> int:
+        timeline = self.session.timeline
+        at = self.session.tree.instant
+        if at is None:
+            return len(timeline.points) - 1
+        return timeline.index_at(at.t_us)
+
+    def action_time(self, steps: int) -> None:
+        """`[` `]` one instant earlier/later, `<` `>` ten."""
+        if self.session.timeline is None:
+            return
+        self._set_instant(self._cursor_index() + steps)
+
+    def action_time_edge(self, end: int) -> None:
+        """`{` the start, `}` the end (now)."""
+        if self.session.timeline is None:
+            return
+        self._set_instant(None if end else 0)
+
+    def action_time_peak(self) -> None:
+        """`M`: the peak (exact: every stack's figures at the high-water mark)."""
+        self._set_instant(None, peak=True)
+
+    def set_time_fraction(self, fraction: float) -> None:
+        """A click on the chart: the instant at that share of the run."""
+        timeline = self.session.timeline
+        if timeline is None or not timeline.points:
+            return
+        end = self.session.tree.figures.last_time_us
+        self._set_instant(timeline.index_at(int(end * min(1.0, max(0.0, fraction)))))
 
     def action_clear_mark(self) -> None:
         def clear(tree) -> None:

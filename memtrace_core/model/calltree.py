@@ -208,6 +208,7 @@ class CallTree:
         self.growth_from: Reference | None = None
         self._baselines: dict[int, bytes | None] = {}  # set when the update in flight ends
         self._fixed_growth = False
+        self.instant = None  # the timeline's cursor (timeline.Instant), or None
 
     # -- nodes -----------------------------------------------------------------------------
     def node(self, node_id: int) -> Node:
@@ -316,6 +317,17 @@ class CallTree:
             self.growth_from = window[0]
             self.core.set_baseline(1, window[0].snapshot)
 
+    def set_instant(self, instant) -> None:
+        """Show memory in use at a timeline instant (metric AT_CURSOR); None: back to now."""
+        self.instant = instant
+        self._baseline(2, None if instant is None else instant.snapshot)
+        if instant is not None:
+            self.set_metric(Metric.AT_CURSOR)
+        elif self.metric is Metric.AT_CURSOR:
+            self.set_metric(Metric.IN_USE)
+        if not self.core.busy:
+            self.update()
+
     @property
     def growth_span_s(self) -> float:
         """Seconds the growth figures cover (0 before the program's clock moved)."""
@@ -336,6 +348,8 @@ class CallTree:
         for ref in (self.mark, self.growth_from):
             out += [f.heap_bytes - (ref.heap_bytes if ref else 0),
                     f.heap_allocations - (ref.heap_allocations if ref else 0)]
+        at = self.instant
+        out += [at.heap_bytes, at.heap_allocations] if at else [0, 0]
         return out
 
     # -- building --------------------------------------------------------------------------

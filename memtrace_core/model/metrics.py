@@ -13,7 +13,8 @@ ALLOC_BYTES, ALLOC_COUNT, LIVE_BYTES, LIVE_COUNT, PEAK_BYTES, PEAK_COUNT = range
 TEMP_BYTES, TEMP_COUNT = 6, 7
 MARK_BYTES, MARK_COUNT = 8, 9  # in use now minus in use at the mark (`b`)
 GROWTH_BYTES, GROWTH_COUNT = 10, 11  # in use now minus at the growth window's start
-N_COUNTERS = 12
+AT_BYTES, AT_COUNT = 12, 13  # in use at the timeline's cursor (`view`)
+N_COUNTERS = 14
 DELTA_METRICS = ("since mark", "growth")  # signed figures
 
 
@@ -28,6 +29,7 @@ class Metric(StrEnum):
     TEMPORARY = "temporary"
     GROWTH = "growth"  # in-use bytes gained per second over the window (negative: shrank)
     SINCE_MARK = "since mark"  # in use now minus in use at the mark
+    AT_CURSOR = "in use at"  # in use at the timeline's cursor (not in the `m` cycle)
 
     @property
     def bytes_index(self) -> int:
@@ -40,6 +42,7 @@ class Metric(StrEnum):
             "temporary": TEMP_BYTES,
             "growth": GROWTH_BYTES,
             "since mark": MARK_BYTES,
+            "in use at": AT_BYTES,
         }[self.value]
 
     @property
@@ -53,6 +56,7 @@ class Metric(StrEnum):
             "temporary": TEMP_COUNT,
             "growth": GROWTH_COUNT,
             "since mark": MARK_COUNT,
+            "in use at": AT_COUNT,
         }[self.value]
 
     @property
@@ -66,8 +70,11 @@ class Metric(StrEnum):
         return self.value in DELTA_METRICS
 
     def next(self) -> Metric:
-        """The metric after this one, wrapping around (the `m` key)."""
-        members = list(Metric)
+        """The metric after this one, wrapping around (the `m` key; the timeline's own
+        metric is not in the cycle)."""
+        members = [m for m in Metric if m is not Metric.AT_CURSOR]
+        if self not in members:
+            return Metric.IN_USE
         return members[(members.index(self) + 1) % len(members)]
 
 

@@ -41,6 +41,8 @@ class Summary:
     growth_per_s: float = 0.0  # the whole heap's growth rate over the window
     mark_time_s: float | None = None  # the mark (`b`), program clock; None: no mark
     since_mark_bytes: int = 0  # the heap now minus at the mark
+    cursor_s: float | None = None  # the timeline's cursor (`view`); None: now
+    cursor_heap_bytes: int = 0
 
 
 class Session:
@@ -53,6 +55,7 @@ class Session:
         self.live = live
         self.clock = clock
         self.lock = threading.RLock()
+        self.timeline = None  # model/timeline.py's Timeline of a capture read at once
         self.running = live
         self.detached = False
         self.exit_code: int | None = None
@@ -153,6 +156,8 @@ class Session:
             growth_per_s=self.tree.rate(whole[GROWTH_BYTES]),
             mark_time_s=None if mark is None else mark.t_us / 1e6,
             since_mark_bytes=whole[MARK_BYTES] if mark is not None else 0,
+            cursor_s=None if self.tree.instant is None else self.tree.instant.t_us / 1e6,
+            cursor_heap_bytes=0 if self.tree.instant is None else self.tree.instant.heap_bytes,
         )
 
     def _compact_history(self) -> list[tuple[int, int, int]]:
