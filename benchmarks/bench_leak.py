@@ -5,6 +5,8 @@ cursor) on a capture of ~20 million records, and the growth window on the live p
             read_capture() against the timeline's reading (instants taken on the way), then
             the time to show the tree at an instant (set_instant: the stacks whose figures
             differ are recounted), over 20 instants across the run.
+  timeline_stacks  the same on the stacks capture below (scrubbing tens of thousands of
+            stacks).
   growth    stacks: numpy_work.py --native (tens of thousands of distinct stacks) fed to a
             live tree in 64 KiB pieces, one update per piece: stacks absorbed per second
             with the growth window sliding (a snapshot of every stack every 0.5 s of the
@@ -36,7 +38,7 @@ SCRUB_TARGET_S = 0.3
 PIPE_CHUNK = 64 << 10
 
 
-def bench_timeline(capture: Path, results: Results) -> None:
+def bench_timeline(capture: Path, results: Results, prefix: str = "timeline") -> None:
     start = time.perf_counter()
     plain = read_capture(capture)
     plain_s = time.perf_counter() - start
@@ -47,10 +49,10 @@ def bench_timeline(capture: Path, results: Results) -> None:
     if timeline is None or plain.records != session.reader.records:
         results.fail("the timeline's reading differs from read_capture's")
         return
-    results.figure("timeline/records", plain.records, "records", better="none")
-    results.figure("timeline/read_capture_s", plain_s, "s")
-    results.figure("timeline/session_with_timeline_s", timeline_s, "s")
-    results.figure("timeline/instants", len(timeline.points), "instants", better="none")
+    results.figure(f"{prefix}/records", plain.records, "records", better="none")
+    results.figure(f"{prefix}/read_capture_s", plain_s, "s")
+    results.figure(f"{prefix}/session_with_timeline_s", timeline_s, "s")
+    results.figure(f"{prefix}/instants", len(timeline.points), "instants", better="none")
     points = timeline.points
     picks = [points[i * (len(points) - 1) // 19] for i in range(20)] if len(points) > 1 else []
     times = []
@@ -62,8 +64,8 @@ def bench_timeline(capture: Path, results: Results) -> None:
             results.fail(f"the tree at {instant.t_us} us is not the heap then")
             return
     if times:
-        results.figure("timeline/scrub_median_s", statistics.median(times), "s")
-        results.figure("timeline/scrub_max_s", max(times), "s")
+        results.figure(f"{prefix}/scrub_median_s", statistics.median(times), "s")
+        results.figure(f"{prefix}/scrub_max_s", max(times), "s")
     tree.close()
 
 
@@ -97,6 +99,7 @@ def measure(args: argparse.Namespace, results: Results) -> None:
         capture = make_capture("churn", work, 1.8 * args.scale)
         bench_timeline(capture, results)
         stacks = make_capture("stacks", work, args.scale)
+        bench_timeline(stacks, results, "timeline_stacks")  # scrubbing many stacks
         bench_growth(stacks, results, args.repeat)
     for key, fig in results.figures.items():
         value = fig["value"]
