@@ -14,7 +14,7 @@ from memtrace_tui.kinds import KIND_LABELS
 from memtrace_tui.palette import kind_variable
 
 KEYS = [
-    ("↑ ↓ / j k", "move the cursor (PgUp/PgDn, Home/End, the mouse wheel too)"),
+    ("↑ ↓ / j k", "move the cursor (PgUp/PgDn, Home/End, mouse wheel too)"),
     ("→ / l / enter", "expand the node (again: step into it)"),
     ("← / h", "collapse the node, or go to its parent"),
     ("e", "expand the hottest path from the selected node"),
@@ -22,7 +22,7 @@ KEYS = [
     ("/", "filter by function or file substring, live as you type"),
     ("n / N", "next / previous match of the filter"),
     ("escape", "clear the filter"),
-    ("m", "cycle metric: in use / peak / total allocated / allocations"),
+    ("m", "metric: in use / peak / total allocated / allocations"),
     ("t", "choose a thread (numbers become that thread's own)"),
     ("i", "show/hide interpreter-internal frames"),
     ("v", "switch call tree / top-locations table"),

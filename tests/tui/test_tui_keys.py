@@ -425,3 +425,27 @@ async def test_click_on_the_scrollbar_jumps_there(big):
         assert tree.cursor == 0 and tree.top == 0
         strip = tree.render_line(0)
         assert strip.text[-1] in "│┃"  # the scrollbar's track or thumb, always drawn
+
+
+@pytest.mark.parametrize("width", [50, 64, 80, 100, 160])
+@scenarios.sync
+async def test_one_header_line_and_help_quit_at_every_width(sample, width):
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=(width, 24)) as pilot:
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("end", "enter")  # a thread badge too
+        await pilot.press("slash", *"parse", "enter", "p")  # filter and PAUSED badges
+        main = app.main
+        header = main.header_bar.render().plain
+        assert "\n" not in header and len(header) <= main.header_bar.size.width
+        assert "heap " in header and "peak " in header
+        columns = main.columns.render().plain
+        assert len(columns) <= main.columns.size.width
+        assert "PAUSED" in columns  # the badges that matter most keep their place
+        if width >= 64:
+            assert "/parse" in columns
+        keys = main.query_one("#keys").render().plain
+        assert len(keys) <= main.query_one("#keys").size.width
+        assert keys.rstrip().endswith("? help  q quit")
+        assert main.header_bar.outer_size.height == 1
