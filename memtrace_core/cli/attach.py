@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_attach_options(parser)
     parser.add_argument("-o", "--output", metavar="FILE", help="capture file to write")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite the output file")
+    from memtrace_core.cli.run import add_no_names
+
+    add_no_names(parser)
     parser.add_argument(
         "--duration", type=float, metavar="SECONDS",
         help="detach after this long (default: when interrupted with Ctrl-C)",
@@ -196,6 +199,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         say(f"memtrace: detached from process {pid} by closing the channel (its tracer "
             f"stops by itself); capture in {output} has no trailer")
+    if args.native and not args.no_names:
+        from memtrace_core.cli._progress import name_capture
+
+        name_capture(output)
     return 130 if interrupted and args.duration is not None else 0
 
 
@@ -407,6 +414,10 @@ def run_live(args: argparse.Namespace) -> int:
         attachment.close()
     if output:
         print(f"memtrace: capture: {output}", file=sys.stderr)
+        if native and not getattr(args, "no_names", False):
+            from memtrace_core.cli._progress import name_capture
+
+            name_capture(output)
     if session.detached:
         print(f"memtrace: process {pid} runs on untraced", file=sys.stderr)
     return 0

@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", metavar="FILE", help="also save the stream as a capture")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    from memtrace_core.cli.run import add_no_names
+
+    add_no_names(p)
     p.add_argument("--log", metavar="FILE",
                    help="program output log (default: a file in the temp directory)")
     p.add_argument("--background", action="store_true",
@@ -147,6 +150,11 @@ def run(args: argparse.Namespace) -> int:
         if controller.feed is None:
             os.close(read_fd)
     print(f"memtrace: program output: {log_path}", file=sys.stderr)
+    if args.output and args.native and not args.no_names and controller.feed is not None:
+        controller.feed.eof.wait(timeout=10)  # the tee is closed: the capture is finished
+        from memtrace_core.cli._progress import name_capture
+
+        name_capture(args.output)
     if args.output:
         print(f"memtrace: capture: {args.output}", file=sys.stderr)
     if session.detached:
@@ -178,6 +186,8 @@ def _background(args: argparse.Namespace, program) -> int:
     cmd = [sys.executable, "-m", "memtrace_core", "run", "-o", output, "--force"]
     if args.native:
         cmd.append("--native")
+    if args.no_names:
+        cmd.append("--no-names")
     if args.trace_python_allocators:
         cmd.append("--trace-python-allocators")
     cmd += program.runner_command_line

@@ -19,10 +19,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="capture file to write")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite the output file")
+    add_no_names(parser)
     from memtrace_core.tracer.runner import add_program_arguments
 
     add_program_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def add_no_names(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-names", action="store_true",
+        help="with --native: do not store the native frames' names in the capture when it "
+             "is finished (`memtrace symbolize FILE` can add them later, on this machine)",
+    )
+
+
+def name_at_exit(path: str) -> None:
+    """Name the capture's native frames once this process has run the program and stopped
+    tracing (registered before the tracer's own exit handler, so it runs after it); never
+    in a forked child, which inherits the handler."""
+    import atexit
+
+    pid = os.getpid()
+
+    def name() -> None:
+        if os.getpid() == pid:
+            from memtrace_core.cli._progress import name_capture
+
+            name_capture(path)
+
+    atexit.register(name)
 
 
 def default_output(program_name: str) -> str:
@@ -56,5 +82,7 @@ def run(args: argparse.Namespace) -> int:
         output = default_output(program.name)
         print(f"memtrace: writing capture to {output}", file=sys.stderr)
     fd = open_output(output, args.force)
+    if args.native and not args.no_names:
+        name_at_exit(output)
     runner.run(program, fd, args.native, args.trace_python_allocators, compress=True)
     return 0

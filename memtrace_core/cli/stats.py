@@ -33,11 +33,20 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
+    from memtrace_core.cli._progress import Progress
     from memtrace_core.reader import read_capture
 
-    reader = read_capture(args.file)
+    with Progress("reading the capture") as progress:
+        reader = read_capture(args.file, progress=progress)
     limit = args.top if args.top is not None else (JSON_TOP if args.json else HUMAN_TOP)
-    summary = summarize(reader, limit or None)
+    embedded = None
+    if (reader.header or {}).get("native"):
+        from memtrace_core.reader import read_names
+
+        embedded = read_names(args.file)
+        if embedded is not None and embedded.warning:
+            print(f"memtrace: warning: {embedded.warning}", file=sys.stderr)
+    summary = summarize(reader, limit or None, embedded)
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -52,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def summarize(reader: Any, limit: int | None = None) -> dict[str, Any]:
+def summarize(reader: Any, limit: int | None = None, embedded: Any = None) -> dict[str, Any]:
     """Everything `stats --json` prints, as a JSON-ready dict."""
     from memtrace_core.analysis import native_locations, python_locations, top
     from memtrace_core.reader import ALLOCATOR_NAMES
@@ -71,6 +80,7 @@ def summarize(reader: Any, limit: int | None = None) -> dict[str, Any]:
         "command": " ".join(str(a) for a in argv) if isinstance(argv, list) else str(argv),
         "python": header.get("python"),
         "native": bool(header.get("native", False)),
+        "names_embedded": len(embedded) if embedded is not None else 0,
         "python_allocators": bool(header.get("python_allocators", False)),
         "attached": bool(header.get("attached", False)),
         "complete": reader.complete,
@@ -110,7 +120,8 @@ def summarize(reader: Any, limit: int | None = None) -> dict[str, Any]:
     if out["native"]:
         from memtrace_core.symbols.names import Namer
 
-        namer = Namer(reader, mode="sync")  # the one resolver, with its persistent cache
+        # the one resolver: the capture's own names first, then the persistent cache
+        namer = Namer(reader, mode="sync", embedded=embedded)
         nat_locs = native_locations(reader)
         rows = top(nat_locs, "bytes", limit)
         out["top_native_locations"] = [

@@ -48,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.follow:
         from memtrace_core.capture_lock import writer_alive
-        from memtrace_core.reader import read_capture
+        from memtrace_core.reader import read_capture, read_names
 
         reader = read_capture(args.file)
-        tree = call_tree(reader, names="sync")
+        tree = call_tree(reader, names="sync", embedded=read_names(args.file))
         try:
             with open(args.file, "rb") as f:
                 writing = writer_alive(f.fileno())
@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         next_at = time.monotonic() + args.interval
         ended = False
+        last: tuple[int, str] | None = None  # what was printed last: never twice the same
         while not ended:
             data = follower.read()
             if data:
@@ -85,9 +86,10 @@ def run(args: argparse.Namespace) -> int:
             if tree is None and reader.header:
                 tree = call_tree(reader, names="sync")
             if ended or time.monotonic() >= next_at:
-                if tree is not None:
-                    status = _status(reader, writer_gone=ended)
+                status = _status(reader, writer_gone=ended)
+                if tree is not None and (reader.records, status) != last:
                     emit(snapshot(args.file, reader, tree, status, args.limit))
+                    last = (reader.records, status)
                 next_at = time.monotonic() + args.interval
             if not data and not ended:
                 time.sleep(0.05)

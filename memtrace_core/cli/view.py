@@ -30,7 +30,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.follow:
         return _follow(args)
-    session = session_for_capture(args.file, show_internal=args.show_internal)
+    from memtrace_core.cli._progress import Progress
+
+    with Progress("reading the capture") as progress:
+        session = session_for_capture(args.file, show_internal=args.show_internal,
+                                      progress=progress)
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         session.tree.close()
         raise UserError("view needs a terminal (use `memtrace stats/table/tree` for text)")

@@ -60,10 +60,11 @@ Progress = Callable[[int, int], None]  # (bytes of the file read, file size)
 _RAW_CHUNK = 8 << 20  # feed() a raw file in pieces: other threads (a UI) get the GIL between
 
 
-def _read_raw(name: str, data: mmap.mmap, progress: Progress | None) -> StreamReader:
+def _read_raw(name: str, data: mmap.mmap, progress: Progress | None,
+              end: int) -> StreamReader:
     """Feed an uncompressed capture file to the reader, a bounded piece at a time."""
     reader = StreamReader()
-    view = memoryview(data)
+    view = memoryview(data)[:end]
     try:
         for pos in range(0, len(view), _RAW_CHUNK):
             try:
@@ -79,7 +80,8 @@ def _read_raw(name: str, data: mmap.mmap, progress: Progress | None) -> StreamRe
     return reader
 
 
-def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None) -> StreamReader:
+def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None,
+                     end: int) -> StreamReader:
     """Decompress a capture file's zstd frame (after "MEMTRACZ") into the reader.
 
     The tracer flushes the frame at every buffer, so a file cut off mid-run decompresses up
@@ -89,7 +91,7 @@ def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None) -> S
     import zstandard
 
     reader = StreamReader()
-    view = memoryview(data)
+    view = memoryview(data)[:end]  # the names section after the stream is not stream
     fed = 0  # decompressed bytes handed to the reader
 
     def feed(out: bytes) -> bool:
@@ -144,6 +146,13 @@ def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None) -> S
     return reader
 
 
+def read_names(path: str | Path):
+    """The capture's embedded names (reader/names_section.py), or None."""
+    from memtrace_core.reader.names_section import read
+
+    return read(os.fspath(path))
+
+
 def _map_file(path: str | Path) -> tuple[str, mmap.mmap]:
     """(name, read-only map) of a capture file; a one-line UserError when it cannot be."""
     name = os.fspath(path)
@@ -172,14 +181,18 @@ def read_capture(path: str | Path, progress: Progress | None = None) -> StreamRe
     `.complete` False (`.truncated` True for a partial record). A file corrupt *after* its
     HEADER is returned too, holding every record before the corruption, with `.error` set to
     the one-line message (so a viewer can still show it; `memtrace stats` exits 1 on it).
+    The names section after the stream, if any, is not read here (read_names).
     """
+    from memtrace_core.reader.names_section import stream_end
+
     name, data = _map_file(path)
+    end = stream_end(name)
     with data:
         magic = data[: len(MAGIC)]
         if magic == COMPRESSED_MAGIC:
-            reader = _read_compressed(name, data, progress)
+            reader = _read_compressed(name, data, progress, end)
         elif magic == MAGIC:
-            reader = _read_raw(name, data, progress)
+            reader = _read_raw(name, data, progress, end)
         else:
             raise UserError(f"{name}: not a memtrace capture")
     reader.finish()
@@ -198,20 +211,24 @@ def capture_stream(path: str | Path, chunk: int = _RAW_CHUNK) -> Iterator[bytes]
     """
     import zstandard
 
+    from memtrace_core.reader.names_section import stream_end
+
     name, data = _map_file(path)
+    end = stream_end(name)  # a names section after the stream is not stream
     with data:
         magic = data[: len(MAGIC)]
         if magic == MAGIC:
-            for pos in range(0, len(data), chunk):
-                yield data[pos : pos + chunk]
+            for pos in range(0, end, chunk):
+                yield data[pos : min(pos + chunk, end)]
             return
         if magic != COMPRESSED_MAGIC:
             raise UserError(f"{name}: not a memtrace capture")
         decompressor = zstandard.ZstdDecompressor().decompressobj()
         pending = bytearray()
-        for pos in range(len(COMPRESSED_MAGIC), len(data), _COMPRESSED_SLICE):
+        for pos in range(len(COMPRESSED_MAGIC), end, _COMPRESSED_SLICE):
             try:
-                pending += decompressor.decompress(data[pos : pos + _COMPRESSED_SLICE])
+                pending += decompressor.decompress(data[pos : min(pos + _COMPRESSED_SLICE,
+                                                                  end)])
             except zstandard.ZstdError as exc:
                 raise UserError(f"{name}: corrupt compressed data ({exc})") from None
             while len(pending) >= chunk:

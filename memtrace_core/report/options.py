@@ -21,9 +21,12 @@ def load(args: argparse.Namespace):
     """The Profile these arguments ask for; warnings (stale libraries...) on stderr."""
     import sys
 
+    from memtrace_core.cli._progress import Progress
     from memtrace_core.report.profile import load_profile, selection_from_args
 
-    profile = load_profile(args.file, selection_from_args(args), args.show_internal)
+    with Progress("reading the capture") as progress:
+        profile = load_profile(args.file, selection_from_args(args), args.show_internal,
+                               progress=progress)
     for line in profile.warnings():
         print(f"memtrace: warning: {line}", file=sys.stderr)
     return profile

@@ -159,15 +159,17 @@ class Profile:
 
 
 def load_profile(path: str | Path, selection: Selection = Selection.ALL,
-                 show_internal: bool = False, cache_dir: Path | None = None) -> Profile:
+                 show_internal: bool = False, cache_dir: Path | None = None,
+                 progress=None) -> Profile:
     """Read, name (native captures, auto-detected from the header) and sum a capture.
 
     Raises UserError (one line) for a missing, foreign or corrupt file."""
     from memtrace_core.model.build import call_tree
-    from memtrace_core.reader import read_capture
+    from memtrace_core.reader import read_capture, read_names
 
-    reader = read_capture(path)
-    tree = call_tree(reader, names="sync", cache_dir=cache_dir)
+    reader = read_capture(path, progress=progress)
+    embedded = read_names(path) if (reader.header or {}).get("native") else None
+    tree = call_tree(reader, names="sync", cache_dir=cache_dir, embedded=embedded)
     tree.set_metric(selection.metric)
     if show_internal:
         tree.core.set_show_internal(True)

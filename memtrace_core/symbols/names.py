@@ -31,7 +31,7 @@ class Namer:
     """Addresses (ips: return addresses, named at ip - 1) -> flags and frames."""
 
     def __init__(self, reader, *, mode: str = "async", cache_dir: Path | None = None,
-                 symbolizer=None) -> None:
+                 symbolizer=None, embedded=None) -> None:
         if mode not in ("sync", "async", "off"):
             raise ValueError(f"bad mode {mode!r}")
         self.reader = reader
@@ -47,15 +47,21 @@ class Namer:
         self._failures: dict[str, str] = {}
         self.notes_seen: list[str] = []
         self._executable = ""
+        self.embedded = None  # the capture's own names (reader.names_section), used first
         if reader is not None:
-            self.attach(reader)
+            self.attach(reader, embedded)
         if mode == "async":
             self.worker = self._start_worker(cache_dir)
 
-    def attach(self, reader) -> None:
+    def attach(self, reader, embedded=None) -> None:
         """The reader whose addresses these are (when the worker was started before the
-        capture was read)."""
+        capture was read), and the names the capture carries (EmbeddedNames or None)."""
         self.reader = reader
+        if embedded is not None:
+            if embedded.warning:
+                self._failures.setdefault("<embedded>", embedded.warning)
+            if len(embedded):
+                self.embedded = embedded
         self._executable = (getattr(reader, "header", None) or {}).get("executable") or ""
 
     @staticmethod
@@ -101,6 +107,10 @@ class Namer:
                 out.append((0, [Frame(f"{addr:#x}", "", 0, FrameKind.NO_SYMBOL)]))
                 continue
             path, build_id, vaddr = hit
+            carried = self.embedded.get(path, build_id, vaddr) if self.embedded else None
+            if carried is not None:  # named where the capture was made: final, no library
+                out.append((address_flags(carried), carried))
+                continue
             flags = self._structure(path, build_id, vaddr)
             frames = self._answers.get(ip)
             if frames is None:
@@ -134,6 +144,9 @@ class Namer:
 
     def name_at(self, path: str, build_id: str | None, vaddr: int) -> list[Frame]:
         """Frames at a module offset (an instruction, not a return address), at once."""
+        carried = self.embedded.get(path, build_id, vaddr) if self.embedded else None
+        if carried is not None:
+            return carried
         frames = self._now(path, build_id, vaddr)
         return frames or [Frame(f"{os.path.basename(path)}+{vaddr:#x}", "", 0,
                                 FrameKind.NO_SYMBOL, path)]

@@ -150,7 +150,10 @@ def test_top_follow_heap_is_the_captures_heap_at_each_interval(tmp_path):
     snaps = [json.loads(line) for line in stdout.splitlines()]
     assert len(snaps) >= 4
     assert snaps[-1]["status"] == "exited with status 3"
-    assert [s["status"] for s in snaps[:-1]] == ["running"] * (len(snaps) - 1)
+    statuses = [s["status"] for s in snaps]
+    first_exit = statuses.index("exited with status 3")  # once the TRAILER is read
+    assert statuses[:first_exit] == ["running"] * first_exit
+    assert len(snaps) - first_exit == 1, "the same end is never printed twice"
     for snap in snaps:
         again = replay_exact(out, snap["records"])
         assert snap["heap_bytes"] == again.heap_bytes
@@ -219,8 +222,8 @@ def test_torn_writes_are_waited_for_never_misread(tmp_path):
     assert follower.returncode == 0, stderr
     assert stderr == ""
     snaps = [json.loads(line) for line in stdout.splitlines()]
-    assert len(snaps) > 3
     whole = read_capture(source)
+    assert len(snaps) >= 2 and snaps[0]["records"] < whole.records  # read while it grew
     assert snaps[-1]["status"] == "exited with status 3"
     assert snaps[-1]["records"] == whole.records
     assert snaps[-1]["heap_bytes"] == whole.heap_bytes

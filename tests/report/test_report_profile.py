@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from memtrace_core.model.build import call_tree
+from memtrace_core.reader import read_capture
 from memtrace_core.report import export_folded
 from memtrace_core.report.profile import Selection, load_profile
 
@@ -42,13 +43,21 @@ def test_report_equals_the_live_tree_once_named(native_capture, tmp_path, select
                                                           tree.root.total[ci])
 
 
-def test_second_report_names_from_the_symbol_cache(native_capture, tmp_path):
-    first = load_profile(native_capture.path, Selection.ALL, cache_dir=tmp_path)
-    assert list((tmp_path / "symbols").glob("*.msgpack"))
-    again = load_profile(native_capture.path, Selection.ALL, cache_dir=tmp_path)
+def test_second_report_names_from_the_symbol_cache(reports, report_ext, native_capture,
+                                                   tmp_path):
+    # a capture without stored names: only such a capture needs the cache
+    path = reports.with_path(report_ext.parent).trace(tmp_path, "--native", "--no-names")
+    cache = tmp_path / "cache"
+    first = load_profile(path, Selection.ALL, cache_dir=cache)
+    assert list((cache / "symbols").glob("*.msgpack"))
+    again = load_profile(path, Selection.ALL, cache_dir=cache)
     assert export_folded.render(first) == export_folded.render(again)
-    # the cached names are the ones a cold symbolizer finds
-    cold = load_profile(native_capture.path, Selection.ALL, cache_dir=tmp_path / "cold")
+    # the cached names are the ones a cold symbolizer finds, and the ones stored in a
+    # capture that carries its names
+    cold = load_profile(path, Selection.ALL, cache_dir=tmp_path / "cold")
     assert export_folded.render(cold) == export_folded.render(first)
-    leaks = load_profile(native_capture.path, Selection.LEAKS, cache_dir=tmp_path)
-    assert leaks.total_bytes == native_capture.reader.heap_bytes
+    carried = load_profile(native_capture.path, Selection.ALL, cache_dir=tmp_path / "none")
+    assert (export_folded.render(carried).replace(str(native_capture.path.parent), "DIR")
+            == export_folded.render(first).replace(str(tmp_path), "DIR"))
+    leaks = load_profile(path, Selection.LEAKS, cache_dir=cache)
+    assert leaks.total_bytes == read_capture(path).heap_bytes

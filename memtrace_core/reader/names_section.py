@@ -1,0 +1,171 @@
+"""The names section of a capture (docs/FORMAT.md, "Names section"): the frames of every
+native address the capture uses, resolved on the machine that ran the program and appended
+after the stream, so the capture opens fully named anywhere.
+
+Layout, after the compressed stream's zstd frame:
+
+    b"MTNAMES" version:u8 length:u64le payload[length] offset:u64le b"MTNAMEND"
+
+payload = zstd(msgpack({"modules": [[path, build_id, [[vaddr, frames], ...]], ...],
+                        "host": str, "created": float}))
+frames  = [[function, file, line, kind, module], ...] innermost first (an inline chain ends
+          with the function it is inlined into); kind is a FrameKind value ("native", ...).
+
+`offset` (where b"MTNAMES" starts) at the very end lets a reader find the section without
+scanning the stream. Readers from this version on reject a newer section version with a
+one-line warning and name frames locally instead; readers before it stop at the end of the
+zstd frame and never look further, so they read the stream exactly as before.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+
+from memtrace_core.errors import UserError
+from memtrace_core.frames import Frame, FrameKind
+
+SECTION_MAGIC = b"MTNAMES"
+FOOTER_MAGIC = b"MTNAMEND"
+VERSION = 1
+_HEAD = struct.Struct("<7sBQ")  # magic, version, payload length
+_FOOT = struct.Struct("<Q8s")  # section offset, magic
+Key = tuple[str, "str | None", int]  # (module path, build-id, vaddr)
+
+
+@dataclass
+class EmbeddedNames:
+    """Frames by (path, build_id, vaddr), as resolved where the capture was made."""
+
+    frames: dict[Key, list[Frame]] = field(default_factory=dict)
+    host: str = ""
+    created: float = 0.0
+    warning: str | None = None  # a section that could not be used, and why
+
+    def get(self, path: str, build_id: str | None, vaddr: int) -> list[Frame] | None:
+        return self.frames.get((path, build_id, vaddr))
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def encode(names: dict[Key, list[Frame]], host: str, created: float) -> bytes:
+    """The whole section (header, payload, footer offset still to be added by the writer)."""
+    import msgpack
+    import zstandard
+
+    modules: dict[tuple[str, str | None], list] = {}
+    for (path, build_id, vaddr), frames in sorted(names.items(), key=lambda kv: (
+            kv[0][0], kv[0][1] or "", kv[0][2])):
+        modules.setdefault((path, build_id), []).append(
+            [vaddr, [[f.function, f.file, f.line, f.kind.value, f.module] for f in frames]])
+    payload = msgpack.packb({
+        "modules": [[path, build_id, entries] for (path, build_id), entries in modules.items()],
+        "host": host, "created": created,
+    }, use_bin_type=True)
+    packed = zstandard.ZstdCompressor(level=6).compress(payload)
+    return _HEAD.pack(SECTION_MAGIC, VERSION, len(packed)) + packed
+
+
+def stream_end(path: str) -> int:
+    """Where the capture's stream ends: the names section's offset, else the file size."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < _FOOT.size:
+            return size
+        f.seek(size - _FOOT.size)
+        offset, magic = _FOOT.unpack(f.read(_FOOT.size))
+    return offset if magic == FOOTER_MAGIC and 0 < offset < size else size
+
+
+def read(path: str) -> EmbeddedNames | None:
+    """The capture's names section; None when it has none. A damaged or newer section is
+    returned empty with `warning` set (the caller says it once and names locally)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < _HEAD.size + _FOOT.size:
+                return None
+            f.seek(size - _FOOT.size)
+            offset, magic = _FOOT.unpack(f.read(_FOOT.size))
+            if magic != FOOTER_MAGIC:
+                return None
+            if not 0 < offset <= size - _FOOT.size - _HEAD.size:
+                return EmbeddedNames(warning=f"{path}: damaged names section (bad offset); "
+                                             "native frames are named on this machine")
+            f.seek(offset)
+            smagic, version, length = _HEAD.unpack(f.read(_HEAD.size))
+            if smagic != SECTION_MAGIC or offset + _HEAD.size + length + _FOOT.size != size:
+                return EmbeddedNames(warning=f"{path}: damaged names section; native frames "
+                                             "are named on this machine")
+            if version > VERSION:
+                return EmbeddedNames(warning=f"{path}: its names section is version {version}, "
+                                             f"newer than this memtrace reads ({VERSION}); "
+                                             "native frames are named on this machine")
+            packed = f.read(length)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return _decode(path, packed)
+
+
+def _decode(path: str, packed: bytes) -> EmbeddedNames:
+    import msgpack
+    import zstandard
+
+    try:
+        data = msgpack.unpackb(zstandard.ZstdDecompressor().decompress(packed), raw=False,
+                               strict_map_key=False)
+        out = EmbeddedNames(host=str(data.get("host", "")),
+                            created=float(data.get("created", 0.0)))
+        for path_, build_id, entries in data["modules"]:
+            for vaddr, frames in entries:
+                out.frames[(path_, build_id, int(vaddr))] = [
+                    Frame(str(fn), str(file), int(line), FrameKind(kind), str(module))
+                    for fn, file, line, kind, module in frames]
+        return out
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong inside, the stream is fine
+        return EmbeddedNames(warning=f"{path}: damaged names section ({type(exc).__name__}); "
+                                     "native frames are named on this machine")
+
+
+def append(path: str, section: bytes) -> None:
+    """Write the capture with `section` (from encode) in place of any earlier one,
+    atomically: a copy is written beside it and renamed over it, so readers see the old
+    file or the new one, never half of either."""
+    import shutil
+    import tempfile
+
+    end = stream_end(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".memtrace-names-", dir=directory)
+    try:
+        with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(_limited(src, end), dst, 1 << 20)
+            dst.write(section)
+            dst.write(_FOOT.pack(end, FOOTER_MAGIC))
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class _limited:
+    """The first `limit` bytes of a file object."""
+
+    def __init__(self, f, limit: int) -> None:
+        self.f = f
+        self.left = limit
+
+    def read(self, n: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        data = self.f.read(self.left if n < 0 else min(n, self.left))
+        self.left -= len(data)
+        return data

@@ -1,0 +1,109 @@
+"""Name every native address a capture uses, on the machine that ran the program, and store
+the names in the capture (reader/names_section.py), so it opens fully named anywhere:
+`run --native`, `live --native -o` and `attach --native -o` do it when the capture is
+finished; `memtrace symbolize FILE` does it for an existing capture.
+
+Only the addresses in stacks that allocated are named (every one of them, inline chains,
+file and line), through the same symbolizer and persistent cache as every report.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+
+from memtrace_core.frames import Frame
+from memtrace_core.reader import names_section
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+def used_addresses(reader) -> set[int]:
+    """Return addresses of every native stack an allocation was recorded with."""
+    ips: set[int] = set()
+    seen_nodes: set[int] = set()
+    for _py, nat, *_rest in reader.stacks():
+        if not nat or nat in seen_nodes:
+            continue
+        seen_nodes.add(nat)
+        ips.update(reader.native_stack(nat))
+    return ips
+
+
+def resolve_all(reader, cache_dir=None, progress: Progress | None = None
+                ) -> dict[names_section.Key, list[Frame]]:
+    """Frames of every used address, keyed as the names section keys them."""
+    from memtrace_core.symbols.modmap import HistoryMap
+    from memtrace_core.symbols.symbolizer import Symbolizer
+
+    modmap = HistoryMap()
+    modmap.update(reader.maps_history or [])
+    keys = set()
+    for ip in used_addresses(reader):
+        hit = modmap.lookup(ip - 1)
+        if hit is not None:
+            keys.add(hit)
+    sym = Symbolizer(cache_dir)
+    out: dict[names_section.Key, list[Frame]] = {}
+    ordered = sorted(keys, key=lambda k: (k[0], k[1] or "", k[2]))
+    for i, (path, build_id, vaddr) in enumerate(ordered):
+        out[(path, build_id, vaddr)] = sym.resolve(path, build_id, vaddr)
+        if progress is not None and i % 256 == 0:
+            progress("naming native frames", i, len(ordered))
+    if progress is not None:
+        progress("naming native frames", len(ordered), len(ordered))
+    sym.flush()
+    return out
+
+
+def embed(path: str, cache_dir=None, progress: Progress | None = None) -> int:
+    """Add (or replace) the capture's names section; the number of addresses named. A
+    capture without native stacks gets no section (0)."""
+    from memtrace_core.reader import read_capture
+
+    reader = read_capture(path)
+    if not (reader.header or {}).get("native"):
+        return 0
+    names = resolve_all(reader, cache_dir, progress)
+    _ensure_compressed(path)
+    names_section.append(path, names_section.encode(names, socket.gethostname(), time.time()))
+    return len(names)
+
+
+def _ensure_compressed(path: str) -> None:
+    """A plain (uncompressed) capture becomes the compressed container first: readers
+    before the names section feed a plain file whole, and would take the section for
+    records."""
+    from memtrace_core.reader import COMPRESSED_MAGIC, MAGIC
+
+    with open(path, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            return
+    import tempfile
+
+    import zstandard
+
+    end = names_section.stream_end(path)
+    fd, tmp = tempfile.mkstemp(prefix=".memtrace-z-", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+            dst.write(COMPRESSED_MAGIC)
+            zc = zstandard.ZstdCompressor(level=2).compressobj()
+            left = end
+            while left > 0:
+                chunk = src.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                dst.write(zc.compress(chunk))
+            dst.write(zc.flush())
+        os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,222 @@
+"""Portable captures: a `--native` capture carries the names of its native frames, so with
+the C library moved away and an empty symbol cache every report and `view` still show the
+C function, its inlined helper, file and line; `--no-names` captures show `lib+0xoffset`
+with the library-changed note until `memtrace symbolize` names them; a capture cut off
+mid-run can be symbolized; a damaged or newer names section is one warning and local
+naming; long reads show a progress bar on a terminal and nothing when piped."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+from pathlib import Path
+
+import pytest
+from report_support import LEAK_BLOCKS, PROGRAM, SOURCE, build_extension, c_markers
+
+from memtrace_core.frames import FrameKind
+from memtrace_core.reader import read_capture, read_names
+
+
+@pytest.fixture
+def private(reports, tmp_path):
+    """A private build of the extension (so it can be moved away) and a fresh cache."""
+    ext = build_extension(tmp_path / "ext")
+    env = dict(reports.env, XDG_CACHE_HOME=str(tmp_path / "cache-where-recorded"))
+    env["PYTHONPATH"] = os.pathsep.join([str(ext.parent), env.get("PYTHONPATH", "")])
+    (tmp_path / "prog.py").write_text(PROGRAM)
+
+    def cli(*args: str, cache: str = "cache-where-recorded", **extra: str):
+        run_env = dict(env, XDG_CACHE_HOME=str(tmp_path / cache), **extra)
+        return subprocess.run([reports.python, "-m", "memtrace_core", *args], cwd=tmp_path,
+                              env=run_env, capture_output=True, text=True, timeout=180)
+
+    return ext, cli
+
+
+def table_rows(cli, capture: Path, cache: str) -> dict[str, dict]:
+    proc = cli("table", "--json", "--leaks", str(capture), cache=cache)
+    assert proc.returncode == 0, proc.stderr
+    return {r["function"]: r for r in json.loads(proc.stdout)["rows"]}
+
+
+def move_away(ext: Path) -> Path:
+    gone = ext.with_name(ext.name + ".moved")
+    ext.rename(gone)
+    return gone
+
+
+def test_names_travel_with_the_capture(private, tmp_path):
+    ext, cli = private
+    capture = tmp_path / "prog.mtrace"
+    proc = cli("run", "--native", "-o", str(capture), "prog.py")
+    assert proc.returncode == 0, proc.stderr
+    assert "native addresses in" in proc.stderr
+    names = read_names(capture)
+    assert names is not None and len(names) > 0 and names.warning is None
+    here = table_rows(cli, capture, "cache-where-recorded")
+    folded_here = cli("export", "--format", "folded", "--leaks", str(capture), "-o", "-",
+                      cache="cache-where-recorded").stdout
+    move_away(ext)
+    there = table_rows(cli, capture, "empty-cache-elsewhere")
+    c = c_markers()
+    inline = there["rep_inline_alloc"]
+    assert (inline["kind"], inline["file"], inline["line"]) == (
+        "inline", str(SOURCE), c["inline_malloc"])
+    assert (inline["own_bytes"], inline["own_count"]) == (sum(LEAK_BLOCKS), len(LEAK_BLOCKS))
+    assert there["rep_outer"]["kind"] == "native"
+    assert {k: (v["kind"], v["file"], v["line"], v["own_bytes"]) for k, v in there.items()} \
+        == {k: (v["kind"], v["file"], v["line"], v["own_bytes"]) for k, v in here.items()}
+    folded_there = cli("export", "--format", "folded", "--leaks", str(capture), "-o", "-",
+                       cache="empty-cache-elsewhere")
+    assert folded_there.returncode == 0, folded_there.stderr
+    assert folded_there.stdout == folded_here
+    assert "library changed" not in folded_there.stderr + folded_there.stdout
+    stats = json.loads(cli("stats", "--json", str(capture), cache="empty-cache-elsewhere").stdout)
+    top = {r["function"] for r in stats["top_native_locations"]}
+    assert "rep_inline_alloc" in top
+    assert not (tmp_path / "empty-cache-elsewhere" / "memtrace").exists() or not any(
+        (tmp_path / "empty-cache-elsewhere" / "memtrace").iterdir()), "the cache was used"
+
+
+def test_view_opens_named_without_the_library(private, tmp_path):
+    ext, cli = private
+    capture = tmp_path / "prog.mtrace"
+    assert cli("run", "--native", "-o", str(capture), "prog.py").returncode == 0
+    move_away(ext)
+    from memtrace_core.model.build import session_for_capture
+
+    session = session_for_capture(capture, cache_dir=tmp_path / "empty-view-cache")
+    try:
+        tree = session.tree
+        frames = {f.function: f for f in tree.core.frames if f is not None}
+        assert frames["rep_inline_alloc"].kind is FrameKind.INLINE
+        assert frames["rep_inline_alloc"].file == str(SOURCE)
+        assert tree.pending_names() == 0  # nothing to wait for: every name came with it
+        assert not any(f.kind is FrameKind.UNRESOLVED for f in frames.values())
+    finally:
+        tree.close()
+
+
+def test_no_names_then_symbolize(private, tmp_path):
+    ext, cli = private
+    capture = tmp_path / "prog.mtrace"
+    proc = cli("run", "--native", "--no-names", "-o", str(capture), "prog.py")
+    assert proc.returncode == 0, proc.stderr
+    assert read_names(capture) is None
+    gone = move_away(ext)
+    table = cli("table", "--leaks", str(capture), cache="empty-1")
+    assert table.returncode == 0
+    assert "library changed" in table.stderr and "rep_inline_alloc" not in table.stdout
+    gone.rename(ext)
+    proc = cli("symbolize", str(capture), cache="empty-2")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("memtrace: named ")
+    move_away(ext)
+    rows = table_rows(cli, capture, "empty-3")
+    assert rows["rep_inline_alloc"]["own_bytes"] == sum(LEAK_BLOCKS)
+    reader = read_capture(capture)  # the stream itself is untouched and complete
+    assert reader.complete and reader.error is None
+    stats = cli("stats", "--json", str(capture), cache="empty-3")
+    assert stats.returncode == 0 and json.loads(stats.stdout)["complete"] is True
+
+
+def test_truncated_capture_can_be_symbolized(private, tmp_path):
+    ext, cli = private
+    capture = tmp_path / "slow.mtrace"
+    (tmp_path / "slow.py").write_text(
+        "import time\nimport mtreport\nmtreport.leak()\ntime.sleep(0.5)\n"
+        "keep = [bytearray(1000) for _ in range(100)]\ntime.sleep(0.5)\n")
+    assert cli("run", "--native", "--no-names", "-o", str(capture), "slow.py").returncode == 0
+    data = capture.read_bytes()
+    cut = tmp_path / "cut.mtrace"
+    cut.write_bytes(data[: len(data) - 64])  # the last flush (the TRAILER) never made it
+    reader = read_capture(cut)
+    assert not reader.complete and any(nat for _py, nat, *_ in reader.stacks())
+    proc = cli("symbolize", str(cut))
+    assert proc.returncode == 0, proc.stderr
+    names = read_names(cut)
+    assert names is not None and len(names) > 0
+    move_away(ext)
+    proc = cli("table", "--json", "--sort", "total", str(cut), cache="empty")
+    assert proc.returncode == 0, proc.stderr
+    kinds = {r["kind"] for r in json.loads(proc.stdout)["rows"]}
+    assert "native" in kinds and "unresolved" not in kinds
+    assert "incomplete" in proc.stderr
+
+
+def test_damaged_or_newer_section_is_one_warning_and_local_names(private, tmp_path):
+    ext, cli = private
+    capture = tmp_path / "prog.mtrace"
+    assert cli("run", "--native", "-o", str(capture), "prog.py").returncode == 0
+    data = bytearray(capture.read_bytes())
+    from memtrace_core.reader import names_section
+
+    start = names_section.stream_end(str(capture))
+    damaged = tmp_path / "damaged.mtrace"
+    bad = bytearray(data)
+    for i in range(start + 40, start + 60):
+        bad[i] ^= 0xFF
+    damaged.write_bytes(bytes(bad))
+    proc = cli("table", "--json", "--leaks", str(damaged))
+    assert proc.returncode == 0, proc.stderr
+    warnings = [x for x in proc.stderr.splitlines() if "names section" in x]
+    assert len(warnings) == 1 and "damaged names section" in warnings[0]
+    rows = {r["function"]: r for r in json.loads(proc.stdout)["rows"]}
+    assert rows["rep_inline_alloc"]["kind"] == "inline"  # named here, the library is present
+    newer = tmp_path / "newer.mtrace"
+    bad = bytearray(data)
+    bad[start + 7] = names_section.VERSION + 1
+    newer.write_bytes(bytes(bad))
+    proc = cli("stats", str(newer))
+    assert proc.returncode == 0
+    assert f"names section is version {names_section.VERSION + 1}" in proc.stderr
+
+
+def _stderr_on_a_terminal(cli_args: list[str], env: dict[str, str], cwd: Path) -> str:
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cli_args, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=120)
+    os.close(master)
+    return out.decode("utf-8", "replace")
+
+
+def test_progress_bar_on_a_terminal_never_in_a_pipe(private, reports, tmp_path):
+    ext, cli = private
+    capture = tmp_path / "prog.mtrace"
+    assert cli("run", "--native", "--no-names", "-o", str(capture), "prog.py").returncode == 0
+    env = dict(reports.env, MEMTRACE_PROGRESS_AFTER="0", TERM="xterm-256color")
+    args = [reports.python, "-m", "memtrace_core", "stats", str(capture)]
+    on_tty = _stderr_on_a_terminal(args, env, tmp_path)
+    assert "memtrace: reading the capture" in on_tty and "━" in on_tty
+    piped = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert piped.returncode == 0 and piped.stderr == ""
+    named = _stderr_on_a_terminal([reports.python, "-m", "memtrace_core", "symbolize",
+                                   str(capture)], env, tmp_path)
+    assert "naming native frames" in named
+
+
+def test_symbolize_leaves_no_temporary_file(private, tmp_path):
+    """symbolize writes beside the capture and renames: no temporary file is left."""
+    ext, cli = private
+    capture = tmp_path / "prog.mtrace"
+    assert cli("run", "--native", "-o", str(capture), "prog.py").returncode == 0
+    assert cli("symbolize", str(capture)).returncode == 0
+    assert cli("symbolize", str(capture)).returncode == 0  # the section is replaced, once
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".memtrace-")]
+    assert leftovers == []
+    data = capture.read_bytes()
+    assert data.count(b"MTNAMEND") == 1
