@@ -114,6 +114,9 @@ def bench_keys(lib: Path, seconds: float, script: Path | None, results: Results)
                 # the whole process to go idle, which never happens while tracing)
                 app._driver.send_message(events.Key(direction, direction))
                 while tree.cursor == before:
+                    if time.perf_counter() - start > 10:
+                        raise Failed(f"keys: {direction!r} did not move the cursor in 10 s "
+                                     f"({tree.row_count} rows)")
                     await asyncio.sleep(0.0005)
                 handled.append(time.perf_counter() - start)
                 app.displayed.clear()
