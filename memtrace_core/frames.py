@@ -3,6 +3,11 @@
 from dataclasses import dataclass
 from enum import StrEnum
 
+# A native "address" at or above this is not one: the tracer cut a stack deeper than its
+# limit, and `ip - CUT_MARKER_BASE` frames beyond the outermost kept one were left out
+# (docs/FORMAT.md). Bit 31 of the count is never set by the tracer.
+CUT_MARKER_BASE = 0xFFFFFFFF00000000
+
 
 class FrameKind(StrEnum):
     """Where a frame comes from; colour and a text mark show it in every output."""
@@ -37,3 +42,19 @@ class Frame:
                 f"{self.function} ({self.file})"
             )
         return self.function
+
+
+def cut_frames(ip: int) -> int | None:
+    """How many frames a cut marker stands for; None for a real address."""
+    return ip - CUT_MARKER_BASE if ip >= CUT_MARKER_BASE else None
+
+
+def cut_frame(count: int) -> Frame:
+    """The frame reports show where the tracer cut a deep native stack."""
+    return Frame(f"… {count:,} frames cut", "", 0, FrameKind.UNRESOLVED)
+
+
+def is_cut_frame(frame: Frame) -> bool:
+    """Whether a frame is the marker made by cut_frame()."""
+    return (frame.kind is FrameKind.UNRESOLVED and not frame.module and not frame.file
+            and frame.function.startswith("… ") and frame.function.endswith(" frames cut"))

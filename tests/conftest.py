@@ -37,6 +37,12 @@ class CBuild:
     ext: Path  # the mtext extension .so
     mtlib: Path  # plain library for ctypes
     mtdl2: Path  # plain library dlopen-ed from mtlib
+    mtdeep: Path  # deep native recursion ending in malloc
+    mtalloctab: Path  # allocator kept in tables of function pointers (data relocations)
+    mtrpath: dict[str, Path]  # "runpath"/"rpath": dlopens a soname through $ORIGIN
+    mtnext: tuple[Path, Path]  # mt_probe in A, then in B (A's dependency): RTLD_NEXT
+    mtctor: Path  # allocates in its constructor, inside dlopen
+    mtproc: Path  # C threads named three ways, an atexit handler that allocates
 
 
 def _gcc(args: list[str]) -> None:
@@ -59,7 +65,31 @@ def cbuild(tmp_path_factory: pytest.TempPathFactory) -> CBuild:
     _gcc([*CFLAGS, str(CFIXTURES / "mtlib.c"), "-o", str(mtlib), "-ldl"])
     mtdl2 = out / "libmtdl2.so"
     _gcc([*CFLAGS, str(CFIXTURES / "mtdl2.c"), "-o", str(mtdl2)])
-    return CBuild(ext_dir=out, ext=ext, mtlib=mtlib, mtdl2=mtdl2)
+    mtdeep = out / "libmtdeep.so"
+    _gcc([*CFLAGS, str(CFIXTURES / "mtdeep.c"), "-o", str(mtdeep)])
+    mtalloctab = out / "libmtalloctab.so"
+    _gcc([*CFLAGS, str(CFIXTURES / "mtalloctab.c"), "-o", str(mtalloctab)])
+    mtrpath = {}
+    for kind, tags in (("runpath", "--enable-new-dtags"), ("rpath", "--disable-new-dtags")):
+        # only the library's own $ORIGIN search path finds its dependency
+        (out / kind / "sharedlibs").mkdir(parents=True)
+        _gcc([*CFLAGS, str(CFIXTURES / "mtrpathdep.c"), "-Wl,-soname,libmtrpathdep.so",
+              "-o", str(out / kind / "sharedlibs" / "libmtrpathdep.so")])
+        mtrpath[kind] = out / kind / "libmtrpath.so"
+        _gcc([*CFLAGS, str(CFIXTURES / "mtrpath.c"), f"-Wl,{tags}",
+              "-Wl,-rpath,$ORIGIN/sharedlibs", "-o", str(mtrpath[kind]), "-ldl"])
+    mtnext = (out / "libmtnexta.so", out / "libmtnextb.so")
+    _gcc([*CFLAGS, "-DPROBE=2", str(CFIXTURES / "mtnext.c"), "-Wl,-soname,libmtnextb.so",
+          "-o", str(mtnext[1])])
+    _gcc([*CFLAGS, "-DPROBE=1", str(CFIXTURES / "mtnext.c"), "-o", str(mtnext[0]),
+          f"-L{out}", "-Wl,--no-as-needed", "-lmtnextb", "-Wl,-rpath,$ORIGIN", "-ldl"])
+    mtctor = out / "libmtctor.so"
+    _gcc([*CFLAGS, str(CFIXTURES / "mtctor.c"), "-o", str(mtctor)])
+    mtproc = out / "libmtproc.so"
+    _gcc([*CFLAGS, "-pthread", str(CFIXTURES / "mtproc.c"), "-o", str(mtproc)])
+    return CBuild(ext_dir=out, ext=ext, mtlib=mtlib, mtdl2=mtdl2, mtdeep=mtdeep,
+                  mtalloctab=mtalloctab, mtrpath=mtrpath, mtnext=mtnext, mtctor=mtctor,
+                  mtproc=mtproc)
 
 
 def child_env(cbuild: CBuild | None = None, **extra: str) -> dict[str, str]:
@@ -70,6 +100,13 @@ def child_env(cbuild: CBuild | None = None, **extra: str) -> dict[str, str]:
         paths.append(str(cbuild.ext_dir))
         env["MT_LIB"] = str(cbuild.mtlib)
         env["MT_DL2"] = str(cbuild.mtdl2)
+        env["MT_DEEP"] = str(cbuild.mtdeep)
+        env["MT_ALLOCTAB"] = str(cbuild.mtalloctab)
+        env["MT_RPATH_RUNPATH"] = str(cbuild.mtrpath["runpath"])
+        env["MT_RPATH_RPATH"] = str(cbuild.mtrpath["rpath"])
+        env["MT_NEXT_A"], env["MT_NEXT_B"] = (str(p) for p in cbuild.mtnext)
+        env["MT_CTOR"] = str(cbuild.mtctor)
+        env["MT_PROC"] = str(cbuild.mtproc)
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)

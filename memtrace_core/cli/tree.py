@@ -24,15 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
-    from memtrace_core.report import tree
+    from memtrace_core.report import deepjson, tree
     from memtrace_core.report.options import exit_status, load, print_rich
 
     profile = load(args)
     threshold = tree.parse_threshold(args.threshold, profile.total_bytes)
     if args.json:
-        print(json.dumps(tree.to_json(profile, threshold, args.max_depth), indent=1))
+        print(deepjson.dumps(tree.to_json(profile, threshold, args.max_depth), indent=1))
     else:
         print_rich(tree.render(profile, threshold, args.max_depth))
     return exit_status(args, profile)

@@ -22,11 +22,11 @@ without stacks dies, naming its successor for the UI's selection.
 
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy, memmove, memset
 
 from memtrace_core.reader._reader cimport StreamReader, mt_stack
 
-from memtrace_core.frames import Frame, FrameKind
+from memtrace_core.frames import CUT_MARKER_BASE, Frame, FrameKind
 from memtrace_core.symbols import hybrid as _rules
 
 
@@ -60,9 +60,12 @@ cdef uint8_t F_MEMTRACE = _rules.F_MEMTRACE
 cdef uint8_t F_IMPORT = _rules.F_IMPORT
 cdef uint8_t F_USER = _rules.F_USER
 cdef uint8_t F_MATCH = _rules.F_MATCH
+cdef uint8_t F_CUT = _rules.F_CUT
 cdef uint8_t A_EVAL = _rules.A_EVAL
 cdef uint8_t A_ROOT = _rules.A_ROOT
 cdef uint8_t A_PENDING = _rules.A_PENDING
+cdef uint8_t A_CUT = _rules.A_CUT
+cdef uint64_t CUT_BASE = CUT_MARKER_BASE
 
 cdef enum:
     P_IDLE = 0
@@ -673,6 +676,11 @@ cdef class TreeCore:
                     self.b_na[nna] = self.nat_aid[node]
                     nna += 1
                     node = self.fast.s.nat_parent[node]
+                if nna > 1 and self.aid_ip[self.b_na[0]] >= CUT_BASE:
+                    # the cut marker is sent innermost (docs/FORMAT.md): it stands outermost
+                    fid = self.b_na[0]
+                    memmove(self.b_na, self.b_na + 1, (nna - 1) * sizeof(uint32_t))
+                    self.b_na[nna - 1] = fid
         else:
             key = self.reader.stack_key(sid)
             for code, line, entry in self.reader.py_stack(key[0]):
@@ -709,7 +717,7 @@ cdef class TreeCore:
         cdef size_t first_eval = nna, n_py_total, n_py_seen
         cdef uint32_t aid, f
         cdef uint8_t fl
-        cdef bint truncated
+        cdef bint truncated, cut
         for i in range(nna):
             total += self.aid_len[self.b_na[i]]
         self._merge_need(total + 1)
@@ -736,6 +744,7 @@ cdef class TreeCore:
                     first_eval = i
                 n_eval += 1
         truncated = not (self.aid_flags[self.b_na[nna - 1]] & A_ROOT)
+        cut = (self.aid_flags[self.b_na[nna - 1]] & A_CUT) != 0
         if ngroups == 0:
             for i in range(nna):
                 aid = self.b_na[i]
@@ -743,7 +752,7 @@ cdef class TreeCore:
                     mf[n] = self.pool[self.aid_off[aid] + k]
                     mo[n] = 0
                     n += 1
-        elif n_eval >= ngroups or (n_eval > 0 and truncated):
+        elif n_eval >= ngroups or (truncated and (n_eval > 0 or cut)):
             g = 0
             j = 0  # next Python frame
             for i in range(nna):
@@ -812,9 +821,11 @@ cdef class TreeCore:
         for i in range(n):  # kept frames, innermost first, into mf[0:k]
             f = mf[i]
             fl = ff[f]
-            if fl & F_MEMTRACE:
+            if fl & F_CUT:
+                pass  # where the tracer cut the stack: always shown
+            elif fl & F_MEMTRACE:
                 continue
-            if fl & F_PY:
+            elif fl & F_PY:
                 n_py_seen += 1
                 if fl & F_IMPORT:
                     continue
@@ -1052,7 +1063,8 @@ cdef class TreeCore:
         cdef uint32_t aid
         ips = [self.aid_ip[self.uncl[i]] for i in range(start, end)]
         if self.namer is None:
-            answers = [(0, [Frame(f"{ip - 1:#x}", "", 0, FrameKind.NO_SYMBOL)]) for ip in ips]
+            answers = [_rules.cut_address(ip)
+                       or (0, [Frame(f"{ip - 1:#x}", "", 0, FrameKind.NO_SYMBOL)]) for ip in ips]
         else:
             answers = self.namer.classify(ips)
         for i in range(start, end):

@@ -48,6 +48,10 @@ ALLOCATOR_NAMES: dict[int, str] = {
     14: "pymalloc_calloc",
     15: "pymalloc_realloc",
     16: "pymalloc_free",
+    17: "pymem_raw_malloc",
+    18: "pymem_raw_calloc",
+    19: "pymem_raw_realloc",
+    20: "pymem_raw_free",
 }
 
 

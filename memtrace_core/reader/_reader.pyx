@@ -11,6 +11,8 @@ from libc.string cimport memcmp, memcpy
 
 from memtrace_core.errors import UserError
 
+from memtrace_core.frames import CUT_MARKER_BASE
+
 MAGIC = b"MEMTRACE"
 cdef bytes _MAGIC = MAGIC
 FORMAT_VERSION = 1
@@ -325,12 +327,15 @@ cdef class StreamReader:
         return (self.s.py_code[node], self.s.py_line[node], bool(self.s.py_flags[node] & 2))
 
     def native_stack(self, nativenode: int) -> list:
-        """[ip, ...] innermost first; [] for node 0."""
+        """[ip, ...] innermost first; [] for node 0. A cut marker (docs/FORMAT.md), sent as
+        the innermost node, is given last: it stands for the frames beyond the outermost."""
         out = []
         cdef uint64_t node = self._nat_node(nativenode)
         while node:
             out.append(self.s.nat_ip[node])
             node = self.s.nat_parent[node]
+        if out and out[0] >= CUT_MARKER_BASE:
+            out.append(out.pop(0))
         return out
 
     cdef uint64_t _py_node(self, node) except? 0:

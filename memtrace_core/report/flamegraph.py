@@ -8,11 +8,11 @@ highlights search matches.
 from __future__ import annotations
 
 import html
-import json
 import re
 
 from memtrace_core.frames import FrameKind
 from memtrace_core.model.metrics import format_bytes
+from memtrace_core.report import deepjson
 from memtrace_core.report.flamegraph_html import TEMPLATE
 from memtrace_core.report.kinds import KIND_COLOURS, KIND_LABELS, short_location
 from memtrace_core.report.profile import NO_STACK, Profile
@@ -22,23 +22,28 @@ _PLACEHOLDER = re.compile(r"__(?:TITLE|SUBTITLE|WARNINGS|DATA)__")
 
 
 def tree_data(profile: Profile) -> dict:
-    """The call tree as the page's nested JSON (root first, children biggest first)."""
+    """The call tree as the page's nested JSON (root first, children biggest first).
+    Built without recursion: native stacks may be thousands of frames deep."""
     def node_data(node: Node) -> dict:
         f = node.frame
-        out = {"n": f.function, "f": _where(f), "k": f.kind.value, "m": f.module,
-               "v": node.bytes, "c": node.count}
-        kids = profile.children(node)
-        if kids:
-            out["ch"] = [node_data(k) for k in kids]
-        return out
+        return {"n": f.function, "f": _where(f), "k": f.kind.value, "m": f.module,
+                "v": node.bytes, "c": node.count}
 
     root = profile.root
-    kids = [node_data(k) for k in profile.children(root)]
+    out = {"n": "all", "f": "", "k": FrameKind.UNRESOLVED.value, "m": "",
+           "v": root.bytes, "c": root.count, "ch": []}
+    todo = [(root, out)]
+    while todo:
+        node, data = todo.pop()
+        kids = profile.children(node)
+        if kids:
+            data["ch"] = [node_data(k) for k in kids]
+            todo.extend(zip(kids, data["ch"], strict=True))
     if root.own_bytes or root.own_count:
-        kids.append({"n": NO_STACK.function, "f": "", "k": NO_STACK.kind.value, "m": "",
-                     "v": root.own_bytes, "c": root.own_count})
-    return {"n": "all", "f": "", "k": FrameKind.UNRESOLVED.value, "m": "",
-            "v": root.bytes, "c": root.count, "ch": kids}
+        out.setdefault("ch", []).append({"n": NO_STACK.function, "f": "",
+                                         "k": NO_STACK.kind.value, "m": "",
+                                         "v": root.own_bytes, "c": root.own_count})
+    return out
 
 
 def _where(frame) -> str:
@@ -58,7 +63,7 @@ def render(profile: Profile) -> str:
         "stale_libraries": profile.stale_libraries,
     }
     # JSON inside <script>: "</" must not close the element
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    payload = deepjson.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     argv = " ".join((profile.reader.header or {}).get("argv", [])[1:]) or profile.path
     title = f"memtrace flame graph: {argv}"
     subtitle = (f"{profile.selection.title}: {format_bytes(profile.total_bytes)} "

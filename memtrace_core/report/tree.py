@@ -45,25 +45,29 @@ def _shown_hidden(profile: Profile, node: Node, threshold: int) -> tuple[list[No
 
 
 def to_json(profile: Profile, threshold: int = 0, max_depth: int = 0) -> dict:
-    """Nested JSON: every node with bytes, count, children and what was folded away."""
-    def node_json(node: Node, depth: int) -> dict:
-        out = {**frame_json(node.frame), "bytes": node.bytes, "count": node.count,
-               "own_bytes": node.own_bytes, "own_count": node.own_count}
-        out.update(children_json(node, depth + 1))
-        return out
-
-    def children_json(node: Node, depth: int) -> dict:
+    """Nested JSON: every node with bytes, count, children and what was folded away.
+    Built without recursion: native stacks may be thousands of frames deep."""
+    def children_json(node: Node, depth: int, out: dict) -> list[tuple[Node, int, dict]]:
         shown, hidden = _shown_hidden(profile, node, threshold)
         if max_depth and depth >= max_depth:
             shown, hidden = [], shown + hidden
-        out: dict = {"children": [node_json(k, depth) for k in shown]}
+        todo = []
+        out["children"] = []
+        for k in shown:
+            child = {**frame_json(k.frame), "bytes": k.bytes, "count": k.count,
+                     "own_bytes": k.own_bytes, "own_count": k.own_count}
+            out["children"].append(child)
+            todo.append((k, depth + 1, child))
         if hidden:
             out["hidden"] = {"branches": len(hidden), "bytes": sum(k.bytes for k in hidden),
                              "count": sum(k.count for k in hidden)}
-        return out
+        return todo
 
     root = profile.root
-    body = children_json(root, 0)
+    body: dict = {}
+    todo = children_json(root, 0, body)
+    while todo:
+        todo.extend(children_json(*todo.pop()))
     if root.own_bytes or root.own_count:
         body["children"].append({**frame_json(NO_STACK), "bytes": root.own_bytes,
                                  "count": root.own_count, "own_bytes": root.own_bytes,

@@ -11,9 +11,11 @@ address is, as bit flags the merge reads:
   outer end (runner frames trimmed): the innermost loops take the groups. Fewer loops than
   groups with a native stack that stops short of the process/thread root (depth cap, no
   unwind info) means the loops seen are the innermost: they take the innermost groups and
-  the outer groups follow as Python frames. Fewer loops on a complete native stack is a
-  real mismatch: the Python-only stack is returned (plus the native frames below the
-  innermost eval loop) rather than a wrong merge.
+  the outer groups follow as Python frames. A stack the tracer cut at its depth limit ends
+  in a cut marker (`… N frames cut`, always shown): its kept frames are the innermost, so
+  with no loop among them they all lie inside the innermost Python frame. Fewer loops on a
+  complete native stack is a real mismatch: the Python-only stack is returned (plus the
+  native frames below the innermost eval loop) rather than a wrong merge.
 - Hidden by default: memtrace's own frames, importlib's and runpy's frames, interpreter
   frames between Python frames, process/thread start-up code outward of the outermost
   Python frame, and the interpreter's call glue just below the innermost Python frame when
@@ -32,7 +34,7 @@ import re
 import sys
 from collections.abc import Callable
 
-from ..frames import Frame, FrameKind
+from ..frames import Frame, FrameKind, cut_frame, cut_frames, is_cut_frame
 
 EVAL_FUNCTIONS = frozenset({"_PyEval_EvalFrameDefault"})
 ROOT_FUNCTIONS = ("_start", "__libc_start_main", "__libc_start_call_main", "start_thread",
@@ -45,11 +47,13 @@ F_MEMTRACE = 4  # memtrace's own frame (tracer, runner)
 F_IMPORT = 8  # importlib / runpy plumbing (hidden like memtrace's frames)
 F_USER = 16  # user code: a Python frame, or native code outside the system and site dirs
 F_MATCH = 32  # matches the tree's substring filter (set by the tree builder)
+F_CUT = 64  # "… N frames cut": where the tracer cut a deep native stack (always shown)
 
 # address flags (one byte per distinct return address)
 A_EVAL = 1  # inside the evaluation loop
 A_ROOT = 2  # inside a function where processes and threads start
 A_PENDING = 4  # its frames are provisional (`lib+0xoffset`): the name is on its way
+A_CUT = 8  # not an address: the tracer's cut marker (frames beyond the outermost left out)
 
 _PYTHON_EXE = re.compile(r"^python\d*(\.\d+)?[a-z]*$")
 _CORE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,6 +107,8 @@ def is_user_module(module: str) -> bool:
 
 def frame_flags(frame: Frame) -> int:
     """The F_* bits of one frame."""
+    if is_cut_frame(frame):
+        return F_CUT
     if frame.kind is FrameKind.PYTHON:
         flags = F_PY
         if is_memtrace_frame(frame):
@@ -139,6 +145,12 @@ def address_flags(frames: list[Frame]) -> int:
                                                        else 0)
 
 
+def cut_address(ip: int) -> tuple[int, list[Frame]] | None:
+    """(A_CUT, [the marker frame]) for the tracer's cut marker, None for a real address."""
+    count = cut_frames(ip)
+    return None if count is None else (A_CUT, [cut_frame(count)])
+
+
 def hybrid_stack(py_frames: list[tuple[Frame, bool]], native_ips: list[int],
                  resolve_ip: Callable[[int], list[Frame]],
                  show_internal: bool = False) -> list[Frame]:
@@ -163,6 +175,10 @@ def hybrid_stack(py_frames: list[tuple[Frame, bool]], native_ips: list[int],
     py = [(fid(f), bool(e)) for f, e in py_frames]
     natives = []
     for ip in native_ips:
+        cut = cut_address(ip)
+        if cut is not None:
+            natives.append(([fid(f) for f in cut[1]], cut[0]))
+            continue
         frames = resolve_ip(ip - 1)
         natives.append(([fid(f) for f in frames], address_flags(frames)))
     flags = [frame_flags(f) for f in table]

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from ..frames import Frame, FrameKind
-from .hybrid import A_PENDING, address_flags, is_interpreter_module
+from .hybrid import A_PENDING, address_flags, cut_address, is_interpreter_module
 from .modmap import HistoryMap
 
 _ROOT_MODULES = ("libc.so", "libc-", "libpthread", "ld-linux", "ld-", "ld64")
@@ -101,6 +101,10 @@ class Namer:
         out = []
         keys = []
         for ip in ips:
+            cut = cut_address(ip)
+            if cut is not None:
+                out.append(cut)
+                continue
             addr = ip - 1
             hit = self.lookup(addr)
             if hit is None:

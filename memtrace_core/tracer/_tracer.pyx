@@ -11,43 +11,47 @@ cdef extern from "hooks.h" nogil:
     void mt_hooks_uninstall()
     void mt_pymem_install()
     void mt_pymem_uninstall()
-    void (*mt_on_exit)(int status)
 
 cdef extern from "pystack.h":
     void mt_set_root_code(void *code)
 
 cdef extern from "recorder.h" nogil:
     int mt_tracking
-    int mt_recorder_start(int fd, int native, int compress, const char *header, size_t header_len)
+    int MT_DEFAULT_NATIVE_DEPTH
+    int mt_recorder_start(int fd, int native, int native_depth, int compress, const char *header,
+                          size_t header_len)
     void mt_recorder_stop(int exit_code, int has_code)
     int mt_recorder_failed()
-    void mt_set_thread_name(long os_tid, const char *name)
+    int mt_recorder_running()
+    void mt_recorder_python_gone()
+    void mt_set_thread_name(long os_tid, const char *name, int rename)
 
 
 class TracerError(RuntimeError):
     """The tracer could not start (already running, out of memory, symbols missing)."""
 
 
-cdef void _stop_at_exit(int status) noexcept nogil:
-    mt_recorder_stop(status, 1)
+DEFAULT_NATIVE_DEPTH = MT_DEFAULT_NATIVE_DEPTH
+"""Native frames kept per stack unless told otherwise (the innermost ones)."""
 
 
-def start(int fd, bint native, bint python_allocators, bytes header, bint compress=False) -> int:
+def start(int fd, bint native, bint python_allocators, bytes header, bint compress=False,
+          int native_depth=0) -> int:
     """Start tracing into fd (the stream's magic and HEADER record are written first).
 
     compress=True (capture files) writes a zstd frame after the magic "MEMTRACZ".
+    native_depth: native frames kept per stack (0: DEFAULT_NATIVE_DEPTH); deeper stacks keep
+    their innermost frames and say how many were cut.
 
     Returns the number of relocation slots patched.
     """
     if mt_hooks_init() != 0:
         raise TracerError("could not resolve the allocator functions")
-    rc = mt_recorder_start(fd, native, compress, header, len(header))
+    rc = mt_recorder_start(fd, native, native_depth, compress, header, len(header))
     if rc == -1:
         raise TracerError("memtrace is already tracing this process")
     if rc != 0:
         raise TracerError(f"could not start the recorder (code {rc})")
-    global mt_on_exit
-    mt_on_exit = _stop_at_exit
     patched = mt_hooks_install()
     if python_allocators:
         mt_pymem_install()
@@ -69,6 +73,19 @@ def stop(exit_code=None) -> None:
             mt_recorder_stop(code, 1)
 
 
+def stop_at_process_exit() -> None:
+    """The interpreter is finalizing without knowing the exit status: keep recording (with
+    native stacks only) until the process exits, where the C exit path writes the trailer
+    with the real status. Call with the GIL held."""
+    mt_pymem_uninstall()
+    mt_recorder_python_gone()
+
+
+def running() -> bool:
+    """True while a recording is open (it may have stopped recording on a closed reader)."""
+    return mt_recorder_running() != 0
+
+
 def active() -> bool:
     """True while allocations are being recorded."""
     return mt_tracking != 0
@@ -82,7 +99,13 @@ def failed() -> bool:
 def set_thread_name(long native_id, str name) -> None:
     """Record a thread's Python name (threads are keyed by their OS id)."""
     data = name.encode("utf-8", "replace")[:63]
-    mt_set_thread_name(native_id, data)
+    mt_set_thread_name(native_id, data, 0)
+
+
+def rename_thread(long native_id, str name) -> None:
+    """A thread's new name: its later allocations carry it, its earlier ones keep theirs."""
+    data = name.encode("utf-8", "replace")[:63]
+    mt_set_thread_name(native_id, data, 1)
 
 
 def set_root_code(code) -> None:

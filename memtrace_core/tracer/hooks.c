@@ -5,14 +5,18 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <malloc.h>
 #include <link.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
+#include "callas.h"
 #include "hooks.h"
 #include "recorder.h"
 
@@ -30,8 +34,13 @@ typedef void *(*valloc_fn)(size_t);
 typedef void *(*mmap_fn)(void *, size_t, int, int, int, off_t);
 typedef int (*munmap_fn)(void *, size_t);
 typedef void *(*dlopen_fn)(const char *, int);
+typedef void *(*dlmopen_fn)(Lmid_t, const char *, int);
+typedef void *(*dlsym_fn)(void *, const char *);
+typedef void *(*dlvsym_fn)(void *, const char *, const char *);
 typedef int (*dlclose_fn)(void *);
 typedef void (*exit_fn)(int);
+typedef int (*prctl_fn)(int, unsigned long, unsigned long, unsigned long, unsigned long);
+typedef int (*setname_fn)(pthread_t, const char *);
 
 static malloc_fn real_malloc;
 static calloc_fn real_calloc;
@@ -47,10 +56,15 @@ static mmap_fn real_mmap;
 static mmap_fn real_mmap64;
 static munmap_fn real_munmap;
 static dlopen_fn real_dlopen;
+static dlmopen_fn real_dlmopen;
+static dlsym_fn real_dlsym;
+static dlvsym_fn real_dlvsym;
 static dlclose_fn real_dlclose;
 static exit_fn real__exit;
-
-void (*mt_on_exit)(int status) = NULL;
+static exit_fn real__Exit;
+static exit_fn real_quick_exit;
+static prctl_fn real_prctl;
+static setname_fn real_pthread_setname_np;
 
 /* ---- hooks -------------------------------------------------------------------------- */
 
@@ -193,15 +207,47 @@ static int hook_munmap(void *addr, size_t len) {
     return rc;
 }
 
-static void *hook_dlopen(const char *file, int flags) {
-    void *h = real_dlopen(file, flags);
-    if (h && !TRACE_OK) {
-        int saved = mt_guard;
-        mt_guard = 1;
-        mt_hooks_install();
-        mt_guard = saved;
-        mt_record_maps();
-    }
+/* ---- the loader: called as the hook's caller (callas.h) ------------------------------ */
+
+/* Call a loader function so that it sees the hook's caller (`ra`) as its caller. The frame
+ * calling this must be the hook itself: the unwinding context is taken here, inlined. */
+#define AS_CALLER(result, real, ra, a, b, c)                                            \
+    do {                                                                                \
+        mt_dlcall call_;                                                                \
+        call_.gadget = mt_caller_gadget(ra);                                            \
+        if (call_.gadget == 0) {                                                        \
+            result = ((void *(*)(uintptr_t, uintptr_t, uintptr_t))(real))(a, b, c);     \
+            break;                                                                      \
+        }                                                                               \
+        unw_getcontext(&call_.context);                                                 \
+        call_.prev = mt_t_dlcall;                                                       \
+        mt_t_dlcall = &call_;                                                           \
+        result = mt_call_as((void *)(real), call_.gadget, a, b, c);                     \
+        mt_t_dlcall = call_.prev;                                                       \
+    } while (0)
+
+/* After a library was loaded: patch it (and whatever it brought), send the new maps. */
+static void after_load(void) {
+    if (TRACE_OK) return;
+    mt_guard = 1;
+    mt_hooks_install();
+    mt_guard = 0;
+    mt_record_maps();
+}
+
+static __attribute__((noinline)) void *hook_dlopen(const char *file, int flags) {
+    void *h;
+    AS_CALLER(h, real_dlopen, (uintptr_t)__builtin_return_address(0), (uintptr_t)file,
+              (uintptr_t)flags, 0);
+    if (h) after_load();
+    return h;
+}
+
+static __attribute__((noinline)) void *hook_dlmopen(Lmid_t lmid, const char *file, int flags) {
+    void *h;
+    AS_CALLER(h, real_dlmopen, (uintptr_t)__builtin_return_address(0), (uintptr_t)lmid,
+              (uintptr_t)file, (uintptr_t)flags);
+    if (h) after_load();
     return h;
 }
 
@@ -211,9 +257,81 @@ static int hook_dlclose(void *h) {
     return rc;
 }
 
+static void *hook_for(const char *name, void *found);
+
+/* dlsym/dlvsym: a program that looks an allocator up (ctypes.CDLL(None).malloc, plugin
+ * loaders, allocator shims) gets the hook while tracing, so its calls are recorded. */
+static __attribute__((noinline)) void *hook_dlsym(void *handle, const char *name) {
+    void *p;
+    AS_CALLER(p, real_dlsym, (uintptr_t)__builtin_return_address(0), (uintptr_t)handle,
+              (uintptr_t)name, 0);
+    return hook_for(name, p);
+}
+
+static __attribute__((noinline)) void *hook_dlvsym(void *handle, const char *name,
+                                                    const char *version) {
+    void *p;
+    AS_CALLER(p, real_dlvsym, (uintptr_t)__builtin_return_address(0), (uintptr_t)handle,
+              (uintptr_t)name, (uintptr_t)version);
+    return hook_for(name, p);
+}
+
+/* ---- process exit: the trailer is written whatever way the process ends ---------------- */
+
+static void stop_for_exit(int status) {
+    if (mt_tracking || mt_recorder_running()) mt_recorder_stop(status, 1);
+}
+
 static void hook__exit(int status) {
-    if (mt_tracking && mt_on_exit) mt_on_exit(status);
+    stop_for_exit(status);
     real__exit(status);
+}
+
+static void hook__Exit(int status) {
+    stop_for_exit(status);
+    real__Exit(status);
+}
+
+/* quick_exit runs the at_quick_exit handlers, not the atexit ones: ours (registered before
+ * the program's) runs after them, with the status this hook saw. */
+static volatile int g_quick_status, g_quick_known;
+
+static void hook_quick_exit(int status) {
+    g_quick_status = status;
+    g_quick_known = 1;
+    real_quick_exit(status);
+}
+
+static void at_quick_exit_handler(void) {
+    if (!mt_recorder_running()) return;
+    mt_recorder_stop(g_quick_status, g_quick_known);
+}
+
+/* exit() and a return from main run the atexit/on_exit handlers (ours, registered when
+ * tracing first started, after those registered later: their allocations are recorded). */
+static void on_exit_handler(int status, void *arg) {
+    (void)arg;
+    if (mt_recorder_running()) mt_recorder_stop(status, 1);
+}
+
+/* ---- thread names --------------------------------------------------------------------- */
+
+static int hook_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
+                      unsigned long a5) {
+    int rc = real_prctl(option, a2, a3, a4, a5);
+    if (rc == 0 && option == PR_SET_NAME && !TRACE_OK && a2) {
+        char name[16];
+        strncpy(name, (const char *)a2, 15);
+        name[15] = 0;
+        mt_thread_renamed(pthread_self(), name);
+    }
+    return rc;
+}
+
+static int hook_pthread_setname_np(pthread_t thread, const char *name) {
+    int rc = real_pthread_setname_np(thread, name);
+    if (rc == 0 && !TRACE_OK && name) mt_thread_renamed(thread, name);
+    return rc;
 }
 
 /* ---- the table of patched symbols --------------------------------------------------- */
@@ -239,8 +357,15 @@ static hook_def HOOKS[] = {
     {"mmap64", (void *)hook_mmap64, (void **)&real_mmap64},
     {"munmap", (void *)hook_munmap, (void **)&real_munmap},
     {"dlopen", (void *)hook_dlopen, (void **)&real_dlopen},
+    {"dlmopen", (void *)hook_dlmopen, (void **)&real_dlmopen},
+    {"dlsym", (void *)hook_dlsym, (void **)&real_dlsym},
+    {"dlvsym", (void *)hook_dlvsym, (void **)&real_dlvsym},
     {"dlclose", (void *)hook_dlclose, (void **)&real_dlclose},
     {"_exit", (void *)hook__exit, (void **)&real__exit},
+    {"_Exit", (void *)hook__Exit, (void **)&real__Exit},
+    {"quick_exit", (void *)hook_quick_exit, (void **)&real_quick_exit},
+    {"prctl", (void *)hook_prctl, (void **)&real_prctl},
+    {"pthread_setname_np", (void *)hook_pthread_setname_np, (void **)&real_pthread_setname_np},
 };
 #define N_HOOKS (sizeof HOOKS / sizeof HOOKS[0])
 
@@ -349,14 +474,21 @@ int mt_hooks_init(void) {
     }
     Dl_info info;
     if (dladdr((void *)&hook_malloc, &info)) g_self_base = (uintptr_t)info.dli_fbase;
+    /* Once per process: these handlers stay registered (they do nothing when not tracing). */
+    on_exit(on_exit_handler, NULL);
+    at_quick_exit(at_quick_exit_handler);
     g_initialized = 1;
     return 0;
 }
 
 static int is_hook_name(const char *name, size_t *index) {
-    if (name[0] != 'm' && name[0] != 'c' && name[0] != 'r' && name[0] != 'f' && name[0] != 'p' &&
-        name[0] != 'a' && name[0] != 'v' && name[0] != 'd' && name[0] != '_')
+    switch (name[0]) {
+    case 'm': case 'c': case 'r': case 'f': case 'p': case 'a': case 'v': case 'd': case '_':
+    case 'q':
+        break;
+    default:
         return 0;
+    }
     for (size_t i = 0; i < N_HOOKS; i++) {
         if (strcmp(name, HOOKS[i].name) == 0) {
             *index = i;
@@ -366,43 +498,182 @@ static int is_hook_name(const char *name, size_t *index) {
     return 0;
 }
 
+static int real_index(void *value, size_t *index) {
+    for (size_t i = 0; i < N_HOOKS; i++) {
+        if (*HOOKS[i].real == value) {
+            *index = i;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int hook_index(void *value, size_t *index) {
+    for (size_t i = 0; i < N_HOOKS; i++) {
+        if (HOOKS[i].hook == value) {
+            *index = i;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void *hook_for(const char *name, void *found) {
+    size_t h;
+    if (found == NULL || name == NULL || !mt_tracking || !is_hook_name(name, &h)) return found;
+    /* Only the definition we hook: an interposer's RTLD_NEXT lookup of the function it
+     * wraps finds another one, and must keep it. */
+    return found == *HOOKS[h].real ? HOOKS[h].hook : found;
+}
+
+/* ---- patching ------------------------------------------------------------------------ */
+
+/* The protection of the pages of the process, from /proc/self/maps, read at most once per
+ * pass and only when a slot is not on a page known to be writable. */
+typedef struct {
+    uintptr_t lo, hi;
+    int prot;
+} prot_range;
+
 typedef struct {
     int install; /* 1: point slots at hooks; 0: point them back at the real functions */
     int patched;
+    int maps_read;
+    prot_range *ranges;
+    size_t n_ranges;
 } patch_ctx;
 
-static void write_slot(uintptr_t slot, void *value, uintptr_t relro_lo, uintptr_t relro_hi) {
-    void **p = (void **)slot;
-    if (*p == value) return;
-    int in_relro = slot >= relro_lo && slot < relro_hi;
-    long page = sysconf(_SC_PAGESIZE);
-    uintptr_t start = slot & ~(uintptr_t)(page - 1);
-    if (in_relro && mprotect((void *)start, (size_t)page, PROT_READ | PROT_WRITE) != 0) return;
-    __atomic_store_n(p, value, __ATOMIC_RELEASE);
-    if (in_relro) mprotect((void *)start, (size_t)page, PROT_READ);
+static void read_protections(patch_ctx *ctx) {
+    ctx->maps_read = 1;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    size_t cap = 1 << 16, len = 0;
+    char *text = malloc(cap);
+    while (text) {
+        if (len + 4096 > cap) {
+            char *bigger = realloc(text, cap * 2);
+            if (!bigger) break;
+            text = bigger;
+            cap *= 2;
+        }
+        ssize_t n = read(fd, text + len, cap - len - 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    close(fd);
+    if (!text) return;
+    text[len] = 0;
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++) lines += text[i] == '\n';
+    ctx->ranges = malloc((lines + 1) * sizeof *ctx->ranges);
+    if (ctx->ranges) {
+        char *p = text;
+        while (*p) {
+            char *end;
+            uintptr_t lo = strtoull(p, &end, 16);
+            if (*end != '-') break;
+            uintptr_t hi = strtoull(end + 1, &end, 16);
+            if (*end != ' ') break;
+            int prot = (end[1] == 'r' ? PROT_READ : 0) | (end[2] == 'w' ? PROT_WRITE : 0) |
+                       (end[3] == 'x' ? PROT_EXEC : 0);
+            ctx->ranges[ctx->n_ranges++] = (prot_range){lo, hi, prot};
+            p = strchr(end, '\n');
+            if (!p) break;
+            p++;
+        }
+    }
+    free(text);
 }
 
+/* The page's protection now, or -1 when it is not mapped. */
+static int page_protection(patch_ctx *ctx, uintptr_t addr) {
+    if (!ctx->maps_read) read_protections(ctx);
+    size_t lo = 0, hi = ctx->n_ranges;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (addr < ctx->ranges[mid].lo) {
+            hi = mid;
+        } else if (addr >= ctx->ranges[mid].hi) {
+            lo = mid + 1;
+        } else {
+            return ctx->ranges[mid].prot;
+        }
+    }
+    return -1;
+}
+
+/* One loaded object being patched: where its pages are surely writable. */
+typedef struct {
+    const struct dl_phdr_info *info;
+    uintptr_t relro_lo, relro_hi; /* pages made read-only after relocation */
+} object;
+
+static int surely_writable(const object *o, uintptr_t slot) {
+    if (slot >= o->relro_lo && slot < o->relro_hi) return 0;
+    for (int i = 0; i < o->info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &o->info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD) continue;
+        uintptr_t lo = o->info->dlpi_addr + ph->p_vaddr;
+        if (slot >= lo && slot + sizeof(void *) <= lo + ph->p_memsz) return (ph->p_flags & PF_W) != 0;
+    }
+    return 0;
+}
+
+/* Store value in a slot; a read-only page (RELRO) is writable only for the store, then gets
+ * its protection back. Returns 1 when the slot was written. */
+static int write_slot(patch_ctx *ctx, const object *o, uintptr_t slot, void *value) {
+    void **p = (void **)slot;
+    if (*p == value) return 0;
+    if (surely_writable(o, slot)) {
+        __atomic_store_n(p, value, __ATOMIC_RELEASE);
+        return 1;
+    }
+    int prot = page_protection(ctx, slot);
+    if (prot < 0) return 0;
+    if (prot & PROT_WRITE) {
+        __atomic_store_n(p, value, __ATOMIC_RELEASE);
+        return 1;
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t start = slot & ~(uintptr_t)(page - 1);
+    if (mprotect((void *)start, (size_t)page, prot | PROT_WRITE) != 0) return 0;
+    __atomic_store_n(p, value, __ATOMIC_RELEASE);
+    mprotect((void *)start, (size_t)page, prot);
+    return 1;
+}
+
+/* Every relocated slot bound to a hooked function: JUMP_SLOT (calls through the PLT),
+ * GLOB_DAT (the function's address taken in code), R_X86_64_64 (the address stored in
+ * data: allocator tables, xxxMemSetup-style pointers, static structs), and IRELATIVE when
+ * its resolver picked one. A data slot is patched only while it still holds the real
+ * function (the program may have stored something else there), and restored only while it
+ * holds our hook. */
 static void patch_relocs(const ElfW(Rela) *rela, size_t count, const ElfW(Sym) *symtab,
-                         const char *strtab, ElfW(Addr) base, patch_ctx *ctx, uintptr_t relro_lo,
-                         uintptr_t relro_hi) {
+                         const char *strtab, const object *o, patch_ctx *ctx) {
+    ElfW(Addr) base = o->info->dlpi_addr;
     for (size_t i = 0; i < count; i++) {
         unsigned type = ELF64_R_TYPE(rela[i].r_info);
-        if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) continue;
-        unsigned symidx = ELF64_R_SYM(rela[i].r_info);
-        if (symidx == 0) continue;
-        const char *name = strtab + symtab[symidx].st_name;
         size_t h;
-        if (!is_hook_name(name, &h)) continue;
         uintptr_t slot = base + rela[i].r_offset;
+        if (type == R_X86_64_IRELATIVE) {
+            void *value = *(void **)slot;
+            if (!real_index(value, &h) && !hook_index(value, &h)) continue;
+        } else if (type == R_X86_64_JUMP_SLOT || type == R_X86_64_GLOB_DAT ||
+                   type == R_X86_64_64) {
+            unsigned symidx = ELF64_R_SYM(rela[i].r_info);
+            if (symidx == 0 || !is_hook_name(strtab + symtab[symidx].st_name, &h)) continue;
+        } else {
+            continue;
+        }
         void *current = *(void **)slot;
         if (ctx->install) {
-            if (current != HOOKS[h].hook) {
-                write_slot(slot, HOOKS[h].hook, relro_lo, relro_hi);
-                ctx->patched++;
-            }
+            /* A lazily bound JUMP_SLOT still holds its PLT stub: patched all the same. */
+            if (current != HOOKS[h].hook &&
+                (type == R_X86_64_JUMP_SLOT || current == *HOOKS[h].real))
+                ctx->patched += write_slot(ctx, o, slot, HOOKS[h].hook);
         } else if (current == HOOKS[h].hook) {
-            write_slot(slot, *HOOKS[h].real, relro_lo, relro_hi);
-            ctx->patched++;
+            ctx->patched += write_slot(ctx, o, slot, *HOOKS[h].real);
         }
     }
 }
@@ -421,14 +692,15 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data) {
         strstr(name, "linux-gate"))
         return 0;
     const ElfW(Dyn) *dyn = NULL;
-    uintptr_t relro_lo = 0, relro_hi = 0;
+    object o = {info, 0, 0};
+    long page = sysconf(_SC_PAGESIZE);
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type == PT_DYNAMIC) dyn = (const ElfW(Dyn) *)(info->dlpi_addr + ph->p_vaddr);
         if (ph->p_type == PT_GNU_RELRO) {
-            long page = sysconf(_SC_PAGESIZE);
-            relro_lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(page - 1);
-            relro_hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+            /* As the loader protects it: whole pages, the last partial page stays writable. */
+            o.relro_lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(page - 1);
+            o.relro_hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(uintptr_t)(page - 1);
         }
     }
     if (!dyn) return 0;
@@ -448,84 +720,88 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data) {
         }
     }
     if (!symtab || !strtab) return 0;
-    if (jmprel)
-        patch_relocs(jmprel, jmprel_size / sizeof(ElfW(Rela)), symtab, strtab, info->dlpi_addr, ctx,
-                     relro_lo, relro_hi);
-    if (rela)
-        patch_relocs(rela, rela_size / sizeof(ElfW(Rela)), symtab, strtab, info->dlpi_addr, ctx,
-                     relro_lo, relro_hi);
+    if (jmprel) patch_relocs(jmprel, jmprel_size / sizeof(ElfW(Rela)), symtab, strtab, &o, ctx);
+    if (rela) patch_relocs(rela, rela_size / sizeof(ElfW(Rela)), symtab, strtab, &o, ctx);
     return 0;
 }
 
-int mt_hooks_install(void) {
-    patch_ctx ctx = {1, 0};
+static int patch_all(int install) {
+    patch_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.install = install;
     pthread_mutex_lock(&g_hooks_lock);
     dl_iterate_phdr(patch_object, &ctx);
     pthread_mutex_unlock(&g_hooks_lock);
+    free(ctx.ranges);
     return ctx.patched;
 }
+
+int mt_hooks_install(void) { return patch_all(1); }
 
 void mt_hooks_uninstall(void) {
     int saved = mt_guard;
     mt_guard = 1;
-    patch_ctx ctx = {0, 0};
-    pthread_mutex_lock(&g_hooks_lock);
-    dl_iterate_phdr(patch_object, &ctx);
-    pthread_mutex_unlock(&g_hooks_lock);
+    patch_all(0);
     mt_guard = saved;
 }
 
 /* ---- Python allocator domains ------------------------------------------------------- */
 
-static PyMemAllocatorEx g_orig_mem, g_orig_obj;
+/* Our allocators keep each domain's own ctx and find the wrapped functions in globals: a
+ * thread reading the domain while PyMem_SetAllocator copies it may pair old functions with
+ * the new ctx or the reverse, and both are then right. RAW is called without the GIL, from
+ * any thread; the hooks never need it. */
+static PyMemAllocatorEx g_orig_raw, g_orig_mem, g_orig_obj;
 static int g_pymem_installed;
 
-static void *pm_malloc(void *ctx, size_t n) {
-    PyMemAllocatorEx *a = ctx;
-    if (TRACE_OK) return a->malloc(a->ctx, n);
-    mt_guard = 1;
-    void *p = a->malloc(a->ctx, n);
-    mt_guard = 0;
-    if (p) mt_record_alloc(p, n, MT_PYMALLOC_MALLOC, CALLER);
-    return p;
-}
+#define DOMAIN_HOOKS(dom, orig, K_MALLOC, K_CALLOC, K_REALLOC, K_FREE)                    \
+    static void *dom##_malloc(void *ctx, size_t n) {                                    \
+        if (TRACE_OK) return orig.malloc(ctx, n);                                       \
+        void *p;                                                                        \
+        GUARDED(p = orig.malloc(ctx, n));                                               \
+        if (p) mt_record_alloc(p, n, K_MALLOC, CALLER);                                 \
+        return p;                                                                       \
+    }                                                                                   \
+    static void *dom##_calloc(void *ctx, size_t n, size_t size) {                       \
+        if (TRACE_OK) return orig.calloc(ctx, n, size);                                 \
+        void *p;                                                                        \
+        GUARDED(p = orig.calloc(ctx, n, size));                                         \
+        if (p) mt_record_alloc(p, n * size, K_CALLOC, CALLER);                          \
+        return p;                                                                       \
+    }                                                                                   \
+    static void *dom##_realloc(void *ctx, void *old, size_t n) {                        \
+        if (TRACE_OK) return orig.realloc(ctx, old, n);                                 \
+        if (old) mt_record_free(old, 0, K_REALLOC);                                     \
+        void *p;                                                                        \
+        GUARDED(p = orig.realloc(ctx, old, n));                                         \
+        if (p) mt_record_alloc(p, n, K_REALLOC, CALLER);                                \
+        return p;                                                                       \
+    }                                                                                   \
+    static void dom##_free(void *ctx, void *p) {                                        \
+        if (TRACE_OK || !p) {                                                           \
+            orig.free(ctx, p);                                                          \
+            return;                                                                     \
+        }                                                                               \
+        mt_record_free(p, 0, K_FREE);                                                   \
+        GUARDED(orig.free(ctx, p));                                                     \
+    }
 
-static void *pm_calloc(void *ctx, size_t n, size_t size) {
-    PyMemAllocatorEx *a = ctx;
-    if (TRACE_OK) return a->calloc(a->ctx, n, size);
-    mt_guard = 1;
-    void *p = a->calloc(a->ctx, n, size);
-    mt_guard = 0;
-    if (p) mt_record_alloc(p, n * size, MT_PYMALLOC_CALLOC, CALLER);
-    return p;
-}
-
-static void *pm_realloc(void *ctx, void *old, size_t n) {
-    PyMemAllocatorEx *a = ctx;
-    if (TRACE_OK) return a->realloc(a->ctx, old, n);
-    if (old) mt_record_free(old, 0, MT_PYMALLOC_REALLOC);
-    mt_guard = 1;
-    void *p = a->realloc(a->ctx, old, n);
-    mt_guard = 0;
-    if (p) mt_record_alloc(p, n, MT_PYMALLOC_REALLOC, CALLER);
-    return p;
-}
-
-static void pm_free(void *ctx, void *p) {
-    PyMemAllocatorEx *a = ctx;
-    if (p && !TRACE_OK) mt_record_free(p, 0, MT_PYMALLOC_FREE);
-    int saved = mt_guard;
-    mt_guard = 1;
-    a->free(a->ctx, p);
-    mt_guard = saved;
-}
+DOMAIN_HOOKS(raw, g_orig_raw, MT_PYMEM_RAW_MALLOC, MT_PYMEM_RAW_CALLOC, MT_PYMEM_RAW_REALLOC,
+             MT_PYMEM_RAW_FREE)
+DOMAIN_HOOKS(mem, g_orig_mem, MT_PYMALLOC_MALLOC, MT_PYMALLOC_CALLOC, MT_PYMALLOC_REALLOC,
+             MT_PYMALLOC_FREE)
+DOMAIN_HOOKS(obj, g_orig_obj, MT_PYMALLOC_MALLOC, MT_PYMALLOC_CALLOC, MT_PYMALLOC_REALLOC,
+             MT_PYMALLOC_FREE)
 
 void mt_pymem_install(void) {
     if (g_pymem_installed) return;
+    PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &g_orig_raw);
     PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &g_orig_mem);
     PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &g_orig_obj);
-    PyMemAllocatorEx mem = {&g_orig_mem, pm_malloc, pm_calloc, pm_realloc, pm_free};
-    PyMemAllocatorEx obj = {&g_orig_obj, pm_malloc, pm_calloc, pm_realloc, pm_free};
+    PyMemAllocatorEx raw = {g_orig_raw.ctx, raw_malloc, raw_calloc, raw_realloc, raw_free};
+    PyMemAllocatorEx mem = {g_orig_mem.ctx, mem_malloc, mem_calloc, mem_realloc, mem_free};
+    PyMemAllocatorEx obj = {g_orig_obj.ctx, obj_malloc, obj_calloc, obj_realloc, obj_free};
+    PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &raw);
     PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &mem);
     PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &obj);
     g_pymem_installed = 1;
@@ -533,6 +809,7 @@ void mt_pymem_install(void) {
 
 void mt_pymem_uninstall(void) {
     if (!g_pymem_installed) return;
+    PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &g_orig_raw);
     PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &g_orig_mem);
     PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &g_orig_obj);
     g_pymem_installed = 0;

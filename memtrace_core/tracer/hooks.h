@@ -1,7 +1,10 @@
-/* Allocation interception by GOT/PLT patching (not LD_PRELOAD: the same code must work when
- * injected into a running process). Every loaded ELF object except the dynamic loader, the
- * vdso and this module gets its relocation slots for the allocator functions pointed at our
- * hooks; dlopen re-patches, and uninstall points every slot back at the real function. */
+/* Allocation interception by relocation patching (not LD_PRELOAD: the same code must work
+ * when injected into a running process). Every loaded ELF object except the dynamic loader,
+ * the vdso and this module gets its relocated slots bound to the allocator functions (PLT,
+ * GOT and data pointers alike) pointed at our hooks; dlopen re-patches, dlsym hands out the
+ * hooks, and uninstall points every slot that still holds a hook back at the real function.
+ * The loader functions are called on behalf of their caller (callas.h); the process's exit
+ * paths (exit, quick_exit, _exit, _Exit) write the trailer with the real exit status. */
 #ifndef MEMTRACE_HOOKS_H
 #define MEMTRACE_HOOKS_H
 
@@ -14,7 +17,5 @@ void mt_hooks_uninstall(void);
 /* PyMem/PyObject domain hooks (--trace-python-allocators); call with the GIL held. */
 void mt_pymem_install(void);
 void mt_pymem_uninstall(void);
-/* Stop from C at process exit (_exit hook / exit code known). */
-extern void (*mt_on_exit)(int status);
 
 #endif

@@ -14,10 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
 #include <zstd.h>
 
+#include "callas.h"
 #include "hooks.h"
 #include "mpack.h"
 #include "pystack.h"
@@ -25,15 +24,22 @@
 #include "table.h"
 
 #define MT_BUF_CAP (1u << 20)
-#define MT_MAX_NATIVE 128
+#define MT_NATIVE_INITIAL 256       /* per-thread native arrays grow from here to the limit */
+#define MT_OWN_FRAMES 16            /* room for the tracer's own frames in an unwinding */
+#define MT_CUT_COUNT_MAX 0x7FFFFFFFu /* frames beyond the limit are counted up to this */
 #define MT_TICK_BUSY_NS 10000000ULL   /* a TICK every 10 ms while records flow */
 #define MT_TICK_IDLE_NS 100000000ULL  /* and every 100 ms when idle */
 #define MT_MAX_NAMED 1024
+
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 volatile int mt_tracking = 0;
 __thread int mt_guard __attribute__((tls_model("initial-exec"))) = 0;
 static __thread uint32_t t_thread __attribute__((tls_model("initial-exec"))) = 0;
 static __thread uint32_t t_thread_gen __attribute__((tls_model("initial-exec"))) = 0;
+static __thread int t_name_slot __attribute__((tls_model("initial-exec"))) = -1;
+static __thread uint32_t t_name_seq __attribute__((tls_model("initial-exec"))) = 0;
 
 typedef struct {
     uint8_t *data;
@@ -45,6 +51,8 @@ static pthread_cond_t g_wake = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t g_space = PTHREAD_COND_INITIALIZER;
 static mt_buf g_active, g_spare;
 static int g_spare_busy, g_fd = -1, g_native, g_stop_requested, g_failed, g_running;
+static int g_native_depth = MT_DEFAULT_NATIVE_DEPTH;
+static volatile int g_python_gone;
 static pthread_t g_writer;
 static uint64_t g_start_ns, g_last_tick_ns, g_records_since_tick;
 static int g_statm_fd = -1;
@@ -65,10 +73,15 @@ static ZSTD_CCtx *g_zc;
 static uint8_t *g_zout;
 #define MT_ZOUT_CAP (256u << 10)
 
+/* Thread names by OS thread id. A rename bumps `seq`: the thread's next record declares a
+ * new thread index with the new name, so records before and after keep their own names. */
 static struct {
     long tid;
-    uint32_t index; /* 0 until the thread first allocates */
+    pthread_t pthread; /* known once the thread has allocated */
+    uint32_t index;    /* the thread's current index; 0 until it first allocates */
     uint32_t gen;
+    uint32_t seq;
+    int named;         /* named by the program (else the kernel's name, read at first use) */
     char name[64];
 } g_names[MT_MAX_NAMED];
 static int g_n_names;
@@ -137,19 +150,25 @@ static uint32_t intern_code_locked(void *code, void *linetable) {
 
 /* Each thread remembers its previous stacks, root first, with the trie node of every
  * prefix: consecutive allocations share most of their stack, so only the frames that
- * changed are looked up in the tables. Heap-allocated on first use (TLS stays small). */
+ * changed are looked up in the tables. Heap-allocated on first use (TLS stays small, and
+ * so does the hook's use of the program's stack: threads may have tiny ones); the native
+ * arrays grow with the deepest stack seen, up to the limit. */
 typedef struct {
     uint32_t gen;
     int py_depth, nat_depth;
     mt_pyframe py[MT_MAX_PY_DEPTH];
     uint32_t py_nodes[MT_MAX_PY_DEPTH];
-    uintptr_t nat[MT_MAX_NATIVE];
-    uint32_t nat_nodes[MT_MAX_NATIVE];
+    mt_pyframe py_scratch[MT_MAX_PY_DEPTH]; /* the Python stack being captured */
+    int nat_cap;                            /* entries of each native array */
+    uintptr_t *nat;
+    uint32_t *nat_nodes;
+    uintptr_t *scratch;                     /* the native stack being captured */
+    void **raw;                             /* unw_backtrace's output: nat_cap + own frames */
     /* The previous unwinding, innermost first: each frame's ip and its stack pointer (so its
      * return address sits at sp - 8). */
     int unw_depth;
-    uintptr_t unw_ip[MT_MAX_NATIVE];
-    uintptr_t unw_sp[MT_MAX_NATIVE];
+    uintptr_t *unw_ip;
+    uintptr_t *unw_sp;
     /* When to pay for a recording unwind (see capture_native). */
     uintptr_t miss_ra, miss_cfa;
     uint32_t hits_since_fill, fruitless_fills, misses;
@@ -161,16 +180,47 @@ static pthread_once_t g_cache_once = PTHREAD_ONCE_INIT;
 
 static void free_cache(void *p) {
     /* Runs in the exiting thread: later allocations of that thread start a fresh cache. */
+    stack_cache *c = p;
     t_cache = NULL;
-    free(p);
+    free(c->nat);
+    free(c->nat_nodes);
+    free(c->scratch);
+    free(c->raw);
+    free(c->unw_ip);
+    free(c->unw_sp);
+    free(c);
 }
 static void make_cache_key(void) { pthread_key_create(&g_cache_key, free_cache); }
+
+/* Grow the native arrays to hold `want` frames (contents kept); 0 when they hold them. */
+static int grow_native(stack_cache *c, int want) {
+    if (want <= c->nat_cap) return 0;
+    int cap = c->nat_cap ? c->nat_cap : MT_NATIVE_INITIAL;
+    while (cap < want) cap *= 2;
+    void *p;
+#define GROW(field, size)                          \
+    if (!(p = realloc(c->field, (size_t)(size)))) return -1; \
+    c->field = p;
+    GROW(nat, cap * sizeof *c->nat);
+    GROW(nat_nodes, cap * sizeof *c->nat_nodes);
+    GROW(scratch, cap * sizeof *c->scratch);
+    GROW(raw, (cap + MT_OWN_FRAMES) * sizeof *c->raw);
+    GROW(unw_ip, cap * sizeof *c->unw_ip);
+    GROW(unw_sp, cap * sizeof *c->unw_sp);
+#undef GROW
+    c->nat_cap = cap;
+    return 0;
+}
 
 static stack_cache *thread_cache(void) {
     stack_cache *c = t_cache;
     if (c == NULL) {
         c = calloc(1, sizeof *c);
         if (c == NULL) return NULL;
+        if (grow_native(c, MT_NATIVE_INITIAL) != 0) {
+            free_cache(c);
+            return NULL;
+        }
         pthread_once(&g_cache_once, make_cache_key);
         pthread_setspecific(g_cache_key, c);
         t_cache = c;
@@ -189,16 +239,13 @@ static inline int same_pyframe(const mt_pyframe *a, const mt_pyframe *b) {
            a->linetable == b->linetable;
 }
 
-static uint32_t intern_python_locked(const mt_pyframe *fr, int depth) {
-    stack_cache *c = thread_cache();
+static uint32_t intern_python_locked(stack_cache *c, const mt_pyframe *fr, int depth) {
     uint32_t node = 0;
     int i = 0; /* depth from the root */
-    if (c) {
-        int common = depth < c->py_depth ? depth : c->py_depth;
-        while (i < common && same_pyframe(&fr[depth - 1 - i], &c->py[i])) {
-            node = c->py_nodes[i];
-            i++;
-        }
+    int common = depth < c->py_depth ? depth : c->py_depth;
+    while (i < common && same_pyframe(&fr[depth - 1 - i], &c->py[i])) {
+        node = c->py_nodes[i];
+        i++;
     }
     for (; i < depth; i++) {
         const mt_pyframe *f = &fr[depth - 1 - i];
@@ -208,7 +255,7 @@ static uint32_t intern_python_locked(const mt_pyframe *fr, int depth) {
             uint32_t code_id = intern_code_locked(f->code, f->linetable);
             id = ++g_next_pynode;
             if (mt_table_put(&g_pynodes, a, (uintptr_t)f->code, (uintptr_t)f->linetable, id) < 0) {
-                if (c) c->py_depth = 0;
+                c->py_depth = 0;
                 return node;
             }
             uint8_t *p = reserve(40);
@@ -224,25 +271,22 @@ static uint32_t intern_python_locked(const mt_pyframe *fr, int depth) {
             }
         }
         node = id;
-        if (c) {
-            c->py[i] = *f;
-            c->py_nodes[i] = id;
-        }
+        c->py[i] = *f;
+        c->py_nodes[i] = id;
     }
-    if (c) c->py_depth = depth;
+    c->py_depth = depth;
     return node;
 }
 
-static uint32_t intern_native_locked(const uintptr_t *ips, int n) {
-    stack_cache *c = thread_cache();
+/* ips innermost first (ips[0] may be a cut marker: it then becomes the innermost node, so
+ * stacks that differ only in how much was cut share all their frames). */
+static uint32_t intern_native_locked(stack_cache *c, const uintptr_t *ips, int n) {
     uint32_t node = 0;
     int i = 0;
-    if (c) {
-        int common = n < c->nat_depth ? n : c->nat_depth;
-        while (i < common && ips[n - 1 - i] == c->nat[i]) {
-            node = c->nat_nodes[i];
-            i++;
-        }
+    int common = n < c->nat_depth ? n : c->nat_depth;
+    while (i < common && ips[n - 1 - i] == c->nat[i]) {
+        node = c->nat_nodes[i];
+        i++;
     }
     for (; i < n; i++) {
         uintptr_t ip = ips[n - 1 - i];
@@ -250,7 +294,7 @@ static uint32_t intern_native_locked(const uintptr_t *ips, int n) {
         if (!id) {
             id = ++g_next_natnode;
             if (mt_table_put(&g_natnodes, node, ip, 0, id) < 0) {
-                if (c) c->nat_depth = 0;
+                c->nat_depth = 0;
                 return node;
             }
             uint8_t *p = reserve(32);
@@ -264,12 +308,10 @@ static uint32_t intern_native_locked(const uintptr_t *ips, int n) {
             }
         }
         node = id;
-        if (c) {
-            c->nat[i] = ip;
-            c->nat_nodes[i] = id;
-        }
+        c->nat[i] = ip;
+        c->nat_nodes[i] = id;
     }
-    if (c) c->nat_depth = n;
+    c->nat_depth = n;
     return node;
 }
 
@@ -292,7 +334,15 @@ static int find_name(long tid) {
 }
 
 static uint32_t thread_index_locked(void) {
-    if (t_thread && t_thread_gen == g_generation) return t_thread;
+    if (LIKELY(t_thread && t_thread_gen == g_generation)) {
+        if (LIKELY(t_name_slot < 0 || g_names[t_name_slot].seq == t_name_seq)) return t_thread;
+        /* Renamed since its last record: the next records carry the new name. */
+        t_thread = ++g_next_thread;
+        t_name_seq = g_names[t_name_slot].seq;
+        g_names[t_name_slot].index = t_thread;
+        emit_thread_locked(t_thread, g_names[t_name_slot].tid, g_names[t_name_slot].name);
+        return t_thread;
+    }
     t_thread = ++g_next_thread;
     t_thread_gen = g_generation;
     long tid = syscall(SYS_gettid);
@@ -302,43 +352,84 @@ static uint32_t thread_index_locked(void) {
         if (slot < 0 && g_n_names < MT_MAX_NAMED) slot = g_n_names++;
         char name[64] = {0};
         prctl(PR_GET_NAME, name, 0, 0, 0);
-        if (slot >= 0) {
-            g_names[slot].tid = tid;
-            memcpy(g_names[slot].name, name, sizeof name);
-        } else {
+        if (slot < 0) {
+            t_name_slot = -1;
             emit_thread_locked(t_thread, tid, name);
             return t_thread;
         }
+        g_names[slot].tid = tid;
+        g_names[slot].named = 0;
+        memcpy(g_names[slot].name, name, sizeof name);
     }
+    g_names[slot].pthread = pthread_self();
     g_names[slot].index = t_thread;
     g_names[slot].gen = g_generation;
+    t_name_slot = slot;
+    t_name_seq = g_names[slot].seq;
     emit_thread_locked(t_thread, tid, g_names[slot].name);
     return t_thread;
 }
 
-void mt_set_thread_name(long os_tid, const char *name) {
+/* Give the thread in `slot` a name (lock held). The first name the program gives a thread
+ * that so far had only the kernel's replaces it in place (its THREAD record is sent again);
+ * a later, different name is a rename (see g_names). */
+static void name_slot_locked(int slot, const char *name, int rename) {
+    int live = g_running && g_names[slot].index && g_names[slot].gen == g_generation;
+    if (live && strncmp(g_names[slot].name, name, 63) == 0) {
+        g_names[slot].named = 1;
+        return;
+    }
+    strncpy(g_names[slot].name, name, 63);
+    g_names[slot].name[63] = 0;
+    if (!live) {
+        g_names[slot].named = 1;
+    } else if (rename || g_names[slot].named) {
+        g_names[slot].seq++;
+    } else {
+        g_names[slot].named = 1;
+        emit_thread_locked(g_names[slot].index, g_names[slot].tid, g_names[slot].name);
+    }
+}
+
+void mt_set_thread_name(long os_tid, const char *name, int rename) {
     int saved = mt_guard;
     mt_guard = 1;
     pthread_mutex_lock(&g_lock);
     int slot = find_name(os_tid);
     if (slot < 0 && g_n_names < MT_MAX_NAMED) {
         slot = g_n_names++;
+        memset(&g_names[slot], 0, sizeof g_names[slot]);
         g_names[slot].tid = os_tid;
-        g_names[slot].index = 0;
     }
-    if (slot >= 0) {
-        strncpy(g_names[slot].name, name, 63);
-        g_names[slot].name[63] = 0;
-        if (g_running && g_names[slot].index && g_names[slot].gen == g_generation)
-            emit_thread_locked(g_names[slot].index, os_tid, g_names[slot].name);
+    if (slot >= 0) name_slot_locked(slot, name, rename);
+    pthread_mutex_unlock(&g_lock);
+    mt_guard = saved;
+}
+
+void mt_thread_renamed(pthread_t thread, const char *name) {
+    int saved = mt_guard;
+    mt_guard = 1;
+    int self = pthread_equal(thread, pthread_self());
+    long tid = self ? syscall(SYS_gettid) : 0;
+    pthread_mutex_lock(&g_lock);
+    int slot = -1;
+    for (int i = 0; i < g_n_names && slot < 0; i++) {
+        if (self ? g_names[i].tid == tid
+                 : (g_names[i].index && g_names[i].gen == g_generation &&
+                    pthread_equal(g_names[i].pthread, thread)))
+            slot = i;
     }
+    /* A thread not seen yet reads its (new) kernel name at its first record. */
+    if (slot >= 0) name_slot_locked(slot, name, 1);
     pthread_mutex_unlock(&g_lock);
     mt_guard = saved;
 }
 
 static void maybe_tick_locked(uint64_t now, int first_of_burst);
 
-/* The native stack, innermost first, without the tracer's own frames.
+/* ---- native stacks ------------------------------------------------------------------ */
+
+/* The native stack, innermost first, without the tracer's own frames, into c->scratch.
  *
  * Consecutive allocations from one call site share their whole native stack, and unwinding
  * it (libunwind, ~16 ns a frame) was the main cost of --native. So a thread may keep an
@@ -347,45 +438,87 @@ static void maybe_tick_locked(uint64_t now, int first_of_burst);
  * of that stack is still in its slot on the stack, the stack is the same and is reused.
  * Recording the stack pointers needs libunwind's step-by-step walk, ~3x slower than its
  * fast backtrace, so it is only done when the same caller comes twice in a row and recent
- * recordings were reused; everything else takes the fast backtrace. */
-static int unwind_fast(uintptr_t *out, int max) {
-    void *buf[MT_MAX_NATIVE + 16];
-    int n = unw_backtrace(buf, MT_MAX_NATIVE + 16);
-    int i = 0;
-    while (i < n && (uintptr_t)buf[i] >= g_self_lo && (uintptr_t)buf[i] < g_self_hi) i++;
-    int k = 0;
-    for (; i < n && k < max; i++) out[k++] = (uintptr_t)buf[i];
-    return k;
-}
+ * recordings were reused; everything else takes the fast backtrace.
+ *
+ * A stack deeper than the limit keeps its innermost frames (where the memory is allocated)
+ * and gets a cut marker saying how many outer frames were left out (unwind_steps). */
 
-static int unwind_recording(uintptr_t *out, int max, stack_cache *c) {
+static inline int is_own(uintptr_t ip) { return ip >= g_self_lo && ip < g_self_hi; }
+
+/* Step by step: records each frame's stack pointer too, counts the frames beyond the limit,
+ * and inside a loader call (callas.h) resumes from the hook's frame where the borrowed
+ * return address would mislead the unwinder. Returns the frames in c->scratch (a cut
+ * marker first when frames were cut), with their stack pointers in c->unw_sp; *cut = 1
+ * when the stack was cut. */
+static int unwind_steps(stack_cache *c, int *cut) {
     unw_context_t uc;
     unw_cursor_t cursor;
+    *cut = 0;
     if (unw_getcontext(&uc) != 0 || unw_init_local(&cursor, &uc) != 0) return 0;
+    const mt_dlcall *call = mt_t_dlcall;
     int n = 0, own = 1;
-    do {
+    uint32_t beyond = 0;
+    for (;;) {
         unw_word_t ip = 0, sp = 0;
         unw_get_reg(&cursor, UNW_REG_IP, &ip);
-        unw_get_reg(&cursor, UNW_REG_SP, &sp);
         if (ip == 0) break;
-        if (own && ip >= g_self_lo && ip < g_self_hi) continue;
-        own = 0;
-        out[n] = (uintptr_t)ip;
-        c->unw_sp[n] = (uintptr_t)sp;
+        if (call && ip == call->gadget) {
+            if (unw_init_local(&cursor, (unw_context_t *)&call->context) != 0) break;
+            call = call->prev;
+            own = 1; /* the hook's own frame comes first: skipped like ours */
+            continue;
+        }
+        if (!(own && is_own(ip))) {
+            own = 0;
+            if (n < g_native_depth && (n < c->nat_cap || grow_native(c, n + 1) == 0)) {
+                unw_get_reg(&cursor, UNW_REG_SP, &sp);
+                c->scratch[n] = (uintptr_t)ip;
+                c->unw_sp[n] = (uintptr_t)sp;
+                n++;
+            } else if (++beyond >= MT_CUT_COUNT_MAX) {
+                break;
+            }
+        }
+        if (unw_step(&cursor) <= 0) break;
+    }
+    if (beyond && (n < c->nat_cap || grow_native(c, n + 1) == 0)) {
+        memmove(c->scratch + 1, c->scratch, (size_t)n * sizeof *c->scratch);
+        c->scratch[0] = (uintptr_t)(MT_CUT_MARKER_BASE + beyond);
         n++;
-    } while (n < max && unw_step(&cursor) > 0);
+        *cut = 1;
+    }
     return n;
 }
 
-static int capture_native(uintptr_t *out, int max, uintptr_t ra, uintptr_t cfa) {
-    stack_cache *c = thread_cache();
-    if (c == NULL) return unwind_fast(out, max);
+/* libunwind's fast backtrace; a stack that fills the buffer grows it, up to the limit, and
+ * a deeper one goes step by step to count what is cut. */
+static int unwind_fast(stack_cache *c) {
+    for (;;) {
+        int size = c->nat_cap + MT_OWN_FRAMES;
+        int n = unw_backtrace(c->raw, size);
+        if (n < size) {
+            int i = 0;
+            while (i < n && is_own((uintptr_t)c->raw[i])) i++;
+            int k = 0;
+            for (; i < n && k < g_native_depth; i++) c->scratch[k++] = (uintptr_t)c->raw[i];
+            if (i == n) return k;
+        } else if (c->nat_cap < g_native_depth && grow_native(c, c->nat_cap * 2) == 0) {
+            continue;
+        }
+        int cut;
+        return unwind_steps(c, &cut);
+    }
+}
+
+static int capture_native(stack_cache *c, uintptr_t ra, uintptr_t cfa) {
+    int cut;
+    if (UNLIKELY(mt_t_dlcall != NULL)) return unwind_steps(c, &cut); /* inside dlopen... */
     if (c->unw_depth > 0 && c->unw_ip[0] == ra && c->unw_sp[0] == cfa) {
         int n = c->unw_depth, m = 1;
         while (m < n && *(const uintptr_t *)(c->unw_sp[m] - sizeof(void *)) == c->unw_ip[m]) m++;
         if (m == n) {
             c->hits_since_fill++;
-            memcpy(out, c->unw_ip, (size_t)n * sizeof *out);
+            memcpy(c->scratch, c->unw_ip, (size_t)n * sizeof *c->scratch);
             return n;
         }
     }
@@ -393,13 +526,13 @@ static int capture_native(uintptr_t *out, int max, uintptr_t ra, uintptr_t cfa) 
     c->miss_ra = ra;
     c->miss_cfa = cfa;
     if ((++c->misses & 255) == 0) c->fruitless_fills = 0; /* try again now and then */
-    if (!again || c->fruitless_fills >= 2) return unwind_fast(out, max);
+    if (!again || c->fruitless_fills >= 2) return unwind_fast(c);
     c->fruitless_fills = c->hits_since_fill ? 0 : c->fruitless_fills + 1;
     c->hits_since_fill = 0;
-    int n = unwind_recording(out, max, c);
-    /* Only a stack whose innermost frame is the hook's caller can be matched later. */
-    if (n > 0 && out[0] == ra && c->unw_sp[0] == cfa) {
-        memcpy(c->unw_ip, out, (size_t)n * sizeof *out);
+    int n = unwind_steps(c, &cut);
+    /* Only a whole stack whose innermost frame is the hook's caller can be matched later. */
+    if (n > 0 && !cut && c->scratch[0] == ra && c->unw_sp[0] == cfa) {
+        memcpy(c->unw_ip, c->scratch, (size_t)n * sizeof *c->scratch);
         c->unw_depth = n;
     } else {
         c->unw_depth = 0;
@@ -410,18 +543,20 @@ static int capture_native(uintptr_t *out, int max, uintptr_t ra, uintptr_t cfa) 
 void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintptr_t cfa) {
     int saved_errno = errno;
     mt_guard = 1;
-    mt_pyframe frames[MT_MAX_PY_DEPTH];
-    uintptr_t ips[MT_MAX_NATIVE];
-    int n_ips = g_native ? capture_native(ips, MT_MAX_NATIVE, ra, cfa) : 0;
-    int depth = mt_capture_python(frames, MT_MAX_PY_DEPTH);
+    stack_cache *c = thread_cache();
+    int n_ips = 0, depth = 0;
+    if (c != NULL) {
+        if (g_native) n_ips = capture_native(c, ra, cfa);
+        if (!g_python_gone) depth = mt_capture_python(c->py_scratch, MT_MAX_PY_DEPTH);
+    }
     pthread_mutex_lock(&g_lock);
     if (mt_tracking) {
         /* The first record after a quiet spell is stamped at once, so times (the peak's
          * included) are exact to the clock rather than to the idle tick period. */
         if (g_records_since_tick == 0) maybe_tick_locked(now_ns(), 1);
         uint32_t thread = thread_index_locked();
-        uint32_t py = intern_python_locked(frames, depth);
-        uint32_t nat = n_ips ? intern_native_locked(ips, n_ips) : 0;
+        uint32_t py = depth ? intern_python_locked(c, c->py_scratch, depth) : 0;
+        uint32_t nat = n_ips ? intern_native_locked(c, c->scratch, n_ips) : 0;
         uint8_t *p = reserve(48);
         if (p) {
             p = mp_array(p, 7);
@@ -723,7 +858,8 @@ static void atfork_child(void) {
 
 /* ---- start / stop ------------------------------------------------------------------- */
 
-int mt_recorder_start(int fd, int native, int compress, const char *header, size_t header_len) {
+int mt_recorder_start(int fd, int native, int native_depth, int compress, const char *header,
+                      size_t header_len) {
     int saved = mt_guard;
     mt_guard = 1;
     pthread_mutex_lock(&g_lock);
@@ -761,6 +897,8 @@ int mt_recorder_start(int fd, int native, int compress, const char *header, size
     g_spare_busy = 0;
     g_fd = fd;
     g_native = native;
+    g_native_depth = native_depth > 0 ? native_depth : MT_DEFAULT_NATIVE_DEPTH;
+    g_python_gone = 0;
     g_compress = 0;
     if (compress) {
         if (!g_zout) g_zout = malloc(MT_ZOUT_CAP);
@@ -845,3 +983,7 @@ void mt_recorder_stop(int exit_code, int has_code) {
 }
 
 int mt_recorder_failed(void) { return g_failed; }
+
+int mt_recorder_running(void) { return g_running; }
+
+void mt_recorder_python_gone(void) { g_python_gone = 1; }

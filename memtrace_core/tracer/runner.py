@@ -78,6 +78,34 @@ def _name_threads(tracer: types.ModuleType) -> None:
 
     _set_native_id._memtrace = True  # type: ignore[attr-defined]
     threading.Thread._set_native_id = _set_native_id  # type: ignore[attr-defined]
+    _follow_renames(tracer)
+
+
+def _follow_renames(tracer: types.ModuleType) -> None:
+    """`thread.name = ...` (and setName) is recorded as a rename: the thread's later
+    allocations carry the new name, its earlier ones keep theirs. The wrapper removes
+    itself once tracing has ended (a detach, a closed reader)."""
+    prop = threading.Thread.__dict__.get("name")
+    if not isinstance(prop, property) or prop.fset is None or isinstance(prop, _Renaming):
+        return
+
+    def set_name(self: threading.Thread, value: str) -> None:
+        prop.fset(self, value)  # type: ignore[misc]
+        try:
+            if tracer.running():
+                if self.native_id is not None:
+                    tracer.rename_thread(self.native_id, self.name)
+            elif threading.Thread.__dict__.get("name") is renaming:
+                threading.Thread.name = prop  # type: ignore[method-assign]
+        except Exception:  # noqa: BLE001 - never break the program's threads
+            pass
+
+    renaming = _Renaming(prop.fget, set_name, prop.fdel, prop.__doc__)
+    threading.Thread.name = renaming  # type: ignore[method-assign]
+
+
+class _Renaming(property):
+    """Thread.name while memtrace follows renames."""
 
 
 def _quiet_fork_warning() -> None:
@@ -137,6 +165,11 @@ def start_tracing(
 
 
 def _stop_at_exit(tracer: types.ModuleType) -> None:
+    if _exit_state.code is None and not _exit_state.interrupted:
+        # The interpreter finalizes without knowing the process's exit status (attached,
+        # or finalized from C): the C exit path writes the trailer with the real one.
+        tracer.stop_at_process_exit()
+        return
     tracer.stop(_exit_state.code)
     if _exit_state.interrupted:
         # Python exits through SIGINT after an uncaught KeyboardInterrupt: so do we.
@@ -269,11 +302,23 @@ def execute(program: Program, via_runpy: bool | None = None) -> None:
     _exit_state.code = 0
 
 
+def _python_process_name() -> None:
+    """The process (and the C threads it starts, which inherit the name) is named as under
+    python, not after the `memtrace` script that started it: the program sees its usual
+    /proc/self/comm, and threads that never name themselves keep their kernel name."""
+    try:
+        with open("/proc/thread-self/comm", "wb") as comm:
+            comm.write(os.path.basename(sys.executable).encode()[:15])
+    except OSError:
+        pass
+
+
 def run(
     program: Program, fd: int, native: bool, python_allocators: bool, compress: bool = False
 ) -> None:
     """Check, start tracing into fd, and execute the program."""
     program.check()
+    _python_process_name()
     header = header_fields(program, native, python_allocators, attached=False)
     via_runpy = _via_runpy(program)  # memtrace's own work: before tracing starts
     # Stacks stop at our runner: a script's outermost frame is its <module>; a module keeps

@@ -199,3 +199,15 @@ def totals_of_threads(reader: Any, thread_ids: set[int]) -> Totals:
             total.leaked_count += live_count
             total.leaked_bytes += live_bytes
     return total
+
+
+def tree_path_to(tree: dict[str, Any], own_bytes: int) -> list[dict[str, Any]]:
+    """Frames of `memtrace tree --json` from the root to the node holding exactly
+    `own_bytes` bytes of its own (iterative: native trees may be thousands deep)."""
+    todo = [(child, [child]) for child in tree["children"]]
+    while todo:
+        node, path = todo.pop()
+        if node["own_bytes"] == own_bytes:
+            return path
+        todo.extend((child, path + [child]) for child in node["children"])
+    raise AssertionError(f"no node with {own_bytes} own bytes")

@@ -1,0 +1,162 @@
+"""The loader behaves as if memtrace were not there (issue 19, issue 10): dlopen/dlmopen of a
+bare soname found through the calling library's $ORIGIN DT_RUNPATH or DT_RPATH, and
+dlsym(RTLD_NEXT) relative to its caller, under `run`, `run --native` and `live` (attach: in
+tests/attach/test_attach_loader.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import tracer_support as ts
+
+DEP_BLOCK = 7_300_001  # tests/cfixtures/mtrpathdep.c
+
+RPATH_SCRIPT = """\
+import ctypes
+import os
+import sys
+
+lib = ctypes.CDLL(os.environ["MT_RPATH_" + sys.argv[1].upper()])
+
+
+def load():
+    return getattr(lib, sys.argv[2])()  # @load
+
+
+status = load()
+print("loaded", status)
+sys.exit(status)
+"""
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["plain", "native"])
+@pytest.mark.parametrize("function", ["mt_rpath_load", "mt_rpath_mload"],
+                         ids=["dlopen", "dlmopen"])
+@pytest.mark.parametrize("path", ["runpath", "rpath"])
+def test_dlopen_through_the_callers_search_path(tmp_path, mt, path, function, native):
+    (tmp_path / "prog.py").write_text(RPATH_SCRIPT)
+    untraced = mt.plain("prog.py", path, function, cwd=tmp_path)
+    assert untraced.returncode == 0, untraced.stderr.decode()
+    options = ("--native",) if native else ()
+    run = mt.trace(tmp_path, RPATH_SCRIPT, path, function, options=options).check()
+    assert run.proc.stdout == untraced.stdout == b"loaded 0\n"
+    # nothing from the program (a failed dlopen prints its error), only memtrace's notes
+    assert all(line.startswith(b"memtrace: ") for line in run.proc.stderr.splitlines())
+    live = ts.live_at(run.reader, "load", run.lines["load"])
+    assert [s for _a, s, _k in live if s == DEP_BLOCK] == [DEP_BLOCK]
+    loaded = {os.path.basename(entry[0]) for entry in run.reader.maps}
+    assert "libmtrpathdep.so" in loaded
+
+
+NEXT_SCRIPT = """\
+import ctypes
+import os
+
+a = ctypes.CDLL(os.environ["MT_NEXT_A"])
+b = ctypes.CDLL(os.environ["MT_NEXT_B"])
+print(a.mt_probe(), b.mt_probe(), a.mt_next_probe())
+"""
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["plain", "native"])
+def test_dlsym_rtld_next_is_relative_to_its_caller(tmp_path, mt, native):
+    (tmp_path / "prog.py").write_text(NEXT_SCRIPT)
+    untraced = mt.plain("prog.py", cwd=tmp_path)
+    assert untraced.stdout == b"1 2 2\n", untraced.stderr.decode()
+    options = ("--native",) if native else ()
+    run = mt.trace(tmp_path, NEXT_SCRIPT, options=options).check()
+    assert run.proc.stdout == untraced.stdout
+
+
+CTOR_SCRIPT = """\
+import ctypes
+import os
+
+
+def load():
+    return ctypes.CDLL(os.environ["MT_CTOR"])  # @load
+
+
+lib = load()
+print("loaded")
+"""
+CTOR_BLOCK = 65_537  # tests/cfixtures/mtctor.c
+
+
+def test_allocation_inside_dlopen_has_the_whole_stack(tmp_path, mt, cbuild):
+    """The constructor runs inside dlopen, below the return address the loader was lent
+    (callas.h): its stack goes on through dlopen to ctypes and the Python caller."""
+    run = mt.trace(tmp_path, CTOR_SCRIPT, options=("--native",)).check()
+    assert run.proc.stdout == b"loaded\n"
+    reader = run.reader
+    live = [(sid, s) for _a, s, sid, _k in reader.live_allocations() if s == CTOR_BLOCK]
+    assert len(live) == 1
+    sid = live[0][0]
+    python = [(reader.codes[code][0], line)
+              for code, line, _entry in reader.py_stack(reader.stack_key(sid)[0])]
+    assert python[0][0] == "CDLL.__init__" and ("load", run.lines["load"]) in python
+    nativenode = reader.stack_key(sid)[1]
+    assert ts.functions_on_stack(reader, nativenode, cbuild.mtctor)[:2] == [
+        "mt_ctor_alloc", "mt_ctor"]
+    proc = mt.cli("tree", "--json", "--leaks", "--threshold", "0", str(run.capture),
+                  cwd=tmp_path)
+    path = [f["function"] for f in ts.tree_path_to(json.loads(proc.stdout), CTOR_BLOCK)]
+    assert path[:2] == ["<module>", "load"]
+    assert path.index("py_dl_open") < path.index("dlopen_implementation") < path.index(
+        "mt_ctor") < path.index("mt_ctor_alloc")
+    assert not any("memtrace" in name for name in path)
+
+
+LIVE_SCRIPT = RPATH_SCRIPT.replace('print("loaded", status)', 'print("loaded", status, flush=True)')
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is required")
+def test_dlopen_through_the_callers_search_path_under_live(tmp_path, mt):
+    (tmp_path / "prog.py").write_text(LIVE_SCRIPT)
+    session = f"mt-{uuid.uuid4().hex[:8]}"
+    env = dict(mt.env, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()
+                       if k.startswith("MT_") or k in ("PYTHONPATH", "HOME", "PATH",
+                                                       "XDG_CACHE_HOME"))
+    live = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_core", "live",
+                                             "--native", "-o", "live.mtrace", "prog.py",
+                                             "runpath", "mt_rpath_load"))
+    script = (f"cd {shlex.quote(str(tmp_path))} && env -u COLUMNS -u LINES TERM=xterm-256color "
+              f"{exports} {live}; echo EXIT=$?; sleep 60")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "140", "-y", "40",
+                    script], check=True)
+    try:
+        screen = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "exited with status" not in screen:
+            time.sleep(0.2)
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                    capture_output=True, text=True).stdout
+        assert re.search(r"exited with status 0\b", screen), screen
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "EXIT=" not in screen:
+            time.sleep(0.2)
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                    capture_output=True, text=True).stdout
+        assert "EXIT=0" in screen, screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    from memtrace_core.reader import read_capture
+
+    reader = read_capture(tmp_path / "live.mtrace")
+    assert reader.complete and reader.trailer["exit_code"] == 0
+    lines = mt.marker_lines(LIVE_SCRIPT)
+    live = ts.live_at(reader, "load", lines["load"])
+    assert [s for _a, s, _k in live if s == DEP_BLOCK] == [DEP_BLOCK]
+    log = re.findall(r"\S+\.log", screen)
+    assert not log or "cannot open shared object" not in open(log[0]).read()
