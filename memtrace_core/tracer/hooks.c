@@ -278,17 +278,20 @@ static __attribute__((noinline)) void *hook_dlvsym(void *handle, const char *nam
 
 /* ---- process exit: the trailer is written whatever way the process ends ---------------- */
 
-static void stop_for_exit(int status) {
-    if (mt_tracking || mt_recorder_running()) mt_recorder_stop(status, 1);
+/* Write the trailer with this status. Not from inside the tracer: a signal handler that
+ * calls exit() while this thread holds the recorder's lock would wait for itself. */
+static void stop_for_exit(int status, int known) {
+    if (mt_guard || !mt_recorder_running()) return;
+    mt_recorder_stop(status, known);
 }
 
 static void hook__exit(int status) {
-    stop_for_exit(status);
+    stop_for_exit(status, 1);
     real__exit(status);
 }
 
 static void hook__Exit(int status) {
-    stop_for_exit(status);
+    stop_for_exit(status, 1);
     real__Exit(status);
 }
 
@@ -302,16 +305,13 @@ static void hook_quick_exit(int status) {
     real_quick_exit(status);
 }
 
-static void at_quick_exit_handler(void) {
-    if (!mt_recorder_running()) return;
-    mt_recorder_stop(g_quick_status, g_quick_known);
-}
+static void at_quick_exit_handler(void) { stop_for_exit(g_quick_status, g_quick_known); }
 
 /* exit() and a return from main run the atexit/on_exit handlers (ours, registered when
  * tracing first started, after those registered later: their allocations are recorded). */
 static void on_exit_handler(int status, void *arg) {
     (void)arg;
-    if (mt_recorder_running()) mt_recorder_stop(status, 1);
+    stop_for_exit(status, 1);
 }
 
 /* ---- thread names --------------------------------------------------------------------- */
@@ -620,27 +620,27 @@ static int surely_writable(const object *o, uintptr_t slot) {
     return 0;
 }
 
-/* Store value in a slot; a read-only page (RELRO) is writable only for the store, then gets
- * its protection back. Returns 1 when the slot was written. */
-static int write_slot(patch_ctx *ctx, const object *o, uintptr_t slot, void *value) {
+/* Replace `expected` by `value` in a slot, atomically: a program storing its own pointer
+ * there meanwhile keeps it. A read-only page (RELRO) is writable only for the store, then
+ * gets its protection back. Returns 1 when the slot was written. */
+static int swap_slot(void **p, void *expected, void *value) {
+    return __atomic_compare_exchange_n(p, &expected, value, 0, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE);
+}
+
+static int write_slot(patch_ctx *ctx, const object *o, uintptr_t slot, void *expected,
+                      void *value) {
     void **p = (void **)slot;
-    if (*p == value) return 0;
-    if (surely_writable(o, slot)) {
-        __atomic_store_n(p, value, __ATOMIC_RELEASE);
-        return 1;
-    }
+    if (surely_writable(o, slot)) return swap_slot(p, expected, value);
     int prot = page_protection(ctx, slot);
     if (prot < 0) return 0;
-    if (prot & PROT_WRITE) {
-        __atomic_store_n(p, value, __ATOMIC_RELEASE);
-        return 1;
-    }
+    if (prot & PROT_WRITE) return swap_slot(p, expected, value);
     long page = sysconf(_SC_PAGESIZE);
     uintptr_t start = slot & ~(uintptr_t)(page - 1);
     if (mprotect((void *)start, (size_t)page, prot | PROT_WRITE) != 0) return 0;
-    __atomic_store_n(p, value, __ATOMIC_RELEASE);
+    int done = swap_slot(p, expected, value);
     mprotect((void *)start, (size_t)page, prot);
-    return 1;
+    return done;
 }
 
 /* Every relocated slot bound to a hooked function: JUMP_SLOT (calls through the PLT),
@@ -666,14 +666,14 @@ static void patch_relocs(const ElfW(Rela) *rela, size_t count, const ElfW(Sym) *
         } else {
             continue;
         }
-        void *current = *(void **)slot;
+        void *current = __atomic_load_n((void **)slot, __ATOMIC_ACQUIRE);
         if (ctx->install) {
             /* A lazily bound JUMP_SLOT still holds its PLT stub: patched all the same. */
             if (current != HOOKS[h].hook &&
                 (type == R_X86_64_JUMP_SLOT || current == *HOOKS[h].real))
-                ctx->patched += write_slot(ctx, o, slot, HOOKS[h].hook);
+                ctx->patched += write_slot(ctx, o, slot, current, HOOKS[h].hook);
         } else if (current == HOOKS[h].hook) {
-            ctx->patched += write_slot(ctx, o, slot, *HOOKS[h].real);
+            ctx->patched += write_slot(ctx, o, slot, current, *HOOKS[h].real);
         }
     }
 }

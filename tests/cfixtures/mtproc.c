@@ -5,13 +5,18 @@
  *   b: never named, allocates 2100003 (under its kernel name, written to `out`, 16 bytes);
  *   c: allocates 2100004, is named "mtname-c" by its creator, allocates 2100005.
  * mt_allocate_in_atexit(): registers an atexit handler that allocates 2200001 bytes (it
- * runs inside exit()). Every block is kept until exit. Built by tests/conftest.py with
+ * runs inside exit()). Every block is kept until exit.
+ * mt_exit_from_signal(): mallocs and frees without end until a SIGALRM handler calls
+ * exit(0) 20 ms later (what many C programs do, though exit is not async-signal-safe): the
+ * signal may land anywhere, inside the tracer included. Built by tests/conftest.py with
  * gcc -g -O1 -fPIC -shared -pthread.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 static void *volatile kept[64];
 static volatile int n_kept;
@@ -70,4 +75,23 @@ static void allocate_at_exit(void) {
 
 int mt_allocate_in_atexit(void) {
     return atexit(allocate_at_exit);
+}
+
+static void exit_now(int sig) {
+    (void)sig;
+    exit(0);
+}
+
+void mt_exit_from_signal(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = exit_now;
+    sigaction(SIGALRM, &action, NULL);
+    struct itimerval timer = {{0, 0}, {0, 20000}};
+    setitimer(ITIMER_REAL, &timer, NULL);
+    for (;;) {
+        void *p = malloc(1000 + (size_t)(n_kept & 1023));
+        kept[63] = p;
+        free(p);
+    }
 }

@@ -85,3 +85,27 @@ def test_python_atexit_handlers_that_allocate_are_recorded(tmp_path, mt):
     assert run.reader.complete and run.reader.trailer["exit_code"] == 0
     late = ts.live_at(run.reader, "late", run.lines["late"])
     assert [s for _a, s, _k in late] == [3_300_001]
+
+
+SIGNAL_SCRIPT = """\
+import ctypes
+import os
+
+print("looping", flush=True)
+ctypes.CDLL(os.environ["MT_PROC"]).mt_exit_from_signal()
+"""
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["plain", "native"])
+def test_exit_from_a_signal_handler_never_hangs(tmp_path, mt, native):
+    """A SIGALRM handler calls exit(0) while C code allocates flat out: wherever the signal
+    lands (inside the tracer too) the program ends with status 0 and leaves a readable
+    capture."""
+    options = ("--native",) if native else ()
+    for attempt in range(5):
+        directory = tmp_path / str(attempt)
+        directory.mkdir()
+        run = mt.trace(directory, SIGNAL_SCRIPT, options=options, timeout=60)
+        assert run.proc.returncode == 0, run.proc.stderr.decode()
+        assert run.proc.stdout == b"looping\n"
+        assert run.reader.header["native"] is native
