@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from memtrace_core.errors import UserError
@@ -45,36 +45,10 @@ def channel_root() -> str:
     return roots[0] if roots else tempfile.gettempdir()
 
 
-def sweep_stale() -> None:
-    """Remove channel directories left by a memtrace that was killed (its pid is gone)."""
-    for root in _candidate_roots():
-        _sweep(root)
-
-
-def _sweep(root: str) -> None:
-    try:
-        names = [n for n in os.listdir(root) if n.startswith(PREFIX)]
-    except OSError:
-        return
-    for name in names:
-        path = os.path.join(root, name)
-        try:
-            # Ours when we wrote its pid file (root hands the directory itself to the
-            # target's user when attaching to another user's process).
-            pid_file = os.path.join(path, OWNER)
-            if os.lstat(pid_file).st_uid != os.geteuid():
-                continue
-            with open(pid_file) as f:
-                owner = int(f.read().strip())
-        except (OSError, ValueError):
-            continue
-        if owner != os.getpid() and not os.path.exists(f"/proc/{owner}"):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def attachers_of(target_pid: int) -> list[int]:
-    """Pids of the live memtrace processes attached to target_pid (from their channels)."""
-    out = []
+def _channels() -> Iterator[tuple[str, int, int]]:
+    """(directory, memtrace pid, target pid) of every channel directory we wrote (its pid
+    file is ours: root hands the directory itself to the target's user when attaching to
+    another user's process)."""
     for root in _candidate_roots():
         try:
             names = [n for n in os.listdir(root) if n.startswith(PREFIX)]
@@ -83,16 +57,33 @@ def attachers_of(target_pid: int) -> list[int]:
         for name in names:
             path = os.path.join(root, name)
             try:
-                with open(os.path.join(path, TARGET)) as f:
-                    if int(f.read().strip()) != target_pid:
-                        continue
-                with open(os.path.join(path, OWNER)) as f:
+                pid_file = os.path.join(path, OWNER)
+                if os.lstat(pid_file).st_uid != os.geteuid():
+                    continue
+                with open(pid_file) as f:
                     owner = int(f.read().strip())
+                try:
+                    with open(os.path.join(path, TARGET)) as f:
+                        target = int(f.read().strip())
+                except FileNotFoundError:
+                    target = 0
             except (OSError, ValueError):
                 continue
-            if owner != os.getpid() and os.path.exists(f"/proc/{owner}"):
-                out.append(owner)
-    return out
+            yield path, owner, target
+
+
+def sweep_stale() -> None:
+    """Remove channel directories left by a memtrace that was killed (its pid is gone)."""
+    for path, owner, _target in _channels():
+        if owner != os.getpid() and not os.path.exists(f"/proc/{owner}"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def attachers_of(target_pid: int) -> list[int]:
+    """Pids of the live memtrace processes attached to target_pid (from their channels)."""
+    return [owner for _path, owner, target in _channels()
+            if target == target_pid and owner != os.getpid()
+            and os.path.exists(f"/proc/{owner}")]
 
 
 class Channel:

@@ -131,29 +131,16 @@ def _decode(path: str, packed: bytes) -> EmbeddedNames:
 
 def append(path: str, section: bytes) -> None:
     """Write the capture with `section` (from encode) in place of any earlier one,
-    atomically: a copy is written beside it and renamed over it, so readers see the old
-    file or the new one, never half of either."""
+    atomically: readers see the old file or the new one, never half of either."""
     import shutil
-    import tempfile
+
+    from memtrace_core.atomic_file import atomic_replace
 
     end = stream_end(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".memtrace-names-", dir=directory)
-    try:
-        with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
-            shutil.copyfileobj(_limited(src, end), dst, 1 << 20)
-            dst.write(section)
-            dst.write(_FOOT.pack(end, FOOTER_MAGIC))
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with open(path, "rb") as src, atomic_replace(path, ".memtrace-names-") as dst:
+        shutil.copyfileobj(_limited(src, end), dst, 1 << 20)
+        dst.write(section)
+        dst.write(_FOOT.pack(end, FOOTER_MAGIC))
 
 
 class _limited:

@@ -9,7 +9,6 @@ file and line), through the same symbolizer and persistent cache as every report
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -81,29 +80,19 @@ def _ensure_compressed(path: str) -> None:
     with open(path, "rb") as f:
         if f.read(len(MAGIC)) != MAGIC:
             return
-    import tempfile
-
     import zstandard
 
+    from memtrace_core.atomic_file import atomic_replace
+
     end = names_section.stream_end(path)
-    fd, tmp = tempfile.mkstemp(prefix=".memtrace-z-", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
-            dst.write(COMPRESSED_MAGIC)
-            zc = zstandard.ZstdCompressor(level=2).compressobj()
-            left = end
-            while left > 0:
-                chunk = src.read(min(left, 1 << 20))
-                if not chunk:
-                    break
-                left -= len(chunk)
-                dst.write(zc.compress(chunk))
-            dst.write(zc.flush())
-        os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with open(path, "rb") as src, atomic_replace(path, ".memtrace-z-") as dst:
+        dst.write(COMPRESSED_MAGIC)
+        zc = zstandard.ZstdCompressor(level=2).compressobj()
+        left = end
+        while left > 0:
+            chunk = src.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            left -= len(chunk)
+            dst.write(zc.compress(chunk))
+        dst.write(zc.flush())

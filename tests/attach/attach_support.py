@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -125,3 +126,17 @@ class Target:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def build_shared(source: Path, out: Path, *flags: str) -> Path:
+    """gcc a test library (-fPIC -shared -Wall plus flags), or fail with gcc's words."""
+    import pytest
+
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is required by the attach tests", pytrace=False)
+    proc = subprocess.run(["gcc", *flags, "-fPIC", "-shared", "-Wall", str(source), "-o",
+                           str(out)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"gcc failed:\n{proc.stderr}", pytrace=False)
+    return out
+

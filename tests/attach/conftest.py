@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from attach_support import HERE, TARGET_PYTHON, Target, target_env
+from attach_support import HERE, TARGET_PYTHON, Target, build_shared, target_env
 
 
 @pytest.fixture(scope="session")
 def leaklib(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/attach/leaklib.c compiled with gcc -g -O1 (the inlined helper stays inlined)."""
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc is required by the attach tests", pytrace=False)
-    out = tmp_path_factory.mktemp("attachlib") / "libleak.so"
-    proc = subprocess.run(["gcc", "-g", "-O1", "-fPIC", "-shared", "-Wall",
-                           str(HERE / "leaklib.c"), "-o", str(out)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"gcc failed:\n{proc.stderr}", pytrace=False)
-    return out
+    return build_shared(HERE / "leaklib.c", tmp_path_factory.mktemp("attachlib") / "libleak.so",
+                        "-g", "-O1")
 
 
 @pytest.fixture

@@ -18,7 +18,15 @@ import time
 from pathlib import Path
 
 import pytest
-from attach_support import HERE, TARGET_PYTHON, Target, cli_env, memtrace, target_env
+from attach_support import (
+    HERE,
+    TARGET_PYTHON,
+    Target,
+    build_shared,
+    cli_env,
+    memtrace,
+    target_env,
+)
 
 from memtrace_core.attach import image as image_mod
 from memtrace_core.attach import inject, injector
@@ -41,16 +49,9 @@ def _cpu_flags() -> set[str]:
 @pytest.fixture(scope="session")
 def harmlib(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """harmlib.c with gcc -O2, AVX2 vectors where the CPU has them."""
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc is required by the attach tests", pytrace=False)
-    out = tmp_path_factory.mktemp("harmlib") / "libharm.so"
     arch = ["-mavx2"] if "avx2" in _cpu_flags() else []
-    proc = subprocess.run(["gcc", "-O2", *arch, "-fPIC", "-shared", "-Wall",
-                           str(HERE / "harmlib.c"), "-o", str(out)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"gcc failed:\n{proc.stderr}", pytrace=False)
-    return out
+    return build_shared(HERE / "harmlib.c", tmp_path_factory.mktemp("harmlib") / "libharm.so",
+                        "-O2", *arch)
 
 
 @pytest.fixture

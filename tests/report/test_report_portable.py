@@ -220,3 +220,25 @@ def test_symbolize_leaves_no_temporary_file(private, tmp_path):
     assert leftovers == []
     data = capture.read_bytes()
     assert data.count(b"MTNAMEND") == 1
+
+
+def test_plain_capture_becomes_compressed_when_named(private, tmp_path):
+    """A capture in the plain (uncompressed) format, as older attach -o wrote, is converted
+    to the compressed container before its names are stored (a plain-file reader would take
+    the section for records)."""
+    from memtrace_core.reader import COMPRESSED_MAGIC, MAGIC, capture_stream
+
+    ext, cli = private
+    capture = tmp_path / "prog.mtrace"
+    assert cli("run", "--native", "--no-names", "-o", str(capture), "prog.py").returncode == 0
+    plain = tmp_path / "plain.mtrace"
+    plain.write_bytes(b"".join(capture_stream(capture)))
+    assert plain.read_bytes()[:8] == MAGIC
+    before = read_capture(plain)
+    assert cli("symbolize", str(plain)).returncode == 0
+    assert plain.read_bytes()[:8] == COMPRESSED_MAGIC
+    after = read_capture(plain)
+    assert (after.records, after.heap_bytes, after.complete) == (
+        before.records, before.heap_bytes, True)
+    move_away(ext)
+    assert table_rows(cli, plain, "empty")["rep_inline_alloc"]["own_bytes"] == sum(LEAK_BLOCKS)

@@ -7,12 +7,11 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import time
-import uuid
 
 import pytest
+from tmux_support import Tmux
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is required")
 
@@ -38,46 +37,6 @@ def main():
 
 main()
 """
-
-
-class Tmux:
-    """One detached tmux session running a command; keys in, screen text out."""
-
-    def __init__(self, command: str, cwd, env: dict[str, str], size=(140, 45)) -> None:
-        self.name = f"mt-{uuid.uuid4().hex[:8]}"
-        env = dict(env, COLORTERM="truecolor", TERM="xterm-256color")
-        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()
-                           if k in ("PYTHONPATH", "MT_LIB", "MT_DL2", "COLORTERM", "TERM",
-                                    "XDG_CACHE_HOME", "HOME", "PATH"))
-        # -u COLUMNS/LINES: a tmux server started from pytest inherits COLUMNS=80 LINES=24,
-        # and Textual takes those over the pane's real size
-        script = (f"cd {shlex.quote(str(cwd))} && env -u COLUMNS -u LINES {exports} {command}; "
-                  "echo EXIT=$?; sleep 60")
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(size[0]),
-                        "-y", str(size[1]), script], check=True)
-
-    def keys(self, *keys: str) -> None:
-        for key in keys:
-            subprocess.run(["tmux", "send-keys", "-t", self.name, key], check=True)
-            time.sleep(0.15)
-
-    def screen(self, colours: bool = False) -> str:
-        args = ["tmux", "capture-pane", "-p", "-t", self.name] + (["-e"] if colours else [])
-        return subprocess.run(args, capture_output=True, text=True, check=True).stdout
-
-    def wait_for(self, pattern: str, timeout: float = 30.0, keys: tuple[str, ...] = ()) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if keys:
-                self.keys(*keys)
-            text = self.screen()
-            if re.search(pattern, text):
-                return text
-            time.sleep(0.2)
-        raise AssertionError(f"{pattern!r} never appeared; screen:\n{self.screen()}")
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
 
 @pytest.fixture

@@ -259,6 +259,45 @@ static int is_fault(mt_remote *t, int sig) {
     return info.si_code > 0;
 }
 
+/* Resume the thread (PTRACE_SINGLESTEP or PTRACE_CONT) until it traps with its ip at
+ * done_ip; *result is then rax. Signals that arrive meanwhile are kept for later; a fault in
+ * what we made it run is reported, never delivered. */
+static int run_until(mt_remote *t, int request, uint64_t done_ip, long deadline,
+                     const char *what, long *result) {
+    for (;;) {
+        if (ptrace(request, t->tid, 0, 0) != 0)
+            return sys_fail(t, request == PTRACE_CONT ? "PTRACE_CONT" : "PTRACE_SINGLESTEP");
+        t->stopped = 0;
+        int status;
+        int rc = wait_stop(t, &status, deadline);
+        t->stopped = rc == MT_REMOTE_OK;
+        if (rc == MT_REMOTE_ETIMEOUT) {
+            int irc = interrupt_and_wait(t, now_ms() + 2000);
+            return irc == MT_REMOTE_OK ? fail(t, rc, "%s did not return in time", what) : irc;
+        }
+        if (rc != MT_REMOTE_OK)
+            return rc;
+        if (is_group_stop(status))
+            return fail(t, MT_REMOTE_ESTOPPED, "process %d was stopped (job control)",
+                        (int)t->pid);
+        if ((status >> 16) != 0)
+            continue; /* a stray ptrace event stop */
+        int sig = WSTOPSIG(status);
+        if (sig == SIGTRAP) {
+            mt_regs r;
+            if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) != 0)
+                return sys_fail(t, "PTRACE_GETREGS");
+            if (REG_IP(&r) == done_ip) {
+                *result = (long)REG_RET(&r);
+                return MT_REMOTE_OK;
+            }
+        }
+        if (is_fault(t, sig))
+            return fail(t, MT_REMOTE_ECRASH, "%s faulted (signal %d)", what, sig);
+        add_pending(t, sig); /* delivered once, after we let go (someone else's SIGTRAP too) */
+    }
+}
+
 int mt_remote_syscall(mt_remote *t, uint64_t insn, long nr, const long args[6], long *result,
                       int timeout_ms) {
     long deadline = now_ms() + timeout_ms;
@@ -266,39 +305,7 @@ int mt_remote_syscall(mt_remote *t, uint64_t insn, long nr, const long args[6], 
     set_syscall_regs(&r, insn, nr, args);
     if (ptrace(PTRACE_SETREGS, t->tid, 0, &r) != 0)
         return sys_fail(t, "PTRACE_SETREGS");
-    for (;;) {
-        if (ptrace(PTRACE_SINGLESTEP, t->tid, 0, 0) != 0)
-            return sys_fail(t, "PTRACE_SINGLESTEP");
-        t->stopped = 0;
-        int status;
-        int rc = wait_stop(t, &status, deadline);
-        t->stopped = rc == MT_REMOTE_OK;
-        if (rc == MT_REMOTE_ETIMEOUT) {
-            int irc = interrupt_and_wait(t, now_ms() + 2000);
-            return irc == MT_REMOTE_OK ? rc : irc;
-        }
-        if (rc != MT_REMOTE_OK)
-            return rc;
-        if (is_group_stop(status))
-            return fail(t, MT_REMOTE_ESTOPPED, "process %d was stopped (job control)",
-                        (int)t->pid);
-        int sig = WSTOPSIG(status);
-        if ((status >> 16) == 0 && sig == SIGTRAP) {
-            if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) != 0)
-                return sys_fail(t, "PTRACE_GETREGS");
-            if (REG_IP(&r) == insn + 2) {
-                *result = (long)REG_RET(&r);
-                return MT_REMOTE_OK;
-            }
-            add_pending(t, sig); /* someone else's SIGTRAP before the step */
-            continue;
-        }
-        if ((status >> 16) == 0) {
-            if (is_fault(t, sig))
-                return fail(t, MT_REMOTE_ECRASH, "the system call faulted (signal %d)", sig);
-            add_pending(t, sig);
-        }
-    }
+    return run_until(t, PTRACE_SINGLESTEP, insn + 2, deadline, "the system call", result);
 }
 
 int mt_remote_call(mt_remote *t, uint64_t trampoline, uint64_t fn, const long args[6],
@@ -308,38 +315,9 @@ int mt_remote_call(mt_remote *t, uint64_t trampoline, uint64_t fn, const long ar
     set_call_regs(&r, trampoline, fn, args, stack_top);
     if (ptrace(PTRACE_SETREGS, t->tid, 0, &r) != 0)
         return sys_fail(t, "PTRACE_SETREGS");
-    uint64_t done_ip = trampoline + sizeof TRAMPOLINE; /* just after the int3 */
-    for (;;) {
-        if (ptrace(PTRACE_CONT, t->tid, 0, 0) != 0)
-            return sys_fail(t, "PTRACE_CONT");
-        t->stopped = 0;
-        int status;
-        int rc = wait_stop(t, &status, deadline);
-        t->stopped = rc == MT_REMOTE_OK;
-        if (rc == MT_REMOTE_ETIMEOUT) {
-            int irc = interrupt_and_wait(t, now_ms() + 2000);
-            return irc == MT_REMOTE_OK ? fail(t, rc, "the call did not return in time") : irc;
-        }
-        if (rc != MT_REMOTE_OK)
-            return rc;
-        if (is_group_stop(status))
-            return fail(t, MT_REMOTE_ESTOPPED, "process %d was stopped (job control)",
-                        (int)t->pid);
-        if ((status >> 16) != 0)
-            continue; /* a stray ptrace event stop: just continue */
-        int sig = WSTOPSIG(status);
-        if (sig == SIGTRAP) {
-            if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) != 0)
-                return sys_fail(t, "PTRACE_GETREGS");
-            if (REG_IP(&r) == done_ip) {
-                *result = (long)REG_RET(&r);
-                return MT_REMOTE_OK;
-            }
-        }
-        if (is_fault(t, sig))
-            return fail(t, MT_REMOTE_ECRASH, "the call faulted (signal %d)", sig);
-        add_pending(t, sig); /* delivered once, after we let go */
-    }
+    /* done just after the int3 */
+    return run_until(t, PTRACE_CONT, trampoline + sizeof TRAMPOLINE, deadline, "the call",
+                     result);
 }
 
 static int is_stop_signal(int sig) {
