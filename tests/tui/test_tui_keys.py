@@ -251,6 +251,27 @@ async def test_every_way_of_quitting_asks_while_the_program_runs():
 
 
 @scenarios.sync
+async def test_enter_then_escape_in_the_command_palette_never_crashes():
+    """Enter typed before the palette has listed its commands, then Escape: Textual's own
+    palette dismissed itself twice and the app crashed (the program ran on untraced)."""
+    for gap in (0.0, 0.005, 0.01, 0.02, 0.04):
+        app, controller = live_app()
+        async with app.run_test(size=SIZE) as pilot:
+            for key in ("ctrl+p", "t", "enter", "escape"):
+                type_fast(app, key)
+                await asyncio.sleep(gap)
+            await pilot.pause(0.5)
+            assert app._exception is None, gap
+            assert [type(s).__name__ for s in app.screen_stack] == ["MainScreen"], gap
+            assert controller.calls == []
+            await pilot.press("ctrl+p", *"quit")  # Quit says that it asks first
+            await until(pilot, lambda screen=app.screen: "asks first" in " ".join(
+                str(o.prompt) for o in screen.query("CommandList").first().options))
+            await pilot.press("escape")
+        assert controller.calls == [], gap
+
+
+@scenarios.sync
 async def test_quit_dialog_stop_and_quit_at_once_after_exit():
     app, controller = live_app()
     async with app.run_test(size=SIZE) as pilot:
