@@ -26,7 +26,7 @@ KEYS = [
     ("t", "choose a thread (numbers become that thread's own)"),
     ("i", "show/hide interpreter-internal frames"),
     ("v", "switch call tree / top-locations table"),
-    ("s", "table: sort by own / total / count"),
+    ("s", "table sort: own / total / count (--native: own of user code first)"),
     ("p / space", "pause the view (data keeps being read)"),
     ("d", "toggle the detail pane"),
     ("L", "program output log (live mode; f follows)"),

@@ -1,4 +1,10 @@
-"""The flat top-locations table (second view): own and total numbers per frame."""
+"""The flat top-locations table (second view): own and total numbers per frame.
+
+With native frames, "own" puts the allocator first (`_PyObject_Malloc`, `malloc`): every
+byte ends there. So in `--native` mode the table starts sorted by "own (user code)": each
+stack's bytes go to its innermost user-code frame (a Python line, or the user's own native
+library), which says where in the program the memory was asked for.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +18,21 @@ from memtrace_tui.messages import SelectionChanged
 from memtrace_tui.tree_text import frame_matches, split_matches
 
 SORTS = ("own", "total", "count")
+NATIVE_SORTS = ("user", "own", "total", "count")  # "user": own (user code), the default
+USER_TITLE = "user own"  # the first column under the "user" sort
+
+
+def sorts_for(native: bool) -> tuple[str, ...]:
+    """The sorts `s` cycles through; the first is the table's default."""
+    return NATIVE_SORTS if native else SORTS
 
 
 def table_titles(layout: Layout, metric: Metric, sort: str) -> str:
-    """Column titles with the sort column marked (`own↓`, `total↓`, `count↓`)."""
-    arrow = {key: ("↓" if sort == key else "") for key in SORTS}
-    text = layout.titles(metric, "own" + arrow["own"], "total" + arrow["total"], "location")
+    """Column titles with the sort column marked (`own↓`, `total↓`, `count↓`, and under the
+    user-code sort `user own↓`)."""
+    arrow = {key: ("↓" if sort == key else "") for key in NATIVE_SORTS}
+    first = USER_TITLE + arrow["user"] if sort == "user" else "own" + arrow["own"]
+    text = layout.titles(metric, first, "total" + arrow["total"], "location")
     if layout.wide:
         other = "bytes" if counts_metric(metric) else "count"
         text = text.replace(f" {other:>10}", f" {other + arrow['count']:>10}", 1)
@@ -25,7 +40,8 @@ def table_titles(layout: Layout, metric: Metric, sort: str) -> str:
 
 
 class LocationsTable(LinesView):
-    """Top locations sorted by own, total or count (`s` cycles)."""
+    """Top locations sorted by own, total or count, and in native mode first by own (user
+    code) (`s` cycles)."""
 
     BINDINGS = [
         Binding("s", "cycle_sort", "Sort"),
@@ -36,7 +52,7 @@ class LocationsTable(LinesView):
         self.session = session
         self.lock = session.lock
         self.limit = limit
-        self.sort = "own"
+        self.sort = sorts_for(session.tree.native)[0]
         self.row_locations: list[Location] = []
         self.selected: Location | None = None
         self._grand = 0
@@ -64,8 +80,9 @@ class LocationsTable(LinesView):
         kind = KIND_ROLES.get(f.kind, "python")
         needle = tree.filter
         # own first: the table is about where memory is allocated
+        first = loc.user if self.sort == "user" else loc.own
         pieces: list[tuple[str, str]] = [
-            (layout.numbers(tree.metric, loc.own, loc.total, self._grand, share=loc.total),
+            (layout.numbers(tree.metric, first, loc.total, self._grand, share=loc.total),
              "number"),
             (f.kind.mark + " ", kind)]
         pieces += split_matches(f.function, needle, kind)
@@ -85,6 +102,7 @@ class LocationsTable(LinesView):
             self.post_message(SelectionChanged())
 
     def action_cycle_sort(self) -> None:
-        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        sorts = sorts_for(self.session.tree.native)
+        self.sort = sorts[(sorts.index(self.sort) + 1) % len(sorts)]
         self.refresh_from_model()
         self.screen.refresh_columns()
