@@ -29,8 +29,9 @@ from pathlib import Path
 
 from benchlib import HERE, Results, build_churn, child_env, memray_available, parser, run
 
-WORKLOADS = ("empty", "pure_python", "numpy_work", "malloc_free")
-MODES = ("untraced", "memtrace", "memtrace-native", "memray", "memray-native")
+WORKLOADS = ("empty", "pure_python", "numpy_work", "malloc_free", "pool")
+MODES = ("untraced", "memtrace", "memtrace-native", "memray", "memray-native",
+         "memtrace-follow", "memray-follow")
 # issue 2 targets: ratio to untraced (plain, --native); start-up in absolute seconds
 TARGETS = {
     "pure_python": (1.3, 1.5),
@@ -58,6 +59,7 @@ class Cell:
 def command(python: str, mode: str, script: Path, capture: Path) -> list[str]:
     """The argv that runs SCRIPT in MODE, writing its capture to CAPTURE."""
     native = ["--native"] if mode.endswith("-native") else []
+    native += ["--follow-fork"] if mode.endswith("-follow") else []  # children traced too
     if mode == "untraced":
         return [python, str(script)]
     if mode.startswith("memtrace"):

@@ -1,7 +1,8 @@
 """The frame type every layer above the reader speaks: reporters, model and TUI."""
 
 from dataclasses import dataclass
-from enum import StrEnum
+
+from memtrace_core.strenum import StrEnum
 
 # A native "address" at or above this is not one: the tracer cut a stack deeper than its
 # limit, and `ip - CUT_MARKER_BASE` frames beyond the outermost kept one were left out

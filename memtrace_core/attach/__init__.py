@@ -2,7 +2,7 @@
 
 How it works, and why:
 - target.py checks the process from /proc before anything touches it: it exists, is a CPython
-  of memtrace's own version and ABI (3.11, 3.12 or 3.13 - the extensions are built per
+  of memtrace's own version and ABI (3.10 to 3.13 - the extensions are built per
   version, so memtrace must be installed for the target's X.Y), ptrace is allowed.
 - channel.py makes a private FIFO in a fresh 0700 directory; our read end is opened first,
   non-blocking, so neither side can wait forever for the other.

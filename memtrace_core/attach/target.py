@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from memtrace_core.errors import UserError
 
 # The tracer reads the interpreter's frame layout of these versions (tracer/pystack.c).
-SUPPORTED = ((3, 11), (3, 12), (3, 13))
+SUPPORTED = ((3, 10), (3, 11), (3, 12), (3, 13))
 _LIBPYTHON = re.compile(r"/libpython(\d+)\.(\d+)([a-z]*)\.so")
 _EXE_NAME = re.compile(r"^python(\d+)\.(\d+)([a-z]*)$")
 YAMA = "/proc/sys/kernel/yama/ptrace_scope"

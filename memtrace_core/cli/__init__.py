@@ -15,7 +15,7 @@ import sys
 from memtrace_core import __version__
 from memtrace_core.errors import UserError
 
-MIN_PYTHON = (3, 11)
+MIN_PYTHON = (3, 10)
 MAX_PYTHON = (3, 13)
 
 
@@ -37,12 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_python() -> None:
-    """Refuse unsupported interpreters before anything version-specific loads."""
-    if not MIN_PYTHON <= sys.version_info[:2] <= MAX_PYTHON:
+def check_python(version: tuple[int, ...] = tuple(sys.version_info)) -> None:
+    """Refuse unsupported interpreters before anything version-specific loads (the tracer
+    reads each version's frame layout: tracer/pystack.c)."""
+    if not MIN_PYTHON <= tuple(version[:2]) <= MAX_PYTHON:
         raise UserError(
-            f"Python {sys.version_info[0]}.{sys.version_info[1]} is not supported; "
-            f"memtrace needs CPython 3.11 to 3.13"
+            f"Python {version[0]}.{version[1]} is not supported; memtrace needs CPython "
+            f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]} to {MAX_PYTHON[0]}.{MAX_PYTHON[1]}"
         )
 
 

@@ -19,6 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="capture file to write")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite the output file")
+    parser.add_argument(
+        "--follow-fork", action="store_true",
+        help="also trace forked child processes (os.fork, multiprocessing fork workers), "
+        "each into FILE.PID",
+    )
     add_no_names(parser)
     from memtrace_core.tracer.runner import add_program_arguments
 
@@ -84,5 +89,23 @@ def run(args: argparse.Namespace) -> int:
     fd = open_output(output, args.force)
     if args.native and not args.no_names:
         name_at_exit(output)
-    runner.run(program, fd, args.native, args.trace_python_allocators, compress=True)
+    if args.follow_fork:
+        import atexit
+
+        # registered before the tracer's own handler: runs after it, once all is written
+        atexit.register(_say_child_captures, output, os.getpid())
+    runner.run(program, fd, args.native, args.trace_python_allocators, compress=True,
+               follow_output=output if args.follow_fork else None)
     return 0
+
+
+def _say_child_captures(output: str, parent: int) -> None:
+    """One line on stderr naming the children's captures (in the parent only)."""
+    if os.getpid() != parent:
+        return
+    from memtrace_core.tracer.children import child_captures
+
+    found = child_captures(output)
+    if found:
+        print(f"memtrace: {len(found)} child process capture{'s' if len(found) > 1 else ''}: "
+              f"{', '.join(found)}", file=sys.stderr)

@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
         if embedded is not None and embedded.warning:
             print(f"memtrace: warning: {embedded.warning}", file=sys.stderr)
     summary = summarize(reader, limit or None, embedded)
+    from memtrace_core.tracer.children import child_captures
+
+    summary["child_captures"] = child_captures(args.file)
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -83,10 +86,12 @@ def summarize(reader: Any, limit: int | None = None, embedded: Any = None) -> di
         "names_embedded": len(embedded) if embedded is not None else 0,
         "python_allocators": bool(header.get("python_allocators", False)),
         "attached": bool(header.get("attached", False)),
+        "parent_pid": header.get("parent_pid"),
         "complete": reader.complete,
         "truncated": reader.truncated,
         "error": reader.error,
         "exit_code": reader.trailer["exit_code"] if reader.trailer else None,
+        "untraced_children": (reader.trailer or {}).get("untraced_children"),
         "duration_s": round(duration, 6),
         "records": reader.records,
         "total_allocated_bytes": reader.total_allocated_bytes,
@@ -220,6 +225,16 @@ def print_human(s: dict[str, Any], path: str) -> None:
         state = "incomplete capture (no trailer: the program was killed or the stream was cut"
         state += "; last record cut short)" if s["truncated"] else ")"
     console.print(f"  duration       {s['duration_s']:.3f} s   {state}")
+    if s.get("parent_pid"):
+        console.print(f"  parent         pid {s['parent_pid']} (traced with --follow-fork)")
+    if s.get("untraced_children"):
+        n = s["untraced_children"]
+        hint = "" if s.get("child_captures") else " (memtrace run --follow-fork traces them)"
+        console.print(f"  children       {n} child process{'es' if n > 1 else ''} ran "
+                      f"untraced{hint}")
+    if s.get("child_captures"):
+        console.print(f"  children       {len(s['child_captures'])} traced, each in its own "
+                      f"capture: {', '.join(s['child_captures'])}")
     console.print(f"  allocated      {_size(s['total_allocated_bytes'])} "
                   f"({s['total_allocated_bytes']} B) in {s['total_allocations']} allocations")
     console.print(f"  peak heap      {_size(s['peak_bytes'])} ({s['peak_bytes']} B) in "

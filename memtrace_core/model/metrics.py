@@ -6,7 +6,7 @@ Counter vectors follow the reader's `stack_counters` order:
 
 from __future__ import annotations
 
-from enum import StrEnum
+from memtrace_core.strenum import StrEnum
 
 ALLOC_BYTES, ALLOC_COUNT, LIVE_BYTES, LIVE_COUNT, PEAK_BYTES, PEAK_COUNT = range(6)
 N_COUNTERS = 6

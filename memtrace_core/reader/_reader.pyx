@@ -281,9 +281,13 @@ cdef class StreamReader:
             self.s.last_time_us = rec[1]
             self.history.append((rec[1], self.s.heap_bytes, rec[2]))
         elif kind == 9:
-            if n != 3 or not _is_num(rec[1]) or not (rec[2] is None or _is_int(rec[2])):
+            if n not in (3, 4) or not _is_num(rec[1]) or not (
+                rec[2] is None or _is_int(rec[2])
+            ) or (n == 4 and not (_is_int(rec[3]) and rec[3] >= 0)):
                 raise _Malformed("bad TRAILER record")
             self.trailer = {"end_time": float(rec[1]), "exit_code": rec[2]}
+            if n == 4:
+                self.trailer["untraced_children"] = rec[3]
             self.s.trailer_seen = 1
         else:
             raise _Malformed(f"unexpected record type {kind}")

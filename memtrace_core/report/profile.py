@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 from memtrace_core.frames import Frame, FrameKind
 from memtrace_core.model.calltree import CallTree
 from memtrace_core.model.metrics import Metric
+from memtrace_core.strenum import StrEnum
 
 NO_STACK = Frame("<no stack>", "", 0, FrameKind.NO_SYMBOL)
 

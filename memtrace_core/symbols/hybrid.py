@@ -7,15 +7,18 @@ address is, as bit flags the merge reads:
 
 - Since CPython 3.11 one C call of `_PyEval_EvalFrameDefault` runs several Python frames,
   from an innermost one out to the next *entry* frame. Each eval-loop native frame is
-  replaced by its group. More eval loops than groups means the Python stack was cut at its
-  outer end (runner frames trimmed): the innermost loops take the groups. Fewer loops than
-  groups with a native stack that stops short of the process/thread root (depth cap, no
-  unwind info) means the loops seen are the innermost: they take the innermost groups and
-  the outer groups follow as Python frames. A stack the tracer cut at its depth limit ends
-  in a cut marker (`… N frames cut`, always shown): its kept frames are the innermost, so
-  with no loop among them they all lie inside the innermost Python frame. Fewer loops on a
-  complete native stack is a real mismatch: the Python-only stack is returned (plus the
-  native frames below the innermost eval loop) rather than a wrong merge.
+  replaced by its group. (On 3.10 every Python frame has its own C call: the tracer marks
+  each one an entry, so each group is one frame, and the interpreter's C frames between
+  them are call glue, hidden like the rest.) More eval loops than groups means the Python
+  stack was cut at its outer end (runner frames trimmed): the innermost loops take the
+  groups. Fewer loops than groups with a native stack that stops short of the process or
+  thread root (depth cap, no unwind info) means the loops seen are the innermost: they take
+  the innermost groups and the outer groups follow as Python frames. A stack the tracer cut
+  at its depth limit ends in a cut marker (`… N frames cut`, always shown): its kept frames
+  are the innermost, so with no loop among them they all lie inside the innermost Python
+  frame. Fewer loops on a complete native stack is a real mismatch: the Python-only stack
+  is returned (plus the native frames below the innermost eval loop) rather than a wrong
+  merge.
 - Hidden by default: memtrace's own frames, importlib's and runpy's frames, interpreter
   frames between Python frames, process/thread start-up code outward of the outermost
   Python frame, and the interpreter's call glue just below the innermost Python frame when

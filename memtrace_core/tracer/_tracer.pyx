@@ -21,6 +21,7 @@ cdef extern from "recorder.h" nogil:
     int mt_recorder_start(int fd, int native, int native_depth, int compress, const char *header,
                           size_t header_len)
     void mt_recorder_stop(int exit_code, int has_code)
+    void mt_set_untraced_children(long n)
     int mt_recorder_failed()
     int mt_recorder_running()
     void mt_recorder_python_gone()
@@ -71,6 +72,11 @@ def stop(exit_code=None) -> None:
         code = <int>int(exit_code)
         with nogil:
             mt_recorder_stop(code, 1)
+
+
+def set_untraced_children(long n) -> None:
+    """How many child processes the program started untraced (the TRAILER says it)."""
+    mt_set_untraced_children(n)
 
 
 def stop_at_process_exit() -> None:

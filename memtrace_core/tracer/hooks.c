@@ -220,6 +220,9 @@ static int hook_munmap(void *addr, size_t len) {
             break;                                                                      \
         }                                                                               \
         unw_getcontext(&call_.context);                                                 \
+        /* entries below this frame were left by a longjmp out of a loader call */      \
+        while (mt_t_dlcall && (uintptr_t)mt_t_dlcall < (uintptr_t)&call_)               \
+            mt_t_dlcall = mt_t_dlcall->prev;                                            \
         call_.prev = mt_t_dlcall;                                                       \
         mt_t_dlcall = &call_;                                                           \
         result = mt_call_as((void *)(real), call_.gadget, a, b, c);                     \

@@ -25,6 +25,8 @@
 
 #define MT_BUF_CAP (1u << 20)
 #define MT_NATIVE_INITIAL 256       /* per-thread native arrays grow from here to the limit */
+#define MT_PY_INITIAL 128           /* per-thread Python arrays grow from here ... */
+#define MT_PY_DEPTH_LIMIT 65536     /* ... to this: every frame of any practical recursion */
 #define MT_OWN_FRAMES 16            /* room for the tracer's own frames in an unwinding */
 #define MT_CUT_COUNT_MAX 0x7FFFFFFFu /* frames beyond the limit are counted up to this */
 #define MT_TICK_BUSY_NS 10000000ULL   /* a TICK every 10 ms while records flow */
@@ -156,9 +158,10 @@ static uint32_t intern_code_locked(void *code, void *linetable) {
 typedef struct {
     uint32_t gen;
     int py_depth, nat_depth;
-    mt_pyframe py[MT_MAX_PY_DEPTH];
-    uint32_t py_nodes[MT_MAX_PY_DEPTH];
-    mt_pyframe py_scratch[MT_MAX_PY_DEPTH]; /* the Python stack being captured */
+    int py_cap;                             /* entries of each Python array */
+    mt_pyframe *py;
+    uint32_t *py_nodes;
+    mt_pyframe *py_scratch;                 /* the Python stack being captured */
     int nat_cap;                            /* entries of each native array */
     uintptr_t *nat;
     uint32_t *nat_nodes;
@@ -188,6 +191,9 @@ static void free_cache(void *p) {
     free(c->raw);
     free(c->unw_ip);
     free(c->unw_sp);
+    free(c->py);
+    free(c->py_nodes);
+    free(c->py_scratch);
     free(c);
 }
 static void make_cache_key(void) { pthread_key_create(&g_cache_key, free_cache); }
@@ -212,12 +218,39 @@ static int grow_native(stack_cache *c, int want) {
     return 0;
 }
 
+/* Grow the Python arrays to hold `want` frames (contents kept); 0 when they hold them. */
+static int grow_python(stack_cache *c, int want) {
+    if (want <= c->py_cap) return 0;
+    int cap = c->py_cap ? c->py_cap : MT_PY_INITIAL;
+    while (cap < want) cap *= 2;
+    void *p;
+    if (!(p = realloc(c->py, (size_t)cap * sizeof *c->py))) return -1;
+    c->py = p;
+    if (!(p = realloc(c->py_nodes, (size_t)cap * sizeof *c->py_nodes))) return -1;
+    c->py_nodes = p;
+    if (!(p = realloc(c->py_scratch, (size_t)cap * sizeof *c->py_scratch))) return -1;
+    c->py_scratch = p;
+    c->py_cap = cap;
+    return 0;
+}
+
+/* The thread's Python stack, innermost first, into c->py_scratch: every frame up to
+ * MT_PY_DEPTH_LIMIT (the arrays grow with the deepest stack seen). */
+static int capture_python(stack_cache *c) {
+    for (;;) {
+        int depth = mt_capture_python(c->py_scratch, c->py_cap);
+        if (depth < c->py_cap || c->py_cap >= MT_PY_DEPTH_LIMIT ||
+            grow_python(c, c->py_cap * 2) != 0)
+            return depth;
+    }
+}
+
 static stack_cache *thread_cache(void) {
     stack_cache *c = t_cache;
     if (c == NULL) {
         c = calloc(1, sizeof *c);
         if (c == NULL) return NULL;
-        if (grow_native(c, MT_NATIVE_INITIAL) != 0) {
+        if (grow_native(c, MT_NATIVE_INITIAL) != 0 || grow_python(c, MT_PY_INITIAL) != 0) {
             free_cache(c);
             return NULL;
         }
@@ -547,7 +580,7 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
     int n_ips = 0, depth = 0;
     if (c != NULL) {
         if (g_native) n_ips = capture_native(c, ra, cfa);
-        if (!g_python_gone) depth = mt_capture_python(c->py_scratch, MT_MAX_PY_DEPTH);
+        if (!g_python_gone) depth = capture_python(c);
     }
     pthread_mutex_lock(&g_lock);
     if (mt_tracking) {
@@ -948,6 +981,12 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     return 0;
 }
 
+/* Child processes the program started that are not traced (-1: unknown, as when attached):
+ * the TRAILER's fourth field when known. */
+static volatile long g_untraced_children = -1;
+
+void mt_set_untraced_children(long n) { g_untraced_children = n; }
+
 void mt_recorder_stop(int exit_code, int has_code) {
     int saved = mt_guard;
     mt_guard = 1;
@@ -963,10 +1002,12 @@ void mt_recorder_stop(int exit_code, int has_code) {
         if (p) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            p = mp_array(p, 3);
+            long children = g_untraced_children;
+            p = mp_array(p, children >= 0 ? 4 : 3);
             p = mp_uint(p, 9);
             p = mp_double(p, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
             p = has_code ? mp_int(p, exit_code) : mp_nil(p);
+            if (children >= 0) p = mp_int(p, children);
             commit(p);
         }
     }

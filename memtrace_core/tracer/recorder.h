@@ -35,6 +35,8 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
                       size_t header_len);
 /* Stop: write TRAILER, flush, join the writer. has_code=0 writes a nil exit code. */
 void mt_recorder_stop(int exit_code, int has_code);
+/* How many child processes ran untraced (written in the TRAILER; -1: unknown). */
+void mt_set_untraced_children(long n);
 /* Whether the writer gave up (reader gone): the hooks have been removed. */
 int mt_recorder_failed(void);
 /* Whether a recording is open (started, not stopped yet). */

@@ -21,7 +21,6 @@ from memtrace_core.errors import UserError
 from memtrace_core.tracer.program import (
     CODE,
     MODULE,
-    SCRIPT,
     STDIN,
     Program,
     mark_takes_program,
@@ -111,7 +110,7 @@ class _Renaming(property):
 def _quiet_fork_warning() -> None:
     """Python 3.12+ warns in os.fork when the process has other threads; the tracer's writer
     thread must not make a single-threaded program print that warning."""
-    if sys.version_info < (3, 12):
+    if sys.version_info < (3, 12) or getattr(os.fork, "_memtrace", False):
         return
     import warnings
 
@@ -128,6 +127,7 @@ def _quiet_fork_warning() -> None:
         return real_fork()
 
     fork.__doc__ = real_fork.__doc__
+    fork._memtrace = True  # type: ignore[attr-defined]
     os.fork = fork
 
 
@@ -217,54 +217,75 @@ def _runs_as_package(path: str) -> bool:
     return True
 
 
-def _via_runpy(program: Program) -> bool:
-    """Whether runpy runs the program (-m, a directory, a zip file); runpy is then loaded
-    now, as python loads it before the program's first line."""
-    via = program.kind == MODULE or (
-        program.kind == SCRIPT and _runs_as_package(program.target))
-    if via:
-        import runpy  # noqa: F401
-    return via
+@dataclass
+class _Prepared:
+    """The program ready to start: its __main__ and its source (None: runpy runs it, as
+    python does for -m, a directory or a zip file)."""
+
+    main: dict
+    source: bytes | str | None = None
+    filename: str = ""
 
 
-def _prepare(program: Program, via_runpy: bool) -> tuple[types.CodeType | None, dict]:
-    """Everything python does before the program's first line: sys.argv, sys.path[0], a
-    fresh __main__ and the compiled code (None: runpy runs it, as python does for -m, a
-    directory or a zip file). A syntax error raises here, like python's."""
+def _prepare(program: Program) -> _Prepared:
+    """Everything python does before the program's first line, done before tracing starts
+    (it is memtrace's work, not the program's): sys.argv, sys.path[0], a fresh __main__,
+    the source read, runpy loaded where it runs the program."""
     import importlib.machinery
     import io
 
     sys.argv = program.argv
     if program.kind == MODULE:
+        import runpy  # noqa: F401 - loaded by python itself before a -m module runs
+
         sys.path[0] = os.getcwd()
-        return None, _fresh_main()
+        return _Prepared(_fresh_main())
     if program.kind == CODE:
         sys.path[0] = ""
-        return compile(program.target, "<string>", "exec", dont_inherit=True), _fresh_main()
+        _register_source("<string>", program.target)
+        return _Prepared(_fresh_main(), program.target, "<string>")
     if program.kind == STDIN:
         sys.path[0] = ""
-        source = sys.stdin.buffer.read()
         main = _fresh_main(__file__="<stdin>", __cached__=None)
-        return compile(source, "<stdin>", "exec", dont_inherit=True), main
+        return _Prepared(main, sys.stdin.buffer.read(), "<stdin>")
     path = program.target
-    if via_runpy:
+    if _runs_as_package(path):
+        import runpy  # noqa: F401,F811
+
         sys.path[0] = os.path.abspath(path)
-        return None, _fresh_main()
+        return _Prepared(_fresh_main())
     abspath = os.path.abspath(path)
     sys.path[0] = os.path.dirname(os.path.realpath(path))
     loader = importlib.machinery.SourceFileLoader("__main__", abspath)
     main = _fresh_main(__loader__=loader, __file__=abspath, __cached__=None)
-    with io.open_code(abspath) as f:
-        source = f.read()
-    return compile(source, abspath, "exec", dont_inherit=True), main
+    try:
+        with io.open_code(abspath) as f:
+            source = f.read()
+    except OSError as exc:  # gone since Program.check()
+        raise UserError(
+            f"can't open file {abspath!r}: [Errno {exc.errno}] {exc.strerror}", status=2
+        ) from None
+    return _Prepared(main, source, abspath)
 
 
-def _enter(program: Program, code: types.CodeType | None, main: dict) -> None:
-    """The program's only caller: traced stacks stop here (its code is the tracer's root)."""
-    if code is not None:
-        exec(code, main)
+def _register_source(filename: str, source: str) -> None:
+    """Python 3.13+ keeps `-c` code in linecache, so its tracebacks show the source lines."""
+    import linecache
+
+    register = getattr(linecache, "_register_code", None)
+    if sys.version_info >= (3, 13) and register is not None:
+        register(filename, source, filename)
+
+
+def _enter(program: Program, prepared: _Prepared) -> None:
+    """The program's only caller: traced stacks stop here (its code is the tracer's root).
+    Compiling is the program's own cost (its code objects live as long as it does); a
+    syntax error raises here, as under python."""
+    if prepared.source is not None:
+        code = compile(prepared.source, prepared.filename, "exec", dont_inherit=True)
+        exec(code, prepared.main)
     else:
-        import runpy  # loaded already (_via_runpy)
+        import runpy  # loaded already (_prepare)
 
         runpy._run_module_as_main(  # type: ignore[attr-defined]
             program.target if program.kind == MODULE else "__main__",
@@ -281,12 +302,12 @@ def _trim_traceback(tb: types.TracebackType | None) -> types.TracebackType | Non
     return tb
 
 
-def execute(program: Program, via_runpy: bool | None = None) -> None:
+def execute(program: Program, prepared: _Prepared | None = None) -> None:
     """Run the program in this interpreter; raises SystemExit with its exit status."""
-    if via_runpy is None:
-        via_runpy = _via_runpy(program)
+    if prepared is None:
+        prepared = _prepare(program)
     try:
-        _enter(program, *_prepare(program, via_runpy))
+        _enter(program, prepared)
     except SystemExit as exc:
         _exit_state.code = _exit_code(exc)
         raise
@@ -314,17 +335,29 @@ def _python_process_name() -> None:
 
 
 def run(
-    program: Program, fd: int, native: bool, python_allocators: bool, compress: bool = False
+    program: Program, fd: int, native: bool, python_allocators: bool, compress: bool = False,
+    follow_output: str | None = None, header_extra: dict | None = None,
 ) -> None:
-    """Check, start tracing into fd, and execute the program."""
+    """Check, start tracing into fd, and execute the program. With follow_output (the
+    capture's path), child processes are traced into follow_output.PID (children.py)."""
     program.check()
     _python_process_name()
     header = header_fields(program, native, python_allocators, attached=False)
-    via_runpy = _via_runpy(program)  # memtrace's own work: before tracing starts
+    header.update(header_extra or {})
+    # memtrace's own work, before tracing starts: the program ready to run, its children
+    # watched (counted, or followed into captures of their own)
+    prepared = _prepare(program)
+    from memtrace_core.tracer import children
+
+    if follow_output is not None:
+        children.follow(children.Follow(follow_output, header, native, python_allocators,
+                                        compress, _enter.__code__))
+    else:
+        children.watch()
     # Stacks stop at our runner: a script's outermost frame is its <module>; a module keeps
     # runpy's frames, as under `python -m`.
     start_tracing(fd, header, native, python_allocators, _enter.__code__, compress)
-    execute(program, via_runpy)
+    execute(program, prepared)
 
 
 def add_program_arguments(parser: argparse.ArgumentParser) -> None:
@@ -347,13 +380,31 @@ def program_from_args(args: argparse.Namespace) -> Program:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m memtrace_core.tracer.runner --fd N [...] script args`: stream to fd N."""
+    """`python -m memtrace_core.tracer.runner --fd N [...] script args`: stream to fd N
+    (`memtrace live`). `--capture-prefix FILE`: a child of a `run --follow-fork` program,
+    traced into FILE.PID, its own children too (children.py)."""
     parser = argparse.ArgumentParser(prog="memtrace-runner")
-    parser.add_argument("--fd", type=int, required=True, help="write the stream to this fd")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--fd", type=int, help="write the stream to this fd")
+    where.add_argument("--capture-prefix", metavar="FILE",
+                       help="write a capture to FILE.PID and follow child processes")
     add_program_arguments(parser)
     try:
         own, program = split_command_line(parser, sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(own)
+        if args.capture_prefix is not None:
+            path = f"{args.capture_prefix}.{os.getpid()}"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise UserError(f"cannot write {path}: {exc.strerror}") from None
+            from memtrace_core.capture_lock import take_writer_lock
+
+            take_writer_lock(fd)
+            run(require_program(program), fd, args.native, args.trace_python_allocators,
+                compress=True, follow_output=args.capture_prefix,
+                header_extra={"parent_pid": os.getppid()})
+            return
         os.set_inheritable(args.fd, False)
         run(require_program(program), args.fd, args.native, args.trace_python_allocators)
     except UserError as exc:

@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 from attach_support import HERE, Target, cli_env, memtrace
 
-PY312 = "/root/.pyenv/versions/3.12.1/bin/python3.12"
+# another CPython than the one under test (memtrace attaches to its own version only)
+OTHER_PYTHONS = {(3, 12): "/root/.pyenv/versions/3.12.1/bin/python3.12",
+                 (3, 11): "/usr/bin/python3.11"}
+OTHER = next(((v, path) for v, path in OTHER_PYTHONS.items()
+              if v != sys.version_info[:2] and os.path.exists(path)), None)
+OURS = "{}.{}".format(*sys.version_info[:2])
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -60,14 +65,16 @@ def test_not_a_python_process(tmp_path):
         sleeper.wait()
 
 
-@pytest.mark.skipif(not os.path.exists(PY312), reason="needs a Python 3.12 interpreter")
+@pytest.mark.skipif(OTHER is None, reason="needs another Python interpreter")
 def test_other_python_version(tmp_path):
+    assert OTHER is not None
+    (major, minor), python = OTHER
     code = "import time; print('ready', flush=True); time.sleep(30)"
-    target = Target([PY312, "-c", code], {"PATH": os.environ["PATH"]}, tmp_path)
+    target = Target([python, "-c", code], {"PATH": os.environ["PATH"]}, tmp_path)
     try:
         target.wait_line("ready")
         proc = memtrace("attach", str(target.pid), "-o", str(tmp_path / "x.mtrace"))
-        one_line_error(proc, "runs Python 3.12", "built for Python 3.11")
+        one_line_error(proc, f"runs Python {major}.{minor}", f"built for Python {OURS}")
         assert state(target.pid) == "S"
     finally:
         target.kill()
@@ -173,7 +180,8 @@ def test_gil_never_released_times_out_then_target_runs_on(tmp_path):
         target.kill()
 
 
-@pytest.mark.skipif(not os.path.exists("/usr/bin/python3.11"), reason="needs Debian's python3.11")
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3.11") or OURS != "3.11",
+                    reason="needs Debian's python3.11 and memtrace built for 3.11")
 def test_non_pie_python_with_canonical_plt_is_traced(tmp_path):
     """Debian's static /usr/bin/python3.11 takes &malloc (canonical PLT entries): the tracer
     finds the real allocator behind the stub, records exact sizes and leaves it running."""

@@ -48,14 +48,24 @@ def capture(libs, tmp_path_factory):
     return read_capture(cap), prog
 
 
-def _stack_of(reader, nbytes: int):
+HELPER_BLOCK = 2 * 1000001  # helper_alloc mallocs 2 * (n + 1) bytes, three times
+
+
+def _stacks_of(reader, block: int, total: int):
+    """(py_frames, native ips) of the stacks that allocated only BLOCK-sized blocks, TOTAL
+    bytes in all. Several stacks: the interpreter may call from another return address once
+    it has specialised the call instruction (3.13 does after the first call)."""
+    found, seen = [], 0
     for sid in range(reader.n_stacks):
-        if reader.stack_counters(sid)[0] == nbytes:
+        nbytes, count = reader.stack_counters(sid)[:2]
+        if count and nbytes == block * count:
             py, nat, _ = reader.stack_key(sid)
             pys = [(Frame(reader.codes[c][0], reader.codes[c][1], line, FrameKind.PYTHON), e)
                    for c, line, e in reader.py_stack(py)]
-            return pys, reader.native_stack(nat)
-    raise AssertionError(f"no stack allocated {nbytes} bytes")
+            found.append((pys, reader.native_stack(nat)))
+            seen += nbytes
+    assert seen == total, f"{seen} bytes of {block}-byte blocks, not {total}"
+    return found
 
 
 def test_real_capture_merge(capture, libs):
@@ -67,9 +77,12 @@ def test_real_capture_merge(capture, libs):
         hit = mm.lookup(ip)
         return sym.resolve(*hit) if hit else [Frame(hex(ip), "", 0, FrameKind.UNRESOLVED)]
 
-    # helper_alloc mallocs 2 * (n + 1) bytes, three times
-    pys, ips = _stack_of(reader, 3 * 2 * 1000001)
     src, lib = str(libs["src"]), str(libs["dwarf5"])
+    for pys, ips in _stacks_of(reader, HELPER_BLOCK, 3 * HELPER_BLOCK):
+        _check_merge(pys, ips, resolve_ip, prog, src, lib, libs)
+
+
+def _check_merge(pys, ips, resolve_ip, prog, src, lib, libs):
     stack = hybrid_stack(pys, ips, resolve_ip)
     assert stack[:3] == [
         Frame("<module>", str(prog), source_line(prog, "CALL_MAIN"), FrameKind.PYTHON),
@@ -95,9 +108,16 @@ def test_real_capture_merge(capture, libs):
     assert len(full) > len(stack)
     assert full[-3:] == stack[-3:]
     i = full.index(stack[0])
-    assert full[i:i + 3] == stack[:3]
+    j = full.index(stack[2])
+    if sys.version_info >= (3, 11):  # Python-to-Python calls stay inside one eval loop
+        assert full[i:j + 1] == stack[:3]
+    else:  # 3.10: each call goes through C (_PyEval_Vector...), shown as interpreter glue
+        assert [f for f in full[i:j + 1] if f.kind is FrameKind.PYTHON] == stack[:3]
+        glue = [f for f in full[i:j + 1] if f.kind is not FrameKind.PYTHON]
+        assert "_PyEval_Vector" in {f.function for f in glue}
+        assert all("libpython" in f.module for f in glue)
     assert any(f.function == "Py_RunMain" for f in full[:i])
-    assert full[i + 3].function == "_PyObject_MakeTpCall"
+    assert full[j + 1].function == "_PyObject_MakeTpCall"
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +203,7 @@ def test_namer_at_once_and_through_worker(capture, tmp_path):
     from memtrace_core.symbols.names import Namer
 
     reader, prog = capture
-    _pys, ips = _stack_of(reader, 3 * 2 * 1000001)
+    _pys, ips = _stacks_of(reader, HELPER_BLOCK, 3 * HELPER_BLOCK)[0]
     now = Namer(reader, mode="sync", cache_dir=tmp_path / "a").classify(ips)
     assert not any(flags & A_PENDING for flags, _ in now)
     assert now[-1][1][-1].function in ("_start", "clone3", "start_thread")  # complete stack
@@ -215,7 +235,7 @@ def test_provisional_frames_keep_the_python_stack_in_place(capture, tmp_path):
     tree = call_tree(reader, names="off", cache_dir=tmp_path)  # names never arrive
     tree.rebuild()
     node = tree.find("<module>", "main", "work")
-    assert node is not None and node.total[0] >= 3 * 2 * 1000001  # work()'s allocations
+    assert node is not None and node.total[0] >= 3 * HELPER_BLOCK  # work()'s allocations
     below = [c.frame for c in node.children.values()]
     assert below and all(f.kind is FrameKind.UNRESOLVED for f in below)
 

@@ -169,3 +169,34 @@ def test_hybrid_merge_through_a_cut_stack(deep_run, deep_tree):
     assert len(runs) >= 20 and all(n == PER_LEVEL for n in runs[1:]), runs
     assert after[-13:] == ["mt_deep_alloc", "mt_deep_entry", *["mt_deep_recurse"] * 10,
                            "mt_deep_leaf"]
+
+
+PY_DEEP = """\
+import sys
+
+sys.setrecursionlimit(10_000)
+kept = []
+
+
+def recurse(n):
+    if n == 0:
+        kept.append(bytearray(5_555_555))  # @leaf
+        return
+    recurse(n - 1)  # @recurse
+
+
+recurse(3000)  # @top
+"""
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["plain", "native"])
+def test_deep_python_recursion_keeps_every_frame(tmp_path, mt, native):
+    options = ("--native",) if native else ()
+    run = mt.trace(tmp_path, PY_DEEP, options=options).check()
+    reader = run.reader
+    found = [sid for _a, s, sid, _k in reader.live_allocations() if s == 5_555_556]
+    assert len(found) == 1
+    stack = [(reader.codes[code][0], line)
+             for code, line, _entry in reader.py_stack(reader.stack_key(found[0])[0])]
+    assert stack == [("recurse", run.lines["leaf"]), *[("recurse", run.lines["recurse"])] * 3000,
+                     ("<module>", run.lines["top"])]
