@@ -14,7 +14,7 @@ from memtrace_tui.kinds import KIND_LABELS
 from memtrace_tui.palette import kind_variable
 
 KEYS = [
-    ("↑ ↓ / j k", "move the cursor (PgUp/PgDn, Home/End, mouse wheel too)"),
+    ("↑ ↓ / j k", "move the cursor (PgUp/PgDn, Home/End, the mouse wheel too)"),
     ("→ / l / enter", "expand the node (again: step into it)"),
     ("← / h", "collapse the node, or go to its parent"),
     ("e", "expand the hottest path from the selected node"),
@@ -22,11 +22,11 @@ KEYS = [
     ("/", "filter by function or file substring, live as you type"),
     ("n / N", "next / previous match of the filter"),
     ("escape", "clear the filter"),
-    ("m", "metric: in use / peak / total allocated / allocations"),
+    ("m", "cycle metric: in use / peak / total allocated / allocations"),
     ("t", "choose a thread (numbers become that thread's own)"),
     ("i", "show/hide interpreter-internal frames"),
     ("v", "switch call tree / top-locations table"),
-    ("s", "table sort: own / total / count (--native: own of user code first)"),
+    ("s", "table: sort by own / total / count; --native also user own (the default)"),
     ("p / space", "pause the view (data keeps being read)"),
     ("d", "toggle the detail pane"),
     ("L", "program output log (live mode; f follows)"),
@@ -47,6 +47,8 @@ def help_content() -> Content:
                     f"${kind_variable(kind)}"), "  "]
     pieces.append("\n\n%root: share of the whole tree in the current metric (all threads or "
                   "the chosen one;\n       a filter does not change it)\n")
+    pieces.append("user own: bytes whose innermost user frame (Python, or a native library "
+                  "outside\nthe system and site-packages) is this location\n")
     pieces.append("escape or ? to close")
     return Content.assemble(*pieces)
 

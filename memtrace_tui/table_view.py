@@ -1,10 +1,4 @@
-"""The flat top-locations table (second view): own and total numbers per frame.
-
-With native frames, "own" puts the allocator first (`_PyObject_Malloc`, `malloc`): every
-byte ends there. So in `--native` mode the table starts sorted by "own (user code)": each
-stack's bytes go to its innermost user-code frame (a Python line, or the user's own native
-library), which says where in the program the memory was asked for.
-"""
+"""The flat top-locations table (second view): own and total numbers per frame."""
 
 from __future__ import annotations
 
@@ -18,20 +12,16 @@ from memtrace_tui.messages import SelectionChanged
 from memtrace_tui.tree_text import frame_matches, split_matches
 
 SORTS = ("own", "total", "count")
-NATIVE_SORTS = ("user", "own", "total", "count")  # "user": own (user code), the default
-USER_TITLE = "user own"  # the first column under the "user" sort
-
-
-def sorts_for(native: bool) -> tuple[str, ...]:
-    """The sorts `s` cycles through; the first is the table's default."""
-    return NATIVE_SORTS if native else SORTS
+# --native: "user" = own (user code), the bytes of the stacks whose innermost user frame
+# (Python, or the user's own native library) is this location; the default there, so
+# Python lines come first rather than the allocator's internals
+NATIVE_SORTS = ("user", "own", "total", "count")
 
 
 def table_titles(layout: Layout, metric: Metric, sort: str) -> str:
-    """Column titles with the sort column marked (`own↓`, `total↓`, `count↓`, and under the
-    user-code sort `user own↓`)."""
+    """Column titles with the sort column marked (`own↓`, `total↓`, `count↓`, `user own↓`)."""
     arrow = {key: ("↓" if sort == key else "") for key in NATIVE_SORTS}
-    first = USER_TITLE + arrow["user"] if sort == "user" else "own" + arrow["own"]
+    first = "user own↓" if sort == "user" else "own" + arrow["own"]
     text = layout.titles(metric, first, "total" + arrow["total"], "location")
     if layout.wide:
         other = "bytes" if counts_metric(metric) else "count"
@@ -40,8 +30,7 @@ def table_titles(layout: Layout, metric: Metric, sort: str) -> str:
 
 
 class LocationsTable(LinesView):
-    """Top locations sorted by own, total or count, and in native mode first by own (user
-    code) (`s` cycles)."""
+    """Top locations sorted by own, total or count (`s` cycles)."""
 
     BINDINGS = [
         Binding("s", "cycle_sort", "Sort"),
@@ -52,7 +41,7 @@ class LocationsTable(LinesView):
         self.session = session
         self.lock = session.lock
         self.limit = limit
-        self.sort = sorts_for(session.tree.native)[0]
+        self.sort = "user" if session.tree.native else "own"
         self.row_locations: list[Location] = []
         self.selected: Location | None = None
         self._grand = 0
@@ -80,10 +69,9 @@ class LocationsTable(LinesView):
         kind = KIND_ROLES.get(f.kind, "python")
         needle = tree.filter
         # own first: the table is about where memory is allocated
-        first = loc.user if self.sort == "user" else loc.own
         pieces: list[tuple[str, str]] = [
-            (layout.numbers(tree.metric, first, loc.total, self._grand, share=loc.total),
-             "number"),
+            (layout.numbers(tree.metric, loc.user if self.sort == "user" else loc.own,
+                            loc.total, self._grand, share=loc.total), "number"),
             (f.kind.mark + " ", kind)]
         pieces += split_matches(f.function, needle, kind)
         where = location(f)
@@ -102,7 +90,7 @@ class LocationsTable(LinesView):
             self.post_message(SelectionChanged())
 
     def action_cycle_sort(self) -> None:
-        sorts = sorts_for(self.session.tree.native)
+        sorts = NATIVE_SORTS if self.session.tree.native else SORTS
         self.sort = sorts[(sorts.index(self.sort) + 1) % len(sorts)]
         self.refresh_from_model()
         self.screen.refresh_columns()

@@ -122,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         cmd.append("--native")
     if args.trace_python_allocators:
         cmd.append("--trace-python-allocators")
+    if args.sample:
+        cmd += ["--sample", str(args.sample)]
     cmd += program.runner_command_line
     stdin, tty_fd = _split_stdin()
     try:
@@ -190,6 +192,8 @@ def _background(args: argparse.Namespace, program) -> int:
         cmd.append("--no-names")
     if args.trace_python_allocators:
         cmd.append("--trace-python-allocators")
+    if args.sample:
+        cmd += ["--sample", str(args.sample)]
     cmd += program.runner_command_line
     try:
         log = open(log_path, "wb")  # noqa: SIM115 - handed to the child

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from memtrace_core.model.calltree import CallTree
+from memtrace_core.sampling import sample_bytes
 
 HISTORY_POINTS = 4096  # chart resolution kept, whatever the run's length
 
@@ -35,6 +36,7 @@ class Summary:
     records: int
     native: bool
     thread: tuple[int, ...] | None = None  # the chosen thread's counters (metrics order)
+    sample_bytes: int = 0  # a sampled capture's mean: every figure is an estimate
 
 
 class Session:
@@ -140,6 +142,7 @@ class Session:
             native=bool(header.get("native", False)),
             thread=(None if self.tree.thread is None else
                     tuple(self.tree.thread_totals().get(self.tree.thread, (0,) * 6))),
+            sample_bytes=sample_bytes(header),
         )
 
     def _compact_history(self) -> list[tuple[int, int, int]]:

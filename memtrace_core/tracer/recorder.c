@@ -21,6 +21,7 @@
 #include "mpack.h"
 #include "pystack.h"
 #include "recorder.h"
+#include "sampler.h"
 #include "table.h"
 
 #define MT_BUF_CAP (1u << 20)
@@ -532,8 +533,12 @@ static int unwind_fast(stack_cache *c) {
         if (n < size) {
             int i = 0;
             while (i < n && is_own((uintptr_t)c->raw[i])) i++;
-            int k = 0;
-            for (; i < n && k < g_native_depth; i++) c->scratch[k++] = (uintptr_t)c->raw[i];
+            /* Fewer own frames than the room kept for them leave more than nat_cap of the
+             * program's: scratch holds nat_cap (it overflowed into the next heap block). */
+            if (n - i > c->nat_cap && n - i <= g_native_depth && grow_native(c, n - i) != 0)
+                return 0;
+            int k = 0, room = c->nat_cap < g_native_depth ? c->nat_cap : g_native_depth;
+            for (; i < n && k < room; i++) c->scratch[k++] = (uintptr_t)c->raw[i];
             if (i == n) return k;
         } else if (c->nat_cap < g_native_depth && grow_native(c, c->nat_cap * 2) == 0) {
             continue;
@@ -602,6 +607,7 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
             p = mp_uint(p, py);
             p = mp_uint(p, nat);
             commit(p);
+            if (mt_sample_mean && allocator != MT_MMAP) mt_sampler_add((uintptr_t)addr);
         }
     }
     pthread_mutex_unlock(&g_lock);
@@ -609,11 +615,15 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
     errno = saved_errno;
 }
 
-void mt_record_free(void *addr, size_t size, int allocator) {
+int mt_record_free(void *addr, size_t size, int allocator) {
     int saved_errno = errno;
+    int recorded = 0;
     mt_guard = 1;
     pthread_mutex_lock(&g_lock);
-    if (mt_tracking) {
+    /* Sampling: only the free of a sampled address is sent (munmap always is). */
+    if (mt_tracking && (!mt_sample_mean || allocator == MT_MUNMAP ||
+                        mt_sampler_remove((uintptr_t)addr))) {
+        recorded = 1;
         uint32_t thread = thread_index_locked();
         uint8_t *p = reserve(32);
         if (p) {
@@ -630,6 +640,7 @@ void mt_record_free(void *addr, size_t size, int allocator) {
     pthread_mutex_unlock(&g_lock);
     mt_guard = 0;
     errno = saved_errno;
+    return recorded;
 }
 
 /* ---- memory maps -------------------------------------------------------------------- */
@@ -892,7 +903,7 @@ static void atfork_child(void) {
 /* ---- start / stop ------------------------------------------------------------------- */
 
 int mt_recorder_start(int fd, int native, int native_depth, int compress, const char *header,
-                      size_t header_len) {
+                      size_t header_len, uint64_t sample_mean, uint64_t sample_seed) {
     int saved = mt_guard;
     mt_guard = 1;
     pthread_mutex_lock(&g_lock);
@@ -910,6 +921,11 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     mt_table_free(&g_natnodes);
     if (mt_table_init(&g_codes, 4096) || mt_table_init(&g_pynodes, 65536) ||
         mt_table_init(&g_natnodes, native ? 65536 : 1024)) {
+        pthread_mutex_unlock(&g_lock);
+        mt_guard = saved;
+        return -2;
+    }
+    if (mt_sampler_start(sample_mean, sample_seed) != 0) {
         pthread_mutex_unlock(&g_lock);
         mt_guard = saved;
         return -2;
