@@ -85,6 +85,17 @@ async def test_keys_typed_right_after_slash_go_to_the_filter(sample):
 
 
 @scenarios.sync
+async def test_keys_typed_right_after_v_go_to_the_new_view(sample):
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE) as pilot:
+        type_fast(app, "v", "s")  # the table's own key, at once
+        await until(pilot, lambda: app.main.table_view.sort == "total")
+        type_fast(app, "v", "e")  # back in the tree: `e` expands the hottest path
+        await until(pilot, lambda: app.main.tree_view.expanded != {})
+        assert app.screen.focused is app.main.tree_view
+
+
+@scenarios.sync
 async def test_filter_is_live_highlights_and_escape_clears(sample):
     app = MemtraceApp(scenarios.session_from(sample))
     async with app.run_test(size=SIZE) as pilot:
