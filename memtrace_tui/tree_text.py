@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from memtrace_core.frames import Frame
+from memtrace_core.model import CallTree
 
 
 def frame_matches(frame: Frame, needle: str) -> bool:
@@ -30,3 +31,13 @@ def split_matches(text: str, needle: str, roles: str) -> list[tuple[str, str]]:
     if at < len(text):
         out.append((text[at:], roles))
     return out
+
+
+def empty_message(tree: CallTree) -> str:
+    """Why the tree or the table has no rows: the filter matches nothing, or nothing counts
+    in this metric (for this thread) yet."""
+    if tree.filter:
+        return f'no frame matches "{tree.filter}" (escape clears the filter)'
+    who = "" if tree.thread is None else " in this thread"
+    return f"nothing {tree.metric.value}{who} yet" if tree.metric.value != "allocations" \
+        else f"no allocations{who} yet"

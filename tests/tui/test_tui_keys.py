@@ -121,6 +121,23 @@ async def test_filter_is_live_highlights_and_escape_clears(sample):
 
 
 @scenarios.sync
+async def test_an_empty_view_says_why(sample):
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("slash", *"zzq")
+        await until(pilot, lambda: app.session.tree.filter == "zzq")
+        for view in ("tree", "table"):
+            shown = app.main.active_view
+            assert shown.row_count == 0
+            assert shown.render_line(0).text.strip() == \
+                'no frame matches "zzq" (escape clears the filter)', view
+            await pilot.press("enter", "v", "slash")
+        await pilot.press("escape")
+        assert app.main.active_view.row_count > 0
+        assert "no frame matches" not in app.main.active_view.render_line(0).text
+
+
+@scenarios.sync
 async def test_n_and_N_jump_between_matches(sample):
     app = MemtraceApp(scenarios.session_from(sample))
     async with app.run_test(size=SIZE) as pilot:
