@@ -33,11 +33,16 @@ def split_matches(text: str, needle: str, roles: str) -> list[tuple[str, str]]:
     return out
 
 
+NOTHING = {"in use": "nothing in use", "peak": "nothing at the peak",
+           "total allocated": "nothing allocated", "allocations": "no allocations",
+           "temporary": "no temporary allocations"}
+
+
 def empty_message(tree: CallTree) -> str:
     """Why the tree or the table has no rows: the filter matches nothing, or nothing counts
     in this metric (for this thread) yet."""
     if tree.filter:
         return f'no frame matches "{tree.filter}" (escape clears the filter)'
     who = "" if tree.thread is None else " in this thread"
-    return f"nothing {tree.metric.value}{who} yet" if tree.metric.value != "allocations" \
-        else f"no allocations{who} yet"
+    what = NOTHING.get(tree.metric.value, f"nothing for {tree.metric.value}")
+    return f"{what}{who} yet"

@@ -12,7 +12,7 @@ import scenarios
 from textual import events
 from tui_streams import StreamWriter
 
-from memtrace_core.model import CallTree, Session
+from memtrace_core.model import CallTree, Metric, Session
 from memtrace_core.model.metrics import LIVE_BYTES
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
@@ -135,6 +135,13 @@ async def test_an_empty_view_says_why(sample):
         await pilot.press("escape")
         assert app.main.active_view.row_count > 0
         assert "no frame matches" not in app.main.active_view.render_line(0).text
+    reader = StreamReader()  # live, before the program's first allocation
+    app = MemtraceApp(Session(reader, CallTree(reader)))
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.main.tree_view.render_line(0).text.strip() == "nothing in use yet"
+        app.set_metric(Metric.TEMPORARY)
+        await pilot.pause()
+        assert app.main.tree_view.render_line(0).text.strip() == "no temporary allocations yet"
 
 
 @scenarios.sync
