@@ -364,8 +364,9 @@ def run(
     from memtrace_core.tracer import children
 
     if follow_output is not None:
+        # children always write files: compressed, whatever this process writes to
         children.follow(children.Follow(follow_output, header, native, python_allocators,
-                                        compress, _enter.__code__))
+                                        True, _enter.__code__))
     else:
         children.watch()
     # Stacks stop at our runner: a script's outermost frame is its <module>; a module keeps
@@ -395,13 +396,16 @@ def program_from_args(args: argparse.Namespace) -> Program:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m memtrace_core.tracer.runner --fd N [...] script args`: stream to fd N
-    (`memtrace live`). `--capture-prefix FILE`: a child of a `run --follow-fork` program,
-    traced into FILE.PID, its own children too (children.py)."""
+    (`memtrace live`), with `--follow-prefix FILE` its children traced into FILE.PID (`live
+    --follow-fork`). `--capture-prefix FILE`: a child of a `--follow-fork` program, traced
+    into FILE.PID, its own children too (children.py)."""
     parser = argparse.ArgumentParser(prog="memtrace-runner")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--fd", type=int, help="write the stream to this fd")
     where.add_argument("--capture-prefix", metavar="FILE",
                        help="write a capture to FILE.PID and follow child processes")
+    parser.add_argument("--follow-prefix", metavar="FILE",
+                        help="with --fd: trace child processes, each into FILE.PID")
     add_program_arguments(parser)
     try:
         own, program = split_command_line(parser, sys.argv[1:] if argv is None else argv)
@@ -420,7 +424,8 @@ def main(argv: list[str] | None = None) -> None:
                 header_extra={"parent_pid": os.getppid()})
             return
         os.set_inheritable(args.fd, False)
-        run(require_program(program), args.fd, args.native, args.trace_python_allocators)
+        run(require_program(program), args.fd, args.native, args.trace_python_allocators,
+            follow_output=args.follow_prefix)
     except UserError as exc:
         print(f"memtrace: error: {exc}", file=sys.stderr)
         sys.exit(exc.status)
