@@ -37,7 +37,7 @@ def extensions() -> list[Extension]:
             if c.stem not in stems
         ]
         cflags = ["-O2", "-g", "-fno-omit-frame-pointer", "-Wall", "-Wno-unused-function"]
-        libs: list[str] = []
+        libs: list[str] = ["-lm"]
         if rel.parts[1] == "tracer":
             cflags += unwind_cflags
             libs += unwind_libs + ["-lzstd", "-ldl", "-lpthread"]

@@ -13,6 +13,7 @@ from textual.widget import Widget
 
 from memtrace_core.model import Summary, format_bytes
 from memtrace_core.model.metrics import LIVE_BYTES
+from memtrace_core.sampling import ESTIMATE_MARK, describe
 from memtrace_tui.palette import MUTED
 
 
@@ -30,16 +31,18 @@ Piece = tuple[str, str]  # (text, style)
 def header_content(s: Summary, width: int, rss: int = 0) -> Content:
     """The header for a line of `width` cells."""
     ok = s.status == "running" or s.status.startswith("capture")
+    sampled = getattr(s, "sample_bytes", 0)
+    est = f"{ESTIMATE_MARK} " if sampled else ""  # a sampled capture's figures are estimates
     core: list[Piece] = [
         ("pid ", MUTED), (f"{s.pid}", "bold"), ("  ", ""),
         (s.status, f"bold {'$text-success' if ok else '$text-warning'}"),
         (f" {s.elapsed_s:.1f}s", ""), ("  heap ", MUTED),
-        (format_bytes(s.heap_bytes), "bold"), ("  peak ", MUTED),
-        (format_bytes(s.peak_bytes), "bold"),
+        (est + format_bytes(s.heap_bytes), "bold"), ("  peak ", MUTED),
+        (est + format_bytes(s.peak_bytes), "bold"),
     ]
     thread = getattr(s, "thread", None)
     if thread:  # one thread chosen: its own heap, which the tree's root shows
-        core[7:7] = [("  thread ", MUTED), (format_bytes(thread[LIVE_BYTES]), "bold")]
+        core[7:7] = [("  thread ", MUTED), (est + format_bytes(thread[LIVE_BYTES]), "bold")]
     # child processes: how many are traced (`live --follow-fork`, P picks one), or how many
     # ran untraced (known at the program's end); always shown, after the peak's time
     processes = getattr(s, "processes", 0)
@@ -61,6 +64,7 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         ("pending", [("  names pending ", MUTED),
                      (f"{s.pending_symbols}", "bold")]
          if s.pending_symbols else []),
+        ("sampled", [(f"  {describe(sampled)}", "$text-warning")] if sampled else []),
     ]
     room = width
 
@@ -81,8 +85,10 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         lead: list[Piece] = [(command, "$foreground"), ("  ", "")]
     else:
         lead = []
-    out = core[:3] + lead + core[3:] + kept.get("peak_at", []) + family
-    # the peak's time right after the peak, the rest in reading order
+    # the sampling note and the peak's time right after the peak, then the processes, the
+    # rest in reading order
+    out = (core[:3] + lead + core[3:] + kept.get("sampled", []) + kept.get("peak_at", [])
+           + family)
     order = ["follow_hint", "rss", "native", "pending", "allocs", "records"]
     for name in order:
         out += kept.get(name, [])

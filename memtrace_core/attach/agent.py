@@ -92,13 +92,15 @@ def _attach(request: dict[str, Any]) -> None:
     argv = list(getattr(sys, "argv", None) or [""])
     program = runner.Program(argv[0], argv[1:])
     header = runner.header_fields(
-        program, request["native"], request["python_allocators"], attached=True
+        program, request["native"], request["python_allocators"], attached=True,
+        sample_bytes=request.get("sample_bytes", 0),
     )
     me = threading.get_ident()
     had_thread_object = me in threading._active  # type: ignore[attr-defined]
     original = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
     try:
-        runner.start_tracing(fd, header, request["native"], request["python_allocators"])
+        runner.start_tracing(fd, header, request["native"], request["python_allocators"],
+                             sample_seed=request.get("sample_seed", 0))
     except BaseException as exc:
         os.close(fd)
         message = str(exc)

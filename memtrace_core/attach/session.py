@@ -40,7 +40,8 @@ class Attachment:
     """begin() -> fd (drain it at once), wait_ready(), ... detach() once, close()."""
 
     def __init__(self, pid: int, native: bool = False, python_allocators: bool = False,
-                 method: str = "ptrace", allow_untrusted_paths: bool = False) -> None:
+                 method: str = "ptrace", allow_untrusted_paths: bool = False,
+                 sample_bytes: int = 0) -> None:
         if method not in METHODS:
             raise UserError(f"unknown attach method {method!r} (choose {' or '.join(METHODS)})")
         self.pid = pid
@@ -50,6 +51,7 @@ class Attachment:
         self.trust_problems: list[str] = []  # found and overridden (--allow-untrusted-paths)
         self.native = native
         self.python_allocators = python_allocators
+        self.sample_bytes = sample_bytes  # 0: exact; the seed comes from our environment
         self.target: target.Target | None = None
         self.channel: channel.Channel | None = None
         self.attach_seconds = 0.0
@@ -79,8 +81,12 @@ class Attachment:
                 sources, self.channel.dir, self.target.uid, self.channel.chown_to,
                 self.allow_untrusted_paths)
             self._helper = os.path.join(self.channel.dir, sources[0].relative)
+            from memtrace_core.sampling import seed_from_env
+
             self._pending = self._inject("attach", native=self.native,
-                                         python_allocators=self.python_allocators)
+                                         python_allocators=self.python_allocators,
+                                         sample_bytes=self.sample_bytes,
+                                         sample_seed=seed_from_env())
         except BaseException:
             self.close()
             raise

@@ -52,6 +52,9 @@ def add_attach_options(parser: argparse.ArgumentParser) -> None:
         "--trace-python-allocators", action="store_true",
         help="record every PyMem/PyObject allocation, not only the arenas pymalloc maps",
     )
+    from memtrace_core.sampling import add_sample_option
+
+    add_sample_option(parser)
 
 
 def add_method_option(parser: argparse.ArgumentParser) -> None:
@@ -145,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--duration must be positive")
     output = args.output or f"memtrace-attach-{pid}.mtrace"
     attachment = Attachment(pid, args.native, args.trace_python_allocators, args.method,
-                            args.allow_untrusted_paths)
+                            args.allow_untrusted_paths, sample_bytes=args.sample)
     from memtrace_core.attach import target
 
     target.inspect(pid)  # fail before creating the output file
@@ -380,7 +383,8 @@ def run_live(args: argparse.Namespace) -> int:
     native = bool(getattr(args, "native", False))
     attachment = Attachment(pid, native, bool(getattr(args, "trace_python_allocators", False)),
                             getattr(args, "method", "ptrace"),
-                            bool(getattr(args, "allow_untrusted_paths", False)))
+                            bool(getattr(args, "allow_untrusted_paths", False)),
+                            sample_bytes=getattr(args, "sample", 0) or 0)
     from memtrace_core.model.build import call_tree
     from memtrace_core.model.session import Session
     from memtrace_core.reader import StreamReader

@@ -132,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         cmd.append("--native")
     if args.trace_python_allocators:
         cmd.append("--trace-python-allocators")
+    if args.sample:
+        cmd += ["--sample", str(args.sample)]
     cmd += program.runner_command_line
     stdin, tty_fd = _split_stdin()
     try:
@@ -221,6 +223,8 @@ def _background(args: argparse.Namespace, program) -> int:
         cmd.append("--trace-python-allocators")
     if args.follow_fork:
         cmd.append("--follow-fork")
+    if args.sample:
+        cmd += ["--sample", str(args.sample)]
     cmd += program.runner_command_line
     try:
         log = open(log_path, "wb")  # noqa: SIM115 - handed to the child

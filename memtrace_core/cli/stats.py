@@ -68,6 +68,7 @@ def summarize(reader: Any, limit: int | None = None, embedded: Any = None) -> di
     """Everything `stats --json` prints, as a JSON-ready dict."""
     from memtrace_core.analysis import native_locations, python_locations, top
     from memtrace_core.reader import ALLOCATOR_NAMES
+    from memtrace_core.sampling import sample_bytes
 
     header = reader.header
     start = float(header.get("start_time") or 0.0)
@@ -79,6 +80,7 @@ def summarize(reader: Any, limit: int | None = None, embedded: Any = None) -> di
     py_locs = python_locations(reader)
     out: dict[str, Any] = {
         "file_format": header.get("format"),
+        "sampled": sample_bytes(header),
         "pid": header.get("pid"),
         "command": " ".join(str(a) for a in argv) if isinstance(argv, list) else str(argv),
         "python": header.get("python"),
@@ -235,14 +237,23 @@ def print_human(s: dict[str, Any], path: str) -> None:
     if s.get("child_captures"):
         console.print(f"  children       {len(s['child_captures'])} traced, each in its own "
                       f"capture: {', '.join(s['child_captures'])}")
-    console.print(f"  allocated      {_size(s['total_allocated_bytes'])} "
-                  f"({s['total_allocated_bytes']} B) in {s['total_allocations']} allocations")
-    console.print(f"  peak heap      {_size(s['peak_bytes'])} ({s['peak_bytes']} B) in "
-                  f"{s['peak_allocations']} allocations at {s['peak_time_s']:.3f} s")
-    console.print(f"  leaked         {_size(s['leaked_bytes'])} ({s['leaked_bytes']} B) in "
-                  f"{s['leaked_allocations']} allocations still in use at the end")
+    e = ""  # the estimate mark of a sampled capture
+    if s.get("sampled"):
+        from memtrace_core.sampling import ESTIMATE_MARK, describe
 
-    table = Table(title="Allocators", title_justify="left")
+        e = f"{ESTIMATE_MARK} "
+        console.print(f"  sampling       {describe(s['sampled'])}: every figure below is an "
+                      f"estimate ({ESTIMATE_MARK})")
+    console.print(f"  allocated      {e}{_size(s['total_allocated_bytes'])} "
+                  f"({e}{s['total_allocated_bytes']} B) in {e}{s['total_allocations']} "
+                  "allocations")
+    console.print(f"  peak heap      {e}{_size(s['peak_bytes'])} ({e}{s['peak_bytes']} B) in "
+                  f"{e}{s['peak_allocations']} allocations at {s['peak_time_s']:.3f} s")
+    console.print(f"  leaked         {e}{_size(s['leaked_bytes'])} ({e}{s['leaked_bytes']} B) "
+                  f"in {e}{s['leaked_allocations']} allocations still in use at the end")
+    estimated = f" ({e.strip()} estimates)" if e else ""
+
+    table = Table(title=f"Allocators{estimated}", title_justify="left")
     table.add_column("allocator")
     table.add_column("count", justify="right")
     table.add_column("bytes", justify="right")
@@ -250,7 +261,7 @@ def print_human(s: dict[str, Any], path: str) -> None:
         table.add_row(name, str(v["count"]), _size(v["bytes"]))
     console.print(table)
 
-    table = Table(title="Allocation sizes", title_justify="left")
+    table = Table(title=f"Allocation sizes{estimated}", title_justify="left")
     table.add_column("size", justify="right")
     table.add_column("count", justify="right")
     table.add_column("", min_width=20)
@@ -271,7 +282,8 @@ def print_human(s: dict[str, Any], path: str) -> None:
                 (e["function"], f"{_short_path(e['file'])}:{e['line']}" if e["file"] else "", e)
                 for e in s[key]
             ]
-            console.print(_locations_table(Table, title, ("function", "file:line"), rows))
+            console.print(_locations_table(Table, title + estimated, ("function", "file:line"),
+                                           rows))
     if s.get("top_native_locations"):
         rows = [
             (e["function"], f"{_short_path(e['file'])}:{e['line']}" if e["file"] else
@@ -281,7 +293,7 @@ def print_human(s: dict[str, Any], path: str) -> None:
         console.print(
             _locations_table(
                 Table,
-                "Top native locations by bytes (innermost native frame)",
+                "Top native locations by bytes (innermost native frame)" + estimated,
                 ("function", "file:line or module+offset"),
                 rows,
             )

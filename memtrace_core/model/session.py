@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from memtrace_core.model.calltree import CallTree
+from memtrace_core.sampling import sample_bytes
 
 HISTORY_POINTS = 4096  # chart resolution kept, whatever the run's length
 
@@ -37,6 +38,7 @@ class Summary:
     thread: tuple[int, ...] | None = None  # the chosen thread's counters (metrics order)
     processes: int = 0  # processes traced, this one included, when following children
     untraced_children: int = 0  # child processes the program ran untraced (known at its end)
+    sample_bytes: int = 0  # a sampled capture's mean: every figure is an estimate
 
 
 class Session:
@@ -146,6 +148,7 @@ class Session:
                     tuple(self.tree.thread_totals().get(self.tree.thread, (0,) * 6))),
             processes=1 + len(self.child_captures()) if self.child_prefix is not None else 0,
             untraced_children=int((self.reader.trailer or {}).get("untraced_children") or 0),
+            sample_bytes=sample_bytes(header),
         )
 
     def child_captures(self) -> list[str]:

@@ -46,6 +46,7 @@ cdef extern from "aggregate.h":
         int64_t records
         int header_seen, trailer_seen
         const char *error
+        double sample_mean
 
     int MT_DONE, MT_OTHER, MT_CORRUPT, MT_NOMEM, MT_STACK_CHANGED, MT_HIST_BUCKETS
     uint64_t MT_NO_ADDR

@@ -255,7 +255,11 @@ cdef class StreamReader:
                 raise _Malformed(f"unsupported format version {version!r}")
             if self.s.header_seen:
                 raise _Malformed("second HEADER")
+            sample = rec[1].get("sample_bytes", 0)
+            if sample is not None and (type(sample) is not int or not 0 <= sample < (1 << 62)):
+                raise _Malformed("bad sample_bytes in HEADER")
             self.header = rec[1]
+            self.s.sample_mean = sample or 0
             self.s.header_seen = 1
         elif kind == 1:
             if n != 5 or not (_is_int(rec[1]) and type(rec[2]) is str and type(rec[3]) is str
@@ -303,6 +307,12 @@ cdef class StreamReader:
     def error(self):
         """The corruption message once feed() raised CaptureError, else None."""
         return self._failed
+
+    @property
+    def sample_bytes(self) -> int:
+        """The capture's sampling mean in bytes; 0 for an exact capture. When sampled, every
+        count and byte figure is an estimate (docs/FORMAT.md)."""
+        return <int64_t>self.s.sample_mean
 
     @property
     def records(self) -> int:

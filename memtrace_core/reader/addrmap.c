@@ -55,7 +55,7 @@ static int addrmap_grow(mt_addrmap *m)
 }
 
 int mt_addrmap_put(mt_addrmap *m, uint64_t addr, uint64_t size, uint32_t sid,
-                   uint32_t allocator, mt_live *old)
+                   uint32_t allocator, uint32_t count, mt_live *old)
 {
     if ((m->count + 1) * 10 > m->cap * 7 && addrmap_grow(m) < 0) return -1;
     size_t mask = m->cap - 1;
@@ -67,6 +67,7 @@ int mt_addrmap_put(mt_addrmap *m, uint64_t addr, uint64_t size, uint32_t sid,
             s->size = size;
             s->sid = sid;
             s->allocator = allocator;
+            s->count = count;
             m->count++;
             return 0;
         }
@@ -75,6 +76,7 @@ int mt_addrmap_put(mt_addrmap *m, uint64_t addr, uint64_t size, uint32_t sid,
             s->size = size;
             s->sid = sid;
             s->allocator = allocator;
+            s->count = count;
             return 1;
         }
         i = (i + 1) & mask;

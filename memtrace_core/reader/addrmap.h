@@ -12,11 +12,14 @@
 
 #define MT_NO_ADDR UINT64_MAX
 
+#define MT_LIVE_COUNT_MAX 0xFFFFFFu
+
 typedef struct {
     uint64_t addr; /* MT_NO_ADDR marks an empty slot */
-    uint64_t size;
+    uint64_t size; /* bytes (a sampled capture: the estimate this allocation stands for) */
     uint32_t sid;
-    uint32_t allocator;
+    uint32_t allocator : 8;
+    uint32_t count : 24; /* allocations it stands for: 1, or an estimate when sampled */
 } mt_live;
 
 typedef struct {
@@ -31,7 +34,7 @@ void mt_addrmap_free(mt_addrmap *m);
 /* Insert; if addr was already live its old entry is copied to *old and 1 returned;
  * 0 for a new address; -1 when out of memory. addr must not be MT_NO_ADDR. */
 int mt_addrmap_put(mt_addrmap *m, uint64_t addr, uint64_t size, uint32_t sid,
-                   uint32_t allocator, mt_live *old);
+                   uint32_t allocator, uint32_t count, mt_live *old);
 /* Remove addr; 1 (and *out filled) if it was live, 0 otherwise. */
 int mt_addrmap_pop(mt_addrmap *m, uint64_t addr, mt_live *out);
 

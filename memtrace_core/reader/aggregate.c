@@ -1,6 +1,7 @@
 /* Aggregation and the hot decode loop of the reader: see aggregate.h. */
 #include "aggregate.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -209,6 +210,27 @@ static inline int hist_bucket(uint64_t size)
     return size ? 64 - __builtin_clzll(size) : 0;
 }
 
+/* What a sampled allocation of `size` bytes stands for. The tracer records one with
+ * probability p = 1 - exp(-size/mean) (docs/FORMAT.md), so size/p bytes and 1/p allocations
+ * are unbiased estimates; the fractional part of 1/p is carried to the next one, so counts
+ * add up without drift. mmap is never sampled: it stands for itself. */
+static void sampled_weight(mt_state *s, uint64_t allocator, uint64_t size, int64_t *bytes,
+                           int64_t *count)
+{
+    *bytes = (int64_t)size;
+    *count = 1;
+    if (s->sample_mean <= 0 || allocator == MT_ALLOCATOR_MMAP || size == 0) return;
+    double inv_p = 1.0 / -expm1(-(double)size / s->sample_mean);
+    if (!(inv_p >= 1.0)) inv_p = 1.0; /* rounding at huge sizes */
+    double b = (double)size * inv_p;
+    *bytes = b < 9.0e18 ? (int64_t)llround(b) : INT64_MAX / 4;
+    double c = s->count_carry + inv_p;
+    double whole = floor(c);
+    if (whole > MT_LIVE_COUNT_MAX) whole = MT_LIVE_COUNT_MAX;
+    s->count_carry = c - whole < 1.0 ? c - whole : 0.0;
+    *count = (int64_t)whole;
+}
+
 static int on_alloc(mt_state *s, uint64_t thread, uint64_t allocator, uint64_t addr,
                     uint64_t size, uint64_t py, uint64_t nat)
 {
@@ -223,15 +245,16 @@ static int on_alloc(mt_state *s, uint64_t thread, uint64_t allocator, uint64_t a
     }
     uint32_t sid = intern(s, (uint32_t)py, (uint32_t)nat, (uint32_t)thread);
     if (sid == UINT32_MAX) return MT_NOMEM;
-    int64_t sz = (int64_t)size;
+    int64_t sz, n;
+    sampled_weight(s, allocator, size, &sz, &n);
     s->total_bytes += sz;
-    s->total_allocs++;
-    s->allocator_count[allocator]++;
+    s->total_allocs += n;
+    s->allocator_count[allocator] += n;
     s->allocator_bytes[allocator] += sz;
-    s->hist[hist_bucket(size)]++;
+    s->hist[hist_bucket(size)] += n;
     mt_stack *st = &s->stacks[sid];
     st->alloc_bytes += sz;
-    st->alloc_count++;
+    st->alloc_count += n;
     if (addr == MT_NO_ADDR) return 0; /* MAP_FAILED-like: nothing was allocated */
     if (allocator == MT_ALLOCATOR_MMAP) {
         if (size == 0) return 0; /* maps nothing */
@@ -247,18 +270,19 @@ static int on_alloc(mt_state *s, uint64_t thread, uint64_t allocator, uint64_t a
         if (insert_piece(s, piece_after(s, addr), p) < 0) return MT_NOMEM;
     } else {
         mt_live old;
-        int r = mt_addrmap_put(&s->live, addr, size, sid, (uint32_t)allocator, &old);
+        int r = mt_addrmap_put(&s->live, addr, (uint64_t)sz, sid, (uint32_t)allocator,
+                               (uint32_t)n, &old);
         if (r < 0) return MT_NOMEM;
         if (r == 1) { /* its free was never seen: the old block is gone */
             s->implicit_frees++;
-            drop_live(s, old.sid, (int64_t)old.size, 1);
+            drop_live(s, old.sid, (int64_t)old.size, old.count);
         }
     }
     st = &s->stacks[sid];
     st->live_bytes += sz;
-    st->live_count++;
+    st->live_count += n;
     s->heap_bytes += sz;
-    s->heap_allocs++;
+    s->heap_allocs += n;
     mark(s, sid);
     if (s->heap_bytes > s->peak_bytes) mt_take_peak(s);
     return 0;
@@ -279,7 +303,7 @@ static int on_free(mt_state *s, uint64_t allocator, uint64_t addr, uint64_t size
     }
     mt_live old;
     if (mt_addrmap_pop(&s->live, addr, &old)) {
-        drop_live(s, old.sid, (int64_t)old.size, 1);
+        drop_live(s, old.sid, (int64_t)old.size, old.count);
         s->total_frees++;
     } else {
         s->ignored_frees++;

@@ -75,6 +75,9 @@ typedef struct {
     int header_seen, trailer_seen;
     const char *error;
     uint64_t last_addr; /* ALLOC/FREE addresses are deltas from the previous one */
+    /* A sampled capture (HEADER sample_bytes, set before the first ALLOC): its mean, and
+     * the fraction of an allocation count estimated but not yet counted. */
+    double sample_mean, count_carry;
 } mt_state;
 
 int mt_state_init(mt_state *s);

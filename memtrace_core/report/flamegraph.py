@@ -66,8 +66,10 @@ def render(profile: Profile) -> str:
     payload = deepjson.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     argv = " ".join((profile.reader.header or {}).get("argv", [])[1:]) or profile.path
     title = f"memtrace flame graph: {argv}"
-    subtitle = (f"{profile.selection.title}: {format_bytes(profile.total_bytes)} "
-                f"({profile.total_bytes:,} bytes) in {profile.total_count:,} allocations"
+    est = profile.approx
+    subtitle = (f"{profile.selection.title}: {est}{format_bytes(profile.total_bytes)} "
+                f"({est}{profile.total_bytes:,} bytes) in {est}{profile.total_count:,} "
+                f"allocations{profile.sampling_note}"
                 f"{' — Python and native frames' if profile.native else ''}")
     warnings = "".join(f'<div class="warn">{html.escape(w)}</div>'
                        for w in profile.warnings())

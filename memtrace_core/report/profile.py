@@ -88,6 +88,27 @@ class Profile:
     stale_libraries: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def sample_bytes(self) -> int:
+        """The sampling mean of the capture (0: exact figures)."""
+        from memtrace_core.sampling import sample_bytes
+
+        return sample_bytes(getattr(self.reader, "header", None) or {})
+
+    @property
+    def approx(self) -> str:
+        """`≈ ` before every figure of a sampled capture, else nothing."""
+        from memtrace_core.sampling import ESTIMATE_MARK
+
+        return f"{ESTIMATE_MARK} " if self.sample_bytes else ""
+
+    @property
+    def sampling_note(self) -> str:
+        """` (sampled every ~512 KiB)` after a sampled report's title, else nothing."""
+        from memtrace_core.sampling import describe
+
+        return f" ({describe(self.sample_bytes)})" if self.sample_bytes else ""
+
     def _index(self) -> tuple[int, int]:
         m = self.selection.metric
         return m.bytes_index, m.count_index
@@ -150,6 +171,10 @@ class Profile:
     def warnings(self) -> list[str]:
         """Lines to show the user: stale libraries first, then symbolizer notes."""
         out = [stale_message(self.stale_libraries)] if self.stale_libraries else []
+        if self.sample_bytes:
+            from memtrace_core.sampling import describe
+
+            out.insert(0, f"{describe(self.sample_bytes)}: every figure is an estimate (≈)")
         if not getattr(self.reader, "complete", True) and not getattr(self.reader, "error",
                                                                        None):
             out.append("the capture is incomplete (the program was killed or the stream "

@@ -37,6 +37,7 @@ def to_json(profile: Profile, sort: str = "own", limit: int = 0) -> dict:
         "sort": sort,
         "total_bytes": profile.total_bytes,
         "total_allocations": profile.total_count,
+        "sampled": profile.sample_bytes,
         "locations": len(table),
         "stale_libraries": profile.stale_libraries,
         "rows": [{**frame_json(r.frame), "own_bytes": r.own_bytes, "own_count": r.own_count,
@@ -54,8 +55,10 @@ def render(profile: Profile, sort: str = "own", limit: int = 25):
 
     table = rows(profile, sort)
     total = profile.total_bytes or 1
+    est = profile.approx
     title = (f"top locations: {profile.selection.title} — "
-             f"{format_bytes(profile.total_bytes)} in {profile.total_count:,} allocations")
+             f"{est}{format_bytes(profile.total_bytes)} in {est}{profile.total_count:,} "
+             f"allocations{profile.sampling_note}")
     out = Table(title=title, title_justify="left", header_style="bold",
                 caption=f"sorted by {sort}; {len(table)} locations", caption_justify="left")
     out.add_column("own", justify="right")

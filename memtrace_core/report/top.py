@@ -12,6 +12,7 @@ from memtrace_core.model.metrics import format_bytes
 from memtrace_core.report.kinds import frame_json, short_location
 from memtrace_core.report.profile import Profile, Selection
 from memtrace_core.report.table import rows
+from memtrace_core.sampling import ESTIMATE_MARK, describe
 
 
 def snapshot(path: str, reader, tree, status: str, limit: int) -> dict:
@@ -33,6 +34,7 @@ def snapshot(path: str, reader, tree, status: str, limit: int) -> dict:
         "heap_bytes": figures.heap_bytes,
         "peak_bytes": figures.peak_bytes,
         "in_use_allocations": profile.total_count,
+        "sampled": profile.sample_bytes,
         "rows": [{**frame_json(r.frame), "bytes": r.own_bytes, "count": r.own_count}
                  for r in top],
         "_frames": [r.frame for r in top],
@@ -41,10 +43,12 @@ def snapshot(path: str, reader, tree, status: str, limit: int) -> dict:
 
 def render_text(snap: dict) -> str:
     """Plain lines (no colour, no cursor movement): fit for logs and pipes."""
+    est = f"{ESTIMATE_MARK} " if snap.get("sampled") else ""
     lines = [f"memtrace top  {snap['file']}  pid {snap['pid']}  {snap['status']}  "
-             f"{snap['time_s']:.1f} s  heap {format_bytes(snap['heap_bytes'])} "
-             f"({snap['heap_bytes']:,} B)  peak {format_bytes(snap['peak_bytes'])}  "
-             f"{snap['in_use_allocations']:,} blocks in use"]
+             f"{snap['time_s']:.1f} s  heap {est}{format_bytes(snap['heap_bytes'])} "
+             f"({est}{snap['heap_bytes']:,} B)  peak {est}{format_bytes(snap['peak_bytes'])}  "
+             f"{est}{snap['in_use_allocations']:,} blocks in use"
+             + (f"  ({describe(snap['sampled'])})" if snap.get("sampled") else "")]
     lines.append(f"  {'in use':>10} {'count':>8}  {'kind':<5} function  location")
     for row, frame in zip(snap["rows"], snap["_frames"], strict=True):
         lines.append(f"  {format_bytes(row['bytes']):>10} {row['count']:>8,}  "

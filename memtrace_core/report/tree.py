@@ -75,6 +75,7 @@ def to_json(profile: Profile, threshold: int = 0, max_depth: int = 0) -> dict:
     return {"file": profile.path, "selection": profile.selection.value,
             "native": profile.native, "total_bytes": profile.total_bytes,
             "total_allocations": profile.total_count, "threshold_bytes": threshold,
+            "sampled": profile.sample_bytes,
             "stale_libraries": profile.stale_libraries, **body}
 
 
@@ -93,8 +94,10 @@ def render(profile: Profile, threshold: int = 0, max_depth: int = 0):
         head.append_text(body)
         return head
 
-    title = Text(f"{profile.selection.title}: {format_bytes(profile.total_bytes)} in "
-                 f"{profile.total_count:,} allocations", style="bold")
+    est = profile.approx
+    title = Text(f"{profile.selection.title}: {est}{format_bytes(profile.total_bytes)} in "
+                 f"{est}{profile.total_count:,} allocations{profile.sampling_note}",
+                 style="bold")
     out = Tree(title, guide_style="dim")
     todo: list[tuple[Node, Tree, int]] = [(profile.root, out, 0)]
     while todo:

@@ -19,7 +19,8 @@ cdef extern from "recorder.h" nogil:
     int mt_tracking
     int MT_DEFAULT_NATIVE_DEPTH
     int mt_recorder_start(int fd, int native, int native_depth, int compress, const char *header,
-                          size_t header_len)
+                          size_t header_len, unsigned long long sample_mean,
+                          unsigned long long sample_seed)
     void mt_recorder_stop(int exit_code, int has_code)
     void mt_set_untraced_children(long n)
     int mt_recorder_failed()
@@ -37,18 +38,22 @@ DEFAULT_NATIVE_DEPTH = MT_DEFAULT_NATIVE_DEPTH
 
 
 def start(int fd, bint native, bint python_allocators, bytes header, bint compress=False,
-          int native_depth=0) -> int:
+          int native_depth=0, unsigned long long sample_bytes=0,
+          unsigned long long sample_seed=0) -> int:
     """Start tracing into fd (the stream's magic and HEADER record are written first).
 
     compress=True (capture files) writes a zstd frame after the magic "MEMTRACZ".
     native_depth: native frames kept per stack (0: DEFAULT_NATIVE_DEPTH); deeper stacks keep
     their innermost frames and say how many were cut.
+    sample_bytes: 0 records every allocation; N > 0 records a sample, one every ~N bytes
+    allocated per thread (sampler.h); sample_seed fixes the draws (0: from the clock).
 
     Returns the number of relocation slots patched.
     """
     if mt_hooks_init() != 0:
         raise TracerError("could not resolve the allocator functions")
-    rc = mt_recorder_start(fd, native, native_depth, compress, header, len(header))
+    rc = mt_recorder_start(fd, native, native_depth, compress, header, len(header),
+                           sample_bytes, sample_seed)
     if rc == -1:
         raise TracerError("memtrace is already tracing this process")
     if rc != 0:

@@ -119,6 +119,7 @@ def _trace_forked_child() -> None:
     settings = _follow
     if settings is None:
         return
+    from memtrace_core.sampling import seed_from_env
     from memtrace_core.tracer import _tracer
     from memtrace_core.tracer.header import header_record
 
@@ -135,7 +136,8 @@ def _trace_forked_child() -> None:
                   argv=[sys.executable, *sys.argv])
     try:
         _tracer.start(fd, settings.native, settings.python_allocators, header_record(header),
-                      settings.compress)
+                      settings.compress, sample_bytes=header.get("sample_bytes", 0),
+                      sample_seed=seed_from_env())
     except Exception:  # noqa: BLE001 - the child runs on untraced
         os.close(fd)
         return
@@ -217,6 +219,8 @@ def traced_command_line(argv: list[Any], executables: list[Any]) -> list[str] | 
         ours.append("--native")
     if settings.python_allocators:
         ours.append("--trace-python-allocators")
+    if settings.header.get("sample_bytes"):
+        ours += ["--sample", str(settings.header["sample_bytes"])]
     return [tokens[0], *options, *ours, *program]
 
 

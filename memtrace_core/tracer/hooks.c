@@ -19,6 +19,7 @@
 #include "callas.h"
 #include "hooks.h"
 #include "recorder.h"
+#include "sampler.h"
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -70,6 +71,11 @@ static setname_fn real_pthread_setname_np;
 
 #define TRACE_OK (LIKELY(!mt_tracking) || mt_guard)
 
+/* Sampling (sampler.h): an allocation that does not reach its thread's next sample point
+ * runs as if untraced, and so does the free of an address surely never sampled. */
+#define SKIPPED(size) (mt_sample_mean && !mt_sample_take(size))
+#define UNSAMPLED(p) (mt_sample_mean && !mt_sample_maybe(p))
+
 /* Who called the hook: its return address and the caller's stack pointer at the call (the
  * hook's CFA; hooks keep frame pointers). The recorder uses them to reuse the previous
  * native stack when the caller and every saved return address are unchanged. */
@@ -87,7 +93,7 @@ static setname_fn real_pthread_setname_np;
     } while (0)
 
 static void *hook_malloc(size_t size) {
-    if (TRACE_OK) return real_malloc(size);
+    if (TRACE_OK || SKIPPED(size)) return real_malloc(size);
     void *p;
     GUARDED(p = real_malloc(size));
     if (p) mt_record_alloc(p, size, MT_MALLOC, CALLER);
@@ -95,7 +101,7 @@ static void *hook_malloc(size_t size) {
 }
 
 static void *hook_calloc(size_t n, size_t size) {
-    if (TRACE_OK) return real_calloc(n, size);
+    if (TRACE_OK || SKIPPED(n * size)) return real_calloc(n, size);
     void *p;
     GUARDED(p = real_calloc(n, size));
     if (p) mt_record_alloc(p, n * size, MT_CALLOC, CALLER);
@@ -103,7 +109,7 @@ static void *hook_calloc(size_t n, size_t size) {
 }
 
 static void hook_free(void *p) {
-    if (TRACE_OK || !p) {
+    if (TRACE_OK || !p || UNSAMPLED(p)) {
         real_free(p);
         return;
     }
@@ -118,12 +124,14 @@ static void hook_free(void *p) {
 static void *realloc_common(void *old, size_t size, void *(*call)(void *, size_t, size_t),
                             size_t a, size_t b, int allocator, uintptr_t ra, uintptr_t cfa) {
     if (TRACE_OK) return call(old, a, b);
-    if (old) mt_record_free(old, 0, allocator);
+    int freed = old && !UNSAMPLED(old) && mt_record_free(old, 0, allocator);
+    int take = !SKIPPED(size);
+    if (!freed && !take) return call(old, a, b);
     void *p;
     GUARDED(p = call(old, a, b));
     if (p) {
-        mt_record_alloc(p, size, allocator, ra, cfa);
-    } else if (old && size != 0) {
+        if (take) mt_record_alloc(p, size, allocator, ra, cfa);
+    } else if (freed && size != 0) {
         mt_record_alloc(old, malloc_usable_size(old), allocator, ra, cfa);
     }
     return p;
@@ -141,7 +149,7 @@ static void *hook_reallocarray(void *old, size_t n, size_t size) {
 }
 
 static int hook_posix_memalign(void **out, size_t align, size_t size) {
-    if (TRACE_OK) return real_posix_memalign(out, align, size);
+    if (TRACE_OK || SKIPPED(size)) return real_posix_memalign(out, align, size);
     int rc;
     GUARDED(rc = real_posix_memalign(out, align, size));
     if (rc == 0 && *out) mt_record_alloc(*out, size, MT_POSIX_MEMALIGN, CALLER);
@@ -149,7 +157,7 @@ static int hook_posix_memalign(void **out, size_t align, size_t size) {
 }
 
 static void *hook_aligned_alloc(size_t align, size_t size) {
-    if (TRACE_OK) return real_aligned_alloc(align, size);
+    if (TRACE_OK || SKIPPED(size)) return real_aligned_alloc(align, size);
     void *p;
     GUARDED(p = real_aligned_alloc(align, size));
     if (p) mt_record_alloc(p, size, MT_ALIGNED_ALLOC, CALLER);
@@ -157,7 +165,7 @@ static void *hook_aligned_alloc(size_t align, size_t size) {
 }
 
 static void *hook_memalign(size_t align, size_t size) {
-    if (TRACE_OK) return real_memalign(align, size);
+    if (TRACE_OK || SKIPPED(size)) return real_memalign(align, size);
     void *p;
     GUARDED(p = real_memalign(align, size));
     if (p) mt_record_alloc(p, size, MT_MEMALIGN, CALLER);
@@ -165,7 +173,7 @@ static void *hook_memalign(size_t align, size_t size) {
 }
 
 static void *hook_valloc(size_t size) {
-    if (TRACE_OK) return real_valloc(size);
+    if (TRACE_OK || SKIPPED(size)) return real_valloc(size);
     void *p;
     GUARDED(p = real_valloc(size));
     if (p) mt_record_alloc(p, size, MT_VALLOC, CALLER);
@@ -173,7 +181,7 @@ static void *hook_valloc(size_t size) {
 }
 
 static void *hook_pvalloc(size_t size) {
-    if (TRACE_OK) return real_pvalloc(size);
+    if (TRACE_OK || SKIPPED(size)) return real_pvalloc(size);
     void *p;
     GUARDED(p = real_pvalloc(size));
     if (p) mt_record_alloc(p, size, MT_PVALLOC, CALLER);
@@ -759,14 +767,14 @@ static int g_pymem_installed;
 
 #define DOMAIN_HOOKS(dom, orig, K_MALLOC, K_CALLOC, K_REALLOC, K_FREE)                    \
     static void *dom##_malloc(void *ctx, size_t n) {                                    \
-        if (TRACE_OK) return orig.malloc(ctx, n);                                       \
+        if (TRACE_OK || SKIPPED(n)) return orig.malloc(ctx, n);                         \
         void *p;                                                                        \
         GUARDED(p = orig.malloc(ctx, n));                                               \
         if (p) mt_record_alloc(p, n, K_MALLOC, CALLER);                                 \
         return p;                                                                       \
     }                                                                                   \
     static void *dom##_calloc(void *ctx, size_t n, size_t size) {                       \
-        if (TRACE_OK) return orig.calloc(ctx, n, size);                                 \
+        if (TRACE_OK || SKIPPED(n * size)) return orig.calloc(ctx, n, size);            \
         void *p;                                                                        \
         GUARDED(p = orig.calloc(ctx, n, size));                                         \
         if (p) mt_record_alloc(p, n * size, K_CALLOC, CALLER);                          \
@@ -774,14 +782,16 @@ static int g_pymem_installed;
     }                                                                                   \
     static void *dom##_realloc(void *ctx, void *old, size_t n) {                        \
         if (TRACE_OK) return orig.realloc(ctx, old, n);                                 \
-        if (old) mt_record_free(old, 0, K_REALLOC);                                     \
+        int freed = old && !UNSAMPLED(old) && mt_record_free(old, 0, K_REALLOC);        \
+        int take = !SKIPPED(n);                                                         \
+        if (!freed && !take) return orig.realloc(ctx, old, n);                          \
         void *p;                                                                        \
         GUARDED(p = orig.realloc(ctx, old, n));                                         \
-        if (p) mt_record_alloc(p, n, K_REALLOC, CALLER);                                \
+        if (p && take) mt_record_alloc(p, n, K_REALLOC, CALLER);                        \
         return p;                                                                       \
     }                                                                                   \
     static void dom##_free(void *ctx, void *p) {                                        \
-        if (TRACE_OK || !p) {                                                           \
+        if (TRACE_OK || !p || UNSAMPLED(p)) {                                           \
             orig.free(ctx, p);                                                          \
             return;                                                                     \
         }                                                                               \

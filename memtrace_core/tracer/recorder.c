@@ -21,6 +21,7 @@
 #include "mpack.h"
 #include "pystack.h"
 #include "recorder.h"
+#include "sampler.h"
 #include "table.h"
 
 #define MT_BUF_CAP (1u << 20)
@@ -602,6 +603,7 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
             p = mp_uint(p, py);
             p = mp_uint(p, nat);
             commit(p);
+            if (mt_sample_mean && allocator != MT_MMAP) mt_sampler_add((uintptr_t)addr);
         }
     }
     pthread_mutex_unlock(&g_lock);
@@ -609,11 +611,15 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
     errno = saved_errno;
 }
 
-void mt_record_free(void *addr, size_t size, int allocator) {
+int mt_record_free(void *addr, size_t size, int allocator) {
     int saved_errno = errno;
+    int recorded = 0;
     mt_guard = 1;
     pthread_mutex_lock(&g_lock);
-    if (mt_tracking) {
+    /* Sampling: only the free of a sampled address is sent (munmap always is). */
+    if (mt_tracking && (!mt_sample_mean || allocator == MT_MUNMAP ||
+                        mt_sampler_remove((uintptr_t)addr))) {
+        recorded = 1;
         uint32_t thread = thread_index_locked();
         uint8_t *p = reserve(32);
         if (p) {
@@ -630,6 +636,7 @@ void mt_record_free(void *addr, size_t size, int allocator) {
     pthread_mutex_unlock(&g_lock);
     mt_guard = 0;
     errno = saved_errno;
+    return recorded;
 }
 
 /* ---- memory maps -------------------------------------------------------------------- */
@@ -892,7 +899,7 @@ static void atfork_child(void) {
 /* ---- start / stop ------------------------------------------------------------------- */
 
 int mt_recorder_start(int fd, int native, int native_depth, int compress, const char *header,
-                      size_t header_len) {
+                      size_t header_len, uint64_t sample_mean, uint64_t sample_seed) {
     int saved = mt_guard;
     mt_guard = 1;
     pthread_mutex_lock(&g_lock);
@@ -910,6 +917,11 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     mt_table_free(&g_natnodes);
     if (mt_table_init(&g_codes, 4096) || mt_table_init(&g_pynodes, 65536) ||
         mt_table_init(&g_natnodes, native ? 65536 : 1024)) {
+        pthread_mutex_unlock(&g_lock);
+        mt_guard = saved;
+        return -2;
+    }
+    if (mt_sampler_start(sample_mean, sample_seed) != 0) {
         pthread_mutex_unlock(&g_lock);
         mt_guard = saved;
         return -2;

@@ -30,9 +30,11 @@ extern volatile int mt_tracking;
 extern __thread int mt_guard __attribute__((tls_model("initial-exec")));
 
 /* Start recording to fd (header = pre-encoded HEADER record); compress=1 for capture files
- * (magic "MEMTRACZ", then a zstd frame holding the plain stream). 0 on success. */
+ * (magic "MEMTRACZ", then a zstd frame holding the plain stream); sample_mean > 0 records
+ * only sampled allocations and their frees (sampler.h; seed 0: from the clock). 0 on
+ * success. */
 int mt_recorder_start(int fd, int native, int native_depth, int compress, const char *header,
-                      size_t header_len);
+                      size_t header_len, uint64_t sample_mean, uint64_t sample_seed);
 /* Stop: write TRAILER, flush, join the writer. has_code=0 writes a nil exit code. */
 void mt_recorder_stop(int exit_code, int has_code);
 /* How many child processes ran untraced (written in the TRAILER; -1: unknown). */
@@ -47,7 +49,8 @@ void mt_recorder_python_gone(void);
 /* ra/cfa: the hook's return address and its caller's stack pointer at the call (see
  * capture_native in recorder.c). */
 void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintptr_t cfa);
-void mt_record_free(void *addr, size_t size, int allocator);
+/* Returns 1 when a FREE was sent (sampling: only for sampled addresses, and munmap). */
+int mt_record_free(void *addr, size_t size, int allocator);
 /* Re-send the memory maps (after dlopen/dlclose). */
 void mt_record_maps(void);
 /* Name a thread by its OS id: the first name a thread gets from Python (its allocations so

@@ -40,9 +40,10 @@ class _ExitState:
 _exit_state = _ExitState()
 
 
-def header_fields(program: Program, native: bool, python_allocators: bool, attached: bool) -> dict:
+def header_fields(program: Program, native: bool, python_allocators: bool, attached: bool,
+                  sample_bytes: int = 0) -> dict:
     """The HEADER record's map (docs/FORMAT.md)."""
-    return {
+    fields = {
         "format": 1,
         "pid": os.getpid(),
         "argv": [sys.executable, *program.command_line],
@@ -53,6 +54,9 @@ def header_fields(program: Program, native: bool, python_allocators: bool, attac
         "attached": attached,
         "executable": sys.executable,
     }
+    if sample_bytes:
+        fields["sample_bytes"] = sample_bytes
+    return fields
 
 
 def _name_threads(tracer: types.ModuleType) -> None:
@@ -147,13 +151,16 @@ def start_tracing(
     python_allocators: bool,
     root_code: object = None,
     compress: bool = False,
+    sample_seed: int = 0,
 ) -> None:
-    """Start the C tracer writing to fd, and stop it when the interpreter exits."""
+    """Start the C tracer writing to fd, and stop it when the interpreter exits (sampling
+    with the header's `sample_bytes`, if any)."""
     from memtrace_core.tracer import _tracer
     from memtrace_core.tracer.header import header_record
 
     try:
-        _tracer.start(fd, native, python_allocators, header_record(header), compress)
+        _tracer.start(fd, native, python_allocators, header_record(header), compress,
+                      sample_bytes=header.get("sample_bytes", 0), sample_seed=sample_seed)
     except _tracer.TracerError as exc:
         raise UserError(str(exc)) from None
     _tracer.set_root_code(root_code)
@@ -351,12 +358,17 @@ def _python_process_name() -> None:
 def run(
     program: Program, fd: int, native: bool, python_allocators: bool, compress: bool = False,
     follow_output: str | None = None, header_extra: dict | None = None,
+    sample_bytes: int = 0,
 ) -> None:
     """Check, start tracing into fd, and execute the program. With follow_output (the
-    capture's path), child processes are traced into follow_output.PID (children.py)."""
+    capture's path), child processes are traced into follow_output.PID (children.py);
+    sample_bytes > 0 records a sample of the allocations (memtrace_core/sampling.py)."""
+    from memtrace_core.sampling import seed_from_env
+
     program.check()
     _python_process_name()
-    header = header_fields(program, native, python_allocators, attached=False)
+    header = header_fields(program, native, python_allocators, attached=False,
+                           sample_bytes=sample_bytes)
     header.update(header_extra or {})
     # memtrace's own work, before tracing starts: the program ready to run, its children
     # watched (counted, or followed into captures of their own)
@@ -371,7 +383,8 @@ def run(
         children.watch()
     # Stacks stop at our runner: a script's outermost frame is its <module>; a module keeps
     # runpy's frames, as under `python -m`.
-    start_tracing(fd, header, native, python_allocators, _enter.__code__, compress)
+    start_tracing(fd, header, native, python_allocators, _enter.__code__, compress,
+                  sample_seed=seed_from_env())
     execute(program, prepared)
 
 
@@ -386,6 +399,9 @@ def add_program_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="record every PyMem/PyObject allocation, not only the arenas pymalloc maps",
     )
+    from memtrace_core.sampling import add_sample_option
+
+    add_sample_option(parser)
     mark_takes_program(parser)
 
 
@@ -421,11 +437,11 @@ def main(argv: list[str] | None = None) -> None:
             take_writer_lock(fd)
             run(require_program(program), fd, args.native, args.trace_python_allocators,
                 compress=True, follow_output=args.capture_prefix,
-                header_extra={"parent_pid": os.getppid()})
+                header_extra={"parent_pid": os.getppid()}, sample_bytes=args.sample)
             return
         os.set_inheritable(args.fd, False)
         run(require_program(program), args.fd, args.native, args.trace_python_allocators,
-            follow_output=args.follow_prefix)
+            follow_output=args.follow_prefix, sample_bytes=args.sample)
     except UserError as exc:
         print(f"memtrace: error: {exc}", file=sys.stderr)
         sys.exit(exc.status)

@@ -1,0 +1,197 @@
+/* Byte sampling: distances, the sampled-address table and its filter (see sampler.h). */
+#define _GNU_SOURCE
+#include "sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FILTER_MIN_SHIFT 16 /* 64 KiB of buckets to start with: stays in L2 */
+#define FILTER_MAX_SHIFT 24
+#define TABLE_MIN 1024
+
+volatile uint64_t mt_sample_mean = 0;
+volatile uint32_t mt_sample_gen = 0;
+__thread uint64_t mt_sample_left __attribute__((tls_model("initial-exec"))) = 0;
+__thread uint32_t mt_sample_thread_gen __attribute__((tls_model("initial-exec"))) = 0;
+static __thread uint64_t t_rng __attribute__((tls_model("initial-exec"))) = 0;
+
+mt_sample_filter *volatile mt_sample_filter_now = NULL;
+
+static uint64_t g_seed, g_thread_ordinal;
+/* The sampled addresses: open addressing, 0 = empty, backward-shift deletion. */
+static uint64_t *g_table;
+static size_t g_table_mask, g_table_count;
+/* Retired filters may still be read by a free that loaded the pointer before the swap: they
+ * are never unmapped (each is a quarter of its successor, so they cost at most a third). */
+static int g_filter_shift;
+
+static inline uint64_t splitmix(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+static inline uint64_t next_random(void) {
+    /* xorshift64*: t_rng is never 0 once seeded */
+    uint64_t x = t_rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    t_rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static uint64_t draw_distance(void) {
+    double u = (double)((next_random() >> 11) + 1) * 0x1.0p-53; /* (0, 1] */
+    double d = ceil(-log(u) * (double)mt_sample_mean);
+    if (d < 1.0) return 1;
+    if (d > 9.0e18) return (uint64_t)9e18;
+    return (uint64_t)d;
+}
+
+int mt_sample_slow(size_t size) {
+    if (mt_sample_thread_gen != mt_sample_gen) {
+        /* This thread's first allocation in this run: seed it and draw its first distance. */
+        uint64_t ordinal = __atomic_fetch_add(&g_thread_ordinal, 1, __ATOMIC_RELAXED);
+        uint64_t seed = g_seed ? g_seed + ordinal
+                               : (uint64_t)syscall(SYS_gettid) ^ (uint64_t)(uintptr_t)&t_rng;
+        if (!g_seed) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            seed ^= (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)ts.tv_sec;
+        }
+        t_rng = splitmix(seed) | 1;
+        mt_sample_thread_gen = mt_sample_gen;
+        mt_sample_left = draw_distance();
+        if (mt_sample_left > size) {
+            mt_sample_left -= size;
+            return 0;
+        }
+    }
+    /* Reached: a new distance from the end of this allocation (memoryless, so the next
+     * allocation is sampled with the same probability whatever this one was). */
+    mt_sample_left = draw_distance();
+    return 1;
+}
+
+/* ---- the filter ---------------------------------------------------------------------- */
+
+static mt_sample_filter *new_filter(int shift) {
+    size_t size = sizeof(mt_sample_filter) + ((size_t)1 << (64 - shift));
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    mt_sample_filter *f = p;
+    f->shift = shift;
+    return f;
+}
+
+static inline void filter_inc(mt_sample_filter *f, uintptr_t addr) {
+    uint8_t *c = &f->counts[mt_sample_bucket(f, (const void *)addr)];
+    if (*c < 255) __atomic_store_n(c, (uint8_t)(*c + 1), __ATOMIC_RELAXED);
+}
+
+static inline void filter_dec(mt_sample_filter *f, uintptr_t addr) {
+    uint8_t *c = &f->counts[mt_sample_bucket(f, (const void *)addr)];
+    if (*c < 255 && *c > 0) __atomic_store_n(c, (uint8_t)(*c - 1), __ATOMIC_RELAXED);
+}
+
+/* More sampled addresses live than a sixteenth of the buckets: a filter four times larger,
+ * counted from the table, published whole (a reader sees the old one or the new one). */
+static void maybe_grow_filter(void) {
+    if (g_filter_shift <= 64 - FILTER_MAX_SHIFT) return;
+    if (g_table_count <= ((size_t)1 << (64 - g_filter_shift)) / 16) return;
+    mt_sample_filter *f = new_filter(g_filter_shift - 2);
+    if (f == NULL) return;
+    for (size_t i = 0; i <= g_table_mask; i++)
+        if (g_table[i]) filter_inc(f, (uintptr_t)g_table[i]);
+    g_filter_shift -= 2;
+    __atomic_store_n(&mt_sample_filter_now, f, __ATOMIC_RELEASE);
+}
+
+/* ---- the table ----------------------------------------------------------------------- */
+
+static inline size_t slot_of(uint64_t addr, size_t mask) {
+    return (size_t)((addr * 0x9E3779B97F4A7C15ULL) >> 17) & mask;
+}
+
+static int grow_table(void) {
+    size_t cap = g_table ? (g_table_mask + 1) * 2 : TABLE_MIN;
+    uint64_t *fresh = calloc(cap, sizeof *fresh);
+    if (fresh == NULL) return -1;
+    for (size_t i = 0; g_table && i <= g_table_mask; i++) {
+        uint64_t a = g_table[i];
+        if (!a) continue;
+        size_t j = slot_of(a, cap - 1);
+        while (fresh[j]) j = (j + 1) & (cap - 1);
+        fresh[j] = a;
+    }
+    free(g_table);
+    g_table = fresh;
+    g_table_mask = cap - 1;
+    return 0;
+}
+
+int mt_sampler_start(uint64_t mean, uint64_t seed) {
+    g_seed = seed;
+    g_thread_ordinal = 0;
+    if (g_table) memset(g_table, 0, (g_table_mask + 1) * sizeof *g_table);
+    g_table_count = 0;
+    if (mean) {
+        if (!g_table && grow_table() < 0) return -1;
+        mt_sample_filter *f = mt_sample_filter_now;
+        if (f == NULL) {
+            f = new_filter(64 - FILTER_MIN_SHIFT);
+            if (f == NULL) return -1;
+            g_filter_shift = f->shift;
+        } else {
+            memset(f->counts, 0, (size_t)1 << (64 - f->shift));
+        }
+        __atomic_store_n(&mt_sample_filter_now, f, __ATOMIC_RELEASE);
+    }
+    mt_sample_gen++;
+    mt_sample_mean = mean;
+    return 0;
+}
+
+void mt_sampler_add(uintptr_t addr) {
+    if ((g_table_count + 1) * 2 > g_table_mask + 1 && grow_table() < 0) return;
+    size_t i = slot_of(addr, g_table_mask);
+    while (g_table[i]) {
+        if (g_table[i] == addr) return; /* already there: its free was never seen */
+        i = (i + 1) & g_table_mask;
+    }
+    g_table[i] = addr;
+    g_table_count++;
+    filter_inc(mt_sample_filter_now, addr);
+    maybe_grow_filter();
+}
+
+int mt_sampler_remove(uintptr_t addr) {
+    if (!g_table) return 0;
+    size_t i = slot_of(addr, g_table_mask);
+    while (g_table[i] != addr) {
+        if (!g_table[i]) return 0;
+        i = (i + 1) & g_table_mask;
+    }
+    /* Backward-shift deletion: no tombstones, probes stay short under churn. */
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & g_table_mask;
+        if (!g_table[j]) break;
+        size_t home = slot_of(g_table[j], g_table_mask);
+        if (((j - home) & g_table_mask) >= ((j - i) & g_table_mask)) {
+            g_table[i] = g_table[j];
+            i = j;
+        }
+    }
+    g_table[i] = 0;
+    g_table_count--;
+    filter_dec(mt_sample_filter_now, addr);
+    return 1;
+}

@@ -1,0 +1,260 @@
+"""`--sample BYTES` against ground truth and exact mode, on real traced processes.
+
+tests/cfixtures/mtsample.c allocates exactly known volumes from known Python lines (through
+ctypes); the same deterministic program runs exact and sampled (MEMTRACE_SAMPLE_SEED fixed).
+The estimator's spread is known in advance: a location with V bytes gets about V/mean
+samples, so its relative error is about sqrt(mean/V). The accuracy runs use a mean that
+puts ±10% at 4 standard deviations or more; the 512 KiB run uses volumes large enough for
+the same margin.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from memtrace_core.reader import read_capture
+
+MB = 1 << 20
+BLOCKS = [(48, 150), (200, 140), (1000, 130), (3000, 120), (8192, 110), (20000, 100),
+          (65536, 90), (100000, 80), (250000, 70), (1000000, 60)]  # (block, MiB)
+LEAK_BLOCK, LEAK_COUNT = 4096, 16384  # 64 MiB kept to the end
+THREADS, THREAD_BLOCK, THREAD_COUNT = 8, 1000, 50000
+
+ACCURACY = (
+    """\
+import ctypes, os
+lib = ctypes.CDLL(os.environ["MT_SAMPLE_LIB"])
+lib.mts_churn.argtypes = [ctypes.c_size_t, ctypes.c_long]
+lib.mts_leak.argtypes = [ctypes.c_size_t, ctypes.c_long]
+lib.mts_nothing.argtypes = [ctypes.c_long]
+lib.mts_nothing.restype = ctypes.c_long
+lib.mts_threads.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_long]
+
+
+def work():
+"""
+    + "".join(f"    lib.mts_churn({b}, {mb} * {MB} // {b})  # @loc{i}\n"
+              for i, (b, mb) in enumerate(BLOCKS))
+    + f"""\
+    lib.mts_leak({LEAK_BLOCK}, {LEAK_COUNT})  # @leak
+    lib.mts_nothing(100000)  # @zero
+    lib.mts_threads({THREADS}, {THREAD_BLOCK}, {THREAD_COUNT})  # @threads
+
+
+work()
+print("done")
+"""
+)
+
+BIG = """\
+import ctypes, os
+lib = ctypes.CDLL(os.environ["MT_SAMPLE_LIB"])
+lib.mts_churn.argtypes = [ctypes.c_size_t, ctypes.c_long]
+
+
+def work():
+    lib.mts_churn(65536, 32768)  # @big
+    lib.mts_churn(64, 16 << 20)  # @small
+
+
+work()
+print("done")
+"""
+
+
+@pytest.fixture(scope="module")
+def sample_lib(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mtsample") / "libmtsample.so"
+    source = Path(__file__).resolve().parents[1] / "cfixtures" / "mtsample.c"
+    proc = subprocess.run(["gcc", "-g", "-O1", "-fPIC", "-shared", "-pthread", "-Wall",
+                           str(source), "-o", str(out)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"gcc failed:\n{proc.stderr}", pytrace=False)
+    return out
+
+
+def _trace(mt, directory: Path, source: str, lib: Path, *options: str, seed: str = "7"):
+    env = dict(mt.env, MT_SAMPLE_LIB=str(lib), MEMTRACE_SAMPLE_SEED=seed,
+               PYTHONHASHSEED="0")
+    script = directory / "prog.py"
+    script.write_text(source)
+    capture = directory / "prog.mtrace"
+    proc = subprocess.run([mt.python, "-m", "memtrace_core", "run", *options, "-o",
+                           str(capture), "--force", "prog.py"], cwd=directory, env=env,
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == b"done\n"
+    return capture, mt.marker_lines(source)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, mt, sample_lib):
+    """The accuracy program exact and sampled every ~32 KiB (same seed)."""
+    exact = _trace(mt, tmp_path_factory.mktemp("exact"), ACCURACY, sample_lib)
+    sampled = _trace(mt, tmp_path_factory.mktemp("sampled"), ACCURACY, sample_lib,
+                     "--sample", "32KiB")
+    return {"exact": exact, "sampled": sampled}
+
+
+def _by_line(stats: dict) -> dict[int, dict]:
+    return {e["line"]: e for e in stats["top_locations"] if e["function"] == "work"}
+
+
+def _stats(mt, capture: Path) -> dict:
+    proc = mt.cli("stats", "--json", "--top", "0", str(capture), cwd=capture.parent)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return json.loads(proc.stdout)
+
+
+def test_top_ten_locations_within_ten_percent_of_exact_mode(mt, runs):
+    exact_capture, lines = runs["exact"]
+    exact, sampled = _stats(mt, exact_capture), _stats(mt, runs["sampled"][0])
+    assert exact["sampled"] == 0 and sampled["sampled"] == 32 << 10
+    ex, sa = _by_line(exact), _by_line(sampled)
+    for i, (block, mb) in enumerate(BLOCKS):
+        line = lines[f"loc{i}"]
+        truth = (mb * MB // block) * block
+        # exact mode is the truth (ctypes itself allocates nothing per call here)
+        assert ex[line]["bytes"] == truth and ex[line]["count"] == mb * MB // block
+        for key in ("bytes", "count"):
+            ratio = sa[line][key] / ex[line][key]
+            assert 0.9 <= ratio <= 1.1, f"loc{i} ({block} B blocks) {key}: {ratio:.3f}"
+    # they are the top ten by bytes in both modes (the leak and the threads aside)
+    tops = [e["line"] for e in sampled["top_locations"] if e["function"] == "work"][:12]
+    assert {lines[f"loc{i}"] for i in range(10)} <= set(tops)
+
+
+def test_leak_of_64_mib_in_4_kib_blocks_within_ten_percent(mt, runs):
+    exact_capture, lines = runs["exact"]
+    ex = _by_line(_stats(mt, exact_capture))[lines["leak"]]
+    sa = _by_line(_stats(mt, runs["sampled"][0]))[lines["leak"]]
+    assert ex["leaked_bytes"] == LEAK_BLOCK * LEAK_COUNT == 64 * MB
+    assert abs(sa["leaked_bytes"] / ex["leaked_bytes"] - 1) <= 0.1, sa
+    assert abs(sa["leaked_count"] / LEAK_COUNT - 1) <= 0.1, sa
+    # the reader's live blocks add up to its heap figure, estimate or not
+    reader = read_capture(runs["sampled"][0])
+    assert reader.heap_bytes == sum(size for _a, size, _s, _k in reader.live_allocations())
+
+
+def test_no_location_appears_that_never_allocated(mt, runs):
+    exact_capture, lines = runs["exact"]
+    exact, sampled = _stats(mt, exact_capture), _stats(mt, runs["sampled"][0])
+    assert lines["zero"] not in _by_line(exact)
+    assert lines["zero"] not in _by_line(sampled)
+    def key(e: dict) -> tuple[str, str, int]:
+        return e["function"], Path(e["file"]).name, e["line"]  # the runs' folders differ
+
+    everywhere = {key(e) for e in exact["top_locations"] if e["bytes"]}
+    for e in sampled["top_locations"]:
+        assert key(e) in everywhere, e
+
+
+def test_threads_sample_on_their_own_and_add_up(runs):
+    """8 pthreads churning at once (no Python stack): each draws its own distances, and
+    their estimates add up to the truth."""
+    exact, sampled = (read_capture(runs[k][0]) for k in ("exact", "sampled"))
+
+    def c_threads(reader) -> tuple[int, int]:
+        main = {sid for sid in range(reader.n_stacks)
+                if reader.stack_key(sid)[0] != 0}  # C threads have no Python stack
+        threads = {reader.stack_key(sid)[2] for sid in range(reader.n_stacks)} - {
+            reader.stack_key(sid)[2] for sid in main}
+        total = count = 0
+        for sid in range(reader.n_stacks):
+            if reader.stack_key(sid)[2] in threads:
+                b, c, *_ = reader.stack_counters(sid)
+                total += b
+                count += c
+        return total, len(threads)
+
+    truth = THREADS * THREAD_BLOCK * THREAD_COUNT
+    exact_bytes, n = c_threads(exact)
+    assert n == THREADS and abs(exact_bytes - truth) < truth * 0.001
+    sampled_bytes, n = c_threads(sampled)
+    assert n == THREADS
+    assert abs(sampled_bytes / truth - 1) <= 0.05
+
+
+def test_sampled_capture_records_a_small_fraction(runs):
+    exact, sampled = (read_capture(runs[k][0]) for k in ("exact", "sampled"))
+    assert exact.sample_bytes == 0 and sampled.sample_bytes == 32 << 10
+    # ~1.5 GB allocated: about 46,000 samples, and a FREE for those freed; exact mode
+    # sends two records per malloc/free pair (4.6 M pairs)
+    assert sampled.records * 40 < exact.records
+    # every FREE sent was of a sampled address: only frees of blocks the reader knows
+    assert sampled.ignored_frees <= exact.ignored_frees
+
+
+def test_512_kib_mean_on_large_volumes(tmp_path, mt, sample_lib):
+    """The production setting: 2 GiB of 64 KiB blocks and 1 GiB of 64-byte blocks (16 M
+    malloc/free, of which only ~2,000 are recorded), each within ±10%."""
+    capture, lines = _trace(mt, tmp_path, BIG, sample_lib, "--sample", "512KiB")
+    stats = _stats(mt, capture)
+    assert stats["sampled"] == 512 << 10
+    got = _by_line(stats)
+    for name, truth, count in (("big", 2 << 30, 32768), ("small", 1 << 30, 16 << 20)):
+        assert abs(got[lines[name]]["bytes"] / truth - 1) <= 0.1, (name, got[lines[name]])
+        assert abs(got[lines[name]]["count"] / count - 1) <= 0.1, (name, got[lines[name]])
+    reader = read_capture(capture)
+    # 16.8 M allocations and their frees became a few thousand records
+    assert reader.records < 20000
+
+
+def test_same_seed_same_samples(tmp_path, mt, sample_lib):
+    """MEMTRACE_SAMPLE_SEED makes a deterministic program's samples reproducible."""
+
+    def picks(name: str, seed: str) -> list[tuple[int, int, int]]:
+        (tmp_path / name).mkdir()
+        capture, _ = _trace(mt, tmp_path / name, BIG, sample_lib, "--sample", "512KiB",
+                            seed=seed)
+        return sorted((e["line"], e["bytes"], e["count"])
+                      for e in _stats(mt, capture)["top_locations"] if e["function"] == "work")
+
+    first = picks("a", "11")
+    assert picks("b", "11") == first
+    assert picks("c", "12") != first
+
+
+def test_reports_say_the_figures_are_estimates(mt, runs):
+    capture = runs["sampled"][0]
+    stats = mt.cli("stats", str(capture), cwd=capture.parent)
+    text = stats.stdout.decode()
+    assert stats.returncode == 0
+    assert "sampled every ~32 KiB" in text and "≈" in text
+    for command in (("table",), ("tree",)):
+        proc = mt.cli(*command, str(capture), cwd=capture.parent)
+        assert proc.returncode == 0, proc.stderr.decode()
+        out = " ".join(proc.stdout.decode().split())  # a title may wrap
+        assert "≈" in out and "sampled every ~32 KiB" in out, out[:400]
+        assert "every figure is an estimate" in proc.stderr.decode()
+    for command in (("table", "--json"), ("tree", "--json")):
+        proc = mt.cli(*command, str(capture), cwd=capture.parent)
+        assert json.loads(proc.stdout)["sampled"] == 32 << 10
+    exact = mt.cli("stats", str(runs["exact"][0]), cwd=capture.parent).stdout.decode()
+    assert "≈" not in exact and "sampled" not in exact
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "12XB", "lots"])
+def test_bad_sample_value_is_one_line(tmp_path, mt, value):
+    (tmp_path / "p.py").write_text("print('hi')\n")
+    proc = mt.cli("run", "--sample", value, "-o", "x.mtrace", "p.py", cwd=tmp_path)
+    assert proc.returncode == 2
+    err = proc.stderr.decode().strip().splitlines()
+    assert "Traceback" not in proc.stderr.decode()
+    assert "--sample" in err[-1] and not (tmp_path / "x.mtrace").exists()
+
+
+def test_native_sampled_run_names_the_c_function(tmp_path, mt, sample_lib):
+    capture, _lines = _trace(mt, tmp_path, BIG, sample_lib, "--sample", "512KiB", "--native")
+    stats = _stats(mt, capture)
+    assert stats["sampled"] == 512 << 10 and stats["native"]
+    functions = {e["function"]: e for e in stats["top_native_locations"]}
+    assert "mts_churn" in functions
+    ratio = functions["mts_churn"]["bytes"] / (3 << 30)
+    assert abs(ratio - 1) <= 0.1
+    assert not math.isnan(ratio)
