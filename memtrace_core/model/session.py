@@ -85,6 +85,8 @@ class Session:
         trailer = self.reader.trailer
         if self.reader.complete and trailer is not None:
             code = trailer.get("exit_code")
+            if code is not None and code < 0:
+                return f"capture: killed by signal {-code}"
             return "capture: exited" + (f" with status {code}" if code is not None else "")
         return "capture: incomplete"
 
