@@ -128,7 +128,7 @@ def _summary(**fields) -> Summary:
     return Summary(**{**base, **fields})
 
 
-@pytest.mark.parametrize("width", [60, 80, 150])
+@pytest.mark.parametrize("width", [80, 100, 150])
 def test_header_keeps_the_process_counts_at_any_width(width):
     traced = header_content(_summary(processes=3), width).plain
     assert "3 processes" in traced and "untraced" not in traced
