@@ -27,6 +27,7 @@ KEYS = [
     ("[ ] < >", "view: time cursor one / ten instants earlier or later"),
     ("{ }  M", "view: cursor to the start / the end (now) / the peak"),
     ("t", "choose a thread (numbers become that thread's own)"),
+    ("P", "live --follow-fork: the traced processes; enter opens a child's capture"),
     ("i", "show/hide interpreter-internal frames"),
     ("v", "switch call tree / top-locations table"),
     ("s", "table: sort by own / total / count; --native also user own (the default)"),
