@@ -58,3 +58,30 @@ def test_keys_and_scalars_as_json_writes_them():
     for _ in range(deepjson.DEEP):
         ordered = [ordered]
     assert deepjson.dumps(ordered, sort_keys=True).endswith('{"a":2,"b":1}' + "]" * 201)
+
+
+@pytest.mark.parametrize("levels", [3, 400, 20_000])
+def test_loads_reads_back_any_depth(levels):
+    text = _chain_text(levels)
+    tree = deepjson.loads(text)
+    node = tree
+    for i in range(levels):  # walk it without recursion
+        (node,) = node["children"]
+        assert node["name"] == f"f{i}" and node["bytes"] == i * 7 and node["share"] == i / 3
+        assert node["inlined"] is (i % 2 == 0) and node["file"] is None
+        assert node["ünïcode"] == "é</script>"
+    assert node["children"] == []
+    if levels < 1000:
+        assert tree == json.loads(text)
+
+
+def test_loads_scalars_and_errors():
+    text = '[1, -2.5e3, 0, "a\\u00e9\\"", true, false, null, {}, [], {"k": [{"x": -0.5}]}]'
+    deep = "[" * 3000 + text + "]" * 3000
+    value = deepjson.loads(deep)
+    for _ in range(3000):
+        (value,) = value
+    assert value == json.loads(text)
+    for bad in ("[1,]", '{"a" 1}', "[1] x", "[tru]", "{1: 2}"):
+        with pytest.raises(ValueError):
+            deepjson._loads_flat(bad)

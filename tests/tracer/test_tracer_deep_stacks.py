@@ -6,7 +6,6 @@ Python -> C -> Python ... through that limit still merges its Python frames in o
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import tracer_support as ts
 
 from memtrace_core.frames import CUT_MARKER_BASE
+from memtrace_core.report import deepjson
 from memtrace_core.tracer import _tracer
 
 # Python 3.10 names frames by co_name (no co_qualname before 3.11)
@@ -123,7 +123,7 @@ def deep_tree(deep_run, mt) -> dict:
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, 50_000))
     try:
-        return json.loads(proc.stdout)
+        return deepjson.loads(proc.stdout)
     finally:
         sys.setrecursionlimit(old)
 
