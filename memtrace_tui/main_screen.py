@@ -86,6 +86,7 @@ class MainScreen(Screen[None]):
         self.filter_bar = Horizontal(Label("filter /", id="filter-label"), self.filter_box,
                                      id="filter")
         self.detail = DetailPane(id="detail")
+        self.tree_view.on_rebuilt = self.table_view.on_rebuilt = self._rows_rebuilt
         yield self.header_bar
         yield self.chart
         yield self.columns
@@ -131,6 +132,13 @@ class MainScreen(Screen[None]):
             self.active_view.rebuild()
             self.refresh_columns()
             self._refresh_detail()
+
+    def _rows_rebuilt(self) -> None:
+        """A view rebuilt its rows (a key press, with the lock held): the header and the
+        detail pane show the same moment of the model."""
+        self._summary = self.session.summary()
+        self.header_bar.show(self._summary, self._rss)
+        self._refresh_detail()
 
     def tick(self) -> None:
         """The clock and status move on between model updates; the heap figures stay those
@@ -178,10 +186,11 @@ class MainScreen(Screen[None]):
         zero = [0] * N_COUNTERS
         if isinstance(view, CallTreeView):
             node = view.selected
-            if node is None:
+            shown = view.selected_numbers()
+            if node is None or shown is None:
                 pane.show(None, zero, zero)
-            else:
-                pane.show(node.frame, node.own, node.total)
+            else:  # the row's numbers as shown (the model may have moved on since)
+                pane.show(node.frame, *shown)
         else:
             loc = view.selected
             pane.show(loc.frame if loc else None, loc.own if loc else zero,
