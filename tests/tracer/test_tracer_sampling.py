@@ -258,3 +258,38 @@ def test_native_sampled_run_names_the_c_function(tmp_path, mt, sample_lib):
     ratio = functions["mts_churn"]["bytes"] / (3 << 30)
     assert abs(ratio - 1) <= 0.1
     assert not math.isnan(ratio)
+
+
+PYOBJECTS = """\
+keep = []
+
+
+def work():
+    for i in range(300000):
+        keep.append(("x" * (i % 300), {"i": i}, [i] * (i % 50)))  # @objects
+
+
+work()
+print("done")
+"""
+
+
+def test_python_allocators_sampled_like_exact(tmp_path, mt, sample_lib):
+    """--trace-python-allocators: what pymalloc does inside a call that is not sampled (its
+    arenas' mmap, the raw domain under it) is not recorded on its own either, as in exact
+    mode; the objects' estimates match exact mode's figures."""
+    (tmp_path / "e").mkdir()
+    (tmp_path / "s").mkdir()
+    exact = _stats(mt, _trace(mt, tmp_path / "e", PYOBJECTS, sample_lib,
+                              "--trace-python-allocators")[0])
+    sampled = _stats(mt, _trace(mt, tmp_path / "s", PYOBJECTS, sample_lib,
+                                "--trace-python-allocators", "--sample", "16KiB")[0])
+    assert set(sampled["allocators"]) <= set(exact["allocators"]), (
+        sampled["allocators"], exact["allocators"])
+    for key in ("total_allocated_bytes", "leaked_bytes"):
+        assert abs(sampled[key] / exact[key] - 1) <= 0.1, (key, sampled[key], exact[key])
+    line = _by_line(exact)
+    (objects,) = [e for e in line.values()]
+    got = _by_line(sampled)[objects["line"]]
+    assert abs(got["bytes"] / objects["bytes"] - 1) <= 0.1
+    assert abs(got["count"] / objects["count"] - 1) <= 0.1
