@@ -1,17 +1,30 @@
-"""Responsiveness and memory of the live TUI (issue 4), printed as figures.
+"""Responsiveness, speed and memory of the live TUI and its model (issues 4 and 8), printed
+as figures.
 
 1. Key press -> cursor moved and repainted (p50/p99), and the lateness of a 60 Hz UI timer
    (p50/p99), while `--native` tracing a C malloc/free churn (>= 1M allocations/s) streams
    into the app: the real child runner, pipe, feed thread, model and app (headless driver,
-   so the figure is the app's own work, not the terminal's).
+   so the figure is the app's own work, not the terminal's). `--keys-script` traces another
+   program instead (e.g. benchmarks/workloads/pandas_merge.py: the import burst).
 2. The traced program's run time under `memtrace live --native` (in tmux, a real terminal)
    next to `memtrace run --native -o FILE`, interleaved rounds, medians and ratio.
 3. The app's memory per million live allocations (reader + model), from RSS growth, on a
    capture `memtrace run` writes of workloads/live_blocks.py (a million blocks kept live
    over 2,000 distinct Python stacks).
+4. New native stacks absorbed per second (depth 100, merged into the tree with provisional
+   `lib+0xoffset` names), and stacks moved per second when their names arrive; and a real
+   capture's stacks (`--capture`).
+5. Live lag: seconds from a record reaching the reader to its bytes in the tree (p50/p99),
+   on a real program under `--native` (default: the pandas workload when pandas is
+   installed, else numpy's), with the tree's root checked against the header's figures
+   after every update, and how long after the program's end the last native name arrives.
+6. `view` on a capture: time to the first fully named screen (tmux), cold and warm symbol
+   cache, next to `memtrace tree` on the same capture (`--capture`; made from the lag
+   workload when not given).
 
-    python benchmarks/bench_tui.py            # all three
+    python benchmarks/bench_tui.py            # all
     python benchmarks/bench_tui.py --only keys --seconds 20
+    python benchmarks/bench_tui.py --only absorb,lag,view --capture app.mtrace
     python benchmarks/bench_tui.py --smoke --json tui.json   # every part, tiny (CI)
 """
 
@@ -271,30 +284,327 @@ def bench_memory(capture: Path, millions: float, results: Results) -> None:
     tree.close()
 
 
+# -- 4. absorbing new stacks ------------------------------------------------------------------
+LIB_BASE, PY_BASE = 0x7F0000000000, 0x7E0000000000
+EVAL_IP, START_IP = PY_BASE + 0x5000, PY_BASE + 0x100
+
+
+class BenchNamer:
+    """The namer protocol over synthetic addresses: eval loops and the thread root known at
+    once, every other address `libbench.so+0x...` until `name_all()`."""
+
+    def __init__(self) -> None:
+        self.waiting: list[int] = []
+        self.arrived: dict = {}
+
+    def classify(self, ips):
+        from memtrace_core.frames import Frame, FrameKind
+        from memtrace_core.symbols.hybrid import A_EVAL, A_PENDING, A_ROOT
+
+        out = []
+        for ip in ips:
+            if ip == EVAL_IP:
+                out.append((A_EVAL, [Frame("_PyEval_EvalFrameDefault", "ceval.c", 1,
+                                           FrameKind.NATIVE, "/x/libpython3.11.so")]))
+            elif ip == START_IP:
+                out.append((A_ROOT, [Frame("start_thread", "", 0, FrameKind.NATIVE,
+                                           "/x/libc.so.6")]))
+            else:
+                self.waiting.append(ip)
+                out.append((A_PENDING, [Frame(f"libbench.so+{ip - 1 - LIB_BASE:#x}", "", 0,
+                                              FrameKind.UNRESOLVED, "/x/libbench.so")]))
+        return out
+
+    def name_all(self) -> None:
+        from memtrace_core.frames import Frame, FrameKind
+
+        self.arrived = {ip: [Frame(f"fn_{ip - LIB_BASE:x}", "bench.c", 1, FrameKind.NATIVE,
+                                   "/x/libbench.so")] for ip in self.waiting}
+        self.waiting = []
+
+    def poll(self):
+        out, self.arrived = self.arrived, {}
+        return out
+
+    def pending(self) -> int:
+        return len(self.waiting)
+
+    def close(self) -> None:
+        pass
+
+
+def synthetic_stacks(n: int, depth: int = 100, seed: int = 1) -> bytes:
+    """A stream of n distinct native stacks of `depth` frames, shaped like a real program's:
+    each new stack shares 85-99 outer frames with an earlier one (pandas' 16,014 import and
+    run stacks average 7 new tree nodes each); two eval loops run two Python frames."""
+    import random
+
+    import msgpack
+
+    rng = random.Random(seed)
+    pack = msgpack.Packer()
+    out = bytearray(b"MEMTRACE")
+    out += pack.pack([0, {"format": 1, "pid": 1, "argv": ["bench"], "python": "3.11.7",
+                          "native": True, "python_allocators": False, "start_time": 0.0,
+                          "attached": False, "executable": "/x/python3"}])
+    out += pack.pack([1, 1, "main", "/app/main.py", 1])
+    out += pack.pack([1, 2, "work", "/app/work.py", 1])
+    out += pack.pack([2, 1, 0, 1, 5, True])
+    out += pack.pack([2, 2, 1, 2, 9, True])
+    nodes: dict[tuple[int, int], int] = {}
+
+    def intern(ips: list[int]) -> int:
+        parent = 0
+        for ip in ips:
+            node = nodes.get((parent, ip))
+            if node is None:
+                node = nodes[(parent, ip)] = len(nodes) + 1
+                out.extend(pack.pack([3, node, parent, ip]))
+            parent = node
+        return parent
+
+    def lib_ip() -> int:
+        return LIB_BASE + 16 * rng.randrange(1, 20000) + 1
+
+    stacks = [[START_IP, EVAL_IP] + [lib_ip() for _ in range(depth // 2 - 2)] + [EVAL_IP]
+              + [lib_ip() for _ in range(depth - depth // 2 - 1)]]
+    addr = 0x1000
+    last = 0
+    for _ in range(n):
+        base = stacks[rng.randrange(len(stacks))]
+        keep = rng.randrange(depth - 15, depth)
+        ips = base[:keep] + [lib_ip() for _ in range(depth - keep)]
+        stacks.append(ips)
+        delta = addr - last
+        last = addr
+        out += pack.pack([4, 1, 1, delta, 64, 2, intern(ips)])
+        addr += 0x100
+    return bytes(out)
+
+
+def bench_absorb(n: int, capture: Path | None, results: Results) -> None:
+    from memtrace_core.model.calltree import CallTree
+    from memtrace_core.reader import StreamReader, read_capture
+
+    data = synthetic_stacks(n)
+    reader = StreamReader()
+    reader.feed(data)
+    namer = BenchNamer()
+    tree = CallTree(reader, namer, native=True)
+    t0 = time.perf_counter()
+    tree.update()
+    t1 = time.perf_counter()
+    nodes = tree.node_count()
+    namer.name_all()
+    t2 = time.perf_counter()
+    tree.update()
+    t3 = time.perf_counter()
+    assert tree.root.total[0] == reader.total_allocated_bytes
+    print(f"absorb: {reader.n_stacks:,} new native stacks of depth 100 merged in "
+          f"{t1 - t0:.3f} s -> {reader.n_stacks / (t1 - t0):,.0f} stacks/s ({nodes:,} nodes; "
+          "target >= 50,000/s); names arriving for all: "
+          f"{tree.core.stacks_moved / (t3 - t2):,.0f} stacks moved/s")
+    results.figure("absorb/stacks_per_s", round(reader.n_stacks / (t1 - t0)), "stacks/s",
+                   better="higher")
+    results.figure("absorb/moved_per_s", round(tree.core.stacks_moved / (t3 - t2)),
+                   "stacks/s", better="higher")
+    if capture is not None:
+        from memtrace_core.model.build import call_tree
+
+        reader = read_capture(capture)
+        with tempfile.TemporaryDirectory() as cold:
+            tree = call_tree(reader, names="off", cache_dir=Path(cold))  # all provisional
+            t0 = time.perf_counter()
+            tree.update()
+            dt = time.perf_counter() - t0
+            tree.close()
+        print(f"absorb: {capture.name}: {reader.n_stacks:,} stacks in {dt:.3f} s -> "
+              f"{reader.n_stacks / dt:,.0f} stacks/s ({tree.node_count():,} nodes), "
+              "every address classified (symbol tables of libpython and libc read) on the way")
+        results.figure("absorb/capture_stacks_per_s", round(reader.n_stacks / dt), "stacks/s",
+                       better="higher")
+
+
+# -- 5. lag of a live run ------------------------------------------------------------------
+def bench_lag(script: Path, scale: float, results: Results) -> None:
+    from memtrace_core.model.build import call_tree
+    from memtrace_core.model.feed import PipeFeed, enlarge_pipe
+    from memtrace_core.model.session import Session
+    from memtrace_core.reader import StreamReader
+
+    read_fd, write_fd = os.pipe()
+    enlarge_pipe(read_fd)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = child_env(Path(tmp) / "unused", scale)
+        env["XDG_CACHE_HOME"] = tmp  # names from a cold cache: the worst case
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "memtrace_core.tracer.runner", "--fd", str(write_fd),
+             "--native", str(script)], pass_fds=[write_fd], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+            start_new_session=True)
+        os.close(write_fd)
+        reader = StreamReader()
+        tree = call_tree(reader, native=True, cache_dir=Path(tmp) / "memtrace")
+        session = Session(reader, tree, live=True)
+        checks = {"updates": 0, "mismatches": 0}
+
+        def on_update() -> None:
+            with session.lock:
+                f = tree.figures
+                t = tree.root.total
+                checks["updates"] += 1
+                if (t[2], t[4], t[0], t[1]) != (f.heap_bytes, f.peak_bytes,
+                                                 f.total_allocated_bytes, f.total_allocations):
+                    checks["mismatches"] += 1
+
+        feed = PipeFeed(read_fd, session, on_update=on_update)
+        t_start = time.monotonic()
+        feed.start()
+        code = proc.wait()
+        t_exit = time.monotonic()
+        feed.eof.wait(60)
+        t_eof = time.monotonic()
+        while tree.pending_names() and time.monotonic() - t_exit < 120:
+            time.sleep(0.01)
+        t_named = time.monotonic()
+        feed.stop()
+        feed.join(10)
+        tree.close()
+    lags = [x * 1000 for x in feed.lag_seconds]
+    biggest = max((n for _t, n in feed.updates_done), default=0)
+    print(f"lag: {script.name} (exit {code}, {t_exit - t_start:.1f} s, {reader.n_stacks:,} "
+          f"stacks): record -> its bytes in the tree p50 {pct(lags, 50):.0f} ms, p99 "
+          f"{pct(lags, 99):.0f} ms, max {max(lags, default=0):.0f} ms (target: within 1 s); "
+          f"{checks['updates']} updates (largest {biggest:,} stacks), root != header in "
+          f"{checks['mismatches']}; stream end {t_eof - t_exit:.2f} s after exit, every "
+          f"name in {t_named - t_exit:.2f} s after exit (cold symbol cache)")
+    for q in (50, 99):
+        results.figure(f"lag/p{q}_ms", round(pct(lags, q), 1), "ms")
+    results.figure("lag/root_header_mismatches", checks["mismatches"], "updates")
+    results.figure("lag/names_after_exit_s", round(t_named - t_exit, 3), "s")
+    if checks["mismatches"]:
+        raise Failed(f"lag: the tree's root differed from the header in "
+                     f"{checks['mismatches']} updates")
+
+
+# -- 6. view vs tree -----------------------------------------------------------------------
+def bench_view(capture: Path, rounds: int, results: Results) -> None:
+    if shutil.which("tmux") is None:
+        results.skip("view", "tmux not installed")
+        return
+    times: dict[str, list[float]] = {"tree cold": [], "tree warm": [], "view cold": [],
+                                     "view warm": []}
+    for i in range(rounds):
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, XDG_CACHE_HOME=cache,
+                       PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+            for warmth in ("cold", "warm"):
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "memtrace_core", "tree", str(capture)],
+                               env=env, stdout=subprocess.DEVNULL, check=True)
+                times[f"tree {warmth}"].append(time.perf_counter() - t0)
+            shutil.rmtree(Path(cache) / "memtrace", ignore_errors=True)  # cold again
+            for warmth in ("cold", "warm"):
+                times[f"view {warmth}"].append(_view_time(capture, env, f"mtview{i}"))
+    for name, values in times.items():
+        print(f"view: {name}: median {statistics.median(values):.2f} s over {len(values)}")
+        results.figure(f"view/{name.replace(' ', '_')}_s", round(statistics.median(values), 3),
+                       "s")
+    for warmth in ("cold", "warm"):
+        gap = (statistics.median(times[f"view {warmth}"])
+               - statistics.median(times[f"tree {warmth}"]))
+        print(f"view: first fully named screen {warmth}: `memtrace tree` + {gap:.2f} s "
+              "(target <= + 0.5 s)")
+        results.figure(f"view/{warmth}_minus_tree_s", round(gap, 3), "s")
+
+
+def _view_time(capture: Path, env: dict[str, str], name: str,
+               python: str = sys.executable) -> float:
+    """Seconds from starting `memtrace view` in tmux to a screen with frames on it and no
+    name pending."""
+    exports = " ".join(f"{k}={v}" for k, v in env.items()
+                       if k in ("XDG_CACHE_HOME", "PYTHONPATH"))
+    cmd = f"env -u COLUMNS -u LINES {exports} {python} -m memtrace_core view {capture}"
+    t0 = time.perf_counter()
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "140", "-y", "45", cmd],
+                   check=True)
+    try:
+        while time.perf_counter() - t0 < 120:
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
+                                    capture_output=True, text=True).stdout
+            lines = screen.splitlines()
+            rows = [line for line in lines[1:] if "[py] Python" not in line]  # not the legend
+            if (lines and "pending" not in lines[0] and any("[py]" in r for r in rows)
+                    and not any("[?]" in r for r in rows)):
+                return time.perf_counter() - t0
+            time.sleep(0.02)
+        return float("nan")
+    finally:
+        subprocess.run(["tmux", "send-keys", "-t", name, "q"], capture_output=True)
+        time.sleep(0.3)
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+def lag_script() -> Path:
+    """The pandas workload when pandas is installed, else numpy's."""
+    import importlib.util
+
+    name = "pandas_merge" if importlib.util.find_spec("pandas") else "numpy_work"
+    return HERE / "workloads" / f"{name}.py"
+
+
+def make_capture(script: Path, work: Path, scale: float) -> Path:
+    out = work / f"{script.stem}.mtrace"
+    env = child_env(work / "unused", scale)
+    subprocess.run([sys.executable, "-m", "memtrace_core", "run", "--native", "--no-names",
+                    "-f", "-o", str(out), str(script)], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out
+
+
 def measure(args: argparse.Namespace, results: Results) -> None:
+    only = set(args.only.split(",")) if args.only else None
+
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
     with tempfile.TemporaryDirectory() as tmp:
         lib = build_churn(Path(tmp))
-        if args.only in (None, "memory"):
+        if wanted("memory"):
             for millions in args.memory_millions:  # one process: the second shows growth
                 capture = live_capture(lib, Path(tmp), millions, 2000)
                 bench_memory(capture, millions, results)
-        if args.only in (None, "keys"):
+        script = args.lag_script or lag_script()
+        capture = args.capture
+        if capture is None and (wanted("absorb") or wanted("view")):
+            capture = make_capture(script, Path(tmp), args.scale)
+        if wanted("absorb"):
+            bench_absorb(args.stacks, capture, results)
+        if wanted("lag"):
+            bench_lag(script, args.scale, results)
+        if wanted("view"):
+            bench_view(capture, args.rounds, results)
+        if wanted("keys"):
             bench_keys(lib, args.seconds, args.keys_script, results)
-        if args.only in (None, "live"):
+        if wanted("live"):
             bench_live_vs_run(lib, args.rounds, args.scale, results)
 
 
 def main() -> int:
     ap = parser(__doc__)
-    ap.add_argument("--only", choices=("keys", "live", "memory"))
+    ap.add_argument("--only", help="comma-separated: keys,live,memory,absorb,lag,view")
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--keys-script", type=Path, help="trace this program instead (baseline)")
+    ap.add_argument("--stacks", type=int, default=50_000, help="absorb: synthetic stacks")
+    ap.add_argument("--capture", type=Path, help="absorb and view: a real --native capture")
+    ap.add_argument("--lag-script", type=Path, help="lag: the program to trace")
     args = ap.parse_args()
     args.memory_millions = [1.0, 2.0]
     if args.smoke:
         args.seconds, args.rounds, args.scale, args.memory_millions = 1.0, 1, 0.02, [0.02]
+        args.stacks = 2000
     return run("bench_tui", measure, args)
 
 

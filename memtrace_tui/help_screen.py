@@ -26,7 +26,7 @@ KEYS = [
     ("t", "choose a thread (numbers become that thread's own)"),
     ("i", "show/hide interpreter-internal frames"),
     ("v", "switch call tree / top-locations table"),
-    ("s", "table: sort by own / total / count"),
+    ("s", "table: sort by own / total / count; --native also user own (the default)"),
     ("p / space", "pause the view (data keeps being read)"),
     ("d", "toggle the detail pane"),
     ("L", "program output log (live mode; f follows)"),
@@ -47,6 +47,8 @@ def help_content() -> Content:
                     f"${kind_variable(kind)}"), "  "]
     pieces.append("\n\n%root: share of the whole tree in the current metric (all threads or "
                   "the chosen one;\n       a filter does not change it)\n")
+    pieces.append("user own: bytes whose innermost user frame (Python, or a native library "
+                  "outside\nthe system and site-packages) is this location\n")
     pieces.append("escape or ? to close")
     return Content.assemble(*pieces)
 

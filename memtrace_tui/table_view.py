@@ -12,12 +12,17 @@ from memtrace_tui.messages import SelectionChanged
 from memtrace_tui.tree_text import frame_matches, split_matches
 
 SORTS = ("own", "total", "count")
+# --native: "user" = own (user code), the bytes of the stacks whose innermost user frame
+# (Python, or the user's own native library) is this location; the default there, so
+# Python lines come first rather than the allocator's internals
+NATIVE_SORTS = ("user", "own", "total", "count")
 
 
 def table_titles(layout: Layout, metric: Metric, sort: str) -> str:
-    """Column titles with the sort column marked (`own↓`, `total↓`, `count↓`)."""
-    arrow = {key: ("↓" if sort == key else "") for key in SORTS}
-    text = layout.titles(metric, "own" + arrow["own"], "total" + arrow["total"], "location")
+    """Column titles with the sort column marked (`own↓`, `total↓`, `count↓`, `user own↓`)."""
+    arrow = {key: ("↓" if sort == key else "") for key in NATIVE_SORTS}
+    first = "user own↓" if sort == "user" else "own" + arrow["own"]
+    text = layout.titles(metric, first, "total" + arrow["total"], "location")
     if layout.wide:
         other = "bytes" if counts_metric(metric) else "count"
         text = text.replace(f" {other:>10}", f" {other + arrow['count']:>10}", 1)
@@ -36,7 +41,7 @@ class LocationsTable(LinesView):
         self.session = session
         self.lock = session.lock
         self.limit = limit
-        self.sort = "own"
+        self.sort = "user" if session.tree.native else "own"
         self.row_locations: list[Location] = []
         self.selected: Location | None = None
         self._grand = 0
@@ -65,8 +70,8 @@ class LocationsTable(LinesView):
         needle = tree.filter
         # own first: the table is about where memory is allocated
         pieces: list[tuple[str, str]] = [
-            (layout.numbers(tree.metric, loc.own, loc.total, self._grand, share=loc.total),
-             "number"),
+            (layout.numbers(tree.metric, loc.user if self.sort == "user" else loc.own,
+                            loc.total, self._grand, share=loc.total), "number"),
             (f.kind.mark + " ", kind)]
         pieces += split_matches(f.function, needle, kind)
         where = location(f)
@@ -85,6 +90,7 @@ class LocationsTable(LinesView):
             self.post_message(SelectionChanged())
 
     def action_cycle_sort(self) -> None:
-        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        sorts = NATIVE_SORTS if self.session.tree.native else SORTS
+        self.sort = sorts[(sorts.index(self.sort) + 1) % len(sorts)]
         self.refresh_from_model()
         self.screen.refresh_columns()

@@ -35,11 +35,9 @@ cdef extern from "treecore.h":
         size_t count
     ctypedef struct mt_node:
         int64_t total[6]
-        int64_t own[6]
-        int64_t pend[6]
         uint32_t parent, frame, first_child, next_sibling, prev_sibling
-        uint32_t refs, depth, successor, next_dirty
-        uint8_t alive, dirty, repeat
+        uint32_t refs, depth, pend
+        uint8_t alive, repeat
     uint32_t MT_NONE
     int mt_map_init(mt_u64map *m)
     void mt_map_free(mt_u64map *m)
@@ -131,10 +129,18 @@ cdef class TreeCore:
     cdef mt_node *nodes
     cdef size_t n_nodes, nodes_cap
     cdef mt_u64map childmap
-    cdef uint32_t *dirty_heads
+    cdef mt_u64map succmap  # dead node -> its successor
+    cdef uint32_t *dirty_heads  # per depth: first pending-delta slot
     cdef size_t dirty_cap
     cdef uint32_t max_dirty
     cdef bint any_dirty
+    cdef int64_t *pd_vals  # pending deltas: 6 counters per slot
+    cdef uint32_t *pd_node
+    cdef uint32_t *pd_next
+    cdef size_t n_pd, pd_cap
+    cdef uint32_t *last_path  # the previous linked path (frame ids) and its nodes
+    cdef uint32_t *last_nodes
+    cdef size_t last_len, last_cap
     cdef readonly uint64_t epoch
     cdef readonly size_t live_nodes
 
@@ -181,6 +187,9 @@ cdef class TreeCore:
     cdef size_t n_work, work_cap, work_pos
     cdef readonly int phase
     cdef size_t scan_pos
+    cdef bint scan_force, scan_skipped, rename_dirty
+    cdef double last_flush
+    cdef public double patience  # seconds a partly named stack may wait for its other names
     cdef uint32_t scan_stamp
     cdef uint32_t *moved  # (sid, old leaf, new leaf) of the current rename slice
     cdef size_t n_moved, moved_cap
@@ -200,7 +209,8 @@ cdef class TreeCore:
 
     def __cinit__(self):
         if (mt_map_init(&self.childmap) < 0 or mt_map_init(&self.slotmap) < 0
-                or mt_map_init(&self.ipmap) < 0 or mt_map_init(&self.pymap) < 0):
+                or mt_map_init(&self.ipmap) < 0 or mt_map_init(&self.pymap) < 0
+                or mt_map_init(&self.succmap) < 0):
             raise MemoryError()
 
     def __init__(self, reader, bint native=False, namer=None):
@@ -216,6 +226,7 @@ cdef class TreeCore:
         self.slot_threads = []
         self.epoch = 0
         self.rename_stamp = 1
+        self.patience = 0.5
         self._reset_nodes()
 
     def __dealloc__(self):
@@ -226,6 +237,8 @@ cdef class TreeCore:
         free(self.ms)
         free(self.fflags); free(self.loc); free(self.fstamp)
         free(self.nodes); free(self.dirty_heads)
+        free(self.pd_vals); free(self.pd_node); free(self.pd_next)
+        free(self.last_path); free(self.last_nodes)
         free(self.pending_list); free(self.slot_totals)
         free(self.aid_ip); free(self.aid_flags); free(self.aid_off); free(self.aid_len)
         free(self.aid_stamp); free(self.pool); free(self.uncl)
@@ -234,7 +247,7 @@ cdef class TreeCore:
         free(self.b_pf); free(self.b_pe); free(self.b_na); free(self.b_mf); free(self.b_mo)
         free(self.b_out); free(self.b_old); free(self.b_new)
         mt_map_free(&self.childmap); mt_map_free(&self.slotmap)
-        mt_map_free(&self.ipmap); mt_map_free(&self.pymap)
+        mt_map_free(&self.ipmap); mt_map_free(&self.pymap); mt_map_free(&self.succmap)
 
     # ------------------------------------------------------------------ frames
     cpdef uint32_t intern(self, frame) except? 0xFFFFFFFF:
@@ -308,22 +321,23 @@ cdef class TreeCore:
         root.first_child = MT_NONE
         root.next_sibling = MT_NONE
         root.prev_sibling = MT_NONE
-        root.successor = MT_NONE
+        root.pend = MT_NONE
         root.alive = 1
         self.live_nodes = 1
         mt_map_clear(&self.childmap)
+        mt_map_clear(&self.succmap)
         self.max_dirty = 0
         self.any_dirty = False
+        self.n_pd = 0
+        self.last_len = 0
         if self.fcap:
             memset(self.loc, 0, self.fcap * LOC * sizeof(int64_t))
+        self._ensure_dirty_depth(1)
         self.epoch += 1
 
-    cdef uint32_t _child(self, uint32_t parent, uint32_t fid, bint repeat) except? 0xFFFFFFFF:
-        """The child of `parent` for frame `fid`, made when missing."""
-        cdef uint64_t key = (<uint64_t>parent << 32) | fid
-        cdef uint32_t nid = mt_map_get(&self.childmap, key)
-        if nid != MT_NONE:
-            return nid
+    cdef uint32_t _new_child(self, uint32_t parent, uint32_t fid,
+                             bint repeat) except? 0xFFFFFFFF:
+        """A new node under `parent` for frame `fid`."""
         if self.n_nodes >= 0xFFFFFFF0:
             raise MemoryError("call tree too large")
         cdef size_t n
@@ -331,7 +345,7 @@ cdef class TreeCore:
             n = _next_cap(self.nodes_cap, self.n_nodes + 1)
             self.nodes = <mt_node *>_resize(self.nodes, self.nodes_cap, n, sizeof(mt_node))
             self.nodes_cap = n
-        nid = <uint32_t>self.n_nodes
+        cdef uint32_t nid = <uint32_t>self.n_nodes
         self.n_nodes += 1
         self.live_nodes += 1
         cdef mt_node *node = &self.nodes[nid]
@@ -345,16 +359,17 @@ cdef class TreeCore:
         if par.first_child != MT_NONE:
             self.nodes[par.first_child].prev_sibling = nid
         par.first_child = nid
+        par.refs += 1  # a live child keeps its parent
         node.depth = par.depth + 1
-        node.successor = MT_NONE
+        node.pend = MT_NONE
         node.alive = 1
         node.repeat = repeat
-        if mt_map_put(&self.childmap, key, nid) < 0:
+        if mt_map_put(&self.childmap, (<uint64_t>parent << 32) | fid, nid) < 0:
             raise MemoryError()
         return nid
 
     cdef void _kill(self, uint32_t nid) noexcept:
-        """Unlink a node whose last stack left (its counters are zero by then)."""
+        """Unlink a node left without stacks or children (its counters are zero)."""
         cdef mt_node *node = &self.nodes[nid]
         cdef mt_node *par = &self.nodes[node.parent]
         if node.prev_sibling != MT_NONE:
@@ -368,46 +383,51 @@ cdef class TreeCore:
         self.live_nodes -= 1
 
     cdef uint32_t _link(self, uint32_t *path, uint32_t plen) except? 0xFFFFFFFF:
-        """Link a path (outermost first) under the root, one reference more on each node;
-        returns the leaf (the root for an empty path)."""
-        cdef uint32_t node = 0
-        cdef uint32_t i, fid
+        """Link a path (outermost first) under the root, one stack more ending at its leaf;
+        returns the leaf (the root for an empty path). The prefix shared with the previous
+        path costs no lookup (consecutive stacks of a trie share their outer frames)."""
+        cdef uint32_t node = 0, child, fid
+        cdef size_t i = 0, n
         self.stamp += 1
         if self.stamp == 0:
             memset(self.fstamp, 0, self.fcap * sizeof(uint32_t))
             self.stamp = 1
-        self.nodes[0].refs += 1
-        for i in range(plen):
+        if plen > self.last_cap:
+            n = _next_cap(self.last_cap, plen)
+            self.last_path = <uint32_t *>_resize(self.last_path, self.last_cap, n,
+                                                 sizeof(uint32_t))
+            self.last_nodes = <uint32_t *>_resize(self.last_nodes, self.last_cap, n,
+                                                  sizeof(uint32_t))
+            self.last_cap = n
+        while (i < plen and i < self.last_len and path[i] == self.last_path[i]
+               and self.nodes[self.last_nodes[i]].alive):
+            node = self.last_nodes[i]
+            self.fstamp[path[i]] = self.stamp
+            i += 1
+        while i < plen:
             fid = path[i]
-            node = self._child(node, fid, self.fstamp[fid] == self.stamp)
+            child = mt_map_get(&self.childmap, (<uint64_t>node << 32) | fid)
+            if child == MT_NONE:
+                child = self._new_child(node, fid, self.fstamp[fid] == self.stamp)
             self.fstamp[fid] = self.stamp
-            self.nodes[node].refs += 1
+            self.last_path[i] = fid
+            self.last_nodes[i] = child
+            node = child
+            i += 1
+        self.last_len = plen
+        self.nodes[node].refs += 1
         return node
 
     cdef void _unref(self, uint32_t leaf) noexcept:
-        """One reference less on a leaf and its ancestors; nodes left with none die."""
+        """One stack less ends at `leaf`; nodes left with nothing die, upwards."""
         cdef uint32_t node = leaf
         cdef uint32_t parent
-        while node != MT_NONE:
+        self.nodes[node].refs -= 1
+        while node != 0 and self.nodes[node].refs == 0:
             parent = self.nodes[node].parent
-            self.nodes[node].refs -= 1
-            if self.nodes[node].refs == 0 and node != 0:
-                self._kill(node)
+            self._kill(node)
+            self.nodes[parent].refs -= 1
             node = parent
-
-    cdef inline void _dirty(self, uint32_t nid) noexcept:
-        cdef mt_node *node = &self.nodes[nid]
-        if node.dirty:
-            return
-        node.dirty = 1
-        cdef uint32_t d = node.depth
-        if d >= self.dirty_cap:
-            return  # unreachable: _ensure_dirty_depth ran first
-        node.next_dirty = self.dirty_heads[d]
-        self.dirty_heads[d] = nid
-        if d > self.max_dirty:
-            self.max_dirty = d
-        self.any_dirty = True
 
     cdef int _ensure_dirty_depth(self, size_t depth) except -1:
         cdef size_t n, i
@@ -421,62 +441,90 @@ cdef class TreeCore:
         self.dirty_cap = n
         return 0
 
-    cdef void _add_at_leaf(self, mstack *st, const int64_t *d, int64_t sign) noexcept:
+    cdef int64_t *_pend(self, uint32_t nid) except NULL:
+        """The node's pending-delta slot (made dirty)."""
+        cdef mt_node *node = &self.nodes[nid]
+        cdef uint32_t slot = node.pend
+        cdef size_t n
+        if slot != MT_NONE:
+            return &self.pd_vals[<size_t>slot * NC]
+        if self.n_pd >= self.pd_cap:
+            n = _next_cap(self.pd_cap, self.n_pd + 1)
+            self.pd_vals = <int64_t *>_resize(self.pd_vals, self.pd_cap * NC, n * NC,
+                                              sizeof(int64_t))
+            self.pd_node = <uint32_t *>_resize(self.pd_node, self.pd_cap, n, sizeof(uint32_t))
+            self.pd_next = <uint32_t *>_resize(self.pd_next, self.pd_cap, n, sizeof(uint32_t))
+            self.pd_cap = n
+        slot = <uint32_t>self.n_pd
+        self.n_pd += 1
+        node.pend = slot
+        memset(&self.pd_vals[<size_t>slot * NC], 0, NC * sizeof(int64_t))
+        self.pd_node[slot] = nid
+        cdef uint32_t d = node.depth
+        self.pd_next[slot] = self.dirty_heads[d]
+        self.dirty_heads[d] = slot
+        if d > self.max_dirty:
+            self.max_dirty = d
+        self.any_dirty = True
+        return &self.pd_vals[<size_t>slot * NC]
+
+    cdef int _add_at_leaf(self, mstack *st, const int64_t *d, int64_t sign) except -1:
         """Counters of one stack arrive at (sign 1) or leave (-1) its leaf and locations."""
         cdef uint32_t leaf = st.leaf
-        cdef mt_node *node = &self.nodes[leaf]
+        cdef uint32_t frame = self.nodes[leaf].frame
+        cdef uint32_t user = st.user
+        cdef int64_t *pd = self._pend(leaf)
         cdef int i
         cdef int64_t *lo
         for i in range(NC):
-            node.own[i] += sign * d[i]
-            node.pend[i] += sign * d[i]
-        self._dirty(leaf)
-        if node.frame != MT_NONE:
-            lo = &self.loc[<size_t>node.frame * LOC]
+            pd[i] += sign * d[i]
+        if frame != MT_NONE:
+            lo = &self.loc[<size_t>frame * LOC]
             for i in range(NC):
                 lo[i] += sign * d[i]
-        if st.user != MT_NONE:
-            lo = &self.loc[<size_t>st.user * LOC + 12]
+        if user != MT_NONE:
+            lo = &self.loc[<size_t>user * LOC + 12]
             for i in range(NC):
                 lo[i] += sign * d[i]
+        return 0
 
-    cdef void _propagate(self) noexcept:
+    cdef int _propagate(self) except -1:
         """Push pending deltas up, deepest nodes first: each dirty node once."""
         if not self.any_dirty:
-            return
+            return 0
         cdef int64_t d = self.max_dirty
-        cdef uint32_t nid, nxt
+        cdef uint32_t slot, nxt, nid
         cdef mt_node *node
-        cdef mt_node *par
+        cdef int64_t *pv
+        cdef int64_t *pp
         cdef int64_t *lo
         cdef int i
         while d >= 0:
-            nid = self.dirty_heads[d]
+            slot = self.dirty_heads[d]
             self.dirty_heads[d] = MT_NONE
-            while nid != MT_NONE:
+            while slot != MT_NONE:
+                nid = self.pd_node[slot]
+                nxt = self.pd_next[slot]
+                pv = &self.pd_vals[<size_t>slot * NC]
                 node = &self.nodes[nid]
-                nxt = node.next_dirty
-                node.dirty = 0
+                node.pend = MT_NONE
                 for i in range(NC):
-                    node.total[i] += node.pend[i]
+                    node.total[i] += pv[i]
                 if node.frame != MT_NONE and not node.repeat:
                     lo = &self.loc[<size_t>node.frame * LOC + 6]
                     for i in range(NC):
-                        lo[i] += node.pend[i]
+                        lo[i] += pv[i]
                 if node.parent != MT_NONE:
-                    par = &self.nodes[node.parent]
+                    pp = self._pend(node.parent)  # depth d - 1: taken in the next round
+                    pv = &self.pd_vals[<size_t>slot * NC]  # (the pool may have moved)
                     for i in range(NC):
-                        par.pend[i] += node.pend[i]
-                    if not par.dirty:  # its depth is d - 1: handled in the next round
-                        par.dirty = 1
-                        par.next_dirty = self.dirty_heads[d - 1]
-                        self.dirty_heads[d - 1] = node.parent
-                for i in range(NC):
-                    node.pend[i] = 0
-                nid = nxt
+                        pp[i] += pv[i]
+                slot = nxt
             d -= 1
         self.max_dirty = 0
         self.any_dirty = False
+        self.n_pd = 0
+        return 0
 
     # ------------------------------------------------------------------ stacks
     cdef int _ensure_stacks(self, size_t n) except -1:
@@ -1014,6 +1062,10 @@ cdef class TreeCore:
                     return False
             self.phase = P_CLASSIFY
         if self.phase == P_CLASSIFY:
+            if self.uncl_pos == 0 and self.n_uncl > CLASSIFY_CHUNK and self.namer is not None:
+                prefetch = getattr(self.namer, "prefetch", None)
+                if prefetch is not None:  # the whole burst to the worker at once
+                    prefetch([self.aid_ip[self.uncl[i]] for i in range(self.n_uncl)])
             while self.uncl_pos < self.n_uncl:
                 end = min(self.n_uncl, self.uncl_pos + CLASSIFY_CHUNK)
                 self._classify(self.uncl_pos, end)
@@ -1039,7 +1091,7 @@ cdef class TreeCore:
             self.phase = P_RENAME
             self.scan_pos = 0
         if self.phase == P_RENAME:
-            if not self._rename_step(deadline):
+            if self.rename_dirty and not self._rename_step(deadline):
                 return False
             self.phase = P_IDLE
         return True
@@ -1085,43 +1137,65 @@ cdef class TreeCore:
             aid = mt_map_get(&self.ipmap, ip)
             if aid == MT_NONE or self.aid_len[aid] == 0:
                 continue
-            frames = list(frames)
-            flags = (self.aid_flags[aid] & ~A_PENDING) | _rules.address_flags(frames)
-            self._set_aid(aid, flags, frames)
+            frames = list(frames)  # named: the flags follow from the names, as when an
+            self._set_aid(aid, _rules.address_flags(frames), frames)  # address is named at once
             self.aid_stamp[aid] = self.rename_stamp
             n += 1
         if n:
             self.scan_pos = 0  # a running scan starts over with the new names
+            self.rename_dirty = True
         return n
 
-    cdef bint _stale(self, uint32_t sid) except -1:
-        """A pending stack holds an address renamed since it was built."""
-        cdef mstack *st = &self.ms[sid]
-        cdef uint32_t built = st.built_stamp
-        cdef uint32_t node
+    cdef int _stale(self, uint32_t sid) except -1:
+        """0: the stack holds no address renamed since it was built; 1: it does, and
+        others still wait for their names; 2: it does, and all its names are in."""
+        cdef uint32_t built = self.ms[sid].built_stamp
+        cdef uint32_t node, aid
+        cdef bint renamed = False, waiting = False
         if self.fast is not None:
             node = self.fast.s.stacks[sid].nat
             while node != 0:
-                if self.aid_stamp[self.nat_aid[node]] > built:
-                    return True
+                aid = self.nat_aid[node]
+                if self.aid_stamp[aid] > built:
+                    renamed = True
+                elif self.aid_flags[aid] & A_PENDING:
+                    waiting = True
                 node = self.fast.s.nat_parent[node]
-            return False
-        for ip in self.reader.native_stack(self.reader.stack_key(sid)[1]):
-            if self.aid_stamp[mt_map_get(&self.ipmap, ip)] > built:
-                return True
-        return False
+        else:
+            for ip in self.reader.native_stack(self.reader.stack_key(sid)[1]):
+                aid = mt_map_get(&self.ipmap, ip)
+                if self.aid_stamp[aid] > built:
+                    renamed = True
+                elif self.aid_flags[aid] & A_PENDING:
+                    waiting = True
+        if not renamed:
+            return 0
+        return 1 if waiting else 2
 
     cdef bint _rename_step(self, double deadline) except -1:
-        """Move stale pending stacks to their new paths, in slices (each one whole)."""
+        """Move stale pending stacks to their new paths, in slices (each one whole). A
+        stack whose names are all in moves at once; one still waiting for some moves when
+        `patience` has passed since the last such flush (names arrive in batches: a stack
+        is moved about once, not once per batch)."""
         cdef size_t k = 0, keep, i
-        cdef uint32_t sid, old_leaf
-        cdef mstack *st
+        cdef uint32_t sid
+        cdef int stale
+        cdef double now
         self.n_moved = 0
+        if self.scan_pos == 0:
+            now = mt_now()
+            self.scan_force = now - self.last_flush >= self.patience
+            self.scan_skipped = False
         while self.scan_pos < self.n_pending:
             sid = self.pending_list[self.scan_pos]
             self.scan_pos += 1
-            st = &self.ms[sid]
-            if not st.pending or not self._stale(sid):
+            if not self.ms[sid].pending:
+                continue
+            stale = self._stale(sid)
+            if stale == 0:
+                continue
+            if stale == 1 and not self.scan_force:
+                self.scan_skipped = True
                 continue
             self._move(sid)
             k += 1
@@ -1139,6 +1213,9 @@ cdef class TreeCore:
                 self.ms[sid].listed = 0
         self.n_pending = keep
         self.scan_pos = 0
+        if self.scan_force:
+            self.last_flush = mt_now()
+        self.rename_dirty = self.scan_skipped  # partly named stacks: the next scans
         return True
 
     cdef int _move(self, uint32_t sid) except -1:
@@ -1202,10 +1279,11 @@ cdef class TreeCore:
                 node = self.nodes[node].parent
             for d in range(n_old):
                 node = self.b_old[d]
-                if self.nodes[node].alive or self.nodes[node].successor != MT_NONE:
+                if self.nodes[node].alive or mt_map_get(&self.succmap, node) != MT_NONE:
                     continue
                 at = <int64_t>(n_new - 1) - <int64_t>(n_old - 1 - d)
-                self.nodes[node].successor = self.b_new[at if at > 0 else 0]
+                if mt_map_put(&self.succmap, node, self.b_new[at if at > 0 else 0]) < 0:
+                    raise MemoryError()
         self.n_moved = 0
         return 0
 
@@ -1266,9 +1344,21 @@ cdef class TreeCore:
         cdef mt_node *n = &self.nodes[nid]
         return [n.total[0], n.total[1], n.total[2], n.total[3], n.total[4], n.total[5]]
 
+    cdef void _own(self, uint32_t nid, int64_t *out) noexcept:
+        """Stacks ending at the node: its total minus its children's."""
+        cdef int i
+        cdef uint32_t c = self.nodes[nid].first_child
+        for i in range(NC):
+            out[i] = self.nodes[nid].total[i]
+        while c != MT_NONE:
+            for i in range(NC):
+                out[i] -= self.nodes[c].total[i]
+            c = self.nodes[c].next_sibling
+
     def own(self, uint32_t nid) -> list:
-        cdef mt_node *n = &self.nodes[nid]
-        return [n.own[0], n.own[1], n.own[2], n.own[3], n.own[4], n.own[5]]
+        cdef int64_t o[6]
+        self._own(nid, o)
+        return [o[0], o[1], o[2], o[3], o[4], o[5]]
 
     def value(self, uint32_t nid, int index) -> int:
         return self.nodes[nid].total[index]
@@ -1289,7 +1379,7 @@ cdef class TreeCore:
         return nid < self.n_nodes and self.nodes[nid].alive
 
     def successor(self, uint32_t nid) -> int:
-        cdef uint32_t s = self.nodes[nid].successor
+        cdef uint32_t s = mt_map_get(&self.succmap, nid)
         return -1 if s == MT_NONE else s
 
     def children(self, uint32_t nid, int index=-1) -> list:
@@ -1305,8 +1395,9 @@ cdef class TreeCore:
     def branch(self, uint32_t nid, int bi, int ci) -> tuple:
         """(frame id, total[bi], total[ci], own[bi], own[ci]) of a node."""
         cdef mt_node *n = &self.nodes[nid]
-        return (-1 if n.frame == MT_NONE else n.frame, n.total[bi], n.total[ci], n.own[bi],
-                n.own[ci])
+        cdef int64_t o[6]
+        self._own(nid, o)
+        return (-1 if n.frame == MT_NONE else n.frame, n.total[bi], n.total[ci], o[bi], o[ci])
 
     def branches(self, uint32_t nid, int bi, int ci) -> list:
         """(node, frame id, total[bi], total[ci], own[bi], own[ci]) of the children with
@@ -1314,10 +1405,12 @@ cdef class TreeCore:
         out = []
         cdef uint32_t c = self.nodes[nid].first_child
         cdef mt_node *n
+        cdef int64_t o[6]
         while c != MT_NONE:
             n = &self.nodes[c]
             if n.total[bi] or n.total[ci]:
-                out.append((c, n.frame, n.total[bi], n.total[ci], n.own[bi], n.own[ci]))
+                self._own(c, o)
+                out.append((c, n.frame, n.total[bi], n.total[ci], o[bi], o[ci]))
             c = n.next_sibling
         return out
 

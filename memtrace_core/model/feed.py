@@ -92,6 +92,9 @@ class PipeFeed(threading.Thread):
         self._stop_event = threading.Event()
         self.update_seconds: deque[float] = deque(maxlen=4096)  # step durations (benchmarks)
         self.updates_done: deque[tuple[float, int]] = deque(maxlen=4096)  # (end, stacks)
+        # seconds from a chunk reaching the reader to the end of the update holding it
+        self.lag_seconds: deque[float] = deque(maxlen=4096)
+        self._fed_at: list[float] = []  # chunks fed since the last update began
         self._last_update = 0.0
         self._last_notify = 0.0
         self._broken = False
@@ -140,6 +143,8 @@ class PipeFeed(threading.Thread):
                     except Exception as exc:  # corrupt stream: say so, stop tracing
                         session.error = str(exc).splitlines()[0] if str(exc) else repr(exc)
                         break
+                if len(self._fed_at) < 1024:
+                    self._fed_at.append(time.monotonic())
                 self._maybe_update()
         finally:
             if not self._stop_event.is_set():
@@ -175,6 +180,7 @@ class PipeFeed(threading.Thread):
         session = self.session
         tree = session.tree
         n = 0
+        fed, self._fed_at = self._fed_at, []
         try:
             with session.lock:
                 n = tree.begin()
@@ -192,8 +198,10 @@ class PipeFeed(threading.Thread):
                 session.error = f"model update failed: {exc!r}"[:200]
         with session.lock:
             session.sample_rates()
-        self.updates_done.append((time.monotonic(), n))
-        self._last_notify = time.monotonic()
+        end = time.monotonic()
+        self.updates_done.append((end, n))
+        self.lag_seconds.extend(end - t for t in fed)
+        self._last_notify = end
         self.on_update()
 
 

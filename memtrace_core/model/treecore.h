@@ -133,20 +133,18 @@ static inline double mt_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* One call-tree node: a frame at one position. `pend` holds counter deltas not yet
- * propagated to the ancestors (see _tree.pyx: commits are bottom-up). */
+/* One call-tree node: a frame at one position. Kept small (it is per node of a tree that
+ * can hold millions): a node's own counters are its total minus its children's, deltas
+ * waiting to be pushed up live in a side pool (`pend`: a slot while the node is dirty),
+ * and a dead node's successor in a side map. */
 typedef struct {
     int64_t total[MT_NC];
-    int64_t own[MT_NC];
-    int64_t pend[MT_NC];
     uint32_t parent, frame, first_child, next_sibling, prev_sibling;
-    uint32_t refs;      /* stacks whose path passes through (or ends at) this node */
-    uint32_t depth;     /* root 0 */
-    uint32_t successor; /* a dead node's replacement (names arrived), else MT_NONE */
-    uint32_t next_dirty; /* the next node of its depth in the commit's dirty lists */
+    uint32_t refs;  /* stacks ending here + live children: 0 = the node dies */
+    uint32_t depth; /* root 0 */
+    uint32_t pend;  /* slot in the pending-delta pool while dirty, else MT_NONE */
     uint8_t alive;
-    uint8_t dirty;      /* in the commit's dirty list */
-    uint8_t repeat;     /* its frame also appears on an ancestor (recursion) */
+    uint8_t repeat; /* its frame also appears on an ancestor (recursion) */
 } mt_node;
 
 #endif

@@ -209,20 +209,23 @@ def parse_symtab(elf: ELFFile, data_of, tables=(".symtab", ".dynsym")
         strtab = elf.get_section(sec["sh_link"])
         strs = bytes(data_of(strtab))
         data = data_of(sec)
-        for off in range(0, len(data) - entsize + 1, entsize):
+        whole = len(data) - len(data) % entsize
+        find = strs.find
+        rank = BIND_RANK.get
+        for entry in struct.iter_unpack(fmt, data[:whole]):
             if is64:
-                name, info, _, shndx, value, size = struct.unpack_from(fmt, data, off)
+                name, info, _, shndx, value, size = entry
             else:
-                name, value, size, info, _, shndx = struct.unpack_from(fmt, data, off)
+                name, value, size, info, _, shndx = entry
             typ = info & 0xF
             if (typ != STT_FUNC and typ != STT_GNU_IFUNC) or shndx == 0 or value == 0:
                 continue
-            z = strs.find(b"\0", name)
+            z = find(b"\0", name)
             nm = strs[name:z if z >= 0 else None].decode("utf-8", "replace")
             at = nm.find("@")
             if at > 0:
                 nm = nm[:at]
-            out.append((value, size, nm, BIND_RANK.get(info >> 4, 0)))
+            out.append((value, size, nm, rank(info >> 4, 0)))
         if out:
             break
     return out

@@ -96,55 +96,84 @@ class Namer:
         return self.map.lookup(addr)
 
     # -- the model's questions ----------------------------------------------------------
-    def classify(self, ips: list[int]) -> list[tuple[int, list[Frame]]]:
-        """(flags, frames innermost first) for each return address."""
-        out = []
-        keys = []
+    def prefetch(self, ips: list[int]) -> None:
+        """Known names looked up, the others sent to the worker at once: what classify()
+        will be asked about next (the worker starts on a whole burst of addresses, not on
+        the first slice of it)."""
+        keys: list[tuple] = []
         for ip in ips:
-            cut = cut_address(ip)
+            if cut_address(ip) is None:
+                self._name_or_ask(ip, keys)
+        self._submit(keys)
+
+    def classify(self, ips: list[int]) -> list[tuple[int, list[Frame]]]:
+        """(flags, frames innermost first) for each return address. Addresses whose name
+        is not known here go to the worker first (it starts on them at once); their
+        structure is then read from the symbol tables while it works."""
+        out: list[tuple[int, list[Frame]] | None] = []
+        later: list[tuple[int, tuple]] = []
+        keys: list[tuple] = []
+        for ip in ips:
+            cut = cut_address(ip)  # the tracer's marker where it cut a deep stack
             if cut is not None:
                 out.append(cut)
                 continue
-            addr = ip - 1
-            hit = self.lookup(addr)
-            if hit is None:
-                out.append((0, [Frame(f"{addr:#x}", "", 0, FrameKind.NO_SYMBOL)]))
-                continue
-            path, build_id, vaddr = hit
-            carried = self.embedded.get(path, build_id, vaddr) if self.embedded else None
-            if carried is not None:  # named where the capture was made: final, no library
-                out.append((address_flags(carried), carried))
-                continue
-            flags = self._structure(path, build_id, vaddr)
-            frames = self._answers.get(ip)
-            if frames is None:
-                frames = self._now(path, build_id, vaddr)
-                if frames is not None:
-                    self._answers[ip] = frames
-            if frames is None:
-                frames = [Frame(f"{os.path.basename(path)}+{vaddr:#x}", "", 0,
-                                FrameKind.UNRESOLVED, path)]
-                flags |= A_PENDING
-                key = (path, build_id, vaddr)
-                waiting = self._waiting.get(key)
-                if waiting is None:
-                    self._waiting[key] = [ip]
-                    keys.append(key)
-                    self._n_waiting += 1
-                elif ip not in waiting:
-                    waiting.append(ip)
-                    self._n_waiting += 1
+            got = self._name_or_ask(ip, keys)
+            if isinstance(got, list):
+                out.append((address_flags(got), got))  # named: flags follow from names
             else:
-                flags |= address_flags(frames)
-            out.append((flags, frames))
-        if keys and self.worker is not None:
+                later.append((len(out), got))
+                out.append(None)
+        self._submit(keys)
+        for i, (path, build_id, vaddr) in later:
+            # the name comes later; the symbol table says now whether this is an eval loop
+            # or a thread root, so the merge need not wait
+            frames = [Frame(f"{os.path.basename(path)}+{vaddr:#x}", "", 0,
+                            FrameKind.UNRESOLVED, path)]
+            out[i] = (self._structure(path, build_id, vaddr) | A_PENDING, frames)
+        return out  # type: ignore[return-value]
+
+    def _name_or_ask(self, ip: int, keys: list[tuple]) -> list[Frame] | tuple:
+        """The final frames of a return address when known now, else its worker key (put
+        in `keys` when it is new to the worker)."""
+        frames = self._answers.get(ip)
+        if frames is not None:
+            return frames
+        addr = ip - 1
+        hit = self.lookup(addr)
+        if hit is None:
+            frames = self._answers[ip] = [Frame(f"{addr:#x}", "", 0, FrameKind.NO_SYMBOL)]
+            return frames
+        key = (hit[0], hit[1], hit[2])
+        carried = self.embedded.get(*key) if self.embedded else None
+        if carried is not None:  # named where the capture was made: final, no library
+            self._answers[ip] = carried
+            return carried
+        waiting = self._waiting.get(key)
+        if waiting is not None:
+            if ip not in waiting:
+                waiting.append(ip)
+                self._n_waiting += 1
+            return key
+        frames = self._now(*key)
+        if frames is not None:
+            self._answers[ip] = frames
+            return frames
+        self._waiting[key] = [ip]
+        self._n_waiting += 1
+        keys.append(key)
+        return key
+
+    def _submit(self, keys: list[tuple]) -> None:
+        if not keys:
+            return
+        if self.worker is not None:
             try:
                 self.worker.submit(keys)
             except Exception:  # noqa: BLE001 - a dead worker: names from nowhere
                 self._worker_died()
-        elif keys and self.mode == "async":
+        elif self.mode == "async":
             self._worker_died()
-        return out
 
     def name_at(self, path: str, build_id: str | None, vaddr: int) -> list[Frame]:
         """Frames at a module offset (an instruction, not a return address), at once."""

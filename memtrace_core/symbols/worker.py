@@ -42,6 +42,13 @@ class SymbolizerWorker:
                                       env=env, bufsize=0)
         os.set_blocking(self._proc.stdout.fileno(), False)
         os.set_blocking(self._proc.stdin.fileno(), False)
+        try:  # room for many answers: the worker never waits for a busy UI to read them
+            import fcntl
+
+            fcntl.fcntl(self._proc.stdout.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031),
+                        1 << 20)
+        except OSError:
+            pass
         self._out = bytearray()  # requests not yet taken by the pipe
         self._unpacker = msgpack.Unpacker(use_list=True, strict_map_key=False)
         self._pending: set[Key] = set()

@@ -533,8 +533,12 @@ static int unwind_fast(stack_cache *c) {
         if (n < size) {
             int i = 0;
             while (i < n && is_own((uintptr_t)c->raw[i])) i++;
-            int k = 0;
-            for (; i < n && k < g_native_depth; i++) c->scratch[k++] = (uintptr_t)c->raw[i];
+            /* Fewer own frames than the room kept for them leave more than nat_cap of the
+             * program's: scratch holds nat_cap (it overflowed into the next heap block). */
+            if (n - i > c->nat_cap && n - i <= g_native_depth && grow_native(c, n - i) != 0)
+                return 0;
+            int k = 0, room = c->nat_cap < g_native_depth ? c->nat_cap : g_native_depth;
+            for (; i < n && k < room; i++) c->scratch[k++] = (uintptr_t)c->raw[i];
             if (i == n) return k;
         } else if (c->nat_cap < g_native_depth && grow_native(c, c->nat_cap * 2) == 0) {
             continue;

@@ -164,7 +164,11 @@ def test_top_follow_heap_is_the_captures_heap_at_each_interval(tmp_path):
             assert snap["rows"][0]["bytes"] == leaks * BLOCK
     assert snaps[-1]["rows"][0]["bytes"] == 40 * BLOCK
     heaps = [s["heap_bytes"] for s in snaps]
-    assert heaps == sorted(heaps)
+    # the heap grows by the leak; between two snapshots the interpreter may have freed a
+    # few temporary objects (hundreds of bytes), never a leaked block
+    assert all(b > a - BLOCK for a, b in zip(heaps, heaps[1:], strict=False)), heaps
+    leaked = [s["rows"][0]["bytes"] for s in snaps if s["rows"]]
+    assert leaked == sorted(leaked)
 
 
 def test_two_followers_show_the_same_numbers(tmp_path):

@@ -171,6 +171,37 @@ def test_hybrid_merge_through_a_cut_stack(deep_run, deep_tree):
                            "mt_deep_leaf"]
 
 
+SWEEP = range(230, 300)  # around the per-thread arrays' first size (256) and its spare room
+SWEEP_BASE = 7_900_000
+
+SWEEP_SCRIPT = """\
+import ctypes
+import os
+
+lib = ctypes.CDLL(os.environ["MT_DEEP"])
+lib.mt_deep_alloc.argtypes = [ctypes.c_int, ctypes.c_size_t]
+lib.mt_deep_alloc.restype = None
+for depth in DEPTHS:
+    lib.mt_deep_alloc(depth, BASE + depth)
+print("sweep done")
+"""
+
+
+def test_stacks_just_past_the_first_array_size_are_kept_whole(tmp_path, mt, cbuild):
+    """A stack a little deeper than the per-thread arrays hold, with fewer tracer frames on
+    top than the room kept for them, was copied past the end of a heap block (pandas' import
+    under --native aborted in realloc). Every depth of the sweep keeps every frame."""
+    script = (SWEEP_SCRIPT.replace("DEPTHS", repr(list(SWEEP)))
+              .replace("BASE", str(SWEEP_BASE)))
+    run = mt.trace(tmp_path, script, options=("--native",), timeout=240).check()
+    assert run.proc.stdout == b"sweep done\n"
+    for depth in SWEEP:
+        names = [n for ip in _live_stack(run, SWEEP_BASE + depth)
+                 for n in _names_of(run, cbuild, ip)]
+        assert names == ["mt_deep_leaf", *["mt_deep_recurse"] * depth, "mt_deep_entry",
+                         "mt_deep_alloc"], depth
+
+
 PY_DEEP = """\
 import sys
 

@@ -127,3 +127,40 @@ def test_frame_kinds_light_theme(snap_compare, tmp_path):
         await pilot.press("e")
 
     assert snap_compare(native_app(tmp_path), terminal_size=MEDIUM, run_before=light)
+
+
+def write_deep_native(path) -> tuple[dict[int, list[Frame]], dict[int, str]]:
+    """A Python caller over 40 native frames of one library (C++ names, inlined helpers):
+    the names the namer gives, and the modules."""
+    w = StreamWriter(pid=6262, argv=("deep_native.py",), native=True)
+    base = 0x7F0000000000
+    w.maps([["/opt/demo/libdeep.so", base, "ef56", [[0, 0x100000, 5, 0]]],
+            [PY, 0x7E0000000000, "cd34", [[0, 0x100000, 5, 0]]]])
+    w.tick(0)
+    depth = 40
+    ips = [0x7E0000000100] + [base + 0x1000 + 0x40 * i for i in range(depth)]
+    main = ("main", scenarios.APP, 17)
+    w.alloc(0x1000, 3 * 1024 * 1024, [main], native=ips)
+    w.alloc(0x2000, 4096, [main], native=ips[:depth // 2])
+    w.tick(10_000)
+    w.trailer(0.01, 0)
+    w.save(path)
+    names = dict(native_names())
+    for i in range(depth):
+        frames = [Frame(f"deep::Walker<Node{i}>::visit_level_{i}", "src/walker.cpp", 100 + i,
+                        FrameKind.NATIVE, "/opt/demo/libdeep.so")]
+        if i % 5 == 4:
+            frames.insert(0, Frame(f"deep::inline_step_{i}", "src/walker.h", 10 + i,
+                                   FrameKind.INLINE, "/opt/demo/libdeep.so"))
+        names[base + 0x1000 + 0x40 * i] = frames
+    return names, {base: "/opt/demo/libdeep.so", 0x7E0000000000: PY}
+
+
+def test_deep_native_stack_80x24(snap_compare, tmp_path):
+    path = tmp_path / "deep.mtrace"
+    names, modules = write_deep_native(path)
+    reader = read_capture(path)
+    tree = CallTree(reader, scenarios.GivenNames(names, modules))
+    tree.rebuild()
+    app = MemtraceApp(Session(reader, tree))
+    assert snap_compare(app, terminal_size=SMALL, press=["e"])
