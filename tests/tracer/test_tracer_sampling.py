@@ -280,16 +280,16 @@ def test_python_allocators_sampled_like_exact(tmp_path, mt, sample_lib):
     mode; the objects' estimates match exact mode's figures."""
     (tmp_path / "e").mkdir()
     (tmp_path / "s").mkdir()
-    exact = _stats(mt, _trace(mt, tmp_path / "e", PYOBJECTS, sample_lib,
-                              "--trace-python-allocators")[0])
+    capture, lines = _trace(mt, tmp_path / "e", PYOBJECTS, sample_lib,
+                            "--trace-python-allocators")
+    exact = _stats(mt, capture)
     sampled = _stats(mt, _trace(mt, tmp_path / "s", PYOBJECTS, sample_lib,
                                 "--trace-python-allocators", "--sample", "16KiB")[0])
     assert set(sampled["allocators"]) <= set(exact["allocators"]), (
         sampled["allocators"], exact["allocators"])
     for key in ("total_allocated_bytes", "leaked_bytes"):
         assert abs(sampled[key] / exact[key] - 1) <= 0.1, (key, sampled[key], exact[key])
-    line = _by_line(exact)
-    (objects,) = [e for e in line.values()]
-    got = _by_line(sampled)[objects["line"]]
+    objects = _by_line(exact)[lines["objects"]]
+    got = _by_line(sampled)[lines["objects"]]
     assert abs(got["bytes"] / objects["bytes"] - 1) <= 0.1
     assert abs(got["count"] / objects["count"] - 1) <= 0.1
