@@ -22,7 +22,7 @@ NUM_W = 10  # "1023.9 MiB"
 PCT_W = 6  # "100.0%"
 WIDE = 90  # from this width on, the last number column is shown
 SHORT = {"in use": "in use", "peak": "peak", "total allocated": "allocated",
-         "allocations": "count"}
+         "allocations": "count", "temporary": "temporary"}
 
 
 def metric_label(metric: Metric) -> str:
@@ -43,9 +43,7 @@ def grand_total(tree: CallTree) -> int:
         return tree.root.total[index]
     if tree.thread is not None:
         return tree.thread_totals().get(tree.thread, [0] * N_COUNTERS)[index]
-    f = tree.figures
-    return (f.total_allocated_bytes, f.total_allocations, f.heap_bytes, f.heap_allocations,
-            f.peak_bytes, f.peak_allocations)[index]  # metrics.py's counter order
+    return tree.figures.counters()[index]
 
 
 def fmt_count(n: int) -> str:

@@ -34,7 +34,7 @@ cdef extern from "treecore.h":
     ctypedef struct mt_u64map:
         size_t count
     ctypedef struct mt_node:
-        int64_t total[6]
+        int64_t total[8]
         uint32_t parent, frame, first_child, next_sibling, prev_sibling
         uint32_t refs, depth, pend
         uint8_t alive, repeat
@@ -49,8 +49,16 @@ cdef extern from "treecore.h":
 
 
 cdef enum:
-    NC = 6
-    LOC = 18  # per frame: own[6], total[6], user-own[6]
+    NC = 8  # metrics.py's counters (treecore.h's MT_NC)
+    LOC = 24  # per frame: own[NC], total[NC], user-own[NC]
+
+cdef inline bint any_counted(const int64_t *c) noexcept:
+    cdef int i
+    for i in range(NC):
+        if c[i]:
+            return True
+    return False
+
 
 cdef uint8_t F_PY = _rules.F_PY
 cdef uint8_t F_INTERP = _rules.F_INTERP
@@ -75,7 +83,7 @@ cdef enum:
 CLASSIFY_CHUNK = 256  # addresses per namer call (a slice boundary)
 
 ctypedef struct mstack:
-    int64_t applied[6]
+    int64_t applied[NC]
     uint32_t *path     # frame ids, outermost first; NULL until built
     uint32_t plen
     uint32_t leaf      # node, or MT_NONE when not in the tree (excluded, or not linked)
@@ -134,7 +142,7 @@ cdef class TreeCore:
     cdef size_t dirty_cap
     cdef uint32_t max_dirty
     cdef bint any_dirty
-    cdef int64_t *pd_vals  # pending deltas: 6 counters per slot
+    cdef int64_t *pd_vals  # pending deltas: NC counters per slot
     cdef uint32_t *pd_node
     cdef uint32_t *pd_next
     cdef size_t n_pd, pd_cap
@@ -483,7 +491,7 @@ cdef class TreeCore:
             for i in range(NC):
                 lo[i] += sign * d[i]
         if user != MT_NONE:
-            lo = &self.loc[<size_t>user * LOC + 12]
+            lo = &self.loc[<size_t>user * LOC + 2 * NC]
             for i in range(NC):
                 lo[i] += sign * d[i]
         return 0
@@ -511,7 +519,7 @@ cdef class TreeCore:
                 for i in range(NC):
                     node.total[i] += pv[i]
                 if node.frame != MT_NONE and not node.repeat:
-                    lo = &self.loc[<size_t>node.frame * LOC + 6]
+                    lo = &self.loc[<size_t>node.frame * LOC + NC]
                     for i in range(NC):
                         lo[i] += pv[i]
                 if node.parent != MT_NONE:
@@ -557,10 +565,14 @@ cdef class TreeCore:
             out[3] = st.live_count
             out[4] = st.peak_bytes
             out[5] = st.peak_count
+            out[6] = st.temp_bytes
+            out[7] = st.temp_count
             return 0
         c = self.reader.stack_counters(sid)
-        for i in range(NC):
+        for i in range(6):
             out[i] = c[i]
+        temp = getattr(self.reader, "stack_temporary", None)
+        out[6], out[7] = temp(sid) if temp is not None else (0, 0)
         return 0
 
     cdef uint32_t _thread_of(self, uint32_t sid) except? 0xFFFFFFFF:
@@ -955,8 +967,8 @@ cdef class TreeCore:
     cdef int _apply(self, uint32_t sid) except -1:
         """Bring a stack's counters to the reader's: its delta goes to its leaf (pending
         propagation) and to its thread's totals."""
-        cdef int64_t c[6]
-        cdef int64_t d[6]
+        cdef int64_t c[NC]
+        cdef int64_t d[NC]
         cdef int i
         cdef bint any = False
         cdef mstack *st
@@ -1022,7 +1034,7 @@ cdef class TreeCore:
         select by, a stack whose counters there are both zero is left out (a report of
         leaks names only the stacks that hold memory)."""
         cdef size_t i, n_stacks
-        cdef int64_t c[6]
+        cdef int64_t c[NC]
         if self.fast is not None:
             for i in range(self.fast.s.n_changed):
                 self.fast.s.stacks[self.fast.s.changed[i]].flags &= ~2
@@ -1342,7 +1354,7 @@ cdef class TreeCore:
 
     def total(self, uint32_t nid) -> list:
         cdef mt_node *n = &self.nodes[nid]
-        return [n.total[0], n.total[1], n.total[2], n.total[3], n.total[4], n.total[5]]
+        return [n.total[i] for i in range(NC)]
 
     cdef void _own(self, uint32_t nid, int64_t *out) noexcept:
         """Stacks ending at the node: its total minus its children's."""
@@ -1356,9 +1368,9 @@ cdef class TreeCore:
             c = self.nodes[c].next_sibling
 
     def own(self, uint32_t nid) -> list:
-        cdef int64_t o[6]
+        cdef int64_t o[NC]
         self._own(nid, o)
-        return [o[0], o[1], o[2], o[3], o[4], o[5]]
+        return [o[i] for i in range(NC)]
 
     def value(self, uint32_t nid, int index) -> int:
         return self.nodes[nid].total[index]
@@ -1395,7 +1407,7 @@ cdef class TreeCore:
     def branch(self, uint32_t nid, int bi, int ci) -> tuple:
         """(frame id, total[bi], total[ci], own[bi], own[ci]) of a node."""
         cdef mt_node *n = &self.nodes[nid]
-        cdef int64_t o[6]
+        cdef int64_t o[NC]
         self._own(nid, o)
         return (-1 if n.frame == MT_NONE else n.frame, n.total[bi], n.total[ci], o[bi], o[ci])
 
@@ -1405,7 +1417,7 @@ cdef class TreeCore:
         out = []
         cdef uint32_t c = self.nodes[nid].first_child
         cdef mt_node *n
-        cdef int64_t o[6]
+        cdef int64_t o[NC]
         while c != MT_NONE:
             n = &self.nodes[c]
             if n.total[bi] or n.total[ci]:
@@ -1439,8 +1451,8 @@ cdef class TreeCore:
     def location(self, uint32_t fid) -> tuple:
         """(own, total, user_own) counter lists of one frame."""
         cdef int64_t *lo = &self.loc[<size_t>fid * LOC]
-        return ([lo[i] for i in range(6)], [lo[i] for i in range(6, 12)],
-                [lo[i] for i in range(12, 18)])
+        return ([lo[i] for i in range(NC)], [lo[i] for i in range(NC, 2 * NC)],
+                [lo[i] for i in range(2 * NC, 3 * NC)])
 
     def locations(self, int key_block, int key_index, size_t limit=0) -> list:
         """Frame ids with any total, sorted by loc[key_block][key_index] descending
@@ -1450,8 +1462,8 @@ cdef class TreeCore:
         rows = []
         for i in range(n):
             lo = &self.loc[i * LOC]
-            if lo[6] or lo[7] or lo[8] or lo[9] or lo[10] or lo[11]:
-                rows.append((-lo[key_block * 6 + key_index], i))
+            if any_counted(&lo[NC]):
+                rows.append((-lo[key_block * NC + key_index], i))
         rows.sort()
         if limit and len(rows) > limit:
             rows = rows[:limit]

@@ -38,13 +38,23 @@ class Figures:
     records: int = 0
     last_time_us: int = 0
     ticks: int = 0  # entries of the reader's heap history
+    temporary_bytes: int = 0
+    temporary_allocations: int = 0
 
     @classmethod
     def of(cls, reader) -> Figures:
         return cls(reader.heap_bytes, reader.heap_allocations, reader.peak_bytes,
                    reader.peak_allocations, reader.peak_time_us,
                    reader.total_allocated_bytes, reader.total_allocations, reader.records,
-                   reader.last_time_us, len(reader.history))
+                   reader.last_time_us, len(reader.history),
+                   getattr(reader, "temporary_bytes", 0),
+                   getattr(reader, "temporary_allocations", 0))
+
+    def counters(self) -> tuple[int, ...]:
+        """The whole program's counter vector (metrics.py's order)."""
+        return (self.total_allocated_bytes, self.total_allocations, self.heap_bytes,
+                self.heap_allocations, self.peak_bytes, self.peak_allocations,
+                self.temporary_bytes, self.temporary_allocations)
 
 
 class Node:

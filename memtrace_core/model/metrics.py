@@ -1,7 +1,8 @@
-"""The four numbers a call tree can be sorted by, and where they sit in a counter vector.
+"""The numbers a call tree can be sorted by, and where they sit in a counter vector.
 
 Counter vectors follow the reader's `stack_counters` order:
-(alloc_bytes, alloc_count, live_bytes, live_count, peak_bytes, peak_count).
+(alloc_bytes, alloc_count, live_bytes, live_count, peak_bytes, peak_count), then the
+temporary allocations (`stack_temporary`: bytes, count).
 """
 
 from __future__ import annotations
@@ -9,16 +10,19 @@ from __future__ import annotations
 from memtrace_core.strenum import StrEnum
 
 ALLOC_BYTES, ALLOC_COUNT, LIVE_BYTES, LIVE_COUNT, PEAK_BYTES, PEAK_COUNT = range(6)
-N_COUNTERS = 6
+TEMP_BYTES, TEMP_COUNT = 6, 7
+N_COUNTERS = 8
 
 
 class Metric(StrEnum):
-    """What the tree measures: heap in use now, at the peak, ever allocated, or calls."""
+    """What the tree measures: heap in use now, at the peak, ever allocated, calls, or the
+    temporary allocations (freed by their thread within a few of its allocations)."""
 
     IN_USE = "in use"
     PEAK = "peak"
     TOTAL = "total allocated"
     COUNT = "allocations"
+    TEMPORARY = "temporary"
 
     @property
     def bytes_index(self) -> int:
@@ -28,6 +32,7 @@ class Metric(StrEnum):
             "peak": PEAK_BYTES,
             "total allocated": ALLOC_BYTES,
             "allocations": ALLOC_BYTES,
+            "temporary": TEMP_BYTES,
         }[self.value]
 
     @property
@@ -38,6 +43,7 @@ class Metric(StrEnum):
             "peak": PEAK_COUNT,
             "total allocated": ALLOC_COUNT,
             "allocations": ALLOC_COUNT,
+            "temporary": TEMP_COUNT,
         }[self.value]
 
     @property

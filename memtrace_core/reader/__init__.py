@@ -64,10 +64,16 @@ Progress = Callable[[int, int], None]  # (bytes of the file read, file size)
 _RAW_CHUNK = 8 << 20  # feed() a raw file in pieces: other threads (a UI) get the GIL between
 
 
-def _read_raw(name: str, data: mmap.mmap, progress: Progress | None,
-              end: int) -> StreamReader:
-    """Feed an uncompressed capture file to the reader, a bounded piece at a time."""
+def _new_reader(temporary_threshold: int) -> StreamReader:
     reader = StreamReader()
+    reader.set_temporary_threshold(temporary_threshold)
+    return reader
+
+
+def _read_raw(name: str, data: mmap.mmap, progress: Progress | None,
+              end: int, temporary_threshold: int = 1) -> StreamReader:
+    """Feed an uncompressed capture file to the reader, a bounded piece at a time."""
+    reader = _new_reader(temporary_threshold)
     view = memoryview(data)[:end]
     try:
         for pos in range(0, len(view), _RAW_CHUNK):
@@ -85,7 +91,7 @@ def _read_raw(name: str, data: mmap.mmap, progress: Progress | None,
 
 
 def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None,
-                     end: int) -> StreamReader:
+                     end: int, temporary_threshold: int = 1) -> StreamReader:
     """Decompress a capture file's zstd frame (after "MEMTRACZ") into the reader.
 
     The tracer flushes the frame at every buffer, so a file cut off mid-run decompresses up
@@ -94,7 +100,7 @@ def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None,
     """
     import zstandard
 
-    reader = StreamReader()
+    reader = _new_reader(temporary_threshold)
     view = memoryview(data)[:end]  # the names section after the stream is not stream
     fed = 0  # decompressed bytes handed to the reader
 
@@ -177,7 +183,8 @@ def _map_file(path: str | Path) -> tuple[str, mmap.mmap]:
     return name, data
 
 
-def read_capture(path: str | Path, progress: Progress | None = None) -> StreamReader:
+def read_capture(path: str | Path, progress: Progress | None = None,
+                 temporary_threshold: int = 1) -> StreamReader:
     """Read a whole capture file; progress(done, total) is called as the file's bytes go by.
 
     Missing, empty or foreign files, and files corrupt before their HEADER, raise a one-line
@@ -186,6 +193,7 @@ def read_capture(path: str | Path, progress: Progress | None = None) -> StreamRe
     HEADER is returned too, holding every record before the corruption, with `.error` set to
     the one-line message (so a viewer can still show it; `memtrace stats` exits 1 on it).
     The names section after the stream, if any, is not read here (read_names).
+    An allocation is temporary when freed by its thread within temporary_threshold others.
     """
     from memtrace_core.reader.names_section import stream_end
 
@@ -194,11 +202,37 @@ def read_capture(path: str | Path, progress: Progress | None = None) -> StreamRe
     with data:
         magic = data[: len(MAGIC)]
         if magic == COMPRESSED_MAGIC:
-            reader = _read_compressed(name, data, progress, end)
+            reader = _read_compressed(name, data, progress, end, temporary_threshold)
         elif magic == MAGIC:
-            reader = _read_raw(name, data, progress, end)
+            reader = _read_raw(name, data, progress, end, temporary_threshold)
         else:
             raise UserError(f"{name}: not a memtrace capture")
+    reader.finish()
+    if not reader.header:
+        raise UserError(f"{name}: truncated capture: it ends before its header")
+    return reader
+
+
+def read_capture_at(path: str | Path, t_us: int, temporary_threshold: int = 1) -> StreamReader:
+    """The capture as it stood at one instant: fed up to and including its first TICK at
+    or after t_us (microseconds since the start), or to its end when none is that late.
+    Its aggregates (in use per stack, heap, peak so far) are those of that instant; errors
+    are those of read_capture (a corrupt part after the HEADER ends the reading early)."""
+    name = os.fspath(path)
+    reader = _new_reader(temporary_threshold)
+    reader.stop_at(t_us)
+    stream = capture_stream(path)
+    try:
+        for chunk in stream:
+            reader.feed(chunk)
+            if reader.stopped:
+                return reader
+    except CaptureError as exc:
+        if not reader.header:
+            raise UserError(f"{name}: {exc}") from None
+        return reader
+    finally:
+        stream.close()
     reader.finish()
     if not reader.header:
         raise UserError(f"{name}: truncated capture: it ends before its header")

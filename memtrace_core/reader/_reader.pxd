@@ -7,6 +7,7 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 cdef extern from "aggregate.h":
     ctypedef struct mt_stack:
         int64_t alloc_bytes, alloc_count, live_bytes, live_count, peak_bytes, peak_count
+        int64_t temp_bytes, temp_count
         uint32_t py, nat, thread, flags
 
     ctypedef struct mt_piece:
@@ -44,14 +45,18 @@ cdef extern from "aggregate.h":
         int64_t allocator_bytes[256]
         int64_t hist[66]
         int64_t records
+        uint32_t temp_threshold
+        int64_t temp_bytes, temp_allocs
         int header_seen, trailer_seen
         const char *error
         double sample_mean
 
     int MT_DONE, MT_OTHER, MT_CORRUPT, MT_NOMEM, MT_STACK_CHANGED, MT_HIST_BUCKETS
+    int MT_TEMP_MAX
     uint64_t MT_NO_ADDR
     int mt_state_init(mt_state *s)
     void mt_state_free(mt_state *s)
+    int mt_set_temp_threshold(mt_state *s, uint32_t n)
     int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
                   size_t *rec_end)
 
@@ -63,6 +68,8 @@ cdef class StreamReader:
     cdef bint _magic_done
     cdef object _failed
     cdef int64_t _offset
+    cdef int64_t _stop_at_us  # stop feeding after the first TICK at or after it (-1: never)
+    cdef readonly bint stopped  # feed() stopped there: the rest of its data is kept
     cdef readonly dict header
     cdef readonly object trailer
     cdef readonly bint truncated

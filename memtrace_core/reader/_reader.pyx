@@ -159,6 +159,8 @@ cdef class StreamReader:
         self._magic_done = False
         self._failed = None
         self._offset = 0
+        self._stop_at_us = -1
+        self.stopped = False
         self.header = {}
         self.trailer = None
         self.truncated = False
@@ -213,6 +215,10 @@ cdef class StreamReader:
                     self._fail(str(exc), self._offset)
                 pos = rec_end
                 self.s.records += 1
+                if kind == 8 and 0 <= self._stop_at_us <= self.s.last_time_us:
+                    self._stop_at_us = -1
+                    self.stopped = True  # the state of this instant; the rest waits
+                    break
                 continue
             self._offset += pos
             self._tail = b""
@@ -223,6 +229,22 @@ cdef class StreamReader:
         self._tail = bytes(view[pos:n]) if pos < n else b""
         self._offset += pos
         return self.s.records - before
+
+    def stop_at(self, int64_t t_us) -> None:
+        """Make feed() stop right after the first TICK whose time is t_us or later (the
+        records after it are kept for the next feed()): the aggregates are then those of
+        that instant. Once, until called again; feed(b"") resumes with the kept bytes."""
+        self._stop_at_us = t_us
+        self.stopped = False
+
+    def set_temporary_threshold(self, n: int) -> None:
+        """Count as temporary an allocation freed by its thread before that thread made
+        more than n other allocations (memray's and heaptrack's definition; 1 by default).
+        Only before the first ALLOC record is read."""
+        if not 0 <= n <= MT_TEMP_MAX:
+            raise ValueError(f"the temporary threshold must be 0 to {MT_TEMP_MAX}")
+        if mt_set_temp_threshold(&self.s, <uint32_t>n) < 0:
+            raise ValueError("the temporary threshold is set before reading allocations")
 
     def finish(self) -> None:
         """End of input: bytes of an unfinished record left over mean a truncated stream."""
@@ -392,6 +414,20 @@ cdef class StreamReader:
         return self.s.implicit_frees
 
     @property
+    def temporary_threshold(self) -> int:
+        return self.s.temp_threshold
+
+    @property
+    def temporary_allocations(self) -> int:
+        """Allocations freed by their own thread within the threshold (see
+        set_temporary_threshold)."""
+        return self.s.temp_allocs
+
+    @property
+    def temporary_bytes(self) -> int:
+        return self.s.temp_bytes
+
+    @property
     def heap_bytes(self) -> int:
         return self.s.heap_bytes
 
@@ -456,6 +492,11 @@ cdef class StreamReader:
         cdef mt_stack *st = self._stack(sid)
         return (st.alloc_bytes, st.alloc_count, st.live_bytes, st.live_count,
                 st.peak_bytes, st.peak_count)
+
+    def stack_temporary(self, sid: int) -> tuple:
+        """(temporary bytes, temporary count) of a stack id."""
+        cdef mt_stack *st = self._stack(sid)
+        return (st.temp_bytes, st.temp_count)
 
     def stacks(self) -> list:
         """Every stack at once: (pynode, nativenode, thread, alloc_bytes, alloc_count,

@@ -19,6 +19,7 @@ int mt_state_init(mt_state *s)
     if (mt_addrmap_init(&s->live) < 0) return -1;
     if (mt_stackmap_init(&s->stackmap) < 0) return -1;
     s->last_sid = UINT32_MAX;
+    s->temp_threshold = MT_TEMP_DEFAULT;
     return 0;
 }
 
@@ -28,6 +29,7 @@ void mt_state_free(mt_state *s)
     free(s->nat_parent); free(s->nat_ip); free(s->nat_flags);
     free(s->stacks); free(s->peak_dirty); free(s->changed);
     free(s->pieces); free(s->mapping_pieces);
+    free(s->recent); free(s->recent_at);
     mt_addrmap_free(&s->live);
     mt_stackmap_free(&s->stackmap);
     memset(s, 0, sizeof(*s));
@@ -138,6 +140,54 @@ static inline uint32_t intern(mt_state *s, uint32_t py, uint32_t nat, uint32_t t
     s->last_thread = thread;
     s->last_sid = sid;
     return sid;
+}
+
+int mt_set_temp_threshold(mt_state *s, uint32_t n)
+{
+    if (s->total_allocs || s->recent || n > MT_TEMP_MAX) return -1;
+    s->temp_threshold = n;
+    return 0;
+}
+
+/* Remember addr as thread's newest allocation (its ring forgets the oldest). */
+static int note_recent(mt_state *s, uint64_t thread, uint64_t addr)
+{
+    size_t ring = (size_t)s->temp_threshold + 1;
+    if (thread >= s->recent_threads) {
+        size_t old = s->recent_threads, c = old;
+        if (grow((void **)&s->recent_at, &c, thread + 1, sizeof(uint32_t))) return -1;
+        size_t slots = old * ring, cs = slots;
+        if (grow((void **)&s->recent, &cs, c * ring, sizeof(uint64_t))) return -1;
+        for (size_t i = slots; i < c * ring; i++) s->recent[i] = MT_NO_ADDR;
+        s->recent_threads = c;
+    }
+    uint32_t at = s->recent_at[thread];
+    s->recent[thread * ring + at] = addr;
+    s->recent_at[thread] = at + 1 == ring ? 0 : at + 1;
+    return 0;
+}
+
+/* A free by thread of a block its own thread allocated at addr: temporary when addr is one
+ * of the thread's last threshold + 1 allocations (the block freed is the newest allocation
+ * at addr, and it is the thread's, so a match is that very allocation). */
+static inline void check_temporary(mt_state *s, uint64_t thread, const mt_live *old)
+{
+    /* a sampled capture has no "other allocations" to count: only the sampled ones */
+    if (s->sample_mean > 0) return;
+    if (thread >= s->recent_threads || s->stacks[old->sid].thread != thread) return;
+    size_t ring = (size_t)s->temp_threshold + 1;
+    uint64_t *r = &s->recent[thread * ring];
+    for (size_t i = 0; i < ring; i++) {
+        if (r[i] == old->addr) {
+            r[i] = MT_NO_ADDR;
+            mt_stack *st = &s->stacks[old->sid];
+            st->temp_bytes += (int64_t)old->size;
+            st->temp_count++;
+            s->temp_bytes += (int64_t)old->size;
+            s->temp_allocs++;
+            return;
+        }
+    }
 }
 
 static inline void drop_live(mt_state *s, uint32_t sid, int64_t bytes, int64_t count)
@@ -256,6 +306,7 @@ static int on_alloc(mt_state *s, uint64_t thread, uint64_t allocator, uint64_t a
     st->alloc_bytes += sz;
     st->alloc_count += n;
     if (addr == MT_NO_ADDR) return 0; /* MAP_FAILED-like: nothing was allocated */
+    if (note_recent(s, thread, addr) < 0) return MT_NOMEM;
     if (allocator == MT_ALLOCATOR_MMAP) {
         if (size == 0) return 0; /* maps nothing */
         uint64_t end = addr + size < addr ? UINT64_MAX : addr + size;
@@ -288,7 +339,8 @@ static int on_alloc(mt_state *s, uint64_t thread, uint64_t allocator, uint64_t a
     return 0;
 }
 
-static int on_free(mt_state *s, uint64_t allocator, uint64_t addr, uint64_t size)
+static int on_free(mt_state *s, uint64_t thread, uint64_t allocator, uint64_t addr,
+                   uint64_t size)
 {
     if (allocator == MT_ALLOCATOR_MUNMAP) {
         int r = 0;
@@ -303,6 +355,7 @@ static int on_free(mt_state *s, uint64_t allocator, uint64_t addr, uint64_t size
     }
     mt_live old;
     if (mt_addrmap_pop(&s->live, addr, &old)) {
+        check_temporary(s, thread, &old);
         drop_live(s, old.sid, (int64_t)old.size, old.count);
         s->total_frees++;
     } else {
@@ -366,7 +419,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             if (allocator == 0) { s->error = "FREE with allocator 0"; return MT_CORRUPT; }
             addr += s->last_addr;
             s->last_addr = addr;
-            r = on_free(s, allocator, addr, size);
+            r = on_free(s, thread, allocator, addr, size);
             if (r) return r;
             break;
         }

@@ -28,8 +28,12 @@ enum {
 
 typedef struct {
     int64_t alloc_bytes, alloc_count, live_bytes, live_count, peak_bytes, peak_count;
+    int64_t temp_bytes, temp_count; /* temporary allocations (see mt_state.recent) */
     uint32_t py, nat, thread, flags;
 } mt_stack;
+
+#define MT_TEMP_DEFAULT 1        /* memray's and heaptrack's default threshold */
+#define MT_TEMP_MAX 65535        /* the largest threshold accepted */
 
 /* A piece of an mmap allocation: [start, end); a partial munmap may split one in two. */
 typedef struct {
@@ -72,6 +76,14 @@ typedef struct {
     int64_t allocator_count[256], allocator_bytes[256];
     int64_t hist[MT_HIST_BUCKETS];
     int64_t records;
+    /* Temporary allocations: one freed by its own thread before that thread made more than
+     * temp_threshold other allocations. Per thread index, a ring of the addresses of its
+     * last temp_threshold + 1 allocations (an address is cleared when its free is seen). */
+    uint64_t *recent;
+    uint32_t *recent_at; /* per thread: next slot of its ring */
+    size_t recent_threads;
+    uint32_t temp_threshold;
+    int64_t temp_bytes, temp_allocs;
     int header_seen, trailer_seen;
     const char *error;
     uint64_t last_addr; /* ALLOC/FREE addresses are deltas from the previous one */
@@ -85,6 +97,8 @@ void mt_state_free(mt_state *s);
 /* Decode records from buf[*pos, n); see the MT_* results above. */
 int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
               size_t *rec_end);
+/* Set the threshold of temporary allocations; -1 once ALLOC records were read, or too big. */
+int mt_set_temp_threshold(mt_state *s, uint32_t n);
 /* Copy live counters of changed stacks into their peak snapshot (called on a new peak). */
 void mt_take_peak(mt_state *s);
 

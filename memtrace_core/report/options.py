@@ -13,8 +13,26 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
                        help="only memory still allocated when the program ended")
     which.add_argument("--peak", action="store_true",
                        help="only memory allocated at the high-water mark")
+    which.add_argument("--temporary", action="store_true",
+                       help="only temporary allocations: freed by their thread before it made "
+                       "more than N others (--temporary-threshold, default 1)")
+    parser.add_argument("--temporary-threshold", type=temporary_threshold, default=1,
+                        metavar="N", help="allocations a thread may make between a "
+                        "temporary allocation and its free (default 1, as memray)")
     parser.add_argument("--show-internal", action="store_true",
                         help="keep CPython-internal and memtrace frames in the stacks")
+
+
+def temporary_threshold(text: str) -> int:
+    """argparse type of --temporary-threshold: 0 to 65535."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count of allocations (0 to "
+                                         "65535)")
+    return n
 
 
 def load(args: argparse.Namespace):
@@ -26,7 +44,8 @@ def load(args: argparse.Namespace):
 
     with Progress("reading the capture") as progress:
         profile = load_profile(args.file, selection_from_args(args), args.show_internal,
-                               progress=progress)
+                               progress=progress,
+                               temporary_threshold=getattr(args, "temporary_threshold", 1))
     for line in profile.warnings():
         print(f"memtrace: warning: {line}", file=sys.stderr)
     return profile

@@ -28,15 +28,18 @@ class Selection(StrEnum):
     ALL = "all"  # every allocation made
     LEAKS = "leaks"  # still allocated at the end
     PEAK = "peak"  # allocated at the high-water mark
+    TEMPORARY = "temporary"  # freed by their thread within a few of its allocations
 
     @property
     def metric(self) -> Metric:
-        return {"all": Metric.TOTAL, "leaks": Metric.IN_USE, "peak": Metric.PEAK}[self.value]
+        return {"all": Metric.TOTAL, "leaks": Metric.IN_USE, "peak": Metric.PEAK,
+                "temporary": Metric.TEMPORARY}[self.value]
 
     @property
     def title(self) -> str:
         return {"all": "all allocations", "leaks": "still allocated at the end",
-                "peak": "allocated at the peak"}[self.value]
+                "peak": "allocated at the peak",
+                "temporary": "temporary allocations"}[self.value]
 
 
 def selection_from_args(args) -> Selection:
@@ -44,6 +47,8 @@ def selection_from_args(args) -> Selection:
         return Selection.LEAKS
     if getattr(args, "peak", False):
         return Selection.PEAK
+    if getattr(args, "temporary", False):
+        return Selection.TEMPORARY
     return Selection.ALL
 
 
@@ -87,6 +92,7 @@ class Profile:
     native: bool
     stale_libraries: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    instant: bool = False  # read up to an instant (load_profile's at_us), not to its end
 
     @property
     def sample_bytes(self) -> int:
@@ -175,8 +181,12 @@ class Profile:
             from memtrace_core.sampling import describe
 
             out.insert(0, f"{describe(self.sample_bytes)}: every figure is an estimate (≈)")
-        if not getattr(self.reader, "complete", True) and not getattr(self.reader, "error",
-                                                                       None):
+            if self.selection is Selection.TEMPORARY:
+                out.insert(1, "a sampled capture does not count temporary allocations "
+                           "(they need every allocation): record without --sample")
+        stopped_early = self.instant and getattr(self.reader, "stopped", False)
+        if not getattr(self.reader, "complete", True) and not stopped_early and not getattr(
+                self.reader, "error", None):
             out.append("the capture is incomplete (the program was killed or the stream "
                        "cut): numbers cover what was recorded")
         out.extend(self.notes)
@@ -185,14 +195,19 @@ class Profile:
 
 def load_profile(path: str | Path, selection: Selection = Selection.ALL,
                  show_internal: bool = False, cache_dir: Path | None = None,
-                 progress=None) -> Profile:
-    """Read, name (native captures, auto-detected from the header) and sum a capture.
+                 progress=None, at_us: int | None = None,
+                 temporary_threshold: int = 1) -> Profile:
+    """Read, name (native captures, auto-detected from the header) and sum a capture; with
+    at_us, the capture as it stood at that instant (its first TICK at or after it).
 
     Raises UserError (one line) for a missing, foreign or corrupt file."""
     from memtrace_core.model.build import call_tree
-    from memtrace_core.reader import read_capture, read_names
+    from memtrace_core.reader import read_capture, read_capture_at, read_names
 
-    reader = read_capture(path, progress=progress)
+    if at_us is None:
+        reader = read_capture(path, progress=progress, temporary_threshold=temporary_threshold)
+    else:
+        reader = read_capture_at(path, at_us, temporary_threshold)
     embedded = read_names(path) if (reader.header or {}).get("native") else None
     tree = call_tree(reader, names="sync", cache_dir=cache_dir, embedded=embedded)
     tree.set_metric(selection.metric)
@@ -201,7 +216,8 @@ def load_profile(path: str | Path, selection: Selection = Selection.ALL,
     bi, ci = selection.metric.bytes_index, selection.metric.count_index
     tree.core.begin_all(bi, ci)
     tree.core.step()
-    profile = Profile(str(path), reader, selection, tree, tree.native)
+    profile = Profile(str(path), reader, selection, tree, tree.native,
+                      instant=at_us is not None)
     if tree.namer is not None:
         tree.namer.flush()
         profile.stale_libraries = shown_stale_libraries(profile, tree.namer.stale_libraries())

@@ -16,6 +16,7 @@ from memtrace_core.model.metrics import (
     ALLOC_COUNT,
     LIVE_BYTES,
     LIVE_COUNT,
+    N_COUNTERS,
     PEAK_BYTES,
     PEAK_COUNT,
 )
@@ -115,9 +116,9 @@ def check(tree: CallTree) -> None:
 
 def per_thread(reader) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
-    for row in reader.stacks():
-        acc = out.setdefault(row[2], [0] * 6)
-        for i, n in enumerate(row[3:]):
+    for sid, row in enumerate(reader.stacks()):
+        acc = out.setdefault(row[2], [0] * N_COUNTERS)
+        for i, n in enumerate((*row[3:], *reader.stack_temporary(sid))):
             acc[i] += n
     return out
 

@@ -74,7 +74,7 @@ def test_metric_switch_reorders_children():
     assert [c.frame.function for c in tree.children(main)] == ["build", "load"]
     tree.set_metric(Metric.COUNT)  # load: 2 allocations, build: 2 -> tie broken by name
     assert [c.frame.function for c in tree.children(main)] == ["build", "load"]
-    assert Metric.COUNT.next() is Metric.IN_USE
+    assert Metric.COUNT.next() is Metric.TEMPORARY and Metric.TEMPORARY.next() is Metric.IN_USE
 
 
 def test_incremental_update_keeps_nodes_and_costs_changed_only():

@@ -34,6 +34,12 @@ class Oracle:
     peak_stacks: dict[Key, tuple[int, int]] = field(default_factory=dict)
     allocators: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     hist: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    # temporary allocations, by the definition itself: each thread's allocations numbered;
+    # freed by its own thread with at most `threshold` others numbered in between
+    threshold: int = 1
+    made: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # thread -> n
+    seq: dict[int, tuple[int, int]] = field(default_factory=dict)  # addr -> (thread, number)
+    temp: dict[Key, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
 
     # ---- operations ----
 
@@ -47,6 +53,8 @@ class Oracle:
         self.allocators[allocator][1] += size
         bound = 0 if size == 0 else 1 << (size.bit_length() - 1)
         self.hist[bound] += 1
+        number = self.made[thread]
+        self.made[thread] += 1
         if allocator == MMAP:
             if size == 0:
                 return
@@ -55,13 +63,20 @@ class Oracle:
             self.next_mapping += 1
         else:
             self.heap[addr] = (size, key, allocator)  # replaces a block whose free was lost
+            self.seq[addr] = (thread, number)
         self._check_peak()
 
     def free(self, thread: int, allocator: int, addr: int, size: int) -> None:
         if allocator == MUNMAP:
             touched = size > 0 and self._unmap(addr, addr + size)
         else:
-            touched = self.heap.pop(addr, None) is not None
+            block = self.heap.pop(addr, None)
+            touched = block is not None
+            if touched:
+                owner, number = self.seq.pop(addr)
+                if owner == thread and self.made[thread] - number - 1 <= self.threshold:
+                    self.temp[block[1]][0] += block[0]
+                    self.temp[block[1]][1] += 1
         if touched:
             self.total_frees += 1
         else:
@@ -131,6 +146,10 @@ class Oracle:
             )
             for key in self.alloc_count
         }
+
+    def temporary(self) -> dict[Key, tuple[int, int]]:
+        """(bytes, count) of temporary allocations per stack with any."""
+        return {k: (v[0], v[1]) for k, v in self.temp.items() if v[1]}
 
     def live_allocations(self) -> list[tuple[int, int, Key, int]]:
         """One per allocation; an mmap gives its first mapped byte and its bytes still mapped."""

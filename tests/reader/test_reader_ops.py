@@ -27,10 +27,11 @@ PAGE = 4096
 MMAP_BASE = 0x7F00_0000_0000
 
 
-def build(ops: list[tuple], native: bool = False) -> tuple[StreamWriter, Oracle]:
+def build(ops: list[tuple], native: bool = False,
+          threshold: int = 1) -> tuple[StreamWriter, Oracle]:
     """Replay operations into a stream and into the oracle."""
     w = StreamWriter(native=native)
-    o = Oracle()
+    o = Oracle(threshold=threshold)
     w.thread(1, 1000, "MainThread")
     w.thread(2, 1001, "worker")
     pys = [0] + [
@@ -76,7 +77,10 @@ def build(ops: list[tuple], native: bool = False) -> tuple[StreamWriter, Oracle]
 
 
 def check(w: StreamWriter, o: Oracle) -> StreamReader:
-    r = read_all(w.data)
+    r = StreamReader()
+    r.set_temporary_threshold(o.threshold)
+    r.feed(w.data)
+    r.finish()
     assert r.complete is False and r.truncated is False
     assert (r.total_allocated_bytes, r.total_allocations) == (o.total_bytes, o.total_allocs)
     assert (r.total_frees, r.ignored_frees) == (o.total_frees, o.ignored_frees)
@@ -94,6 +98,11 @@ def check(w: StreamWriter, o: Oracle) -> StreamReader:
     assert sum(size for _a, size, _k, _al in snap["live"]) == r.heap_bytes
     assert r.allocator_stats == {k: tuple(v) for k, v in o.allocators.items()}
     assert r.size_histogram == sorted(o.hist.items())
+    temporary = {r.stack_key(sid): r.stack_temporary(sid) for sid in range(r.n_stacks)
+                 if r.stack_temporary(sid)[1]}
+    assert temporary == o.temporary()
+    assert (r.temporary_bytes, r.temporary_allocations) == (
+        sum(b for b, _ in temporary.values()), sum(c for _, c in temporary.values()))
     return r
 
 
@@ -131,9 +140,10 @@ ops_strategy = st.lists(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=ops_strategy, native=st.booleans())
-def test_random_operations_match_oracle(ops: list[tuple], native: bool) -> None:
-    w, o = build(ops, native=native)
+@given(ops=ops_strategy, native=st.booleans(), threshold=st.sampled_from([0, 1, 3]))
+def test_random_operations_match_oracle(ops: list[tuple], native: bool,
+                                        threshold: int) -> None:
+    w, o = build(ops, native=native, threshold=threshold)
     check(w, o)
 
 

@@ -4,6 +4,8 @@
  *          -> malloc: 3 blocks of REP_LEAK_BASE + REP_LEAK_STEP*i bytes, all kept until exit;
  *          rep_middle also calls rep_scratch (not inlined) -> malloc, freed at once.
  * spike(): rep_spike -> malloc(REP_SPIKE), written, then freed: the run's heap peak.
+ * churn(n): n rounds of rep_churn's pattern (see there): temporary allocations whose
+ *          count depends on the threshold, between allocations that are not temporary.
  * `# @name` style markers (C comments) let the tests find line numbers.
  * Built by tests/report/conftest.py with gcc -g -O1 -fPIC -shared; -DREP_REBUILT gives a
  * library with other code and another build-id (the stale-library test).
@@ -74,6 +76,37 @@ NOINLINE void rep_spike(void) {
     sink = NULL;
 }
 
+#define REP_T_NOW 1111   /* freed at once: temporary for every threshold */
+#define REP_T_KEEP 2221  /* kept until the next round frees it late: never temporary */
+#define REP_T_TWO 3331   /* 2 other allocations before its free: temporary from N = 2 */
+#define REP_T_ONE 4441   /* 1 other before its free: temporary from N = 1 */
+#define REP_T_ZERO 5551  /* none: temporary for every threshold */
+static void *volatile held;
+
+NOINLINE void rep_churn(void) {
+    void *t = malloc(REP_T_NOW); /* @t_now */
+    sink = t;
+    free(t);
+    void *k = malloc(REP_T_KEEP); /* @t_keep */
+    sink = k;
+    void *c = malloc(REP_T_TWO); /* @t_two */
+    void *d = malloc(REP_T_ONE); /* @t_one */
+    void *e = malloc(REP_T_ZERO); /* @t_zero */
+    sink = c; sink = d; sink = e;
+    free(c);
+    free(d);
+    free(e);
+    free(held); /* the previous round's kept block: many allocations ago */
+    held = k;
+}
+
+static PyObject *churn(PyObject *self, PyObject *arg) {
+    long n = PyLong_AsLong(arg);
+    if (n < 0 && PyErr_Occurred()) return NULL;
+    for (long i = 0; i < n; i++) rep_churn(); /* @churn_call */
+    Py_RETURN_NONE;
+}
+
 static PyObject *leak(PyObject *self, PyObject *unused) {
     rep_entry(); /* @entry_call */
     Py_RETURN_NONE;
@@ -87,6 +120,7 @@ static PyObject *spike(PyObject *self, PyObject *unused) {
 static PyMethodDef methods[] = {
     {"leak", leak, METH_NOARGS, "leak 3 blocks through nested C functions"},
     {"spike", spike, METH_NOARGS, "allocate and free one big block (the peak)"},
+    {"churn", churn, METH_O, "n rounds of temporary and kept allocations"},
     {NULL, NULL, 0, NULL},
 };
 
