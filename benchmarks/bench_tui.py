@@ -562,6 +562,115 @@ def make_capture(script: Path, work: Path, scale: float) -> Path:
     return out
 
 
+# -- 7. churn: repaint gaps, root = header, `d` with 300 expanded children ---------------------
+def bench_churn(seconds: float, results: Results) -> None:
+    from textual import events
+
+    from memtrace_core.model.build import call_tree
+    from memtrace_core.model.feed import enlarge_pipe
+    from memtrace_core.model.metrics import LIVE_BYTES
+    from memtrace_core.model.session import Session
+    from memtrace_core.reader import StreamReader
+    from memtrace_tui.app import MemtraceApp
+    from memtrace_tui.live_controller import LiveController
+
+    warmup = 3.0
+    read_fd, write_fd = os.pipe()
+    enlarge_pipe(read_fd)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memtrace_core.tracer.runner", "--fd", str(write_fd),
+         "--native", str(HERE / "workloads" / "churn_tree.py"), str(seconds + warmup + 1)],
+        pass_fds=[write_fd], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, env=child_env(Path(os.devnull), 1.0),
+        start_new_session=True)
+    os.close(write_fd)
+    reader = StreamReader()
+    tree = call_tree(reader, native=True)
+    session = Session(reader, tree, live=True)
+    controller = LiveController(proc, read_fd, session, log_path=None)
+    repaints: list[float] = []
+    mismatches: list[tuple[int, int]] = []
+
+    class ChurnApp(MemtraceApp):
+        def __init__(self) -> None:
+            super().__init__(session, controller)
+            self.displayed = asyncio.Event()
+
+        def post_display_hook(self) -> None:
+            self.displayed.set()
+
+    async def drive() -> tuple[list[float], int, int]:
+        app = ChurnApp()
+        latencies: list[float] = []
+        async with app.run_test(size=(120, 40)) as pilot:
+            main = app.main
+            repaint = main.refresh_all
+
+            def timed() -> None:
+                with session.lock:
+                    repaint()
+                    repaints.append(time.monotonic())
+                    shown = main.header_bar.summary.heap_bytes
+                    if shown != tree.root.total[LIVE_BYTES]:
+                        mismatches.append((shown, tree.root.total[LIVE_BYTES]))
+
+            main.refresh_all = timed
+            await asyncio.sleep(warmup)  # the 300 functions appear
+            view = main.tree_view
+            with session.lock:  # open the node whose children are the 300 functions
+                wide = max(tree.walk(), key=lambda n: len(tree.children(n)))
+                children = len(tree.children(wide))
+                view.select(wide)
+                view.expanded[wide.id] = wide
+                view.rebuild()
+            await pilot.pause(0.2)
+            repaints.clear()
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and proc.poll() is None:
+                shown = main.detail.display
+                app.displayed.clear()
+                start = time.perf_counter()
+                app._driver.send_message(events.Key("d", "d"))
+                while main.detail.display == shown:
+                    if time.perf_counter() - start > 10:
+                        raise Failed("churn: `d` did not toggle the detail pane in 10 s")
+                    await asyncio.sleep(0.0005)
+                app.displayed.clear()
+                await app.displayed.wait()
+                latencies.append(time.perf_counter() - start)
+                await asyncio.sleep(0.1)
+            rows = view.row_count
+            controller.stop_program()
+        return latencies, children, rows
+
+    try:
+        latencies, children, rows = asyncio.run(drive())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        tree.close()
+    ms = [x * 1000 for x in latencies]
+    gaps = [(b - a) * 1000 for a, b in zip(repaints, repaints[1:], strict=False)]
+    print(f"churn: {reader.total_allocations:,} allocations, heap {reader.heap_bytes / 2**20:.1f}"
+          f" MiB; node of {children} children expanded ({rows} rows)")
+    print(f"churn: repaint gaps n={len(gaps)}  p50 {pct(gaps, 50):.0f} ms  p99 {pct(gaps, 99):.0f}"
+          f" ms  max {max(gaps, default=float('nan')):.0f} ms   (target max <= 500 ms)")
+    print(f"churn: root != header at {len(mismatches)} of {len(repaints)} repaints (target 0)")
+    print(f"churn: `d` key press -> repaint n={len(ms)}  p50 {pct(ms, 50):.1f} ms  "
+          f"p99 {pct(ms, 99):.1f} ms  max {max(ms, default=float('nan')):.1f} ms   "
+          f"(target p99 <= 100 ms)")
+    if not ms or not gaps:
+        raise Failed(f"churn: {len(ms)} key presses and {len(gaps)} repaint gaps measured")
+    if mismatches:
+        raise Failed(f"churn: the root differed from the header: {mismatches[:3]}")
+    results.figure("churn/children_expanded", children, "nodes", better="higher")
+    results.figure("churn/root_header_mismatches", len(mismatches), "repaints")
+    for name, values in (("repaint_gap", gaps), ("detail_key", ms)):
+        for q in (50, 99):
+            results.figure(f"churn/{name}_p{q}_ms", round(pct(values, q), 3), "ms")
+    results.figure("churn/repaint_gap_max_ms", round(max(gaps), 3), "ms")
+
+
 def measure(args: argparse.Namespace, results: Results) -> None:
     only = set(args.only.split(",")) if args.only else None
 
@@ -586,13 +695,15 @@ def measure(args: argparse.Namespace, results: Results) -> None:
             bench_view(capture, args.rounds, results)
         if wanted("keys"):
             bench_keys(lib, args.seconds, args.keys_script, results)
+        if wanted("churn"):
+            bench_churn(args.seconds, results)
         if wanted("live"):
             bench_live_vs_run(lib, args.rounds, args.scale, results)
 
 
 def main() -> int:
     ap = parser(__doc__)
-    ap.add_argument("--only", help="comma-separated: keys,live,memory,absorb,lag,view")
+    ap.add_argument("--only", help="comma-separated: keys,live,memory,absorb,lag,view,churn")
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--scale", type=float, default=1.0)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
 
 from memtrace_core.model import Metric, Session
+from memtrace_tui.command_palette import SafeCommandPalette
 from memtrace_tui.main_screen import MainScreen
 from memtrace_tui.messages import ModelUpdated, ProgramExited
 from memtrace_tui.palette import kind_colours, kind_css
@@ -160,6 +163,19 @@ class MemtraceApp(App[int]):
         self._repaint()
         if self.screen_stack and isinstance(self.screen, QuitScreen):
             self.screen.dismiss("cancel")  # nothing left to ask about
+
+    # -- command palette -------------------------------------------------------------------
+    def action_command_palette(self) -> None:
+        if self.use_command_palette and not SafeCommandPalette.is_open(self):
+            self.push_screen(SafeCommandPalette(id="--command-palette"))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's commands, with Quit saying that it asks first."""
+        for command in super().get_system_commands(screen):
+            if command.title == "Quit":
+                command = SystemCommand("Quit", "Quit memtrace (asks first while the "
+                                        "program runs)", command.callback)
+            yield command
 
     # -- quitting --------------------------------------------------------------------------
     def exit(self, *args, **kwargs) -> None:

@@ -74,22 +74,39 @@ class HeapChart(Widget):
         self.session: Session | None = None
         self.values: list[int] = []
         self.top = 0
+        self._data: tuple[int, list[int], int, float] | None = None  # width, heap, peak, end
+
+    @property
+    def peak(self) -> int:
+        """The peak the chart was last given (its scale's top and label)."""
+        return self._data[2] if self._data is not None else 0
+
+    def _bars_width(self) -> int:
+        return max(10, self.size.width - LABEL_W - 1)
+
+    def _take(self, session: Session) -> None:
+        """The series and figures of this moment (under the session lock)."""
+        width = self._bars_width()
+        heap, _rss = session.heap_series(width)
+        figures = session.tree.figures  # the data the header and the tree show
+        self._data = (width, heap, figures.peak_bytes, figures.last_time_us / 1e6)
 
     def refresh_from(self, session: Session) -> None:
-        """Redraw from the session's history (drawn at the widget's size when painted)."""
+        """Take the data now, with the header and the tree (call under the session lock:
+        a later update must not reach the chart alone), and draw it when painted."""
         self.session = session
+        self._take(session)
         self.refresh()
 
     def render(self) -> Content:
         session = self.session
-        if session is None:
+        if session is None or self._data is None:
             return Content("")
-        width = max(10, self.size.width - LABEL_W - 1)
+        if self._data[0] != self._bars_width():  # resized: the same moment, new buckets
+            with session.lock:
+                self._take(session)
+        width, heap, peak, end_s = self._data
         rows = max(1, self.size.height - 1)
-        with session.lock:
-            heap, _rss = session.heap_series(width)
-            figures = session.tree.figures  # the data the header and the tree show
-            peak, end_s = figures.peak_bytes, figures.last_time_us / 1e6
         values = heap + [0] * (width - len(heap))
         self.values = values
         self.top = max(peak, max(values, default=0))

@@ -59,6 +59,22 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
     def size(pieces: list[Piece]) -> int:
         return sum(len(t) for t, _ in pieces)
 
+    # very narrow: the clock goes, then the thread's figure (its badge and the tree's root
+    # still show it), then the "pid" label; last, the status is shortened
+    for label in ("clock", "thread", "pid"):
+        if size(core) <= room:
+            break
+        if label == "clock":
+            core = [p for p in core if p[0] != f" {s.elapsed_s:.1f}s"]
+        elif label == "thread":
+            core = [p for i, p in enumerate(core) if not (thread and p[0] == "  thread ")
+                    and not (i > 0 and thread and core[i - 1][0] == "  thread ")]
+        else:
+            core = core[1:]
+    over = size(core) - room
+    status_at = next(i for i, p in enumerate(core) if p[0] == s.status)
+    if over > 0 and len(s.status) - over - 1 >= 6:
+        core[status_at] = (s.status[:len(s.status) - over - 1] + "…", core[status_at][1])
     used = size(core)
     kept: dict[str, list[Piece]] = {}
     for name, pieces in reversed(optional):  # most important first
@@ -73,7 +89,7 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         lead: list[Piece] = [(command, "$foreground"), ("  ", "")]
     else:
         lead = []
-    out = core[:3] + lead + core[3:]
+    out = core[:status_at] + lead + core[status_at:]
     # the peak's time right after the peak, the rest in reading order
     order = ["sampled", "peak_at", "rss", "native", "pending", "allocs", "records"]
     for name in order:

@@ -22,7 +22,7 @@ KEYS = [
     ("/", "filter by function or file substring, live as you type"),
     ("n / N", "next / previous match of the filter"),
     ("escape", "clear the filter"),
-    ("m", "cycle metric: in use / peak / total allocated / allocations"),
+    ("m", "cycle metric: in use / peak / allocated / count / temporary"),
     ("t", "choose a thread (numbers become that thread's own)"),
     ("i", "show/hide interpreter-internal frames"),
     ("v", "switch call tree / top-locations table"),

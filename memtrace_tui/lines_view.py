@@ -68,6 +68,10 @@ class LinesView(Widget, can_focus=True):
     def cursor_moved(self) -> None:
         """Hook: the cursor is on another row (selection follows it)."""
 
+    def empty_text(self) -> str:
+        """What the first line says when there are no rows (why the view is empty)."""
+        return ""
+
     def row_activated(self) -> None:
         """Hook: a click on the row under the cursor (the tree toggles it)."""
 
@@ -205,10 +209,14 @@ class LinesView(Widget, can_focus=True):
         bar = self._scrollbar(y, height)
         text_width = width - 1 if bar is not None else width
         index = self.top + y
-        base = self.rich_style
+        base = self.role_style("", False)  # the widget's own style, cached until it changes
         if index >= self.row_count:
             self._painted[y] = None
             strip = Strip.blank(text_width, base)
+            if not self.row_count and y == 0 and (note := self.empty_text()):
+                self._painted[y] = ((note, "dim"),), False  # repainted when rows come
+                strip = Strip([Segment(note, self.role_style("dim", False))]).crop_extend(
+                    0, text_width, base)
         else:
             selected = index == self.cursor
             row = self.row(index)

@@ -210,7 +210,7 @@ class MainScreen(Screen[None]):
         switcher = self.switcher
         switcher.current = "table" if switcher.current == "tree" else "tree"
         self.refresh_all()
-        self.active_view.focus()
+        self.set_focus(self.active_view)  # now: a key typed right after `v` goes to it
 
     def action_pause(self) -> None:
         self.paused = not self.paused

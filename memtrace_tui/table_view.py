@@ -9,7 +9,7 @@ from memtrace_tui.columns import Layout, counts_metric, grand_total
 from memtrace_tui.kinds import location
 from memtrace_tui.lines_view import KIND_ROLES, LinesView, Row
 from memtrace_tui.messages import SelectionChanged
-from memtrace_tui.tree_text import frame_matches, split_matches
+from memtrace_tui.tree_text import empty_message, frame_matches, split_matches
 
 SORTS = ("own", "total", "count")
 # --native: "user" = own (user code), the bytes of the stacks whose innermost user frame
@@ -79,6 +79,9 @@ class LocationsTable(LinesView):
             pieces.append(("  ", "dim"))
             pieces += split_matches(where, needle if frame_matches(f, needle) else "", "dim")
         return tuple(pieces)
+
+    def empty_text(self) -> str:
+        return empty_message(self.session.tree)
 
     def refresh_from_model(self) -> None:
         with self.session.lock:

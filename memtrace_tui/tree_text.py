@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from memtrace_core.frames import Frame
+from memtrace_core.model import CallTree
 
 
 def frame_matches(frame: Frame, needle: str) -> bool:
@@ -30,3 +31,18 @@ def split_matches(text: str, needle: str, roles: str) -> list[tuple[str, str]]:
     if at < len(text):
         out.append((text[at:], roles))
     return out
+
+
+NOTHING = {"in use": "nothing in use", "peak": "nothing at the peak",
+           "total allocated": "nothing allocated", "allocations": "no allocations",
+           "temporary": "no temporary allocations"}
+
+
+def empty_message(tree: CallTree) -> str:
+    """Why the tree or the table has no rows: the filter matches nothing, or nothing counts
+    in this metric (for this thread) yet."""
+    if tree.filter:
+        return f'no frame matches "{tree.filter}" (escape clears the filter)'
+    who = "" if tree.thread is None else " in this thread"
+    what = NOTHING.get(tree.metric.value, f"nothing for {tree.metric.value}")
+    return f"{what}{who} yet"

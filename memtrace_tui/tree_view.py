@@ -20,7 +20,7 @@ from memtrace_tui.kinds import location
 from memtrace_tui.lines_view import KIND_ROLES, LinesView, Row
 from memtrace_tui.messages import SelectionChanged
 from memtrace_tui.tree_state import frames_of, relocate
-from memtrace_tui.tree_text import frame_matches, split_matches
+from memtrace_tui.tree_text import empty_message, frame_matches, split_matches
 
 NAME_ROOM = 28  # columns kept for arrow, mark and the start of a name however deep
 
@@ -132,6 +132,9 @@ class CallTreeView(LinesView):
         if depth <= levels:
             return "│ " * depth
         return "│ " * (levels - 3) + f"{depth:>4}› "
+
+    def empty_text(self) -> str:
+        return empty_message(self.tree)
 
     def _nearest_visible(self, node: Node) -> int:
         index = {id(n): i for i, n in enumerate(self.row_nodes)}

@@ -66,6 +66,63 @@ async def test_view_real_native_capture_names_replace_unresolved_in_place(native
         session.tree.close()
 
 
+USER_SCRIPT = """\
+import mtext
+
+
+def do_leak():
+    mtext.leak_pattern()
+
+
+def hold():
+    return bytearray(7_000_003)  # @hold
+
+
+do_leak()
+kept = hold()
+"""
+
+
+@scenarios.sync
+async def test_native_table_sorts_by_own_of_user_code_first(mt, tmp_path, monkeypatch):
+    """With native frames every byte's own frame is an allocator; "own (user code)" gives
+    each stack's bytes to its innermost Python line or user library instead."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    capture = mt.trace(tmp_path, USER_SCRIPT, options=("--native",)).check().capture
+    session = session_for_capture(capture)
+    try:
+        app = MemtraceApp(session)
+        async with app.run_test(size=(140, 45)) as pilot:
+            for _ in range(300):  # every native name in
+                await pilot.pause(0.05)
+                if session.tree.pending_names() == 0 and not session.tree.busy:
+                    break
+            await pilot.press("v")
+            table = app.query_one("#table")
+            assert table.sort == "user"
+            assert "user own↓" in str(app.query_one("#columns").render())
+            top = [loc.frame.function for loc in table.row_locations[:2]]
+            assert top == ["do_leak", "hold"] or top == ["mt_leaf", "hold"], top
+            leak = table.row_locations[0]
+            assert leak.user[LIVE_BYTES] == LEAKED
+            held = table.row_locations[1]
+            assert held.frame.kind is FrameKind.PYTHON and held.frame.line == 9  # @hold
+            assert held.own[LIVE_BYTES] == 0  # under "own" the allocator has these bytes
+            assert held.user[LIVE_BYTES] == held.total[LIVE_BYTES] == 7_000_004  # and its NUL
+            row = "".join(text for text, _ in table.row(1))
+            assert row.split()[0:2] == ["6.7", "MiB"]  # the first column is the user figure
+            # every byte goes to exactly one user frame: the column adds up to the root
+            everything = session.tree.top_locations("user", 0)
+            assert sum(loc.user[LIVE_BYTES] for loc in everything) == \
+                session.tree.root.total[LIVE_BYTES]
+            await pilot.press("s")  # own: an allocator comes first now
+            assert table.sort == "own"
+            assert table.row_locations[0].frame.kind is not FrameKind.PYTHON
+            assert table.row_locations[0].frame.function != "hold"
+    finally:
+        session.tree.close()
+
+
 @scenarios.sync
 async def test_view_real_capture_python_only(mt, tmp_path):
     capture = mt.trace(tmp_path, SCRIPT).check().capture

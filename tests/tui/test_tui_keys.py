@@ -12,7 +12,7 @@ import scenarios
 from textual import events
 from tui_streams import StreamWriter
 
-from memtrace_core.model import CallTree, Session
+from memtrace_core.model import CallTree, Metric, Session
 from memtrace_core.model.metrics import LIVE_BYTES
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
@@ -85,6 +85,17 @@ async def test_keys_typed_right_after_slash_go_to_the_filter(sample):
 
 
 @scenarios.sync
+async def test_keys_typed_right_after_v_go_to_the_new_view(sample):
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE) as pilot:
+        type_fast(app, "v", "s")  # the table's own key, at once
+        await until(pilot, lambda: app.main.table_view.sort == "total")
+        type_fast(app, "v", "e")  # back in the tree: `e` expands the hottest path
+        await until(pilot, lambda: app.main.tree_view.expanded != {})
+        assert app.screen.focused is app.main.tree_view
+
+
+@scenarios.sync
 async def test_filter_is_live_highlights_and_escape_clears(sample):
     app = MemtraceApp(scenarios.session_from(sample))
     async with app.run_test(size=SIZE) as pilot:
@@ -107,6 +118,30 @@ async def test_filter_is_live_highlights_and_escape_clears(sample):
         assert app.session.tree.root.total[LIVE_BYTES] == scenarios.IN_USE
         assert path_of(tree.selected) == ["main", "load_config", "parse_rows"]
         assert "/parse" not in str(app.query_one("#columns").render())
+
+
+@scenarios.sync
+async def test_an_empty_view_says_why(sample):
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("slash", *"zzq")
+        await until(pilot, lambda: app.session.tree.filter == "zzq")
+        for view in ("tree", "table"):
+            shown = app.main.active_view
+            assert shown.row_count == 0
+            assert shown.render_line(0).text.strip() == \
+                'no frame matches "zzq" (escape clears the filter)', view
+            await pilot.press("enter", "v", "slash")
+        await pilot.press("escape")
+        assert app.main.active_view.row_count > 0
+        assert "no frame matches" not in app.main.active_view.render_line(0).text
+    reader = StreamReader()  # live, before the program's first allocation
+    app = MemtraceApp(Session(reader, CallTree(reader)))
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.main.tree_view.render_line(0).text.strip() == "nothing in use yet"
+        app.set_metric(Metric.TEMPORARY)
+        await pilot.pause()
+        assert app.main.tree_view.render_line(0).text.strip() == "no temporary allocations yet"
 
 
 @scenarios.sync
@@ -248,6 +283,27 @@ async def test_every_way_of_quitting_asks_while_the_program_runs():
         await pilot.pause()
         await pilot.press("u")
     assert controller.calls == ["detach"] and app.return_value == 0
+
+
+@scenarios.sync
+async def test_enter_then_escape_in_the_command_palette_never_crashes():
+    """Enter typed before the palette has listed its commands, then Escape: Textual's own
+    palette dismissed itself twice and the app crashed (the program ran on untraced)."""
+    for gap in (0.0, 0.005, 0.01, 0.02, 0.04):
+        app, controller = live_app()
+        async with app.run_test(size=SIZE) as pilot:
+            for key in ("ctrl+p", "t", "enter", "escape"):
+                type_fast(app, key)
+                await asyncio.sleep(gap)
+            await pilot.pause(0.5)
+            assert app._exception is None, gap
+            assert [type(s).__name__ for s in app.screen_stack] == ["MainScreen"], gap
+            assert controller.calls == []
+            await pilot.press("ctrl+p", *"quit")  # Quit says that it asks first
+            await until(pilot, lambda screen=app.screen: "asks first" in " ".join(
+                str(o.prompt) for o in screen.query("CommandList").first().options))
+            await pilot.press("escape")
+        assert controller.calls == [], gap
 
 
 @scenarios.sync
@@ -425,3 +481,27 @@ async def test_click_on_the_scrollbar_jumps_there(big):
         assert tree.cursor == 0 and tree.top == 0
         strip = tree.render_line(0)
         assert strip.text[-1] in "│┃"  # the scrollbar's track or thumb, always drawn
+
+
+@pytest.mark.parametrize("width", [50, 64, 80, 100, 160])
+@scenarios.sync
+async def test_one_header_line_and_help_quit_at_every_width(sample, width):
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=(width, 24)) as pilot:
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("end", "enter")  # a thread badge too
+        await pilot.press("slash", *"parse", "enter", "p")  # filter and PAUSED badges
+        main = app.main
+        header = main.header_bar.render().plain
+        assert "\n" not in header and len(header) <= main.header_bar.size.width
+        assert "heap " in header and "peak " in header
+        columns = main.columns.render().plain
+        assert len(columns) <= main.columns.size.width
+        assert "PAUSED" in columns  # the badges that matter most keep their place
+        if width >= 64:
+            assert "/parse" in columns
+        keys = main.query_one("#keys").render().plain
+        assert len(keys) <= main.query_one("#keys").size.width
+        assert keys.rstrip().endswith("? help  q quit")
+        assert main.header_bar.outer_size.height == 1

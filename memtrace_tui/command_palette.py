@@ -1,0 +1,24 @@
+"""Textual's command palette, safe against a key typed while it is still searching.
+
+Enter pressed before the palette has listed its commands selects the first one when the
+list arrives; if Escape closed the palette in between, Textual's palette dismisses itself a
+second time and the app crashes (ScreenStackError, "Can't pop screen"), leaving the traced
+program running untraced. Here a selection that arrives after the palette closed is
+dropped: Escape meant "never mind".
+"""
+
+from __future__ import annotations
+
+from textual.command import CommandPalette
+from textual.widgets import Button, Input
+
+
+class SafeCommandPalette(CommandPalette):
+    """The command palette, ignoring selections that arrive after it closed."""
+
+    def _select_or_command(self, event: Input.Submitted | Button.Pressed | None = None) -> None:
+        if self not in self.app.screen_stack:
+            if event is not None:
+                event.stop()
+            return
+        super()._select_or_command(event)
