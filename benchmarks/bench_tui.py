@@ -505,7 +505,7 @@ def bench_view(capture: Path, rounds: int, results: Results) -> None:
                 times[f"tree {warmth}"].append(time.perf_counter() - t0)
             shutil.rmtree(Path(cache) / "memtrace", ignore_errors=True)  # cold again
             for warmth in ("cold", "warm"):
-                times[f"view {warmth}"].append(_view_time(capture, env, f"mtview{i}"))
+                times[f"view {warmth}"].append(_view_time(capture, env, f"mtview{os.getpid()}-{i}"))
     for name, values in times.items():
         print(f"view: {name}: median {statistics.median(values):.2f} s over {len(values)}")
         results.figure(f"view/{name.replace(' ', '_')}_s", round(statistics.median(values), 3),

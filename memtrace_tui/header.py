@@ -1,6 +1,7 @@
 """The header: one line that never wraps.
 
-pid, status and clock, heap now (and the chosen thread's own) and the peak always show;
+pid, status and clock, heap now (and the chosen thread's own), the peak and the child
+processes (traced, or untraced once the program has ended) always show;
 then, as width allows, the command (cut from the left: the script name is at its end), RSS,
 names still pending, the peak's time and the rates, which go first when the line is short.
 """
@@ -42,6 +43,16 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
     thread = getattr(s, "thread", None)
     if thread:  # one thread chosen: its own heap, which the tree's root shows
         core[7:7] = [("  thread ", MUTED), (est + format_bytes(thread[LIVE_BYTES]), "bold")]
+    # child processes: how many are traced (`live --follow-fork`, P picks one), or how many
+    # ran untraced (known at the program's end); always shown, after the peak's time
+    processes = getattr(s, "processes", 0)
+    untraced = getattr(s, "untraced_children", 0)
+    family: list[Piece] = []
+    if processes:
+        family += [("  ", ""), (f"{processes} process{'es' if processes > 1 else ''}", "bold")]
+    if untraced:
+        family += [("  ", ""), (f"{untraced} child{'ren' if untraced > 1 else ''} untraced",
+                                "$text-warning")]
     # optional pieces in the order they are dropped when the line is short
     optional: list[tuple[str, list[Piece]]] = [
         ("records", [(f"  {_si(s.records_per_s)} rec/s", MUTED)]),
@@ -49,6 +60,7 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         ("peak_at", [(f" at {s.peak_time_s:.2f}s", MUTED)]),
         ("native", [("  native", "$text-primary")] if s.native else []),
         ("rss", [("  rss ", MUTED), (format_bytes(rss), "")] if rss else []),
+        ("follow_hint", [(" (--follow-fork traces them)", MUTED)] if untraced else []),
         ("pending", [("  names pending ", MUTED),
                      (f"{s.pending_symbols}", "bold")]
          if s.pending_symbols else []),
@@ -60,22 +72,25 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         return sum(len(t) for t, _ in pieces)
 
     # very narrow: the clock goes, then the thread's figure (its badge and the tree's root
-    # still show it), then the "pid" label; last, the status is shortened
-    for label in ("clock", "thread", "pid"):
-        if size(core) <= room:
+    # still show it), then the "pid" label, then the process counts; last, the status is
+    # shortened
+    for label in ("clock", "thread", "pid", "family"):
+        if size(core) + size(family) <= room:
             break
         if label == "clock":
             core = [p for p in core if p[0] != f" {s.elapsed_s:.1f}s"]
         elif label == "thread":
             core = [p for i, p in enumerate(core) if not (thread and p[0] == "  thread ")
                     and not (i > 0 and thread and core[i - 1][0] == "  thread ")]
-        else:
+        elif label == "pid":
             core = core[1:]
+        else:
+            family = []
     over = size(core) - room
     status_at = next(i for i, p in enumerate(core) if p[0] == s.status)
     if over > 0 and len(s.status) - over - 1 >= 6:
         core[status_at] = (s.status[:len(s.status) - over - 1] + "…", core[status_at][1])
-    used = size(core)
+    used = size(core) + size(family)
     kept: dict[str, list[Piece]] = {}
     for name, pieces in reversed(optional):  # most important first
         if pieces and used + size(pieces) <= room:
@@ -89,9 +104,11 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         lead: list[Piece] = [(command, "$foreground"), ("  ", "")]
     else:
         lead = []
-    out = core[:status_at] + lead + core[status_at:]
-    # the peak's time right after the peak, the rest in reading order
-    order = ["sampled", "peak_at", "rss", "native", "pending", "allocs", "records"]
+    # the sampling note and the peak's time right after the peak, then the processes, the
+    # rest in reading order
+    out = (core[:status_at] + lead + core[status_at:] + kept.get("sampled", [])
+           + kept.get("peak_at", []) + family)
+    order = ["follow_hint", "rss", "native", "pending", "allocs", "records"]
     for name in order:
         out += kept.get(name, [])
     return Content.assemble(*[(t, st) if st else t for t, st in out if t])

@@ -24,6 +24,7 @@ KEYS = [
     ("escape", "clear the filter"),
     ("m", "cycle metric: in use / peak / allocated / count / temporary"),
     ("t", "choose a thread (numbers become that thread's own)"),
+    ("P", "live --follow-fork: the traced processes; enter opens a child's capture"),
     ("i", "show/hide interpreter-internal frames"),
     ("v", "switch call tree / top-locations table"),
     ("s", "table: sort by own / total / count; --native also user own (the default)"),

@@ -30,6 +30,14 @@ from memtrace_tui.key_bar import KeyBar
 from memtrace_tui.legend import Legend
 from memtrace_tui.log_screen import LogScreen
 from memtrace_tui.messages import SelectionChanged
+from memtrace_tui.process_picker import (
+    PROGRAM,
+    ProcessFigures,
+    ProcessPicker,
+    capture_figures,
+    process_rows,
+    view_command,
+)
 from memtrace_tui.table_view import LocationsTable, table_titles
 from memtrace_tui.thread_picker import ThreadPicker, thread_choices
 from memtrace_tui.tree_text import frame_matches
@@ -54,6 +62,7 @@ class MainScreen(Screen[None]):
         Binding("escape", "clear_filter", "Clear filter"),
         Binding("m", "cycle_metric", "Metric"),
         Binding("t", "pick_thread", "Thread"),
+        Binding("P", "pick_process", "Process"),
         Binding("v", "switch_view", "Tree/table"),
         Binding("d", "toggle_detail", "Detail"),
         Binding("p,space", "pause", "Pause"),
@@ -237,6 +246,39 @@ class MainScreen(Screen[None]):
 
         self.app.push_screen(ThreadPicker(choices, self.session.tree.thread), chosen)
 
+    def action_pick_process(self) -> None:
+        """The program and its traced children (`live --follow-fork`): open one."""
+        session = self.session
+        with session.lock:
+            summary = session.summary()
+            program = ProcessFigures(summary.pid, summary.command, summary.status,
+                                     summary.heap_bytes, summary.peak_bytes,
+                                     session.tree.figures.total_allocated_bytes,
+                                     session.tree.figures.total_allocations)
+        children = {path: capture_figures(path) for path in session.child_captures()}
+
+        def chosen(value: str | None) -> None:
+            if value and value != PROGRAM:
+                self.open_child(value)
+
+        self.app.push_screen(ProcessPicker(process_rows(program, children)), chosen)
+
+    def open_child(self, path: str) -> None:
+        """The child's capture in `memtrace view --follow` over this terminal; this view
+        (still fed meanwhile) comes back when it quits."""
+        import subprocess
+
+        from textual.app import SuspendNotSupported
+
+        command, env = view_command(path)
+        try:
+            with self.app.suspend():
+                subprocess.run(command, env=env)
+        except SuspendNotSupported:
+            self.notify(f"this terminal cannot hand over the screen: run "
+                        f"`memtrace view --follow {path}`", timeout=6)
+        self.refresh_all()
+
     # -- filter ----------------------------------------------------------------------------
     def action_filter(self) -> None:
         box = self.filter_box
@@ -320,9 +362,11 @@ class MainScreen(Screen[None]):
             view.select(target)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Escape is listed while there is a filter to clear."""
+        """Escape is listed while there is a filter to clear; P while children are traced."""
         if action == "clear_filter":
             return bool(self.filter_open or self.session.tree.filter)
+        if action == "pick_process":  # only children traced by `live --follow-fork`
+            return self.session.child_prefix is not None
         return True
 
     def key_hints(self) -> list[tuple[str, str, str]]:

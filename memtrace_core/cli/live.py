@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "and return at once")
     p.add_argument("--attach", type=int, metavar="PID",
                    help="attach to a running Python process instead of starting a program")
+    p.add_argument("--follow-fork", action="store_true",
+                   help="also trace the program's child processes (forks, multiprocessing "
+                        "workers, Python subprocesses), each into a capture FILE.PID next to "
+                        "-o FILE (or in a temporary directory); key P picks one to view")
     from memtrace_core.cli.attach import add_method_option
 
     add_method_option(p)
@@ -86,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
         if args.program is not None:
             raise UserError("give either --attach PID or a program to run, not both",
                             status=2)
+        if args.follow_fork:
+            raise UserError("--follow-fork traces a program memtrace starts, not an attached "
+                            "process", status=2)
         from memtrace_core.cli.attach import run_live
 
         return run_live(args)
@@ -118,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
     read_fd, write_fd = os.pipe()
     enlarge_pipe(read_fd)
     cmd = [sys.executable, "-m", "memtrace_core.tracer.runner", "--fd", str(write_fd)]
+    child_prefix = _child_prefix(args, name) if args.follow_fork else None
+    if child_prefix is not None:
+        cmd += ["--follow-prefix", child_prefix]
     if args.native:
         cmd.append("--native")
     if args.trace_python_allocators:
@@ -139,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
     tree = call_tree(reader, native=args.native)
     session = Session(reader, tree, live=True)
     session.log_path = log_path
+    session.child_prefix = child_prefix
 
     from memtrace_tui.app import MemtraceApp
     from memtrace_tui.live_controller import LiveController
@@ -159,6 +170,13 @@ def run(args: argparse.Namespace) -> int:
         name_capture(args.output)
     if args.output:
         print(f"memtrace: capture: {args.output}", file=sys.stderr)
+    if child_prefix is not None:
+        from memtrace_core.tracer.children import child_captures
+
+        found = child_captures(child_prefix)
+        if found:
+            print(f"memtrace: {len(found)} child process capture"
+                  f"{'s' if len(found) > 1 else ''}: {', '.join(found)}", file=sys.stderr)
     if session.detached:
         print(f"memtrace: pid {proc.pid} runs on untraced", file=sys.stderr)
         return 0
@@ -166,6 +184,17 @@ def run(args: argparse.Namespace) -> int:
     if code is None:
         return 0
     return code if code >= 0 else 128 - code
+
+
+def _child_prefix(args: argparse.Namespace, name: str) -> str:
+    """Where followed children write their captures (PREFIX.PID): next to -o FILE, as `run
+    --follow-fork` does, else in a fresh temporary directory (named when the UI closes)."""
+    import os
+    import tempfile
+
+    if args.output:
+        return os.path.abspath(args.output)
+    return os.path.join(tempfile.mkdtemp(prefix="memtrace-live-"), f"{name}.mtrace")
 
 
 def _background(args: argparse.Namespace, program) -> int:
@@ -192,6 +221,8 @@ def _background(args: argparse.Namespace, program) -> int:
         cmd.append("--no-names")
     if args.trace_python_allocators:
         cmd.append("--trace-python-allocators")
+    if args.follow_fork:
+        cmd.append("--follow-fork")
     if args.sample:
         cmd += ["--sample", str(args.sample)]
     cmd += program.runner_command_line

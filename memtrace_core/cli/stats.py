@@ -221,7 +221,9 @@ def print_human(s: dict[str, Any], path: str) -> None:
                   f"native frames: {native})")
     if s["complete"]:
         state = "complete"
-        if s["exit_code"] is not None:
+        if s["exit_code"] is not None and s["exit_code"] < 0:
+            state += f", killed by signal {-s['exit_code']}"
+        elif s["exit_code"] is not None:
             state += f", exit code {s['exit_code']}"
     else:
         state = "incomplete capture (no trailer: the program was killed or the stream was cut"

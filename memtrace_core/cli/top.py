@@ -105,5 +105,7 @@ def run(args: argparse.Namespace) -> int:
 def _status(reader, writer_gone: bool) -> str:
     if reader.complete:
         code = (reader.trailer or {}).get("exit_code")
+        if code is not None and code < 0:
+            return f"killed by signal {-code}"
         return "exited" + (f" with status {code}" if code is not None else "")
     return "incomplete" if writer_gone else "running"

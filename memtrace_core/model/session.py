@@ -36,6 +36,8 @@ class Summary:
     records: int
     native: bool
     thread: tuple[int, ...] | None = None  # the chosen thread's counters (metrics order)
+    processes: int = 0  # processes traced, this one included, when following children
+    untraced_children: int = 0  # child processes the program ran untraced (known at its end)
     sample_bytes: int = 0  # a sampled capture's mean: every figure is an estimate
 
 
@@ -55,6 +57,8 @@ class Session:
         self.end_note: str | None = None  # why a followed stream ended without an exit
         self.error: str | None = None
         self.log_path: str | None = None
+        # `live --follow-fork`: the program's children write CHILD_PREFIX.PID captures
+        self.child_prefix: str | None = None
         self.started = clock()
         self.ended: float | None = None
         self._samples: deque[tuple[float, int, int]] = deque(maxlen=64)
@@ -81,6 +85,8 @@ class Session:
         trailer = self.reader.trailer
         if self.reader.complete and trailer is not None:
             code = trailer.get("exit_code")
+            if code is not None and code < 0:
+                return f"capture: killed by signal {-code}"
             return "capture: exited" + (f" with status {code}" if code is not None else "")
         return "capture: incomplete"
 
@@ -142,8 +148,18 @@ class Session:
             native=bool(header.get("native", False)),
             thread=(None if self.tree.thread is None else
                     tuple(self.tree.thread_totals().get(self.tree.thread, (0,) * 6))),
+            processes=1 + len(self.child_captures()) if self.child_prefix is not None else 0,
+            untraced_children=int((self.reader.trailer or {}).get("untraced_children") or 0),
             sample_bytes=sample_bytes(header),
         )
+
+    def child_captures(self) -> list[str]:
+        """The captures the program's traced children are writing or wrote, by pid."""
+        if self.child_prefix is None:
+            return []
+        from memtrace_core.tracer.children import child_captures
+
+        return child_captures(self.child_prefix)
 
     def _compact_history(self) -> list[tuple[int, int, int]]:
         """The reader's TICK history, absorbed incrementally and kept to at most

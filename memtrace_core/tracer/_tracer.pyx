@@ -12,6 +12,12 @@ cdef extern from "hooks.h" nogil:
     void mt_pymem_install()
     void mt_pymem_uninstall()
 
+cdef extern from "term.h" nogil:
+    void mt_term_install()
+    void mt_term_uninstall()
+    void mt_term_stop_begin()
+    void mt_term_stop_end()
+
 cdef extern from "pystack.h":
     void mt_set_root_code(void *code)
 
@@ -61,6 +67,7 @@ def start(int fd, bint native, bint python_allocators, bytes header, bint compre
     patched = mt_hooks_install()
     if python_allocators:
         mt_pymem_install()
+    mt_term_install()
     return patched
 
 
@@ -72,11 +79,16 @@ def stop(exit_code=None) -> None:
         mt_hooks_uninstall()
     if exit_code is None:
         with nogil:
+            mt_term_stop_begin()
             mt_recorder_stop(0, 0)
+            mt_term_stop_end()
     else:
         code = <int>int(exit_code)
         with nogil:
+            mt_term_stop_begin()
             mt_recorder_stop(code, 1)
+            mt_term_stop_end()
+    mt_term_uninstall()
 
 
 def set_untraced_children(long n) -> None:

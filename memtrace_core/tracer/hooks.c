@@ -19,6 +19,7 @@
 #include "callas.h"
 #include "hooks.h"
 #include "recorder.h"
+#include "term.h"
 #include "sampler.h"
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
@@ -293,7 +294,9 @@ static __attribute__((noinline)) void *hook_dlvsym(void *handle, const char *nam
  * calls exit() while this thread holds the recorder's lock would wait for itself. */
 static void stop_for_exit(int status, int known) {
     if (mt_guard || !mt_recorder_running()) return;
+    mt_term_stop_begin();
     mt_recorder_stop(status, known);
+    mt_term_stop_end(); /* a SIGTERM meanwhile: the process ends by it, as it would have */
 }
 
 static void hook__exit(int status) {

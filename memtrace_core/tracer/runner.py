@@ -226,18 +226,31 @@ def _runs_as_package(path: str) -> bool:
 
 @dataclass
 class _Prepared:
-    """The program ready to start: its __main__ and its source (None: runpy runs it, as
-    python does for -m, a directory or a zip file)."""
+    """The program ready to start: its __main__ and its compiled code (None: runpy runs it,
+    as python does for -m, a directory or a zip file), or the error compiling it raised."""
 
     main: dict
-    source: bytes | str | None = None
-    filename: str = ""
+    code: types.CodeType | None = None
+    error: BaseException | None = None
+
+
+def _compiled(main: dict, source: bytes | str, filename: str) -> _Prepared:
+    """Python compiles a script (or -c code, or stdin) before its first line runs, with no
+    Python frame of the program's yet: so does memtrace, before tracing starts, so the
+    program's view never shows the compiler working for memtrace's runner. A syntax error
+    is kept and raised when the program starts, so the capture still records the failed run
+    with python's traceback and exit status."""
+    try:
+        return _Prepared(main, compile(source, filename, "exec", dont_inherit=True))
+    except (SyntaxError, ValueError) as exc:  # ValueError: null bytes in the source
+        exc.__traceback__ = None
+        return _Prepared(main, error=exc)
 
 
 def _prepare(program: Program) -> _Prepared:
     """Everything python does before the program's first line, done before tracing starts
     (it is memtrace's work, not the program's): sys.argv, sys.path[0], a fresh __main__,
-    the source read, runpy loaded where it runs the program."""
+    the source read and compiled, runpy loaded where it runs the program."""
     import importlib.machinery
     import io
 
@@ -250,11 +263,11 @@ def _prepare(program: Program) -> _Prepared:
     if program.kind == CODE:
         sys.path[0] = ""
         _register_source("<string>", program.target)
-        return _Prepared(_fresh_main(), program.target, "<string>")
+        return _compiled(_fresh_main(), program.target, "<string>")
     if program.kind == STDIN:
         sys.path[0] = ""
         main = _fresh_main(__file__="<stdin>", __cached__=None)
-        return _Prepared(main, sys.stdin.buffer.read(), "<stdin>")
+        return _compiled(main, sys.stdin.buffer.read(), "<stdin>")
     path = program.target
     if _runs_as_package(path):
         import runpy  # noqa: F401,F811
@@ -272,7 +285,7 @@ def _prepare(program: Program) -> _Prepared:
         raise UserError(
             f"can't open file {abspath!r}: [Errno {exc.errno}] {exc.strerror}", status=2
         ) from None
-    return _Prepared(main, source, abspath)
+    return _compiled(main, source, abspath)
 
 
 def _register_source(filename: str, source: str) -> None:
@@ -286,11 +299,12 @@ def _register_source(filename: str, source: str) -> None:
 
 def _enter(program: Program, prepared: _Prepared) -> None:
     """The program's only caller: traced stacks stop here (its code is the tracer's root).
-    Compiling is the program's own cost (its code objects live as long as it does); a
-    syntax error raises here, as under python."""
-    if prepared.source is not None:
-        code = compile(prepared.source, prepared.filename, "exec", dont_inherit=True)
-        exec(code, prepared.main)
+    A syntax error found by _prepare raises here, as python reports it before the first
+    line runs."""
+    if prepared.error is not None:
+        raise prepared.error
+    if prepared.code is not None:
+        exec(prepared.code, prepared.main)
     else:
         import runpy  # loaded already (_prepare)
 
@@ -362,8 +376,9 @@ def run(
     from memtrace_core.tracer import children
 
     if follow_output is not None:
+        # children always write files: compressed, whatever this process writes to
         children.follow(children.Follow(follow_output, header, native, python_allocators,
-                                        compress, _enter.__code__))
+                                        True, _enter.__code__))
     else:
         children.watch()
     # Stacks stop at our runner: a script's outermost frame is its <module>; a module keeps
@@ -397,13 +412,16 @@ def program_from_args(args: argparse.Namespace) -> Program:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m memtrace_core.tracer.runner --fd N [...] script args`: stream to fd N
-    (`memtrace live`). `--capture-prefix FILE`: a child of a `run --follow-fork` program,
-    traced into FILE.PID, its own children too (children.py)."""
+    (`memtrace live`), with `--follow-prefix FILE` its children traced into FILE.PID (`live
+    --follow-fork`). `--capture-prefix FILE`: a child of a `--follow-fork` program, traced
+    into FILE.PID, its own children too (children.py)."""
     parser = argparse.ArgumentParser(prog="memtrace-runner")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--fd", type=int, help="write the stream to this fd")
     where.add_argument("--capture-prefix", metavar="FILE",
                        help="write a capture to FILE.PID and follow child processes")
+    parser.add_argument("--follow-prefix", metavar="FILE",
+                        help="with --fd: trace child processes, each into FILE.PID")
     add_program_arguments(parser)
     try:
         own, program = split_command_line(parser, sys.argv[1:] if argv is None else argv)
@@ -423,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         os.set_inheritable(args.fd, False)
         run(require_program(program), args.fd, args.native, args.trace_python_allocators,
-            sample_bytes=args.sample)
+            follow_output=args.follow_prefix, sample_bytes=args.sample)
     except UserError as exc:
         print(f"memtrace: error: {exc}", file=sys.stderr)
         sys.exit(exc.status)

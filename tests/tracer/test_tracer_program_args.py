@@ -232,3 +232,43 @@ def test_only_the_programs_allocations_are_recorded(workdir, mt, form):
             f.endswith(("runpy.py", "<frozen runpy>")) for f in files)
         assert program_file in files or by_runpy, (size, files)
         assert not any("memtrace_core" in f for f in files), (size, files)
+
+
+# a program big enough that compiling it needs fresh arenas and large blocks
+BIG_PROGRAM = LEAKS + "".join(
+    f"\n\ndef f{i}(a, b={i}):\n    return [a, b, {'x' * 300!r}, {i} * a]\n" for i in range(250)
+)
+
+
+@pytest.mark.parametrize("form", ["script", "code", "stdin"])
+def test_compiling_the_program_is_not_recorded(workdir, mt, form):
+    """Python compiles a script (or -c code, or stdin) before its first line runs: memtrace
+    does too, before tracing starts, so no allocation of the capture (freed or not) comes
+    from the compiler without a frame of the program above it: `stats` never shows a
+    `<native>` location of memtrace's own set-up, and --native stacks hold no compile call
+    made by the runner. Everything recorded has a frame of the program's file."""
+    from memtrace_core.reader import read_capture
+
+    (workdir / "big.py").write_text(BIG_PROGRAM)
+    command_line, program_file = {
+        "script": (["big.py"], str(workdir / "big.py")),
+        "code": (["-c", BIG_PROGRAM], "<string>"),
+        "stdin": (["-"], "<stdin>"),
+    }[form]
+    out = workdir / "big.mtrace"
+    traced = mt.cli("run", "--native", "-o", str(out), *command_line, cwd=workdir,
+                    input=BIG_PROGRAM.encode() if form == "stdin" else None)
+    assert traced.returncode == 0, traced.stderr.decode()
+    stats = mt.stats(out)
+    assert "<native>" not in {loc["function"] for loc in stats["top_locations"]}, stats
+    reader = read_capture(out)
+    assert reader.total_allocations >= 3
+    for pynode, _native, _thread in (reader.stack_key(sid) for sid in range(reader.n_stacks)):
+        files = [reader.codes[code][1] for code, _line, _entry in reader.py_stack(pynode)]
+        assert program_file in files, files
+    named = mt.cli("tree", "--json", "--threshold", "0", "--show-internal", str(out),
+                   cwd=workdir)
+    assert named.returncode == 0, named.stderr.decode()
+    assert b"builtin_compile" not in named.stdout
+    assert b"Py_CompileStringObject" not in named.stdout
+    assert b"PyEval_EvalCode" in named.stdout  # the native frames are there, named

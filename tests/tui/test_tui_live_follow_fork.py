@@ -1,0 +1,141 @@
+"""`memtrace live --follow-fork` in a real terminal (tmux): the header counts the traced
+processes, key P lists the program and each child with its own numbers, enter opens a
+child's capture (followed while it is written) and quitting it comes back to the program's
+live view; each child's capture holds exactly what it leaked. Without the flag the header
+says, once the program has ended, how many children ran untraced."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from tmux_support import Tmux
+
+from memtrace_core.model.session import Summary
+from memtrace_tui.header import header_content
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is required")
+
+FAMILY = """\
+import os, subprocess, sys, time
+import mtext
+
+
+def child_leak():
+    mtext.keep_blocks(5, 80021)
+
+
+def parent_leak():
+    mtext.keep_blocks(2, 90007)
+
+
+def wait():
+    while not os.path.exists("stop-now"):
+        time.sleep(0.05)
+
+
+parent_leak()
+pid = os.fork()
+if pid == 0:
+    child_leak()
+    wait()
+    os._exit(0)
+wait()
+os.waitpid(pid, 0)
+subprocess.run(["true"])  # not Python: never traced, counted when not following
+sys.exit(0)
+"""
+
+
+@pytest.fixture
+def live(tmp_path, mt):
+    (tmp_path / "family.py").write_text(FAMILY)
+    env = dict(mt.env, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    sessions: list[Tmux] = []
+
+    def start(*args: str) -> Tmux:
+        cmd = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_core", "live",
+                                                *args))
+        t = Tmux(cmd, tmp_path, env, size=(150, 40))
+        sessions.append(t)
+        return t
+
+    yield start
+    (tmp_path / "stop-now").touch()
+    for t in sessions:
+        t.close()
+
+
+def _leak_at(mt, capture: Path, function: str) -> tuple[int, int] | None:
+    for entry in mt.stats(capture)["top_locations"]:
+        if entry["function"] == function:
+            return entry["leaked_bytes"], entry["leaked_count"]
+    return None
+
+
+def test_live_follow_fork_picks_a_child_and_comes_back(live, tmp_path, mt):
+    t = live("--follow-fork", "-o", "fam.mtrace", "family.py")
+    t.wait_for(r"running .*2 processes")
+    children = list(tmp_path.glob("fam.mtrace.*"))
+    assert len(children) == 1, children
+    child_pid = children[0].suffix[1:]
+    t.keys("P")
+    screen = t.wait_for(rf"pid {child_pid}  running  heap")
+    assert "all 2 processes" in screen and "the program  running" in screen
+    t.keys("Down", "Enter")  # the program's row is highlighted first; the child is next
+    t.wait_for(rf"pid {child_pid}  running")  # the child's own view (`view --follow`)
+    screen = t.wait_for(r"\[py\] child_leak", keys=("e",))
+    assert "parent_leak" not in screen  # only what the child allocated after the fork
+    t.keys("q")  # back in the program's live view, still fed
+    screen = t.wait_for(r"running .*2 processes")
+    assert f"pid {child_pid} " not in screen
+    t.wait_for(r"\[py\] parent_leak", keys=("e",))
+    (tmp_path / "stop-now").touch()
+    t.wait_for(r"exited with status 0")
+    t.keys("q")
+    said = t.wait_for(r"EXIT=\d+")  # memtrace's last lines, after the UI closed
+    assert "EXIT=0" in said
+    assert f"1 child process capture: {children[0]}" in said.replace("\n", ""), said
+    assert _leak_at(mt, children[0], "child_leak") == (5 * 80021, 5)
+    assert _leak_at(mt, children[0], "parent_leak") is None
+    assert _leak_at(mt, tmp_path / "fam.mtrace", "parent_leak") == (2 * 90007, 2)
+    assert mt.stats(children[0])["complete"] is True
+    # `stats` of the program's capture lists its child's
+    assert mt.stats(tmp_path / "fam.mtrace")["child_captures"] == [str(children[0])]
+
+
+def test_live_without_the_flag_counts_untraced_children(live, tmp_path):
+    t = live("family.py")
+    screen = t.wait_for(r"running")
+    assert "process" not in screen.splitlines()[0]
+    t.keys("P")  # no children traced: the key does nothing
+    (tmp_path / "stop-now").touch()
+    screen = t.wait_for(r"exited with status 0 .*2 children untraced")
+    assert "Processes" not in screen
+    t.keys("q")
+    t.wait_for(r"EXIT=0")
+    assert not list(tmp_path.glob("*.mtrace.*"))
+
+
+def _summary(**fields) -> Summary:
+    base = dict(pid=4242, command="python family.py", status="exited with status 0",
+                elapsed_s=1.0, heap_bytes=1 << 20, peak_bytes=2 << 20, peak_time_s=0.5,
+                allocs_per_s=0.0, records_per_s=0.0, pending_symbols=0, records=10,
+                native=False)
+    return Summary(**{**base, **fields})
+
+
+@pytest.mark.parametrize("width", [80, 100, 150])
+def test_header_keeps_the_process_counts_at_any_width(width):
+    traced = header_content(_summary(processes=3), width).plain
+    assert "3 processes" in traced and "untraced" not in traced
+    untraced = header_content(_summary(untraced_children=2), width).plain
+    assert "2 children untraced" in untraced
+    assert ("(--follow-fork traces them)" in untraced) == (width == 150)
+    one = header_content(_summary(untraced_children=1, processes=0), width).plain
+    assert "1 child untraced" in one and "process" not in one
+    plain = header_content(_summary(), width).plain
+    assert "process" not in plain and "untraced" not in plain
