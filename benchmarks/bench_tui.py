@@ -589,6 +589,7 @@ def bench_churn(seconds: float, results: Results) -> None:
     session = Session(reader, tree, live=True)
     controller = LiveController(proc, read_fd, session, log_path=None)
     repaints: list[float] = []
+    costs: list[float] = []  # seconds of UI thread per repaint (model read + rows formatted)
     mismatches: list[tuple[int, int]] = []
 
     class ChurnApp(MemtraceApp):
@@ -608,7 +609,9 @@ def bench_churn(seconds: float, results: Results) -> None:
 
             def timed() -> None:
                 with session.lock:
+                    t0 = time.perf_counter()
                     repaint()
+                    costs.append(time.perf_counter() - t0)
                     repaints.append(time.monotonic())
                     shown = main.header_bar.summary.heap_bytes
                     if shown != tree.root.total[LIVE_BYTES]:
@@ -625,6 +628,7 @@ def bench_churn(seconds: float, results: Results) -> None:
                 view.rebuild()
             await pilot.pause(0.2)
             repaints.clear()
+            costs.clear()
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline and proc.poll() is None:
                 shown = main.detail.display
@@ -655,6 +659,9 @@ def bench_churn(seconds: float, results: Results) -> None:
           f" MiB; node of {children} children expanded ({rows} rows)")
     print(f"churn: repaint gaps n={len(gaps)}  p50 {pct(gaps, 50):.0f} ms  p99 {pct(gaps, 99):.0f}"
           f" ms  max {max(gaps, default=float('nan')):.0f} ms   (target max <= 500 ms)")
+    cost = [x * 1000 for x in costs]
+    print(f"churn: repaint cost (UI thread, model read + visible rows) p50 {pct(cost, 50):.1f} ms"
+          f"  p99 {pct(cost, 99):.1f} ms")
     print(f"churn: root != header at {len(mismatches)} of {len(repaints)} repaints (target 0)")
     print(f"churn: `d` key press -> repaint n={len(ms)}  p50 {pct(ms, 50):.1f} ms  "
           f"p99 {pct(ms, 99):.1f} ms  max {max(ms, default=float('nan')):.1f} ms   "
@@ -665,7 +672,7 @@ def bench_churn(seconds: float, results: Results) -> None:
         raise Failed(f"churn: the root differed from the header: {mismatches[:3]}")
     results.figure("churn/children_expanded", children, "nodes", better="higher")
     results.figure("churn/root_header_mismatches", len(mismatches), "repaints")
-    for name, values in (("repaint_gap", gaps), ("detail_key", ms)):
+    for name, values in (("repaint_gap", gaps), ("repaint_cost", cost), ("detail_key", ms)):
         for q in (50, 99):
             results.figure(f"churn/{name}_p{q}_ms", round(pct(values, q), 3), "ms")
     results.figure("churn/repaint_gap_max_ms", round(max(gaps), 3), "ms")

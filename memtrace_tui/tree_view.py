@@ -4,7 +4,7 @@ Selection and expansion are held as model nodes (stable objects), so they stay p
 numbers change and rows reorder; a node replaced when native names arrive hands them to its
 successor. When the model rebuilds the whole tree (filter, thread, internal frames), they
 are carried over by path: each held node's frames are looked up again in the new tree
-(tree_state.relocate), so what was open stays open and the cursor stays on its frame.
+(tree_state.Relocator), so what was open stays open and the cursor stays on its frame.
 
 Deep stacks stay readable: indentation is capped by the width, and rows deeper than the cap
 show their depth as a number instead of more guides.
@@ -19,7 +19,7 @@ from memtrace_tui.columns import Layout, grand_total
 from memtrace_tui.kinds import location
 from memtrace_tui.lines_view import KIND_ROLES, LinesView, Row
 from memtrace_tui.messages import SelectionChanged
-from memtrace_tui.tree_state import frames_of, relocate
+from memtrace_tui.tree_state import Relocator, frames_of
 from memtrace_tui.tree_text import empty_message, frame_matches, split_matches
 
 NAME_ROOM = 28  # columns kept for arrow, mark and the start of a name however deep
@@ -52,16 +52,22 @@ class CallTreeView(LinesView):
     def _carry_over(self) -> None:
         """The model rebuilt its tree: find the held nodes again by their frame paths."""
         tree = self.tree
-        old_expanded = list(self.expanded.values())
+        # the selection first, then the deepest paths: a prefix is placed once (the paths
+        # share them), as the longest path through it needs it
+        finder = Relocator(tree)
+        selected = None
+        if self.selected is not None:
+            path = finder.path(frames_of(tree, self.selected))
+            selected = path[-1] if path else None
+        old_expanded = sorted(self.expanded.values(), key=lambda n: -n.depth)
         self.expanded = {}
         for node in old_expanded:
-            for new in relocate(tree, frames_of(tree, node)):
+            for new in finder.path(frames_of(tree, node)):
                 self.expanded[new.id] = new
-        if self.selected is not None:
-            path = relocate(tree, frames_of(tree, self.selected))
-            for new in path[:-1]:
+        if selected is not None:
+            for new in selected.path()[:-1]:
                 self.expanded[new.id] = new
-            self.selected = path[-1] if path else None
+        self.selected = selected
 
     def rebuild(self) -> None:
         """Recompute the visible rows from the model (call with the session lock held)."""

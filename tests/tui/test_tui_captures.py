@@ -124,6 +124,42 @@ async def test_native_table_sorts_by_own_of_user_code_first(mt, tmp_path, monkey
 
 
 @scenarios.sync
+async def test_internal_frames_toggle_keeps_the_cursor_on_a_real_native_capture(
+        native_capture, tmp_path, monkeypatch):
+    """Shown, the interpreter's start-up chain (some thirty frames) sits above the first
+    Python line; hidden, the same native frames also start the stacks whose Python frames
+    are all internal (the runner compiling the script). `i` twice comes back to the same
+    node, with its path open."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    session = session_for_capture(native_capture)
+    try:
+        app = MemtraceApp(session)
+        async with app.run_test(size=(120, 40)) as pilot:
+            for _ in range(300):
+                await pilot.pause(0.05)
+                if session.tree.pending_names() == 0 and not session.tree.busy:
+                    break
+            tree = app.query_one("#tree", CallTreeView)
+            await pilot.press("e")
+
+            def path() -> list[str]:
+                return [f"{n.frame.function}:{n.frame.line}" for n in tree.selected.path()]
+
+            hidden = path()
+            assert hidden[-1].startswith("mt_leaf:") and hidden[0].startswith("<module>:")
+            await pilot.press("i")
+            shown = path()
+            assert len(shown) > len(hidden) + 10 and shown[-1] == hidden[-1]
+            assert [f for f in shown if f in hidden] == hidden  # the same path, with more
+            await pilot.press("i")
+            assert path() == hidden
+            assert all(n.id in tree.expanded for n in tree.selected.path()[:-1])
+            assert tree.top <= tree.cursor < tree.top + tree.size.height
+    finally:
+        session.tree.close()
+
+
+@scenarios.sync
 async def test_view_real_capture_python_only(mt, tmp_path):
     capture = mt.trace(tmp_path, SCRIPT).check().capture
     session = session_for_capture(capture)

@@ -227,6 +227,33 @@ async def test_cursor_and_expansion_survive_internal_frames_toggle(tmp_path):
         assert functions(tree) == ["main", "  load", "    leaf", "  other"]
 
 
+@scenarios.sync
+async def test_state_survives_showing_a_long_internal_chain(tmp_path):
+    """A real program's stacks start with some thirty interpreter frames above the first
+    Python line: showing them must not lose the expansion or the cursor."""
+    w = StreamWriter()
+    chain = [(f"_boot_{i}", "<frozen importlib._bootstrap>", 100 + i) for i in range(30)]
+    middle = [(f"_glue_{i}", "<frozen importlib._bootstrap>", 300 + i) for i in range(12)]
+    deep = [(f"level_{i}", "deep.py", i + 1) for i in range(20)]
+    w.alloc(1, 640, [*chain, ("main", "a.py", 1), *middle, *deep, ("leaf", "b.py", 3)])
+    w.alloc(2, 32, [*chain, ("main", "a.py", 1), ("other", "a.py", 7)])
+    w.save(tmp_path / "c.mtrace")
+    app = MemtraceApp(scenarios.session_from(tmp_path / "c.mtrace"))
+    async with app.run_test(size=SIZE) as pilot:
+        tree = app.main.tree_view
+        await pilot.press("e")
+        shown = ["main", *(f"level_{i}" for i in range(20)), "leaf"]
+        assert path_of(tree.selected) == shown
+        await pilot.press("i")
+        assert path_of(tree.selected) == [f for f, _, _ in chain] + shown[:1] + \
+            [f for f, _, _ in middle] + shown[1:]
+        assert cursor_on_screen(tree)
+        await pilot.press("i")
+        assert path_of(tree.selected) == shown
+        assert tree.row_count == len(shown) + 1  # everything still open, `other` too
+        assert cursor_on_screen(tree)
+
+
 # -- quitting -------------------------------------------------------------------------------
 class RunningController:
     """A controller whose program is still running; records what the dialog chose."""
