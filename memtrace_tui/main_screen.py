@@ -19,10 +19,10 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Input, Label
 
-from memtrace_core.model import Metric, Session, Summary
+from memtrace_core.model import Metric, Session, Summary, format_bytes
 from memtrace_core.model.metrics import N_COUNTERS
 from memtrace_tui.chart import HeapChart
-from memtrace_tui.columns import ColumnBar, Layout, metric_label
+from memtrace_tui.columns import ColumnBar, Layout, counts_metric, metric_label
 from memtrace_tui.detail import DetailPane
 from memtrace_tui.header import HeaderBar
 from memtrace_tui.help_screen import HelpScreen
@@ -38,6 +38,7 @@ from memtrace_tui.process_picker import (
     process_rows,
     view_command,
 )
+from memtrace_tui.selection_line import SelectionLine
 from memtrace_tui.table_view import LocationsTable, table_titles
 from memtrace_tui.thread_picker import ThreadPicker, thread_choices
 from memtrace_tui.tree_text import frame_matches
@@ -95,6 +96,8 @@ class MainScreen(Screen[None]):
         self.filter_bar = Horizontal(Label("filter /", id="filter-label"), self.filter_box,
                                      id="filter")
         self.detail = DetailPane(id="detail")
+        self.selection_line = SelectionLine(id="selection-line")
+        self.tree_view.on_rebuilt = self.table_view.on_rebuilt = self._rows_rebuilt
         yield self.header_bar
         yield self.chart
         yield self.columns
@@ -103,6 +106,7 @@ class MainScreen(Screen[None]):
                 yield self.tree_view
                 yield self.table_view
             yield self.filter_bar
+        yield self.selection_line
         yield self.detail
         yield Legend(self.session.log_path, id="legend")
         yield KeyBar(id="keys")
@@ -115,6 +119,7 @@ class MainScreen(Screen[None]):
         self.filter_bar.display = False
         height = self.app.size.height
         self.detail.display = height >= DETAIL_MIN_ROWS
+        self.selection_line.display = not self.detail.display
         self.chart.styles.height = 4 if height >= TALL_CHART_ROWS else 3
         self.refresh_all()
         self.tree_view.focus()
@@ -140,6 +145,13 @@ class MainScreen(Screen[None]):
             self.active_view.rebuild()
             self.refresh_columns()
             self._refresh_detail()
+
+    def _rows_rebuilt(self) -> None:
+        """A view rebuilt its rows (a key press, with the lock held): the header and the
+        detail pane show the same moment of the model."""
+        self._summary = self.session.summary()
+        self.header_bar.show(self._summary, self._rss)
+        self._refresh_detail()
 
     def tick(self) -> None:
         """The clock and status move on between model updates; the heap figures stay those
@@ -180,21 +192,26 @@ class MainScreen(Screen[None]):
         return f"thread #{tree.thread} {name}"
 
     def _refresh_detail(self) -> None:
-        pane = self.detail
-        if not pane.display:
-            return
+        """The detail pane, or the one selection line standing in for it when hidden."""
         view = self.active_view
         zero = [0] * N_COUNTERS
+        frame, own, total = None, zero, zero
         if isinstance(view, CallTreeView):
             node = view.selected
-            if node is None:
-                pane.show(None, zero, zero)
-            else:
-                pane.show(node.frame, node.own, node.total)
-        else:
+            shown = view.selected_numbers()
+            if node is not None and shown is not None:
+                # the row's numbers as shown (the model may have moved on since)
+                frame, (own, total) = node.frame, shown
+        elif view.selected is not None:
             loc = view.selected
-            pane.show(loc.frame if loc else None, loc.own if loc else zero,
-                      loc.total if loc else zero)
+            frame, own, total = loc.frame, loc.own, loc.total
+        if self.detail.display:
+            self.detail.show(frame, own, total)
+        else:
+            metric = self.session.tree.metric
+            value = total[metric.sort_index]
+            number = f"{value:,}" if counts_metric(metric) else format_bytes(value)
+            self.selection_line.show(frame, f"{metric_label(metric)} {number}" if frame else "")
 
     def on_selection_changed(self, message: SelectionChanged) -> None:
         with self.session.lock:
@@ -231,6 +248,7 @@ class MainScreen(Screen[None]):
     def action_toggle_detail(self) -> None:
         pane = self.detail
         pane.display = not pane.display
+        self.selection_line.display = not pane.display
         with self.session.lock:
             self._refresh_detail()
 

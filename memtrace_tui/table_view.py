@@ -44,6 +44,7 @@ class LocationsTable(LinesView):
         self.sort = "user" if session.tree.native else "own"
         self.row_locations: list[Location] = []
         self.selected: Location | None = None
+        self.on_rebuilt = lambda: None  # the screen's: show the header of this moment
         self._grand = 0
 
     def rebuild(self) -> None:
@@ -86,6 +87,7 @@ class LocationsTable(LinesView):
     def refresh_from_model(self) -> None:
         with self.session.lock:
             self.rebuild()
+            self.on_rebuilt()
 
     def cursor_moved(self) -> None:
         if self.row_locations:

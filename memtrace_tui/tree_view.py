@@ -41,6 +41,10 @@ class CallTreeView(LinesView):
         self.expanded: dict[int, Node] = {}
         self.selected: Node | None = None
         self.row_nodes: list[Node] = []
+        # each row's (total, own) as of the last rebuild: a model update committed since
+        # shows only with the next repaint, with the header's figures of the same moment
+        self.row_numbers: list[tuple[list[int], list[int]]] = []
+        self.on_rebuilt = lambda: None  # the screen's: show the header of this moment
         self._root: Node | None = None  # the model root the held nodes belong to
         self._grand = 0
 
@@ -98,6 +102,7 @@ class CallTreeView(LinesView):
             if node.id in expanded:
                 stack.extend(reversed(tree.children(node)))
         self.row_nodes = nodes
+        self.row_numbers = [(node.total, node.own) for node in nodes]
         cursor = 0
         if self.selected is not None:
             try:
@@ -109,13 +114,14 @@ class CallTreeView(LinesView):
 
     def format_row(self, index: int) -> Row:
         node = self.row_nodes[index]
+        total, own = self.row_numbers[index]
         tree = self.tree
         metric = tree.metric
         layout = Layout.for_width(self.size.width)
-        numbers = layout.numbers(metric, node.total, node.own, self._grand)
+        numbers = layout.numbers(metric, total, own, self._grand)
         frame = node.frame
         kind = KIND_ROLES.get(frame.kind, "python")
-        hot = self._grand and node.total[metric.sort_index] * 2 >= self._grand
+        hot = self._grand and total[metric.sort_index] * 2 >= self._grand
         pieces: list[tuple[str, str]] = [(numbers, "number"),
                                          (self.indent(node.depth - 1, layout), "guide")]
         arrow = ("▼ " if node.id in self.expanded else "▶ ") if node.has_children else "  "
@@ -154,6 +160,17 @@ class CallTreeView(LinesView):
     def refresh_from_model(self) -> None:
         with self.session.lock:
             self.rebuild()
+            self.on_rebuilt()
+
+    def selected_numbers(self) -> tuple[list[int], list[int]] | None:
+        """The selected row's (own, total) as shown."""
+        if self.selected is None or not self.row_nodes:
+            return None
+        if not (0 <= self.cursor < len(self.row_nodes)
+                and self.row_nodes[self.cursor] is self.selected):
+            return None
+        total, own = self.row_numbers[self.cursor]
+        return own, total
 
     def cursor_moved(self) -> None:
         if self.row_nodes:
@@ -209,6 +226,7 @@ class CallTreeView(LinesView):
             if path:
                 self.selected = path[-1]
             self.rebuild()
+            self.on_rebuilt()
         self.post_message(SelectionChanged())
 
     def action_collapse_all(self) -> None:
