@@ -8,6 +8,7 @@ an empty start of the run still shows where the chart begins.
 
 from __future__ import annotations
 
+from textual import events
 from textual.content import Content
 from textual.widget import Widget
 
@@ -75,6 +76,7 @@ class HeapChart(Widget):
         self.values: list[int] = []
         self.top = 0
         self._data: tuple[int, list[int], int, float] | None = None  # width, heap, peak, end
+        self._instant = None
 
     @property
     def peak(self) -> int:
@@ -90,6 +92,7 @@ class HeapChart(Widget):
         heap, _rss = session.heap_series(width)
         figures = session.tree.figures  # the data the header and the tree show
         self._data = (width, heap, figures.peak_bytes, figures.last_time_us / 1e6)
+        self._instant = session.tree.instant  # the timeline's cursor (`view`)
 
     def refresh_from(self, session: Session) -> None:
         """Take the data now, with the header and the tree (call under the session lock:
@@ -107,15 +110,43 @@ class HeapChart(Widget):
                 self._take(session)
         width, heap, peak, end_s = self._data
         rows = max(1, self.size.height - 1)
+        instant = self._instant
         values = heap + [0] * (width - len(heap))
         self.values = values
         self.top = max(peak, max(values, default=0))
         bars = bar_rows(values, self.top, rows)
+        # the timeline's cursor: one column in reverse video, ▲ on the time axis
+        at = -1
+        if instant is not None and end_s > 0:
+            at = min(width - 1, round(instant.t_us / 1e6 / end_s * (width - 1)))
+        self.plot_width = width
         muted = MUTED
         pieces: list[tuple[str, str] | str] = []
         for i, row in enumerate(bars):
             label = format_bytes(self.top) if i == 0 else ("heap" if i == 1 else "")
-            pieces += [(f"{label:>{LABEL_W}}", muted), ("┤" if i == 0 else "│", muted),
-                       (row, "$text-primary"), "\n"]
-        pieces += [(f"{'0':>{LABEL_W}}", muted), ("└", muted), (axis_line(width, end_s), muted)]
+            pieces += [(f"{label:>{LABEL_W}}", muted), ("┤" if i == 0 else "│", muted)]
+            if at >= 0:
+                pieces += [(row[:at], "$text-primary"),
+                           (row[at] if row[at] != " " else "│", "bold $text-warning"),
+                           (row[at + 1:], "$text-primary"), "\n"]
+            else:
+                pieces += [(row, "$text-primary"), "\n"]
+        axis = axis_line(width, end_s)
+        pieces += [(f"{'0':>{LABEL_W}}", muted), ("└", muted)]
+        if at >= 0:
+            pieces += [(axis[:at], muted), ("▲", "bold $text-warning"), (axis[at + 1:], muted)]
+        else:
+            pieces.append((axis, muted))
         return Content.assemble(*pieces)
+
+    def on_click(self, event: events.Click) -> None:
+        """A click on the plot puts the timeline's cursor there (`view`)."""
+        offset = event.get_content_offset(self)
+        width = getattr(self, "plot_width", 0)
+        if offset is None or width <= 1:
+            return
+        x = offset.x - LABEL_W - 1
+        if 0 <= x < width:
+            screen = self.screen
+            if hasattr(screen, "set_time_fraction"):
+                screen.set_time_fraction(x / (width - 1))

@@ -15,14 +15,15 @@ from textual.content import Content
 from textual.widget import Widget
 
 from memtrace_core.model import CallTree, Metric, format_bytes
-from memtrace_core.model.metrics import N_COUNTERS
+from memtrace_core.model.metrics import N_COUNTERS, format_signed
 from memtrace_tui.palette import MUTED
 
 NUM_W = 10  # "1023.9 MiB"
 PCT_W = 6  # "100.0%"
 WIDE = 90  # from this width on, the last number column is shown
 SHORT = {"in use": "in use", "peak": "peak", "total allocated": "allocated",
-         "allocations": "count", "temporary": "temporary"}
+         "allocations": "count", "temporary": "temporary", "growth": "growth/s",
+         "since mark": "Δ mark", "in use at": "in use at"}
 
 
 def metric_label(metric: Metric) -> str:
@@ -43,7 +44,7 @@ def grand_total(tree: CallTree) -> int:
         return tree.root.total[index]
     if tree.thread is not None:
         return tree.thread_totals().get(tree.thread, [0] * N_COUNTERS)[index]
-    return tree.figures.counters()[index]
+    return tree.whole_counters()[index]
 
 
 def fmt_count(n: int) -> str:
@@ -65,14 +66,24 @@ class Layout:
         return (NUM_W + 1) * 2 + PCT_W + 2 + ((NUM_W + 1) if self.wide else 0)
 
     def numbers(self, metric: Metric, first: list[int], second: list[int], grand: int,
-                share: list[int] | None = None) -> str:
+                share: list[int] | None = None, span_s: float = 0.0) -> str:
         """`  in use        own      %     count  ` for one node or location: `first` and
         `second` in the metric's unit, `share` (default `first`) as % of `grand`, then the
-        other unit of `first`."""
+        other unit of `first`. A change (since mark) is signed; growth is per second over
+        span_s."""
         share = first if share is None else share
         if counts_metric(metric):
             a, b = fmt_count(first[metric.count_index]), fmt_count(second[metric.count_index])
             other = format_bytes(first[metric.bytes_index])
+        elif metric is Metric.GROWTH:
+            per_s = (lambda n: n / span_s) if span_s > 0 else (lambda n: 0.0)  # noqa: E731
+            a = format_signed(round(per_s(first[metric.bytes_index])))  # per second: the
+            b = format_signed(round(per_s(second[metric.bytes_index])))  # title says so
+            other = f"{per_s(first[metric.count_index]):+,.1f}/s"
+        elif metric.signed:
+            a, b = format_signed(first[metric.bytes_index]), format_signed(
+                second[metric.bytes_index])
+            other = f"{first[metric.count_index]:+,}"
         else:
             a, b = format_bytes(first[metric.bytes_index]), format_bytes(second[metric.bytes_index])
             other = fmt_count(first[metric.count_index])

@@ -12,7 +12,7 @@ from textual.content import Content
 from textual.widget import Widget
 
 from memtrace_core.model import Summary, format_bytes
-from memtrace_core.model.metrics import LIVE_BYTES
+from memtrace_core.model.metrics import LIVE_BYTES, format_rate, format_signed
 from memtrace_core.sampling import ESTIMATE_MARK, describe
 from memtrace_tui.palette import MUTED
 
@@ -40,6 +40,10 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         (est + format_bytes(s.heap_bytes), "bold"), ("  peak ", MUTED),
         (est + format_bytes(s.peak_bytes), "bold"),
     ]
+    cursor = getattr(s, "cursor_s", None)
+    if cursor is not None:  # the timeline's cursor: the tree shows that instant
+        core += [("  at ", MUTED), (f"{cursor:.2f}s", "bold $text-warning"), (" ", ""),
+                 (est + format_bytes(s.cursor_heap_bytes), "bold $text-warning")]
     thread = getattr(s, "thread", None)
     if thread:  # one thread chosen: its own heap, which the tree's root shows
         core[7:7] = [("  thread ", MUTED), (est + format_bytes(thread[LIVE_BYTES]), "bold")]
@@ -64,7 +68,12 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         ("pending", [("  names pending ", MUTED),
                      (f"{s.pending_symbols}", "bold")]
          if s.pending_symbols else []),
+        ("growth", [("  growth ", MUTED), (est + format_rate(s.growth_per_s), "bold")]
+         if getattr(s, "growth_per_s", 0.0) else []),
         ("sampled", [(f"  {describe(sampled)}", "$text-warning")] if sampled else []),
+        ("mark", [(f"  mark {s.mark_time_s:.1f}s ", MUTED),
+                  (est + format_signed(s.since_mark_bytes), "bold")]
+         if getattr(s, "mark_time_s", None) is not None else []),
     ]
     room = width
 
@@ -105,10 +114,10 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
     else:
         lead = []
     # the sampling note and the peak's time right after the peak, then the processes, the
-    # rest in reading order
+    # leak-hunting figures, the rest in reading order
     out = (core[:status_at] + lead + core[status_at:] + kept.get("sampled", [])
            + kept.get("peak_at", []) + family)
-    order = ["follow_hint", "rss", "native", "pending", "allocs", "records"]
+    order = ["mark", "growth", "follow_hint", "rss", "native", "pending", "allocs", "records"]
     for name in order:
         out += kept.get(name, [])
     return Content.assemble(*[(t, st) if st else t for t, st in out if t])

@@ -62,6 +62,15 @@ class MainScreen(Screen[None]):
         Binding("N", "next_match(-1)", "Previous match", show=False),
         Binding("escape", "clear_filter", "Clear filter"),
         Binding("m", "cycle_metric", "Metric"),
+        Binding("b", "mark", "Mark", show=False),
+        Binding("B", "clear_mark", "Clear mark", show=False),
+        Binding("left_square_bracket", "time(-1)", "Earlier", show=False),
+        Binding("right_square_bracket", "time(1)", "Later", show=False),
+        Binding("less_than_sign", "time(-10)", "Much earlier", show=False),
+        Binding("greater_than_sign", "time(10)", "Much later", show=False),
+        Binding("left_curly_bracket", "time_edge(0)", "Start", show=False),
+        Binding("right_curly_bracket", "time_edge(1)", "End", show=False),
+        Binding("M", "time_peak", "Peak", show=False),
         Binding("t", "pick_thread", "Thread"),
         Binding("P", "pick_process", "Process"),
         Binding("v", "switch_view", "Tree/table"),
@@ -224,7 +233,82 @@ class MainScreen(Screen[None]):
         self.refresh_all()
 
     def action_cycle_metric(self) -> None:
-        self._change_model(lambda tree: tree.set_metric(tree.metric.next()))
+        def cycle(tree) -> None:
+            metric = tree.metric.next()
+            if metric is Metric.SINCE_MARK and tree.mark is None:
+                metric = metric.next()  # nothing to compare with before `b`
+            tree.set_metric(metric)
+
+        self._change_model(cycle)
+
+    def action_mark(self) -> None:
+        """`b`: in use now becomes the reference; the tree shows what changed since."""
+        def mark(tree) -> None:
+            tree.set_mark()
+            tree.set_metric(Metric.SINCE_MARK)
+            if not self.paused and not tree.busy:
+                tree.update()
+
+        self._change_model(mark)
+
+    # -- the timeline (a capture read at once) ----------------------------------------------
+    def _set_instant(self, index: int | None, peak: bool = False) -> None:
+        timeline = self.session.timeline
+        if timeline is None or not timeline.points:
+            return
+
+        def move(tree) -> None:
+            if peak:
+                tree.set_instant(timeline.peak)
+            elif index is None or index >= len(timeline.points) - 1:
+                tree.set_instant(None)  # the end: the capture as it finished
+            else:
+                tree.set_instant(timeline.points[max(0, index)])
+
+        self._change_model(move)
+
+    def _cursor_index(self) -> int:
+        timeline = self.session.timeline
+        at = self.session.tree.instant
+        if at is None:
+            return len(timeline.points) - 1
+        return timeline.index_at(at.t_us)
+
+    def action_time(self, steps: int) -> None:
+        """`[` `]` one instant earlier/later, `<` `>` ten."""
+        if self.session.timeline is None:
+            return
+        self._set_instant(self._cursor_index() + steps)
+
+    def action_time_edge(self, end: int) -> None:
+        """`{` the start, `}` the end (now)."""
+        if self.session.timeline is None:
+            return
+        self._set_instant(None if end else 0)
+
+    def action_time_peak(self) -> None:
+        """`M`: the peak (exact: every stack's figures at the high-water mark)."""
+        self._set_instant(None, peak=True)
+
+    def set_time_fraction(self, fraction: float) -> None:
+        """A click on the chart: the instant at that share of the run."""
+        timeline = self.session.timeline
+        if timeline is None or not timeline.points:
+            return
+        end = self.session.tree.figures.last_time_us
+        self._set_instant(timeline.index_at(int(end * min(1.0, max(0.0, fraction)))))
+
+    def action_clear_mark(self) -> None:
+        def clear(tree) -> None:
+            if tree.mark is None:
+                return
+            tree.clear_mark()
+            if tree.metric is Metric.SINCE_MARK:
+                tree.set_metric(Metric.IN_USE)
+            if not self.paused and not tree.busy:
+                tree.update()
+
+        self._change_model(clear)
 
     def set_metric(self, metric: Metric) -> None:
         self._change_model(lambda tree: tree.set_metric(metric))

@@ -72,7 +72,8 @@ class LocationsTable(LinesView):
         # own first: the table is about where memory is allocated
         pieces: list[tuple[str, str]] = [
             (layout.numbers(tree.metric, loc.user if self.sort == "user" else loc.own,
-                            loc.total, self._grand, share=loc.total), "number"),
+                            loc.total, self._grand, share=loc.total,
+                            span_s=tree.growth_span_s), "number"),
             (f.kind.mark + " ", kind)]
         pieces += split_matches(f.function, needle, kind)
         where = location(f)

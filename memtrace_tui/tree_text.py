@@ -35,7 +35,10 @@ def split_matches(text: str, needle: str, roles: str) -> list[tuple[str, str]]:
 
 NOTHING = {"in use": "nothing in use", "peak": "nothing at the peak",
            "total allocated": "nothing allocated", "allocations": "no allocations",
-           "temporary": "no temporary allocations"}
+           "temporary": "no temporary allocations",
+           "growth": "nothing grew or shrank in the window",
+           "since mark": "nothing changed since the mark",
+           "in use at": "nothing in use at this instant"}
 
 
 def empty_message(tree: CallTree) -> str:
@@ -45,4 +48,6 @@ def empty_message(tree: CallTree) -> str:
         return f'no frame matches "{tree.filter}" (escape clears the filter)'
     who = "" if tree.thread is None else " in this thread"
     what = NOTHING.get(tree.metric.value, f"nothing for {tree.metric.value}")
+    if tree.metric.value == "in use at":
+        return f"{what}{who}"
     return f"{what}{who} yet"

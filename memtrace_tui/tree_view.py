@@ -118,7 +118,7 @@ class CallTreeView(LinesView):
         tree = self.tree
         metric = tree.metric
         layout = Layout.for_width(self.size.width)
-        numbers = layout.numbers(metric, total, own, self._grand)
+        numbers = layout.numbers(metric, total, own, self._grand, span_s=tree.growth_span_s)
         frame = node.frame
         kind = KIND_ROLES.get(frame.kind, "python")
         hot = self._grand and total[metric.sort_index] * 2 >= self._grand

@@ -32,9 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also trace the program's child processes (forks, multiprocessing "
                         "workers, Python subprocesses), each into a capture FILE.PID next to "
                         "-o FILE (or in a temporary directory); key P picks one to view")
+    from memtrace_core.cli._leak_options import add_leak_options
     from memtrace_core.cli.attach import add_method_option
 
     add_method_option(p)
+    add_leak_options(p)
     add_program_arguments(p)
     p.set_defaults(func=run)
 
@@ -117,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         fd, log_path = tempfile.mkstemp(prefix=f"memtrace-live-{name}-", suffix=".log")
         log = os.fdopen(fd, "wb")
 
+    from memtrace_core.cli._leak_options import configure
     from memtrace_core.model.build import call_tree
     from memtrace_core.model.feed import enlarge_pipe
     from memtrace_core.model.session import Session
@@ -147,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
 
     reader = StreamReader()
     tree = call_tree(reader, native=args.native)
+    configure(reader, tree, args)
     session = Session(reader, tree, live=True)
     session.log_path = log_path
     session.child_prefix = child_prefix

@@ -7,6 +7,8 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from memtrace_core.cli._leak_options import add_leak_options
+
     p = subparsers.add_parser(
         "view",
         help="browse a capture file in the terminal UI",
@@ -17,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--follow", action="store_true",
                    help="the capture is still being written (run -o, live -o, attach -o, "
                         "live --background): keep reading as it grows, as live does")
+    add_leak_options(p)
     p.add_argument("--show-internal", action="store_true",
                    help="start with interpreter-internal frames shown (key i toggles)")
     p.set_defaults(func=run)
@@ -34,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
     with Progress("reading the capture") as progress:
         session = session_for_capture(args.file, show_internal=args.show_internal,
-                                      progress=progress)
+                                      progress=progress,
+                                      temporary_threshold=args.temporary_threshold,
+                                      window_s=args.window)
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         session.tree.close()
         raise UserError("view needs a terminal (use `memtrace stats/table/tree` for text)")
@@ -61,6 +66,7 @@ def _follow(args: argparse.Namespace) -> int:
         raise UserError("view needs a terminal (use `memtrace top --follow FILE` for text)")
     follower = CaptureFollower(args.file)
     reader = StreamReader()
+    reader.set_temporary_threshold(args.temporary_threshold)
     deadline = time.monotonic() + 10
     try:
         while not reader.header:  # the header says what the tree needs (native or not)
@@ -75,6 +81,7 @@ def _follow(args: argparse.Namespace) -> int:
         follower.close()
         raise
     tree = call_tree(reader)
+    tree.set_window(args.window)
     if args.show_internal:
         tree.core.set_show_internal(True)
     session = Session(reader, tree, live=True)

@@ -34,7 +34,7 @@ cdef extern from "treecore.h":
     ctypedef struct mt_u64map:
         size_t count
     ctypedef struct mt_node:
-        int64_t total[8]
+        int64_t total[14]
         uint32_t parent, frame, first_child, next_sibling, prev_sibling
         uint32_t refs, depth, pend
         uint8_t alive, repeat
@@ -49,8 +49,8 @@ cdef extern from "treecore.h":
 
 
 cdef enum:
-    NC = 8  # metrics.py's counters (treecore.h's MT_NC)
-    LOC = 24  # per frame: own[NC], total[NC], user-own[NC]
+    NC = 14  # metrics.py's counters (treecore.h's MT_NC)
+    LOC = 42  # per frame: own[NC], total[NC], user-own[NC]
 
 cdef inline bint any_counted(const int64_t *c) noexcept:
     cdef int i
@@ -118,6 +118,14 @@ cdef class TreeCore:
     """Nodes, stacks, frames and addresses of one call tree (see the module docstring)."""
 
     cdef object reader
+    # baselines (live bytes, live count per stack id): counters 8-9 are live minus the
+    # mark's, 10-11 live minus the growth window's start (none: minus nothing)
+    cdef int64_t *base_mark
+    cdef size_t n_base_mark
+    cdef int64_t *base_grow
+    cdef size_t n_base_grow
+    cdef int64_t *base_at  # counters 12-13: in use at the timeline's cursor (as they are)
+    cdef size_t n_base_at
     cdef StreamReader fast  # the reader when it is the C reader, else None (duck-typed)
     cdef readonly bint native
     cdef public object namer
@@ -250,6 +258,7 @@ cdef class TreeCore:
         free(self.pending_list); free(self.slot_totals)
         free(self.aid_ip); free(self.aid_flags); free(self.aid_off); free(self.aid_len)
         free(self.aid_stamp); free(self.pool); free(self.uncl)
+        free(self.base_mark); free(self.base_grow); free(self.base_at)
         free(self.nat_aid); free(self.py_fid)
         free(self.work); free(self.moved)
         free(self.b_pf); free(self.b_pe); free(self.b_na); free(self.b_mf); free(self.b_mo)
@@ -567,13 +576,87 @@ cdef class TreeCore:
             out[5] = st.peak_count
             out[6] = st.temp_bytes
             out[7] = st.temp_count
-            return 0
-        c = self.reader.stack_counters(sid)
-        for i in range(6):
-            out[i] = c[i]
-        temp = getattr(self.reader, "stack_temporary", None)
-        out[6], out[7] = temp(sid) if temp is not None else (0, 0)
+        else:
+            c = self.reader.stack_counters(sid)
+            for i in range(6):
+                out[i] = c[i]
+            temp = getattr(self.reader, "stack_temporary", None)
+            out[6], out[7] = temp(sid) if temp is not None else (0, 0)
+        out[8] = out[2]
+        out[9] = out[3]
+        if sid < self.n_base_mark:
+            out[8] -= self.base_mark[2 * sid]
+            out[9] -= self.base_mark[2 * sid + 1]
+        out[10] = out[2]
+        out[11] = out[3]
+        if sid < self.n_base_grow:
+            out[10] -= self.base_grow[2 * sid]
+            out[11] -= self.base_grow[2 * sid + 1]
+        out[12] = self.base_at[2 * sid] if sid < self.n_base_at else 0
+        out[13] = self.base_at[2 * sid + 1] if sid < self.n_base_at else 0
         return 0
+
+    def live_snapshot(self) -> bytes:
+        """Every stack's (live bytes, live count) in the reader now, as native int64 pairs
+        by stack id: a baseline for set_baseline()."""
+        cdef size_t i, n
+        cdef bytearray buf
+        cdef int64_t *out
+        if self.fast is not None:
+            return self.fast.live_snapshot()
+        n = self._reader_stacks()
+        buf = bytearray(16 * n)
+        out = <int64_t *><char *>buf
+        for i in range(n):
+            c = self.reader.stack_counters(i)
+            out[2 * i] = c[2]
+            out[2 * i + 1] = c[3]
+        return bytes(buf)
+
+    def set_baseline(self, int which, snapshot) -> int:
+        """Counters 8-9 (which 0: since the mark) or 10-11 (which 1: growth) become live
+        minus a live_snapshot() (None: minus nothing); 12-13 (which 2: the timeline's
+        instant) become the snapshot itself. Only between updates; the stacks whose figure
+        moves are queued for the next one. Returns how many."""
+        cdef const uint8_t[::1] view
+        cdef const int64_t *new = NULL
+        cdef size_t n_new = 0, i, n, queued = 0
+        cdef int64_t *old = (self.base_mark if which == 0 else self.base_grow if which == 1
+                             else self.base_at)
+        cdef size_t n_old = (self.n_base_mark if which == 0 else self.n_base_grow
+                             if which == 1 else self.n_base_at)
+        cdef int64_t ob, oc, nb, nc
+        if self.phase != P_IDLE:
+            raise RuntimeError("set_baseline() during an update")
+        if snapshot is not None and len(snapshot):
+            view = snapshot
+            new = <const int64_t *>&view[0]
+            n_new = <size_t>view.shape[0] // 16
+        n = n_old if n_old > n_new else n_new
+        if n > self.n_ms:
+            n = self.n_ms
+        for i in range(n):
+            ob = old[2 * i] if i < n_old else 0
+            oc = old[2 * i + 1] if i < n_old else 0
+            nb = new[2 * i] if i < n_new else 0
+            nc = new[2 * i + 1] if i < n_new else 0
+            if ob != nb or oc != nc:
+                self._work_add(<uint32_t>i)
+                queued += 1
+        free(old)
+        old = NULL
+        if n_new:
+            old = <int64_t *>malloc(16 * n_new)
+            if old == NULL:
+                raise MemoryError()
+            memcpy(old, new, 16 * n_new)
+        if which == 0:
+            self.base_mark, self.n_base_mark = old, n_new
+        elif which == 1:
+            self.base_grow, self.n_base_grow = old, n_new
+        else:
+            self.base_at, self.n_base_at = old, n_new
+        return queued
 
     cdef uint32_t _thread_of(self, uint32_t sid) except? 0xFFFFFFFF:
         if self.fast is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memtrace_core.model.calltree import CallTree
+from memtrace_core.model.calltree import CallTree, Reference
 from memtrace_core.model.session import Session
 
 
@@ -23,9 +23,30 @@ def call_tree(reader, *, native: bool | None = None, names: str = "async",
     return CallTree(reader, namer, native=native)
 
 
+def growth_reference(path, reader, window_s: float):
+    """The growth metric's start for a capture read at once: the capture replayed up to
+    window_s before its end (its stacks' in-use figures then)."""
+    from array import array
+
+    from memtrace_core.reader import read_capture_at
+
+    start_us = max(0, reader.last_time_us - int(window_s * 1e6))
+    if start_us == 0:
+        return Reference(0, 0, 0, b"")
+    then = read_capture_at(path, start_us)
+    figures = array("q")
+    for row in then.stacks():
+        figures.extend(row[5:7])  # live bytes, live count
+    return Reference(then.last_time_us, then.heap_bytes, then.heap_allocations,
+                     figures.tobytes())
+
+
 def session_for_capture(path, *, show_internal: bool = False, names: str = "async",
-                        cache_dir: Path | None = None, progress=None) -> Session:
-    """A finished session over a capture file (the tree built, names on their way)."""
+                        cache_dir: Path | None = None, progress=None,
+                        temporary_threshold: int = 1,
+                        window_s: float | None = None) -> Session:
+    """A finished session over a capture file (the tree built, names on their way); the
+    growth metric covers the capture's last window_s seconds."""
     from memtrace_core.reader import read_capture, read_names
 
     namer = None
@@ -33,8 +54,16 @@ def session_for_capture(path, *, show_internal: bool = False, names: str = "asyn
         from memtrace_core.symbols.names import Namer
 
         namer = Namer(None, mode=names, cache_dir=cache_dir)
+    from memtrace_core.errors import UserError
+    from memtrace_core.model.timeline import read_with_timeline
+
+    timeline = None
     try:
-        reader = read_capture(path, progress=progress)
+        try:
+            reader, timeline = read_with_timeline(path, progress, temporary_threshold)
+        except UserError:  # e.g. damaged compressed data: read_capture salvages more
+            reader = read_capture(path, progress=progress,
+                                  temporary_threshold=temporary_threshold)
     except BaseException:
         if namer is not None:
             namer.close()
@@ -50,8 +79,19 @@ def session_for_capture(path, *, show_internal: bool = False, names: str = "asyn
     tree = call_tree(reader, names=names, cache_dir=cache_dir, namer=namer, embedded=embedded)
     if show_internal:
         tree.core.set_show_internal(True)
+    if window_s is not None:
+        tree.set_window(window_s)
+        if timeline is not None:  # the instant nearest to the window's start
+            start = timeline.points[timeline.index_at(reader.last_time_us
+                                                      - int(window_s * 1e6))]
+            reference = Reference(start.t_us, start.heap_bytes, start.heap_allocations,
+                                  start.snapshot)
+        else:
+            reference = growth_reference(path, reader, window_s)
+        tree.set_growth_from(reference)
     tree.rebuild()
     session = Session(reader, tree)
+    session.timeline = timeline
     error = getattr(reader, "error", None)
     if error:
         session.error = f"capture corrupt after record {reader.records}: {error}"

@@ -16,6 +16,7 @@ names arrive names its successor.
 from __future__ import annotations
 
 import weakref
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -55,6 +56,20 @@ class Figures:
         return (self.total_allocated_bytes, self.total_allocations, self.heap_bytes,
                 self.heap_allocations, self.peak_bytes, self.peak_allocations,
                 self.temporary_bytes, self.temporary_allocations)
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A moment the delta metrics count from: the mark (`b`) or the growth window's start."""
+
+    t_us: int  # the program's clock (reader.last_time_us)
+    heap_bytes: int
+    heap_allocations: int
+    snapshot: bytes  # TreeCore.live_snapshot() then
+
+
+GROWTH_WINDOW_S = 10.0  # default sliding window of the growth metric (--window)
+GROWTH_STEP_US = 500_000  # a snapshot of every stack at most this often
 
 
 class Node:
@@ -187,6 +202,13 @@ class CallTree:
         self._pending_figures: Figures | None = None
         self._work = 0
         self._nodes: weakref.WeakValueDictionary[int, Node] = weakref.WeakValueDictionary()
+        self.mark: Reference | None = None  # since-mark counts from here
+        self.window_us = int(GROWTH_WINDOW_S * 1e6)
+        self._window: deque[Reference] = deque()  # snapshots; the oldest is growth's start
+        self.growth_from: Reference | None = None
+        self._baselines: dict[int, bytes | None] = {}  # set when the update in flight ends
+        self._fixed_growth = False
+        self.instant = None  # the timeline's cursor (timeline.Instant), or None
 
     # -- nodes -----------------------------------------------------------------------------
     def node(self, node_id: int) -> Node:
@@ -240,6 +262,96 @@ class CallTree:
     def show_internal(self) -> bool:
         return self.core.show_internal
 
+    # -- references of the delta metrics ---------------------------------------------------
+    def _reference(self) -> Reference:
+        r = self.reader
+        return Reference(r.last_time_us, r.heap_bytes, r.heap_allocations,
+                         self.core.live_snapshot())
+
+    def _baseline(self, which: int, snapshot: bytes | None) -> None:
+        if self.core.busy:  # the update in flight was counted without it: after it
+            self._baselines[which] = snapshot
+        else:
+            self.core.set_baseline(which, snapshot)
+
+    def set_mark(self) -> Reference:
+        """Mark now (`b`): the since-mark metric counts in use from here (again when
+        marked again). Counted at the next update."""
+        self.mark = self._reference()
+        self._baseline(0, self.mark.snapshot)
+        self.generation += 1
+        return self.mark
+
+    def clear_mark(self) -> None:
+        """Forget the mark (`B`): since-mark counts from the start again."""
+        self.mark = None
+        self._baseline(0, None)
+        self.generation += 1
+
+    def set_window(self, seconds: float) -> None:
+        """The growth metric's sliding window."""
+        self.window_us = max(1, int(seconds * 1e6))
+
+    def set_growth_from(self, reference: Reference | None) -> None:
+        """A fixed start for the growth metric (a capture read at once: `view`), instead
+        of the sliding window; None: the sliding window again."""
+        self._window.clear()
+        if reference is not None:
+            self._window.append(reference)
+        self._fixed_growth = reference is not None
+        self.growth_from = reference
+        self._baseline(1, None if reference is None else reference.snapshot)
+
+    def _slide_window(self) -> None:
+        """Before an update: a snapshot every GROWTH_STEP_US of the program's clock, and
+        growth counted from the oldest one still inside the window."""
+        if self._fixed_growth:
+            return
+        now = self.reader.last_time_us
+        window = self._window
+        if not window or now - window[-1].t_us >= GROWTH_STEP_US:
+            window.append(self._reference())
+        while len(window) > 1 and window[1].t_us <= now - self.window_us:
+            window.popleft()
+        if window[0] is not self.growth_from:
+            self.growth_from = window[0]
+            self.core.set_baseline(1, window[0].snapshot)
+
+    def set_instant(self, instant) -> None:
+        """Show memory in use at a timeline instant (metric AT_CURSOR); None: back to now."""
+        self.instant = instant
+        self._baseline(2, None if instant is None else instant.snapshot)
+        if instant is not None:
+            self.set_metric(Metric.AT_CURSOR)
+        elif self.metric is Metric.AT_CURSOR:
+            self.set_metric(Metric.IN_USE)
+        if not self.core.busy:
+            self.update()
+
+    @property
+    def growth_span_s(self) -> float:
+        """Seconds the growth figures cover (0 before the program's clock moved)."""
+        start = self.growth_from
+        if start is None:
+            return 0.0
+        return max(0.0, (self.figures.last_time_us - start.t_us) / 1e6)
+
+    def rate(self, delta: int) -> float:
+        """A growth counter as bytes (or allocations) per second."""
+        span = self.growth_span_s
+        return delta / span if span > 0 else 0.0
+
+    def whole_counters(self) -> list[int]:
+        """The whole program's counters as of the last commit (metrics.py's order)."""
+        f = self.figures
+        out = list(f.counters())
+        for ref in (self.mark, self.growth_from):
+            out += [f.heap_bytes - (ref.heap_bytes if ref else 0),
+                    f.heap_allocations - (ref.heap_allocations if ref else 0)]
+        at = self.instant
+        out += [at.heap_bytes, at.heap_allocations] if at else [0, 0]
+        return out
+
     # -- building --------------------------------------------------------------------------
     def rebuild(self, paths: bool = False) -> None:
         """Recount every stack from the reader (user-driven changes: thread, filter,
@@ -250,6 +362,9 @@ class CallTree:
                 node._path = self.core.path(node.nid)
         figures = self._pending_figures or Figures.of(self.reader)
         self.core.reset(paths)
+        for which, snapshot in self._baselines.items():
+            self.core.set_baseline(which, snapshot)
+        self._baselines.clear()
         self.core.begin_all()
         self.core.step()
         self._pending_figures = None
@@ -261,6 +376,10 @@ class CallTree:
         The reader must not be fed until step() says the update is done."""
         if self.core.busy:
             return 0
+        for which, snapshot in self._baselines.items():
+            self.core.set_baseline(which, snapshot)
+        self._baselines.clear()
+        self._slide_window()
         names = self.namer.poll() if self.namer is not None else {}
         if names:
             self.core.rename(names)

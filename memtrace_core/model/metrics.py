@@ -11,7 +11,11 @@ from memtrace_core.strenum import StrEnum
 
 ALLOC_BYTES, ALLOC_COUNT, LIVE_BYTES, LIVE_COUNT, PEAK_BYTES, PEAK_COUNT = range(6)
 TEMP_BYTES, TEMP_COUNT = 6, 7
-N_COUNTERS = 8
+MARK_BYTES, MARK_COUNT = 8, 9  # in use now minus in use at the mark (`b`)
+GROWTH_BYTES, GROWTH_COUNT = 10, 11  # in use now minus at the growth window's start
+AT_BYTES, AT_COUNT = 12, 13  # in use at the timeline's cursor (`view`)
+N_COUNTERS = 14
+DELTA_METRICS = ("since mark", "growth")  # signed figures
 
 
 class Metric(StrEnum):
@@ -23,6 +27,9 @@ class Metric(StrEnum):
     TOTAL = "total allocated"
     COUNT = "allocations"
     TEMPORARY = "temporary"
+    GROWTH = "growth"  # in-use bytes gained per second over the window (negative: shrank)
+    SINCE_MARK = "since mark"  # in use now minus in use at the mark
+    AT_CURSOR = "in use at"  # in use at the timeline's cursor (not in the `m` cycle)
 
     @property
     def bytes_index(self) -> int:
@@ -33,6 +40,9 @@ class Metric(StrEnum):
             "total allocated": ALLOC_BYTES,
             "allocations": ALLOC_BYTES,
             "temporary": TEMP_BYTES,
+            "growth": GROWTH_BYTES,
+            "since mark": MARK_BYTES,
+            "in use at": AT_BYTES,
         }[self.value]
 
     @property
@@ -44,6 +54,9 @@ class Metric(StrEnum):
             "total allocated": ALLOC_COUNT,
             "allocations": ALLOC_COUNT,
             "temporary": TEMP_COUNT,
+            "growth": GROWTH_COUNT,
+            "since mark": MARK_COUNT,
+            "in use at": AT_COUNT,
         }[self.value]
 
     @property
@@ -51,10 +64,29 @@ class Metric(StrEnum):
         """Counter index children are sorted by (largest first)."""
         return ALLOC_COUNT if self is Metric.COUNT else self.bytes_index
 
+    @property
+    def signed(self) -> bool:
+        """A change (growth, since the mark): negative figures are meaningful."""
+        return self.value in DELTA_METRICS
+
     def next(self) -> Metric:
-        """The metric after this one, wrapping around (the `m` key)."""
-        members = list(Metric)
+        """The metric after this one, wrapping around (the `m` key; the timeline's own
+        metric is not in the cycle)."""
+        members = [m for m in Metric if m is not Metric.AT_CURSOR]
+        if self not in members:
+            return Metric.IN_USE
         return members[(members.index(self) + 1) % len(members)]
+
+
+def format_signed(n: int) -> str:
+    """`+1.5 MiB`, `-812 B`, `±0 B`: a change of bytes."""
+    sign = "+" if n > 0 else "-" if n < 0 else "±"
+    return sign + format_bytes(abs(n))
+
+
+def format_rate(n_per_s: float) -> str:
+    """`+1.5 MiB/s`: a growth rate (rounded to whole bytes)."""
+    return format_signed(int(round(n_per_s))) + "/s"
 
 
 def format_bytes(n: int) -> str:

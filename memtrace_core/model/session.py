@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from memtrace_core.model.calltree import CallTree
+from memtrace_core.model.metrics import GROWTH_BYTES, MARK_BYTES, N_COUNTERS
 from memtrace_core.sampling import sample_bytes
 
 HISTORY_POINTS = 4096  # chart resolution kept, whatever the run's length
@@ -39,6 +40,11 @@ class Summary:
     processes: int = 0  # processes traced, this one included, when following children
     untraced_children: int = 0  # child processes the program ran untraced (known at its end)
     sample_bytes: int = 0  # a sampled capture's mean: every figure is an estimate
+    growth_per_s: float = 0.0  # the whole heap's growth rate over the window
+    mark_time_s: float | None = None  # the mark (`b`), program clock; None: no mark
+    since_mark_bytes: int = 0  # the heap now minus at the mark
+    cursor_s: float | None = None  # the timeline's cursor (`view`); None: now
+    cursor_heap_bytes: int = 0
 
 
 class Session:
@@ -51,6 +57,7 @@ class Session:
         self.live = live
         self.clock = clock
         self.lock = threading.RLock()
+        self.timeline = None  # model/timeline.py's Timeline of a capture read at once
         self.running = live
         self.detached = False
         self.exit_code: int | None = None
@@ -133,6 +140,8 @@ class Session:
             if trailer and start:
                 elapsed = max(elapsed, trailer["end_time"] - start)
         allocs, recs = self._rates()
+        whole = self.tree.whole_counters()
+        mark = self.tree.mark
         return Summary(
             pid=int(header.get("pid", 0)),
             command=" ".join(header.get("argv", [])) or "?",
@@ -147,10 +156,16 @@ class Session:
             records=r.records,
             native=bool(header.get("native", False)),
             thread=(None if self.tree.thread is None else
-                    tuple(self.tree.thread_totals().get(self.tree.thread, (0,) * 6))),
+                    tuple(self.tree.thread_totals().get(self.tree.thread,
+                                                        (0,) * N_COUNTERS))),
             processes=1 + len(self.child_captures()) if self.child_prefix is not None else 0,
             untraced_children=int((self.reader.trailer or {}).get("untraced_children") or 0),
             sample_bytes=sample_bytes(header),
+            growth_per_s=self.tree.rate(whole[GROWTH_BYTES]),
+            mark_time_s=None if mark is None else mark.t_us / 1e6,
+            since_mark_bytes=whole[MARK_BYTES] if mark is not None else 0,
+            cursor_s=None if self.tree.instant is None else self.tree.instant.t_us / 1e6,
+            cursor_heap_bytes=0 if self.tree.instant is None else self.tree.instant.heap_bytes,
         )
 
     def child_captures(self) -> list[str]:

@@ -9,7 +9,8 @@
 #include <time.h>
 
 #define MT_NONE UINT32_MAX
-#define MT_NC 8 /* counters per stack: reader order (alloc, live, peak, temporary: bytes and count) */
+#define MT_NC 14 /* counters per stack: metrics.py (alloc, live, peak, temporary, since the
+                   mark, growth, at the timeline's cursor: bytes and count) */
 
 /* Open addressing with linear probing; a slot is empty when its value is MT_NONE.
  * Deletion shifts the following run back (no tombstones), so lookups stay short under

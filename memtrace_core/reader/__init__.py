@@ -239,7 +239,8 @@ def read_capture_at(path: str | Path, t_us: int, temporary_threshold: int = 1) -
     return reader
 
 
-def capture_stream(path: str | Path, chunk: int = _RAW_CHUNK) -> Iterator[bytes]:
+def capture_stream(path: str | Path, chunk: int = _RAW_CHUNK,
+                   progress: Progress | None = None) -> Iterator[bytes]:
     """Yield the plain stream of a capture file ("MEMTRACE" magic first), decompressed.
 
     For tools that feed a StreamReader themselves (benchmarks, converters): pieces of CHUNK
@@ -258,6 +259,8 @@ def capture_stream(path: str | Path, chunk: int = _RAW_CHUNK) -> Iterator[bytes]
         if magic == MAGIC:
             for pos in range(0, end, chunk):
                 yield data[pos : min(pos + chunk, end)]
+                if progress is not None:
+                    progress(min(pos + chunk, end), end)
             return
         if magic != COMPRESSED_MAGIC:
             raise UserError(f"{name}: not a memtrace capture")
@@ -272,6 +275,8 @@ def capture_stream(path: str | Path, chunk: int = _RAW_CHUNK) -> Iterator[bytes]
             while len(pending) >= chunk:
                 yield bytes(pending[:chunk])
                 del pending[:chunk]
+            if progress is not None:
+                progress(min(pos + _COMPRESSED_SLICE, end), end)
             if getattr(decompressor, "eof", False):
                 break
         if pending:

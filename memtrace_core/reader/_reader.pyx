@@ -493,6 +493,17 @@ cdef class StreamReader:
         return (st.alloc_bytes, st.alloc_count, st.live_bytes, st.live_count,
                 st.peak_bytes, st.peak_count)
 
+    def live_snapshot(self) -> bytes:
+        """Every stack's (live bytes, live count) now, as native int64 pairs by stack id
+        (what the timeline keeps per instant)."""
+        cdef size_t i, n = self.s.n_stacks
+        cdef bytearray buf = bytearray(16 * n)
+        cdef int64_t *out = <int64_t *><char *>buf
+        for i in range(n):
+            out[2 * i] = self.s.stacks[i].live_bytes
+            out[2 * i + 1] = self.s.stacks[i].live_count
+        return bytes(buf)
+
     def stack_temporary(self, sid: int) -> tuple:
         """(temporary bytes, temporary count) of a stack id."""
         cdef mt_stack *st = self._stack(sid)

@@ -60,6 +60,10 @@ def required_figures(script: str) -> list[str]:
         gdb = ["first_data/time.sleep/memtrace-gdb/median_s"] if shutil.which("gdb") else []
         return [*held, *gdb, "slowdown/pure_python/attach/ratio",
                 "slowdown/pure_python/attach-native/ratio"]
+    if script == "bench_leak":
+        return ["timeline/records", "timeline/read_capture_s", "timeline/instants",
+                "timeline/scrub_median_s", "growth/with/stacks_per_s",
+                "growth/without/stacks_per_s"]
     if script == "bench_tui":
         return ["keys/repaint_p99_ms", "keys/timer_lateness_p99_ms",
                 "memory/*/MB_per_million_live"] + (

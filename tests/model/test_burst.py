@@ -114,11 +114,27 @@ def check(tree: CallTree) -> None:
                                                         f.total_allocations)
 
 
-def per_thread(reader) -> dict[int, list[int]]:
+def per_thread(reader, tree: CallTree) -> dict[int, list[int]]:
+    """Every counter per thread from the reader's stacks: the tree's baselines (the mark,
+    the growth window's start) subtracted from in use as the tree should."""
+    from array import array
+
+    def baseline(ref) -> array:
+        out = array("q")
+        if ref is not None:
+            out.frombytes(ref.snapshot)
+        return out
+
+    mark, grow = baseline(tree.mark), baseline(tree.growth_from)
     out: dict[int, list[int]] = {}
     for sid, row in enumerate(reader.stacks()):
         acc = out.setdefault(row[2], [0] * N_COUNTERS)
-        for i, n in enumerate((*row[3:], *reader.stack_temporary(sid))):
+        live = row[5:7]
+        deltas = []
+        for base in (mark, grow):
+            b = (base[2 * sid], base[2 * sid + 1]) if 2 * sid < len(base) else (0, 0)
+            deltas += [live[0] - b[0], live[1] - b[1]]
+        for i, n in enumerate((*row[3:], *reader.stack_temporary(sid), *deltas)):
             acc[i] += n
     return out
 
@@ -155,10 +171,10 @@ def test_burst_exact_after_every_step():
             if done:
                 break
         updates += 1
-        assert tree.thread_totals() == per_thread(reader)
+        assert tree.thread_totals() == per_thread(reader, tree)
         if updates % 5 == 0:  # one thread's numbers are its own
             tree.set_thread(2)
-            check_thread = per_thread(reader)[2]
+            check_thread = per_thread(reader, tree)[2]
             assert tree.root.total == check_thread
             tree.set_thread(None)
             check(tree)
@@ -172,6 +188,7 @@ def test_burst_exact_after_every_step():
     shown = [f for fid, f in enumerate(tree.frames) if any(tree.core.location(fid)[1])]
     assert shown and all(f.kind is not FrameKind.UNRESOLVED for f in shown)
     fresh = CallTree(reader, _AllNamed(), native=True)
+    fresh.set_growth_from(tree.growth_from)  # the same start of the growth window
     fresh.rebuild()
     assert paths(fresh, N_STACKS) == paths(tree, N_STACKS)
     assert locations(fresh) == locations(tree)

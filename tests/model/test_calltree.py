@@ -74,7 +74,9 @@ def test_metric_switch_reorders_children():
     assert [c.frame.function for c in tree.children(main)] == ["build", "load"]
     tree.set_metric(Metric.COUNT)  # load: 2 allocations, build: 2 -> tie broken by name
     assert [c.frame.function for c in tree.children(main)] == ["build", "load"]
-    assert Metric.COUNT.next() is Metric.TEMPORARY and Metric.TEMPORARY.next() is Metric.IN_USE
+    assert Metric.COUNT.next() is Metric.TEMPORARY and Metric.TEMPORARY.next() is Metric.GROWTH
+    assert Metric.SINCE_MARK.next() is Metric.IN_USE  # the cycle wraps
+    assert Metric.AT_CURSOR.next() is Metric.IN_USE  # the timeline's metric is not in it
 
 
 def test_incremental_update_keeps_nodes_and_costs_changed_only():
@@ -251,6 +253,7 @@ def test_incremental_equals_rebuild(ops, every):
     inc.update()
     changed_again = r._changed.copy()
     fresh = CallTree(r)
+    fresh.set_growth_from(inc.growth_from)  # the same start of the growth window
     fresh.rebuild()
     assert not changed_again
     assert snapshot(inc) == snapshot(fresh)

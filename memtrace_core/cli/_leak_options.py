@@ -1,0 +1,34 @@
+"""Options of the leak-hunting metrics that `live`, `live --attach` and `view` share: the
+growth metric's window and the temporary allocations' threshold."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_leak_options(parser: argparse.ArgumentParser) -> None:
+    from memtrace_core.model.calltree import GROWTH_WINDOW_S
+    from memtrace_core.report.options import temporary_threshold
+
+    parser.add_argument("--window", type=_seconds, default=GROWTH_WINDOW_S, metavar="SECONDS",
+                        help="the growth metric's sliding window (default "
+                        f"{GROWTH_WINDOW_S:g} s)")
+    parser.add_argument("--temporary-threshold", type=temporary_threshold, default=1,
+                        metavar="N", help="a temporary allocation is freed by its thread "
+                        "before it made more than N others (default 1, as memray)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text.rstrip("s"))
+    except ValueError:
+        value = -1.0
+    if not 0.1 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a window in seconds (0.1 to 86400)")
+    return value
+
+
+def configure(reader, tree, args: argparse.Namespace) -> None:
+    """Apply the options to a fresh reader (before it reads an allocation) and its tree."""
+    reader.set_temporary_threshold(getattr(args, "temporary_threshold", 1))
+    tree.set_window(getattr(args, "window", 10.0))
