@@ -9,6 +9,12 @@ ratio to the untraced run, then capture file sizes and bytes per allocation reco
     python benchmarks/bench_run.py --scale 0.3     # quicker, noisier
     python benchmarks/bench_run.py --json run.json # also the figures as JSON (compare.py)
     python benchmarks/bench_run.py --smoke         # one round at scale 0.01: does it all run?
+    python benchmarks/bench_run.py -w threads_1,threads_2,threads_8   # the scaling table
+
+Modes: untraced; memtrace and memray, each plain and --native (and --follow-fork on the
+pool workload); memtrace-sample[-native] is `memtrace run --sample 512KiB`. The threads_N
+workloads run the same malloc/free work on N threads at once (thread-scaling table). The
+pandas workload is skipped (one line) when pandas is not installed.
 
 Speed figures live here, never in timed tests. memray's modes are skipped (one line says so)
 when memray is not importable.
@@ -29,9 +35,16 @@ from pathlib import Path
 
 from benchlib import HERE, Results, build_churn, child_env, memray_available, parser, run
 
-WORKLOADS = ("empty", "pure_python", "numpy_work", "malloc_free", "pool")
+WORKLOADS = ("empty", "pure_python", "numpy_work", "malloc_free", "pandas_merge", "pool",
+             "threads_1", "threads_2", "threads_8")
 MODES = ("untraced", "memtrace", "memtrace-native", "memray", "memray-native",
-         "memtrace-follow", "memray-follow")
+         "memtrace-follow", "memray-follow", "memtrace-sample", "memtrace-sample-native")
+SAMPLE = "512KiB"
+THREAD_COUNTS = (1, 2, 8)
+# issue 14: --sample 512KiB costs at most this ratio to untraced on every workload, and
+# its capture is at most this fraction of exact mode's
+SAMPLE_TARGET = 1.05
+SAMPLE_SIZE_TARGET = 1 / 20
 # issue 2 targets: ratio to untraced (plain, --native); start-up in absolute seconds
 TARGETS = {
     "pure_python": (1.3, 1.5),
@@ -60,12 +73,20 @@ def command(python: str, mode: str, script: Path, capture: Path) -> list[str]:
     """The argv that runs SCRIPT in MODE, writing its capture to CAPTURE."""
     native = ["--native"] if mode.endswith("-native") else []
     native += ["--follow-fork"] if mode.endswith("-follow") else []  # children traced too
+    native += ["--sample", SAMPLE] if "-sample" in mode else []
     if mode == "untraced":
         return [python, str(script)]
     if mode.startswith("memtrace"):
         return [python, "-m", "memtrace_core", "run", *native, "-o", str(capture), "--force",
                 str(script)]  # fmt: skip
     return [python, "-m", "memray", "run", *native, "-q", "-f", "-o", str(capture), str(script)]
+
+
+def workload_script(workload: str) -> tuple[Path, dict[str, str]]:
+    """The script that runs WORKLOAD and the environment it adds (threads_N: N threads)."""
+    if workload.startswith("threads_"):
+        return HERE / "workloads" / "threads.py", {"MT_BENCH_THREADS": workload[8:]}
+    return HERE / "workloads" / f"{workload}.py", {}
 
 
 def capture_path(work: Path, workload: str, mode: str) -> Path:
@@ -106,18 +127,17 @@ def run_all(args: argparse.Namespace) -> dict[tuple[str, str], Cell]:
     try:
         for round_no in range(args.repeats):
             for workload in args.workloads:
-                script = HERE / "workloads" / f"{workload}.py"
+                script, extra = workload_script(workload)
                 for mode in args.modes:
-                    cell = cells[(workload, mode)]
-                    if cell.failure:
+                    cell = cells.get((workload, mode))
+                    if cell is None or cell.failure:
                         continue
                     capture = capture_path(work, workload, mode)
                     argv = command(args.python, mode, script, capture)
                     start = time.perf_counter()
                     try:
-                        proc = subprocess.run(
-                            argv, cwd=work, env=env, capture_output=True, timeout=args.timeout
-                        )
+                        proc = subprocess.run(argv, cwd=work, env={**env, **extra},
+                                              capture_output=True, timeout=args.timeout)
                     except subprocess.TimeoutExpired:
                         cell.hangs += 1  # counted and reported; the next round tries again
                         continue
@@ -161,7 +181,10 @@ def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell],
         base = cells.get((workload, "untraced"))
         row = workload.ljust(14)
         for mode in args.modes:
-            cell = cells[(workload, mode)]
+            cell = cells.get((workload, mode))
+            if cell is None:
+                row += "-".rjust(width)
+                continue
             if cell.failure or not cell.times:
                 row += ("FAILED" if cell.failure else "HUNG").rjust(width)
                 continue
@@ -179,8 +202,8 @@ def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell],
     print("\ncapture size, allocation records, bytes per allocation record")
     for workload in args.workloads:
         for mode in args.modes:
-            cell = cells[(workload, mode)]
-            if mode == "untraced" or cell.failure:
+            cell = cells.get((workload, mode))
+            if mode == "untraced" or cell is None or cell.failure:
                 continue
             if cell.times and cell.allocations is None:
                 results.fail(f"{workload} / {mode}: its capture could not be read back "
@@ -197,6 +220,9 @@ def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell],
             per_text = "-" if per is None else f"{per:.2f} B/alloc"
             print(f"{workload:<14}{mode:<17}{human_bytes(cell.capture_bytes):>12}{allocs:>15}"
                   f"  {per_text}")
+
+    thread_scaling(args, cells, results)
+    sampling_targets(args, cells)
 
     print("\ntargets (issue 2)")
     for workload, (plain, native) in TARGETS.items():
@@ -229,6 +255,59 @@ def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell],
             results.fail(f"{workload} / {mode} failed:\n{cell.failure}")
 
 
+def _ratio(cells: dict[tuple[str, str], Cell], workload: str, mode: str) -> float | None:
+    base, cell = cells.get((workload, "untraced")), cells.get((workload, mode))
+    if not base or not base.times or not cell or not cell.times:
+        return None
+    return cell.median / base.median
+
+
+def thread_scaling(args: argparse.Namespace, cells: dict[tuple[str, str], Cell],
+                   results: Results) -> None:
+    """Ratio to untraced of the same work on 1, 2 and 8 threads, one row per mode."""
+    names = [f"threads_{n}" for n in THREAD_COUNTS if f"threads_{n}" in args.workloads]
+    if not names:
+        return
+    print("\nthread scaling: the same malloc/free work on N threads at once "
+          "(ratio to untraced)")
+    print("mode".ljust(24) + "".join(f"{n[8:]} thread(s)".rjust(14) for n in names))
+    for mode in args.modes:
+        if mode == "untraced" or mode.endswith("-follow"):
+            continue
+        row = mode.ljust(24)
+        for name in names:
+            ratio = _ratio(cells, name, mode)
+            row += ("-" if ratio is None else f"{ratio:.2f}x").rjust(14)
+        print(row)
+    base = [cells.get((n, "untraced")) for n in names]
+    print("untraced seconds".ljust(24) + "".join(
+        ("-" if not c or not c.times else f"{c.median:.3f}s").rjust(14) for c in base))
+
+
+def sampling_targets(args: argparse.Namespace, cells: dict[tuple[str, str], Cell]) -> None:
+    """Issue 14: --sample 512KiB at most 1.05x untraced, capture at most 1/20 of exact's."""
+    rows = []
+    for workload in args.workloads:
+        for mode, exact in (("memtrace-sample", "memtrace"),
+                            ("memtrace-sample-native", "memtrace-native")):
+            ratio = _ratio(cells, workload, mode)
+            if ratio is None or workload == "empty":
+                continue
+            verdict = ("ok" if ratio <= SAMPLE_TARGET
+                       else f"MISSED by {ratio / SAMPLE_TARGET - 1:.0%}")
+            size = ""
+            sampled, full = cells.get((workload, mode)), cells.get((workload, exact))
+            if sampled and full and sampled.capture_bytes and full.capture_bytes:
+                share = sampled.capture_bytes / full.capture_bytes
+                size = (f"  capture 1/{1 / share:.0f} of exact "
+                        f"({'ok' if share <= SAMPLE_SIZE_TARGET else 'MISSED'})")
+            rows.append(f"  {workload:<14}{mode:<24}{ratio:5.2f}x  target <= {SAMPLE_TARGET}x"
+                        f"  {verdict}{size}")
+    if rows:
+        print(f"\ntargets (issue 14, --sample {SAMPLE})")
+        print("\n".join(rows))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = parser(__doc__)
     ap.add_argument("-r", "--repeats", type=int, default=5, help="rounds (default 5)")
@@ -258,6 +337,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def measure(args: argparse.Namespace, results: Results) -> None:
     if any(m.startswith("memray") for m in args.modes) and not memray_available(results):
         args.modes = [m for m in args.modes if not m.startswith("memray")]
+    if "pandas_merge" in args.workloads and subprocess.run(
+            [args.python, "-c", "import pandas"], capture_output=True).returncode != 0:
+        results.skip("pandas_merge", "pandas is not installed (pip install pandas)")
+        args.workloads = [w for w in args.workloads if w != "pandas_merge"]
     report(args, run_all(args), results)
 
 

@@ -72,9 +72,11 @@ static setname_fn real_pthread_setname_np;
 
 #define TRACE_OK (LIKELY(!mt_tracking) || mt_guard)
 
-/* Sampling (sampler.h): an allocation that does not reach its thread's next sample point
- * runs as if untraced, and so does the free of an address surely never sampled. */
-#define SKIPPED(size) (mt_sample_mean && !mt_sample_take(size))
+/* Sampling (sampler.h): an allocation that does not reach its thread's next sample point is
+ * not recorded, nor is the free of an address surely never sampled. The real call still runs
+ * guarded, as in exact mode: what it allocates inside (pymalloc's arenas, an allocator built
+ * on another) is never recorded on its own. */
+#define TAKEN(size) (!mt_sample_mean || mt_sample_take(size))
 #define UNSAMPLED(p) (mt_sample_mean && !mt_sample_maybe(p))
 
 /* Who called the hook: its return address and the caller's stack pointer at the call (the
@@ -94,27 +96,27 @@ static setname_fn real_pthread_setname_np;
     } while (0)
 
 static void *hook_malloc(size_t size) {
-    if (TRACE_OK || SKIPPED(size)) return real_malloc(size);
+    if (TRACE_OK) return real_malloc(size);
     void *p;
     GUARDED(p = real_malloc(size));
-    if (p) mt_record_alloc(p, size, MT_MALLOC, CALLER);
+    if (p && TAKEN(size)) mt_record_alloc(p, size, MT_MALLOC, CALLER);
     return p;
 }
 
 static void *hook_calloc(size_t n, size_t size) {
-    if (TRACE_OK || SKIPPED(n * size)) return real_calloc(n, size);
+    if (TRACE_OK) return real_calloc(n, size);
     void *p;
     GUARDED(p = real_calloc(n, size));
-    if (p) mt_record_alloc(p, n * size, MT_CALLOC, CALLER);
+    if (p && TAKEN(n * size)) mt_record_alloc(p, n * size, MT_CALLOC, CALLER);
     return p;
 }
 
 static void hook_free(void *p) {
-    if (TRACE_OK || !p || UNSAMPLED(p)) {
+    if (TRACE_OK || !p) {
         real_free(p);
         return;
     }
-    mt_record_free(p, 0, MT_FREE);
+    if (!UNSAMPLED(p)) mt_record_free(p, 0, MT_FREE);
     GUARDED(real_free(p));
 }
 
@@ -126,12 +128,10 @@ static void *realloc_common(void *old, size_t size, void *(*call)(void *, size_t
                             size_t a, size_t b, int allocator, uintptr_t ra, uintptr_t cfa) {
     if (TRACE_OK) return call(old, a, b);
     int freed = old && !UNSAMPLED(old) && mt_record_free(old, 0, allocator);
-    int take = !SKIPPED(size);
-    if (!freed && !take) return call(old, a, b);
     void *p;
     GUARDED(p = call(old, a, b));
     if (p) {
-        if (take) mt_record_alloc(p, size, allocator, ra, cfa);
+        if (TAKEN(size)) mt_record_alloc(p, size, allocator, ra, cfa);
     } else if (freed && size != 0) {
         mt_record_alloc(old, malloc_usable_size(old), allocator, ra, cfa);
     }
@@ -150,42 +150,42 @@ static void *hook_reallocarray(void *old, size_t n, size_t size) {
 }
 
 static int hook_posix_memalign(void **out, size_t align, size_t size) {
-    if (TRACE_OK || SKIPPED(size)) return real_posix_memalign(out, align, size);
+    if (TRACE_OK) return real_posix_memalign(out, align, size);
     int rc;
     GUARDED(rc = real_posix_memalign(out, align, size));
-    if (rc == 0 && *out) mt_record_alloc(*out, size, MT_POSIX_MEMALIGN, CALLER);
+    if (rc == 0 && *out && TAKEN(size)) mt_record_alloc(*out, size, MT_POSIX_MEMALIGN, CALLER);
     return rc;
 }
 
 static void *hook_aligned_alloc(size_t align, size_t size) {
-    if (TRACE_OK || SKIPPED(size)) return real_aligned_alloc(align, size);
+    if (TRACE_OK) return real_aligned_alloc(align, size);
     void *p;
     GUARDED(p = real_aligned_alloc(align, size));
-    if (p) mt_record_alloc(p, size, MT_ALIGNED_ALLOC, CALLER);
+    if (p && TAKEN(size)) mt_record_alloc(p, size, MT_ALIGNED_ALLOC, CALLER);
     return p;
 }
 
 static void *hook_memalign(size_t align, size_t size) {
-    if (TRACE_OK || SKIPPED(size)) return real_memalign(align, size);
+    if (TRACE_OK) return real_memalign(align, size);
     void *p;
     GUARDED(p = real_memalign(align, size));
-    if (p) mt_record_alloc(p, size, MT_MEMALIGN, CALLER);
+    if (p && TAKEN(size)) mt_record_alloc(p, size, MT_MEMALIGN, CALLER);
     return p;
 }
 
 static void *hook_valloc(size_t size) {
-    if (TRACE_OK || SKIPPED(size)) return real_valloc(size);
+    if (TRACE_OK) return real_valloc(size);
     void *p;
     GUARDED(p = real_valloc(size));
-    if (p) mt_record_alloc(p, size, MT_VALLOC, CALLER);
+    if (p && TAKEN(size)) mt_record_alloc(p, size, MT_VALLOC, CALLER);
     return p;
 }
 
 static void *hook_pvalloc(size_t size) {
-    if (TRACE_OK || SKIPPED(size)) return real_pvalloc(size);
+    if (TRACE_OK) return real_pvalloc(size);
     void *p;
     GUARDED(p = real_pvalloc(size));
-    if (p) mt_record_alloc(p, size, MT_PVALLOC, CALLER);
+    if (p && TAKEN(size)) mt_record_alloc(p, size, MT_PVALLOC, CALLER);
     return p;
 }
 
@@ -770,35 +770,33 @@ static int g_pymem_installed;
 
 #define DOMAIN_HOOKS(dom, orig, K_MALLOC, K_CALLOC, K_REALLOC, K_FREE)                    \
     static void *dom##_malloc(void *ctx, size_t n) {                                    \
-        if (TRACE_OK || SKIPPED(n)) return orig.malloc(ctx, n);                         \
+        if (TRACE_OK) return orig.malloc(ctx, n);                                       \
         void *p;                                                                        \
         GUARDED(p = orig.malloc(ctx, n));                                               \
-        if (p) mt_record_alloc(p, n, K_MALLOC, CALLER);                                 \
+        if (p && TAKEN(n)) mt_record_alloc(p, n, K_MALLOC, CALLER);                     \
         return p;                                                                       \
     }                                                                                   \
     static void *dom##_calloc(void *ctx, size_t n, size_t size) {                       \
-        if (TRACE_OK || SKIPPED(n * size)) return orig.calloc(ctx, n, size);            \
+        if (TRACE_OK) return orig.calloc(ctx, n, size);                                 \
         void *p;                                                                        \
         GUARDED(p = orig.calloc(ctx, n, size));                                         \
-        if (p) mt_record_alloc(p, n * size, K_CALLOC, CALLER);                          \
+        if (p && TAKEN(n * size)) mt_record_alloc(p, n * size, K_CALLOC, CALLER);       \
         return p;                                                                       \
     }                                                                                   \
     static void *dom##_realloc(void *ctx, void *old, size_t n) {                        \
         if (TRACE_OK) return orig.realloc(ctx, old, n);                                 \
         int freed = old && !UNSAMPLED(old) && mt_record_free(old, 0, K_REALLOC);        \
-        int take = !SKIPPED(n);                                                         \
-        if (!freed && !take) return orig.realloc(ctx, old, n);                          \
         void *p;                                                                        \
         GUARDED(p = orig.realloc(ctx, old, n));                                         \
-        if (p && take) mt_record_alloc(p, n, K_REALLOC, CALLER);                        \
+        if (p && TAKEN(n)) mt_record_alloc(p, n, K_REALLOC, CALLER);                    \
         return p;                                                                       \
     }                                                                                   \
     static void dom##_free(void *ctx, void *p) {                                        \
-        if (TRACE_OK || !p || UNSAMPLED(p)) {                                           \
+        if (TRACE_OK || !p) {                                                           \
             orig.free(ctx, p);                                                          \
             return;                                                                     \
         }                                                                               \
-        mt_record_free(p, 0, K_FREE);                                                   \
+        if (!UNSAMPLED(p)) mt_record_free(p, 0, K_FREE);                                \
         GUARDED(orig.free(ctx, p));                                                     \
     }
 

@@ -447,10 +447,13 @@ void mt_thread_renamed(pthread_t thread, const char *name) {
     long tid = self ? syscall(SYS_gettid) : 0;
     pthread_mutex_lock(&g_lock);
     int slot = -1;
-    for (int i = 0; i < g_n_names && slot < 0; i++) {
+    /* Another thread's pthread_t may be that of a thread gone since (glibc reuses them): the
+     * live one is the latest to have allocated, the one with the highest thread index. */
+    for (int i = 0; i < g_n_names && !(self && slot >= 0); i++) {
         if (self ? g_names[i].tid == tid
                  : (g_names[i].index && g_names[i].gen == g_generation &&
-                    pthread_equal(g_names[i].pthread, thread)))
+                    pthread_equal(g_names[i].pthread, thread) &&
+                    (slot < 0 || g_names[i].index > g_names[slot].index)))
             slot = i;
     }
     /* A thread not seen yet reads its (new) kernel name at its first record. */

@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FILTER_MIN_SHIFT 16 /* 64 KiB of buckets to start with: stays in L2 */
+#define FILTER_MIN_SHIFT 16 /* 64 Ki buckets to start with: 8 KiB of bits */
 #define FILTER_MAX_SHIFT 24
 #define TABLE_MIN 1024
 
@@ -27,7 +27,8 @@ static uint64_t g_seed, g_thread_ordinal;
 static uint64_t *g_table;
 static size_t g_table_mask, g_table_count;
 /* Retired filters may still be read by a free that loaded the pointer before the swap: they
- * are never unmapped (each is a quarter of its successor, so they cost at most a third). */
+ * are never unmapped (each is a quarter of its successor, so they cost at most a third). A
+ * retired filter is never updated again: its bits only ever say "maybe" too often. */
 static int g_filter_shift;
 
 static inline uint64_t splitmix(uint64_t x) {
@@ -82,30 +83,43 @@ int mt_sample_slow(size_t size) {
 
 /* ---- the filter ---------------------------------------------------------------------- */
 
+static size_t filter_buckets(int shift) { return (size_t)1 << (64 - shift); }
+
 static mt_sample_filter *new_filter(int shift) {
-    size_t size = sizeof(mt_sample_filter) + ((size_t)1 << (64 - shift));
+    size_t n = filter_buckets(shift);
+    size_t size = sizeof(mt_sample_filter) + n / 8 + n; /* header, bits, counts */
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
     mt_sample_filter *f = p;
     f->shift = shift;
+    f->counts = (uint8_t *)f->bits + n / 8;
     return f;
 }
 
+/* The bit of a bucket changes when its count leaves or reaches 0 (one writer: the lock). */
+static inline void set_bit(mt_sample_filter *f, size_t b, int on) {
+    uint64_t w = f->bits[b >> 6], m = 1ULL << (b & 63);
+    __atomic_store_n(&f->bits[b >> 6], on ? w | m : w & ~m, __ATOMIC_RELAXED);
+}
+
 static inline void filter_inc(mt_sample_filter *f, uintptr_t addr) {
-    uint8_t *c = &f->counts[mt_sample_bucket(f, (const void *)addr)];
-    if (*c < 255) __atomic_store_n(c, (uint8_t)(*c + 1), __ATOMIC_RELAXED);
+    size_t b = mt_sample_bucket(f, (const void *)addr);
+    uint8_t *c = &f->counts[b];
+    if (*c == 0) set_bit(f, b, 1);
+    if (*c < 255) (*c)++;
 }
 
 static inline void filter_dec(mt_sample_filter *f, uintptr_t addr) {
-    uint8_t *c = &f->counts[mt_sample_bucket(f, (const void *)addr)];
-    if (*c < 255 && *c > 0) __atomic_store_n(c, (uint8_t)(*c - 1), __ATOMIC_RELAXED);
+    size_t b = mt_sample_bucket(f, (const void *)addr);
+    uint8_t *c = &f->counts[b];
+    if (*c < 255 && *c > 0 && --(*c) == 0) set_bit(f, b, 0);
 }
 
 /* More sampled addresses live than a sixteenth of the buckets: a filter four times larger,
  * counted from the table, published whole (a reader sees the old one or the new one). */
 static void maybe_grow_filter(void) {
     if (g_filter_shift <= 64 - FILTER_MAX_SHIFT) return;
-    if (g_table_count <= ((size_t)1 << (64 - g_filter_shift)) / 16) return;
+    if (g_table_count <= filter_buckets(g_filter_shift) / 16) return;
     mt_sample_filter *f = new_filter(g_filter_shift - 2);
     if (f == NULL) return;
     for (size_t i = 0; i <= g_table_mask; i++)
@@ -150,7 +164,8 @@ int mt_sampler_start(uint64_t mean, uint64_t seed) {
             if (f == NULL) return -1;
             g_filter_shift = f->shift;
         } else {
-            memset(f->counts, 0, (size_t)1 << (64 - f->shift));
+            memset(f->bits, 0, filter_buckets(f->shift) / 8);
+            memset(f->counts, 0, filter_buckets(f->shift));
         }
         __atomic_store_n(&mt_sample_filter_now, f, __ATOMIC_RELEASE);
     }

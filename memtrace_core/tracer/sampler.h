@@ -9,8 +9,10 @@
  * thread-local state: no lock, no shared cache line.
  *
  * Only sampled addresses are remembered, in a table guarded by the recorder's lock. A free
- * first asks a counting filter (lock-free reads, one byte per bucket): a zero bucket proves
- * the address was never sampled, so most frees cost a hash and a load and send nothing.
+ * first asks a filter (lock-free reads, one bit per bucket: 8 KiB to start with, so it stays
+ * in the L1 cache): a clear bit proves the address was never sampled, so most frees cost a
+ * hash and a load and send nothing. Each bit is backed by a count of the sampled addresses
+ * in its bucket, kept under the lock.
  * mmap/munmap are not sampled (system calls, rare, and munmap frees ranges): they are always
  * recorded, exactly. */
 #ifndef MEMTRACE_SAMPLER_H
@@ -19,22 +21,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define MT_HIDDEN __attribute__((visibility("hidden"))) /* no GOT load on the fast path */
+
 /* Mean bytes between samples; 0: exact mode, every allocation is recorded. */
-extern volatile uint64_t mt_sample_mean;
+extern volatile uint64_t mt_sample_mean MT_HIDDEN;
 /* Bumped at every start: a thread's distance drawn in an earlier run is drawn again. */
-extern volatile uint32_t mt_sample_gen;
-extern __thread uint64_t mt_sample_left __attribute__((tls_model("initial-exec")));
-extern __thread uint32_t mt_sample_thread_gen __attribute__((tls_model("initial-exec")));
+extern volatile uint32_t mt_sample_gen MT_HIDDEN;
+extern __thread uint64_t mt_sample_left __attribute__((tls_model("initial-exec"))) MT_HIDDEN;
+extern __thread uint32_t mt_sample_thread_gen __attribute__((tls_model("initial-exec")))
+MT_HIDDEN;
 
 typedef struct {
-    int shift;        /* 64 - log2(buckets) */
-    uint8_t counts[]; /* saturating: 255 stays 255 (then only "maybe") */
+    int shift;       /* 64 - log2(buckets) */
+    uint8_t *counts; /* per bucket, saturating: 255 stays 255 (then only "maybe") */
+    uint64_t bits[]; /* per bucket: count > 0; what frees read */
 } mt_sample_filter;
 
-extern mt_sample_filter *volatile mt_sample_filter_now;
+extern mt_sample_filter *volatile mt_sample_filter_now MT_HIDDEN;
 
 /* The distance ran out (or was never drawn in this run): 1 when this allocation is sampled. */
-int mt_sample_slow(size_t size);
+int mt_sample_slow(size_t size) MT_HIDDEN;
 
 /* 1 when an allocation of `size` bytes is to be recorded (call only while sampling). */
 static inline int mt_sample_take(size_t size) {
@@ -55,7 +61,8 @@ static inline size_t mt_sample_bucket(const mt_sample_filter *f, const void *p) 
 static inline int mt_sample_maybe(const void *p) {
     const mt_sample_filter *f = __atomic_load_n(&mt_sample_filter_now, __ATOMIC_ACQUIRE);
     if (f == NULL) return 0;
-    return __atomic_load_n(&f->counts[mt_sample_bucket(f, p)], __ATOMIC_RELAXED) != 0;
+    size_t b = mt_sample_bucket(f, p);
+    return (__atomic_load_n(&f->bits[b >> 6], __ATOMIC_RELAXED) >> (b & 63)) & 1;
 }
 
 /* Start sampling with this mean (0: exact mode); seed 0 draws from the clock. Returns 0, or

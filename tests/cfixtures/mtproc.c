@@ -55,6 +55,9 @@ int mt_thread_names(char *out) {
     pthread_barrier_init(&line, NULL, 2);
     rc |= pthread_create(&a, NULL, thread_a, NULL);
     rc |= pthread_create(&b, NULL, thread_b, NULL);
+    /* b is gone before c starts: glibc hands c b's thread descriptor, so c's pthread_t is
+     * the one b had (a rename by pthread_t must find the live thread, not b). */
+    pthread_join(b, NULL);
     rc |= pthread_create(&c, NULL, thread_c, NULL);
     if (rc == 0) {
         pthread_barrier_wait(&line);
@@ -62,7 +65,6 @@ int mt_thread_names(char *out) {
         pthread_barrier_wait(&line);
     }
     pthread_join(a, NULL);
-    pthread_join(b, NULL);
     pthread_join(c, NULL);
     pthread_barrier_destroy(&line);
     memcpy(out, unnamed_kernel_name, sizeof unnamed_kernel_name);

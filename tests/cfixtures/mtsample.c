@@ -8,6 +8,7 @@
  * Built by the tests with: gcc -g -O1 -fPIC -shared -pthread.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #define MAX_KEPT (1 << 20)
@@ -54,5 +55,52 @@ int mts_threads(int n, size_t block, long count) {
     for (int i = 0; i < n; i++)
         if (pthread_create(&t[i], NULL, churn_thread, &job) != 0) return -1;
     for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
+    return 0;
+}
+
+/* Blocks passed around: `threads` threads each take a slot under its lock, free its block and
+ * malloc a new one of `size` bytes, `rounds` times, slot after slot. With one malloc arena
+ * and no per-thread cache (the test's environment), a freed address is handed straight to
+ * the next thread's malloc: the FREE of an address and its next ALLOC come from different
+ * threads, racing. At the end every slot holds one block: slots * size bytes in use. */
+#define MAX_SLOTS 64
+
+typedef struct {
+    pthread_mutex_t lock;
+    void *block;
+} slot;
+
+static slot slots[MAX_SLOTS];
+static int n_slots;
+static size_t pass_size;
+static long pass_rounds;
+
+static void *pass_thread(void *arg) {
+    long first = (long)(intptr_t)arg;
+    for (long r = 0; r < pass_rounds; r++) {
+        slot *s = &slots[(first + r) % n_slots];
+        pthread_mutex_lock(&s->lock);
+        free(s->block);
+        s->block = malloc(pass_size);
+        sink = s->block;
+        pthread_mutex_unlock(&s->lock);
+    }
+    return NULL;
+}
+
+int mts_pass_around(int threads, int nslots, size_t size, long rounds) {
+    pthread_t t[64];
+    if (threads > 64) threads = 64;
+    if (nslots > MAX_SLOTS) nslots = MAX_SLOTS;
+    n_slots = nslots;
+    pass_size = size;
+    pass_rounds = rounds;
+    for (int i = 0; i < nslots; i++) {
+        pthread_mutex_init(&slots[i].lock, NULL);
+        slots[i].block = malloc(size);
+    }
+    for (int i = 0; i < threads; i++)
+        if (pthread_create(&t[i], NULL, pass_thread, (void *)(intptr_t)i) != 0) return -1;
+    for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
     return 0;
 }
