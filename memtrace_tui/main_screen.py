@@ -251,15 +251,20 @@ class MainScreen(Screen[None]):
 
         self._change_model(mark)
 
-    # -- the timeline (a capture read at once) ----------------------------------------------
+    # -- the timeline (a capture read at once, or kept while the program runs) ----------
+    def _timeline(self):
+        return self.session.timeline or self.session.tree.timeline
+
     def _set_instant(self, index: int | None, peak: bool = False) -> None:
-        timeline = self.session.timeline
+        timeline = self._timeline()
         if timeline is None or not timeline.points:
             return
 
         def move(tree) -> None:
             if peak:
-                tree.set_instant(timeline.peak)
+                from memtrace_core.model.timeline import peak_instant
+
+                tree.set_instant(timeline.peak or peak_instant(tree.reader))
             elif index is None or index >= len(timeline.points) - 1:
                 tree.set_instant(None)  # the end: the capture as it finished
             else:
@@ -268,7 +273,7 @@ class MainScreen(Screen[None]):
         self._change_model(move)
 
     def _cursor_index(self) -> int:
-        timeline = self.session.timeline
+        timeline = self._timeline()
         at = self.session.tree.instant
         if at is None:
             return len(timeline.points) - 1
@@ -276,13 +281,13 @@ class MainScreen(Screen[None]):
 
     def action_time(self, steps: int) -> None:
         """`[` `]` one instant earlier/later, `<` `>` ten."""
-        if self.session.timeline is None:
+        if self._timeline() is None:
             return
         self._set_instant(self._cursor_index() + steps)
 
     def action_time_edge(self, end: int) -> None:
         """`{` the start, `}` the end (now)."""
-        if self.session.timeline is None:
+        if self._timeline() is None:
             return
         self._set_instant(None if end else 0)
 
@@ -292,7 +297,7 @@ class MainScreen(Screen[None]):
 
     def set_time_fraction(self, fraction: float) -> None:
         """A click on the chart: the instant at that share of the run."""
-        timeline = self.session.timeline
+        timeline = self._timeline()
         if timeline is None or not timeline.points:
             return
         end = self.session.tree.figures.last_time_us

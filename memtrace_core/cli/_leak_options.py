@@ -32,3 +32,4 @@ def configure(reader, tree, args: argparse.Namespace) -> None:
     """Apply the options to a fresh reader (before it reads an allocation) and its tree."""
     reader.set_temporary_threshold(getattr(args, "temporary_threshold", 1))
     tree.set_window(getattr(args, "window", 10.0))
+    tree.record_timeline()  # the time cursor works in `live` too

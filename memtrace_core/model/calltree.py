@@ -209,6 +209,7 @@ class CallTree:
         self._baselines: dict[int, bytes | None] = {}  # set when the update in flight ends
         self._fixed_growth = False
         self.instant = None  # the timeline's cursor (timeline.Instant), or None
+        self.timeline = None  # a Timeline kept as the tree updates (live: record_timeline)
 
     # -- nodes -----------------------------------------------------------------------------
     def node(self, node_id: int) -> Node:
@@ -317,6 +318,21 @@ class CallTree:
             self.growth_from = window[0]
             self.core.set_baseline(1, window[0].snapshot)
 
+    def record_timeline(self) -> None:
+        """Keep a timeline while the program runs (`live`): every stack's in-use figures at
+        instants taken as the tree updates, thinned evenly (model/timeline.py)."""
+        from memtrace_core.model.timeline import Timeline
+
+        self.timeline = Timeline()
+
+    def _grow_timeline(self) -> None:
+        timeline = self.timeline
+        if timeline is None or not getattr(self.reader, "header", None):
+            return
+        now = self.reader.last_time_us
+        if not timeline.points or now - timeline.points[-1].t_us >= timeline.step_us:
+            timeline.add(self.reader)
+
     def set_instant(self, instant) -> None:
         """Show memory in use at a timeline instant (metric AT_CURSOR); None: back to now."""
         self.instant = instant
@@ -380,6 +396,7 @@ class CallTree:
             self.core.set_baseline(which, snapshot)
         self._baselines.clear()
         self._slide_window()
+        self._grow_timeline()
         names = self.namer.poll() if self.namer is not None else {}
         if names:
             self.core.rename(names)

@@ -1,6 +1,8 @@
-"""The timeline of a capture read at once (`view`): every stack's memory in use at up to
-MAX_POINTS instants, taken while the capture is read, so the time cursor moves between
-them without reading the capture again.
+"""The timeline of a capture read at once (`view`), or of a running program (`live`):
+every stack's memory in use at up to MAX_POINTS instants, taken while the capture is read
+(or as the live tree updates), so the time cursor moves between them without reading
+anything again. A live instant holds the reader's state when the tree updated, labelled
+with the last TICK's time (the records of the < 10 ms since that TICK are in it).
 
 Each instant is a TICK of the capture (the reader stopped right after it), so its figures
 are exact for that moment. Instants are spaced evenly in the program's clock: when there
@@ -62,11 +64,7 @@ class Timeline:
         if not self.points or self.points[-1].t_us != reader.last_time_us:
             self.points.append(Instant(reader.last_time_us, reader.heap_bytes,
                                        reader.heap_allocations, reader.live_snapshot()))
-        peak = array("q")
-        for row in reader.stacks():
-            peak.extend(row[7:9])
-        self.peak = Instant(reader.peak_time_us, reader.peak_bytes, reader.peak_allocations,
-                            peak.tobytes())
+        self.peak = peak_instant(reader)
 
     def index_at(self, t_us: int) -> int:
         """The instant nearest to t_us."""
@@ -75,6 +73,15 @@ class Timeline:
             if abs(p.t_us - t_us) < abs(self.points[best].t_us - t_us):
                 best = i
         return best
+
+
+def peak_instant(reader) -> Instant:
+    """The peak so far, exact per stack (the reader's peak figures)."""
+    peak = array("q")
+    for row in reader.stacks():
+        peak.extend(row[7:9])
+    return Instant(reader.peak_time_us, reader.peak_bytes, reader.peak_allocations,
+                   peak.tobytes())
 
 
 def read_with_timeline(path: str | Path, progress=None, temporary_threshold: int = 1):

@@ -78,3 +78,43 @@ async def test_mark_shows_exactly_what_leaked_after_it():
         assert "mark" not in header
         os.close(wfd)
         await wait_for(lambda: controller.feed.eof.is_set())
+
+
+@scenarios.sync
+async def test_live_timeline_moves_between_phases_while_the_program_runs():
+    from test_tui_pilot import PipeController, wait_for
+
+    from memtrace_core.model.metrics import AT_BYTES
+
+    reader = StreamReader()
+    tree = CallTree(reader)
+    tree.record_timeline()
+    session = Session(reader, tree, live=True)
+    r, wfd = os.pipe()
+    controller = PipeController(r, session)
+    app = MemtraceApp(session, controller)
+    w = StreamWriter()
+    async with app.run_test(size=(100, 30)) as pilot:
+        w.alloc(0x1000, 30_000, WARM)  # phase one: 30,000 B in warm_up
+        w.tick(1_000_000)
+        os.write(wfd, bytes(w.out))
+        w.out = bytearray()
+        await wait_for(lambda: tree.figures.heap_bytes == 30_000)
+        await pilot.pause(0.3)
+        w.alloc(0x9000, 4096, LEAK)  # phase two: warm_up freed, 4,096 B in handle
+        w.free(0x1000)
+        w.tick(2_000_000)
+        os.write(wfd, bytes(w.out))
+        await wait_for(lambda: tree.figures.heap_bytes == 4096)
+        await pilot.pause(0.3)
+        assert len(tree.timeline.points) >= 2
+        await pilot.press("left_curly_bracket")  # the first instant: phase one
+        assert tree.metric is Metric.AT_CURSOR
+        rows = {n.frame.function: n.total[AT_BYTES] for n in tree.walk() if n.frame
+                and n.total[AT_BYTES]}
+        assert rows == {"main": 30_000, "warm_up": 30_000}, rows
+        assert "at 1.00s" in str(app.main.header_bar.render())
+        await pilot.press("right_curly_bracket")  # now
+        assert tree.instant is None and tree.metric is Metric.IN_USE
+        os.close(wfd)
+        await wait_for(lambda: controller.feed.eof.is_set())
