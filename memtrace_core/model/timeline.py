@@ -13,12 +13,9 @@ The peak is kept as its own instant, from the reader's exact per-stack peak figu
 
 from __future__ import annotations
 
-import os
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from memtrace_core.errors import UserError
 
 MAX_POINTS = 512
 BUDGET = 64 << 20  # bytes of snapshots at most
@@ -87,30 +84,16 @@ def peak_instant(reader) -> Instant:
 def read_with_timeline(path: str | Path, progress=None, temporary_threshold: int = 1):
     """(reader, timeline) of a whole capture: read_capture's reader (the same errors and
     partial reads), with the instants taken on the way."""
-    from memtrace_core.reader import CaptureError, _new_reader, capture_stream
+    from memtrace_core.reader import new_reader, replay
 
-    name = os.fspath(path)
-    reader = _new_reader(temporary_threshold)
+    reader = new_reader(temporary_threshold)
     timeline = Timeline()
+
+    def at_stop(stopped) -> int:
+        timeline.add(stopped)
+        return timeline.next_stop()
+
     reader.stop_at(0)
-    stream = capture_stream(path, progress=progress)
-    try:
-        for chunk in stream:
-            data = chunk
-            while True:
-                reader.feed(data)
-                data = b""
-                if not reader.stopped:
-                    break
-                timeline.add(reader)
-                reader.stop_at(timeline.next_stop())
-    except CaptureError:
-        if not reader.header:
-            raise UserError(f"{name}: {reader.error}") from None
-    finally:
-        stream.close()
-    reader.finish()
-    if not reader.header:
-        raise UserError(f"{name}: truncated capture: it ends before its header")
+    replay(path, reader, at_stop, progress)
     timeline.finish(reader)
     return reader, timeline

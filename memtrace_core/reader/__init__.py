@@ -29,7 +29,7 @@ from memtrace_core.errors import UserError
 from memtrace_core.reader._reader import MAGIC, CaptureError, StreamReader
 
 __all__ = ["ALLOCATOR_NAMES", "COMPRESSED_MAGIC", "MAGIC", "CaptureError", "StreamReader",
-           "capture_stream", "read_capture"]
+           "capture_stream", "new_reader", "read_capture", "read_capture_at", "replay"]
 
 ALLOCATOR_NAMES: dict[int, str] = {
     1: "malloc",
@@ -64,7 +64,8 @@ Progress = Callable[[int, int], None]  # (bytes of the file read, file size)
 _RAW_CHUNK = 8 << 20  # feed() a raw file in pieces: other threads (a UI) get the GIL between
 
 
-def _new_reader(temporary_threshold: int) -> StreamReader:
+def new_reader(temporary_threshold: int = 1) -> StreamReader:
+    """A reader counting temporary allocations at this threshold (set before any ALLOC)."""
     reader = StreamReader()
     reader.set_temporary_threshold(temporary_threshold)
     return reader
@@ -73,7 +74,7 @@ def _new_reader(temporary_threshold: int) -> StreamReader:
 def _read_raw(name: str, data: mmap.mmap, progress: Progress | None,
               end: int, temporary_threshold: int = 1) -> StreamReader:
     """Feed an uncompressed capture file to the reader, a bounded piece at a time."""
-    reader = _new_reader(temporary_threshold)
+    reader = new_reader(temporary_threshold)
     view = memoryview(data)[:end]
     try:
         for pos in range(0, len(view), _RAW_CHUNK):
@@ -100,7 +101,7 @@ def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None,
     """
     import zstandard
 
-    reader = _new_reader(temporary_threshold)
+    reader = new_reader(temporary_threshold)
     view = memoryview(data)[:end]  # the names section after the stream is not stream
     fed = 0  # decompressed bytes handed to the reader
 
@@ -213,20 +214,26 @@ def read_capture(path: str | Path, progress: Progress | None = None,
     return reader
 
 
-def read_capture_at(path: str | Path, t_us: int, temporary_threshold: int = 1) -> StreamReader:
-    """The capture as it stood at one instant: fed up to and including its first TICK at
-    or after t_us (microseconds since the start), or to its end when none is that late.
-    Its aggregates (in use per stack, heap, peak so far) are those of that instant; errors
-    are those of read_capture (a corrupt part after the HEADER ends the reading early)."""
+def replay(path: str | Path, reader: StreamReader,
+           at_stop: Callable[[StreamReader], int | None],
+           progress: Progress | None = None) -> StreamReader:
+    """Feed a capture to a reader whose stop_at() is set: at each stop, at_stop(reader)
+    gives the next instant to stop at, or None to end the reading there. Errors are those
+    of read_capture (a corrupt part after the HEADER ends the reading early)."""
     name = os.fspath(path)
-    reader = _new_reader(temporary_threshold)
-    reader.stop_at(t_us)
-    stream = capture_stream(path)
+    stream = capture_stream(path, progress=progress)
     try:
         for chunk in stream:
-            reader.feed(chunk)
-            if reader.stopped:
-                return reader
+            data = chunk
+            while True:
+                reader.feed(data)
+                data = b""
+                if not reader.stopped:
+                    break
+                next_us = at_stop(reader)
+                if next_us is None:
+                    return reader
+                reader.stop_at(next_us)
     except CaptureError as exc:
         if not reader.header:
             raise UserError(f"{name}: {exc}") from None
@@ -237,6 +244,15 @@ def read_capture_at(path: str | Path, t_us: int, temporary_threshold: int = 1) -
     if not reader.header:
         raise UserError(f"{name}: truncated capture: it ends before its header")
     return reader
+
+
+def read_capture_at(path: str | Path, t_us: int, temporary_threshold: int = 1) -> StreamReader:
+    """The capture as it stood at one instant: fed up to and including its first TICK at
+    or after t_us (microseconds since the start), or to its end when none is that late.
+    Its aggregates (in use per stack, heap, peak so far) are those of that instant."""
+    reader = new_reader(temporary_threshold)
+    reader.stop_at(t_us)
+    return replay(path, reader, lambda _reader: None)
 
 
 def capture_stream(path: str | Path, chunk: int = _RAW_CHUNK,

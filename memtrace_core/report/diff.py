@@ -47,11 +47,11 @@ def describe_instant(instant: int | str, profile: Profile | None = None) -> str:
     return f"at {instant / 1e6:.3f} s"
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One location's (or call path's own) memory in use on both sides."""
+class _Sides:
+    """The change between the two sides' figures (bytes and count before and after)."""
 
-    frame: Frame
+    __slots__ = ()
+    frame: Frame | None
     before_bytes: int
     before_count: int
     after_bytes: int
@@ -70,6 +70,17 @@ class Change:
                 "delta_count": self.delta_count, "before_bytes": self.before_bytes,
                 "after_bytes": self.after_bytes, "before_count": self.before_count,
                 "after_count": self.after_count}
+
+
+@dataclass(frozen=True, slots=True)
+class Change(_Sides):
+    """One location's (or call path's own) memory in use on both sides."""
+
+    frame: Frame
+    before_bytes: int
+    before_count: int
+    after_bytes: int
+    after_count: int
 
 
 def _sort_key(change) -> tuple:
@@ -99,7 +110,7 @@ def location_changes(before: Profile | None, after: Profile | None,
 
 
 @dataclass
-class PathNode:
+class PathNode(_Sides):
     """A call-path node of the diff: figures through it (itself and below) on both sides."""
 
     frame: Frame | None
@@ -109,14 +120,6 @@ class PathNode:
     after_count: int = 0
     changed: bool = False  # a path ending at or below it changed
     children: dict[Frame, PathNode] = field(default_factory=dict)
-
-    @property
-    def delta_bytes(self) -> int:
-        return self.after_bytes - self.before_bytes
-
-    @property
-    def delta_count(self) -> int:
-        return self.after_count - self.before_count
 
     def ordered(self, unchanged: bool = False) -> list[PathNode]:
         kids = [k for k in self.children.values() if unchanged or k.changed]
@@ -169,10 +172,7 @@ def tree_json(root: PathNode, unchanged: bool = False) -> list[dict]:
     while todo:
         node, into = todo.pop()
         for kid in node.ordered(unchanged):
-            item = {**frame_json(kid.frame), "delta_bytes": kid.delta_bytes,
-                    "delta_count": kid.delta_count, "before_bytes": kid.before_bytes,
-                    "after_bytes": kid.after_bytes, "before_count": kid.before_count,
-                    "after_count": kid.after_count, "children": []}
+            item = {**kid.to_json(), "children": []}
             into.append(item)
             todo.append((kid, item["children"]))
     return out
