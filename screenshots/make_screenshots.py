@@ -1,5 +1,6 @@
 """Regenerate screenshots/*.svg: the live screen under `--native` on a numpy example, the
-top-locations table and the detail pane (Textual's own SVG export).
+top-locations table, the detail pane and the Δ mark metric a few seconds after `b`
+(Textual's own SVG export).
 
     python screenshots/make_screenshots.py
 
@@ -49,6 +50,11 @@ async def shoot(app: MemtraceApp, session: Session) -> None:
         await pilot.press("v", "up", "up", "up", "up", "up")  # numpy's `ones` (Python)
         await asyncio.sleep(0.3)
         app.save_screenshot("detail_pane.svg", path=str(HERE))
+        await pilot.press("d", "b")  # mark now: what the program keeps from here on
+        await asyncio.sleep(3)
+        await pilot.press("home", "e")
+        await asyncio.sleep(0.5)
+        app.save_screenshot("since_mark.svg", path=str(HERE))
         app.controller.stop_program()
 
 
