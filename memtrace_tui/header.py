@@ -64,7 +64,9 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         ("peak_at", [(f" at {s.peak_time_s:.2f}s", MUTED)]),
         ("native", [("  native", "$text-primary")] if s.native else []),
         ("rss", [("  rss ", MUTED), (format_bytes(rss), "")] if rss else []),
-        ("follow_hint", [(" (--follow-fork traces them)", MUTED)] if untraced else []),
+        # the hint only when children are not followed (then the untraced are not Python)
+        ("follow_hint", [(" (--follow-fork traces them)", MUTED)]
+         if untraced and not processes else []),
         ("pending", [("  names pending ", MUTED),
                      (f"{s.pending_symbols}", "bold")]
          if s.pending_symbols else []),
