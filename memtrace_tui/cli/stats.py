@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from memtrace_core.cli._progress import Progress
     from memtrace_core.reader import read_capture
+    from memtrace_tui.cli._progress import Progress
 
     with Progress("reading the capture") as progress:
         reader = read_capture(args.file, progress=progress)

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_attach_options(parser)
     parser.add_argument("-o", "--output", metavar="FILE", help="capture file to write")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite the output file")
-    from memtrace_core.cli.run import add_no_names
+    from memtrace_tui.cli.run import add_no_names
 
     add_no_names(parser)
     parser.add_argument(
@@ -52,7 +52,7 @@ def add_attach_options(parser: argparse.ArgumentParser) -> None:
         "--trace-python-allocators", action="store_true",
         help="record every PyMem/PyObject allocation, not only the arenas pymalloc maps",
     )
-    from memtrace_core.sampling import add_sample_option
+    from memtrace_tui.cli._program_options import add_sample_option
 
     add_sample_option(parser)
 
@@ -139,7 +139,7 @@ def _parse_pid(value: Any) -> int:
 def run(args: argparse.Namespace) -> int:
     """Attach, record for --duration seconds (or until Ctrl-C / the target exits), detach."""
     from memtrace_core.attach.session import Attachment
-    from memtrace_core.cli.run import open_output
+    from memtrace_tui.cli.run import open_output
 
     pid = _parse_pid(args.pid)
     if args.stop:
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"memtrace: detached from process {pid} by closing the channel (its tracer "
             f"stops by itself); capture in {output} has no trailer")
     if args.native and not args.no_names:
-        from memtrace_core.cli._progress import name_capture
+        from memtrace_tui.cli._progress import name_capture
 
         name_capture(output)
     return 130 if interrupted and args.duration is not None else 0
@@ -385,10 +385,10 @@ def run_live(args: argparse.Namespace) -> int:
                             getattr(args, "method", "ptrace"),
                             bool(getattr(args, "allow_untrusted_paths", False)),
                             sample_bytes=getattr(args, "sample", 0) or 0)
-    from memtrace_core.cli._leak_options import configure
     from memtrace_core.model.build import call_tree
     from memtrace_core.model.session import Session
     from memtrace_core.reader import StreamReader
+    from memtrace_tui.cli._leak_options import configure
 
     created = bool(output) and not os.path.exists(output)
     reader = StreamReader()
@@ -421,7 +421,7 @@ def run_live(args: argparse.Namespace) -> int:
     if output:
         print(f"memtrace: capture: {output}", file=sys.stderr)
         if native and not getattr(args, "no_names", False):
-            from memtrace_core.cli._progress import name_capture
+            from memtrace_tui.cli._progress import name_capture
 
             name_capture(output)
     if session.detached:

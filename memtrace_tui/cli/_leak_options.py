@@ -8,7 +8,7 @@ import argparse
 
 def add_leak_options(parser: argparse.ArgumentParser) -> None:
     from memtrace_core.model.calltree import GROWTH_WINDOW_S
-    from memtrace_core.report.options import temporary_threshold
+    from memtrace_tui.cli._report_options import temporary_threshold
 
     parser.add_argument("--window", type=_seconds, default=GROWTH_WINDOW_S, metavar="SECONDS",
                         help="the growth metric's sliding window (default "
