@@ -31,6 +31,7 @@ from memtrace_core.symbols import hybrid as _rules
 
 
 cdef extern from "treecore.h":
+    enum: MT_NC
     ctypedef struct mt_u64map:
         size_t count
     ctypedef struct mt_node:
@@ -49,8 +50,11 @@ cdef extern from "treecore.h":
 
 
 cdef enum:
-    NC = 14  # metrics.py's counters (treecore.h's MT_NC)
-    LOC = 42  # per frame: own[NC], total[NC], user-own[NC]
+    NC = MT_NC  # counters per stack, defined once in treecore.h (metrics.py names them)
+    LOC = 3 * MT_NC  # per frame: own[NC], total[NC], user-own[NC]
+
+N_COUNTERS = NC
+"""treecore.h's MT_NC, for the check that metrics.py's N_COUNTERS agrees."""
 
 cdef inline bint any_counted(const int64_t *c) noexcept:
     cdef int i

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from memtrace_core.capture_writer import CaptureWriter
 from memtrace_core.model.session import Session
 
 CHUNK = 1024 * 1024  # decoding 1 MiB takes ~1 ms; fewer wake-ups = fewer GIL hand-offs
@@ -48,34 +49,6 @@ def enlarge_pipe(fd: int, size: int = PIPE_SIZE) -> int:
         return 0
 
 
-class _CaptureWriter:
-    """The `-o FILE` copy of the stream, in the format `memtrace run` writes: "MEMTRACZ" then
-    one zstd frame of the raw stream (FORMAT.md), flushed a few times a second so a file cut
-    off by a crash still reads up to its last flush."""
-
-    def __init__(self, path: str) -> None:
-        import zstandard
-
-        self._flush_block = zstandard.COMPRESSOBJ_FLUSH_BLOCK
-        from memtrace_core.capture_lock import take_writer_lock
-
-        self._file = open(path, "wb")  # noqa: SIM115 - lives as long as the feed
-        take_writer_lock(self._file.fileno())  # followers: a writer is alive (follow.py)
-        self._file.write(b"MEMTRACZ")
-        self._zstd = zstandard.ZstdCompressor(level=2).compressobj()
-
-    def write(self, data: bytes) -> None:
-        self._file.write(self._zstd.compress(data))
-
-    def flush(self) -> None:
-        self._file.write(self._zstd.flush(self._flush_block))
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.write(self._zstd.flush())
-        self._file.close()
-
-
 class PipeFeed(threading.Thread):
     """Reads fd until EOF or stop(); the session is updated under its lock."""
 
@@ -84,7 +57,7 @@ class PipeFeed(threading.Thread):
         super().__init__(name="memtrace-feed", daemon=True)
         self.fd = fd
         self.session = session
-        self.tee = _CaptureWriter(tee_path) if tee_path else None
+        self.tee = CaptureWriter.create(tee_path) if tee_path else None
         self.on_update = on_update
         self.interval = interval
         self.paused = False

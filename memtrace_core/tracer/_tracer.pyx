@@ -35,6 +35,14 @@ cdef extern from "recorder.h" nogil:
     void mt_set_thread_name(long os_tid, const char *name, int rename)
 
 
+from memtrace_core.wire.format cimport MT_FORMAT_VERSION, MT_REC_HEADER
+
+FORMAT_VERSION = MT_FORMAT_VERSION
+"""The wire format's version, the HEADER's `format` (memtrace_core/wire/format.h)."""
+HEADER_RECORD = MT_REC_HEADER
+"""The HEADER record's type (encoded in Python: tracer/header.py)."""
+
+
 class TracerError(RuntimeError):
     """The tracer could not start (already running, out of memory, symbols missing)."""
 

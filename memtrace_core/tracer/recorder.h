@@ -10,13 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum mt_allocator {
-    MT_MALLOC = 1, MT_CALLOC = 2, MT_REALLOC = 3, MT_POSIX_MEMALIGN = 4, MT_ALIGNED_ALLOC = 5,
-    MT_MEMALIGN = 6, MT_VALLOC = 7, MT_PVALLOC = 8, MT_MMAP = 9, MT_FREE = 10, MT_MUNMAP = 11,
-    MT_REALLOCARRAY = 12, MT_PYMALLOC_MALLOC = 13, MT_PYMALLOC_CALLOC = 14,
-    MT_PYMALLOC_REALLOC = 15, MT_PYMALLOC_FREE = 16, MT_PYMEM_RAW_MALLOC = 17,
-    MT_PYMEM_RAW_CALLOC = 18, MT_PYMEM_RAW_REALLOC = 19, MT_PYMEM_RAW_FREE = 20,
-};
+#include "format.h" /* record types and allocator codes: memtrace_core/wire/format.h */
 
 /* Native stacks keep their innermost frames up to this many by default (mt_recorder_start);
  * a deeper stack ends, outermost, in a marker address saying how many frames were cut. */

@@ -41,8 +41,10 @@ _exit_state = _ExitState()
 def header_fields(program: Program, native: bool, python_allocators: bool, attached: bool,
                   sample_bytes: int = 0) -> dict:
     """The HEADER record's map (docs/FORMAT.md)."""
+    from memtrace_core.tracer._tracer import FORMAT_VERSION
+
     fields = {
-        "format": 1,
+        "format": FORMAT_VERSION,
         "pid": os.getpid(),
         "argv": [sys.executable, *program.command_line],
         "python": ".".join(str(p) for p in sys.version_info[:3]),

@@ -72,37 +72,30 @@ def add_method_option(parser: argparse.ArgumentParser) -> None:
 
 
 class StreamCopier(threading.Thread):
-    """Copies the stream from the FIFO into the capture file until EOF (or stop()), in the
-    format `memtrace run` writes ("MEMTRACZ", one zstd frame), flushed at least every
+    """Copies the stream from the FIFO into the capture file until EOF (or stop()), with the
+    one capture writer of `live -o` (memtrace_core/capture_writer.py), flushed at least every
     FLUSH_S so followers (`view --follow`) are never more than that behind."""
 
     FLUSH_S = 0.2
 
     def __init__(self, fd: int, out_fd: int) -> None:
         super().__init__(name="memtrace-copy", daemon=True)
-        import zstandard
-
         self.fd = fd
         self.out_fd = out_fd
         self.bytes = 0
         self.first_data: float | None = None
         self.eof = threading.Event()
         self._stop_event = threading.Event()
-        self._zstd = zstandard.ZstdCompressor(level=2).compressobj()
-        self._flush_block = zstandard.COMPRESSOBJ_FLUSH_BLOCK
 
     def stop(self) -> None:
         self._stop_event.set()
 
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.out_fd, view):]
-
     def run(self) -> None:
+        from memtrace_core.capture_writer import CaptureWriter
+
         poller = select.poll()
         poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-        self._write(b"MEMTRACZ")
+        capture = CaptureWriter(self.out_fd)  # the fd stays the caller's to close
         last_flush = time.monotonic()
         dirty = False
         try:
@@ -113,16 +106,16 @@ class StreamCopier(threading.Thread):
                         break
                     if self.first_data is None:
                         self.first_data = time.monotonic()
-                    self._write(self._zstd.compress(data))
+                    capture.write(data)
                     self.bytes += len(data)
                     dirty = True
                 if dirty and time.monotonic() - last_flush >= self.FLUSH_S:
-                    self._write(self._zstd.flush(self._flush_block))
+                    capture.flush()
                     last_flush = time.monotonic()
                     dirty = False
         finally:
             try:
-                self._write(self._zstd.flush())
+                capture.finish()
             except OSError:
                 pass
             os.close(self.fd)
