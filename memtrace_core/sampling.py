@@ -8,26 +8,24 @@ docs/FORMAT.md). Every figure from a sampled capture is an estimate and says so.
 from __future__ import annotations
 
 import os
-import re
 
 SEED_ENV = "MEMTRACE_SAMPLE_SEED"
 """A fixed seed for the per-thread distances (deterministic tests); unset: from the clock."""
 
 ESTIMATE_MARK = "≈"
 
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
-          "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 MAX_MEAN = 1 << 40
 
 
 def parse_sample_bytes(text: str) -> int:
     """`512KiB`, `1MB`, `65536` as bytes; ValueError with the message for a bad size."""
-    m = _SIZE.match(text)
-    if m is None or m.group(2).lower() not in _UNITS:
+    from memtrace_core.sizes import parse_size
+
+    try:
+        value = parse_size(text)
+    except ValueError:
         raise ValueError(
-            f"invalid size {text!r} (use bytes or a unit: 65536, 512KiB, 1MB)")
-    value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+            f"invalid size {text!r} (use bytes or a unit: 65536, 512KiB, 1MB)") from None
     if not 1 <= value <= MAX_MEAN:
         raise ValueError(f"sampling mean {text!r} must be 1 B to 1 TiB")
     return value

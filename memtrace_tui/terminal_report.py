@@ -8,13 +8,13 @@ from rich.text import Text
 from rich.tree import Tree
 
 from memtrace_core.frames import Frame, FrameKind
-from memtrace_core.model.metrics import format_bytes
-from memtrace_core.report.diff import Change, PathNode, signed_bytes, signed_count
+from memtrace_core.report.diff import Change, PathNode, signed_count
 from memtrace_core.report.kinds import KIND_COLOURS, KIND_LABELS, short_location
 from memtrace_core.report.profile import NO_STACK, Profile
 from memtrace_core.report.profile import Branch as Node
 from memtrace_core.report.table import rows as table_rows
 from memtrace_core.report.tree import shown_hidden
+from memtrace_core.sizes import format_bytes, format_signed
 
 
 def legend_text():
@@ -117,7 +117,7 @@ def diff_table(changes: list[Change], limit: int = 25):
     for c in changes[:limit] if limit > 0 else changes:
         colour = KIND_COLOURS[c.frame.kind]
         style = "bold red" if c.delta_bytes > 0 else "green" if c.delta_bytes < 0 else ""
-        out.add_row(Text(signed_bytes(c.delta_bytes), style=style), signed_count(c.delta_count),
+        out.add_row(Text(format_signed(c.delta_bytes), style=style), signed_count(c.delta_count),
                     format_bytes(c.before_bytes), format_bytes(c.after_bytes),
                     Text(c.frame.kind.mark, style=colour), Text(c.frame.function, style=colour),
                     short_location(c.frame))
@@ -136,8 +136,8 @@ def diff_tree(root: PathNode, title: str, max_depth: int = 0):
         pending = []
         for kid in node.ordered():
             style = "bold red" if kid.delta_bytes > 0 else "green" if kid.delta_bytes < 0 else ""
-            line = Text(f"{signed_bytes(kid.delta_bytes):>11} {signed_count(kid.delta_count):>9}  ",
-                        style=style)
+            line = Text(f"{format_signed(kid.delta_bytes):>11} "
+                        f"{signed_count(kid.delta_count):>9}  ", style=style)
             line.append(f"{format_bytes(kid.before_bytes)} → {format_bytes(kid.after_bytes)}  ",
                         style="dim")
             line.append_text(frame_text(kid.frame))

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from memtrace_core.errors import UserError
 from memtrace_core.frames import Frame
-from memtrace_core.model.metrics import format_bytes
 from memtrace_core.report.kinds import frame_json
 from memtrace_core.report.profile import Profile
 
@@ -151,10 +150,6 @@ def path_changes(before: Profile | None, after: Profile | None) -> PathNode:
             node.after_count += ac
             node.changed = node.changed or changed
     return root
-
-
-def signed_bytes(nbytes: int) -> str:
-    return ("+" if nbytes > 0 else "-" if nbytes < 0 else "±") + format_bytes(abs(nbytes))
 
 
 def signed_count(n: int) -> str:

@@ -6,16 +6,11 @@ into one `… N smaller branches` line, so the numbers shown still add up.
 
 from __future__ import annotations
 
-import re
-
 from memtrace_core.errors import UserError
 from memtrace_core.report.kinds import frame_json
 from memtrace_core.report.profile import NO_STACK, Profile
 from memtrace_core.report.profile import Branch as Node
-
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
-          "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+from memtrace_core.sizes import parse_size
 
 
 def parse_threshold(text: str, total_bytes: int) -> int:
@@ -27,10 +22,7 @@ def parse_threshold(text: str, total_bytes: int) -> int:
             if not 0 <= pct <= 100:
                 raise ValueError
             return int(total_bytes * pct / 100.0)
-        m = _SIZE.match(text)
-        if m is None or m.group(2).lower() not in _UNITS:
-            raise ValueError
-        return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        return parse_size(text)
     except ValueError:
         raise UserError(f"bad --threshold {text!r}: use a percentage (1%) or a size "
                         "(4096, 10KiB, 2MB)") from None
