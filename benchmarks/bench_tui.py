@@ -209,7 +209,7 @@ def bench_live_vs_run(lib: Path, rounds: int, scale: float, results: Results) ->
             name = f"mtbench{os.getpid()}{i}"
             exports = " ".join(f"{k}={v}" for k, v in env.items()
                                if k.startswith(("MT_BENCH", "PYTHONPATH")))
-            cmd = (f"env {exports} {sys.executable} -m memtrace_core live --native -o {cap} "
+            cmd = (f"env {exports} {sys.executable} -m memtrace_tui live --native -o {cap} "
                    f"--force {script}")
             subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "140", "-y", "45",
                             cmd], check=True)
@@ -524,7 +524,7 @@ def _view_time(capture: Path, env: dict[str, str], name: str,
     name pending."""
     exports = " ".join(f"{k}={v}" for k, v in env.items()
                        if k in ("XDG_CACHE_HOME", "PYTHONPATH"))
-    cmd = f"env -u COLUMNS -u LINES {exports} {python} -m memtrace_core view {capture}"
+    cmd = f"env -u COLUMNS -u LINES {exports} {python} -m memtrace_tui view {capture}"
     t0 = time.perf_counter()
     subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "140", "-y", "45", cmd],
                    check=True)
