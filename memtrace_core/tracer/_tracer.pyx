@@ -24,6 +24,8 @@ cdef extern from "pystack.h":
 cdef extern from "recorder.h" nogil:
     int mt_tracking
     int MT_DEFAULT_NATIVE_DEPTH
+    enum mt_start_result:
+        MT_START_OK, MT_START_RUNNING, MT_START_NOMEM, MT_START_NO_WRITER
     int mt_recorder_start(int fd, int native, int native_depth, int compress, const char *header,
                           size_t header_len, unsigned long long sample_mean,
                           unsigned long long sample_seed)
@@ -41,6 +43,14 @@ FORMAT_VERSION = MT_FORMAT_VERSION
 """The wire format's version, the HEADER's `format` (memtrace_core/wire/format.h)."""
 HEADER_RECORD = MT_REC_HEADER
 """The HEADER record's type (encoded in Python: tracer/header.py)."""
+
+
+_START_ERRORS = {
+    MT_START_RUNNING: "memtrace is already tracing this process",
+    MT_START_NOMEM: "not enough memory to start the recorder",
+    MT_START_NO_WRITER: "could not start the recorder's writer thread",
+}
+"""A one-line message for each failure of mt_recorder_start (recorder.h)."""
 
 
 class TracerError(RuntimeError):
@@ -68,10 +78,8 @@ def start(int fd, bint native, bint python_allocators, bytes header, bint compre
         raise TracerError("could not resolve the allocator functions")
     rc = mt_recorder_start(fd, native, native_depth, compress, header, len(header),
                            sample_bytes, sample_seed)
-    if rc == -1:
-        raise TracerError("memtrace is already tracing this process")
-    if rc != 0:
-        raise TracerError(f"could not start the recorder (code {rc})")
+    if rc != MT_START_OK:
+        raise TracerError(_START_ERRORS.get(rc, f"could not start the recorder (code {rc})"))
     patched = mt_hooks_install()
     if python_allocators:
         mt_pymem_install()

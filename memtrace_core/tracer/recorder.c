@@ -913,7 +913,7 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     if (g_running) {
         pthread_mutex_unlock(&g_lock);
         mt_guard = saved;
-        return -1;
+        return MT_START_RUNNING;
     }
     if (!g_atfork_registered) {
         pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
@@ -926,12 +926,12 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
         mt_table_init(&g_natnodes, native ? 65536 : 1024)) {
         pthread_mutex_unlock(&g_lock);
         mt_guard = saved;
-        return -2;
+        return MT_START_NOMEM;
     }
     if (mt_sampler_start(sample_mean, sample_seed) != 0) {
         pthread_mutex_unlock(&g_lock);
         mt_guard = saved;
-        return -2;
+        return MT_START_NOMEM;
     }
     g_next_code = g_next_pynode = g_next_natnode = g_next_thread = 0;
     g_last_addr = 0;
@@ -992,12 +992,12 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
         g_running = 0;
         pthread_mutex_unlock(&g_lock);
         mt_guard = saved;
-        return -3;
+        return MT_START_NO_WRITER;
     }
     mt_tracking = 1;
     pthread_mutex_unlock(&g_lock);
     mt_guard = saved;
-    return 0;
+    return MT_START_OK;
 }
 
 /* Child processes the program started that are not traced (-1: unknown, as when attached):
