@@ -6,6 +6,8 @@ now) reads up to its last flush."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 
 class CaptureWriter:
@@ -52,3 +54,53 @@ class CaptureWriter:
             self.finish()
         finally:
             os.close(self.fd)
+
+
+class CaptureCopier(threading.Thread):
+    """Copies a stream from its pipe or FIFO into a capture file until the stream ends (or
+    stop()), flushed at least every FLUSH_S so followers (`view --follow`) are never more
+    than that behind (`memtrace attach -o`)."""
+
+    FLUSH_S = 0.2
+
+    def __init__(self, fd: int, out_fd: int) -> None:
+        super().__init__(name="memtrace-copy", daemon=True)
+        self.fd = fd
+        self.out_fd = out_fd
+        self.bytes = 0
+        self.first_data: float | None = None
+        self.eof = threading.Event()
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        from memtrace_core.reader.pipe import PipeSource
+
+        source = PipeSource(self.fd, 1 << 16)
+        capture = CaptureWriter(self.out_fd)  # the fd stays the caller's to close
+        last_flush = time.monotonic()
+        dirty = False
+        try:
+            while not self._stop_event.is_set():
+                data = source.next()
+                if data is None:
+                    break
+                if data:
+                    if self.first_data is None:
+                        self.first_data = time.monotonic()
+                    capture.write(data)
+                    self.bytes += len(data)
+                    dirty = True
+                if dirty and time.monotonic() - last_flush >= self.FLUSH_S:
+                    capture.flush()
+                    last_flush = time.monotonic()
+                    dirty = False
+        finally:
+            try:
+                capture.finish()
+            except OSError:
+                pass
+            source.close()
+            self.eof.set()

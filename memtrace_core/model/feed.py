@@ -15,8 +15,6 @@ Stopping the feed closes the read end: the tracer sees the closed pipe and stops
 
 from __future__ import annotations
 
-import os
-import select
 import threading
 import time
 from collections import deque
@@ -24,6 +22,7 @@ from collections.abc import Callable
 
 from memtrace_core.capture_writer import CaptureWriter
 from memtrace_core.model.session import Session
+from memtrace_core.reader.pipe import PipeSource
 
 CHUNK = 1024 * 1024  # decoding 1 MiB takes ~1 ms; fewer wake-ups = fewer GIL hand-offs
 PIPE_SIZE = 1024 * 1024
@@ -77,21 +76,14 @@ class PipeFeed(threading.Thread):
         self._stop_event.set()
 
     def _open_source(self) -> None:
-        self._poller = select.poll()
-        self._poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        self._source = PipeSource(self.fd, CHUNK)
 
     def _next(self) -> bytes | None:
         """The stream's next bytes: b"" when none came within a short wait, None at its end."""
-        if not self._poller.poll(50):
-            return b""
-        data = os.read(self.fd, CHUNK)
-        return data if data else None
+        return self._source.next()
 
     def _close_source(self) -> None:
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
+        self._source.close()
 
     def run(self) -> None:
         session = self.session

@@ -71,57 +71,6 @@ def add_method_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class StreamCopier(threading.Thread):
-    """Copies the stream from the FIFO into the capture file until EOF (or stop()), with the
-    one capture writer of `live -o` (memtrace_core/capture_writer.py), flushed at least every
-    FLUSH_S so followers (`view --follow`) are never more than that behind."""
-
-    FLUSH_S = 0.2
-
-    def __init__(self, fd: int, out_fd: int) -> None:
-        super().__init__(name="memtrace-copy", daemon=True)
-        self.fd = fd
-        self.out_fd = out_fd
-        self.bytes = 0
-        self.first_data: float | None = None
-        self.eof = threading.Event()
-        self._stop_event = threading.Event()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-    def run(self) -> None:
-        from memtrace_core.capture_writer import CaptureWriter
-
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-        capture = CaptureWriter(self.out_fd)  # the fd stays the caller's to close
-        last_flush = time.monotonic()
-        dirty = False
-        try:
-            while not self._stop_event.is_set():
-                if poller.poll(50):
-                    data = os.read(self.fd, 1 << 16)
-                    if not data:
-                        break
-                    if self.first_data is None:
-                        self.first_data = time.monotonic()
-                    capture.write(data)
-                    self.bytes += len(data)
-                    dirty = True
-                if dirty and time.monotonic() - last_flush >= self.FLUSH_S:
-                    capture.flush()
-                    last_flush = time.monotonic()
-                    dirty = False
-        finally:
-            try:
-                capture.finish()
-            except OSError:
-                pass
-            os.close(self.fd)
-            self.eof.set()
-
-
 def _parse_pid(value: Any) -> int:
     try:
         return int(value)
@@ -132,6 +81,7 @@ def _parse_pid(value: Any) -> int:
 def run(args: argparse.Namespace) -> int:
     """Attach, record for --duration seconds (or until Ctrl-C / the target exits), detach."""
     from memtrace_core.attach.session import Attachment
+    from memtrace_core.capture_writer import CaptureCopier
     from memtrace_tui.cli.run import open_output
 
     pid = _parse_pid(args.pid)
@@ -149,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         copier = None
         try:
-            copier = StreamCopier(attachment.begin(), out_fd)
+            copier = CaptureCopier(attachment.begin(), out_fd)
             copier.start()  # drains from the first byte: the tracer must never wait for us
             warn_untrusted(attachment)
             attachment.wait_ready()
@@ -219,7 +169,7 @@ def say(line: str) -> None:
         pass
 
 
-def _wait(attachment: Any, copier: StreamCopier, duration: float | None) -> bool:
+def _wait(attachment: Any, copier: Any, duration: float | None) -> bool:
     """Until the duration ends, the stream ends, or Ctrl-C / SIGTERM / `attach --stop`
     (both detach cleanly); True when interrupted. A closed terminal (SIGHUP) changes
     nothing: tracing goes on into the file."""

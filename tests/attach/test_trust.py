@@ -158,7 +158,7 @@ def test_helper_swapped_after_the_check_is_not_what_loads(start_target, tmp_path
     """Between the check and the injection the helper is replaced by a library that would
     leave a marker file: the target loads the checked copy, never the planted file."""
     from memtrace_core.attach import injector, session
-    from memtrace_tui.cli.attach import StreamCopier
+    from memtrace_core.capture_writer import CaptureCopier
 
     src = tmp_path / "install"
     src.mkdir()
@@ -185,7 +185,7 @@ def test_helper_swapped_after_the_check_is_not_what_loads(start_target, tmp_path
     target.wait_line("leak 1 ")
     attachment = session.Attachment(target.pid)
     out_fd = os.open(tmp_path / "x.mtrace", os.O_WRONLY | os.O_CREAT, 0o600)
-    copier = StreamCopier(attachment.begin(), out_fd)
+    copier = CaptureCopier(attachment.begin(), out_fd)
     copier.start()
     try:
         attachment.wait_ready()
