@@ -20,6 +20,13 @@ DELTA_METRICS = ("since mark", "growth")  # signed figures
 
 __all__ = ["format_bytes", "format_signed"]  # their home is memtrace_core/sizes.py
 
+LOCATION_SORTS = ("own", "total", "count")
+"""The orders of the locations table (`memtrace table --sort`, the TUI's `s`): own bytes,
+total bytes through the frame, allocation count."""
+NATIVE_LOCATION_SORTS = ("user", *LOCATION_SORTS)
+"""With native frames the TUI's table also sorts by `user` own bytes (the stacks whose
+innermost user frame is the location), first."""
+
 
 class Metric(StrEnum):
     """What the tree measures: heap in use now, at the peak, ever allocated, calls, or the

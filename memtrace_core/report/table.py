@@ -6,10 +6,11 @@ Own = memory allocated by stacks ending at that frame, total = stacks passing th
 
 from __future__ import annotations
 
+from memtrace_core.model.metrics import LOCATION_SORTS
 from memtrace_core.report.kinds import frame_json
 from memtrace_core.report.profile import Location, Profile
 
-SORTS = ("own", "total", "count")
+SORTS = LOCATION_SORTS
 
 
 def rows(profile: Profile, sort: str = "own") -> list[Location]:

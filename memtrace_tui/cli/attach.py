@@ -328,16 +328,11 @@ def run_live(args: argparse.Namespace) -> int:
                             getattr(args, "method", "ptrace"),
                             bool(getattr(args, "allow_untrusted_paths", False)),
                             sample_bytes=getattr(args, "sample", 0) or 0)
-    from memtrace_core.model.build import call_tree
-    from memtrace_core.model.session import Session
-    from memtrace_core.reader import StreamReader
-    from memtrace_tui.cli._leak_options import configure
+    from memtrace_tui.cli._leak_options import live_session
 
     created = bool(output) and not os.path.exists(output)
-    reader = StreamReader()
-    tree = call_tree(reader, native=native)
-    configure(reader, tree, args)
-    session = Session(reader, tree, live=True)
+    session = live_session(args, native)
+    tree = session.tree
     try:
         controller = AttachController(attachment, attachment.begin(), session,
                                       tee_path=output)

@@ -119,11 +119,8 @@ def run(args: argparse.Namespace) -> int:
         fd, log_path = tempfile.mkstemp(prefix=f"memtrace-live-{name}-", suffix=".log")
         log = os.fdopen(fd, "wb")
 
-    from memtrace_core.model.build import call_tree
     from memtrace_core.model.feed import enlarge_pipe
-    from memtrace_core.model.session import Session
-    from memtrace_core.reader import StreamReader
-    from memtrace_tui.cli._leak_options import configure
+    from memtrace_tui.cli._leak_options import live_session
 
     read_fd, write_fd = os.pipe()
     enlarge_pipe(read_fd)
@@ -148,10 +145,8 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(stdin, int) and stdin >= 0:
             os.close(stdin)
 
-    reader = StreamReader()
-    tree = call_tree(reader, native=args.native)
-    configure(reader, tree, args)
-    session = Session(reader, tree, live=True)
+    session = live_session(args, args.native)
+    tree = session.tree
     session.log_path = log_path
     session.child_prefix = child_prefix
 

@@ -6,6 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from memtrace_core.model.metrics import LOCATION_SORTS
     from memtrace_tui.cli._report_options import add_report_arguments
 
     p = subparsers.add_parser(
@@ -15,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "own bytes, total bytes or allocation count. Native captures are symbolized.",
     )
     add_report_arguments(p)
-    p.add_argument("--sort", choices=("own", "total", "count"), default="own",
+    p.add_argument("--sort", choices=LOCATION_SORTS, default="own",
                    help="own bytes (default), total bytes through the frame, or count")
     p.add_argument("-n", "--limit", type=int, default=25, metavar="N",
                    help="rows to show (0 = all; default 25)")
