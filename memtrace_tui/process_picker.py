@@ -129,4 +129,4 @@ def view_command(path: str) -> tuple[list[str], dict[str, str]]:
     root = os.path.dirname(os.path.dirname(os.path.abspath(memtrace_core.__file__)))
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
                                 else "")
-    return [sys.executable, "-m", "memtrace_core", "view", "--follow", path], env
+    return [sys.executable, "-m", "memtrace_tui", "view", "--follow", path], env

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     title = (f"in use {diff.describe_instant(before_at, before)} of {args.first} → "
              f"{diff.describe_instant(after_at, after)} of {second}: "
              f"{format_bytes(total_b)} → {format_bytes(total_a)} "
-             f"({diff._signed(total_a - total_b)}, {diff._count(count_a - count_b)} "
+             f"({diff.signed_bytes(total_a - total_b)}, {diff.signed_count(count_a - count_b)} "
              f"allocations)")
     if args.tree:
         root = diff.path_changes(before, after)

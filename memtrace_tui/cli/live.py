@@ -213,7 +213,7 @@ def _background(args: argparse.Namespace, program) -> int:
     if os.path.exists(output) and not args.force:
         raise UserError(f"{args.output} exists (use --force to overwrite)")
     log_path = os.path.abspath(args.log) if args.log else output + ".log"
-    cmd = [sys.executable, "-m", "memtrace_core", "run", "-o", output, "--force"]
+    cmd = [sys.executable, "-m", "memtrace_tui", "run", "-o", output, "--force"]
     if args.native:
         cmd.append("--native")
     if args.no_names:
