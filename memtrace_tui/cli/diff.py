@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from memtrace_core.errors import UserError
-    from memtrace_core.model.metrics import format_bytes
+    from memtrace_core.model.metrics import format_bytes, format_signed
     from memtrace_core.report import diff
     from memtrace_tui import terminal_report
     from memtrace_tui.cli._progress import Progress
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     title = (f"in use {diff.describe_instant(before_at, before)} of {args.first} → "
              f"{diff.describe_instant(after_at, after)} of {second}: "
              f"{format_bytes(total_b)} → {format_bytes(total_a)} "
-             f"({diff.signed_bytes(total_a - total_b)}, {diff.signed_count(count_a - count_b)} "
+             f"({format_signed(total_a - total_b)}, {diff.signed_count(count_a - count_b)} "
              f"allocations)")
     if args.tree:
         root = diff.path_changes(before, after)
