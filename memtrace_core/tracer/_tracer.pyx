@@ -5,38 +5,14 @@ Everything on the allocation path is C (hooks.c, recorder.c, pystack.c); this mo
 starts and stops it, with the GIL held.
 """
 
-cdef extern from "hooks.h" nogil:
-    int mt_hooks_init()
-    int mt_hooks_install()
-    void mt_hooks_uninstall()
-    void mt_pymem_install()
-    void mt_pymem_uninstall()
-
-cdef extern from "term.h" nogil:
-    void mt_term_install()
-    void mt_term_uninstall()
-    void mt_term_stop_begin()
-    void mt_term_stop_end()
-
-cdef extern from "pystack.h":
-    void mt_set_root_code(void *code)
-
-cdef extern from "recorder.h" nogil:
-    int mt_tracking
-    int MT_DEFAULT_NATIVE_DEPTH
-    enum mt_start_result:
-        MT_START_OK, MT_START_RUNNING, MT_START_NOMEM, MT_START_NO_WRITER
-    int mt_recorder_start(int fd, int native, int native_depth, int compress, const char *header,
-                          size_t header_len, unsigned long long sample_mean,
-                          unsigned long long sample_seed)
-    void mt_recorder_stop(int exit_code, int has_code)
-    void mt_set_untraced_children(long n)
-    int mt_recorder_failed()
-    int mt_recorder_running()
-    void mt_recorder_python_gone()
-    void mt_set_thread_name(long os_tid, const char *name, int rename)
-
-
+from memtrace_core.tracer.hooks cimport (
+    mt_hooks_init, mt_hooks_install, mt_hooks_uninstall, mt_pymem_install, mt_pymem_uninstall,
+)
+from memtrace_core.tracer.pystack cimport mt_set_root_code
+from memtrace_core.tracer.recorder cimport *
+from memtrace_core.tracer.term cimport (
+    mt_term_install, mt_term_stop_begin, mt_term_stop_end, mt_term_uninstall,
+)
 from memtrace_core.wire.format cimport MT_FORMAT_VERSION, MT_REC_HEADER
 
 FORMAT_VERSION = MT_FORMAT_VERSION
