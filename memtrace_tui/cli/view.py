@@ -7,7 +7,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from memtrace_core.cli._leak_options import add_leak_options
+    from memtrace_tui.cli._leak_options import add_leak_options
 
     p = subparsers.add_parser(
         "view",
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.follow:
         return _follow(args)
-    from memtrace_core.cli._progress import Progress
+    from memtrace_tui.cli._progress import Progress
 
     with Progress("reading the capture") as progress:
         session = session_for_capture(args.file, show_internal=args.show_internal,
