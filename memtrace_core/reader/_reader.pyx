@@ -15,7 +15,7 @@ from memtrace_core.frames import CUT_MARKER_BASE
 
 MAGIC = b"MEMTRACE"
 cdef bytes _MAGIC = MAGIC
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1 is read too (2 adds ALLOC_SAME and FREE_SAME)
 MAX_DEPTH = 64
 
 
@@ -273,7 +273,7 @@ cdef class StreamReader:
             if n != 2 or type(rec[1]) is not dict:
                 raise _Malformed("HEADER is not [0, map]")
             version = rec[1].get("format")
-            if version != FORMAT_VERSION:
+            if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
                 raise _Malformed(f"unsupported format version {version!r}")
             if self.s.header_seen:
                 raise _Malformed("second HEADER")
@@ -282,6 +282,7 @@ cdef class StreamReader:
                 raise _Malformed("bad sample_bytes in HEADER")
             self.header = rec[1]
             self.s.sample_mean = sample or 0
+            self.s.format = version
             self.s.header_seen = 1
         elif kind == 1:
             if n != 5 or not (_is_int(rec[1]) and type(rec[2]) is str and type(rec[3]) is str

@@ -12,6 +12,7 @@
 enum {
     MT_HEADER = 0, MT_CODE = 1, MT_PYNODE = 2, MT_NATIVENODE = 3, MT_ALLOC = 4,
     MT_FREE = 5, MT_THREAD = 6, MT_MAPS = 7, MT_TICK = 8, MT_TRAILER = 9,
+    MT_ALLOC_SAME = 10, MT_FREE_SAME = 11, /* format 2 */
 };
 #define MT_ALLOCATOR_MMAP 9
 #define MT_ALLOCATOR_MUNMAP 11
@@ -87,6 +88,10 @@ typedef struct {
     int header_seen, trailer_seen;
     const char *error;
     uint64_t last_addr; /* ALLOC/FREE addresses are deltas from the previous one */
+    int format;         /* HEADER's format: 2 adds ALLOC_SAME and FREE_SAME */
+    /* The previous ALLOC's and FREE's fields, which ALLOC_SAME and FREE_SAME repeat. */
+    int alloc_seen, free_seen;
+    uint64_t alloc_thread, alloc_allocator, alloc_py, alloc_nat, free_thread, free_allocator;
     /* A sampled capture (HEADER sample_bytes, set before the first ALLOC): its mean, and
      * the fraction of an allocation count estimated but not yet counted. */
     double sample_mean, count_carry;

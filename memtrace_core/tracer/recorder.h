@@ -23,6 +23,10 @@ enum mt_allocator {
 #define MT_DEFAULT_NATIVE_DEPTH 4096
 #define MT_CUT_MARKER_BASE 0xFFFFFFFF00000000ULL
 
+/* Format 2's compact records (docs/FORMAT.md): an ALLOC or FREE whose other fields are those
+ * of the previous ALLOC or FREE carries its address (and size) alone. */
+enum { MT_REC_ALLOC_SAME = 10, MT_REC_FREE_SAME = 11 };
+
 /* Set while the tracer runs; hooks read it without the lock. */
 extern volatile int mt_tracking;
 

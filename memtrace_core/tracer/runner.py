@@ -44,7 +44,7 @@ def header_fields(program: Program, native: bool, python_allocators: bool, attac
                   sample_bytes: int = 0) -> dict:
     """The HEADER record's map (docs/FORMAT.md)."""
     fields = {
-        "format": 1,
+        "format": 2,
         "pid": os.getpid(),
         "argv": [sys.executable, *program.command_line],
         "python": ".".join(str(p) for p in sys.version_info[:3]),
