@@ -1,7 +1,7 @@
 """The header: one line that never wraps.
 
 pid, status and clock, heap now (and the chosen thread's own), the peak and the child
-processes (traced, or untraced once the program has ended) always show;
+processes (traced, or untraced so far) always show;
 then, as width allows, the command (cut from the left: the script name is at its end), RSS,
 names still pending, the peak's time and the rates, which go first when the line is short.
 """
@@ -48,7 +48,7 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
     if thread:  # one thread chosen: its own heap, which the tree's root shows
         core[7:7] = [("  thread ", MUTED), (est + format_bytes(thread[LIVE_BYTES]), "bold")]
     # child processes: how many are traced (`live --follow-fork`, P picks one), or how many
-    # ran untraced (known at the program's end); always shown, after the peak's time
+    # ran untraced (so far); always shown, after the peak's time
     processes = getattr(s, "processes", 0)
     untraced = getattr(s, "untraced_children", 0)
     family: list[Piece] = []

@@ -31,6 +31,7 @@ from memtrace_tui.legend import Legend
 from memtrace_tui.log_screen import LogScreen
 from memtrace_tui.messages import SelectionChanged
 from memtrace_tui.process_picker import (
+    ALL,
     PROGRAM,
     ProcessFigures,
     ProcessPicker,
@@ -365,25 +366,28 @@ class MainScreen(Screen[None]):
         children = {path: capture_figures(path) for path in session.child_captures()}
 
         def chosen(value: str | None) -> None:
-            if value and value != PROGRAM:
+            if value == ALL:
+                self.open_child(session.child_prefix, all_processes=True)
+            elif value and value != PROGRAM:
                 self.open_child(value)
 
         self.app.push_screen(ProcessPicker(process_rows(program, children)), chosen)
 
-    def open_child(self, path: str) -> None:
-        """The child's capture in `memtrace view --follow` over this terminal; this view
-        (still fed meanwhile) comes back when it quits."""
+    def open_child(self, path: str, all_processes: bool = False) -> None:
+        """The child's capture in `memtrace view --follow` over this terminal (or all the
+        processes' captures merged, as far as they are written); this view (still fed
+        meanwhile) comes back when it quits."""
         import subprocess
 
         from textual.app import SuspendNotSupported
 
-        command, env = view_command(path)
+        command, env = view_command(path, all_processes)
         try:
             with self.app.suspend():
                 subprocess.run(command, env=env)
         except SuspendNotSupported:
             self.notify(f"this terminal cannot hand over the screen: run "
-                        f"`memtrace view --follow {path}`", timeout=6)
+                        f"`{' '.join(command[3:])}`", timeout=6)
         self.refresh_all()
 
     # -- filter ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from textual.widgets.option_list import Option
 from memtrace_core.model import format_bytes
 
 PROGRAM = "program"  # the picker's id of the program itself (its children: their paths)
+ALL = "all"  # the picker's id of all processes together
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def process_rows(program: ProcessFigures, children: dict[str, ProcessFigures | N
                 f"allocated {format_bytes(f.allocated_bytes)} in {f.allocations}")
 
     known = [program, *(f for f in children.values() if f is not None)]
-    rows = [("", f"all {len(known)} processes  heap "
+    rows = [(ALL, f"all {len(known)} processes together  heap "
                  f"{format_bytes(sum(f.heap_bytes for f in known))}  allocated "
                  f"{format_bytes(sum(f.allocated_bytes for f in known))} in "
                  f"{sum(f.allocations for f in known)}")]
@@ -85,7 +86,7 @@ def process_rows(program: ProcessFigures, children: dict[str, ProcessFigures | N
 
 
 class ProcessPicker(ModalScreen[str | None]):
-    """Returns a child's capture path, PROGRAM, or None when cancelled."""
+    """Returns a child's capture path, PROGRAM, ALL, or None when cancelled."""
 
     BINDINGS = [Binding("escape,q,P", "cancel", "Cancel")]
     DEFAULT_CSS = """
@@ -113,14 +114,16 @@ class ProcessPicker(ModalScreen[str | None]):
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         index = int((event.option.id or "row1")[3:])
         value = self.rows[index][0]
-        self.dismiss(value or PROGRAM)
+        self.dismiss(value)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
 
 
-def view_command(path: str) -> tuple[list[str], dict[str, str]]:
-    """`memtrace view --follow PATH` with this memtrace, importable even when not installed."""
+def view_command(path: str, all_processes: bool = False) -> tuple[list[str], dict[str, str]]:
+    """`memtrace view --follow PATH` with this memtrace, importable even when not installed;
+    with all_processes, `memtrace view --all-processes PATH` (PATH: the program's capture,
+    read as far as it is written, with its children's)."""
     import sys
 
     import memtrace_core
@@ -129,4 +132,5 @@ def view_command(path: str) -> tuple[list[str], dict[str, str]]:
     root = os.path.dirname(os.path.dirname(os.path.abspath(memtrace_core.__file__)))
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
                                 else "")
-    return [sys.executable, "-m", "memtrace_core", "view", "--follow", path], env
+    how = "--all-processes" if all_processes else "--follow"
+    return [sys.executable, "-m", "memtrace_core", "view", how, path], env

@@ -158,8 +158,11 @@ def run(args: argparse.Namespace) -> int:
     from memtrace_tui.app import MemtraceApp
     from memtrace_tui.live_controller import LiveController
 
+    # followed children: the program's own stream goes to disk too (next to theirs), so the
+    # process picker can open all of them together and the reports can merge them later
+    capture = args.output or child_prefix
     controller = LiveController(proc, read_fd, session, log_path=log_path,
-                                tee_path=args.output)
+                                tee_path=capture)
     try:
         MemtraceApp(session, controller).run()
     finally:
@@ -172,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
         from memtrace_core.cli._progress import name_capture
 
         name_capture(args.output)
-    if args.output:
-        print(f"memtrace: capture: {args.output}", file=sys.stderr)
+    if capture:
+        print(f"memtrace: capture: {capture}", file=sys.stderr)
     if child_prefix is not None:
         from memtrace_core.tracer.children import child_captures
 

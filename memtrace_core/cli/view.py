@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_leak_options(p)
     p.add_argument("--show-internal", action="store_true",
                    help="start with interpreter-internal frames shown (key i toggles)")
+    p.add_argument("--all-processes", action="store_true",
+                   help="FILE and its traced children's captures (FILE.PID, from "
+                        "--follow-fork) merged into one tree, by frame")
     p.set_defaults(func=run)
 
 
@@ -32,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from memtrace_core.model.build import session_for_capture
 
     if args.follow:
+        if args.all_processes:
+            raise UserError("--all-processes reads finished captures; follow one process "
+                            "at a time (live's process picker, key P)", status=2)
         return _follow(args)
     from memtrace_core.cli._progress import Progress
 
@@ -39,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         session = session_for_capture(args.file, show_internal=args.show_internal,
                                       progress=progress,
                                       temporary_threshold=args.temporary_threshold,
-                                      window_s=args.window)
+                                      window_s=args.window,
+                                      all_processes=args.all_processes)
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         session.tree.close()
         raise UserError("view needs a terminal (use `memtrace stats/table/tree` for text)")

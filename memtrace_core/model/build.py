@@ -44,9 +44,11 @@ def growth_reference(path, reader, window_s: float):
 def session_for_capture(path, *, show_internal: bool = False, names: str = "async",
                         cache_dir: Path | None = None, progress=None,
                         temporary_threshold: int = 1,
-                        window_s: float | None = None) -> Session:
+                        window_s: float | None = None,
+                        all_processes: bool = False) -> Session:
     """A finished session over a capture file (the tree built, names on their way); the
-    growth metric covers the capture's last window_s seconds."""
+    growth metric covers the capture's last window_s seconds. With all_processes, the
+    capture and its children's merged (model.processes; no timeline cursor there)."""
     from memtrace_core.reader import read_capture, read_names
 
     namer = None
@@ -58,18 +60,25 @@ def session_for_capture(path, *, show_internal: bool = False, names: str = "asyn
     from memtrace_core.model.timeline import read_with_timeline
 
     timeline = None
+    embedded = None
     try:
-        try:
-            reader, timeline = read_with_timeline(path, progress, temporary_threshold)
-        except UserError:  # e.g. damaged compressed data: read_capture salvages more
-            reader = read_capture(path, progress=progress,
-                                  temporary_threshold=temporary_threshold)
+        if all_processes:
+            from memtrace_core.model.processes import read_processes
+
+            reader, embedded = read_processes(path, progress, temporary_threshold)
+        else:
+            try:
+                reader, timeline = read_with_timeline(path, progress, temporary_threshold)
+            except UserError:  # e.g. damaged compressed data: read_capture salvages more
+                reader = read_capture(path, progress=progress,
+                                      temporary_threshold=temporary_threshold)
     except BaseException:
         if namer is not None:
             namer.close()
         raise
     native = bool((reader.header or {}).get("native"))
-    embedded = read_names(path) if native else None
+    if native and not all_processes:
+        embedded = read_names(path)
     if namer is not None:
         if native:
             namer.attach(reader, embedded)
@@ -81,7 +90,9 @@ def session_for_capture(path, *, show_internal: bool = False, names: str = "asyn
         tree.core.set_show_internal(True)
     if window_s is not None:
         tree.set_window(window_s)
-        if timeline is not None:  # the instant nearest to the window's start
+        if all_processes:  # growth over the whole run (no replay across processes)
+            reference = Reference(0, 0, 0, b"")
+        elif timeline is not None:  # the instant nearest to the window's start
             start = timeline.points[timeline.index_at(reader.last_time_us
                                                       - int(window_s * 1e6))]
             reference = Reference(start.t_us, start.heap_bytes, start.heap_allocations,

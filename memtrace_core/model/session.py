@@ -38,7 +38,7 @@ class Summary:
     native: bool
     thread: tuple[int, ...] | None = None  # the chosen thread's counters (metrics order)
     processes: int = 0  # processes traced, this one included, when following children
-    untraced_children: int = 0  # child processes the program ran untraced (known at its end)
+    untraced_children: int = 0  # child processes the program ran untraced, so far
     sample_bytes: int = 0  # a sampled capture's mean: every figure is an estimate
     growth_per_s: float = 0.0  # the whole heap's growth rate over the window
     mark_time_s: float | None = None  # the mark (`b`), program clock; None: no mark
@@ -95,6 +95,9 @@ class Session:
             if code is not None and code < 0:
                 return f"capture: killed by signal {-code}"
             return "capture: exited" + (f" with status {code}" if code is not None else "")
+        writing = getattr(self.reader, "being_written", 0)  # all processes, read while running
+        if writing:
+            return f"captures as read: {writing} still running"
         return "capture: incomplete"
 
     def mark_exited(self, exit_code: int | None) -> None:
@@ -158,8 +161,9 @@ class Session:
             thread=(None if self.tree.thread is None else
                     tuple(self.tree.thread_totals().get(self.tree.thread,
                                                         (0,) * N_COUNTERS))),
-            processes=1 + len(self.child_captures()) if self.child_prefix is not None else 0,
-            untraced_children=int((self.reader.trailer or {}).get("untraced_children") or 0),
+            processes=(len(header["processes"]) if header.get("processes") else
+                       1 + len(self.child_captures()) if self.child_prefix is not None else 0),
+            untraced_children=int(getattr(self.reader, "untraced_children", 0) or 0),
             sample_bytes=sample_bytes(header),
             growth_per_s=self.tree.rate(whole[GROWTH_BYTES]),
             mark_time_s=None if mark is None else mark.t_us / 1e6,

@@ -78,6 +78,7 @@ cdef class StreamReader:
     cdef readonly list maps
     cdef readonly list maps_history
     cdef readonly list history
+    cdef readonly object untraced_children  # child processes run untraced, so far
 
     cdef _fail(self, str reason, int64_t offset)
     cdef _other(self, int kind, const uint8_t *buf, size_t start, size_t end)

@@ -169,6 +169,7 @@ cdef class StreamReader:
         self.maps = []
         self.maps_history = []
         self.history = []
+        self.untraced_children = 0  # so far (TICK), or at the end (TRAILER)
 
     def __dealloc__(self):
         if self._ready:
@@ -301,10 +302,12 @@ cdef class StreamReader:
             self.maps = rec[1]
             self.maps_history.append(rec[1])
         elif kind == 8:
-            if n != 3 or not (_is_int(rec[1]) and _is_int(rec[2])) or not (
+            if n not in (3, 4) or not (_is_int(rec[1]) and _is_int(rec[2])) or not (
                 -(1 << 63) <= rec[1] < (1 << 63)
-            ):
+            ) or (n == 4 and not (_is_int(rec[3]) and rec[3] >= 0)):
                 raise _Malformed("bad TICK record")
+            if n == 4:
+                self.untraced_children = rec[3]
             self.s.last_time_us = rec[1]
             self.history.append((rec[1], self.s.heap_bytes, rec[2]))
         elif kind == 9:
@@ -315,6 +318,7 @@ cdef class StreamReader:
             self.trailer = {"end_time": float(rec[1]), "exit_code": rec[2]}
             if n == 4:
                 self.trailer["untraced_children"] = rec[3]
+                self.untraced_children = rec[3]
             self.s.trailer_seen = 1
         else:
             raise _Malformed(f"unexpected record type {kind}")

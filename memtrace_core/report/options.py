@@ -21,6 +21,9 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
                         "temporary allocation and its free (default 1, as memray)")
     parser.add_argument("--show-internal", action="store_true",
                         help="keep CPython-internal and memtrace frames in the stacks")
+    parser.add_argument("--all-processes", action="store_true",
+                        help="FILE and its traced children's captures (FILE.PID, from "
+                        "--follow-fork) merged into one report, by frame")
 
 
 def temporary_threshold(text: str) -> int:
@@ -45,7 +48,8 @@ def load(args: argparse.Namespace):
     with Progress("reading the capture") as progress:
         profile = load_profile(args.file, selection_from_args(args), args.show_internal,
                                progress=progress,
-                               temporary_threshold=getattr(args, "temporary_threshold", 1))
+                               temporary_threshold=getattr(args, "temporary_threshold", 1),
+                               all_processes=getattr(args, "all_processes", False))
     for line in profile.warnings():
         print(f"memtrace: warning: {line}", file=sys.stderr)
     return profile

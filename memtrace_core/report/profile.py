@@ -196,19 +196,33 @@ class Profile:
 def load_profile(path: str | Path, selection: Selection = Selection.ALL,
                  show_internal: bool = False, cache_dir: Path | None = None,
                  progress=None, at_us: int | None = None,
-                 temporary_threshold: int = 1) -> Profile:
+                 temporary_threshold: int = 1, all_processes: bool = False) -> Profile:
     """Read, name (native captures, auto-detected from the header) and sum a capture; with
     at_us, the capture as it stood at that instant (its first TICK at or after it).
+
+    With all_processes, the capture and its children's (`--follow-fork`'s FILE.PID) merged
+    by frame (model.processes).
 
     Raises UserError (one line) for a missing, foreign or corrupt file."""
     from memtrace_core.model.build import call_tree
     from memtrace_core.reader import read_capture, read_capture_at, read_names
 
-    if at_us is None:
-        reader = read_capture(path, progress=progress, temporary_threshold=temporary_threshold)
+    notes: list[str] = []
+    if all_processes:
+        from memtrace_core.errors import UserError
+        from memtrace_core.model.processes import read_processes
+
+        if at_us is not None:
+            raise UserError("--all-processes reads the captures to their end (no instant)")
+        reader, embedded = read_processes(path, progress, temporary_threshold)
+        notes = [f"skipped {line}" for line in reader.skipped]
     else:
-        reader = read_capture_at(path, at_us, temporary_threshold)
-    embedded = read_names(path) if (reader.header or {}).get("native") else None
+        if at_us is None:
+            reader = read_capture(path, progress=progress,
+                                  temporary_threshold=temporary_threshold)
+        else:
+            reader = read_capture_at(path, at_us, temporary_threshold)
+        embedded = read_names(path) if (reader.header or {}).get("native") else None
     tree = call_tree(reader, names="sync", cache_dir=cache_dir, embedded=embedded)
     tree.set_metric(selection.metric)
     if show_internal:
@@ -222,6 +236,7 @@ def load_profile(path: str | Path, selection: Selection = Selection.ALL,
         tree.namer.flush()
         profile.stale_libraries = shown_stale_libraries(profile, tree.namer.stale_libraries())
         profile.notes = tree.namer.notes()
+    profile.notes.extend(notes)
     return profile
 
 

@@ -91,7 +91,11 @@ class Namer:
         return self._sym
 
     def lookup(self, addr: int) -> tuple[str, str | None, int] | None:
-        """(path, build_id, vaddr) of an instruction address, over every MAPS snapshot."""
+        """(path, build_id, vaddr) of an instruction address, over every MAPS snapshot (a
+        reader over several processes looks it up in the address's own process)."""
+        own = getattr(self.reader, "module_lookup", None)
+        if own is not None:
+            return own(addr)
         self.map.update(getattr(self.reader, "maps_history", None) or [])
         return self.map.lookup(addr)
 

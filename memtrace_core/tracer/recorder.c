@@ -569,6 +569,10 @@ void mt_thread_renamed(pthread_t thread, const char *name) {
 
 static void maybe_tick_locked(uint64_t now, int first_of_burst);
 
+/* Child processes the program started that are not traced (-1: unknown, as when attached):
+ * the TRAILER's fourth field when known, and the TICKs' fourth once there is one. */
+static volatile long g_untraced_children = -1;
+
 /* ---- native stacks ------------------------------------------------------------------ */
 
 /* The native stack, innermost first, without the tracer's own frames, into c->scratch.
@@ -927,12 +931,14 @@ static void maybe_tick_locked(uint64_t now, int first_of_burst) {
     if (since < MT_TICK_BUSY_NS) return;
     if (!first_of_burst && g_records_since_tick == 0 && since < MT_TICK_IDLE_NS) return;
     /* Never wait for room: the writer calls this, and it is the one that makes room. */
-    if (!g_running || g_failed || g_active.len + 32 > g_active.cap) return;
+    if (!g_running || g_failed || g_active.len + 48 > g_active.cap) return;
     uint8_t *p = g_active.data + g_active.len;
-    p = mp_array(p, 3);
+    long untraced = g_untraced_children;  /* so far; only once there is one (FORMAT.md) */
+    p = mp_array(p, untraced > 0 ? 4 : 3);
     p = mp_uint(p, 8);
     p = mp_uint(p, (now - g_start_ns) / 1000);
     p = mp_uint(p, read_rss());
+    if (untraced > 0) p = mp_uint(p, (uint64_t)untraced);
     commit(p);
     g_last_tick_ns = now;
     g_records_since_tick = 0;
@@ -1132,10 +1138,6 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     mt_guard = saved;
     return 0;
 }
-
-/* Child processes the program started that are not traced (-1: unknown, as when attached):
- * the TRAILER's fourth field when known. */
-static volatile long g_untraced_children = -1;
 
 void mt_set_untraced_children(long n) { g_untraced_children = n; }
 

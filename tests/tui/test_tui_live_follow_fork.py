@@ -1,8 +1,9 @@
 """`memtrace live --follow-fork` in a real terminal (tmux): the header counts the traced
 processes, key P lists the program and each child with its own numbers, enter opens a
-child's capture (followed while it is written) and quitting it comes back to the program's
-live view; each child's capture holds exactly what it leaked. Without the flag the header
-says, once the program has ended, how many children ran untraced."""
+child's capture (followed while it is written) or all of them merged, and quitting either
+comes back to the program's live view; each child's capture holds exactly what it leaked.
+Without the flag the header says how many children ran untraced so far, while the program
+runs."""
 
 from __future__ import annotations
 
@@ -93,6 +94,15 @@ def test_live_follow_fork_picks_a_child_and_comes_back(live, tmp_path, mt):
     screen = t.wait_for(r"running .*2 processes")
     assert f"pid {child_pid} " not in screen
     t.wait_for(r"\[py\] parent_leak", keys=("e",))
+    # the first row: all processes together, merged by frame, as far as they are written
+    t.keys("P")
+    t.wait_for(r"all 2 processes together")
+    t.keys("Home", "Enter")
+    t.wait_for(r"captures as read: 2 still running .*2 processes")
+    screen = t.wait_for(r"\[py\] child_leak", keys=("e",))
+    assert "family.py:18" in screen  # parent_leak()'s line: the program's own leak too
+    t.keys("q")  # back in the program's live view
+    t.wait_for(r"running .*2 processes")
     (tmp_path / "stop-now").touch()
     t.wait_for(r"exited with status 0")
     t.keys("q")
@@ -112,6 +122,8 @@ def test_live_without_the_flag_counts_untraced_children(live, tmp_path):
     screen = t.wait_for(r"running")
     assert "process" not in screen.splitlines()[0]
     t.keys("P")  # no children traced: the key does nothing
+    # the forked child is counted while the program runs (a TICK carries the count)
+    t.wait_for(r"running .*1 child untraced")
     (tmp_path / "stop-now").touch()
     screen = t.wait_for(r"exited with status 0 .*2 children untraced")
     assert "Processes" not in screen

@@ -1,0 +1,101 @@
+"""`--all-processes`: a `--follow-fork` run's captures (FILE and FILE.PID) merged into one
+report, by frame. Pool workers under spawn (each its own interpreter, its own address
+layout) and under fork (children that carry the parent's stack) each leak a known number of
+bytes through the same named Python function and C function: the merged tree has them in
+one node, exactly the sum, with the C function named through each process's own maps; the
+merged root is the sum of every capture's own figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+POOL = """\
+import multiprocessing
+import sys
+
+import mtext
+
+
+def worker_leak():
+    mtext.keep_blocks(3, 70001)  # @worker
+
+
+def square(x):
+    return x * x
+
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[1])
+    mtext.keep_blocks(2, 50003)  # @parent
+    pool = multiprocessing.Pool(2, initializer=worker_leak)
+    print(pool.map(square, range(4)))
+    pool.close()
+    pool.join()
+"""
+
+
+def _nodes(tree: dict):
+    """Every node of a `tree --json` document, depth first."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        todo.extend(node.get("children", []))
+
+
+def _tree(mt, capture: Path, *options: str) -> dict:
+    out = mt.cli("tree", "--json", *options, str(capture), cwd=capture.parent)
+    assert out.returncode == 0, out.stderr.decode()
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_pool_workers_merge_into_one_node(tmp_path, mt, method):
+    run = mt.trace(tmp_path, POOL, method, options=("--follow-fork", "--native"),
+                   timeout=180).check()
+    children = sorted(tmp_path.glob("prog.mtrace.*"))
+    assert len(children) >= 2, run.proc.stderr.decode()  # spawn: + the resource tracker
+
+    merged = _tree(mt, run.capture, "--leaks", "--all-processes")
+    alone = [_tree(mt, path, "--leaks") for path in [run.capture, *children]]
+    # the merged root is every process's own root, summed
+    assert merged["total_bytes"] == sum(t["total_bytes"] for t in alone)
+    assert merged["total_allocations"] == sum(t["total_allocations"] for t in alone)
+    assert merged["total_bytes"] > 0 and merged["native"] is True
+
+    # both workers' leak in one Python node, exactly
+    workers = [n for n in _nodes(merged) if n.get("function") == "worker_leak"
+               and n.get("line") == run.lines["worker"]]
+    assert len(workers) == 1, workers
+    assert (workers[0]["bytes"], workers[0]["count"]) == (2 * 3 * 70001, 6)
+    # under it, the C function that called malloc, named in every process
+    named = [n for n in _nodes(workers[0]) if n.get("function") == "keep_blocks"]
+    assert named and sum(n["bytes"] for n in named) == 6 * 70001, workers[0]
+    assert all(n.get("kind") == "native" for n in named)
+    assert not [n for n in _nodes(merged) if "+0x" in (n.get("function") or "")
+                and "mtext" in (n.get("function") or "")]
+    # the parent's own leak is there once, with its own figures
+    parents = [n for n in _nodes(merged) if n.get("line") == run.lines["parent"]
+               and n.get("function") == "<module>"]
+    assert parents and parents[0]["bytes"] >= 2 * 50003
+
+
+def test_table_and_errors(tmp_path, mt):
+    run = mt.trace(tmp_path, POOL, "fork", options=("--follow-fork",), timeout=180).check()
+    out = mt.cli("table", "--json", "--leaks", "--all-processes", str(run.capture),
+                 cwd=tmp_path)
+    assert out.returncode == 0, out.stderr.decode()
+    rows = json.loads(out.stdout)["rows"]
+    leak = [r for r in rows if r["function"] == "worker_leak"]
+    assert leak and (leak[0]["total_bytes"], leak[0]["total_count"]) == (6 * 70001, 6), leak
+    # an empty child capture (a worker killed while it started) is skipped, and said
+    (tmp_path / "prog.mtrace.99999999").write_bytes(b"")
+    out = mt.cli("tree", "--all-processes", str(run.capture), cwd=tmp_path)
+    assert out.returncode == 0 and b"skipped" in out.stderr and b"empty file" in out.stderr
+    # `view --follow` follows one process only: a one-line usage error
+    out = mt.cli("view", "--follow", "--all-processes", str(run.capture), cwd=tmp_path)
+    assert out.returncode == 2 and b"Traceback" not in out.stderr
+    assert len(out.stderr.decode().strip().splitlines()) == 1
