@@ -231,6 +231,12 @@ cdef class StreamReader:
         self._offset += pos
         return self.s.records - before
 
+    def read_nodes_only(self) -> None:
+        """From now on, read the stack tries and the other records but count no ALLOC or
+        FREE: what naming a capture's native frames needs (native_ips), at a fraction of
+        the cost of aggregating every allocation."""
+        self.s.nodes_only = 1
+
     def stop_at(self, int64_t t_us) -> None:
         """Make feed() stop right after the first TICK whose time is t_us or later (the
         records after it are kept for the next feed()): the aggregates are then those of
@@ -377,6 +383,17 @@ cdef class StreamReader:
             node = self.s.nat_parent[node]
         if out and out[0] >= CUT_MARKER_BASE:
             out.append(out.pop(0))
+        return out
+
+    def native_ips(self) -> set:
+        """Every address of the native stack trie (cut markers included). The tracer defines
+        a node only for a stack it records an allocation with, so these are the addresses
+        of every native stack an allocation was recorded with."""
+        cdef uint64_t node
+        out = set()
+        for node in range(1, self.s.nat_cap):
+            if self.s.nat_flags[node] & 1:
+                out.add(self.s.nat_ip[node])
         return out
 
     cdef uint64_t _py_node(self, node) except? 0:

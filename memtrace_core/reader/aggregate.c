@@ -412,6 +412,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             s->alloc_allocator = allocator;
             s->alloc_py = py;
             s->alloc_nat = nat;
+            if (s->nodes_only) break;
             r = on_alloc(s, thread, allocator, addr, size, py, nat);
             if (r) return r;
             break;
@@ -428,6 +429,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             READ(mp_uint(&p, end, INT64_MAX, &size));
             addr += s->last_addr;
             s->last_addr = addr;
+            if (s->nodes_only) break;
             r = on_alloc(s, s->alloc_thread, s->alloc_allocator, addr, size, s->alloc_py,
                          s->alloc_nat);
             if (r) return r;
@@ -444,6 +446,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             READ(mp_addr(&p, end, &addr));
             addr += s->last_addr;
             s->last_addr = addr;
+            if (s->nodes_only) break;
             r = on_free(s, s->free_thread, s->free_allocator, addr, 0);
             if (r) return r;
             break;
@@ -462,6 +465,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             s->free_seen = 1;
             s->free_thread = thread;
             s->free_allocator = allocator;
+            if (s->nodes_only) break;
             r = on_free(s, thread, allocator, addr, size);
             if (r) return r;
             break;

@@ -269,6 +269,9 @@ typedef struct {
     /* When to pay for a recording unwind (see capture_native). */
     uintptr_t miss_ra, miss_cfa;
     uint32_t hits_since_fill, fruitless_fills, misses;
+    /* The stack interned last (nat, nat_nodes) is the kept unwinding (unw_ip): a reuse of
+     * it needs no copy and no comparison, its node is known. */
+    int nat_is_unw;
 } stack_cache;
 
 static __thread stack_cache *t_cache __attribute__((tls_model("initial-exec"))) = NULL;
@@ -355,6 +358,7 @@ static stack_cache *thread_cache(void) {
     if (c->gen != g_generation) {
         c->gen = g_generation;
         c->py_depth = c->nat_depth = c->unw_depth = 0;
+        c->nat_is_unw = 0;
         c->miss_ra = c->miss_cfa = 0;
         c->hits_since_fill = c->fruitless_fills = c->misses = 0;
     }
@@ -660,18 +664,23 @@ static int unwind_fast(stack_cache *c) {
     }
 }
 
-static int capture_native(stack_cache *c, uintptr_t ra, uintptr_t cfa) {
+/* *from_unw = 1 when the stack is the kept unwinding (c->unw_ip); it is then in c->scratch
+ * too, unless it is also the stack interned last (c->nat_is_unw): nothing to copy. */
+static int capture_native(stack_cache *c, uintptr_t ra, uintptr_t cfa, int *from_unw) {
     int cut;
+    *from_unw = 0;
     if (UNLIKELY(mt_t_dlcall != NULL)) return unwind_steps(c, &cut); /* inside dlopen... */
     if (c->unw_depth > 0 && c->unw_ip[0] == ra && c->unw_sp[0] == cfa) {
         int n = c->unw_depth, m = 1;
         while (m < n && *(const uintptr_t *)(c->unw_sp[m] - sizeof(void *)) == c->unw_ip[m]) m++;
         if (m == n) {
             c->hits_since_fill++;
-            memcpy(c->scratch, c->unw_ip, (size_t)n * sizeof *c->scratch);
+            *from_unw = 1;
+            if (!c->nat_is_unw) memcpy(c->scratch, c->unw_ip, (size_t)n * sizeof *c->scratch);
             return n;
         }
     }
+    c->nat_is_unw = 0; /* the kept unwinding is replaced or dropped below */
     int again = ra == c->miss_ra && cfa == c->miss_cfa;
     c->miss_ra = ra;
     c->miss_cfa = cfa;
@@ -684,6 +693,7 @@ static int capture_native(stack_cache *c, uintptr_t ra, uintptr_t cfa) {
     if (n > 0 && !cut && c->scratch[0] == ra && c->unw_sp[0] == cfa) {
         memcpy(c->unw_ip, c->scratch, (size_t)n * sizeof *c->scratch);
         c->unw_depth = n;
+        *from_unw = 1;
     } else {
         c->unw_depth = 0;
     }
@@ -694,14 +704,18 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
     int *err = errno_ptr(), saved_errno = *err;
     mt_guard = 1;
     stack_cache *c = thread_cache();
-    int n_ips = 0, depth = 0, py_same = 0, nat_same = 0;
+    int n_ips = 0, depth = 0, py_same = 0, nat_same = 0, from_unw = 0;
     if (c != NULL) {
-        if (g_native) n_ips = capture_native(c, ra, cfa);
+        if (g_native) n_ips = capture_native(c, ra, cfa, &from_unw);
         if (!g_python_gone) depth = capture_python(c);
         /* What the stacks share with the thread's previous ones is found before the lock:
          * the lock is only for the frames that changed, and the record. */
         if (depth) py_same = python_common(c, c->py_scratch, depth);
-        if (n_ips) nat_same = native_common(c, c->scratch, n_ips);
+        if (n_ips) {
+            nat_same = from_unw && c->nat_is_unw && c->nat_depth == n_ips
+                           ? n_ips
+                           : native_common(c, c->scratch, n_ips);
+        }
     }
     lock();
     if (mt_tracking) {
@@ -717,6 +731,7 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
                        : nat_same == n_ips && n_ips == c->nat_depth
                            ? c->nat_nodes[n_ips - 1]
                            : intern_native_locked(c, c->scratch, n_ips, nat_same);
+        if (n_ips) c->nat_is_unw = from_unw && c->nat_depth == n_ips;
         uint8_t *p = reserve(48);
         if (p) {
             int64_t delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
