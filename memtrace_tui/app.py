@@ -8,6 +8,7 @@ second. Every way of quitting (q, Ctrl+Q, Ctrl+C, the command palette's Quit) go
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections.abc import Iterable
@@ -76,6 +77,10 @@ class MemtraceApp(App[int]):
         return variables
 
     def on_mount(self) -> None:
+        # What exists now (modules, session, widgets) lives as long as the app: kept out of
+        # the collector's full passes, which held this thread for 50-180 ms at a time under
+        # churn (a key press waited for them)
+        gc.freeze()
         if self.console.color_system in ("standard", "windows"):
             # 8/16 colours: a translucent cursor row would round to the background
             self.add_class("-few-colours")
@@ -88,6 +93,9 @@ class MemtraceApp(App[int]):
             self.set_interval(self.tick_seconds, self._tick)
         else:  # a capture: only native names still arrive (symbolizer worker)
             self.set_interval(0.05, self._poll_model)
+
+    def on_unmount(self) -> None:
+        gc.unfreeze()  # the process goes on (tests, embedding): collect as usual again
 
     # -- compatibility: the main screen does the work --------------------------------------
     @property

@@ -2,11 +2,15 @@
 
 pid, status and clock, heap now (and the chosen thread's own), the peak and the child
 processes (traced, or untraced so far) always show;
-then, as width allows, the command (cut from the left: the script name is at its end), RSS,
-names still pending, the peak's time and the rates, which go first when the line is short.
+then, as width allows: what the program's state needs (mark, growth, sampling, names still
+pending), the script's name (the command is cut from the left, so its name and arguments
+stay), RSS, "native" and the peak's time, the rest of the command, and last the rates,
+which go first when the line is short.
 """
 
 from __future__ import annotations
+
+import os
 
 from textual.content import Content
 from textual.widget import Widget
@@ -26,6 +30,26 @@ def _si(rate: float) -> str:
 
 
 Piece = tuple[str, str]  # (text, style)
+SCRIPT_ROOM = 40  # at most this much of the command is kept ahead of RSS, rates...
+
+
+def script_tail(command: str) -> str:
+    """The end of the command from the script's (or module's) name: what is kept of it
+    before the optional figures ("…churn.py 30" of "python /long/path/churn.py 30")."""
+    words = command.split(" ")
+    at = 0
+    if len(words) > 1 and os.path.basename(words[0]).startswith("python"):
+        at = 1  # after the interpreter and its options
+        while at < len(words) - 1 and words[at].startswith("-"):
+            if words[at] == "-m":
+                at += 1
+                break
+            at += 2 if words[at] in ("-X", "-W") else 1
+    name = os.path.basename(words[at])
+    tail = " ".join([name, *words[at + 1:]])
+    if tail == command:
+        return tail[-SCRIPT_ROOM:]
+    return ("…" + tail)[-SCRIPT_ROOM:]
 
 
 def header_content(s: Summary, width: int, rss: int = 0) -> Content:
@@ -76,6 +100,7 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
          if getattr(s, "mark_time_s", None) is not None else []),
     ]
     room = width
+    states = ("mark", "growth", "sampled", "pending")  # before the script's name
 
     def size(pieces: list[Piece]) -> int:
         return sum(len(t) for t, _ in pieces)
@@ -101,13 +126,28 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         core[status_at] = (s.status[:len(s.status) - over - 1] + "…", core[status_at][1])
     used = size(core) + size(family)
     kept: dict[str, list[Piece]] = {}
-    for name, pieces in reversed(optional):  # most important first
-        if pieces and used + size(pieces) <= room:
-            kept[name] = pieces
-            used += size(pieces)
+
+    def keep(names) -> None:
+        nonlocal used
+        for name, pieces in reversed(optional):  # most important first
+            if name in names and pieces and used + size(pieces) <= room:
+                kept[name] = pieces
+                used += size(pieces)
+
+    keep(states)
     command = s.command
+    least = len(script_tail(command)) + 2  # the script's name, its arguments, "  "
+    reserved = least if used + least <= room else 0
+    used += reserved
+    rates = ("allocs", "records")  # only once the whole command shows
+    keep([name for name, _ in optional if name not in states + rates])
+    used -= reserved
+    if used + len(command) + 2 <= room:
+        used += len(command) + 2
+        keep(rates)
+        used -= len(command) + 2
     space = room - used - 2
-    if space >= 8:
+    if space >= min(8, least - 2):
         if len(command) > space:
             command = "…" + command[-(space - 1):]
         lead: list[Piece] = [(command, "$foreground"), ("  ", "")]

@@ -7,6 +7,11 @@ colour comes from TCSS and the theme. The view scrolls itself: after every key, 
 wheel step and model update the cursor row is inside the window, by construction. The
 scrollbar is drawn in the last column (track and thumb as distinct glyphs, so it reads
 without colour too) only when the rows do not fit.
+
+Panes drawn over the view's bottom lines (the detail pane, the filter box) are announced with
+`set_occluded(rows)`: the window shrinks by that many lines, but the view keeps its size, so
+showing or hiding a pane repaints only the lines it uncovers, not every row (a relayout that
+resized the view redrew the whole screen: `d` cost a frame and more under load).
 """
 
 from __future__ import annotations
@@ -54,10 +59,14 @@ class LinesView(Widget, can_focus=True):
         self.row_count = 0
         self.cursor = 0
         self.top = 0  # index of the first visible row
-        self._painted: dict[int, tuple[Row, bool] | None] = {}  # screen line -> what it shows
+        self.occluded = 0  # bottom lines covered by panes drawn over the view
+        # screen line -> what it shows: (row, selected, scrollbar glyph), None when blank
+        self._painted: dict[int, tuple[Row, bool, str | None] | None] = {}
         self._formatted: dict[int, Row] = {}  # rows formatted since the last set_row_count
         self._role_styles: dict[tuple[str, bool], Style] = {}
-        self._bar_state: tuple[bool, int, int, int] | None = None
+        # row index -> (row, selected, width, strip): drawn rows, reused when the view is
+        # redrawn without their content changing (a relayout, e.g. `d`, redraws every line)
+        self._strips: dict[int, tuple[Row, bool, int, Strip]] = {}
         self.lock: AbstractContextManager = nullcontext()  # held while formatting rows
 
     # -- subclass interface ----------------------------------------------------------------
@@ -75,10 +84,26 @@ class LinesView(Widget, can_focus=True):
     def row_activated(self) -> None:
         """Hook: a click on the row under the cursor (the tree toggles it)."""
 
+    def window_shown(self) -> None:
+        """Hook: the window moved to other rows (after the cursor and selection did)."""
+
     # -- rows and scrolling ----------------------------------------------------------------
     @property
     def page_height(self) -> int:
-        return max(1, self.size.height)
+        """Lines of rows in view: the view's height less the lines panes cover."""
+        return max(1, self.size.height - self.occluded)
+
+    def set_occluded(self, rows: int) -> None:
+        """Panes now cover the bottom `rows` lines: keep the cursor above them and repaint
+        only the lines that change (those uncovered, and the scrollbar's)."""
+        if rows == self.occluded:
+            return
+        self.occluded = rows
+        if self._clamp_top():
+            self.refresh()
+            self._painted.clear()
+        else:
+            self._repaint_changed()
 
     def row(self, index: int) -> Row:
         row = self._formatted.get(index)
@@ -93,7 +118,14 @@ class LinesView(Widget, can_focus=True):
         self.cursor = max(0, min(cursor, count - 1)) if count else 0
         self._formatted.clear()
         self._clamp_top()
+        self._prune_strips()
         self._repaint_changed()
+
+    def _prune_strips(self) -> None:
+        """Keep the drawn rows near the window only (the cache stays a few screens big)."""
+        if len(self._strips) > 4 * self.page_height:
+            window = range(self.top - self.page_height, self.top + 2 * self.page_height)
+            self._strips = {i: v for i, v in self._strips.items() if i in window}
 
     def visible_range(self) -> range:
         return range(self.top, min(self.row_count, self.top + self.page_height))
@@ -111,26 +143,31 @@ class LinesView(Widget, can_focus=True):
         return top != old
 
     def _repaint_changed(self) -> None:
-        """Refresh only screen lines whose row or cursor state changed (a full repaint of a
-        big tree would cost a whole frame of the UI thread)."""
+        """Refresh only screen lines whose row, cursor state or scrollbar glyph changed (a
+        full repaint of a big tree would cost a whole frame of the UI thread)."""
         height = self.page_height
         for index in self.visible_range():
             self.row(index)  # formatted now, under the caller's lock: one consistent state
-        bar = (self.row_count > height, self.row_count, self.top, height)
-        if bar != self._bar_state:  # the window or the scrollbar moved: everything
-            self._bar_state = bar
+        stale = [y for y in range(max(height, self.size.height))
+                 if self._painted.get(y) != self._shown_at(y, height)]
+        if len(stale) > height // 2:  # the window moved: one refresh for everything
             self.refresh()
             self._painted.clear()
             return
-        for y in range(height):
-            index = self.top + y
-            shown = (self.row(index), index == self.cursor) if index < self.row_count else None
-            if self._painted.get(y) != shown:
-                self.refresh_line(y)
+        for y in stale:
+            self.refresh_line(y)
+
+    def _shown_at(self, y: int, height: int) -> tuple[Row, bool, str | None] | None:
+        """What screen line y should show: the row, whether it is selected, the scrollbar
+        glyph (None for a blank line: past the rows, or under a pane)."""
+        index = self.top + y
+        if y >= height or index >= self.row_count:
+            return None
+        return self.row(index), index == self.cursor, self._scrollbar(y, height)
 
     def refresh_line(self, y: int) -> None:
         """Repaint screen line y (relative to the top of the view)."""
-        if 0 <= y < self.page_height:
+        if 0 <= y < self.size.height:
             self.refresh(Region(0, y, self.outer_size.width, 1))
 
     def move_cursor(self, delta: int) -> None:
@@ -142,7 +179,8 @@ class LinesView(Widget, can_focus=True):
         """Put the cursor on row `index` and keep it in the window."""
         old = self.cursor
         self.cursor = max(0, min(index, self.row_count - 1)) if self.row_count else 0
-        if self._clamp_top():
+        moved = self._clamp_top()
+        if moved:
             self.refresh()
             self._painted.clear()
         elif old != self.cursor:
@@ -150,6 +188,8 @@ class LinesView(Widget, can_focus=True):
             self.refresh_line(self.cursor - self.top)
         if old != self.cursor:
             self.cursor_moved()
+        if moved:
+            self.window_shown()
 
     def action_move(self, delta: int) -> None:
         self.move_cursor(delta)
@@ -167,6 +207,7 @@ class LinesView(Widget, can_focus=True):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._role_styles.clear()  # theme changed: recompute from TCSS
+        self._strips.clear()
         self._painted.clear()
 
     def role_style(self, roles: str, selected: bool) -> Style:
@@ -206,25 +247,34 @@ class LinesView(Widget, can_focus=True):
         if self._clamp_top():  # resized or rows changed since the last paint
             self.refresh()
             self._painted.clear()
+        base = self.role_style("", False)  # the widget's own style, cached until it changes
+        if y >= height:  # under a pane
+            self._painted[y] = None
+            return Strip.blank(width, base)
         bar = self._scrollbar(y, height)
         text_width = width - 1 if bar is not None else width
         index = self.top + y
-        base = self.role_style("", False)  # the widget's own style, cached until it changes
         if index >= self.row_count:
             self._painted[y] = None
             strip = Strip.blank(text_width, base)
             if not self.row_count and y == 0 and (note := self.empty_text()):
-                self._painted[y] = ((note, "dim"),), False  # repainted when rows come
+                self._painted[y] = ((note, "dim"),), False, bar  # repainted when rows come
                 strip = Strip([Segment(note, self.role_style("dim", False))]).crop_extend(
                     0, text_width, base)
         else:
             selected = index == self.cursor
             row = self.row(index)
-            self._painted[y] = (row, selected)
-            strip = Strip([Segment(text, self.role_style(roles, selected))
-                           for text, roles in row if text])
-            fill = self.role_style("", True) if selected else base
-            strip = strip.crop_extend(0, text_width, fill)
+            self._painted[y] = (row, selected, bar)
+            cached = self._strips.get(index)
+            if (cached is not None and cached[1] == selected and cached[2] == text_width
+                    and cached[0] == row):
+                strip = cached[3]
+            else:
+                strip = Strip([Segment(text, self.role_style(roles, selected))
+                               for text, roles in row if text])
+                fill = self.role_style("", True) if selected else base
+                strip = strip.crop_extend(0, text_width, fill)
+                self._strips[index] = (row, selected, text_width, strip)
         if bar is not None:
             role = "scrollbar-thumb" if bar == THUMB else "scrollbar"
             strip = Strip.join([strip, Strip([Segment(bar, self.role_style(role, False))])])
@@ -236,6 +286,8 @@ class LinesView(Widget, can_focus=True):
         if at is None:  # on the padding
             return
         height = self.page_height
+        if at.y >= height:  # under a pane
+            return
         if self._scrollbar(at.y, height) is not None and at.x >= self.size.width - 1:
             # on the scrollbar: jump there proportionally
             self.move_to(round(at.y * (self.row_count - 1) / max(1, height - 1)))

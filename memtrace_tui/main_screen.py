@@ -115,9 +115,12 @@ class MainScreen(Screen[None]):
             with self.switcher:
                 yield self.tree_view
                 yield self.table_view
-            yield self.filter_bar
-        yield self.selection_line
-        yield self.detail
+            # drawn over the views' bottom lines (see LinesView.set_occluded): showing or
+            # hiding a pane does not resize the views, so it does not redraw every row
+            with Vertical(id="panes"):
+                yield self.filter_bar
+                yield self.selection_line
+                yield self.detail
         yield Legend(self.session.log_path, id="legend")
         yield KeyBar(id="keys")
 
@@ -130,12 +133,21 @@ class MainScreen(Screen[None]):
         height = self.app.size.height
         self.detail.display = height >= DETAIL_MIN_ROWS
         self.selection_line.display = not self.detail.display
+        self._panes_changed()
         self.chart.styles.height = 4 if height >= TALL_CHART_ROWS else 3
         self.refresh_all()
         self.tree_view.focus()
 
     def on_resize(self, event: events.Resize) -> None:
         self.chart.styles.height = 4 if event.size.height >= TALL_CHART_ROWS else 3
+
+    def _panes_changed(self) -> None:
+        """The panes over the views' bottom lines were shown or hidden: the views keep
+        their rows above them."""
+        rows = sum(int(pane.styles.height.value) for pane in
+                   (self.filter_bar, self.selection_line, self.detail) if pane.display)
+        self.tree_view.set_occluded(rows)
+        self.table_view.set_occluded(rows)
 
     # -- repaint ---------------------------------------------------------------------------
     @property
@@ -339,6 +351,7 @@ class MainScreen(Screen[None]):
         pane = self.detail
         pane.display = not pane.display
         self.selection_line.display = not pane.display
+        self._panes_changed()
         with self.session.lock:
             self._refresh_detail()
 
@@ -400,6 +413,7 @@ class MainScreen(Screen[None]):
             box.value = self.session.tree.filter
             box.cursor_position = len(box.value)
         self.filter_bar.display = True
+        self._panes_changed()
         self.set_focus(box)  # now, not later: the next keys in the queue must land here
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -440,6 +454,7 @@ class MainScreen(Screen[None]):
 
     def _close_filter_box(self) -> None:
         self.filter_bar.display = False
+        self._panes_changed()
         self.set_focus(self.active_view)
 
     def action_clear_filter(self) -> None:

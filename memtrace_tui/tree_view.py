@@ -41,9 +41,13 @@ class CallTreeView(LinesView):
         self.expanded: dict[int, Node] = {}
         self.selected: Node | None = None
         self.row_nodes: list[Node] = []
-        # each row's (total, own) as of the last rebuild: a model update committed since
-        # shows only with the next repaint, with the header's figures of the same moment
-        self.row_numbers: list[tuple[list[int], list[int]]] = []
+        # rows' (total, own) as of the last rebuild: a model update committed since shows
+        # only with the next repaint, with the header's figures of the same moment. Taken
+        # for the rows around the window (a node's own costs a walk of its children: all
+        # rows of a wide tree cost more than a frame); the others when first shown, while
+        # the model has not moved on (else the rows are rebuilt first: window_shown)
+        self.row_numbers: dict[int, tuple[list[int], list[int]]] = {}
+        self._numbers_generation = -1
         self.on_rebuilt = lambda: None  # the screen's: show the header of this moment
         self._root: Node | None = None  # the model root the held nodes belong to
         self._grand = 0
@@ -102,7 +106,8 @@ class CallTreeView(LinesView):
             if node.id in expanded:
                 stack.extend(reversed(tree.children(node)))
         self.row_nodes = nodes
-        self.row_numbers = [(node.total, node.own) for node in nodes]
+        self.row_numbers = {}
+        self._numbers_generation = tree.generation
         cursor = 0
         if self.selected is not None:
             try:
@@ -111,10 +116,28 @@ class CallTreeView(LinesView):
                 cursor = self._nearest_visible(self.selected)
         self.selected = nodes[cursor] if nodes else None
         self.set_row_count(len(nodes), cursor)
+        page = self.page_height
+        for index in range(max(0, self.top - page), min(len(nodes), self.top + 2 * page)):
+            self.numbers(index)  # a page up or down shows this moment too
+
+    def numbers(self, index: int) -> tuple[list[int], list[int]]:
+        """Row `index`'s (total, own) as of the last rebuild."""
+        got = self.row_numbers.get(index)
+        if got is None:
+            node = self.row_nodes[index]
+            got = self.row_numbers[index] = (node.total, node.own)
+        return got
+
+    def window_shown(self) -> None:
+        """The window jumped past the rows whose numbers were taken: if the model moved on
+        since, rebuild (with the header) rather than show newer numbers under it."""
+        if self.tree.generation != self._numbers_generation and any(
+                index not in self.row_numbers for index in self.visible_range()):
+            self.refresh_from_model()
 
     def format_row(self, index: int) -> Row:
         node = self.row_nodes[index]
-        total, own = self.row_numbers[index]
+        total, own = self.numbers(index)
         tree = self.tree
         metric = tree.metric
         layout = Layout.for_width(self.size.width)
@@ -169,7 +192,7 @@ class CallTreeView(LinesView):
         if not (0 <= self.cursor < len(self.row_nodes)
                 and self.row_nodes[self.cursor] is self.selected):
             return None
-        total, own = self.row_numbers[self.cursor]
+        total, own = self.numbers(self.cursor)
         return own, total
 
     def cursor_moved(self) -> None:

@@ -154,7 +154,7 @@ async def test_internal_frames_toggle_keeps_the_cursor_on_a_real_native_capture(
             await pilot.press("i")
             assert path() == hidden
             assert all(n.id in tree.expanded for n in tree.selected.path()[:-1])
-            assert tree.top <= tree.cursor < tree.top + tree.size.height
+            assert tree.top <= tree.cursor < tree.top + tree.page_height
     finally:
         session.tree.close()
 

@@ -60,7 +60,7 @@ async def until(pilot, predicate, timeout: float = 5.0) -> None:
 
 def cursor_on_screen(view) -> bool:
     """The cursor row is inside the painted window of the view."""
-    return view.top <= view.cursor < view.top + view.size.height
+    return view.top <= view.cursor < view.top + view.page_height
 
 
 # -- filter ---------------------------------------------------------------------------------
@@ -395,7 +395,7 @@ async def test_cursor_visible_after_every_key_at_80x24(big):
     async with app.run_test(size=(80, 24)) as pilot:
         tree = app.main.tree_view
         assert not app.main.detail.display  # below 30 rows the tree gets the room
-        assert tree.size.height >= 12
+        assert tree.page_height >= 12
         await pilot.press("right")
         for keys in (["end"], ["c"], ["e"], ["home"], ["pagedown"], ["pagedown"], ["end"],
                      ["c", "end"], ["home", "down", "e"], ["pageup"], ["end", "left"]):
@@ -499,9 +499,9 @@ async def test_click_on_the_scrollbar_jumps_there(big):
     async with app.run_test(size=(80, 24)) as pilot:
         tree = app.main.tree_view
         await pilot.press("right")
-        assert tree.row_count > tree.size.height
+        assert tree.row_count > tree.page_height
         bar_x = tree.content_region.x - tree.region.x + tree.size.width - 1
-        last = tree.size.height - 1
+        last = tree.page_height - 1  # the last line not under a pane
         await pilot.click("#tree", offset=(bar_x, last))  # the bottom of the track
         assert tree.cursor == tree.row_count - 1 and cursor_on_screen(tree)
         await pilot.click("#tree", offset=(bar_x, 0))

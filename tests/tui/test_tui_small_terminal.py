@@ -34,7 +34,7 @@ async def test_deep_native_stack_at_80x24(tmp_path):
         assert (frame.function, frame.file, frame.line) == ("deep::inline_step_39",
                                                             "src/walker.h", 49)
         assert view.selected.depth > 40
-        assert view.size.height >= 24 // 2  # the tree keeps half the screen
+        assert view.page_height >= 24 // 2  # the tree keeps half the screen
         assert not main.detail.display and main.selection_line.display
         line = main.selection_line.render().plain
         assert line.startswith("[inl] deep::inline_step_39  src/walker.h:49")
