@@ -15,8 +15,10 @@ VENV="${VENV:-.venv}"
 EXTRAS="${EXTRAS:-test,bench}"
 
 # gdb for attach; elfutils, libc6-dbg, dwz, clang and llvm for the symbolizer's differential
-# tests (eu-addr2line, build-id debug files, dwz and clang-built DWARF, llvm-symbolizer).
-packages="build-essential pkg-config libunwind-dev libzstd-dev gdb elfutils tmux libc6-dbg dwz clang llvm"
+# tests (eu-addr2line, build-id debug files, dwz and clang-built DWARF, llvm-symbolizer);
+# golang-go and chromium are the exports' real consumers in the tests (`go tool pprof`
+# opens the pprof export, headless Chromium runs the flame graph page's script).
+packages="build-essential pkg-config libunwind-dev libzstd-dev gdb elfutils tmux libc6-dbg dwz clang llvm golang-go chromium"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if ! "$PY" -c "import venv, ensurepip" >/dev/null 2>&1; then missing="$missing python3-venv"; fi

@@ -50,7 +50,8 @@ def extensions() -> list[Extension]:
             Extension(
                 module,
                 [str(rel), *c_files],
-                include_dirs=[str(pyx.parent), str(ROOT / "memtrace_core" / "reader")],
+                include_dirs=[str(pyx.parent), str(ROOT / "memtrace_core" / "reader"),
+                              str(ROOT / "memtrace_core" / "wire")],
                 extra_compile_args=cflags,
                 extra_link_args=libs,
             )

@@ -96,7 +96,7 @@ def attach_command(tool: str, pid: int, capture: Path) -> list[str]:
         return [sys.executable, "-m", "memray", "attach", str(pid), "-o", str(capture),
                 "--duration", "1", "-f"]
     method = tool.split("--method ")[1] if "--method" in tool else "ptrace"
-    return [sys.executable, "-m", "memtrace_core", "attach", str(pid), "-o", str(capture),
+    return [sys.executable, "-m", "memtrace_tui", "attach", str(pid), "-o", str(capture),
             "--duration", "0.3", "--method", method]
 
 
@@ -212,7 +212,7 @@ def slowdown(tmp: Path, workloads: list[str], rounds: int, scale: float,
                 collector.wait_rounds(rounds + 1, 0)  # the first round warms up
                 t_attach = time.time()
                 cli = subprocess.Popen(
-                    [sys.executable, "-m", "memtrace_core", "attach", str(proc.pid), *options,
+                    [sys.executable, "-m", "memtrace_tui", "attach", str(proc.pid), *options,
                      "-o", str(tmp / f"{workload}{''.join(options)}.mtrace"), "--force"],
                     env=child_env(), stderr=subprocess.PIPE, text=True)
                 assert cli.stderr is not None

@@ -68,7 +68,7 @@ def make_capture(name: str, work: Path, scale: float) -> Path:
     env = child_env(MT_BENCH_SCALE=str(base * scale),
                     MT_BENCH_CHURN_LIB=str(work / "libchurn.so"), OPENBLAS_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "memtrace_core", "run", *options, "-o", str(capture), "--force",
+        [sys.executable, "-m", "memtrace_tui", "run", *options, "-o", str(capture), "--force",
          str(WORKLOADS / f"{workload}.py")],
         cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0 or not capture.exists():

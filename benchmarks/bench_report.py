@@ -6,7 +6,7 @@ native captures of the benchmark workloads: the first run with an empty symbol c
     python benchmarks/bench_report.py -w numpy_work -r 7 --scale 0.5
     python benchmarks/bench_report.py --smoke            # numpy_work at scale 0.01, once
 
-Each report is a whole `python -m memtrace_core ...` process, as a user runs it. Also
+Each report is a whole `python -m memtrace_tui ...` process, as a user runs it. Also
 prints load_profile in process (names from the warm symbol cache): its time and the
 call tree's size.
 Speed figures live here, never in timed tests.
@@ -47,10 +47,10 @@ print(json.dumps({"seconds": t1 - t0, "stacks": p.reader.n_stacks,
 
 
 def memtrace(args: list[str], env: dict[str, str], cwd: Path) -> float:
-    """Wall seconds of one `python -m memtrace_core ARGS` process; Failed if it fails."""
+    """Wall seconds of one `python -m memtrace_tui ARGS` process; Failed if it fails."""
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "memtrace_core", *args],
+        [sys.executable, "-m", "memtrace_tui", *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -77,7 +77,7 @@ def command(python: str, mode: str, script: Path, capture: Path) -> list[str]:
     if mode == "untraced":
         return [python, str(script)]
     if mode.startswith("memtrace"):
-        return [python, "-m", "memtrace_core", "run", *native, "-o", str(capture), "--force",
+        return [python, "-m", "memtrace_tui", "run", *native, "-o", str(capture), "--force",
                 str(script)]  # fmt: skip
     return [python, "-m", "memray", "run", *native, "-q", "-f", "-o", str(capture), str(script)]
 
@@ -108,7 +108,7 @@ def count_allocations(python: str, mode: str, capture: Path, env: dict[str, str]
             return None
         return int(json.loads(out.read_text())["total_num_allocations"])
     proc = subprocess.run(
-        [python, "-m", "memtrace_core", "stats", "--json", str(capture)],
+        [python, "-m", "memtrace_tui", "stats", "--json", str(capture)],
         capture_output=True,
         text=True,
         env=env,

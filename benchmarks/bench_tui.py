@@ -201,7 +201,7 @@ def bench_live_vs_run(lib: Path, rounds: int, scale: float, results: Results) ->
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(rounds):
             cap = Path(tmp) / f"run{i}.mtrace"
-            subprocess.run([sys.executable, "-m", "memtrace_core", "run", "--native", "-o",
+            subprocess.run([sys.executable, "-m", "memtrace_tui", "run", "--native", "-o",
                             str(cap), "--force", str(script)], env=env, check=True,
                            capture_output=True)
             times["run"].append(capture_duration(cap))
@@ -209,7 +209,7 @@ def bench_live_vs_run(lib: Path, rounds: int, scale: float, results: Results) ->
             name = f"mtbench{os.getpid()}{i}"
             exports = " ".join(f"{k}={v}" for k, v in env.items()
                                if k.startswith(("MT_BENCH", "PYTHONPATH")))
-            cmd = (f"env {exports} {sys.executable} -m memtrace_core live --native -o {cap} "
+            cmd = (f"env {exports} {sys.executable} -m memtrace_tui live --native -o {cap} "
                    f"--force {script}")
             subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "140", "-y", "45",
                             cmd], check=True)
@@ -247,7 +247,7 @@ def live_capture(lib: Path, work: Path, millions: float, stacks: int) -> Path:
     capture = work / f"live{millions:g}.mtrace"
     env = child_env(lib, 1.0)
     env.update(MT_BENCH_LIVE=str(int(millions * 1_000_000)), MT_BENCH_STACKS=str(stacks))
-    proc = subprocess.run([sys.executable, "-m", "memtrace_core", "run", "-o", str(capture),
+    proc = subprocess.run([sys.executable, "-m", "memtrace_tui", "run", "-o", str(capture),
                            "--force", str(HERE / "workloads" / "live_blocks.py")],
                           env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -500,7 +500,7 @@ def bench_view(capture: Path, rounds: int, results: Results) -> None:
                        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
             for warmth in ("cold", "warm"):
                 t0 = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "memtrace_core", "tree", str(capture)],
+                subprocess.run([sys.executable, "-m", "memtrace_tui", "tree", str(capture)],
                                env=env, stdout=subprocess.DEVNULL, check=True)
                 times[f"tree {warmth}"].append(time.perf_counter() - t0)
             shutil.rmtree(Path(cache) / "memtrace", ignore_errors=True)  # cold again
@@ -524,7 +524,7 @@ def _view_time(capture: Path, env: dict[str, str], name: str,
     name pending."""
     exports = " ".join(f"{k}={v}" for k, v in env.items()
                        if k in ("XDG_CACHE_HOME", "PYTHONPATH"))
-    cmd = f"env -u COLUMNS -u LINES {exports} {python} -m memtrace_core view {capture}"
+    cmd = f"env -u COLUMNS -u LINES {exports} {python} -m memtrace_tui view {capture}"
     t0 = time.perf_counter()
     subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "140", "-y", "45", cmd],
                    check=True)
@@ -556,7 +556,7 @@ def lag_script() -> Path:
 def make_capture(script: Path, work: Path, scale: float) -> Path:
     out = work / f"{script.stem}.mtrace"
     env = child_env(work / "unused", scale)
-    subprocess.run([sys.executable, "-m", "memtrace_core", "run", "--native", "--no-names",
+    subprocess.run([sys.executable, "-m", "memtrace_tui", "run", "--native", "--no-names",
                     "-f", "-o", str(out), str(script)], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return out

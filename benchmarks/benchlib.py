@@ -223,7 +223,7 @@ def versions() -> dict[str, str | None]:
 
 # -- helpers several scripts share -------------------------------------------------------------
 def child_env(**extra: str) -> dict[str, str]:
-    """This environment with the checkout importable first (as `python -m memtrace_core`)."""
+    """This environment with the checkout importable first (as `python -m memtrace_tui`)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     env.update(extra)

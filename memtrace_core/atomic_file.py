@@ -11,16 +11,19 @@ from typing import BinaryIO
 
 
 @contextmanager
-def atomic_replace(path: str, prefix: str = ".memtrace-") -> Iterator[BinaryIO]:
+def atomic_replace(path: str, prefix: str = ".memtrace-",
+                   durable: bool = True) -> Iterator[BinaryIO]:
     """Yield a binary file to write the new content to; it replaces `path` on success and is
-    removed on any failure."""
+    removed on any failure. durable=False skips the flush to disk (a cache: never torn,
+    but losing the newest entries in a power cut costs only time)."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
     try:
         with os.fdopen(fd, "wb") as out:
             yield out
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         try:
             os.chmod(tmp, os.stat(path).st_mode & 0o7777)
         except FileNotFoundError:

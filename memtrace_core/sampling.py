@@ -1,4 +1,4 @@
-"""Byte sampling (`--sample BYTES`): the option's parsing and how estimates are labelled.
+"""Byte sampling (`--sample BYTES`): the size's parsing and how estimates are labelled.
 
 The tracer records an allocation when it reaches its thread's next sample point, drawn at an
 exponentially distributed byte distance (mean BYTES); the reader weighs each one (see
@@ -7,41 +7,28 @@ docs/FORMAT.md). Every figure from a sampled capture is an estimate and says so.
 
 from __future__ import annotations
 
-import argparse
 import os
-import re
 
 SEED_ENV = "MEMTRACE_SAMPLE_SEED"
 """A fixed seed for the per-thread distances (deterministic tests); unset: from the clock."""
 
 ESTIMATE_MARK = "≈"
 
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
-          "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 MAX_MEAN = 1 << 40
 
 
 def parse_sample_bytes(text: str) -> int:
-    """`512KiB`, `1MB`, `65536` as bytes (argparse type: a bad value is a usage error)."""
-    m = _SIZE.match(text)
-    if m is None or m.group(2).lower() not in _UNITS:
-        raise argparse.ArgumentTypeError(
-            f"invalid size {text!r} (use bytes or a unit: 65536, 512KiB, 1MB)")
-    value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    """`512KiB`, `1MB`, `65536` as bytes; ValueError with the message for a bad size."""
+    from memtrace_core.sizes import parse_size
+
+    try:
+        value = parse_size(text)
+    except ValueError:
+        raise ValueError(
+            f"invalid size {text!r} (use bytes or a unit: 65536, 512KiB, 1MB)") from None
     if not 1 <= value <= MAX_MEAN:
-        raise argparse.ArgumentTypeError(f"sampling mean {text!r} must be 1 B to 1 TiB")
+        raise ValueError(f"sampling mean {text!r} must be 1 B to 1 TiB")
     return value
-
-
-def add_sample_option(parser: argparse.ArgumentParser) -> None:
-    """--sample BYTES, shared by run, live and attach."""
-    parser.add_argument(
-        "--sample", type=parse_sample_bytes, metavar="BYTES", default=0,
-        help="production mode: record a sample of the allocations, one every ~BYTES "
-             "allocated per thread on average (e.g. 512KiB), and estimate the rest; every "
-             "figure is then an estimate, marked ≈",
-    )
 
 
 def seed_from_env(environ: dict[str, str] | None = None) -> int:

@@ -20,14 +20,6 @@ class ProgramExited(Message):
         self.exit_code = exit_code
 
 
-class FilterChanged(Message):
-    """The filter bar was submitted or cleared."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-
 class SelectionChanged(Message):
     """The cursor moved to another node or location (the detail pane follows)."""
 

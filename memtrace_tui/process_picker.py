@@ -133,4 +133,4 @@ def view_command(path: str, all_processes: bool = False) -> tuple[list[str], dic
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
                                 else "")
     how = "--all-processes" if all_processes else "--follow"
-    return [sys.executable, "-m", "memtrace_core", "view", how, path], env
+    return [sys.executable, "-m", "memtrace_tui", "view", how, path], env

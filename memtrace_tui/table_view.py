@@ -5,17 +5,17 @@ from __future__ import annotations
 from textual.binding import Binding
 
 from memtrace_core.model import Location, Metric, Session
+from memtrace_core.model.metrics import LOCATION_SORTS, NATIVE_LOCATION_SORTS
 from memtrace_tui.columns import Layout, counts_metric, grand_total
 from memtrace_tui.kinds import location
 from memtrace_tui.lines_view import KIND_ROLES, LinesView, Row
 from memtrace_tui.messages import SelectionChanged
 from memtrace_tui.tree_text import empty_message, frame_matches, split_matches
 
-SORTS = ("own", "total", "count")
 # --native: "user" = own (user code), the bytes of the stacks whose innermost user frame
 # (Python, or the user's own native library) is this location; the default there, so
 # Python lines come first rather than the allocator's internals
-NATIVE_SORTS = ("user", "own", "total", "count")
+SORTS, NATIVE_SORTS = LOCATION_SORTS, NATIVE_LOCATION_SORTS
 
 
 def table_titles(layout: Layout, metric: Metric, sort: str) -> str:

@@ -1,7 +1,7 @@
 """Shared fixtures: gcc-built ground-truth C code and helpers that run real traced processes.
 
-Everything here runs real subprocesses: `python -m memtrace_core run ...` on a script written
-to a temporary directory, then `python -m memtrace_core stats --json` (or the reader API) on
+Everything here runs real subprocesses: `python -m memtrace_tui run ...` on a script written
+to a temporary directory, then `python -m memtrace_tui stats --json` (or the reader API) on
 the capture it wrote.
 """
 
@@ -123,9 +123,9 @@ def memtrace(
     input: bytes | None = None,
     timeout: float = 120,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run `python -m memtrace_core ARGS` and return the finished process (bytes output)."""
+    """Run `python -m memtrace_tui ARGS` and return the finished process (bytes output)."""
     return subprocess.run(
-        [PYTHON, "-m", "memtrace_core", *args],
+        [PYTHON, "-m", "memtrace_tui", *args],
         cwd=cwd,
         env=env or child_env(),
         input=input,
@@ -193,7 +193,7 @@ class Memtrace:
     def cli(
         self, *args: str, cwd: Path, input: bytes | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[bytes]:
-        """`python -m memtrace_core ARGS` in CWD."""
+        """`python -m memtrace_tui ARGS` in CWD."""
         return memtrace(*args, cwd=cwd, env=self.env, input=input, timeout=timeout)
 
     def plain(

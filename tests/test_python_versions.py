@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from memtrace_core.cli import check_python
 from memtrace_core.errors import UserError
+from memtrace_tui.cli import check_python
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_an_older_interpreter_gets_the_one_line_error(tmp_path):
     """A real 3.8/3.9 running memtrace from this checkout: the error, not an import failure."""
     (tmp_path / "prog.py").write_text("print('ran')\n")
     for python in OLD_PYTHONS:
-        proc = subprocess.run([python, "-m", "memtrace_core", "run", "prog.py"], cwd=tmp_path,
+        proc = subprocess.run([python, "-m", "memtrace_tui", "run", "prog.py"], cwd=tmp_path,
                               env=dict(os.environ, PYTHONPATH=str(REPO)),
                               capture_output=True, text=True, timeout=60)
         version = proc.stderr.split("Python ", 1)[-1].split(" ", 1)[0]

@@ -8,11 +8,8 @@ symbolizer can name it later through the `resolve` hook of `native_locations`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-
-from memtrace_core.frames import Frame
 
 NATIVE_FUNCTION = "<native>"
 
@@ -75,7 +72,7 @@ def python_locations(reader: Any) -> dict[PythonLocation, LocationStats]:
 
 
 def native_locations(reader: Any) -> dict[NativeLocation, LocationStats]:
-    """Sum every native stack by its innermost native frame (name them with `name_native`).
+    """Sum every native stack by its innermost native frame (the caller names them).
 
     Allocations without a native stack are left out.
     """
@@ -99,22 +96,6 @@ def native_locations(reader: Any) -> dict[NativeLocation, LocationStats]:
         loc = NativeLocation("", ip) if hit is None else NativeLocation(hit[0], hit[2], hit[1])
         _merge(out, loc, stats)
     return out
-
-
-def name_native(
-    locations: Iterable[NativeLocation],
-    resolve: Callable[[str, str | None, int], list[Frame]],
-) -> dict[NativeLocation, Frame]:
-    """The symbolizer hook: `resolve(path, build_id, offset)` (for instance
-    memtrace_core.symbols.Symbolizer().resolve) names each location in a known module by the
-    innermost frame it returns; apply it to the top locations only."""
-    named = {}
-    for loc in locations:
-        if loc.module:
-            frames = resolve(loc.module, loc.build_id, loc.offset)
-            if frames:
-                named[loc] = frames[0]
-    return named
 
 
 def _merge(out: dict, loc: Any, stats: LocationStats) -> None:

@@ -24,33 +24,19 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove, memset
 
+from memtrace_core.model.treecore cimport *
 from memtrace_core.reader._reader cimport StreamReader, mt_stack
 
 from memtrace_core.frames import CUT_MARKER_BASE, Frame, FrameKind
 from memtrace_core.symbols import hybrid as _rules
 
 
-cdef extern from "treecore.h":
-    ctypedef struct mt_u64map:
-        size_t count
-    ctypedef struct mt_node:
-        int64_t total[14]
-        uint32_t parent, frame, first_child, next_sibling, prev_sibling
-        uint32_t refs, depth, pend
-        uint8_t alive, repeat
-    uint32_t MT_NONE
-    int mt_map_init(mt_u64map *m)
-    void mt_map_free(mt_u64map *m)
-    void mt_map_clear(mt_u64map *m)
-    uint32_t mt_map_get(const mt_u64map *m, uint64_t key)
-    int mt_map_put(mt_u64map *m, uint64_t key, uint32_t val)
-    void mt_map_del(mt_u64map *m, uint64_t key)
-    double mt_now()
-
-
 cdef enum:
-    NC = 14  # metrics.py's counters (treecore.h's MT_NC)
-    LOC = 42  # per frame: own[NC], total[NC], user-own[NC]
+    NC = MT_NC  # counters per stack, defined once in treecore.h (metrics.py names them)
+    LOC = 3 * MT_NC  # per frame: own[NC], total[NC], user-own[NC]
+
+N_COUNTERS = NC
+"""treecore.h's MT_NC, for the check that metrics.py's N_COUNTERS agrees."""
 
 cdef inline bint any_counted(const int64_t *c) noexcept:
     cdef int i

@@ -15,14 +15,14 @@ Stopping the feed closes the read end: the tracer sees the closed pipe and stops
 
 from __future__ import annotations
 
-import os
-import select
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
+from memtrace_core.capture_writer import CaptureWriter
 from memtrace_core.model.session import Session
+from memtrace_core.reader.pipe import PipeSource
 
 CHUNK = 1024 * 1024  # decoding 1 MiB takes ~1 ms; fewer wake-ups = fewer GIL hand-offs
 PIPE_SIZE = 1024 * 1024
@@ -48,34 +48,6 @@ def enlarge_pipe(fd: int, size: int = PIPE_SIZE) -> int:
         return 0
 
 
-class _CaptureWriter:
-    """The `-o FILE` copy of the stream, in the format `memtrace run` writes: "MEMTRACZ" then
-    one zstd frame of the raw stream (FORMAT.md), flushed a few times a second so a file cut
-    off by a crash still reads up to its last flush."""
-
-    def __init__(self, path: str) -> None:
-        import zstandard
-
-        self._flush_block = zstandard.COMPRESSOBJ_FLUSH_BLOCK
-        from memtrace_core.capture_lock import take_writer_lock
-
-        self._file = open(path, "wb")  # noqa: SIM115 - lives as long as the feed
-        take_writer_lock(self._file.fileno())  # followers: a writer is alive (follow.py)
-        self._file.write(b"MEMTRACZ")
-        self._zstd = zstandard.ZstdCompressor(level=2).compressobj()
-
-    def write(self, data: bytes) -> None:
-        self._file.write(self._zstd.compress(data))
-
-    def flush(self) -> None:
-        self._file.write(self._zstd.flush(self._flush_block))
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.write(self._zstd.flush())
-        self._file.close()
-
-
 class PipeFeed(threading.Thread):
     """Reads fd until EOF or stop(); the session is updated under its lock."""
 
@@ -84,7 +56,7 @@ class PipeFeed(threading.Thread):
         super().__init__(name="memtrace-feed", daemon=True)
         self.fd = fd
         self.session = session
-        self.tee = _CaptureWriter(tee_path) if tee_path else None
+        self.tee = CaptureWriter.create(tee_path) if tee_path else None
         self.on_update = on_update
         self.interval = interval
         self.paused = False
@@ -104,21 +76,14 @@ class PipeFeed(threading.Thread):
         self._stop_event.set()
 
     def _open_source(self) -> None:
-        self._poller = select.poll()
-        self._poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        self._source = PipeSource(self.fd, CHUNK)
 
     def _next(self) -> bytes | None:
         """The stream's next bytes: b"" when none came within a short wait, None at its end."""
-        if not self._poller.poll(50):
-            return b""
-        data = os.read(self.fd, CHUNK)
-        return data if data else None
+        return self._source.next()
 
     def _close_source(self) -> None:
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
+        self._source.close()
 
     def run(self) -> None:
         session = self.session

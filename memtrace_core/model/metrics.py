@@ -7,6 +7,7 @@ temporary allocations (`stack_temporary`: bytes, count).
 
 from __future__ import annotations
 
+from memtrace_core.sizes import format_bytes, format_signed
 from memtrace_core.strenum import StrEnum
 
 ALLOC_BYTES, ALLOC_COUNT, LIVE_BYTES, LIVE_COUNT, PEAK_BYTES, PEAK_COUNT = range(6)
@@ -16,6 +17,15 @@ GROWTH_BYTES, GROWTH_COUNT = 10, 11  # in use now minus at the growth window's s
 AT_BYTES, AT_COUNT = 12, 13  # in use at the timeline's cursor (`view`)
 N_COUNTERS = 14
 DELTA_METRICS = ("since mark", "growth")  # signed figures
+
+__all__ = ["format_bytes", "format_signed"]  # their home is memtrace_core/sizes.py
+
+LOCATION_SORTS = ("own", "total", "count")
+"""The orders of the locations table (`memtrace table --sort`, the TUI's `s`): own bytes,
+total bytes through the frame, allocation count."""
+NATIVE_LOCATION_SORTS = ("user", *LOCATION_SORTS)
+"""With native frames the TUI's table also sorts by `user` own bytes (the stacks whose
+innermost user frame is the location), first."""
 
 
 class Metric(StrEnum):
@@ -78,24 +88,6 @@ class Metric(StrEnum):
         return members[(members.index(self) + 1) % len(members)]
 
 
-def format_signed(n: int) -> str:
-    """`+1.5 MiB`, `-812 B`, `±0 B`: a change of bytes."""
-    sign = "+" if n > 0 else "-" if n < 0 else "±"
-    return sign + format_bytes(abs(n))
-
-
 def format_rate(n_per_s: float) -> str:
     """`+1.5 MiB/s`: a growth rate (rounded to whole bytes)."""
     return format_signed(int(round(n_per_s))) + "/s"
-
-
-def format_bytes(n: int) -> str:
-    """Human-readable bytes, exact below 1 KiB: `812 B`, `1.5 KiB`, `3.2 MiB`."""
-    if n < 1024:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024.0
-        if value < 1024.0 or unit == "TiB":
-            return f"{value:.1f} {unit}"
-    return f"{n} B"  # pragma: no cover

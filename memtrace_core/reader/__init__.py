@@ -26,36 +26,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from memtrace_core.errors import UserError
-from memtrace_core.reader._reader import MAGIC, CaptureError, StreamReader
+from memtrace_core.reader._reader import (
+    ALLOCATOR_NAMES,
+    COMPRESSED_MAGIC,
+    MAGIC,
+    CaptureError,
+    StreamReader,
+)
 
 __all__ = ["ALLOCATOR_NAMES", "COMPRESSED_MAGIC", "MAGIC", "CaptureError", "StreamReader",
            "capture_stream", "new_reader", "read_capture", "read_capture_at", "replay"]
 
-ALLOCATOR_NAMES: dict[int, str] = {
-    1: "malloc",
-    2: "calloc",
-    3: "realloc",
-    4: "posix_memalign",
-    5: "aligned_alloc",
-    6: "memalign",
-    7: "valloc",
-    8: "pvalloc",
-    9: "mmap",
-    10: "free",
-    11: "munmap",
-    12: "reallocarray",
-    13: "pymalloc_malloc",
-    14: "pymalloc_calloc",
-    15: "pymalloc_realloc",
-    16: "pymalloc_free",
-    17: "pymem_raw_malloc",
-    18: "pymem_raw_calloc",
-    19: "pymem_raw_realloc",
-    20: "pymem_raw_free",
-}
 
 
-COMPRESSED_MAGIC = b"MEMTRACZ"
 # compressed bytes per step: zstd expands them up to ~100x, so output stays bounded
 _COMPRESSED_SLICE = 64 << 10
 

@@ -9,13 +9,24 @@ TICK, TRAILER) come back here and are decoded into Python values by a small msgp
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
+from memtrace_core.wire.format cimport (
+    MT_ALLOCATOR_LAST, MT_COMPRESSED_MAGIC, MT_FORMAT_VERSION, MT_MAGIC, MT_MAGIC_LEN,
+    MT_REC_CODE, MT_REC_HEADER, MT_REC_MAPS, MT_REC_THREAD, MT_REC_TICK, MT_REC_TRAILER,
+    mt_allocator_name,
+)
+
 from memtrace_core.errors import UserError
 
 from memtrace_core.frames import CUT_MARKER_BASE
 
-MAGIC = b"MEMTRACE"
+# The wire format's constants, from its one definition (memtrace_core/wire/format.h).
+MAGIC = MT_MAGIC[:MT_MAGIC_LEN]
+COMPRESSED_MAGIC = MT_COMPRESSED_MAGIC[:MT_MAGIC_LEN]
 cdef bytes _MAGIC = MAGIC
-FORMAT_VERSION = 2  # 1 is read too (2 adds ALLOC_SAME and FREE_SAME)
+FORMAT_VERSION = MT_FORMAT_VERSION
+ALLOCATOR_NAMES = {code: mt_allocator_name(code).decode()
+                   for code in range(1, MT_ALLOCATOR_LAST + 1) if mt_allocator_name(code)}
+"""allocator code -> name (FORMAT.md's table)"""
 MAX_DEPTH = 64
 
 
@@ -216,7 +227,7 @@ cdef class StreamReader:
                     self._fail(str(exc), self._offset)
                 pos = rec_end
                 self.s.records += 1
-                if kind == 8 and 0 <= self._stop_at_us <= self.s.last_time_us:
+                if kind == MT_REC_TICK and 0 <= self._stop_at_us <= self.s.last_time_us:
                     self._stop_at_us = -1
                     self.stopped = True  # the state of this instant; the rest waits
                     break
@@ -276,7 +287,7 @@ cdef class StreamReader:
         if pos != end:
             raise _Malformed("record has trailing bytes")
         n = len(rec)
-        if kind == 0:
+        if kind == MT_REC_HEADER:
             if n != 2 or type(rec[1]) is not dict:
                 raise _Malformed("HEADER is not [0, map]")
             version = rec[1].get("format")
@@ -291,23 +302,23 @@ cdef class StreamReader:
             self.s.sample_mean = sample or 0
             self.s.format = version
             self.s.header_seen = 1
-        elif kind == 1:
+        elif kind == MT_REC_CODE:
             if n != 5 or not (_is_int(rec[1]) and type(rec[2]) is str and type(rec[3]) is str
                               and _is_int(rec[4])):
                 raise _Malformed("bad CODE record")
             self.codes[rec[1]] = (rec[2], rec[3], rec[4])
-        elif kind == 6:
+        elif kind == MT_REC_THREAD:
             if n != 4 or not (_is_int(rec[1]) and _is_int(rec[2]) and type(rec[3]) is str):
                 raise _Malformed("bad THREAD record")
             self.threads[rec[1]] = (rec[2], rec[3])
-        elif kind == 7:
+        elif kind == MT_REC_MAPS:
             if n != 2 or type(rec[1]) is not list or not all(
                 type(m) is list and len(m) == 4 for m in rec[1]
             ):
                 raise _Malformed("bad MAPS record")
             self.maps = rec[1]
             self.maps_history.append(rec[1])
-        elif kind == 8:
+        elif kind == MT_REC_TICK:
             if n not in (3, 4) or not (_is_int(rec[1]) and _is_int(rec[2])) or not (
                 -(1 << 63) <= rec[1] < (1 << 63)
             ) or (n == 4 and not (_is_int(rec[3]) and rec[3] >= 0)):
@@ -316,7 +327,7 @@ cdef class StreamReader:
                 self.untraced_children = rec[3]
             self.s.last_time_us = rec[1]
             self.history.append((rec[1], self.s.heap_bytes, rec[2]))
-        elif kind == 9:
+        elif kind == MT_REC_TRAILER:
             if n not in (3, 4) or not _is_num(rec[1]) or not (
                 rec[2] is None or _is_int(rec[2])
             ) or (n == 4 and not (_is_int(rec[3]) and rec[3] >= 0)):

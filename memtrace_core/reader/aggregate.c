@@ -269,7 +269,7 @@ static void sampled_weight(mt_state *s, uint64_t allocator, uint64_t size, int64
 {
     *bytes = (int64_t)size;
     *count = 1;
-    if (s->sample_mean <= 0 || allocator == MT_ALLOCATOR_MMAP || size == 0) return;
+    if (s->sample_mean <= 0 || allocator == MT_MMAP || size == 0) return;
     double inv_p = 1.0 / -expm1(-(double)size / s->sample_mean);
     if (!(inv_p >= 1.0)) inv_p = 1.0; /* rounding at huge sizes */
     double b = (double)size * inv_p;
@@ -307,7 +307,7 @@ static int on_alloc(mt_state *s, uint64_t thread, uint64_t allocator, uint64_t a
     st->alloc_count += n;
     if (addr == MT_NO_ADDR) return 0; /* MAP_FAILED-like: nothing was allocated */
     if (note_recent(s, thread, addr) < 0) return MT_NOMEM;
-    if (allocator == MT_ALLOCATOR_MMAP) {
+    if (allocator == MT_MMAP) {
         if (size == 0) return 0; /* maps nothing */
         uint64_t end = addr + size < addr ? UINT64_MAX : addr + size;
         if (s->n_pieces && unmap_range(s, addr, end) < 0) return MT_NOMEM; /* MAP_FIXED */
@@ -342,7 +342,7 @@ static int on_alloc(mt_state *s, uint64_t thread, uint64_t allocator, uint64_t a
 static int on_free(mt_state *s, uint64_t thread, uint64_t allocator, uint64_t addr,
                    uint64_t size)
 {
-    if (allocator == MT_ALLOCATOR_MUNMAP) {
+    if (allocator == MT_MUNMAP) {
         int r = 0;
         if (size && s->n_pieces) {
             uint64_t end = addr + size < addr ? UINT64_MAX : addr + size;
@@ -384,18 +384,18 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
         if (count == 0) { s->error = "empty record"; return MT_CORRUPT; }
         bad = "record type is not a small integer";
         READ(mp_uint(&p, end, 255, &t));
-        if (t > MT_TRAILER && (s->format < 2 || t > MT_FREE_SAME)) {
-            s->error = "unknown record type";
+        if (t > MT_REC_LAST || (t > MT_REC_TRAILER && s->format < 2)) {
+            s->error = "unknown record type"; /* ALLOC_SAME and FREE_SAME: format 2 */
             return MT_CORRUPT;
         }
         if (s->trailer_seen) { s->error = "data after TRAILER"; return MT_CORRUPT; }
-        if (!s->header_seen && t != MT_HEADER) {
+        if (!s->header_seen && t != MT_REC_HEADER) {
             s->error = "first record is not HEADER";
             return MT_CORRUPT;
         }
         int r;
         switch (t) {
-        case MT_ALLOC: {
+        case MT_REC_ALLOC: {
             uint64_t thread, allocator, addr, size, py, nat;
             if (count != 7) { s->error = "ALLOC record has the wrong length"; return MT_CORRUPT; }
             bad = "bad field in ALLOC record";
@@ -417,7 +417,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             if (r) return r;
             break;
         }
-        case MT_ALLOC_SAME: {
+        case MT_REC_ALLOC_SAME: {
             uint64_t addr, size;
             if (count != 3) {
                 s->error = "ALLOC_SAME record has the wrong length";
@@ -435,7 +435,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             if (r) return r;
             break;
         }
-        case MT_FREE_SAME: {
+        case MT_REC_FREE_SAME: {
             uint64_t addr;
             if (count != 2) {
                 s->error = "FREE_SAME record has the wrong length";
@@ -451,7 +451,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             if (r) return r;
             break;
         }
-        case MT_FREE: {
+        case MT_REC_FREE: {
             uint64_t thread, allocator, addr, size;
             if (count != 5) { s->error = "FREE record has the wrong length"; return MT_CORRUPT; }
             bad = "bad field in FREE record";
@@ -470,7 +470,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             if (r) return r;
             break;
         }
-        case MT_PYNODE: {
+        case MT_REC_PYNODE: {
             uint64_t id, parent, code;
             int64_t line;
             int big, entry;
@@ -498,7 +498,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             s->py_count++;
             break;
         }
-        case MT_NATIVENODE: {
+        case MT_REC_NATIVENODE: {
             uint64_t id, parent, ip;
             if (count != 4) {
                 s->error = "NATIVENODE record has the wrong length";

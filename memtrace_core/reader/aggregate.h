@@ -8,14 +8,7 @@
 #include <stdint.h>
 
 #include "addrmap.h"
-
-enum {
-    MT_HEADER = 0, MT_CODE = 1, MT_PYNODE = 2, MT_NATIVENODE = 3, MT_ALLOC = 4,
-    MT_FREE = 5, MT_THREAD = 6, MT_MAPS = 7, MT_TICK = 8, MT_TRAILER = 9,
-    MT_ALLOC_SAME = 10, MT_FREE_SAME = 11, /* format 2 */
-};
-#define MT_ALLOCATOR_MMAP 9
-#define MT_ALLOCATOR_MUNMAP 11
+#include "format.h" /* record types and allocator codes: memtrace_core/wire/format.h */
 #define MT_HIST_BUCKETS 66 /* bucket 0: size 0; bucket k+1: [2^k, 2^(k+1)) */
 
 /* mt_decode results */

@@ -17,9 +17,8 @@ import time
 
 from memtrace_core.capture_lock import writer_alive
 from memtrace_core.errors import UserError
+from memtrace_core.reader._reader import COMPRESSED_MAGIC, MAGIC
 
-MAGIC = b"MEMTRACE"
-COMPRESSED_MAGIC = b"MEMTRACZ"
 CHUNK = 1 << 20
 
 

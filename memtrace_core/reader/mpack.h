@@ -6,8 +6,8 @@
  *   MP_BAD   the bytes cannot be this value (wrong type or a byte msgpack never uses).
  * Nothing here allocates or touches Python objects: it runs once per record.
  */
-#ifndef MEMTRACE_MPACK_H
-#define MEMTRACE_MPACK_H
+#ifndef MEMTRACE_READER_MPACK_H
+#define MEMTRACE_READER_MPACK_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from memtrace_core.errors import UserError
 from memtrace_core.frames import Frame
-from memtrace_core.model.metrics import format_bytes
 from memtrace_core.report.kinds import frame_json
 from memtrace_core.report.profile import Profile
 
@@ -153,11 +152,7 @@ def path_changes(before: Profile | None, after: Profile | None) -> PathNode:
     return root
 
 
-def _signed(nbytes: int) -> str:
-    return ("+" if nbytes > 0 else "-" if nbytes < 0 else "±") + format_bytes(abs(nbytes))
-
-
-def _count(n: int) -> str:
+def signed_count(n: int) -> str:
     return f"{n:+,}" if n else "±0"
 
 
@@ -175,61 +170,6 @@ def tree_json(root: PathNode, unchanged: bool = False) -> list[dict]:
             item = {**kid.to_json(), "children": []}
             into.append(item)
             todo.append((kid, item["children"]))
-    return out
-
-
-def render_table(changes: list[Change], limit: int = 25):
-    """A rich Table: change, count change, before → after, kind, function, location."""
-    from rich.table import Table
-    from rich.text import Text
-
-    from memtrace_core.report.kinds import KIND_COLOURS, short_location
-
-    out = Table(header_style="bold",
-                caption=f"largest growth first; {len(changes)} location"
-                f"{'' if len(changes) == 1 else 's'} listed",
-                caption_justify="left")
-    out.add_column("change", justify="right")
-    out.add_column("count", justify="right")
-    out.add_column("before", justify="right", style="dim")
-    out.add_column("after", justify="right")
-    out.add_column("kind")
-    out.add_column("function", overflow="fold")
-    out.add_column("location", overflow="fold", style="dim")
-    for c in changes[:limit] if limit > 0 else changes:
-        colour = KIND_COLOURS[c.frame.kind]
-        style = "bold red" if c.delta_bytes > 0 else "green" if c.delta_bytes < 0 else ""
-        out.add_row(Text(_signed(c.delta_bytes), style=style), _count(c.delta_count),
-                    format_bytes(c.before_bytes), format_bytes(c.after_bytes),
-                    Text(c.frame.kind.mark, style=colour), Text(c.frame.function, style=colour),
-                    short_location(c.frame))
-    return out
-
-
-def render_tree(root: PathNode, title: str, max_depth: int = 0):
-    """A rich Tree of the changed call paths; each line `change count  before → after
-    [kind] function  file:line`."""
-    from rich.text import Text
-    from rich.tree import Tree
-
-    from memtrace_core.report.kinds import frame_text
-
-    out = Tree(Text(title, style="bold"), guide_style="dim")
-    todo: list[tuple[PathNode, Tree, int]] = [(root, out, 0)]
-    while todo:
-        node, branch, depth = todo.pop()
-        if max_depth and depth >= max_depth:
-            continue
-        pending = []
-        for kid in node.ordered():
-            style = "bold red" if kid.delta_bytes > 0 else "green" if kid.delta_bytes < 0 else ""
-            line = Text(f"{_signed(kid.delta_bytes):>11} {_count(kid.delta_count):>9}  ",
-                        style=style)
-            line.append(f"{format_bytes(kid.before_bytes)} → {format_bytes(kid.after_bytes)}  ",
-                        style="dim")
-            line.append_text(frame_text(kid.frame))
-            pending.append((kid, branch.add(line), depth + 1))
-        todo.extend(reversed(pending))
     return out
 
 

@@ -17,9 +17,35 @@ from memtrace_core.frames import Frame, FrameKind
 from memtrace_core.report.profile import Profile, Selection
 from memtrace_core.report.protobuf_wire import bytes_field, packed_field, uint_field
 
-# profile.proto field numbers
+# profile.proto's field numbers, by message (github.com/google/pprof, proto/profile.proto)
 P_SAMPLE_TYPE, P_SAMPLE, P_MAPPING, P_LOCATION, P_FUNCTION, P_STRINGS = 1, 2, 3, 4, 5, 6
 P_TIME_NANOS, P_DURATION_NANOS, P_DEFAULT_SAMPLE_TYPE = 9, 10, 14
+
+
+class ValueTypeField:
+    TYPE, UNIT = 1, 2
+
+
+class SampleField:
+    LOCATION_ID, VALUE = 1, 2
+
+
+class MappingField:
+    ID, FILENAME, BUILD_ID = 1, 5, 6
+    HAS_FUNCTIONS, HAS_FILENAMES, HAS_LINE_NUMBERS, HAS_INLINE_FRAMES = 7, 8, 9, 10
+
+
+class LocationField:
+    ID, MAPPING_ID, LINE = 1, 2, 4
+
+
+class LineField:
+    FUNCTION_ID, LINE = 1, 2
+
+
+class FunctionField:
+    ID, NAME, SYSTEM_NAME, FILENAME = 1, 2, 3, 4
+
 _PREFIX = {Selection.ALL: "alloc", Selection.LEAKS: "inuse", Selection.PEAK: "peak"}
 
 
@@ -77,31 +103,37 @@ def encode(profile: Profile) -> bytes:
         fid = functions.get(fkey)
         if fid is None:
             fid = functions[fkey] = len(functions) + 1
-            fn_msgs.append(uint_field(1, fid) + uint_field(2, s(display_name(frame)))
-                           + uint_field(3, s(frame.function)) + uint_field(4, s(frame.file)))
+            fn_msgs.append(uint_field(FunctionField.ID, fid)
+                           + uint_field(FunctionField.NAME, s(display_name(frame)))
+                           + uint_field(FunctionField.SYSTEM_NAME, s(frame.function))
+                           + uint_field(FunctionField.FILENAME, s(frame.file)))
         return fid
 
     def mapping_id(module: str) -> int:
         mid = mappings.get(module)
         if mid is None:
             mid = mappings[module] = len(mappings) + 1
-            map_msgs.append(uint_field(1, mid) + uint_field(5, s(module))
-                            + uint_field(6, s(build_ids.get(module) or ""))
-                            + uint_field(7, 1) + uint_field(8, 1) + uint_field(9, 1)
-                            + uint_field(10, 1))
+            map_msgs.append(uint_field(MappingField.ID, mid)
+                            + uint_field(MappingField.FILENAME, s(module))
+                            + uint_field(MappingField.BUILD_ID, s(build_ids.get(module) or ""))
+                            + uint_field(MappingField.HAS_FUNCTIONS, 1)
+                            + uint_field(MappingField.HAS_FILENAMES, 1)
+                            + uint_field(MappingField.HAS_LINE_NUMBERS, 1)
+                            + uint_field(MappingField.HAS_INLINE_FRAMES, 1))
         return mid
 
     def location_id(group: tuple[Frame, ...]) -> int:
         lid = locations.get(group)
         if lid is None:
             lid = locations[group] = len(locations) + 1
-            msg = uint_field(1, lid)
+            msg = uint_field(LocationField.ID, lid)
             module = group[-1].module
             if module:
-                msg += uint_field(2, mapping_id(module))
+                msg += uint_field(LocationField.MAPPING_ID, mapping_id(module))
             for frame in group:  # innermost first; the last is the caller
-                msg += bytes_field(4, uint_field(1, function_id(frame))
-                                   + uint_field(2, frame.line))
+                msg += bytes_field(LocationField.LINE,
+                                   uint_field(LineField.FUNCTION_ID, function_id(frame))
+                                   + uint_field(LineField.LINE, frame.line))
             loc_msgs.append(msg)
         return lid
 
@@ -110,14 +142,14 @@ def encode(profile: Profile) -> bytes:
         mapping_id(header["executable"])
     for path, nbytes, ncount in profile.stacks():
         ids = [location_id(g) for g in reversed(group_locations(path))]  # leaf first
-        sample_msgs.append(packed_field(1, ids) + packed_field(2, [ncount, nbytes]))
+        sample_msgs.append(packed_field(SampleField.LOCATION_ID, ids)
+                           + packed_field(SampleField.VALUE, [ncount, nbytes]))
 
     prefix = _PREFIX[profile.selection]
     out = bytearray()
-    out += bytes_field(P_SAMPLE_TYPE, uint_field(1, s(f"{prefix}_objects"))
-                       + uint_field(2, s("count")))
-    out += bytes_field(P_SAMPLE_TYPE, uint_field(1, s(f"{prefix}_space"))
-                       + uint_field(2, s("bytes")))
+    for name, unit in ((f"{prefix}_objects", "count"), (f"{prefix}_space", "bytes")):
+        out += bytes_field(P_SAMPLE_TYPE, uint_field(ValueTypeField.TYPE, s(name))
+                           + uint_field(ValueTypeField.UNIT, s(unit)))
     for msg in sample_msgs:
         out += bytes_field(P_SAMPLE, msg)
     for msg in map_msgs:

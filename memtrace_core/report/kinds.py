@@ -35,30 +35,6 @@ def short_location(frame: Frame) -> str:
     return os.path.basename(frame.module) if frame.module else ""
 
 
-def legend_text():
-    """A rich Text line: each kind's mark and name in its colour."""
-    from rich.text import Text
-
-    text = Text("frames: ")
-    for kind in FrameKind:
-        text.append(f"{kind.mark} {KIND_LABELS[kind]}", style=KIND_COLOURS[kind])
-        text.append("  ")
-    return text
-
-
-def frame_text(frame: Frame, with_location: bool = True):
-    """`[c] mt_leaf  mtext.c:45` as rich Text in the kind's colour."""
-    from rich.text import Text
-
-    text = Text(f"{frame.kind.mark} ", style=KIND_COLOURS[frame.kind])
-    text.append(frame.function, style=f"bold {KIND_COLOURS[frame.kind]}")
-    if with_location:
-        where = short_location(frame)
-        if where:
-            text.append(f"  {where}", style="dim")
-    return text
-
-
 def frame_json(frame: Frame) -> dict:
     """The frame's fields as JSON reports print them."""
     return {"function": frame.function, "file": frame.file, "line": frame.line,

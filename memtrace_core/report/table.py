@@ -6,11 +6,11 @@ Own = memory allocated by stacks ending at that frame, total = stacks passing th
 
 from __future__ import annotations
 
-from memtrace_core.model.metrics import format_bytes
+from memtrace_core.model.metrics import LOCATION_SORTS
 from memtrace_core.report.kinds import frame_json
 from memtrace_core.report.profile import Location, Profile
 
-SORTS = ("own", "total", "count")
+SORTS = LOCATION_SORTS
 
 
 def rows(profile: Profile, sort: str = "own") -> list[Location]:
@@ -46,32 +46,3 @@ def to_json(profile: Profile, sort: str = "own", limit: int = 0) -> dict:
     }
 
 
-def render(profile: Profile, sort: str = "own", limit: int = 25):
-    """A rich Table of the top locations."""
-    from rich.table import Table
-    from rich.text import Text
-
-    from memtrace_core.report.kinds import KIND_COLOURS, short_location
-
-    table = rows(profile, sort)
-    total = profile.total_bytes or 1
-    est = profile.approx
-    title = (f"top locations: {profile.selection.title} — "
-             f"{est}{format_bytes(profile.total_bytes)} in {est}{profile.total_count:,} "
-             f"allocations{profile.sampling_note}")
-    out = Table(title=title, title_justify="left", header_style="bold",
-                caption=f"sorted by {sort}; {len(table)} locations", caption_justify="left")
-    out.add_column("own", justify="right")
-    out.add_column("own %", justify="right")
-    out.add_column("total", justify="right")
-    out.add_column("count", justify="right")
-    out.add_column("kind")
-    out.add_column("function", overflow="fold")
-    out.add_column("location", overflow="fold", style="dim")
-    for r in table[:limit] if limit > 0 else table:
-        colour = KIND_COLOURS[r.frame.kind]
-        out.add_row(format_bytes(r.own_bytes), f"{100.0 * r.own_bytes / total:.1f}%",
-                    format_bytes(r.total_bytes), f"{r.own_count:,}",
-                    Text(r.frame.kind.mark, style=colour),
-                    Text(r.frame.function, style=colour), short_location(r.frame))
-    return out

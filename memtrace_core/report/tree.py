@@ -6,17 +6,11 @@ into one `… N smaller branches` line, so the numbers shown still add up.
 
 from __future__ import annotations
 
-import re
-
 from memtrace_core.errors import UserError
-from memtrace_core.model.metrics import format_bytes
 from memtrace_core.report.kinds import frame_json
 from memtrace_core.report.profile import NO_STACK, Profile
 from memtrace_core.report.profile import Branch as Node
-
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
-          "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+from memtrace_core.sizes import parse_size
 
 
 def parse_threshold(text: str, total_bytes: int) -> int:
@@ -28,16 +22,13 @@ def parse_threshold(text: str, total_bytes: int) -> int:
             if not 0 <= pct <= 100:
                 raise ValueError
             return int(total_bytes * pct / 100.0)
-        m = _SIZE.match(text)
-        if m is None or m.group(2).lower() not in _UNITS:
-            raise ValueError
-        return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        return parse_size(text)
     except ValueError:
         raise UserError(f"bad --threshold {text!r}: use a percentage (1%) or a size "
                         "(4096, 10KiB, 2MB)") from None
 
 
-def _shown_hidden(profile: Profile, node: Node, threshold: int) -> tuple[list[Node], list[Node]]:
+def shown_hidden(profile: Profile, node: Node, threshold: int) -> tuple[list[Node], list[Node]]:
     shown, hidden = [], []
     for k in profile.children(node):
         (shown if k.bytes >= threshold and k.bytes > 0 else hidden).append(k)
@@ -48,7 +39,7 @@ def to_json(profile: Profile, threshold: int = 0, max_depth: int = 0) -> dict:
     """Nested JSON: every node with bytes, count, children and what was folded away.
     Built without recursion: native stacks may be thousands of frames deep."""
     def children_json(node: Node, depth: int, out: dict) -> list[tuple[Node, int, dict]]:
-        shown, hidden = _shown_hidden(profile, node, threshold)
+        shown, hidden = shown_hidden(profile, node, threshold)
         if max_depth and depth >= max_depth:
             shown, hidden = [], shown + hidden
         todo = []
@@ -79,44 +70,3 @@ def to_json(profile: Profile, threshold: int = 0, max_depth: int = 0) -> dict:
             "stale_libraries": profile.stale_libraries, **body}
 
 
-def render(profile: Profile, threshold: int = 0, max_depth: int = 0):
-    """A rich Tree; each line `bytes (share) count [kind] function  file:line`."""
-    from rich.text import Text
-    from rich.tree import Tree
-
-    from memtrace_core.report.kinds import frame_text
-
-    total = profile.total_bytes or 1
-
-    def label(nbytes: int, count: int, body: Text) -> Text:
-        head = Text(f"{format_bytes(nbytes):>10} {100.0 * nbytes / total:5.1f}% "
-                    f"{count:>8,}  ", style="bold")
-        head.append_text(body)
-        return head
-
-    est = profile.approx
-    title = Text(f"{profile.selection.title}: {est}{format_bytes(profile.total_bytes)} in "
-                 f"{est}{profile.total_count:,} allocations{profile.sampling_note}",
-                 style="bold")
-    out = Tree(title, guide_style="dim")
-    todo: list[tuple[Node, Tree, int]] = [(profile.root, out, 0)]
-    while todo:
-        node, branch, depth = todo.pop()
-        shown, hidden = _shown_hidden(profile, node, threshold)
-        if max_depth and depth >= max_depth:
-            shown, hidden = [], shown + hidden
-        pending = []
-        for kid in shown:
-            sub = branch.add(label(kid.bytes, kid.count, frame_text(kid.frame)))
-            pending.append((kid, sub, depth + 1))
-        if hidden:
-            nb = sum(k.bytes for k in hidden)
-            nc = sum(k.count for k in hidden)
-            branch.add(label(nb, nc, Text(f"… {len(hidden)} smaller branch"
-                                          f"{'es' if len(hidden) > 1 else ''}",
-                                          style="dim italic")))
-        todo.extend(reversed(pending))
-    root = profile.root
-    if root.own_bytes or root.own_count:
-        out.add(label(root.own_bytes, root.own_count, frame_text(NO_STACK)))
-    return out

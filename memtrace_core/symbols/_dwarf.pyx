@@ -68,6 +68,56 @@ cdef enum:
     AT_GNU_ranges_base = 0x2132
     AT_GNU_addr_base = 0x2133
 
+# forms (DWARF 5, 7.5.6; and the GNU extensions)
+cdef enum:
+    FORM_addr = 0x01
+    FORM_block2 = 0x03
+    FORM_block4 = 0x04
+    FORM_data2 = 0x05
+    FORM_data4 = 0x06
+    FORM_data8 = 0x07
+    FORM_string = 0x08
+    FORM_block = 0x09
+    FORM_block1 = 0x0a
+    FORM_data1 = 0x0b
+    FORM_flag = 0x0c
+    FORM_sdata = 0x0d
+    FORM_strp = 0x0e
+    FORM_udata = 0x0f
+    FORM_ref_addr = 0x10
+    FORM_ref1 = 0x11
+    FORM_ref2 = 0x12
+    FORM_ref4 = 0x13
+    FORM_ref8 = 0x14
+    FORM_ref_udata = 0x15
+    FORM_indirect = 0x16
+    FORM_sec_offset = 0x17
+    FORM_exprloc = 0x18
+    FORM_flag_present = 0x19
+    FORM_strx = 0x1a
+    FORM_addrx = 0x1b
+    FORM_ref_sup4 = 0x1c
+    FORM_strp_sup = 0x1d
+    FORM_data16 = 0x1e
+    FORM_line_strp = 0x1f
+    FORM_ref_sig8 = 0x20
+    FORM_implicit_const = 0x21
+    FORM_loclistx = 0x22
+    FORM_rnglistx = 0x23
+    FORM_ref_sup8 = 0x24
+    FORM_strx1 = 0x25
+    FORM_strx2 = 0x26
+    FORM_strx3 = 0x27
+    FORM_strx4 = 0x28
+    FORM_addrx1 = 0x29
+    FORM_addrx2 = 0x2a
+    FORM_addrx3 = 0x2b
+    FORM_addrx4 = 0x2c
+    FORM_GNU_addr_index = 0x1f01
+    FORM_GNU_str_index = 0x1f02
+    FORM_GNU_ref_alt = 0x1f20
+    FORM_GNU_strp_alt = 0x1f21
+
 # tags
 cdef enum:
     TAG_subprogram = 0x2e
@@ -235,7 +285,7 @@ cdef Abbrevs parse_abbrevs(const uint8_t[::1] sec, uint64_t offset):
             name = rd_uleb(&c)
             form = rd_uleb(&c)
             ic = 0
-            if form == 0x21:
+            if form == FORM_implicit_const:
                 ic = rd_sleb(&c)
             if name == 0 and form == 0:
                 break
@@ -276,138 +326,138 @@ cdef int read_form(UnitCtx *u, Cur *c, uint64_t form, int64_t ic, uint64_t *out)
     """Decode one attribute value; return its value class (V_*)."""
     cdef uint64_t n
     while True:
-        if form == 0x01:  # addr
+        if form == FORM_addr:
             out[0] = rd_n(c, u.addr_size)
             return V_ADDR
-        elif form == 0x0b:
+        elif form == FORM_data1:
             out[0] = rd_n(c, 1)
             return V_CONST
-        elif form == 0x05:
+        elif form == FORM_data2:
             out[0] = rd_n(c, 2)
             return V_CONST
-        elif form == 0x06:
+        elif form == FORM_data4:
             out[0] = rd_n(c, 4)
             return V_CONST
-        elif form == 0x07:
+        elif form == FORM_data8:
             out[0] = rd_n(c, 8)
             return V_CONST
-        elif form == 0x0f:
+        elif form == FORM_udata:
             out[0] = rd_uleb(c)
             return V_CONST
-        elif form == 0x0d:
+        elif form == FORM_sdata:
             out[0] = <uint64_t>rd_sleb(c)
             return V_SCONST
-        elif form == 0x21:  # implicit_const
+        elif form == FORM_implicit_const:
             out[0] = <uint64_t>ic
             return V_SCONST
-        elif form == 0x1e:  # data16
+        elif form == FORM_data16:
             skip(c, 16)
             return V_NONE
-        elif form == 0x08:  # string
+        elif form == FORM_string:
             out[0] = <uint64_t>(c.p - u.info)
             skip_cstr(c)
             return V_STRING
-        elif form == 0x0e:  # strp
+        elif form == FORM_strp:
             out[0] = rd_n(c, u.offset_size)
             return V_STRP
-        elif form == 0x1f:  # line_strp
+        elif form == FORM_line_strp:
             out[0] = rd_n(c, u.offset_size)
             return V_LINESTRP
-        elif form == 0x1a or form == 0x1f02:  # strx, GNU_str_index
+        elif form == FORM_strx or form == FORM_GNU_str_index:
             out[0] = rd_uleb(c)
             return V_STRX
-        elif form == 0x25:
+        elif form == FORM_strx1:
             out[0] = rd_n(c, 1)
             return V_STRX
-        elif form == 0x26:
+        elif form == FORM_strx2:
             out[0] = rd_n(c, 2)
             return V_STRX
-        elif form == 0x27:
+        elif form == FORM_strx3:
             out[0] = rd_n(c, 3)
             return V_STRX
-        elif form == 0x28:
+        elif form == FORM_strx4:
             out[0] = rd_n(c, 4)
             return V_STRX
-        elif form == 0x1b or form == 0x1f01:  # addrx, GNU_addr_index
+        elif form == FORM_addrx or form == FORM_GNU_addr_index:
             out[0] = rd_uleb(c)
             return V_ADDRX
-        elif form == 0x29:
+        elif form == FORM_addrx1:
             out[0] = rd_n(c, 1)
             return V_ADDRX
-        elif form == 0x2a:
+        elif form == FORM_addrx2:
             out[0] = rd_n(c, 2)
             return V_ADDRX
-        elif form == 0x2b:
+        elif form == FORM_addrx3:
             out[0] = rd_n(c, 3)
             return V_ADDRX
-        elif form == 0x2c:
+        elif form == FORM_addrx4:
             out[0] = rd_n(c, 4)
             return V_ADDRX
-        elif form == 0x11:
+        elif form == FORM_ref1:
             out[0] = rd_n(c, 1) + u.cu_off
             return V_REF
-        elif form == 0x12:
+        elif form == FORM_ref2:
             out[0] = rd_n(c, 2) + u.cu_off
             return V_REF
-        elif form == 0x13:
+        elif form == FORM_ref4:
             out[0] = rd_n(c, 4) + u.cu_off
             return V_REF
-        elif form == 0x14:
+        elif form == FORM_ref8:
             out[0] = rd_n(c, 8) + u.cu_off
             return V_REF
-        elif form == 0x15:
+        elif form == FORM_ref_udata:
             out[0] = rd_uleb(c) + u.cu_off
             return V_REF
-        elif form == 0x10:  # ref_addr
+        elif form == FORM_ref_addr:
             out[0] = rd_n(c, u.addr_size if u.version == 2 else u.offset_size)
             return V_REF
-        elif form == 0x20:  # ref_sig8
+        elif form == FORM_ref_sig8:
             skip(c, 8)
             return V_NONE
-        elif form == 0x1c:  # ref_sup4
+        elif form == FORM_ref_sup4:
             skip(c, 4)
             return V_NONE
-        elif form == 0x24:  # ref_sup8
+        elif form == FORM_ref_sup8:
             skip(c, 8)
             return V_NONE
-        elif form == 0x1f20:  # GNU_ref_alt
+        elif form == FORM_GNU_ref_alt:
             out[0] = rd_n(c, u.offset_size)
             return V_ALTREF
-        elif form == 0x1f21 or form == 0x1d:  # GNU_strp_alt, strp_sup
+        elif form == FORM_GNU_strp_alt or form == FORM_strp_sup:
             out[0] = rd_n(c, u.offset_size)
             return V_ALTSTRP
-        elif form == 0x17:  # sec_offset
+        elif form == FORM_sec_offset:
             out[0] = rd_n(c, u.offset_size)
             return V_SECOFF
-        elif form == 0x22:  # loclistx
+        elif form == FORM_loclistx:
             out[0] = rd_uleb(c)
             return V_NONE
-        elif form == 0x23:  # rnglistx
+        elif form == FORM_rnglistx:
             out[0] = rd_uleb(c)
             return V_RNGLISTX
-        elif form == 0x0c:  # flag
+        elif form == FORM_flag:
             out[0] = rd_n(c, 1)
             return V_FLAG
-        elif form == 0x19:  # flag_present
+        elif form == FORM_flag_present:
             out[0] = 1
             return V_FLAG
-        elif form == 0x0a:  # block1
+        elif form == FORM_block1:
             n = rd_n(c, 1)
             skip(c, n)
             return V_NONE
-        elif form == 0x03:
+        elif form == FORM_block2:
             n = rd_n(c, 2)
             skip(c, n)
             return V_NONE
-        elif form == 0x04:
+        elif form == FORM_block4:
             n = rd_n(c, 4)
             skip(c, n)
             return V_NONE
-        elif form == 0x09 or form == 0x18:  # block, exprloc
+        elif form == FORM_block or form == FORM_exprloc:
             n = rd_uleb(c)
             skip(c, n)
             return V_NONE
-        elif form == 0x16:  # indirect
+        elif form == FORM_indirect:
             form = rd_uleb(c)
             continue
         else:
@@ -1002,7 +1052,7 @@ cdef object read_lnct(Sections s, Unit un, Cur *c, uint64_t form, int osz):
     u.offset_size = osz
     u.cu_off = 0
     u.info = c.p
-    if form == 0x08:
+    if form == FORM_string:
         skip_cstr(c)
         if c.err:
             return None

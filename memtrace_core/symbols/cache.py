@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import msgpack
 
-from ..frames import Frame, FrameKind
+from memtrace_core.atomic_file import atomic_replace
+from memtrace_core.frames import Frame, FrameKind
 
 VERSION = 1
 # cached answers are final: "no symbol" (code 3, also what older caches hold for it)
@@ -77,7 +77,7 @@ class SymbolCache:
         self._dirty.setdefault(build_id, {})[vaddr] = packed
 
     def flush(self) -> None:
-        """Merge new entries into the files on disk (temp file + atomic rename)."""
+        """Merge new entries into the files on disk (memtrace_core/atomic_file.py)."""
         if not self._dirty:
             return
         try:
@@ -89,13 +89,9 @@ class SymbolCache:
             merged = self._read(build_id)
             merged.update(new)
             try:
-                fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{build_id}.", suffix=".tmp")
-                with os.fdopen(fd, "wb") as f:
+                with atomic_replace(str(self._file(build_id)), prefix=f".{build_id}.",
+                                    durable=False) as f:
                     f.write(msgpack.packb(merged))
-                os.replace(tmp, self._file(build_id))
             except OSError:
-                try:
-                    os.unlink(tmp)
-                except (OSError, UnboundLocalError):
-                    pass
+                pass  # a cache that cannot be written is only slower next time
         self._dirty.clear()

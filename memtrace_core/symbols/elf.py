@@ -8,14 +8,11 @@ here because pyelftools knows neither zstd nor the separate-debug-file search.
 from __future__ import annotations
 
 import bisect
-import ctypes
-import ctypes.util
 import lzma
 import mmap
 import os
 import struct
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
@@ -104,54 +101,13 @@ def gnu_debuglink_crc(path: str | os.PathLike) -> int:
 
 
 def _zstd_decompress(data: bytes, size: int) -> bytes:
-    try:
-        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
+    """A zstd-compressed section (zstandard is one of memtrace's dependencies)."""
+    import zstandard
 
-        return zstd.decompress(data)
-    except ImportError:
-        pass
     try:
-        import zstandard  # type: ignore[import-not-found]
-
         return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
-    except ImportError:
-        pass
-    lib = _libzstd()
-    out = ctypes.create_string_buffer(size)
-    n = lib.ZSTD_decompress(out, size, data, len(data))
-    if lib.ZSTD_isError(n):
-        raise ElfError("zstd: corrupt section")
-    return out.raw[:n]
-
-
-_LIBZSTD: ctypes.CDLL | None = None
-
-
-def _libzstd() -> ctypes.CDLL:
-    global _LIBZSTD
-    if _LIBZSTD is None:
-        name = ctypes.util.find_library("zstd") or "libzstd.so.1"
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError as e:
-            raise ElfError("zstd-compressed debug info needs libzstd (apt-get install "
-                           "libzstd1)") from e
-        lib.ZSTD_decompress.restype = ctypes.c_size_t
-        lib.ZSTD_decompress.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p,
-                                        ctypes.c_size_t]
-        lib.ZSTD_isError.restype = ctypes.c_uint
-        lib.ZSTD_isError.argtypes = [ctypes.c_size_t]
-        _LIBZSTD = lib
-    return _LIBZSTD
-
-
-@dataclass
-class Symbol:
-    """A function symbol; name decoded on demand."""
-
-    addr: int
-    size: int
-    name: str
+    except zstandard.ZstdError:
+        raise ElfError("zstd: corrupt section") from None
 
 
 class SymbolTable:

@@ -131,10 +131,6 @@ class Symbolizer:
         """Paths whose file changed (other build-id) or vanished since the capture."""
         return sorted({path for path, _ in self._stale})
 
-    def is_stale(self, path: str, build_id: str | None) -> bool:
-        self._module(path, build_id)
-        return (path, build_id) in self._stale
-
     # -- resolution ------------------------------------------------------------------
     def resolve(self, path: str, build_id: str | None, vaddr: int) -> list[Frame]:
         """Frames at vaddr in path, innermost first (inlined functions as INLINE)."""

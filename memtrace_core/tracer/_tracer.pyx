@@ -5,34 +5,28 @@ Everything on the allocation path is C (hooks.c, recorder.c, pystack.c); this mo
 starts and stops it, with the GIL held.
 """
 
-cdef extern from "hooks.h" nogil:
-    int mt_hooks_init()
-    int mt_hooks_install()
-    void mt_hooks_uninstall()
-    void mt_pymem_install()
-    void mt_pymem_uninstall()
+from memtrace_core.tracer.hooks cimport (
+    mt_hooks_init, mt_hooks_install, mt_hooks_uninstall, mt_pymem_install, mt_pymem_uninstall,
+)
+from memtrace_core.tracer.pystack cimport mt_set_root_code
+from memtrace_core.tracer.recorder cimport *
+from memtrace_core.tracer.term cimport (
+    mt_term_install, mt_term_stop_begin, mt_term_stop_end, mt_term_uninstall,
+)
+from memtrace_core.wire.format cimport MT_FORMAT_VERSION, MT_REC_HEADER
 
-cdef extern from "term.h" nogil:
-    void mt_term_install()
-    void mt_term_uninstall()
-    void mt_term_stop_begin()
-    void mt_term_stop_end()
+FORMAT_VERSION = MT_FORMAT_VERSION
+"""The wire format's version, the HEADER's `format` (memtrace_core/wire/format.h)."""
+HEADER_RECORD = MT_REC_HEADER
+"""The HEADER record's type (encoded in Python: tracer/header.py)."""
 
-cdef extern from "pystack.h":
-    void mt_set_root_code(void *code)
 
-cdef extern from "recorder.h" nogil:
-    int mt_tracking
-    int MT_DEFAULT_NATIVE_DEPTH
-    int mt_recorder_start(int fd, int native, int native_depth, int compress, const char *header,
-                          size_t header_len, unsigned long long sample_mean,
-                          unsigned long long sample_seed)
-    void mt_recorder_stop(int exit_code, int has_code)
-    void mt_set_untraced_children(long n)
-    int mt_recorder_failed()
-    int mt_recorder_running()
-    void mt_recorder_python_gone()
-    void mt_set_thread_name(long os_tid, const char *name, int rename)
+_START_ERRORS = {
+    MT_START_RUNNING: "memtrace is already tracing this process",
+    MT_START_NOMEM: "not enough memory to start the recorder",
+    MT_START_NO_WRITER: "could not start the recorder's writer thread",
+}
+"""A one-line message for each failure of mt_recorder_start (recorder.h)."""
 
 
 class TracerError(RuntimeError):
@@ -60,10 +54,8 @@ def start(int fd, bint native, bint python_allocators, bytes header, bint compre
         raise TracerError("could not resolve the allocator functions")
     rc = mt_recorder_start(fd, native, native_depth, compress, header, len(header),
                            sample_bytes, sample_seed)
-    if rc == -1:
-        raise TracerError("memtrace is already tracing this process")
-    if rc != 0:
-        raise TracerError(f"could not start the recorder (code {rc})")
+    if rc != MT_START_OK:
+        raise TracerError(_START_ERRORS.get(rc, f"could not start the recorder (code {rc})"))
     patched = mt_hooks_install()
     if python_allocators:
         mt_pymem_install()

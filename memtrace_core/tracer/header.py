@@ -67,5 +67,7 @@ def _header(n: int, out: bytearray, fix: int, fix_limit: int, b8: int, b16: int,
 
 
 def header_record(fields: dict[str, Any]) -> bytes:
-    """The HEADER record: [0, {fields}]."""
-    return pack([0, fields])
+    """The HEADER record: [HEADER, {fields}]."""
+    from memtrace_core.tracer._tracer import HEADER_RECORD
+
+    return pack([HEADER_RECORD, fields])

@@ -1,7 +1,7 @@
 /* Tiny msgpack encoder for the tracer's records: writes into a caller-sized byte buffer.
  * Only what the wire format needs (docs/FORMAT.md). No allocation, no Python. */
-#ifndef MEMTRACE_MPACK_H
-#define MEMTRACE_MPACK_H
+#ifndef MEMTRACE_TRACER_MPACK_H
+#define MEMTRACE_TRACER_MPACK_H
 
 #include <stdint.h>
 #include <string.h>

@@ -5,13 +5,14 @@ memtrace's own options come first; the first token that is not one of them start
 program's command line, and everything after it goes to the program untouched (`--help`
 included). `--` ends memtrace's options; the token after it is the script, whatever it
 looks like. argparse cannot express this (it parses options anywhere), so the split is done
-here, with the subcommand's parser only telling which of its options take a value.
+here, told only which of the command's options take a value (memtrace_tui/cli/_program_options.py
+asks the subcommand's parser; the runner has its own few options).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from memtrace_core.errors import UserError
@@ -131,35 +132,24 @@ def _check_module(name: str) -> None:
         raise UserError(f"No module named {name}")
 
 
-def mark_takes_program(parser: argparse.ArgumentParser) -> None:
-    """Mark a subcommand whose tokens after its own options are a python command line."""
-    parser.usage = parser.format_usage().removeprefix("usage: ").rstrip() + " " + PROGRAM_USAGE
-    parser.set_defaults(takes_program=True)
-    extra = ("Everything after the script, -m module or -c code goes to the program "
-             "untouched, as with python; `--` ends memtrace's options.")
-    parser.epilog = f"{parser.epilog} {extra}" if parser.epilog else extra
-
-
-def takes_program(parser: argparse.ArgumentParser) -> bool:
-    return bool(parser.get_default("takes_program"))
-
-
 def split_command_line(
-    parser: argparse.ArgumentParser, tokens: list[str]
+    arity: Callable[[str], int | None], tokens: list[str]
 ) -> tuple[list[str], Program | None]:
-    """Split a subcommand's tokens into its own options and the program to run."""
+    """Split a command's tokens into its own options and the program to run. `arity(option)`
+    says how many values one of the command's options takes (0 or 1), None for an option
+    the command does not have."""
     own: list[str] = []
     i = 0
     while i < len(tokens):
         token = tokens[i]
         if token == "--":
-            return own, _program([*tokens[i + 1:]], after_dashes=True)
+            return own, program_from_tokens([*tokens[i + 1:]], after_dashes=True)
         if token == "-" or not token.startswith("-"):
-            return own, _program(tokens[i:])
+            return own, program_from_tokens(tokens[i:])
         own.append(token)
         if token.startswith("--"):
-            action = _long_action(parser, token.partition("=")[0])
-            if action is not None and "=" not in token and action.nargs != 0:
+            values = arity(token.partition("=")[0])
+            if values and "=" not in token:
                 if i + 1 < len(tokens):
                     own.append(tokens[i + 1])
                     i += 1
@@ -168,16 +158,16 @@ def split_command_line(
         # a cluster of short options: -f, -oFILE, -o FILE, -fo FILE, -mjson.tool, -fc CODE
         for j in range(1, len(token)):
             switch = token[j]
-            if switch in "mc" and "-" + switch not in parser._option_string_actions:
+            values = arity("-" + switch)
+            if switch in "mc" and values is None:
                 own.pop()
                 if j > 1:
                     own.append(token[:j])
                 rest = [token[j + 1:]] if token[j + 1:] else []
-                return own, _program([f"-{switch}", *rest, *tokens[i + 1:]])
-            action = parser._option_string_actions.get("-" + switch)
-            if action is None:
-                break  # argparse reports it
-            if action.nargs != 0:
+                return own, program_from_tokens([f"-{switch}", *rest, *tokens[i + 1:]])
+            if values is None:
+                break  # the command's parser reports it
+            if values:
                 if j == len(token) - 1 and i + 1 < len(tokens):
                     own.append(tokens[i + 1])
                     i += 1
@@ -186,16 +176,9 @@ def split_command_line(
     return own, None
 
 
-def _long_action(parser: argparse.ArgumentParser, option: str) -> argparse.Action | None:
-    """The action of a long option, abbreviations included (as argparse accepts them)."""
-    actions = parser._option_string_actions
-    if option in actions:
-        return actions[option]
-    matches = {actions[name] for name in actions if name.startswith(option)}
-    return matches.pop() if len(matches) == 1 else None
-
-
-def _program(tokens: list[str], after_dashes: bool = False) -> Program | None:
+def program_from_tokens(tokens: list[str], after_dashes: bool = False) -> Program | None:
+    """The program a python-style command line names (`script args`, `-m module args`,
+    `-c code args`, `- args`), None when it is empty."""
     if not tokens:
         return None
     first = tokens[0]

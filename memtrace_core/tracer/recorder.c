@@ -235,7 +235,7 @@ static uint32_t intern_code_locked(void *code, void *linetable) {
     uint8_t *p = reserve(32 + nlen + flen);
     if (!p) return id;
     p = mp_array(p, 5);
-    p = mp_uint(p, 1);
+    p = mp_uint(p, MT_REC_CODE);
     p = mp_uint(p, id);
     p = mp_str(p, g_strbuf[0], (uint32_t)nlen);
     p = mp_str(p, g_strbuf[1], (uint32_t)flen);
@@ -396,7 +396,7 @@ static uint32_t intern_python_locked(stack_cache *c, const mt_pyframe *fr, int d
             uint8_t *p = reserve(40);
             if (p) {
                 p = mp_array(p, 6);
-                p = mp_uint(p, 2);
+                p = mp_uint(p, MT_REC_PYNODE);
                 p = mp_uint(p, id);
                 p = mp_uint(p, node);
                 p = mp_uint(p, code_id);
@@ -435,7 +435,7 @@ static uint32_t intern_native_locked(stack_cache *c, const uintptr_t *ips, int n
             uint8_t *p = reserve(32);
             if (p) {
                 p = mp_array(p, 4);
-                p = mp_uint(p, 3);
+                p = mp_uint(p, MT_REC_NATIVENODE);
                 p = mp_uint(p, id);
                 p = mp_uint(p, node);
                 p = mp_uint(p, ip);
@@ -455,7 +455,7 @@ static void emit_thread_locked(uint32_t index, long tid, const char *name) {
     uint8_t *p = reserve(32 + len);
     if (!p) return;
     p = mp_array(p, 4);
-    p = mp_uint(p, 6);
+    p = mp_uint(p, MT_REC_THREAD);
     p = mp_uint(p, index);
     p = mp_uint(p, (uint64_t)tid);
     p = mp_str(p, name, (uint32_t)len);
@@ -744,7 +744,7 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
                 p = mp_uint(p, size);
             } else {
                 p = mp_array(p, 7);
-                p = mp_uint(p, 4);
+                p = mp_uint(p, MT_REC_ALLOC);
                 p = mp_uint(p, thread);
                 p = mp_uint(p, (uint64_t)allocator);
                 p = mp_int(p, delta);
@@ -787,7 +787,7 @@ int mt_record_free(void *addr, size_t size, int allocator) {
                 p = mp_int(p, delta);
             } else {
                 p = mp_array(p, 5);
-                p = mp_uint(p, 5);
+                p = mp_uint(p, MT_REC_FREE);
                 p = mp_uint(p, thread);
                 p = mp_uint(p, (uint64_t)allocator);
                 p = mp_int(p, delta);
@@ -893,7 +893,7 @@ static void emit_maps_locked(void) {
     uint8_t *p = reserve(16 + g.len);
     if (p) {
         p = mp_array(p, 2);
-        p = mp_uint(p, 7);
+        p = mp_uint(p, MT_REC_MAPS);
         p = mp_array(p, (uint32_t)g.count);
         memcpy(p, g.data, g.len);
         commit(p + g.len);
@@ -950,7 +950,7 @@ static void maybe_tick_locked(uint64_t now, int first_of_burst) {
     uint8_t *p = g_active.data + g_active.len;
     long untraced = g_untraced_children;  /* so far; only once there is one (FORMAT.md) */
     p = mp_array(p, untraced > 0 ? 4 : 3);
-    p = mp_uint(p, 8);
+    p = mp_uint(p, MT_REC_TICK);
     p = mp_uint(p, (now - g_start_ns) / 1000);
     p = mp_uint(p, read_rss());
     if (untraced > 0) p = mp_uint(p, (uint64_t)untraced);
@@ -1066,7 +1066,7 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     if (g_running) {
         unlock();
         mt_guard = saved;
-        return -1;
+        return MT_START_RUNNING;
     }
     if (!g_atfork_registered) {
         pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
@@ -1079,12 +1079,12 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
         mt_table_init(&g_natnodes, native ? 65536 : 1024)) {
         unlock();
         mt_guard = saved;
-        return -2;
+        return MT_START_NOMEM;
     }
     if (mt_sampler_start(sample_mean, sample_seed) != 0) {
         unlock();
         mt_guard = saved;
-        return -2;
+        return MT_START_NOMEM;
     }
     g_next_code = g_next_pynode = g_next_natnode = g_next_thread = 0;
     g_last_addr = 0;
@@ -1113,7 +1113,7 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
             ZSTD_CCtx_reset(g_zc, ZSTD_reset_session_and_parameters);
             ZSTD_CCtx_setParameter(g_zc, ZSTD_c_compressionLevel, 2);
             g_compress = 1;
-            write_all(fd, (const uint8_t *)"MEMTRACZ", 8);
+            write_all(fd, (const uint8_t *)MT_COMPRESSED_MAGIC, MT_MAGIC_LEN);
         }
     }
     g_failed = 0;
@@ -1128,10 +1128,10 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
         dl_iterate_phdr(self_callback, info.dli_fbase);
     if (native) unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
     g_running = 1;
-    uint8_t *p = reserve(8 + header_len);
-    memcpy(p, "MEMTRACE", 8);
-    memcpy(p + 8, header, header_len);
-    commit(p + 8 + header_len);
+    uint8_t *p = reserve(MT_MAGIC_LEN + header_len);
+    memcpy(p, MT_MAGIC, MT_MAGIC_LEN);
+    memcpy(p + MT_MAGIC_LEN, header, header_len);
+    commit(p + MT_MAGIC_LEN + header_len);
     emit_maps_locked();
     /* The header reaches the file at once: even a program killed in its first milliseconds
      * leaves a capture that says what it was. */
@@ -1146,12 +1146,12 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
         g_running = 0;
         unlock();
         mt_guard = saved;
-        return -3;
+        return MT_START_NO_WRITER;
     }
     mt_tracking = 1;
     unlock();
     mt_guard = saved;
-    return 0;
+    return MT_START_OK;
 }
 
 void mt_set_untraced_children(long n) { g_untraced_children = n; }
@@ -1173,7 +1173,7 @@ void mt_recorder_stop(int exit_code, int has_code) {
             clock_gettime(CLOCK_REALTIME, &ts);
             long children = g_untraced_children;
             p = mp_array(p, children >= 0 ? 4 : 3);
-            p = mp_uint(p, 9);
+            p = mp_uint(p, MT_REC_TRAILER);
             p = mp_double(p, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
             p = has_code ? mp_int(p, exit_code) : mp_nil(p);
             if (children >= 0) p = mp_int(p, children);

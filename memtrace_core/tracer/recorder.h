@@ -10,22 +10,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum mt_allocator {
-    MT_MALLOC = 1, MT_CALLOC = 2, MT_REALLOC = 3, MT_POSIX_MEMALIGN = 4, MT_ALIGNED_ALLOC = 5,
-    MT_MEMALIGN = 6, MT_VALLOC = 7, MT_PVALLOC = 8, MT_MMAP = 9, MT_FREE = 10, MT_MUNMAP = 11,
-    MT_REALLOCARRAY = 12, MT_PYMALLOC_MALLOC = 13, MT_PYMALLOC_CALLOC = 14,
-    MT_PYMALLOC_REALLOC = 15, MT_PYMALLOC_FREE = 16, MT_PYMEM_RAW_MALLOC = 17,
-    MT_PYMEM_RAW_CALLOC = 18, MT_PYMEM_RAW_REALLOC = 19, MT_PYMEM_RAW_FREE = 20,
-};
+#include "format.h" /* record types and allocator codes: memtrace_core/wire/format.h */
 
 /* Native stacks keep their innermost frames up to this many by default (mt_recorder_start);
  * a deeper stack ends, outermost, in a marker address saying how many frames were cut. */
 #define MT_DEFAULT_NATIVE_DEPTH 4096
 #define MT_CUT_MARKER_BASE 0xFFFFFFFF00000000ULL
-
-/* Format 2's compact records (docs/FORMAT.md): an ALLOC or FREE whose other fields are those
- * of the previous ALLOC or FREE carries its address (and size) alone. */
-enum { MT_REC_ALLOC_SAME = 10, MT_REC_FREE_SAME = 11 };
 
 /* Set while the tracer runs; hooks read it without the lock. */
 extern volatile int mt_tracking;
@@ -33,10 +23,18 @@ extern volatile int mt_tracking;
 /* Per-thread "inside the tracer" flag: initial-exec TLS, so reading it never allocates. */
 extern __thread int mt_guard __attribute__((tls_model("initial-exec")));
 
+/* mt_recorder_start's results (_tracer.pyx has a message for each). */
+enum mt_start_result {
+    MT_START_OK = 0,
+    MT_START_RUNNING = -1,   /* this process is traced already */
+    MT_START_NOMEM = -2,     /* the interning tables or the sampler could not be allocated */
+    MT_START_NO_WRITER = -3, /* the writer thread could not be created */
+};
+
 /* Start recording to fd (header = pre-encoded HEADER record); compress=1 for capture files
  * (magic "MEMTRACZ", then a zstd frame holding the plain stream); sample_mean > 0 records
- * only sampled allocations and their frees (sampler.h; seed 0: from the clock). 0 on
- * success. */
+ * only sampled allocations and their frees (sampler.h; seed 0: from the clock).
+ * MT_START_OK on success, else another mt_start_result. */
 int mt_recorder_start(int fd, int native, int native_depth, int compress, const char *header,
                       size_t header_len, uint64_t sample_mean, uint64_t sample_seed);
 /* Stop: write TRAILER, flush, join the writer. has_code=0 writes a nil exit code. */

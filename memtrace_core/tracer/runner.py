@@ -7,7 +7,6 @@ The program keeps its argv, stdio, `__main__`, `sys.path[0]`, traceback text and
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import os
 import signal
@@ -23,12 +22,11 @@ from memtrace_core.tracer.program import (
     MODULE,
     STDIN,
     Program,
-    mark_takes_program,
     require_program,
     split_command_line,
 )
 
-__all__ = ["Program", "add_program_arguments", "execute", "program_from_args", "run"]
+__all__ = ["Program", "execute", "main", "run"]
 
 
 @dataclass
@@ -43,8 +41,10 @@ _exit_state = _ExitState()
 def header_fields(program: Program, native: bool, python_allocators: bool, attached: bool,
                   sample_bytes: int = 0) -> dict:
     """The HEADER record's map (docs/FORMAT.md)."""
+    from memtrace_core.tracer._tracer import FORMAT_VERSION
+
     fields = {
-        "format": 2,
+        "format": FORMAT_VERSION,
         "pid": os.getpid(),
         "argv": [sys.executable, *program.command_line],
         "python": ".".join(str(p) for p in sys.version_info[:3]),
@@ -388,44 +388,66 @@ def run(
     execute(program, prepared)
 
 
-def add_program_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options shared by `run`, `live` and this runner; added last, as the program's
-    command line follows them."""
-    parser.add_argument(
-        "--native", action="store_true", help="also record native (C/C++) stacks"
-    )
-    parser.add_argument(
-        "--trace-python-allocators",
-        action="store_true",
-        help="record every PyMem/PyObject allocation, not only the arenas pymalloc maps",
-    )
-    from memtrace_core.sampling import add_sample_option
-
-    add_sample_option(parser)
-    mark_takes_program(parser)
+RUNNER_OPTIONS = {"--fd": 1, "--capture-prefix": 1, "--follow-prefix": 1, "--sample": 1,
+                  "--native": 0, "--trace-python-allocators": 0}
+"""The runner's own options and how many values each takes (memtrace writes its command
+line: `memtrace live` and children.py)."""
 
 
-def program_from_args(args: argparse.Namespace) -> Program:
-    """The program given after memtrace's options (see program.py), or a usage error."""
-    return require_program(getattr(args, "program", None))
+@dataclass
+class RunnerOptions:
+    fd: int | None = None
+    capture_prefix: str | None = None
+    follow_prefix: str | None = None
+    sample: int = 0
+    native: bool = False
+    trace_python_allocators: bool = False
+
+
+def parse_runner_options(tokens: list[str]) -> tuple[RunnerOptions, Program]:
+    """The runner's options and the program after them, or a one-line UserError."""
+    from memtrace_core.sampling import parse_sample_bytes
+
+    own, program = split_command_line(RUNNER_OPTIONS.get, tokens)
+    options = RunnerOptions()
+    i = 0
+    while i < len(own):
+        name, eq, value = own[i].partition("=")
+        if name not in RUNNER_OPTIONS:
+            raise UserError(f"unknown runner option {own[i]!r}", status=2)
+        if RUNNER_OPTIONS[name]:
+            if not eq:
+                if i + 1 >= len(own):
+                    raise UserError(f"runner option {name} needs a value", status=2)
+                i += 1
+                value = own[i]
+            attr = name[2:].replace("-", "_")
+            try:
+                if name == "--fd":
+                    options.fd = int(value)
+                elif name == "--sample":
+                    options.sample = parse_sample_bytes(value)
+                else:
+                    setattr(options, attr, value)
+            except ValueError:
+                raise UserError(f"bad value for runner option {name}: {value!r}",
+                                status=2) from None
+        else:
+            setattr(options, name[2:].replace("-", "_"), True)
+        i += 1
+    if (options.fd is None) == (options.capture_prefix is None):
+        raise UserError("the runner needs one of --fd N or --capture-prefix FILE", status=2)
+    return options, require_program(program)
 
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m memtrace_core.tracer.runner --fd N [...] script args`: stream to fd N
     (`memtrace live`), with `--follow-prefix FILE` its children traced into FILE.PID (`live
     --follow-fork`). `--capture-prefix FILE`: a child of a `--follow-fork` program, traced
-    into FILE.PID, its own children too (children.py)."""
-    parser = argparse.ArgumentParser(prog="memtrace-runner")
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--fd", type=int, help="write the stream to this fd")
-    where.add_argument("--capture-prefix", metavar="FILE",
-                       help="write a capture to FILE.PID and follow child processes")
-    parser.add_argument("--follow-prefix", metavar="FILE",
-                        help="with --fd: trace child processes, each into FILE.PID")
-    add_program_arguments(parser)
+    into FILE.PID, its own children too (children.py). Not a user's command (`memtrace
+    run/live` are): its options are memtrace's to write, no argparse here."""
     try:
-        own, program = split_command_line(parser, sys.argv[1:] if argv is None else argv)
-        args = parser.parse_args(own)
+        args, program = parse_runner_options(sys.argv[1:] if argv is None else argv)
         if args.capture_prefix is not None:
             path = f"{args.capture_prefix}.{os.getpid()}"
             try:
@@ -435,12 +457,13 @@ def main(argv: list[str] | None = None) -> None:
             from memtrace_core.capture_lock import take_writer_lock
 
             take_writer_lock(fd)
-            run(require_program(program), fd, args.native, args.trace_python_allocators,
+            run(program, fd, args.native, args.trace_python_allocators,
                 compress=True, follow_output=args.capture_prefix,
                 header_extra={"parent_pid": os.getppid()}, sample_bytes=args.sample)
             return
+        assert args.fd is not None
         os.set_inheritable(args.fd, False)
-        run(require_program(program), args.fd, args.native, args.trace_python_allocators,
+        run(program, args.fd, args.native, args.trace_python_allocators,
             follow_output=args.follow_prefix, sample_bytes=args.sample)
     except UserError as exc:
         print(f"memtrace: error: {exc}", file=sys.stderr)

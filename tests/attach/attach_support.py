@@ -38,8 +38,8 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 def memtrace(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """`python -m memtrace_core ARGS`, finished, text output."""
-    return subprocess.run([sys.executable, "-m", "memtrace_core", *args], env=env or cli_env(),
+    """`python -m memtrace_tui ARGS`, finished, text output."""
+    return subprocess.run([sys.executable, "-m", "memtrace_tui", *args], env=env or cli_env(),
                           capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 

@@ -102,7 +102,7 @@ def test_ptrace_not_permitted(tmp_path):
         target.wait_line("ready")
         pid = target.pid  # setpriv execs the interpreter
         proc = subprocess.run(
-            ["setpriv", "--bounding-set=-sys_ptrace", sys.executable, "-m", "memtrace_core",
+            ["setpriv", "--bounding-set=-sys_ptrace", sys.executable, "-m", "memtrace_tui",
              "attach", str(pid), "-o", str(tmp_path / "x.mtrace")],
             env=cli_env(), capture_output=True, text=True, timeout=30)
         one_line_error(proc, "ptrace not permitted", "another user", "as root")
@@ -113,7 +113,7 @@ def test_ptrace_not_permitted(tmp_path):
 
 def test_already_traced_by_memtrace(tmp_path, leaklib):
     stop = tmp_path / "stop"
-    target = Target([sys.executable, "-m", "memtrace_core", "run", "-o",
+    target = Target([sys.executable, "-m", "memtrace_tui", "run", "-o",
                      str(tmp_path / "run.mtrace"), str(HERE / "attach_target.py")],
                     cli_env(LEAKLIB=str(leaklib), STOP_FILE=str(stop)), tmp_path,
                     stop_file=stop)

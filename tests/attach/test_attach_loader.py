@@ -42,7 +42,7 @@ def test_rpath_dlopen_after_attach_and_the_exit_status(tmp_path, cbuild, how, st
     try:
         target.wait_line("ready")
         capture = tmp_path / "attached.mtrace"
-        cli = subprocess.Popen([sys.executable, "-m", "memtrace_core", "attach",
+        cli = subprocess.Popen([sys.executable, "-m", "memtrace_tui", "attach",
                                 str(target.pid), "-o", str(capture)], env=cli_env(),
                                stderr=subprocess.PIPE, text=True)
         assert cli.stderr is not None

@@ -37,7 +37,7 @@ def test_live_attach_shows_leak_and_detaches(start_target, tmp_path: Path):
     session = f"mt-attach-{target.pid}"
     done = tmp_path / "exit"
     command = (f"cd {tmp_path} && env -u COLUMNS -u LINES PYTHONPATH={REPO} {sys.executable} "
-               "-m memtrace_core live "
+               "-m memtrace_tui live "
                f"--attach {target.pid}; echo $? > {done}; sleep 30")
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "45",
                     command], check=True)

@@ -55,8 +55,9 @@ def channels_of(pid: int) -> list[Path]:
 
 def copy_install(dest: Path) -> Path:
     """A copy of memtrace's package tree (built extensions included) to run the CLI from."""
-    shutil.copytree(REPO / "memtrace_core", dest / "memtrace_core",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyx", "*.c", "*.h"))
+    for package in ("memtrace_core", "memtrace_tui"):
+        shutil.copytree(REPO / package, dest / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyx", "*.c", "*.h"))
     return dest
 
 
@@ -157,7 +158,7 @@ def test_helper_swapped_after_the_check_is_not_what_loads(start_target, tmp_path
     """Between the check and the injection the helper is replaced by a library that would
     leave a marker file: the target loads the checked copy, never the planted file."""
     from memtrace_core.attach import injector, session
-    from memtrace_core.cli.attach import StreamCopier
+    from memtrace_core.capture_writer import CaptureCopier
 
     src = tmp_path / "install"
     src.mkdir()
@@ -184,7 +185,7 @@ def test_helper_swapped_after_the_check_is_not_what_loads(start_target, tmp_path
     target.wait_line("leak 1 ")
     attachment = session.Attachment(target.pid)
     out_fd = os.open(tmp_path / "x.mtrace", os.O_WRONLY | os.O_CREAT, 0o600)
-    copier = StreamCopier(attachment.begin(), out_fd)
+    copier = CaptureCopier(attachment.begin(), out_fd)
     copier.start()
     try:
         attachment.wait_ready()
@@ -218,7 +219,7 @@ def test_target_maps_the_copies_not_the_install(start_target, tmp_path):
 def test_channel_of_a_killed_memtrace_is_removed_by_the_next_attach(start_target, tmp_path):
     target = start_target()
     target.wait_line("leak 1 ")
-    cli = subprocess.Popen([sys.executable, "-m", "memtrace_core", "attach", str(target.pid),
+    cli = subprocess.Popen([sys.executable, "-m", "memtrace_tui", "attach", str(target.pid),
                             "-o", str(tmp_path / "a.mtrace")], env=cli_env(),
                            stderr=subprocess.PIPE, text=True)
     assert cli.stderr is not None
@@ -279,7 +280,7 @@ def test_root_attaches_to_another_users_process(other_user, tmp_path):
     try:
         target.wait_line("ready")
         out = tmp_path / "x.mtrace"
-        cli = subprocess.Popen([sys.executable, "-m", "memtrace_core", "attach",
+        cli = subprocess.Popen([sys.executable, "-m", "memtrace_tui", "attach",
                                 str(target.pid), "-o", str(out), "--duration", "1.5"],
                                env=cli_env(), stderr=subprocess.PIPE, text=True)
         assert cli.stderr is not None

@@ -22,7 +22,7 @@ def stats(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, PYTHONPATH=path)
     return subprocess.run(
-        [sys.executable, "-m", "memtrace_core", "stats", *args],
+        [sys.executable, "-m", "memtrace_tui", "stats", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
     )
 
@@ -183,7 +183,7 @@ def test_stats_corrupt_after_header_shows_partial_figures_and_fails(tmp_path: Pa
 def test_stats_does_not_import_textual(tmp_path: Path) -> None:
     capture = known_capture().write(tmp_path / "known.mtrace")
     code = (
-        "import sys; from memtrace_core.cli import main; "
+        "import sys; from memtrace_tui.cli import main; "
         f"rc = main(['stats', {str(capture)!r}]); "
         "assert rc == 0; assert not [m for m in sys.modules if m.startswith('textual')], 'textual'"
     )

@@ -83,7 +83,7 @@ def test_real_capture_matches_independent_decode(tmp_path: Path, native: bool) -
     env = dict(os.environ, PYTHONPATH=str(REPO))
     options = ["--native"] if native else []
     proc = subprocess.run(
-        [sys.executable, "-m", "memtrace_core", "run", *options, "-o", str(capture), "--force",
+        [sys.executable, "-m", "memtrace_tui", "run", *options, "-o", str(capture), "--force",
          "prog.py"],
         cwd=tmp_path, env=env, capture_output=True, timeout=120,
     )

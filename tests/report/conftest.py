@@ -14,7 +14,7 @@ from report_support import PROGRAM, build_extension
 
 @dataclass
 class Reports:
-    """Runs `python -m memtrace_core ...` with the extension importable and a private
+    """Runs `python -m memtrace_tui ...` with the extension importable and a private
     symbol cache."""
 
     python: str
@@ -26,7 +26,7 @@ class Reports:
         return Reports(self.python, env)
 
     def cli(self, *args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([self.python, "-m", "memtrace_core", *args], cwd=cwd,
+        return subprocess.run([self.python, "-m", "memtrace_tui", *args], cwd=cwd,
                               env=self.env, capture_output=True, timeout=timeout)
 
     def ok(self, *args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -38,7 +38,7 @@ def capture(libs, tmp_path_factory):
     prog.write_text(PROG)
     cap = d / "cap.mtrace"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-m", "memtrace_core", "run", "--native", "-f", "-o",
+    r = subprocess.run([sys.executable, "-m", "memtrace_tui", "run", "--native", "-f", "-o",
                         str(cap), str(prog), str(libs["dwarf5"])], env=env,
                        capture_output=True, text=True, timeout=120)
     if r.returncode != 0:

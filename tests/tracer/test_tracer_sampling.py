@@ -84,7 +84,7 @@ def _trace(mt, directory: Path, source: str, lib: Path, *options: str, seed: str
     script = directory / "prog.py"
     script.write_text(source)
     capture = directory / "prog.mtrace"
-    proc = subprocess.run([mt.python, "-m", "memtrace_core", "run", *options, "-o",
+    proc = subprocess.run([mt.python, "-m", "memtrace_tui", "run", *options, "-o",
                            str(capture), "--force", "prog.py"], cwd=directory, env=env,
                           capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()
@@ -340,7 +340,7 @@ def test_frees_and_reuses_of_one_address_across_threads_stay_in_order(tmp_path, 
     got = {}
     for threads in ("8", "1"):
         capture = tmp_path / f"t{threads}.mtrace"
-        proc = subprocess.run([mt.python, "-m", "memtrace_core", "run", *mode, "-o",
+        proc = subprocess.run([mt.python, "-m", "memtrace_tui", "run", *mode, "-o",
                                str(capture), "prog.py", threads], cwd=tmp_path, env=env,
                               capture_output=True, timeout=300)
         assert proc.returncode == 0 and proc.stdout == b"done\n", proc.stderr.decode()

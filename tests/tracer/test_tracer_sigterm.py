@@ -50,7 +50,7 @@ while True:
 def _run_until_ready(mt, directory: Path, how: str, traced: bool) -> subprocess.Popen:
     script = directory / "killed.py"
     script.write_text(KILLED)
-    command = ([sys.executable, "-m", "memtrace_core", "run", "-o", "killed.mtrace",
+    command = ([sys.executable, "-m", "memtrace_tui", "run", "-o", "killed.mtrace",
                 "killed.py", how] if traced else [sys.executable, "killed.py", how])
     proc = subprocess.Popen(command, cwd=directory, env=mt.env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)

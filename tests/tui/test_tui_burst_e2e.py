@@ -82,7 +82,7 @@ def burstlib(tmp_path_factory) -> Path:
 def test_live_keeps_up_with_a_burst_then_a_leak(tmp_path, mt, burstlib):
     (tmp_path / "prog.py").write_text(PROGRAM)
     env = dict(mt.env, XDG_CACHE_HOME=str(tmp_path / "cache"))
-    cmd = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_core", "live",
+    cmd = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_tui", "live",
                                             "--native", "prog.py", str(burstlib)))
     t = Tmux(cmd, tmp_path, env)
     try:

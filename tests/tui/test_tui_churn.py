@@ -123,7 +123,7 @@ def top_rows(screen: str) -> list[int]:
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is required")
 def test_churn_in_a_terminal_rows_add_up_and_the_clock_moves(tmp_path, mt):
-    cmd = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_core", "live",
+    cmd = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_tui", "live",
                                             "--native", str(CHURN), str(SECONDS)))
     t = Tmux(cmd, tmp_path, dict(mt.env, XDG_CACHE_HOME=str(tmp_path / "cache")),
              size=(100, 30))

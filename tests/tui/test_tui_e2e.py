@@ -46,7 +46,7 @@ def leaky(tmp_path, mt):
     sessions = []
 
     def start(*args: str) -> Tmux:
-        cmd = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_core", "live",
+        cmd = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_tui", "live",
                                                 *args))
         t = Tmux(cmd, tmp_path, env)
         sessions.append(t)

@@ -58,7 +58,7 @@ def live(tmp_path, mt):
     sessions: list[Tmux] = []
 
     def start(*args: str) -> Tmux:
-        cmd = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_core", "live",
+        cmd = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_tui", "live",
                                                 *args))
         t = Tmux(cmd, tmp_path, env, size=(150, 40))
         sessions.append(t)

@@ -37,7 +37,7 @@ def _live_in_tmux(cwd: Path, env: dict[str, str], args: list[str]) -> tuple[str,
     name = f"mt-args-{uuid.uuid4().hex[:8]}"
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()
                        if k in ("PYTHONPATH", "PATH", "HOME"))
-    command = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_core", "live",
+    command = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_tui", "live",
                                                 *args))
     script = (f"cd {shlex.quote(str(cwd))} && env -u COLUMNS -u LINES {exports} "
               f"TERM=xterm-256color {command}; echo EXIT=$?; sleep 60")

@@ -40,7 +40,7 @@ async def test_cursor_shows_each_phase_exactly(mt, tmp_path: Path):
 
     (tmp_path / "phases.py").write_text(PROGRAM)
     capture = tmp_path / "phases.mtrace"
-    subprocess.run([mt.python, "-m", "memtrace_core", "run", "-o", str(capture), "phases.py"],
+    subprocess.run([mt.python, "-m", "memtrace_tui", "run", "-o", str(capture), "phases.py"],
                    cwd=tmp_path, env=mt.env, check=True, capture_output=True, timeout=60)
     session = session_for_capture(capture, names="off")
     timeline = session.timeline

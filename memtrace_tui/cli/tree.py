@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from memtrace_core.report.options import add_report_arguments
+    from memtrace_tui.cli._report_options import add_report_arguments
 
     p = subparsers.add_parser(
         "tree",
@@ -25,12 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from memtrace_core.report import deepjson, tree
-    from memtrace_core.report.options import exit_status, load, print_rich
+    from memtrace_tui import terminal_report
+    from memtrace_tui.cli._report_options import exit_status, load, print_rich
 
     profile = load(args)
     threshold = tree.parse_threshold(args.threshold, profile.total_bytes)
     if args.json:
         print(deepjson.dumps(tree.to_json(profile, threshold, args.max_depth), indent=1))
     else:
-        print_rich(tree.render(profile, threshold, args.max_depth))
+        print_rich(terminal_report.tree(profile, threshold, args.max_depth))
     return exit_status(args, profile)

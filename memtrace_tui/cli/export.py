@@ -9,7 +9,7 @@ SUFFIX = {"folded": ".folded", "speedscope": ".speedscope.json", "pprof": ".pb.g
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from memtrace_core.report.options import add_report_arguments
+    from memtrace_tui.cli._report_options import add_report_arguments
 
     p = subparsers.add_parser(
         "export",
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     import sys
 
-    from memtrace_core.report.options import exit_status, load, write_output
+    from memtrace_tui.cli._report_options import exit_status, load, write_output
 
     profile = load(args)
     if args.format == "folded":

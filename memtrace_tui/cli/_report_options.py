@@ -42,8 +42,8 @@ def load(args: argparse.Namespace):
     """The Profile these arguments ask for; warnings (stale libraries...) on stderr."""
     import sys
 
-    from memtrace_core.cli._progress import Progress
     from memtrace_core.report.profile import load_profile, selection_from_args
+    from memtrace_tui.cli._progress import Progress
 
     with Progress("reading the capture") as progress:
         profile = load_profile(args.file, selection_from_args(args), args.show_internal,
@@ -61,7 +61,7 @@ def print_rich(renderable) -> None:
 
     from rich.console import Console
 
-    from memtrace_core.report.kinds import legend_text
+    from memtrace_tui.terminal_report import legend_text
 
     width = None if sys.stdout.isatty() else 240  # piped: no wrapping inside rows
     console = Console(highlight=False, width=width)

@@ -7,7 +7,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from memtrace_core.tracer.runner import add_program_arguments
+    from memtrace_tui.cli._program_options import add_program_arguments
 
     p = subparsers.add_parser(
         "live",
@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", metavar="FILE", help="also save the stream as a capture")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    from memtrace_core.cli.run import add_no_names
+    from memtrace_tui.cli.run import add_no_names
 
     add_no_names(p)
     p.add_argument("--log", metavar="FILE",
@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also trace the program's child processes (forks, multiprocessing "
                         "workers, Python subprocesses), each into a capture FILE.PID next to "
                         "-o FILE (or in a temporary directory); key P picks one to view")
-    from memtrace_core.cli._leak_options import add_leak_options
-    from memtrace_core.cli.attach import add_method_option
+    from memtrace_tui.cli._leak_options import add_leak_options
+    from memtrace_tui.cli.attach import add_method_option
 
     add_method_option(p)
     add_leak_options(p)
@@ -86,16 +86,16 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     from memtrace_core.errors import UserError
-    from memtrace_core.tracer.runner import program_from_args
+    from memtrace_tui.cli._program_options import program_from_args
 
-    if args.attach is not None:  # memtrace_core/cli/attach.py owns the attached session
+    if args.attach is not None:  # memtrace_tui/cli/attach.py owns the attached session
         if args.program is not None:
             raise UserError("give either --attach PID or a program to run, not both",
                             status=2)
         if args.follow_fork:
             raise UserError("--follow-fork traces a program memtrace starts, not an attached "
                             "process", status=2)
-        from memtrace_core.cli.attach import run_live
+        from memtrace_tui.cli.attach import run_live
 
         return run_live(args)
     program = program_from_args(args)
@@ -119,11 +119,8 @@ def run(args: argparse.Namespace) -> int:
         fd, log_path = tempfile.mkstemp(prefix=f"memtrace-live-{name}-", suffix=".log")
         log = os.fdopen(fd, "wb")
 
-    from memtrace_core.cli._leak_options import configure
-    from memtrace_core.model.build import call_tree
     from memtrace_core.model.feed import enlarge_pipe
-    from memtrace_core.model.session import Session
-    from memtrace_core.reader import StreamReader
+    from memtrace_tui.cli._leak_options import live_session
 
     read_fd, write_fd = os.pipe()
     enlarge_pipe(read_fd)
@@ -148,10 +145,8 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(stdin, int) and stdin >= 0:
             os.close(stdin)
 
-    reader = StreamReader()
-    tree = call_tree(reader, native=args.native)
-    configure(reader, tree, args)
-    session = Session(reader, tree, live=True)
+    session = live_session(args, args.native)
+    tree = session.tree
     session.log_path = log_path
     session.child_prefix = child_prefix
 
@@ -172,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"memtrace: program output: {log_path}", file=sys.stderr)
     if args.output and args.native and not args.no_names and controller.feed is not None:
         controller.feed.eof.wait(timeout=10)  # the tee is closed: the capture is finished
-        from memtrace_core.cli._progress import name_capture
+        from memtrace_tui.cli._progress import name_capture
 
         name_capture(args.output)
     if capture:
@@ -221,7 +216,7 @@ def _background(args: argparse.Namespace, program) -> int:
     if os.path.exists(output) and not args.force:
         raise UserError(f"{args.output} exists (use --force to overwrite)")
     log_path = os.path.abspath(args.log) if args.log else output + ".log"
-    cmd = [sys.executable, "-m", "memtrace_core", "run", "-o", output, "--force"]
+    cmd = [sys.executable, "-m", "memtrace_tui", "run", "-o", output, "--force"]
     if args.native:
         cmd.append("--native")
     if args.no_names:

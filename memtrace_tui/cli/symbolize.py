@@ -22,9 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from memtrace_core.cli._progress import Progress
     from memtrace_core.reader import read_capture
     from memtrace_core.symbols.embed import embed
+    from memtrace_tui.cli._progress import Progress
 
     with Progress("reading") as progress:
         reader = read_capture(args.file, progress=progress)

@@ -1,4 +1,5 @@
-"""The `memtrace` command: one module per subcommand in this package.
+"""The `memtrace` command (the application's side: the engine, memtrace_core, has none):
+one module per subcommand in this package.
 
 Each subcommand module defines `register(subparsers)` which adds its parser and sets
 `func=run` (a callable taking the parsed args and returning an exit status). Modules keep
@@ -51,7 +52,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
     """Parse memtrace's options; a subcommand that runs a program (`run`, `live`) gets the
     program's command line untouched, as python takes it (memtrace_core/tracer/program.py),
     in `args.program`."""
-    from memtrace_core.tracer.program import split_command_line, takes_program
+    from memtrace_tui.cli._program_options import split_command_line, takes_program
 
     commands: dict[str, argparse.ArgumentParser] = {}
     for action in parser._actions:

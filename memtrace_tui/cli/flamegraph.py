@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from memtrace_core.report.options import add_report_arguments
+    from memtrace_tui.cli._report_options import add_report_arguments
 
     p = subparsers.add_parser(
         "flamegraph",
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from memtrace_core.report import flamegraph
-    from memtrace_core.report.options import exit_status, load, write_output
+    from memtrace_tui.cli._report_options import exit_status, load, write_output
 
     profile = load(args)
     output = args.output or (

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_attach_options(parser)
     parser.add_argument("-o", "--output", metavar="FILE", help="capture file to write")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite the output file")
-    from memtrace_core.cli.run import add_no_names
+    from memtrace_tui.cli.run import add_no_names
 
     add_no_names(parser)
     parser.add_argument(
@@ -52,7 +52,7 @@ def add_attach_options(parser: argparse.ArgumentParser) -> None:
         "--trace-python-allocators", action="store_true",
         help="record every PyMem/PyObject allocation, not only the arenas pymalloc maps",
     )
-    from memtrace_core.sampling import add_sample_option
+    from memtrace_tui.cli._program_options import add_sample_option
 
     add_sample_option(parser)
 
@@ -71,64 +71,6 @@ def add_method_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class StreamCopier(threading.Thread):
-    """Copies the stream from the FIFO into the capture file until EOF (or stop()), in the
-    format `memtrace run` writes ("MEMTRACZ", one zstd frame), flushed at least every
-    FLUSH_S so followers (`view --follow`) are never more than that behind."""
-
-    FLUSH_S = 0.2
-
-    def __init__(self, fd: int, out_fd: int) -> None:
-        super().__init__(name="memtrace-copy", daemon=True)
-        import zstandard
-
-        self.fd = fd
-        self.out_fd = out_fd
-        self.bytes = 0
-        self.first_data: float | None = None
-        self.eof = threading.Event()
-        self._stop_event = threading.Event()
-        self._zstd = zstandard.ZstdCompressor(level=2).compressobj()
-        self._flush_block = zstandard.COMPRESSOBJ_FLUSH_BLOCK
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.out_fd, view):]
-
-    def run(self) -> None:
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-        self._write(b"MEMTRACZ")
-        last_flush = time.monotonic()
-        dirty = False
-        try:
-            while not self._stop_event.is_set():
-                if poller.poll(50):
-                    data = os.read(self.fd, 1 << 16)
-                    if not data:
-                        break
-                    if self.first_data is None:
-                        self.first_data = time.monotonic()
-                    self._write(self._zstd.compress(data))
-                    self.bytes += len(data)
-                    dirty = True
-                if dirty and time.monotonic() - last_flush >= self.FLUSH_S:
-                    self._write(self._zstd.flush(self._flush_block))
-                    last_flush = time.monotonic()
-                    dirty = False
-        finally:
-            try:
-                self._write(self._zstd.flush())
-            except OSError:
-                pass
-            os.close(self.fd)
-            self.eof.set()
-
-
 def _parse_pid(value: Any) -> int:
     try:
         return int(value)
@@ -139,7 +81,8 @@ def _parse_pid(value: Any) -> int:
 def run(args: argparse.Namespace) -> int:
     """Attach, record for --duration seconds (or until Ctrl-C / the target exits), detach."""
     from memtrace_core.attach.session import Attachment
-    from memtrace_core.cli.run import open_output
+    from memtrace_core.capture_writer import CaptureCopier
+    from memtrace_tui.cli.run import open_output
 
     pid = _parse_pid(args.pid)
     if args.stop:
@@ -156,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         copier = None
         try:
-            copier = StreamCopier(attachment.begin(), out_fd)
+            copier = CaptureCopier(attachment.begin(), out_fd)
             copier.start()  # drains from the first byte: the tracer must never wait for us
             warn_untrusted(attachment)
             attachment.wait_ready()
@@ -203,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"memtrace: detached from process {pid} by closing the channel (its tracer "
             f"stops by itself); capture in {output} has no trailer")
     if args.native and not args.no_names:
-        from memtrace_core.cli._progress import name_capture
+        from memtrace_tui.cli._progress import name_capture
 
         name_capture(output)
     return 130 if interrupted and args.duration is not None else 0
@@ -226,7 +169,7 @@ def say(line: str) -> None:
         pass
 
 
-def _wait(attachment: Any, copier: StreamCopier, duration: float | None) -> bool:
+def _wait(attachment: Any, copier: Any, duration: float | None) -> bool:
     """Until the duration ends, the stream ends, or Ctrl-C / SIGTERM / `attach --stop`
     (both detach cleanly); True when interrupted. A closed terminal (SIGHUP) changes
     nothing: tracing goes on into the file."""
@@ -385,16 +328,11 @@ def run_live(args: argparse.Namespace) -> int:
                             getattr(args, "method", "ptrace"),
                             bool(getattr(args, "allow_untrusted_paths", False)),
                             sample_bytes=getattr(args, "sample", 0) or 0)
-    from memtrace_core.cli._leak_options import configure
-    from memtrace_core.model.build import call_tree
-    from memtrace_core.model.session import Session
-    from memtrace_core.reader import StreamReader
+    from memtrace_tui.cli._leak_options import live_session
 
     created = bool(output) and not os.path.exists(output)
-    reader = StreamReader()
-    tree = call_tree(reader, native=native)
-    configure(reader, tree, args)
-    session = Session(reader, tree, live=True)
+    session = live_session(args, native)
+    tree = session.tree
     try:
         controller = AttachController(attachment, attachment.begin(), session,
                                       tee_path=output)
@@ -421,7 +359,7 @@ def run_live(args: argparse.Namespace) -> int:
     if output:
         print(f"memtrace: capture: {output}", file=sys.stderr)
         if native and not getattr(args, "no_names", False):
-            from memtrace_core.cli._progress import name_capture
+            from memtrace_tui.cli._progress import name_capture
 
             name_capture(output)
     if session.detached:

@@ -6,7 +6,8 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from memtrace_core.report.options import add_report_arguments
+    from memtrace_core.model.metrics import LOCATION_SORTS
+    from memtrace_tui.cli._report_options import add_report_arguments
 
     p = subparsers.add_parser(
         "table",
@@ -15,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "own bytes, total bytes or allocation count. Native captures are symbolized.",
     )
     add_report_arguments(p)
-    p.add_argument("--sort", choices=("own", "total", "count"), default="own",
+    p.add_argument("--sort", choices=LOCATION_SORTS, default="own",
                    help="own bytes (default), total bytes through the frame, or count")
     p.add_argument("-n", "--limit", type=int, default=25, metavar="N",
                    help="rows to show (0 = all; default 25)")
@@ -27,11 +28,12 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from memtrace_core.report import table
-    from memtrace_core.report.options import exit_status, load, print_rich
+    from memtrace_tui import terminal_report
+    from memtrace_tui.cli._report_options import exit_status, load, print_rich
 
     profile = load(args)
     if args.json:
         print(json.dumps(table.to_json(profile, args.sort, args.limit), indent=1))
     else:
-        print_rich(table.render(profile, args.sort, args.limit))
+        print_rich(terminal_report.table(profile, args.sort, args.limit))
     return exit_status(args, profile)

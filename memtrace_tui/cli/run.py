@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "each into FILE.PID",
     )
     add_no_names(parser)
-    from memtrace_core.tracer.runner import add_program_arguments
+    from memtrace_tui.cli._program_options import add_program_arguments
 
     add_program_arguments(parser)
     parser.set_defaults(func=run)
@@ -49,7 +49,7 @@ def name_at_exit(path: str) -> None:
 
     def name() -> None:
         if os.getpid() == pid:
-            from memtrace_core.cli._progress import name_capture
+            from memtrace_tui.cli._progress import name_capture
 
             name_capture(path)
 
@@ -79,8 +79,9 @@ def open_output(path: str, force: bool) -> int:
 def run(args: argparse.Namespace) -> int:
     """Trace the program in this process; never returns normally (SystemExit)."""
     from memtrace_core.tracer import runner
+    from memtrace_tui.cli._program_options import program_from_args
 
-    program = runner.program_from_args(args)
+    program = program_from_args(args)
     program.check()
     output = args.output
     if output is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from memtrace_core.sizes import format_bytes as _size
+
 HUMAN_TOP = 10
 JSON_TOP = 100
 
@@ -33,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from memtrace_core.cli._progress import Progress
     from memtrace_core.reader import read_capture
+    from memtrace_tui.cli._progress import Progress
 
     with Progress("reading the capture") as progress:
         reader = read_capture(args.file, progress=progress)
@@ -166,15 +168,6 @@ def _counters(s: Any) -> dict[str, int]:
 
 def _python_entry(loc: Any, s: Any) -> dict[str, Any]:
     return {"function": loc.function, "file": loc.file, "line": loc.line, **_counters(s)}
-
-
-def _size(n: float) -> str:
-    """Bytes in binary units: 1.5 KiB, 12.0 MiB."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def _short_path(path: str, width: int = 40) -> str:

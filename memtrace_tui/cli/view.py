@@ -7,7 +7,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from memtrace_core.cli._leak_options import add_leak_options
+    from memtrace_tui.cli._leak_options import add_leak_options
 
     p = subparsers.add_parser(
         "view",
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--all-processes reads finished captures; follow one process "
                             "at a time (live's process picker, key P)", status=2)
         return _follow(args)
-    from memtrace_core.cli._progress import Progress
+    from memtrace_tui.cli._progress import Progress
 
     with Progress("reading the capture") as progress:
         session = session_for_capture(args.file, show_internal=args.show_internal,

@@ -57,11 +57,12 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from memtrace_core.cli._progress import Progress
     from memtrace_core.errors import UserError
-    from memtrace_core.model.metrics import format_bytes
+    from memtrace_core.model.metrics import format_bytes, format_signed
     from memtrace_core.report import diff
-    from memtrace_core.report.options import print_rich
+    from memtrace_tui import terminal_report
+    from memtrace_tui.cli._progress import Progress
+    from memtrace_tui.cli._report_options import print_rich
 
     second = args.second or args.first
     if args.second is None and args.from_ is None and args.to == "end":
@@ -94,14 +95,14 @@ def run(args: argparse.Namespace) -> int:
     title = (f"in use {diff.describe_instant(before_at, before)} of {args.first} → "
              f"{diff.describe_instant(after_at, after)} of {second}: "
              f"{format_bytes(total_b)} → {format_bytes(total_a)} "
-             f"({diff._signed(total_a - total_b)}, {diff._count(count_a - count_b)} "
+             f"({format_signed(total_a - total_b)}, {diff.signed_count(count_a - count_b)} "
              f"allocations)")
     if args.tree:
         root = diff.path_changes(before, after)
         if args.json:
             print(json.dumps(diff.tree_json(root, args.all), indent=1))
         else:
-            print_rich(diff.render_tree(root, title, args.max_depth))
+            print_rich(terminal_report.diff_tree(root, title, args.max_depth))
     else:
         changes = diff.location_changes(before, after, args.all)
         if args.json:
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             from rich.console import Group
             from rich.text import Text
 
-            print_rich(Group(Text(title, style="bold"), diff.render_table(changes,
+            print_rich(Group(Text(title, style="bold"), terminal_report.diff_table(changes,
                                                                           args.limit)))
     status = 0
     for path, profile in ((args.first, before), (second, after)):
