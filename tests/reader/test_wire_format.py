@@ -88,3 +88,22 @@ def test_tree_counter_layout_one_definition():
     indexes = [getattr(metrics, name) for name in dir(metrics)
                if re.fullmatch(r"[A-Z]+_(BYTES|COUNT)", name)]
     assert sorted(indexes) == list(range(nc))
+
+
+def test_the_tests_independent_encoder_agrees():
+    """tests/streamgen.py writes streams from FORMAT.md with its own numbers (so reader tests
+    check the reader against the format, not against itself): they are the header's."""
+    import streamgen
+
+    records = _header_records()
+    assert {getattr(streamgen, name): name for name in records.values()} == records
+    codes = {name: code for code, name in _header_allocators().items()}
+    ours = {"MALLOC": "malloc", "CALLOC": "calloc", "REALLOC": "realloc", "MMAP": "mmap",
+            "FREE_FN": "free", "MUNMAP": "munmap", "REALLOCARRAY": "reallocarray",
+            "POSIX_MEMALIGN": "posix_memalign", "ALIGNED_ALLOC": "aligned_alloc",
+            "MEMALIGN": "memalign", "VALLOC": "valloc", "PVALLOC": "pvalloc",
+            "PYMALLOC_MALLOC": "pymalloc_malloc", "PYMALLOC_CALLOC": "pymalloc_calloc",
+            "PYMALLOC_REALLOC": "pymalloc_realloc", "PYMALLOC_FREE": "pymalloc_free"}
+    assert {name: getattr(streamgen, attr) for attr, name in ours.items()} == {
+        name: codes[name] for name in ours.values()}
+    assert streamgen.MAGIC == MAGIC
