@@ -40,6 +40,7 @@ class Follow:
 _follow: Follow | None = None
 _untraced = 0
 _watching = False
+_exec_children: list[int] = []  # pids of the traced children started by exec
 
 
 def watch() -> None:
@@ -104,6 +105,8 @@ def _spawning(real: Any, search: bool) -> Any:
         pid = real(path, rewritten if rewritten is not None else argv, *rest, **kwargs)
         if rewritten is None:
             _set_untraced(_untraced + 1)
+        else:
+            _exec_children.append(pid)
         return pid
 
     spawn.__doc__ = real.__doc__
@@ -144,6 +147,28 @@ def _trace_forked_child() -> None:
     _tracer.set_root_code(settings.root_code)
     _tracer.set_thread_name(threading.get_native_id(), threading.current_thread().name)
     _set_untraced(0)  # the child's own children from here on
+
+
+def _starting(pid: int) -> bool:
+    """PID is alive (not a zombie): a child that may still create its capture."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+def wait_for_exec_children(output: str, timeout: float = 5.0) -> None:
+    """Wait (at most TIMEOUT seconds) until every child started by exec that still runs has
+    created its capture: an interpreter starting up on a loaded machine (multiprocessing's
+    resource tracker, a forkserver) can be slower than the whole parent program, and the
+    parent's list of its children's captures must not miss it."""
+    deadline = time.monotonic() + timeout
+    for pid in _exec_children:
+        while (not os.path.exists(f"{output}.{pid}") and _starting(pid)
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
 
 
 def child_captures(output: str) -> list[str]:
@@ -244,6 +269,8 @@ def _wrap_fork_exec() -> None:
                    **kwargs)
         if rewritten is None:
             _set_untraced(_untraced + 1)
+        else:
+            _exec_children.append(pid)
         return pid
 
     fork_exec._memtrace = True  # type: ignore[attr-defined]

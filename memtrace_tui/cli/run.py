@@ -104,8 +104,9 @@ def _say_child_captures(output: str, parent: int) -> None:
     """One line on stderr naming the children's captures (in the parent only)."""
     if os.getpid() != parent:
         return
-    from memtrace_core.tracer.children import child_captures
+    from memtrace_core.tracer.children import child_captures, wait_for_exec_children
 
+    wait_for_exec_children(output)
     found = child_captures(output)
     if found:
         print(f"memtrace: {len(found)} child process capture{'s' if len(found) > 1 else ''}: "

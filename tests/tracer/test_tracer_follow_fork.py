@@ -129,3 +129,22 @@ def test_without_the_flag_only_the_parent(tmp_path, mt):
     human = mt.cli("stats", str(run.capture), cwd=tmp_path).stdout.decode()
     assert "3 child processes ran untraced (memtrace run --follow-fork traces them)" in human
     assert _leak_at(mt, run.capture, "parent_leak", run.lines["parent"]) == (2 * 90007, 2)
+
+
+LEAVES_EARLY = """\
+import subprocess
+import sys
+
+# a Python child that outlives this parent: it is still starting up when the parent exits
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"])
+print(child.pid)
+"""
+
+
+def test_a_child_still_starting_at_exit_is_named(tmp_path, mt):
+    """The parent's list of its children's captures waits for a traced child that is still
+    starting (multiprocessing's resource tracker under load was missed that way)."""
+    run = mt.trace(tmp_path, LEAVES_EARLY, options=("--follow-fork",), timeout=120).check()
+    pid = int(run.proc.stdout)
+    expected = f"{run.capture}.{pid}"
+    assert expected in run.proc.stderr.decode(), run.proc.stderr.decode()
