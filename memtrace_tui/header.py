@@ -88,7 +88,9 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         ("peak_at", [(f" at {s.peak_time_s:.2f}s", MUTED)]),
         ("native", [("  native", "$text-primary")] if s.native else []),
         ("rss", [("  rss ", MUTED), (format_bytes(rss), "")] if rss else []),
-        ("follow_hint", [(" (--follow-fork traces them)", MUTED)] if untraced else []),
+        # the hint only when children are not followed (then the untraced are not Python)
+        ("follow_hint", [(" (--follow-fork traces them)", MUTED)]
+         if untraced and not processes else []),
         ("pending", [("  names pending ", MUTED),
                      (f"{s.pending_symbols}", "bold")]
          if s.pending_symbols else []),
@@ -105,10 +107,21 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
     def size(pieces: list[Piece]) -> int:
         return sum(len(t) for t, _ in pieces)
 
+    def status_at() -> int:
+        return next(i for i, p in enumerate(core) if p[0] == s.status
+                    or (p[0].endswith("…") and s.status.startswith(p[0][:-1])))
+
+    def shorten_status(over: int) -> None:
+        """The status `over` characters shorter, ending in "…", never under 7."""
+        i = status_at()
+        n = len(core[i][0]) - over
+        if over > 0 and n >= 7:
+            core[i] = (s.status[:n - 1] + "…", core[i][1])
+
     # very narrow: the clock goes, then the thread's figure (its badge and the tree's root
-    # still show it), then the "pid" label, then the process counts; last, the status is
-    # shortened
-    for label in ("clock", "thread", "pid", "family"):
+    # still show it), then the "pid" label; then the status is shortened; last, the process
+    # counts go
+    for label in ("clock", "thread", "pid", "status", "family"):
         if size(core) + size(family) <= room:
             break
         if label == "clock":
@@ -118,12 +131,12 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
                     and not (i > 0 and thread and core[i - 1][0] == "  thread ")]
         elif label == "pid":
             core = core[1:]
+        elif label == "status":
+            i = status_at()
+            shorten_status(min(size(core) + size(family) - room, len(core[i][0]) - 7))
         else:
             family = []
-    over = size(core) - room
-    status_at = next(i for i, p in enumerate(core) if p[0] == s.status)
-    if over > 0 and len(s.status) - over - 1 >= 6:
-        core[status_at] = (s.status[:len(s.status) - over - 1] + "…", core[status_at][1])
+    shorten_status(size(core) - room)
     used = size(core) + size(family)
     kept: dict[str, list[Piece]] = {}
 
@@ -155,7 +168,8 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         lead = []
     # the sampling note and the peak's time right after the peak, then the processes, the
     # leak-hunting figures, the rest in reading order
-    out = (core[:status_at] + lead + core[status_at:] + kept.get("sampled", [])
+    at = status_at()
+    out = (core[:at] + lead + core[at:] + kept.get("sampled", [])
            + kept.get("peak_at", []) + family)
     order = ["mark", "growth", "follow_hint", "rss", "native", "pending", "allocs", "records"]
     for name in order:

@@ -388,8 +388,8 @@ class MainScreen(Screen[None]):
 
     def open_child(self, path: str, all_processes: bool = False) -> None:
         """The child's capture in `memtrace view --follow` over this terminal (or all the
-        processes' captures merged, as far as they are written); this view (still fed
-        meanwhile) comes back when it quits."""
+        processes' captures merged and followed); this view (still fed meanwhile) comes
+        back when it quits."""
         import subprocess
 
         from textual.app import SuspendNotSupported

@@ -122,8 +122,8 @@ class ProcessPicker(ModalScreen[str | None]):
 
 def view_command(path: str, all_processes: bool = False) -> tuple[list[str], dict[str, str]]:
     """`memtrace view --follow PATH` with this memtrace, importable even when not installed;
-    with all_processes, `memtrace view --all-processes PATH` (PATH: the program's capture,
-    read as far as it is written, with its children's)."""
+    with all_processes, `--all-processes` too (PATH: the program's capture, followed with
+    its children's)."""
     import sys
 
     import memtrace_core
@@ -132,5 +132,5 @@ def view_command(path: str, all_processes: bool = False) -> tuple[list[str], dic
     root = os.path.dirname(os.path.dirname(os.path.abspath(memtrace_core.__file__)))
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
                                 else "")
-    how = "--all-processes" if all_processes else "--follow"
-    return [sys.executable, "-m", "memtrace_tui", "view", how, path], env
+    how = ["--follow", "--all-processes"] if all_processes else ["--follow"]
+    return [sys.executable, "-m", "memtrace_tui", "view", *how, path], env

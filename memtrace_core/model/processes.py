@@ -48,17 +48,17 @@ def split_ip(ip: int) -> tuple[int, int]:
 class MergedCodes:
     """code id -> (name, file, first line) over every process's code table."""
 
-    def __init__(self, readers: Sequence) -> None:
-        self._tables = [r.codes for r in readers]
+    def __init__(self, readers: list) -> None:
+        self._readers = readers  # the merged reader's own list: it grows with it
 
     def get(self, code: int, default=None):
-        return self._tables[code >> NODE_SHIFT].get(code & _NODE_MASK, default)
+        return self._readers[code >> NODE_SHIFT].codes.get(code & _NODE_MASK, default)
 
     def __getitem__(self, code: int):
-        return self._tables[code >> NODE_SHIFT][code & _NODE_MASK]
+        return self._readers[code >> NODE_SHIFT].codes[code & _NODE_MASK]
 
     def __len__(self) -> int:
-        return sum(len(t) for t in self._tables)
+        return sum(len(r.codes) for r in self._readers)
 
 
 class MergedNames:
@@ -81,55 +81,104 @@ class MergedNames:
 
 
 class MergedReader:
-    """Several finished (or cut-off) captures' readers as one; the first is the program."""
+    """Several captures' readers as one; the first is the program's. Readers may still be
+    fed (`view --follow --all-processes`: `feed` takes (path, bytes) pieces and starts a
+    reader for a capture it has not seen), so stack ids are given in order of appearance:
+    stable as the readers grow."""
 
-    def __init__(self, readers: Sequence, paths: Sequence[str]) -> None:
+    def __init__(self, readers: Sequence, paths: Sequence[str],
+                 temporary_threshold: int = 1) -> None:
         if not readers:
             raise ValueError("no reader")
-        if len(readers) > MAX_PROCESSES:
-            raise ValueError(f"more than {MAX_PROCESSES} processes")
-        self.readers = list(readers)
-        self.paths = list(paths)
-        first = self.readers[0]
-        self.header = dict(first.header or {})
-        self.header["native"] = any((r.header or {}).get("native") for r in self.readers)
-        self.header["processes"] = [int((r.header or {}).get("pid", 0)) for r in self.readers]
-        self.trailer = first.trailer
+        self.readers: list = []
+        self.paths: list[str] = []
+        self._index: dict[str, int] = {}
+        self._global: list[tuple[int, int]] = []  # stack id -> (process, its own stack id)
+        self._local: list[list[int]] = []  # per process: its own stack id -> stack id
+        self._maps: list[HistoryMap] = []
+        self._history_key: tuple = ()
+        self._history: list[tuple[int, int, int]] = []
+        self.temporary_threshold = temporary_threshold
         self.codes = MergedCodes(self.readers)
-        self._maps = [HistoryMap() for _ in self.readers]
-        self._offsets: list[int] = []
-        n = 0
-        for r in self.readers:
-            self._offsets.append(n)
-            n += r.n_stacks
-        self.n_stacks = n
-        self.threads = {}
+        self.skipped: list[str] = []
+        self.being_written = 0
+        for reader, path in zip(readers, paths, strict=True):
+            self.add(reader, path)
+
+    def add(self, reader, path: str) -> None:
+        if len(self.readers) >= MAX_PROCESSES:
+            raise ValueError(f"more than {MAX_PROCESSES} processes")
+        self._index[path] = len(self.readers)
+        self.readers.append(reader)
+        self.paths.append(path)
+        self._local.append([])
+        self._maps.append(HistoryMap())
+
+    # -- input (following) ------------------------------------------------------------------
+    def feed(self, pieces: list[tuple[str, bytes]]) -> None:
+        """New bytes of each capture: [(path, bytes)]; a new path is a new process."""
+        from memtrace_core.reader import new_reader
+
+        for path, data in pieces:
+            k = self._index.get(path)
+            if k is None:
+                self.add(new_reader(self.temporary_threshold), path)
+                k = len(self.readers) - 1
+            self.readers[k].feed(data)
+        self._sync()
+
+    def finish(self) -> None:
+        for reader in self.readers:
+            reader.finish()
+
+    def _sync(self) -> None:
+        """Stack ids for the stacks the readers found since the last call."""
+        for k, reader in enumerate(self.readers):
+            mine = self._local[k]
+            for local in range(len(mine), reader.n_stacks):
+                mine.append(len(self._global))
+                self._global.append((k, local))
+
+    # -- what the captures say ----------------------------------------------------------------
+    @property
+    def header(self) -> dict:
+        out = dict(self.readers[0].header or {})
+        if out:
+            out["native"] = any((r.header or {}).get("native") for r in self.readers)
+            out["processes"] = [int((r.header or {}).get("pid", 0)) for r in self.readers]
+        return out
+
+    @property
+    def trailer(self):
+        return self.readers[0].trailer
+
+    @property
+    def threads(self) -> dict:
+        out = {}
         for k, r in enumerate(self.readers):
             pid = (r.header or {}).get("pid", "?")
             for tid, (os_tid, name) in r.threads.items():
-                self.threads[tid | (k << THREAD_SHIFT)] = (os_tid, f"{name} (pid {pid})")
-        self.history = self._merged_history()
-        self._first_take = True
+                out[tid | (k << THREAD_SHIFT)] = (os_tid, f"{name} (pid {pid})")
+        return out
 
     # -- the tree builder's questions -------------------------------------------------------
-    def _split(self, sid: int) -> tuple[int, int]:
-        for k in range(len(self._offsets) - 1, -1, -1):
-            if sid >= self._offsets[k]:
-                return k, sid - self._offsets[k]
-        raise IndexError(f"unknown stack id {sid}")
+    @property
+    def n_stacks(self) -> int:
+        self._sync()
+        return len(self._global)
 
     def stack_key(self, sid: int) -> tuple[int, int, int]:
-        k, local = self._split(sid)
+        k, local = self._global[sid]
         py, nat, thread = self.readers[k].stack_key(local)
         tag = k << NODE_SHIFT
         return py | tag, nat | tag, thread | (k << THREAD_SHIFT)
 
     def stack_counters(self, sid: int) -> tuple:
-        k, local = self._split(sid)
+        k, local = self._global[sid]
         return self.readers[k].stack_counters(local)
 
     def stack_temporary(self, sid: int) -> tuple:
-        k, local = self._split(sid)
+        k, local = self._global[sid]
         return self.readers[k].stack_temporary(local)
 
     def py_stack(self, node: int) -> list:
@@ -143,22 +192,28 @@ class MergedReader:
         return [tag_ip(ip, k) for ip in self.readers[k].native_stack(node & _NODE_MASK)]
 
     def take_changed(self) -> list:
-        """Every stack, once (the captures are read: nothing changes after)."""
-        for r in self.readers:
-            r.take_changed()
-        if not self._first_take:
-            return []
-        self._first_take = False
-        return list(range(self.n_stacks))
+        """Stack ids whose figures changed since the last call, new ones included."""
+        self._sync()
+        out = []
+        for k, reader in enumerate(self.readers):
+            mine = self._local[k]
+            out.extend(mine[local] for local in reader.take_changed())
+        return out
 
     def live_snapshot(self) -> bytes:
-        return b"".join(r.live_snapshot() for r in self.readers)
+        from array import array
+
+        self._sync()
+        figures = array("q")
+        for k, local in self._global:
+            c = self.readers[k].stack_counters(local)
+            figures.append(c[2])
+            figures.append(c[3])
+        return figures.tobytes()
 
     def stacks(self) -> list:
-        out = []
-        for sid in range(self.n_stacks):
-            out.append((*self.stack_key(sid), *self.stack_counters(sid)))
-        return out
+        return [(*self.stack_key(sid), *self.stack_counters(sid))
+                for sid in range(self.n_stacks)]
 
     def module_lookup(self, addr: int) -> tuple[str, str | None, int] | None:
         """(path, build id, offset) of a tagged address, through its own process's maps."""
@@ -196,10 +251,6 @@ class MergedReader:
         return None
 
     @property
-    def temporary_threshold(self) -> int:
-        return self.readers[0].temporary_threshold
-
-    @property
     def last_time_us(self) -> int:
         ends = [self._start_us(k) + r.last_time_us for k, r in enumerate(self.readers)]
         return max(ends)
@@ -211,6 +262,13 @@ class MergedReader:
         if start is None or origin is None:
             return 0
         return max(0, round((start - origin) * 1e6))
+
+    @property
+    def history(self) -> list[tuple[int, int, int]]:
+        key = tuple(len(r.history) for r in self.readers)
+        if key != self._history_key:
+            self._history_key, self._history = key, self._merged_history()
+        return self._history
 
     def _merged_history(self) -> list[tuple[int, int, int]]:
         """(t_us, heap, rss) of all processes together, at every process's sample."""
@@ -266,7 +324,7 @@ def read_processes(path: str, progress=None, temporary_threshold: int = 1):
     if len(readers) > MAX_PROCESSES:
         raise UserError(f"{path}: {len(readers)} process captures; --all-processes merges "
                         f"at most {MAX_PROCESSES}")
-    merged = MergedReader(readers, paths)
+    merged = MergedReader(readers, paths, temporary_threshold)
     merged.skipped = skipped
     merged.being_written = sum(1 for p, r in zip(paths, readers, strict=True)
                                if not r.complete and _being_written(p))
@@ -289,3 +347,52 @@ def _being_written(path: str) -> bool:
         return writer_alive(fd)
     finally:
         os.close(fd)
+
+
+class ProcessesFollower:
+    """`view --follow --all-processes`: the program's capture and its children's as they are
+    written, children picked up as they appear. Reads give (path, bytes) pieces for
+    MergedReader.feed (the feed thread hands them over as it would a stream's bytes)."""
+
+    DISCOVER_S = 0.5  # how often to look for new children's captures
+
+    def __init__(self, path: str) -> None:
+        from memtrace_core.reader.follow import CaptureFollower
+
+        self.path = path
+        self.followers = {path: CaptureFollower(path)}
+        self._looked = 0.0
+
+    def _discover(self) -> None:
+        import time
+
+        from memtrace_core.errors import UserError
+        from memtrace_core.reader.follow import CaptureFollower
+        from memtrace_core.tracer.children import child_captures
+
+        now = time.monotonic()
+        if now - self._looked < self.DISCOVER_S:
+            return
+        self._looked = now
+        for child in child_captures(self.path):
+            if child not in self.followers:
+                try:
+                    self.followers[child] = CaptureFollower(child, wait_s=0.0)
+                except UserError:  # not even its magic yet (or never: looked at again)
+                    continue
+
+    def read(self) -> list[tuple[str, bytes]]:
+        self._discover()
+        pieces = [(path, f.read()) for path, f in list(self.followers.items())]
+        return [(path, data) for path, data in pieces if data]
+
+    @property
+    def frame_ended(self) -> bool:
+        return all(f.frame_ended for f in self.followers.values())
+
+    def writer_alive(self) -> bool:
+        return any(f.writer_alive() for f in self.followers.values())
+
+    def close(self) -> None:
+        for f in self.followers.values():
+            f.close()

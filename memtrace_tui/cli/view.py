@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="start with interpreter-internal frames shown (key i toggles)")
     p.add_argument("--all-processes", action="store_true",
                    help="FILE and its traced children's captures (FILE.PID, from "
-                        "--follow-fork) merged into one tree, by frame")
+                        "--follow-fork) merged into one tree, by frame (with --follow: "
+                        "followed as they are written, children as they start)")
     p.set_defaults(func=run)
 
 
@@ -35,9 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from memtrace_core.model.build import session_for_capture
 
     if args.follow:
-        if args.all_processes:
-            raise UserError("--all-processes reads finished captures; follow one process "
-                            "at a time (live's process picker, key P)", status=2)
         return _follow(args)
     from memtrace_tui.cli._progress import Progress
 
@@ -71,9 +69,17 @@ def _follow(args: argparse.Namespace) -> int:
 
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         raise UserError("view needs a terminal (use `memtrace top --follow FILE` for text)")
-    follower = CaptureFollower(args.file)
-    reader = StreamReader()
-    reader.set_temporary_threshold(args.temporary_threshold)
+    if args.all_processes:  # the program's capture and its children's, as they appear
+        from memtrace_core.model.processes import MergedReader, ProcessesFollower
+        from memtrace_core.reader import new_reader
+
+        follower = ProcessesFollower(args.file)
+        reader = MergedReader([new_reader(args.temporary_threshold)], [args.file],
+                              args.temporary_threshold)
+    else:
+        follower = CaptureFollower(args.file)
+        reader = StreamReader()
+        reader.set_temporary_threshold(args.temporary_threshold)
     deadline = time.monotonic() + 10
     try:
         while not reader.header:  # the header says what the tree needs (native or not)

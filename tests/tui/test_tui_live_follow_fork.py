@@ -7,6 +7,7 @@ runs."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import sys
@@ -94,17 +95,18 @@ def test_live_follow_fork_picks_a_child_and_comes_back(live, tmp_path, mt):
     screen = t.wait_for(r"running .*2 processes")
     assert f"pid {child_pid} " not in screen
     t.wait_for(r"\[py\] parent_leak", keys=("e",))
-    # the first row: all processes together, merged by frame, as far as they are written
+    # the first row: all processes together, merged by frame, followed as they are written
     t.keys("P")
     t.wait_for(r"all 2 processes together")
     t.keys("Home", "Enter")
-    t.wait_for(r"captures as read: 2 still running .*2 processes")
     screen = t.wait_for(r"\[py\] child_leak", keys=("e",))
+    assert re.search(r"running .*2 processes", screen.splitlines()[0]), screen
     assert "family.py:18" in screen  # parent_leak()'s line: the program's own leak too
-    t.keys("q")  # back in the program's live view
-    t.wait_for(r"running .*2 processes")
-    (tmp_path / "stop-now").touch()
-    t.wait_for(r"exited with status 0")
+    (tmp_path / "stop-now").touch()  # both end: the merged view follows them to the end
+    screen = t.wait_for(r"exited with status 0")
+    assert "child_leak" in screen
+    t.keys("q")  # back in the program's live view (its key bar offers P)
+    t.wait_for(r"exited with status 0 .*2 processes(.*\n)*.* P process ")
     t.keys("q")
     said = t.wait_for(r"EXIT=\d+")  # memtrace's last lines, after the UI closed
     assert "EXIT=0" in said
@@ -147,6 +149,9 @@ def test_header_keeps_the_process_counts_at_any_width(width):
     untraced = header_content(_summary(untraced_children=2), width).plain
     assert "2 children untraced" in untraced
     assert ("(--follow-fork traces them)" in untraced) == (width == 150)
+    # following children: the untraced ones are not Python, so no hint to follow them
+    following = header_content(_summary(processes=2, untraced_children=1), width).plain
+    assert "1 child untraced" in following and "--follow-fork" not in following
     one = header_content(_summary(untraced_children=1, processes=0), width).plain
     assert "1 child untraced" in one and "process" not in one
     plain = header_content(_summary(), width).plain
