@@ -61,6 +61,25 @@ def session_for_capture(path, *, show_internal: bool = False, names: str = "asyn
 
     timeline = None
     embedded = None
+    seen: set[int] = set()
+    named: list = []  # the capture's own names, read when its header says native
+
+    def name_while_reading(reader) -> None:
+        """The worker starts on the addresses as they are read, not once the whole
+        capture is (when the tree asks, most names are in: no stack moves twice)."""
+        if namer.reader is not reader:
+            if not reader.header:
+                return
+            if not reader.header.get("native"):
+                return
+            named.append(read_names(path))
+            namer.attach(reader, named[0])
+        new = [ip for ip in dict.fromkeys(reader.take_new_native_ips()) if ip not in seen]
+        seen.update(new)
+        if new:
+            namer.prefetch(new)
+        namer.absorb()
+
     try:
         if all_processes:
             from memtrace_core.model.processes import read_processes
@@ -68,7 +87,9 @@ def session_for_capture(path, *, show_internal: bool = False, names: str = "asyn
             reader, embedded = read_processes(path, progress, temporary_threshold)
         else:
             try:
-                reader, timeline = read_with_timeline(path, progress, temporary_threshold)
+                reader, timeline = read_with_timeline(
+                    path, progress, temporary_threshold,
+                    while_reading=name_while_reading if namer is not None else None)
             except UserError:  # e.g. damaged compressed data: read_capture salvages more
                 reader = read_capture(path, progress=progress,
                                       temporary_threshold=temporary_threshold)
@@ -78,10 +99,11 @@ def session_for_capture(path, *, show_internal: bool = False, names: str = "asyn
         raise
     native = bool((reader.header or {}).get("native"))
     if native and not all_processes:
-        embedded = read_names(path)
+        embedded = named[0] if named else read_names(path)
     if namer is not None:
         if native:
             namer.attach(reader, embedded)
+            name_while_reading(reader)  # the last addresses, and the answers so far
         else:
             namer.close()
             namer = None

@@ -81,13 +81,22 @@ def peak_instant(reader) -> Instant:
                    peak.tobytes())
 
 
-def read_with_timeline(path: str | Path, progress=None, temporary_threshold: int = 1):
+def read_with_timeline(path: str | Path, progress=None, temporary_threshold: int = 1,
+                       while_reading=None):
     """(reader, timeline) of a whole capture: read_capture's reader (the same errors and
-    partial reads), with the instants taken on the way."""
+    partial reads), with the instants taken on the way. while_reading(reader) is called
+    as the file's bytes go by (with progress)."""
     from memtrace_core.reader import new_reader, replay
 
     reader = new_reader(temporary_threshold)
     timeline = Timeline()
+    if while_reading is not None:
+        shown = progress
+
+        def progress(done: int, total: int) -> None:
+            if shown is not None:
+                shown(done, total)
+            while_reading(reader)
 
     def at_stop(stopped) -> int:
         timeline.add(stopped)

@@ -389,6 +389,18 @@ cdef class StreamReader:
             out.append(out.pop(0))
         return out
 
+    def take_new_native_ips(self) -> list:
+        """The addresses of the native nodes read since the last call (each node once; an
+        address shared by several nodes may repeat): `view` has them named by the worker
+        while the rest of the capture is read."""
+        out = []
+        cdef size_t i
+        for i in range(1, self.s.nat_cap):
+            if self.s.nat_flags[i] == 1:  # defined, not taken yet
+                self.s.nat_flags[i] = 3
+                out.append(self.s.nat_ip[i])
+        return out
+
     cdef uint64_t _py_node(self, node) except? 0:
         if node == 0:
             return 0

@@ -110,6 +110,12 @@ class Namer:
                 self._name_or_ask(ip, keys)
         self._submit(keys)
 
+    def absorb(self) -> None:
+        """Answers so far kept as known names, not reported by poll(): for addresses
+        prefetched before the tree asked about any (so none needs renaming)."""
+        self.poll()
+        self._arrived.clear()
+
     def classify(self, ips: list[int]) -> list[tuple[int, list[Frame]]]:
         """(flags, frames innermost first) for each return address. Addresses whose name
         is not known here go to the worker first (it starts on them at once); their
