@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
@@ -16,7 +17,10 @@ def parse_size(text: str) -> int:
     m = _SIZE.match(text)
     if m is None or m.group(2).lower() not in _UNITS:
         raise ValueError(f"not a size: {text!r}")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not math.isfinite(value):  # hundreds of digits: no size
+        raise ValueError(f"not a size: {text!r}")
+    return int(value)
 
 
 def format_bytes(n: int) -> str:

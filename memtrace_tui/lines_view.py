@@ -62,7 +62,8 @@ class LinesView(Widget, can_focus=True):
         self.occluded = 0  # bottom lines covered by panes drawn over the view
         # screen line -> what it shows: (row, selected, scrollbar glyph), None when blank
         self._painted: dict[int, tuple[Row, bool, str | None] | None] = {}
-        self._formatted: dict[int, Row] = {}  # rows formatted since the last set_row_count
+        # rows formatted since the last set_row_count, with the width they were made for
+        self._formatted: dict[int, tuple[int, Row]] = {}
         self._role_styles: dict[tuple[str, bool], Style] = {}
         # row index -> (row, selected, width, strip): drawn rows, reused when the view is
         # redrawn without their content changing (a relayout, e.g. `d`, redraws every line)
@@ -106,11 +107,14 @@ class LinesView(Widget, can_focus=True):
             self._repaint_changed()
 
     def row(self, index: int) -> Row:
-        row = self._formatted.get(index)
-        if row is None:
+        """Row `index` formatted for the width it is drawn at (columns and indentation
+        follow the width: a row made before a resize is made again)."""
+        width = self.size.width
+        got = self._formatted.get(index)
+        if got is None or got[0] != width:
             with self.lock:
-                row = self._formatted[index] = self.format_row(index)
-        return row
+                got = self._formatted[index] = (width, self.format_row(index))
+        return got[1]
 
     def set_row_count(self, count: int, cursor: int) -> None:
         """New rows (their content may have changed too); repaint the lines that differ."""

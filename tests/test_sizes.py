@@ -18,7 +18,7 @@ def test_one_size_parser(text, n):
     assert parse_sample_bytes(text) == n
 
 
-@pytest.mark.parametrize("text", ["", "12zz", "-5", "1e3", "KiB"])
+@pytest.mark.parametrize("text", ["", "12zz", "-5", "1e3", "KiB", "9" * 400, "9" * 320 + "GiB"])
 def test_not_a_size(text):
     with pytest.raises(ValueError):
         parse_size(text)
@@ -28,3 +28,12 @@ def test_formatting():
     assert [format_bytes(n) for n in (0, 1023, 1024, 1536, 5 << 20, 3 << 40, 5000 << 40)] == [
         "0 B", "1023 B", "1.0 KiB", "1.5 KiB", "5.0 MiB", "3.0 TiB", "5000.0 TiB"]
     assert [format_signed(n) for n in (-700, 0, 2048)] == ["-700 B", "±0 B", "+2.0 KiB"]
+
+
+@pytest.mark.parametrize("text", ["9" * 400, "9" * 400 + "ms"])
+def test_an_instant_too_far_is_one_line_of_error(text):
+    from memtrace_core.errors import UserError
+    from memtrace_core.report.diff import parse_instant
+
+    with pytest.raises(UserError):
+        parse_instant(text, "--from")

@@ -47,7 +47,7 @@ cdef extern from "aggregate.h":
         int64_t records
         uint32_t temp_threshold
         int64_t temp_bytes, temp_allocs
-        int header_seen, trailer_seen
+        int header_seen, trailer_seen, format, nodes_only
         const char *error
         double sample_mean
 

@@ -242,6 +242,12 @@ cdef class StreamReader:
         self._offset += pos
         return self.s.records - before
 
+    def read_nodes_only(self) -> None:
+        """From now on, read the stack tries and the other records but count no ALLOC or
+        FREE: what naming a capture's native frames needs (native_ips), at a fraction of
+        the cost of aggregating every allocation."""
+        self.s.nodes_only = 1
+
     def stop_at(self, int64_t t_us) -> None:
         """Make feed() stop right after the first TICK whose time is t_us or later (the
         records after it are kept for the next feed()): the aggregates are then those of
@@ -285,7 +291,7 @@ cdef class StreamReader:
             if n != 2 or type(rec[1]) is not dict:
                 raise _Malformed("HEADER is not [0, map]")
             version = rec[1].get("format")
-            if version != FORMAT_VERSION:
+            if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
                 raise _Malformed(f"unsupported format version {version!r}")
             if self.s.header_seen:
                 raise _Malformed("second HEADER")
@@ -294,6 +300,7 @@ cdef class StreamReader:
                 raise _Malformed("bad sample_bytes in HEADER")
             self.header = rec[1]
             self.s.sample_mean = sample or 0
+            self.s.format = version
             self.s.header_seen = 1
         elif kind == MT_REC_CODE:
             if n != 5 or not (_is_int(rec[1]) and type(rec[2]) is str and type(rec[3]) is str
@@ -387,6 +394,17 @@ cdef class StreamReader:
             node = self.s.nat_parent[node]
         if out and out[0] >= CUT_MARKER_BASE:
             out.append(out.pop(0))
+        return out
+
+    def native_ips(self) -> set:
+        """Every address of the native stack trie (cut markers included). The tracer defines
+        a node only for a stack it records an allocation with, so these are the addresses
+        of every native stack an allocation was recorded with."""
+        cdef uint64_t node
+        out = set()
+        for node in range(1, self.s.nat_cap):
+            if self.s.nat_flags[node] & 1:
+                out.add(self.s.nat_ip[node])
         return out
 
     def take_new_native_ips(self) -> list:

@@ -384,7 +384,10 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
         if (count == 0) { s->error = "empty record"; return MT_CORRUPT; }
         bad = "record type is not a small integer";
         READ(mp_uint(&p, end, 255, &t));
-        if (t > MT_REC_LAST) { s->error = "unknown record type"; return MT_CORRUPT; }
+        if (t > MT_REC_LAST || (t > MT_REC_TRAILER && s->format < 2)) {
+            s->error = "unknown record type"; /* ALLOC_SAME and FREE_SAME: format 2 */
+            return MT_CORRUPT;
+        }
         if (s->trailer_seen) { s->error = "data after TRAILER"; return MT_CORRUPT; }
         if (!s->header_seen && t != MT_REC_HEADER) {
             s->error = "first record is not HEADER";
@@ -404,7 +407,47 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             READ(mp_uint(&p, end, MT_MAX_ID, &nat));
             addr += s->last_addr; /* a delta from the previous ALLOC/FREE address */
             s->last_addr = addr;
+            s->alloc_seen = 1;
+            s->alloc_thread = thread;
+            s->alloc_allocator = allocator;
+            s->alloc_py = py;
+            s->alloc_nat = nat;
+            if (s->nodes_only) break;
             r = on_alloc(s, thread, allocator, addr, size, py, nat);
+            if (r) return r;
+            break;
+        }
+        case MT_REC_ALLOC_SAME: {
+            uint64_t addr, size;
+            if (count != 3) {
+                s->error = "ALLOC_SAME record has the wrong length";
+                return MT_CORRUPT;
+            }
+            if (!s->alloc_seen) { s->error = "ALLOC_SAME before any ALLOC"; return MT_CORRUPT; }
+            bad = "bad field in ALLOC_SAME record";
+            READ(mp_addr(&p, end, &addr));
+            READ(mp_uint(&p, end, INT64_MAX, &size));
+            addr += s->last_addr;
+            s->last_addr = addr;
+            if (s->nodes_only) break;
+            r = on_alloc(s, s->alloc_thread, s->alloc_allocator, addr, size, s->alloc_py,
+                         s->alloc_nat);
+            if (r) return r;
+            break;
+        }
+        case MT_REC_FREE_SAME: {
+            uint64_t addr;
+            if (count != 2) {
+                s->error = "FREE_SAME record has the wrong length";
+                return MT_CORRUPT;
+            }
+            if (!s->free_seen) { s->error = "FREE_SAME before any FREE"; return MT_CORRUPT; }
+            bad = "bad field in FREE_SAME record";
+            READ(mp_addr(&p, end, &addr));
+            addr += s->last_addr;
+            s->last_addr = addr;
+            if (s->nodes_only) break;
+            r = on_free(s, s->free_thread, s->free_allocator, addr, 0);
             if (r) return r;
             break;
         }
@@ -419,6 +462,10 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             if (allocator == 0) { s->error = "FREE with allocator 0"; return MT_CORRUPT; }
             addr += s->last_addr;
             s->last_addr = addr;
+            s->free_seen = 1;
+            s->free_thread = thread;
+            s->free_allocator = allocator;
+            if (s->nodes_only) break;
             r = on_free(s, thread, allocator, addr, size);
             if (r) return r;
             break;

@@ -81,6 +81,11 @@ typedef struct {
     int header_seen, trailer_seen;
     const char *error;
     uint64_t last_addr; /* ALLOC/FREE addresses are deltas from the previous one */
+    int format;         /* HEADER's format: 2 adds ALLOC_SAME and FREE_SAME */
+    int nodes_only;     /* decode ALLOC/FREE without counting them: the stack tries alone */
+    /* The previous ALLOC's and FREE's fields, which ALLOC_SAME and FREE_SAME repeat. */
+    int alloc_seen, free_seen;
+    uint64_t alloc_thread, alloc_allocator, alloc_py, alloc_nat, free_thread, free_allocator;
     /* A sampled capture (HEADER sample_bytes, set before the first ALLOC): its mean, and
      * the fraction of an allocation count estimated but not yet counted. */
     double sample_mean, count_carry;

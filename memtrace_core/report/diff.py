@@ -11,6 +11,7 @@ the peak (the allocations in use at the high-water mark).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -31,7 +32,7 @@ def parse_instant(text: str, option: str) -> int | str:
     if word in INSTANT_WORDS:
         return word
     m = _TIME.match(word)
-    if m is None:
+    if m is None or not math.isfinite(float(m.group(1))):
         raise UserError(f"bad {option} {text!r}: use a time since the start (12.5, 800ms, "
                         f"2m) or one of {', '.join(INSTANT_WORDS)}")
     return int(round(float(m.group(1)) * _TIME_UNITS[(m.group(2) or "").lower()]))

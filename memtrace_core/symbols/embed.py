@@ -31,16 +31,17 @@ def used_addresses(reader) -> set[int]:
     return ips
 
 
-def resolve_all(reader, cache_dir=None, progress: Progress | None = None
-                ) -> dict[names_section.Key, list[Frame]]:
-    """Frames of every used address, keyed as the names section keys them."""
+def resolve_all(reader, cache_dir=None, progress: Progress | None = None,
+                addresses: set[int] | None = None) -> dict[names_section.Key, list[Frame]]:
+    """Frames of every used address (given, or found from the reader's stacks), keyed as the
+    names section keys them."""
     from memtrace_core.symbols.modmap import HistoryMap
     from memtrace_core.symbols.symbolizer import Symbolizer
 
     modmap = HistoryMap()
     modmap.update(reader.maps_history or [])
     keys = set()
-    for ip in used_addresses(reader):
+    for ip in used_addresses(reader) if addresses is None else addresses:
         hit = modmap.lookup(ip - 1)
         if hit is not None:
             keys.add(hit)
@@ -60,12 +61,17 @@ def resolve_all(reader, cache_dir=None, progress: Progress | None = None
 def embed(path: str, cache_dir=None, progress: Progress | None = None) -> int:
     """Add (or replace) the capture's names section; the number of addresses named. A
     capture without native stacks gets no section (0)."""
-    from memtrace_core.reader import read_capture
+    from memtrace_core.reader import new_reader, replay
 
-    reader = read_capture(path)
+    # The stack tries and the maps are all it takes: the tracer defines a native node only
+    # for a stack it records an allocation with, so every address of the trie is used, and
+    # the allocations need not be counted (most of the cost of reading a big capture).
+    reader = new_reader()
+    reader.read_nodes_only()
+    replay(path, reader, lambda _reader: None)
     if not (reader.header or {}).get("native"):
         return 0
-    names = resolve_all(reader, cache_dir, progress)
+    names = resolve_all(reader, cache_dir, progress, reader.native_ips())
     _ensure_compressed(path)
     names_section.append(path, names_section.encode(names, socket.gethostname(), time.time()))
     return len(names)

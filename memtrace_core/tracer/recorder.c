@@ -4,7 +4,9 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <link.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -43,15 +45,90 @@ static __thread uint32_t t_thread __attribute__((tls_model("initial-exec"))) = 0
 static __thread uint32_t t_thread_gen __attribute__((tls_model("initial-exec"))) = 0;
 static __thread int t_name_slot __attribute__((tls_model("initial-exec"))) = -1;
 static __thread uint32_t t_name_seq __attribute__((tls_model("initial-exec"))) = 0;
+/* The thread's errno, found once: `errno` is a call into libc at every use. */
+static __thread int *t_errno __attribute__((tls_model("initial-exec"))) = NULL;
+
+static inline int *errno_ptr(void) {
+    int *e = t_errno;
+    if (__builtin_expect(e == NULL, 0)) t_errno = e = &errno;
+    return e;
+}
 
 typedef struct {
     uint8_t *data;
     size_t len, cap;
 } mt_buf;
 
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_wake = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t g_space = PTHREAD_COND_INITIALIZER;
+/* The recorder's one lock, and the writer's and producers' waits, on futexes: taking and
+ * releasing it is one atomic instruction each, inline, on the path of every record (a
+ * pthread mutex is two calls and bookkeeping per record). It is held for the few dozen
+ * nanoseconds of encoding one record, so a thread that finds it taken spins a little
+ * before sleeping (threads allocating at once). */
+static int g_lock;            /* 0 free, 1 held, 2 held and someone may sleep on it */
+static unsigned g_wake_seq;   /* bumped to wake the writer */
+static unsigned g_space_seq;  /* bumped when the writer hands a buffer back */
+static int g_space_waiters;   /* producers sleeping on g_space_seq (lock held to change) */
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ __volatile__("pause");
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* A futex call that leaves errno alone (EAGAIN, ETIMEDOUT are expected here, and the
+ * program's errno must never change under the tracer). */
+static void futex(void *addr, int op, int val, const struct timespec *timeout) {
+    int *err = errno_ptr(), saved = *err;
+    syscall(SYS_futex, addr, op, val, timeout, NULL, 0);
+    *err = saved;
+}
+
+static __attribute__((noinline)) void lock_slow(void) {
+    for (int i = 0; i < 200; i++) {
+        cpu_relax();
+        int free_ = 0;
+        if (__atomic_load_n(&g_lock, __ATOMIC_RELAXED) == 0 &&
+            __atomic_compare_exchange_n(&g_lock, &free_, 1, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
+            return;
+    }
+    while (__atomic_exchange_n(&g_lock, 2, __ATOMIC_ACQUIRE) != 0)
+        futex(&g_lock, FUTEX_WAIT_PRIVATE, 2, NULL);
+}
+
+static inline void lock(void) {
+    int free_ = 0;
+    if (LIKELY(__atomic_compare_exchange_n(&g_lock, &free_, 1, 0, __ATOMIC_ACQUIRE,
+                                           __ATOMIC_RELAXED)))
+        return;
+    lock_slow();
+}
+
+static inline void unlock(void) {
+    if (UNLIKELY(__atomic_exchange_n(&g_lock, 0, __ATOMIC_RELEASE) == 2))
+        futex(&g_lock, FUTEX_WAKE_PRIVATE, 1, NULL);
+}
+
+/* Sleep until *seq moves from `seen` (or timeout_ns passes, 0: no limit), lock released
+ * meanwhile and held again on return. */
+static void wait_locked(unsigned *seq, unsigned seen, uint64_t timeout_ns) {
+    struct timespec ts = {(time_t)(timeout_ns / 1000000000ULL), (long)(timeout_ns % 1000000000ULL)};
+    unlock();
+    futex(seq, FUTEX_WAIT_PRIVATE, (int)seen, timeout_ns ? &ts : NULL);
+    lock();
+}
+
+static void wake_writer_locked(void) {
+    __atomic_add_fetch(&g_wake_seq, 1, __ATOMIC_RELEASE);
+    futex(&g_wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL);
+}
+
+static void wake_producers_locked(void) {
+    __atomic_add_fetch(&g_space_seq, 1, __ATOMIC_RELEASE);
+    if (g_space_waiters) futex(&g_space_seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+}
 static mt_buf g_active, g_spare;
 static int g_spare_busy, g_fd = -1, g_native, g_stop_requested, g_failed, g_running;
 static int g_native_depth = MT_DEFAULT_NATIVE_DEPTH;
@@ -61,6 +138,13 @@ static uint64_t g_start_ns, g_last_tick_ns, g_records_since_tick;
 static int g_statm_fd = -1;
 static uint32_t g_generation;
 static uint64_t g_last_addr; /* ALLOC/FREE carry addresses as deltas from the previous one */
+/* The previous ALLOC's and FREE's other fields: an ALLOC or FREE that repeats them is sent
+ * as ALLOC_SAME / FREE_SAME, the address (and size) alone (docs/FORMAT.md, format 2). */
+static struct {
+    int alloc_valid, free_valid;
+    uint32_t alloc_thread, alloc_allocator, alloc_py, alloc_nat;
+    uint32_t free_thread, free_allocator;
+} g_ctx;
 static mt_table g_codes, g_pynodes, g_natnodes;
 static uint32_t g_next_code, g_next_pynode, g_next_natnode, g_next_thread;
 static uintptr_t g_self_lo, g_self_hi;
@@ -100,7 +184,7 @@ static uint64_t now_ns(void) {
 /* Room for n bytes in the active buffer (lock held); NULL once tracing ended. Hands a full
  * buffer to the writer and waits while the writer still holds the other one: records are
  * never dropped while the reader keeps up, and back-pressure reaches the program instead. */
-static uint8_t *reserve(size_t n) {
+static uint8_t *reserve_slow(size_t n) {
     for (;;) {
         if (!g_running || g_failed) return NULL;
         if (g_active.len + n <= g_active.cap) return g_active.data + g_active.len;
@@ -116,11 +200,20 @@ static uint8_t *reserve(size_t n) {
             g_active = g_spare;
             g_spare = t;
             g_spare_busy = 1;
-            pthread_cond_signal(&g_wake);
+            wake_writer_locked();
             continue;
         }
-        pthread_cond_wait(&g_space, &g_lock);
+        g_space_waiters++;
+        wait_locked(&g_space_seq, g_space_seq, 0);
+        g_space_waiters--;
     }
+}
+
+/* The common case inline: room in the active buffer of a running recording. */
+static inline uint8_t *reserve(size_t n) {
+    if (LIKELY(g_active.len + n <= g_active.cap && g_running && !g_failed))
+        return g_active.data + g_active.len;
+    return reserve_slow(n);
 }
 
 static inline void commit(uint8_t *end) {
@@ -176,6 +269,9 @@ typedef struct {
     /* When to pay for a recording unwind (see capture_native). */
     uintptr_t miss_ra, miss_cfa;
     uint32_t hits_since_fill, fruitless_fills, misses;
+    /* The stack interned last (nat, nat_nodes) is the kept unwinding (unw_ip): a reuse of
+     * it needs no copy and no comparison, its node is known. */
+    int nat_is_unw;
 } stack_cache;
 
 static __thread stack_cache *t_cache __attribute__((tls_model("initial-exec"))) = NULL;
@@ -262,6 +358,7 @@ static stack_cache *thread_cache(void) {
     if (c->gen != g_generation) {
         c->gen = g_generation;
         c->py_depth = c->nat_depth = c->unw_depth = 0;
+        c->nat_is_unw = 0;
         c->miss_ra = c->miss_cfa = 0;
         c->hits_since_fill = c->fruitless_fills = c->misses = 0;
     }
@@ -273,14 +370,18 @@ static inline int same_pyframe(const mt_pyframe *a, const mt_pyframe *b) {
            a->linetable == b->linetable;
 }
 
-static uint32_t intern_python_locked(stack_cache *c, const mt_pyframe *fr, int depth) {
-    uint32_t node = 0;
-    int i = 0; /* depth from the root */
-    int common = depth < c->py_depth ? depth : c->py_depth;
-    while (i < common && same_pyframe(&fr[depth - 1 - i], &c->py[i])) {
-        node = c->py_nodes[i];
-        i++;
-    }
+/* How many frames, from the root, the stack shares with the thread's previous one (its
+ * own cache only: no lock). */
+static inline int python_common(const stack_cache *c, const mt_pyframe *fr, int depth) {
+    int i = 0, common = depth < c->py_depth ? depth : c->py_depth;
+    while (i < common && same_pyframe(&fr[depth - 1 - i], &c->py[i])) i++;
+    return i;
+}
+
+/* The node of the stack whose first `i` frames from the root are the previous stack's
+ * (python_common): only the frames after them are looked up in the shared table. */
+static uint32_t intern_python_locked(stack_cache *c, const mt_pyframe *fr, int depth, int i) {
+    uint32_t node = i ? c->py_nodes[i - 1] : 0;
     for (; i < depth; i++) {
         const mt_pyframe *f = &fr[depth - 1 - i];
         uint64_t a = ((uint64_t)node << 32) | (uint32_t)(f->lasti * 2 + f->is_entry);
@@ -314,14 +415,14 @@ static uint32_t intern_python_locked(stack_cache *c, const mt_pyframe *fr, int d
 
 /* ips innermost first (ips[0] may be a cut marker: it then becomes the innermost node, so
  * stacks that differ only in how much was cut share all their frames). */
-static uint32_t intern_native_locked(stack_cache *c, const uintptr_t *ips, int n) {
-    uint32_t node = 0;
-    int i = 0;
-    int common = n < c->nat_depth ? n : c->nat_depth;
-    while (i < common && ips[n - 1 - i] == c->nat[i]) {
-        node = c->nat_nodes[i];
-        i++;
-    }
+static inline int native_common(const stack_cache *c, const uintptr_t *ips, int n) {
+    int i = 0, common = n < c->nat_depth ? n : c->nat_depth;
+    while (i < common && ips[n - 1 - i] == c->nat[i]) i++;
+    return i;
+}
+
+static uint32_t intern_native_locked(stack_cache *c, const uintptr_t *ips, int n, int i) {
+    uint32_t node = i ? c->nat_nodes[i - 1] : 0;
     for (; i < n; i++) {
         uintptr_t ip = ips[n - 1 - i];
         uint32_t id = mt_table_get(&g_natnodes, node, ip, 0);
@@ -367,9 +468,17 @@ static int find_name(long tid) {
     return -1;
 }
 
-static uint32_t thread_index_locked(void) {
-    if (LIKELY(t_thread && t_thread_gen == g_generation)) {
-        if (LIKELY(t_name_slot < 0 || g_names[t_name_slot].seq == t_name_seq)) return t_thread;
+static uint32_t thread_index_slow_locked(void);
+
+static inline uint32_t thread_index_locked(void) {
+    if (LIKELY(t_thread && t_thread_gen == g_generation &&
+               (t_name_slot < 0 || g_names[t_name_slot].seq == t_name_seq)))
+        return t_thread;
+    return thread_index_slow_locked();
+}
+
+static uint32_t thread_index_slow_locked(void) {
+    if (t_thread && t_thread_gen == g_generation) {
         /* Renamed since its last record: the next records carry the new name. */
         t_thread = ++g_next_thread;
         t_name_seq = g_names[t_name_slot].seq;
@@ -428,7 +537,7 @@ static void name_slot_locked(int slot, const char *name, int rename) {
 void mt_set_thread_name(long os_tid, const char *name, int rename) {
     int saved = mt_guard;
     mt_guard = 1;
-    pthread_mutex_lock(&g_lock);
+    lock();
     int slot = find_name(os_tid);
     if (slot < 0 && g_n_names < MT_MAX_NAMED) {
         slot = g_n_names++;
@@ -436,7 +545,7 @@ void mt_set_thread_name(long os_tid, const char *name, int rename) {
         g_names[slot].tid = os_tid;
     }
     if (slot >= 0) name_slot_locked(slot, name, rename);
-    pthread_mutex_unlock(&g_lock);
+    unlock();
     mt_guard = saved;
 }
 
@@ -445,7 +554,7 @@ void mt_thread_renamed(pthread_t thread, const char *name) {
     mt_guard = 1;
     int self = pthread_equal(thread, pthread_self());
     long tid = self ? syscall(SYS_gettid) : 0;
-    pthread_mutex_lock(&g_lock);
+    lock();
     int slot = -1;
     /* Another thread's pthread_t may be that of a thread gone since (glibc reuses them): the
      * live one is the latest to have allocated, the one with the highest thread index. */
@@ -458,7 +567,7 @@ void mt_thread_renamed(pthread_t thread, const char *name) {
     }
     /* A thread not seen yet reads its (new) kernel name at its first record. */
     if (slot >= 0) name_slot_locked(slot, name, 1);
-    pthread_mutex_unlock(&g_lock);
+    unlock();
     mt_guard = saved;
 }
 
@@ -555,18 +664,23 @@ static int unwind_fast(stack_cache *c) {
     }
 }
 
-static int capture_native(stack_cache *c, uintptr_t ra, uintptr_t cfa) {
+/* *from_unw = 1 when the stack is the kept unwinding (c->unw_ip); it is then in c->scratch
+ * too, unless it is also the stack interned last (c->nat_is_unw): nothing to copy. */
+static int capture_native(stack_cache *c, uintptr_t ra, uintptr_t cfa, int *from_unw) {
     int cut;
+    *from_unw = 0;
     if (UNLIKELY(mt_t_dlcall != NULL)) return unwind_steps(c, &cut); /* inside dlopen... */
     if (c->unw_depth > 0 && c->unw_ip[0] == ra && c->unw_sp[0] == cfa) {
         int n = c->unw_depth, m = 1;
         while (m < n && *(const uintptr_t *)(c->unw_sp[m] - sizeof(void *)) == c->unw_ip[m]) m++;
         if (m == n) {
             c->hits_since_fill++;
-            memcpy(c->scratch, c->unw_ip, (size_t)n * sizeof *c->scratch);
+            *from_unw = 1;
+            if (!c->nat_is_unw) memcpy(c->scratch, c->unw_ip, (size_t)n * sizeof *c->scratch);
             return n;
         }
     }
+    c->nat_is_unw = 0; /* the kept unwinding is replaced or dropped below */
     int again = ra == c->miss_ra && cfa == c->miss_cfa;
     c->miss_ra = ra;
     c->miss_cfa = cfa;
@@ -579,6 +693,7 @@ static int capture_native(stack_cache *c, uintptr_t ra, uintptr_t cfa) {
     if (n > 0 && !cut && c->scratch[0] == ra && c->unw_sp[0] == cfa) {
         memcpy(c->unw_ip, c->scratch, (size_t)n * sizeof *c->scratch);
         c->unw_depth = n;
+        *from_unw = 1;
     } else {
         c->unw_depth = 0;
     }
@@ -586,47 +701,76 @@ static int capture_native(stack_cache *c, uintptr_t ra, uintptr_t cfa) {
 }
 
 void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintptr_t cfa) {
-    int saved_errno = errno;
+    int *err = errno_ptr(), saved_errno = *err;
     mt_guard = 1;
     stack_cache *c = thread_cache();
-    int n_ips = 0, depth = 0;
+    int n_ips = 0, depth = 0, py_same = 0, nat_same = 0, from_unw = 0;
     if (c != NULL) {
-        if (g_native) n_ips = capture_native(c, ra, cfa);
+        if (g_native) n_ips = capture_native(c, ra, cfa, &from_unw);
         if (!g_python_gone) depth = capture_python(c);
+        /* What the stacks share with the thread's previous ones is found before the lock:
+         * the lock is only for the frames that changed, and the record. */
+        if (depth) py_same = python_common(c, c->py_scratch, depth);
+        if (n_ips) {
+            nat_same = from_unw && c->nat_is_unw && c->nat_depth == n_ips
+                           ? n_ips
+                           : native_common(c, c->scratch, n_ips);
+        }
     }
-    pthread_mutex_lock(&g_lock);
+    lock();
     if (mt_tracking) {
         /* The first record after a quiet spell is stamped at once, so times (the peak's
          * included) are exact to the clock rather than to the idle tick period. */
         if (g_records_since_tick == 0) maybe_tick_locked(now_ns(), 1);
         uint32_t thread = thread_index_locked();
-        uint32_t py = depth ? intern_python_locked(c, c->py_scratch, depth) : 0;
-        uint32_t nat = n_ips ? intern_native_locked(c, c->scratch, n_ips) : 0;
+        uint32_t py = !depth ? 0
+                      : py_same == depth && depth == c->py_depth
+                          ? c->py_nodes[depth - 1]
+                          : intern_python_locked(c, c->py_scratch, depth, py_same);
+        uint32_t nat = !n_ips ? 0
+                       : nat_same == n_ips && n_ips == c->nat_depth
+                           ? c->nat_nodes[n_ips - 1]
+                           : intern_native_locked(c, c->scratch, n_ips, nat_same);
+        if (n_ips) c->nat_is_unw = from_unw && c->nat_depth == n_ips;
         uint8_t *p = reserve(48);
         if (p) {
-            p = mp_array(p, 7);
-            p = mp_uint(p, MT_REC_ALLOC);
-            p = mp_uint(p, thread);
-            p = mp_uint(p, (uint64_t)allocator);
-            p = mp_int(p, (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr));
+            int64_t delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
             g_last_addr = (uintptr_t)addr;
-            p = mp_uint(p, size);
-            p = mp_uint(p, py);
-            p = mp_uint(p, nat);
+            if (g_ctx.alloc_valid && thread == g_ctx.alloc_thread && py == g_ctx.alloc_py &&
+                nat == g_ctx.alloc_nat && (uint32_t)allocator == g_ctx.alloc_allocator) {
+                p = mp_array(p, 3);
+                p = mp_uint(p, MT_REC_ALLOC_SAME);
+                p = mp_int(p, delta);
+                p = mp_uint(p, size);
+            } else {
+                p = mp_array(p, 7);
+                p = mp_uint(p, MT_REC_ALLOC);
+                p = mp_uint(p, thread);
+                p = mp_uint(p, (uint64_t)allocator);
+                p = mp_int(p, delta);
+                p = mp_uint(p, size);
+                p = mp_uint(p, py);
+                p = mp_uint(p, nat);
+                g_ctx.alloc_valid = 1;
+                g_ctx.alloc_thread = thread;
+                g_ctx.alloc_allocator = (uint32_t)allocator;
+                g_ctx.alloc_py = py;
+                g_ctx.alloc_nat = nat;
+            }
             commit(p);
             if (mt_sample_mean && allocator != MT_MMAP) mt_sampler_add((uintptr_t)addr);
         }
     }
-    pthread_mutex_unlock(&g_lock);
+    unlock();
     mt_guard = 0;
-    errno = saved_errno;
+    *err = saved_errno;
 }
 
 int mt_record_free(void *addr, size_t size, int allocator) {
-    int saved_errno = errno;
+    int *err = errno_ptr(), saved_errno = *err;
     int recorded = 0;
     mt_guard = 1;
-    pthread_mutex_lock(&g_lock);
+    lock();
     /* Sampling: only the free of a sampled address is sent (munmap always is). */
     if (mt_tracking && (!mt_sample_mean || allocator == MT_MUNMAP ||
                         mt_sampler_remove((uintptr_t)addr))) {
@@ -634,19 +778,30 @@ int mt_record_free(void *addr, size_t size, int allocator) {
         uint32_t thread = thread_index_locked();
         uint8_t *p = reserve(32);
         if (p) {
-            p = mp_array(p, 5);
-            p = mp_uint(p, MT_REC_FREE);
-            p = mp_uint(p, thread);
-            p = mp_uint(p, (uint64_t)allocator);
-            p = mp_int(p, (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr));
+            int64_t delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
             g_last_addr = (uintptr_t)addr;
-            p = mp_uint(p, size);
+            if (size == 0 && g_ctx.free_valid && thread == g_ctx.free_thread &&
+                (uint32_t)allocator == g_ctx.free_allocator) {
+                p = mp_array(p, 2);
+                p = mp_uint(p, MT_REC_FREE_SAME);
+                p = mp_int(p, delta);
+            } else {
+                p = mp_array(p, 5);
+                p = mp_uint(p, MT_REC_FREE);
+                p = mp_uint(p, thread);
+                p = mp_uint(p, (uint64_t)allocator);
+                p = mp_int(p, delta);
+                p = mp_uint(p, size);
+                g_ctx.free_valid = 1;
+                g_ctx.free_thread = thread;
+                g_ctx.free_allocator = (uint32_t)allocator;
+            }
             commit(p);
         }
     }
-    pthread_mutex_unlock(&g_lock);
+    unlock();
     mt_guard = 0;
-    errno = saved_errno;
+    *err = saved_errno;
     return recorded;
 }
 
@@ -749,9 +904,9 @@ static void emit_maps_locked(void) {
 void mt_record_maps(void) {
     int saved = mt_guard;
     mt_guard = 1;
-    pthread_mutex_lock(&g_lock);
+    lock();
     if (mt_tracking) emit_maps_locked();
-    pthread_mutex_unlock(&g_lock);
+    unlock();
     mt_guard = saved;
 }
 
@@ -836,20 +991,13 @@ static void *writer_main(void *arg) {
     (void)arg;
     mt_guard = 1;
     int failed = 0;
-    pthread_mutex_lock(&g_lock);
+    lock();
     for (;;) {
         /* A TICK at every turn, busy or not (non-blocking: see maybe_tick_locked). */
         if (!g_stop_requested && mt_tracking) maybe_tick_locked(now_ns(), 0);
         if (!g_spare_busy) {
             if (!g_stop_requested) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 10000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000L;
-                }
-                pthread_cond_timedwait(&g_wake, &g_lock, &ts);
+                wait_locked(&g_wake_seq, g_wake_seq, 10000000ULL);
                 if (!g_stop_requested && mt_tracking) maybe_tick_locked(now_ns(), 0);
             }
             if (!g_spare_busy && g_active.len > 0) {
@@ -862,18 +1010,18 @@ static void *writer_main(void *arg) {
         if (g_spare_busy) {
             const uint8_t *data = g_spare.data;
             size_t len = g_spare.len;
-            pthread_mutex_unlock(&g_lock);
+            unlock();
             int rc = emit_out(data, len, 0);
-            pthread_mutex_lock(&g_lock);
+            lock();
             g_spare.len = 0;
             g_spare_busy = 0;
-            pthread_cond_broadcast(&g_space);
+            wake_producers_locked();
             if (rc < 0) {
                 /* The reader is gone: stop tracing, the program runs on. */
                 g_failed = 1;
                 mt_tracking = 0;
                 g_active.len = 0;
-                pthread_cond_broadcast(&g_space);
+                wake_producers_locked();
                 failed = 1;
                 break;
             }
@@ -881,7 +1029,7 @@ static void *writer_main(void *arg) {
         }
         if (g_stop_requested && g_active.len == 0) break;
     }
-    pthread_mutex_unlock(&g_lock);
+    unlock();
     if (!failed && g_compress) emit_out(NULL, 0, 1);
     if (failed) mt_hooks_uninstall();
     return NULL;
@@ -889,14 +1037,13 @@ static void *writer_main(void *arg) {
 
 /* ---- fork --------------------------------------------------------------------------- */
 
-static void atfork_prepare(void) { pthread_mutex_lock(&g_lock); }
-static void atfork_parent(void) { pthread_mutex_unlock(&g_lock); }
+static void atfork_prepare(void) { lock(); }
+static void atfork_parent(void) { unlock(); }
 static void atfork_child(void) {
     /* The child must never write into the parent's stream: tracing stops here, quietly. */
     mt_tracking = 0;
-    pthread_mutex_init(&g_lock, NULL);
-    pthread_cond_init(&g_wake, NULL);
-    pthread_cond_init(&g_space, NULL);
+    g_lock = 0; /* held by the forking thread, the child's only one */
+    g_space_waiters = 0;
     if (g_running) {
         if (g_fd >= 0) close(g_fd);
         if (g_statm_fd >= 0) close(g_statm_fd);
@@ -915,9 +1062,9 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
                       size_t header_len, uint64_t sample_mean, uint64_t sample_seed) {
     int saved = mt_guard;
     mt_guard = 1;
-    pthread_mutex_lock(&g_lock);
+    lock();
     if (g_running) {
-        pthread_mutex_unlock(&g_lock);
+        unlock();
         mt_guard = saved;
         return MT_START_RUNNING;
     }
@@ -930,17 +1077,18 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     mt_table_free(&g_natnodes);
     if (mt_table_init(&g_codes, 4096) || mt_table_init(&g_pynodes, 65536) ||
         mt_table_init(&g_natnodes, native ? 65536 : 1024)) {
-        pthread_mutex_unlock(&g_lock);
+        unlock();
         mt_guard = saved;
         return MT_START_NOMEM;
     }
     if (mt_sampler_start(sample_mean, sample_seed) != 0) {
-        pthread_mutex_unlock(&g_lock);
+        unlock();
         mt_guard = saved;
         return MT_START_NOMEM;
     }
     g_next_code = g_next_pynode = g_next_natnode = g_next_thread = 0;
     g_last_addr = 0;
+    memset(&g_ctx, 0, sizeof g_ctx);
     g_generation++;
     for (int i = 0; i < g_n_names; i++) g_names[i].index = 0;
     if (!g_active.data) {
@@ -996,12 +1144,12 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         g_running = 0;
-        pthread_mutex_unlock(&g_lock);
+        unlock();
         mt_guard = saved;
         return MT_START_NO_WRITER;
     }
     mt_tracking = 1;
-    pthread_mutex_unlock(&g_lock);
+    unlock();
     mt_guard = saved;
     return MT_START_OK;
 }
@@ -1011,9 +1159,9 @@ void mt_set_untraced_children(long n) { g_untraced_children = n; }
 void mt_recorder_stop(int exit_code, int has_code) {
     int saved = mt_guard;
     mt_guard = 1;
-    pthread_mutex_lock(&g_lock);
+    lock();
     if (!g_running) {
-        pthread_mutex_unlock(&g_lock);
+        unlock();
         mt_guard = saved;
         return;
     }
@@ -1033,14 +1181,14 @@ void mt_recorder_stop(int exit_code, int has_code) {
         }
     }
     g_stop_requested = 1;
-    pthread_cond_signal(&g_wake);
-    pthread_mutex_unlock(&g_lock);
+    wake_writer_locked();
+    unlock();
     pthread_join(g_writer, NULL);
-    pthread_mutex_lock(&g_lock);
+    lock();
     g_running = 0;
     if (g_statm_fd >= 0) close(g_statm_fd);
     g_statm_fd = -1;
-    pthread_mutex_unlock(&g_lock);
+    unlock();
     mt_guard = saved;
 }
 

@@ -9,15 +9,17 @@
 #define MT_MAGIC "MEMTRACE"            /* a plain stream (pipe, FIFO, raw file) */
 #define MT_COMPRESSED_MAGIC "MEMTRACZ" /* a capture file: then one zstd frame of a stream */
 #define MT_MAGIC_LEN 8
-#define MT_FORMAT_VERSION 1            /* HEADER's `format` */
+#define MT_FORMAT_VERSION 2            /* HEADER's `format`; readers read 1 to this */
 
 /* The record type: the first element of every record's msgpack array. */
 enum mt_record_type {
     MT_REC_HEADER = 0, MT_REC_CODE = 1, MT_REC_PYNODE = 2, MT_REC_NATIVENODE = 3,
     MT_REC_ALLOC = 4, MT_REC_FREE = 5, MT_REC_THREAD = 6, MT_REC_MAPS = 7, MT_REC_TICK = 8,
     MT_REC_TRAILER = 9,
+    /* format 2: an ALLOC or FREE repeating the previous one's other fields */
+    MT_REC_ALLOC_SAME = 10, MT_REC_FREE_SAME = 11,
 };
-#define MT_REC_LAST MT_REC_TRAILER
+#define MT_REC_LAST MT_REC_FREE_SAME
 
 /* Allocator codes (ALLOC/FREE's `allocator` field): X(enum suffix, code, name). */
 #define MT_ALLOCATORS(X)                                                                    \

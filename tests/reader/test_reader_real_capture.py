@@ -54,17 +54,23 @@ def replay(data: bytes) -> tuple[Oracle, dict, int]:
     header: dict = {}
     count = 0
     last = 0
+    previous = {4: [], 5: []}  # format 2: ALLOC_SAME/FREE_SAME repeat the previous ALLOC/FREE
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(data))
     unpacker.feed(data[8:])
     for rec in unpacker:
         count += 1
         kind = rec[0]
+        if kind == 10:
+            rec = [4, *previous[4][1:3], rec[1], rec[2], *previous[4][5:]]
+        elif kind == 11:
+            rec = [5, *previous[5][1:3], rec[1], 0]
         if kind == 0:
             header = rec[1]
-        elif kind in (4, 5):  # addresses are deltas from the previous ALLOC/FREE
+        elif rec[0] in (4, 5):  # addresses are deltas from the previous ALLOC/FREE
+            previous[rec[0]] = rec
             last = (last + rec[3]) % (1 << 64)
             fields = [*rec[1:3], last, *rec[4:]]
-            (o.alloc if kind == 4 else o.free)(*fields)
+            (o.alloc if rec[0] == 4 else o.free)(*fields)
         elif kind == 8:
             o.tick(rec[1])
     return o, header, count

@@ -113,7 +113,7 @@ def test_corruption_keeps_state_of_last_good_record() -> None:
         (b"NOTATRACEFILE", "not a memtrace capture"),
         (b"MEMTRACX", "not a memtrace capture"),
         (b"MEMTRACE\x92\x04\x80", "first record is not HEADER"),
-        (b"MEMTRACE\x92\x00\x81\xa6format\x02", "unsupported format version 2"),
+        (b"MEMTRACE\x92\x00\x81\xa6format\x03", "unsupported format version 3"),
         (b"MEMTRACE\x92\x00\x81\xa6format\x01\x91\x0a", "unknown record type"),
         (b"MEMTRACE\x92\x00\x81\xa6format\x01\xc1", "not a msgpack array"),
         (b"MEMTRACE" + b"\x92\x00\x81\xa6format\x01" * 2, "second HEADER"),

@@ -117,7 +117,8 @@ lib.mt_tab_ro_address.restype = ctypes.c_size_t
 ro_slot = lib.mt_tab_ro_address()
 before = protection(ro_slot)
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-_tracer.start(fd, False, False, header_record({"format": 1, "pid": os.getpid(), "argv": [],
+_tracer.start(fd, False, False, header_record({"format": _tracer.FORMAT_VERSION,
+                                               "pid": os.getpid(), "argv": [],
                                                "native": False}))
 hooked = table(1)
 during = protection(ro_slot)
