@@ -10,10 +10,10 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+from tmux_support import Tmux
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is required")
 
@@ -34,36 +34,27 @@ CASES = {
 def _live_in_tmux(cwd: Path, env: dict[str, str], args: list[str]) -> tuple[str, int]:
     """Run `memtrace live ARGS` in a detached tmux session; quit once the program has
     exited; return the screen at exit and memtrace's exit status."""
-    name = f"mt-args-{uuid.uuid4().hex[:8]}"
-    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()
-                       if k in ("PYTHONPATH", "PATH", "HOME"))
     command = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_tui", "live",
                                                 *args))
-    script = (f"cd {shlex.quote(str(cwd))} && env -u COLUMNS -u LINES {exports} "
-              f"TERM=xterm-256color {command}; echo EXIT=$?; sleep 60")
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "40", script],
-                   check=True)
+    t = Tmux(command, cwd, {k: v for k, v in env.items() if k in ("PYTHONPATH", "PATH", "HOME")},
+             size=(120, 40))
     try:
-        def screen() -> str:
-            return subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
-                                  capture_output=True, text=True, check=True).stdout
-
         deadline = time.monotonic() + 60
         seen = ""
         while time.monotonic() < deadline:
-            text = screen()
+            text = t.screen()
             if "EXIT=" in text:
                 break
             if re.search(r"exited with status \d+", text):
                 seen = text
-                subprocess.run(["tmux", "send-keys", "-t", name, "q"], check=True)
+                t.keys("q")
             time.sleep(0.2)
-        text = screen()
+        text = t.screen()
         found = re.search(r"EXIT=(\d+)", text)
         assert found, f"memtrace live never finished; screen:\n{text}"
         return seen or text, int(found.group(1))
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        t.close()
 
 
 @pytest.fixture
