@@ -25,9 +25,6 @@ CFIXTURES = Path(__file__).resolve().parent / "cfixtures"
 PYTHON = sys.executable
 CFLAGS = ["-g", "-O1", "-fPIC", "-shared", "-Wall"]
 
-if str(REPO) not in sys.path:  # the checkout under test, installed or not
-    sys.path.insert(0, str(REPO))
-
 
 @dataclass(frozen=True)
 class CBuild:

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from attach_support import HERE, Target, cli_env, memtrace
+
+from tests.attach.attach_support import HERE, Target, cli_env, memtrace
 
 # another CPython than the one under test (memtrace attaches to its own version only)
 OTHER_PYTHONS = {(3, 12): "/root/.pyenv/versions/3.12.1/bin/python3.12",

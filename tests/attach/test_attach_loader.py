@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from attach_support import TARGET_PYTHON, Target, cli_env, target_env
 
 from memtrace_core.reader import read_capture
+from tests.attach.attach_support import TARGET_PYTHON, Target, cli_env, target_env
 
 DEP_BLOCK = 7_300_001  # tests/cfixtures/mtrpathdep.c
 

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
-from attach_support import REPO, Target, cli_env, memtrace
 
 from memtrace_core.attach import channel, trust
 from memtrace_core.attach.session import helper_library
 from memtrace_core.reader import read_capture
+from tests.attach.attach_support import REPO, Target, cli_env, memtrace
 
 DEBIAN_PYTHON = "/usr/bin/python3.11"
 

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 import pytest
-from tmux_support import Tmux
 
 from memtrace_core.capture_lock import take_writer_lock
 from memtrace_core.reader import StreamReader, read_capture
 from memtrace_core.reader.follow import CaptureFollower
+from tests.tmux_support import Tmux
 
 REPO = Path(__file__).resolve().parents[2]
 

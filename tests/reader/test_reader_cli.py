@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from streamgen import FREE_FN, MALLOC, MMAP, MUNMAP, REALLOC, START_TIME, StreamWriter
+
+from tests.streamgen import FREE_FN, MALLOC, MMAP, MUNMAP, REALLOC, START_TIME, StreamWriter
 
 REPO = Path(__file__).resolve().parents[2]
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
@@ -193,7 +194,7 @@ def test_stats_does_not_import_textual(tmp_path: Path) -> None:
 
 
 def test_stats_on_compressed_captures(tmp_path: Path) -> None:
-    from streamgen import compress
+    from tests.streamgen import compress
 
     w = known_capture()
     packed = compress(w.data, flush_every=64)

@@ -11,10 +11,10 @@ from pathlib import Path
 import msgpack
 import pytest
 import zstandard
-from reader_helpers import snapshot
-from reader_oracle import Oracle
 
 from memtrace_core.reader import read_capture
+from tests.reader.reader_helpers import snapshot
+from tests.reader.reader_oracle import Oracle
 
 REPO = Path(__file__).resolve().parents[2]
 

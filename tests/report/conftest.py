@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from report_support import PROGRAM, build_extension
+
+from tests.report.report_support import PROGRAM, build_extension
 
 
 @dataclass

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from report_support import LEAK_BLOCKS, PROGRAM, SOURCE, build_extension, c_markers
 
 from memtrace_core.frames import FrameKind
 from memtrace_core.reader import read_capture, read_names
+from tests.report.report_support import LEAK_BLOCKS, PROGRAM, SOURCE, build_extension, c_markers
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from symbols_support import source_line
 
 from memtrace_core.frames import Frame, FrameKind
 from memtrace_core.symbols import ModuleMap, Symbolizer, hybrid_stack
 from memtrace_core.symbols.elf import read_build_id
 from memtrace_core.symbols.symbolizer import _Module
+from tests.symbols.symbols_support import source_line
 
 ROOT = Path(__file__).resolve().parents[2]
 PROG = '''\

@@ -16,7 +16,8 @@ import time
 import uuid
 
 import pytest
-import tracer_support as ts
+
+from tests.tracer import tracer_support as ts
 
 DEP_BLOCK = 7_300_001  # tests/cfixtures/mtrpathdep.c
 

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-import tracer_support as ts
 
 from memtrace_core.reader import read_capture
+from tests.tracer import tracer_support as ts
 
 KILLED = """\
 import os

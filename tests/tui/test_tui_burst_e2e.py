@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_tui_e2e import Tmux
+
+from tests.tmux_support import Tmux
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is required")
 

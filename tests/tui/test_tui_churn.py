@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 
 import pytest
-import scenarios
-from tmux_support import Tmux
 
 from memtrace_core.model.build import call_tree
 from memtrace_core.model.feed import enlarge_pipe
@@ -33,6 +31,8 @@ from memtrace_core.model.session import Session
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
 from memtrace_tui.live_controller import LiveController
+from tests.tmux_support import Tmux
+from tests.tui import scenarios
 
 CHURN = Path(__file__).parents[2] / "benchmarks" / "workloads" / "churn_tree.py"
 SECONDS = 30

@@ -11,7 +11,8 @@ import sys
 import time
 
 import pytest
-from tmux_support import Tmux
+
+from tests.tmux_support import Tmux
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is required")
 

@@ -8,15 +8,16 @@ import asyncio
 import os
 
 import pytest
-import scenarios
 from textual import events
-from tui_streams import StreamWriter
 
 from memtrace_core.model import CallTree, Metric, Session
 from memtrace_core.model.metrics import LIVE_BYTES
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
 from memtrace_tui.tree_view import CallTreeView
+from tests.tui import scenarios
+from tests.tui.pilot_support import PipeController, until, wait_for
+from tests.tui.tui_streams import StreamWriter
 
 SIZE = (100, 30)
 
@@ -48,14 +49,6 @@ def type_fast(app: MemtraceApp, *keys: str) -> None:
     for key in keys:
         char = {"slash": "/", "space": " "}.get(key, key if len(key) == 1 else None)
         app._driver.send_message(events.Key(key, char))
-
-
-async def until(pilot, predicate, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("condition not reached")
 
 
 def cursor_on_screen(view) -> bool:
@@ -431,7 +424,6 @@ async def test_mouse_wheel_moves_the_cursor(big):
 
 @scenarios.sync
 async def test_cursor_follows_its_node_when_rows_arrive_above_it():
-    from test_tui_pilot import PipeController, wait_for
 
     w = StreamWriter()
     w.alloc(1, 10, [("main", "a.py", 1), ("target", "a.py", 2)])

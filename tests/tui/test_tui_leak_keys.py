@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 
-import scenarios
-from tui_streams import StreamWriter
-
 from memtrace_core.model import CallTree, Metric, Session
 from memtrace_core.model.metrics import MARK_BYTES, MARK_COUNT
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
+from tests.tui import scenarios
+from tests.tui.pilot_support import PipeController, until, wait_for
+from tests.tui.tui_streams import StreamWriter
 
 WARM = [("main", "svc.py", 1), ("warm_up", "svc.py", 5)]
 LEAK = [("main", "svc.py", 1), ("handle", "svc.py", 9)]
@@ -20,8 +20,6 @@ LEAK = [("main", "svc.py", 1), ("handle", "svc.py", 9)]
 
 @scenarios.sync
 async def test_mark_shows_exactly_what_leaked_after_it():
-    from test_tui_keys import until
-    from test_tui_pilot import PipeController, wait_for
 
     w = StreamWriter()
     for i in range(4):
@@ -86,8 +84,6 @@ async def test_mark_shows_exactly_what_leaked_after_it():
 
 @scenarios.sync
 async def test_live_timeline_moves_between_phases_while_the_program_runs():
-    from test_tui_keys import until
-    from test_tui_pilot import PipeController, wait_for
 
     from memtrace_core.model.metrics import AT_BYTES
 

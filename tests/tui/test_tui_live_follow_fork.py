@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from tmux_support import Tmux
 
 from memtrace_core.model.session import Summary
 from memtrace_tui.header import header_content
+from tests.tmux_support import Tmux
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is required")
 

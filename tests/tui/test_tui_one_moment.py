@@ -5,13 +5,12 @@ a key that rebuilds the rows (c, e, enter...) brings the header to the same mome
 
 from __future__ import annotations
 
-import scenarios
-from tui_streams import StreamWriter
-
 from memtrace_core.model import CallTree, Session, format_bytes
 from memtrace_core.model.metrics import LIVE_BYTES
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
+from tests.tui import scenarios
+from tests.tui.tui_streams import StreamWriter
 
 MAIN = ("main", "app.py", 3)
 LOAD = ("load", "app.py", 7)

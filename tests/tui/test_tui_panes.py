@@ -8,13 +8,13 @@ from __future__ import annotations
 import gc
 
 import pytest
-import scenarios
-from tui_streams import StreamWriter
 
 from memtrace_core.model import CallTree, Session
 from memtrace_core.model.metrics import LIVE_BYTES
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
+from tests.tui import scenarios
+from tests.tui.tui_streams import StreamWriter
 
 N_FUNCS = 300
 MAIN = ("main", scenarios.APP, 17)

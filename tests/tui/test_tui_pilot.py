@@ -6,16 +6,15 @@ import asyncio
 import os
 
 import pytest
-import scenarios
-from tui_streams import StreamWriter
 
 from memtrace_core.model import CallTree, Session
-from memtrace_core.model.feed import PipeFeed
 from memtrace_core.model.metrics import LIVE_BYTES
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
-from memtrace_tui.messages import ModelUpdated
 from memtrace_tui.tree_view import CallTreeView
+from tests.tui import scenarios
+from tests.tui.pilot_support import PipeController, wait_for
+from tests.tui.tui_streams import StreamWriter
 
 SIZE = (120, 40)
 
@@ -138,38 +137,6 @@ async def test_table_view_sorts(sample):
         assert table.row_locations[0].frame.function == "many_small"
         await pilot.press("v")
         assert app.query_one("#views").current == "tree"
-
-
-class PipeController:
-    """The live controller's feed part, over a pipe the test writes to."""
-
-    log_path = None
-
-    def __init__(self, fd: int, session: Session) -> None:
-        self.fd = fd
-        self.session = session
-        self.feed: PipeFeed | None = None
-
-    def start(self, app) -> None:
-        self.feed = PipeFeed(self.fd, self.session, interval=0.02,
-                             on_update=lambda: app.post_message(ModelUpdated()))
-        self.feed.start()
-
-    def set_paused(self, paused: bool) -> None:
-        self.feed.paused = paused
-
-    def stop_program(self) -> None:
-        self.feed.stop()
-
-    detach = stop_program
-
-
-async def wait_for(predicate, timeout=5.0):
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 @scenarios.sync

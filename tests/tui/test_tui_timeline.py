@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import scenarios
-
 from memtrace_core.model import Metric
 from memtrace_core.model.build import session_for_capture
 from memtrace_core.model.metrics import AT_BYTES, AT_COUNT
 from memtrace_tui.app import MemtraceApp
+from tests.tui import scenarios
 
 PROGRAM = """\
 import time
