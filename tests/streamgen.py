@@ -135,6 +135,36 @@ class StreamWriter:
         return node
 
 
+class ProgramStream(StreamWriter):
+    """A program's stream in a few calls (the TUI tests' captures): an allocation carries its
+    Python stack as frames, outermost first, interned as the tracer does, and optionally its
+    native IPs; times are offsets from the start. The same records, written by StreamWriter."""
+
+    def __init__(self, pid: int = 4242, argv: tuple[str, ...] = ("app.py",),
+                 native: bool = False, start_time: float = START_TIME) -> None:
+        super().__init__(pid=pid, argv=list(argv), native=native, start_time=start_time)
+        self.start_time = start_time
+
+    def alloc(self, address: int, size: int, stack: list[tuple[str, str, int]],  # type: ignore[override]
+              thread: int = 1, allocator: int = MALLOC, native: list[int] | None = None) -> None:
+        py = self.py_stack(stack)
+        nat = self.native_stack(native) if native else 0
+        super().alloc(thread, allocator, address, size, py, nat)
+
+    def free(self, address: int, thread: int = 1) -> None:  # type: ignore[override]
+        super().free(thread, FREE_FN, address, 0)
+
+    def trailer(self, end_offset_s: float, exit_code: int | None = 0) -> None:  # type: ignore[override]
+        super().trailer(self.start_time + end_offset_s, exit_code)
+
+    def take(self) -> bytes:
+        """The bytes written since the last take (the first one starts with the magic): a
+        stream handed to a reader piece by piece."""
+        data = self.data
+        self.chunks.clear()
+        return data
+
+
 def sample_stream(seed: int = 1, n: int = 400, trailer: bool = True) -> StreamWriter:
     """A stream with every record type, several threads, mmaps and realloc chains."""
     rng = random.Random(seed)

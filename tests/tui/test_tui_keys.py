@@ -15,9 +15,9 @@ from memtrace_core.model.metrics import LIVE_BYTES
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
 from memtrace_tui.tree_view import CallTreeView
+from tests.streamgen import ProgramStream
 from tests.tui import scenarios
 from tests.tui.pilot_support import PipeController, until, wait_for
-from tests.tui.tui_streams import StreamWriter
 
 SIZE = (100, 30)
 
@@ -201,11 +201,11 @@ async def test_expansion_and_cursor_survive_filter_thread_metric_and_view(sample
 
 @scenarios.sync
 async def test_cursor_and_expansion_survive_internal_frames_toggle(tmp_path):
-    w = StreamWriter()
+    w = ProgramStream()
     boot = ("_call_with_frames_removed", "<frozen importlib._bootstrap>", 241)
     w.alloc(1, 64, [("main", "a.py", 1), boot, ("load", "b.py", 2), ("leaf", "b.py", 3)])
     w.alloc(2, 32, [("main", "a.py", 1), ("other", "a.py", 7)])
-    w.save(tmp_path / "c.mtrace")
+    w.write(tmp_path / "c.mtrace")
     app = MemtraceApp(scenarios.session_from(tmp_path / "c.mtrace"))
     async with app.run_test(size=SIZE) as pilot:
         tree = app.main.tree_view
@@ -224,13 +224,13 @@ async def test_cursor_and_expansion_survive_internal_frames_toggle(tmp_path):
 async def test_state_survives_showing_a_long_internal_chain(tmp_path):
     """A real program's stacks start with some thirty interpreter frames above the first
     Python line: showing them must not lose the expansion or the cursor."""
-    w = StreamWriter()
+    w = ProgramStream()
     chain = [(f"_boot_{i}", "<frozen importlib._bootstrap>", 100 + i) for i in range(30)]
     middle = [(f"_glue_{i}", "<frozen importlib._bootstrap>", 300 + i) for i in range(12)]
     deep = [(f"level_{i}", "deep.py", i + 1) for i in range(20)]
     w.alloc(1, 640, [*chain, ("main", "a.py", 1), *middle, *deep, ("leaf", "b.py", 3)])
     w.alloc(2, 32, [*chain, ("main", "a.py", 1), ("other", "a.py", 7)])
-    w.save(tmp_path / "c.mtrace")
+    w.write(tmp_path / "c.mtrace")
     app = MemtraceApp(scenarios.session_from(tmp_path / "c.mtrace"))
     async with app.run_test(size=SIZE) as pilot:
         tree = app.main.tree_view
@@ -425,13 +425,12 @@ async def test_mouse_wheel_moves_the_cursor(big):
 @scenarios.sync
 async def test_cursor_follows_its_node_when_rows_arrive_above_it():
 
-    w = StreamWriter()
+    w = ProgramStream()
     w.alloc(1, 10, [("main", "a.py", 1), ("target", "a.py", 2)])
-    part1 = bytes(w.out)
-    w.out = bytearray()
+    part1 = w.take()
     for i in range(80):  # 80 bigger siblings sort above the selected one
         w.alloc(100 + i, 1000 + i, [("main", "a.py", 1), (f"big_{i}", "a.py", 10 + i)])
-    part2 = bytes(w.out)
+    part2 = w.data
     reader = StreamReader()
     session = Session(reader, CallTree(reader), live=True)
     r, wfd = os.pipe()
