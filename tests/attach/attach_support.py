@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from memtrace_core.reader import read_capture
+from tests.cli import run_memtrace
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -41,8 +42,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 def memtrace(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """`python -m memtrace_tui ARGS`, finished, text output."""
-    return subprocess.run([sys.executable, "-m", "memtrace_tui", *args], env=env or cli_env(),
-                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    return run_memtrace(*args, env=env or cli_env(), cwd=cwd, timeout=timeout, text=True)
 
 
 class Target:

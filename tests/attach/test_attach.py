@@ -23,6 +23,7 @@ from tests.attach.attach_support import (
     target_env,
     wait_tasks,
 )
+from tests.cli import MEMTRACE
 
 
 def native_names(capture: Path, function: str) -> set[tuple[str, FrameKind]]:
@@ -112,7 +113,7 @@ def test_killed_memtrace_leaves_target_running_and_attach_works_again(start_targ
     target.wait_line("leak 2 ")
     tasks = target.tasks()
     capture = tmp_path / "killed.mtrace"
-    cli = subprocess.Popen([sys.executable, "-m", "memtrace_tui", "attach", str(target.pid),
+    cli = subprocess.Popen([*MEMTRACE, "attach", str(target.pid),
                             "-o", str(capture)], env=cli_env(), stderr=subprocess.PIPE)
     end = time.monotonic() + 5
     while (not capture.exists() or capture.stat().st_size < 4096) and time.monotonic() < end:
@@ -145,7 +146,7 @@ def test_target_exiting_while_attached_ends_the_capture(start_target, tmp_path):
     target = start_target()
     target.wait_line("leak 2 ")
     capture = tmp_path / "exit.mtrace"
-    cli = subprocess.Popen([sys.executable, "-m", "memtrace_tui", "attach", str(target.pid),
+    cli = subprocess.Popen([*MEMTRACE, "attach", str(target.pid),
                             "-o", str(capture)], env=cli_env(), stderr=subprocess.PIPE,
                            text=True)
     assert cli.stderr is not None
