@@ -8,12 +8,13 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from tmux_support import Tmux
+
+from tests.cli import MEMTRACE
+from tests.tmux_support import Tmux
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is required")
 
@@ -34,7 +35,7 @@ CASES = {
 def _live_in_tmux(cwd: Path, env: dict[str, str], args: list[str]) -> tuple[str, int]:
     """Run `memtrace live ARGS` in a detached tmux session; quit once the program has
     exited; return the screen at exit and memtrace's exit status."""
-    command = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_tui", "live",
+    command = " ".join(shlex.quote(a) for a in (*MEMTRACE, "live",
                                                 *args))
     t = Tmux(command, cwd, {k: v for k, v in env.items() if k in ("PYTHONPATH", "PATH", "HOME")},
              size=(120, 40))
