@@ -11,12 +11,11 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from reader_helpers import read_all, snapshot
-from streamgen import TICK, compress
-from test_reader_stream import sample_stream
 
 from memtrace_core.model.timeline import peak_instant, read_with_timeline
 from memtrace_core.reader import StreamReader, read_capture, replay
+from tests.reader.reader_helpers import read_all, snapshot
+from tests.streamgen import TICK, compress, sample_stream
 
 STREAM = sample_stream(seed=11, n=6000)
 DATA = STREAM.data
