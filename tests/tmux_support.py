@@ -25,7 +25,8 @@ class Tmux:
         self.name = f"mt-{uuid.uuid4().hex[:8]}"
         self.socket = os.path.join(tempfile.gettempdir(), f"{self.name}.tmux")
         env = dict(env, COLORTERM="truecolor", TERM="xterm-256color")
-        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items() if k in PASSED_ENV)
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()
+                           if k in PASSED_ENV or k.startswith("MT_"))
         # -u COLUMNS/LINES: a tmux server started from pytest inherits COLUMNS=80 LINES=24,
         # and Textual takes those over the pane's real size
         script = (f"cd {shlex.quote(str(cwd))} && env -u COLUMNS -u LINES {exports} {command}; "

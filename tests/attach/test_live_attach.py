@@ -3,8 +3,9 @@ target's leaking function, quitting with "run on untraced" detaches, the target 
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,53 +13,30 @@ from pathlib import Path
 import pytest
 
 from tests.attach.attach_support import REPO
+from tests.tmux_support import Tmux
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
-
-
-def pane(session: str) -> str:
-    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
-                          text=True).stdout
-
-
-def wait_pane(session: str, text: str, timeout: float = 10) -> str:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        screen = pane(session)
-        if text in screen:
-            return screen
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not on screen:\n{pane(session)}")
 
 
 def test_live_attach_shows_leak_and_detaches(start_target, tmp_path: Path):
     target = start_target()
     target.wait_line("leak 2 ")
     tasks = target.tasks()
-    session = f"mt-attach-{target.pid}"
-    done = tmp_path / "exit"
-    command = (f"cd {tmp_path} && env -u COLUMNS -u LINES PYTHONPATH={REPO} {sys.executable} "
-               "-m memtrace_tui live "
-               f"--attach {target.pid}; echo $? > {done}; sleep 30")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "45",
-                    command], check=True)
+    command = f"{shlex.quote(sys.executable)} -m memtrace_tui live --attach {target.pid}"
+    t = Tmux(command, tmp_path, {"PYTHONPATH": str(REPO), "PATH": os.environ["PATH"]},
+             size=(160, 45))
     try:
-        wait_pane(session, "attach_target.py")
-        end = time.monotonic() + 10  # `e` again until the leak's path is in the tree
-        while "leak_python" not in pane(session) and time.monotonic() < end:
-            subprocess.run(["tmux", "send-keys", "-t", session, "e"], check=True)
-            time.sleep(0.5)
-        wait_pane(session, "leak_python")
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
-        wait_pane(session, "untraced")
-        subprocess.run(["tmux", "send-keys", "-t", session, "u"], check=True)
-        end = time.monotonic() + 10
-        while not done.exists() and time.monotonic() < end:
-            time.sleep(0.1)
-        assert done.read_text().strip() == "0", pane(session)
-        assert f"process {target.pid} runs on untraced" in pane(session)
+        t.wait_for("attach_target.py", timeout=10)
+        # `e` again until the leak's path is in the tree
+        t.wait_for("leak_python", timeout=10, keys=("e",))
+        t.keys("q")
+        t.wait_for("untraced", timeout=10)
+        t.keys("u")
+        screen = t.wait_for(r"EXIT=\d+", timeout=10)
+        assert "EXIT=0" in screen, screen
+        assert f"process {target.pid} runs on untraced" in screen, screen
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        t.close()
     end = time.monotonic() + 3
     while target.tasks() != tasks and time.monotonic() < end:
         time.sleep(0.05)

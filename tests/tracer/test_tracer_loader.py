@@ -10,14 +10,12 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
-import time
-import uuid
 
 import pytest
 
 from tests.cli import MEMTRACE
+from tests.tmux_support import Tmux
 from tests.tracer import tracer_support as ts
 
 DEP_BLOCK = 7_300_001  # tests/cfixtures/mtrpathdep.c
@@ -125,35 +123,18 @@ LIVE_SCRIPT = RPATH_SCRIPT.replace('print("loaded", status)', 'print("loaded", s
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is required")
 def test_dlopen_through_the_callers_search_path_under_live(tmp_path, mt):
     (tmp_path / "prog.py").write_text(LIVE_SCRIPT)
-    session = f"mt-{uuid.uuid4().hex[:8]}"
     env = dict(mt.env, XDG_CACHE_HOME=str(tmp_path / "cache"))
-    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()
-                       if k.startswith("MT_") or k in ("PYTHONPATH", "HOME", "PATH",
-                                                       "XDG_CACHE_HOME"))
     live = " ".join(shlex.quote(a) for a in (*MEMTRACE, "live",
                                              "--native", "-o", "live.mtrace", "prog.py",
                                              "runpath", "mt_rpath_load"))
-    script = (f"cd {shlex.quote(str(tmp_path))} && env -u COLUMNS -u LINES TERM=xterm-256color "
-              f"{exports} {live}; echo EXIT=$?; sleep 60")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "140", "-y", "40",
-                    script], check=True)
+    t = Tmux(live, tmp_path, env, size=(140, 40))
     try:
-        screen = ""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "exited with status" not in screen:
-            time.sleep(0.2)
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                                    capture_output=True, text=True).stdout
+        screen = t.wait_for(r"exited with status \d+", timeout=60)
         assert re.search(r"exited with status 0\b", screen), screen
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "EXIT=" not in screen:
-            time.sleep(0.2)
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                                    capture_output=True, text=True).stdout
-        assert "EXIT=0" in screen, screen
+        t.keys("q")
+        assert "EXIT=0" in t.wait_for(r"EXIT=\d+", timeout=30)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        t.close()
     from memtrace_core.reader import read_capture
 
     reader = read_capture(tmp_path / "live.mtrace")

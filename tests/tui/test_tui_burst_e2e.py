@@ -41,13 +41,17 @@ def leak_until_told():
         time.sleep(0.1)
 
 
+def say(name):  # whole or not at all: the test reads it as soon as it exists
+    with open(name + ".part", "w") as f:
+        f.write(repr(time.time()))
+    os.rename(name + ".part", name)
+
+
 burst()
 time.sleep(1.0)
-with open("first-leak", "w") as f:
-    f.write(repr(time.time()))
+say("first-leak")
 leak_until_told()
-with open("exit-time", "w") as f:
-    f.write(repr(time.time()))
+say("exit-time")
 """
 
 
