@@ -300,7 +300,8 @@ async def test_every_way_of_quitting_asks_while_the_program_runs():
         await pilot.press("ctrl+p")  # the command palette's Quit
         await pilot.pause()
         await pilot.press(*"quit")
-        await pilot.pause(0.3)
+        await until(pilot, lambda screen=app.screen: any(  # listed before Enter chooses it
+            "Quit" in str(o.prompt) for o in screen.query("CommandList").first().options))
         await pilot.press("enter")
         await until(pilot, lambda: type(app.screen).__name__ == "QuitScreen")
         await pilot.press("enter")  # focus is on Cancel
@@ -374,8 +375,7 @@ async def test_log_screen_owns_its_keys_and_follows_output(sample, tmp_path):
         with open(log, "a") as fh:
             fh.write("".join(f"line {i}\n" for i in range(200)))
         await until(pilot, lambda: "line 199" in "\n".join(logw.lines))
-        await pilot.pause(0.1)
-        assert logw.is_vertical_scroll_end  # followed the new output
+        await until(pilot, lambda: logw.is_vertical_scroll_end)  # followed the new output
         await pilot.press("f")
         assert not screen.following
         with open(log, "a") as fh:
@@ -454,8 +454,8 @@ async def test_cursor_follows_its_node_when_rows_arrive_above_it():
         assert target.frame.function == "target"
         os.write(wfd, part2)
         await wait_for(lambda: len(tree.row_nodes) == 82)
-        await pilot.pause(0.3)
-        assert tree.selected is target and tree.cursor == 81 and cursor_on_screen(tree)
+        await until(pilot, lambda: tree.selected is target and tree.cursor == 81
+                    and cursor_on_screen(tree))  # kept, and scrolled on a later repaint
         os.close(wfd)
         await wait_for(lambda: controller.feed.eof.is_set())
         await asyncio.sleep(0)
