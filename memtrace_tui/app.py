@@ -68,13 +68,11 @@ class MemtraceApp(App[int]):
     def get_default_screen(self) -> MainScreen:
         return self.main
 
-    def get_css_variables(self) -> dict[str, str]:
-        """The theme's variables plus the frame-kind colours for this theme and terminal
-        (a theme's own `frame-*` variables win)."""
-        kinds = kind_colours(self.current_theme.dark, self.console.color_system)
-        variables = {**kinds, **super().get_css_variables()}
-        self.theme_variables = variables
-        return variables
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        """The frame-kind colours for the current theme and terminal (a theme's own `frame-*`
+        variables win)."""
+        theme = self.current_theme
+        return kind_colours(theme, theme.to_color_system().generate(), self.console.color_system)
 
     def on_mount(self) -> None:
         # What exists now (modules, session, widgets) lives as long as the app: kept out of

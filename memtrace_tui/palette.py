@@ -1,27 +1,37 @@
 """Theme variables for frame kinds: `$frame-python`, `$frame-native`, … in every TCSS rule.
 
-The dark palette is the reports' (memtrace_core/report/kinds.py); light themes get darker
-shades with readable contrast on a light background. Terminals with 8/16 colours get
-colours that land on different ANSI colours (green, blue, magenta, yellow, grey) once Rich
-downgrades them, so every kind stays distinct there too. A theme may override any of them
-through its own `variables`. Kinds are keyed by value, so a kind added to FrameKind later
-gets a colour (the reports', or a neutral one) without a change here.
+A kind's colour is defined once, in the reports' table (memtrace_core/report/kinds.py: green
+Python, blue native C/C++, magenta inlined, amber name pending, grey no symbol); each theme
+gets its own shade of it. The app offers them through Textual's
+`App.get_theme_variable_defaults`, so a theme may override any of them in its `variables`.
+
+- Truecolour themes: the reports' colour, darkened (light themes) or lightened (dark ones)
+  until it reads at `MIN_CONTRAST` on the theme's backgrounds and on the cursor row.
+- ANSI themes (`ansi-dark`, `ansi-light`): the terminal's own ANSI colour of the kind's hue.
+- Terminals with 8/16 colours: the colour that Rich turns into that ANSI colour, so the kinds
+  land on different ANSI colours (green, blue, magenta, yellow, grey) whatever the theme.
 """
 
 from __future__ import annotations
 
+from rich._palettes import STANDARD_PALETTE, WINDOWS_PALETTE
+from textual.color import Color
+from textual.theme import Theme
+
 from memtrace_core.frames import FrameKind
 from memtrace_core.report.kinds import KIND_COLOURS
 
-# contrast >= 3 against light backgrounds and the cursor row over them (test_tui_colours)
-LIGHT = {"python": "#006400", "native": "#0040a0", "inline": "#870087",
-         "unresolved": "#7a4a00", "nosymbol": "#585858"}
-# downgraded by Rich to bright green / bright blue / bright magenta / bright yellow / grey
-ANSI_DARK = {"python": "#5fd75f", "native": "#5f87ff", "inline": "#ff87ff",
-             "unresolved": "#ffd75f", "nosymbol": "#767676"}
-# downgraded to green / blue / magenta / yellow / grey
-ANSI_LIGHT = LIGHT
-FALLBACK = {True: "#a8a8a8", False: "#585858"}
+# The ANSI colour of each kind's hue: bright on dark backgrounds, plain on light ones.
+# Grey is the bright black on both (plain white would fade into a light background).
+ANSI_HUES = {FrameKind.PYTHON: "green", FrameKind.NATIVE: "blue",
+             FrameKind.INLINE: "magenta", FrameKind.UNRESOLVED: "yellow"}
+ANSI_NUMBERS = {"green": 2, "yellow": 3, "blue": 4, "magenta": 5}
+GREY_ANSI = "bright_black"
+
+MIN_CONTRAST = 4.5  # WCAG AA for normal text
+CURSOR_ALPHA = 0.22  # the focused cursor row: $primary 22% (memtrace.tcss)
+SHADE_STEP = 0.01  # Lab lightness moved per step while seeking the contrast
+FEW_COLOURS = ("standard", "windows")
 
 
 def kind_variable(kind: FrameKind) -> str:
@@ -29,12 +39,68 @@ def kind_variable(kind: FrameKind) -> str:
     return f"frame-{kind.value}"
 
 
-def kind_colours(dark: bool, colour_system: str | None) -> dict[str, str]:
-    """Variable name -> colour for every frame kind, for this theme and terminal."""
-    few = colour_system in ("standard", "windows")
-    table = (ANSI_DARK if few else {}) if dark else (ANSI_LIGHT if few else LIGHT)
-    return {kind_variable(k): table.get(k.value) or (KIND_COLOURS.get(k) if dark else None)
-            or FALLBACK[dark] for k in FrameKind}
+def _luminance(colour: Color) -> float:
+    def channel(c: int) -> float:
+        c /= 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * channel(colour.r) + 0.7152 * channel(colour.g) + 0.0722 * channel(colour.b)
+
+
+def contrast(a: Color, b: Color) -> float:
+    """WCAG contrast ratio of two opaque colours (1 to 21)."""
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def readable_shade(colour: Color, backgrounds: list[Color], dark: bool) -> Color:
+    """COLOUR, lightened on dark themes or darkened on light ones just enough to read at
+    MIN_CONTRAST on every background (the hue stays)."""
+    for _ in range(int(1 / SHADE_STEP)):
+        if min(contrast(colour, bg) for bg in backgrounds) >= MIN_CONTRAST:
+            break
+        colour = colour.lighten(SHADE_STEP) if dark else colour.darken(SHADE_STEP)
+    return colour
+
+
+def _ansi_name(kind: FrameKind, dark: bool) -> str | None:
+    hue = ANSI_HUES.get(kind)
+    if hue is None:
+        return GREY_ANSI if kind is FrameKind.NO_SYMBOL else None
+    return f"bright_{hue}" if dark else hue
+
+
+def _ansi_number(name: str) -> int:
+    if name == GREY_ANSI:
+        return 8
+    bright = name.startswith("bright_")
+    return ANSI_NUMBERS[name.removeprefix("bright_")] + (8 if bright else 0)
+
+
+def kind_colours(theme: Theme, variables: dict[str, str],
+                 colour_system: str | None) -> dict[str, str]:
+    """Variable name -> colour for every frame kind, for THEME (whose generated VARIABLES
+    give its backgrounds) on a terminal with COLOUR_SYSTEM."""
+    palette = WINDOWS_PALETTE if colour_system == "windows" else STANDARD_PALETTE
+    backgrounds = [colour for name in ("background", "surface", "panel")
+                   if (colour := Color.parse(variables[name])).a == 1 and colour.ansi is None]
+    if backgrounds:
+        primary = Color.parse(variables["primary"])
+        backgrounds.append(backgrounds[0].blend(primary, CURSOR_ALPHA))
+    colours = {}
+    for kind in FrameKind:
+        ansi = _ansi_name(kind, theme.dark)
+        base = KIND_COLOURS.get(kind)
+        if ansi is not None and colour_system in FEW_COLOURS:
+            colour = palette[_ansi_number(ansi)].hex
+        elif ansi is not None and theme.ansi:
+            colour = f"ansi_{ansi}"
+        elif base is not None and backgrounds:
+            colour = readable_shade(Color.parse(base), backgrounds, theme.dark).hex
+        else:  # a kind without a colour yet: the theme's secondary text
+            colour = variables["foreground-muted"]
+        colours[kind_variable(kind)] = colour
+    return colours
 
 
 def kind_css() -> str:

@@ -1,14 +1,10 @@
-"""TUI test fixtures: deterministic sessions (fake reader) and real captures (fixtures)."""
+"""TUI test fixtures: the repository root as working directory, a truecolor terminal."""
 
 from __future__ import annotations
 
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "model"))
-
-
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(autouse=True)

@@ -109,3 +109,51 @@ async def test_no_color_cursor_is_reverse_video_and_marks_stay(tmp_path, monkeyp
         other = tree.render_line(0 if y else 1)
         assert not any(seg.style.reverse for seg in other if seg.text.strip())
         assert "[py]" in "".join(seg.text for seg in strip)
+
+
+def kind_colour(tree, kind: FrameKind):
+    return tree.role_style(kind.value, False).color
+
+
+def far_apart(a, b) -> bool:
+    """Two rich colours a reader tells apart: different ANSI colours, or RGB far apart."""
+    if a.triplet is None or b.triplet is None:
+        return a.number != b.number
+    return sum((x - y) ** 2 for x, y in zip(a.triplet, b.triplet, strict=True)) ** 0.5 > 100
+
+
+@scenarios.sync
+async def test_python_and_native_frames_differ_in_every_theme(tmp_path):
+    """Every theme Textual offers (the command palette lists them all), ANSI ones included:
+    Python and C/C++ frames far apart in colour, each kind readable on the background."""
+    app = native_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        themes = sorted(app.available_themes)
+        assert {"ansi-dark", "ansi-light", "textual-light", "nord"} <= set(themes)
+        for theme in themes:
+            app.theme = theme
+            await pilot.pause()
+            tree = app.main.tree_view
+            python, native = (kind_colour(tree, k) for k in (FrameKind.PYTHON, FrameKind.NATIVE))
+            assert far_apart(python, native), (theme, python, native)
+            if app.current_theme.ansi:
+                continue  # the terminal's own palette decides
+            background = tree.rich_style.bgcolor
+            for kind in FrameKind:
+                assert contrast(kind_colour(tree, kind), background) >= 4.5, (theme, kind)
+
+
+@scenarios.sync
+async def test_a_theme_sets_its_own_kind_colours(tmp_path):
+    """A theme's own `frame-*` variables win over memtrace's shades."""
+    from textual.theme import Theme
+
+    app = native_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.register_theme(Theme(name="mine", primary="#0178D4", dark=True,
+                                 variables={"frame-native": "#ff0000"}))
+        app.theme = "mine"
+        await pilot.pause()
+        tree = app.main.tree_view
+        assert kind_colour(tree, FrameKind.NATIVE).triplet.hex == "#ff0000"
+        assert kind_colour(tree, FrameKind.PYTHON).triplet.hex != "#ff0000"
