@@ -10,6 +10,7 @@ import os
 
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Log, Static
 
@@ -30,10 +31,12 @@ class LogScreen(Screen[None]):
     LogScreen > Log { height: 1fr; }
     """
 
+    following: var[bool] = var(True, init=False)
+    """New output scrolls into view (`f`); off, the log stays where the user looks."""
+
     def __init__(self, path: str | None) -> None:
         super().__init__()
         self.path = path
-        self.following = True
         self._offset = 0
 
     def compose(self) -> ComposeResult:
@@ -80,9 +83,11 @@ class LogScreen(Screen[None]):
 
     def action_toggle_follow(self) -> None:
         self.following = not self.following
+
+    def watch_following(self, following: bool) -> None:
         log = self.query_one(Log)
-        log.auto_scroll = self.following
-        if self.following:
+        log.auto_scroll = following
+        if following:
             log.scroll_end(animate=False)
         self._title()
 

@@ -15,6 +15,7 @@ from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.reactive import var
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Input, Label
@@ -83,10 +84,17 @@ class MainScreen(Screen[None]):
         Binding("q", "quit_app", "Quit"),
     ]
 
+    # Toggles: setting one repaints what it changes (its watcher), whoever sets it.
+    paused: var[bool] = var(False, init=False)
+    """The view holds still (the feed stops reading: a live program waits on its pipe)."""
+    detail_shown: var[bool] = var(True, init=False, always_update=True)
+    """The detail pane, or one selection line in its place (set on mount by the height)."""
+    filter_open: var[bool] = var(False, init=False)
+    """The filter box is shown (over the views' bottom line)."""
+
     def __init__(self, session: Session) -> None:
         super().__init__()
         self.session = session
-        self.paused = False
         self._summary: Summary | None = None
         self._rss = 0
         self._filter_timer: Timer | None = None
@@ -105,6 +113,7 @@ class MainScreen(Screen[None]):
                                 id="filter-input")
         self.filter_bar = Horizontal(Label("filter /", id="filter-label"), self.filter_box,
                                      id="filter")
+        self.filter_bar.display = False
         self.detail = DetailPane(id="detail")
         self.selection_line = SelectionLine(id="selection-line")
         self.tree_view.on_rebuilt = self.table_view.on_rebuilt = self._rows_rebuilt
@@ -124,16 +133,9 @@ class MainScreen(Screen[None]):
         yield Legend(self.session.log_path, id="legend")
         yield KeyBar(id="keys")
 
-    @property
-    def filter_open(self) -> bool:
-        return self.filter_bar.display
-
     def on_mount(self) -> None:
-        self.filter_bar.display = False
         height = self.app.size.height
-        self.detail.display = height >= DETAIL_MIN_ROWS
-        self.selection_line.display = not self.detail.display
-        self._panes_changed()
+        self.detail_shown = height >= DETAIL_MIN_ROWS
         self.chart.styles.height = 4 if height >= TALL_CHART_ROWS else 3
         self.refresh_all()
         self.tree_view.focus()
@@ -342,15 +344,19 @@ class MainScreen(Screen[None]):
 
     def action_pause(self) -> None:
         self.paused = not self.paused
+
+    def watch_paused(self, paused: bool) -> None:
         controller = getattr(self.app, "controller", None)
         if controller is not None:
-            controller.set_paused(self.paused)
+            controller.set_paused(paused)
         self.refresh_all()
 
     def action_toggle_detail(self) -> None:
-        pane = self.detail
-        pane.display = not pane.display
-        self.selection_line.display = not pane.display
+        self.detail_shown = not self.detail_shown
+
+    def watch_detail_shown(self, shown: bool) -> None:
+        self.detail.display = shown
+        self.selection_line.display = not shown
         self._panes_changed()
         with self.session.lock:
             self._refresh_detail()
@@ -412,8 +418,7 @@ class MainScreen(Screen[None]):
         if not self.filter_open:
             box.value = self.session.tree.filter
             box.cursor_position = len(box.value)
-        self.filter_bar.display = True
-        self._panes_changed()
+        self.filter_open = True
         self.set_focus(box)  # now, not later: the next keys in the queue must land here
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -452,9 +457,12 @@ class MainScreen(Screen[None]):
         self.apply_filter(event.value)
         self._close_filter_box()  # the cursor stays where it was: n/N go to the matches
 
-    def _close_filter_box(self) -> None:
-        self.filter_bar.display = False
+    def watch_filter_open(self, shown: bool) -> None:
+        self.filter_bar.display = shown
         self._panes_changed()
+
+    def _close_filter_box(self) -> None:
+        self.filter_open = False
         self.set_focus(self.active_view)
 
     def action_clear_filter(self) -> None:

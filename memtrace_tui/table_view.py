@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from textual.binding import Binding
+from textual.reactive import var
 
 from memtrace_core.model import Location, Metric, Session
 from memtrace_core.model.metrics import LOCATION_SORTS, NATIVE_LOCATION_SORTS
@@ -36,12 +37,15 @@ class LocationsTable(LinesView):
         Binding("s", "cycle_sort", "Sort"),
     ]
 
+    sort: var[str] = var("own", init=False)
+    """The column rows are sorted by (`s` cycles; `user` with --native); setting it re-sorts."""
+
     def __init__(self, session: Session, limit: int = 500, **kwargs) -> None:
         super().__init__(**kwargs)
         self.session = session
         self.lock = session.lock
         self.limit = limit
-        self.sort = "user" if session.tree.native else "own"
+        self.set_reactive(LocationsTable.sort, "user" if session.tree.native else "own")
         self.row_locations: list[Location] = []
         self.selected: Location | None = None
         self.on_rebuilt = lambda: None  # the screen's: show the header of this moment
@@ -98,5 +102,7 @@ class LocationsTable(LinesView):
     def action_cycle_sort(self) -> None:
         sorts = NATIVE_SORTS if self.session.tree.native else SORTS
         self.sort = sorts[(sorts.index(self.sort) + 1) % len(sorts)]
+
+    def watch_sort(self) -> None:
         self.refresh_from_model()
         self.screen.refresh_columns()

@@ -296,3 +296,46 @@ async def test_mouse_selects_then_toggles(sample):
         assert names(tree) == ["main", "worker_loop", "  parse_rows"]
         await pilot.click("#tree", offset=(20, 1))
         assert names(tree) == ["main", "worker_loop"]
+
+
+@scenarios.sync
+async def test_toggles_set_from_code_act_like_their_keys(sample, tmp_path):
+    """The screens' toggles are reactive: setting one (from a command, an embedding app)
+    repaints what its key would, without a key press."""
+    app = MemtraceApp(scenarios.session_from(sample))
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main
+
+        def badges() -> list[str]:
+            return [text for text, _style in main.columns.badges]
+
+        main.paused = True
+        assert app.paused and "PAUSED" in badges()
+        main.paused = False
+        assert not app.paused and "PAUSED" not in badges()
+        main.detail_shown = False
+        assert not main.detail.display and main.selection_line.display
+        main.detail_shown = True
+        assert main.detail.display and not main.selection_line.display
+        covered = main.tree_view.occluded
+        main.filter_open = True  # over the views' bottom line, which the tree gives up
+        assert main.filter_bar.display and main.tree_view.occluded == covered + 1
+        main.filter_open = False
+        assert not main.filter_bar.display and main.tree_view.occluded == covered
+        await pilot.press("v")
+        table = main.table_view
+        table.sort = "count"
+        assert table.row_locations[0].frame.function == "many_small"
+        assert "count↓" in main.columns.titles
+        table.sort = "own"
+        assert table.row_locations[0].frame.function == "build_index"
+        log = tmp_path / "out.log"
+        log.write_text("hello\n")
+        from memtrace_tui.log_screen import LogScreen
+
+        screen = LogScreen(str(log))
+        await app.push_screen(screen)
+        screen.following = False
+        assert "not following" in str(screen.query_one("#log-title").render())
+        screen.following = True
+        assert "not following" not in str(screen.query_one("#log-title").render())
