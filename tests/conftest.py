@@ -20,13 +20,12 @@ from typing import Any
 
 import pytest
 
+from tests.cli import run_memtrace
+
 REPO = Path(__file__).resolve().parents[1]
 CFIXTURES = Path(__file__).resolve().parent / "cfixtures"
 PYTHON = sys.executable
 CFLAGS = ["-g", "-O1", "-fPIC", "-shared", "-Wall"]
-
-if str(REPO) not in sys.path:  # the checkout under test, installed or not
-    sys.path.insert(0, str(REPO))
 
 
 @dataclass(frozen=True)
@@ -124,14 +123,7 @@ def memtrace(
     timeout: float = 120,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run `python -m memtrace_tui ARGS` and return the finished process (bytes output)."""
-    return subprocess.run(
-        [PYTHON, "-m", "memtrace_tui", *args],
-        cwd=cwd,
-        env=env or child_env(),
-        input=input,
-        capture_output=True,
-        timeout=timeout,
-    )
+    return run_memtrace(*args, cwd=cwd, env=env or child_env(), input=input, timeout=timeout)
 
 
 def load_stats(capture: Path, cwd: Path | None = None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ that round-trips through both checks the reader against the format, not against 
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,76 @@ class StreamWriter:
                 self.nativenode(child, node, ip)
             node = child
         return node
+
+
+class ProgramStream(StreamWriter):
+    """A program's stream in a few calls (the TUI tests' captures): an allocation carries its
+    Python stack as frames, outermost first, interned as the tracer does, and optionally its
+    native IPs; times are offsets from the start. The same records, written by StreamWriter."""
+
+    def __init__(self, pid: int = 4242, argv: tuple[str, ...] = ("app.py",),
+                 native: bool = False, start_time: float = START_TIME) -> None:
+        super().__init__(pid=pid, argv=list(argv), native=native, start_time=start_time)
+        self.start_time = start_time
+
+    def alloc(self, address: int, size: int, stack: list[tuple[str, str, int]],  # type: ignore[override]
+              thread: int = 1, allocator: int = MALLOC, native: list[int] | None = None) -> None:
+        py = self.py_stack(stack)
+        nat = self.native_stack(native) if native else 0
+        super().alloc(thread, allocator, address, size, py, nat)
+
+    def free(self, address: int, thread: int = 1) -> None:  # type: ignore[override]
+        super().free(thread, FREE_FN, address, 0)
+
+    def trailer(self, end_offset_s: float, exit_code: int | None = 0) -> None:  # type: ignore[override]
+        super().trailer(self.start_time + end_offset_s, exit_code)
+
+    def take(self) -> bytes:
+        """The bytes written since the last take (the first one starts with the magic): a
+        stream handed to a reader piece by piece."""
+        data = self.data
+        self.chunks.clear()
+        return data
+
+
+def sample_stream(seed: int = 1, n: int = 400, trailer: bool = True) -> StreamWriter:
+    """A stream with every record type, several threads, mmaps and realloc chains."""
+    rng = random.Random(seed)
+    w = StreamWriter(native=True)
+    w.maps([["/lib/libc.so.6", 0x7F0000000000, "00ff", [[0, 0x1000, 5, 0]]]])
+    live: list[int] = []
+    t = 0
+    for i in range(n):
+        thread = rng.randint(1, 3)
+        if rng.random() < 0.02:
+            w.thread(thread, 900 + thread, f"thread-{i}")
+        x = rng.random()
+        if x < 0.45 or not live:
+            fn = f"f{rng.randint(0, 9)}"
+            py = w.py_stack([("main", "s.py", 1), (fn, "s.py", rng.randint(2, 4))])
+            nat = w.native_stack([0x7F0000000010, 0x7F0000000020 + rng.randint(0, 5)])
+            addr = 0x5000 + 32 * i
+            w.alloc(thread, MALLOC, addr, rng.randint(0, 1 << rng.randint(0, 20)), py, nat)
+            live.append(addr)
+        elif x < 0.75:
+            w.free(thread, FREE_FN, live.pop(rng.randrange(len(live))))
+        elif x < 0.85:
+            old = live.pop(rng.randrange(len(live)))
+            w.free(thread, REALLOC, old)
+            w.alloc(thread, REALLOC, old + 8, rng.randint(1, 300), 0, 0)
+            live.append(old + 8)
+        elif x < 0.92:
+            addr = 0x7E0000000000 + 4096 * rng.randint(0, 30)
+            w.alloc(thread, MMAP, addr, 4096 * rng.randint(1, 4))
+        elif x < 0.96:
+            addr = 0x7E0000000000 + 1024 * rng.randint(0, 120)
+            w.free(thread, MUNMAP, addr, 1024 * rng.randint(1, 9))
+        else:
+            t += rng.randint(1, 20000)
+            w.tick(t, rng.randint(0, 1 << 30))
+    if trailer:
+        w.trailer()
+    return w
 
 
 def compress(data: bytes, flush_every: int = 4096, level: int = 1) -> bytes:

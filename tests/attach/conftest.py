@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from attach_support import HERE, TARGET_PYTHON, Target, build_shared, target_env
+
+from tests.attach.attach_support import HERE, TARGET_PYTHON, Target, build_shared, target_env
 
 
 @pytest.fixture(scope="session")

@@ -12,69 +12,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from attach_support import cli_env, memtrace, target_env
-
 from memtrace_core.frames import FrameKind
 from memtrace_core.reader import read_capture
 from memtrace_core.symbols import ModuleMap, Symbolizer
-
-PY_BLOCK = 100_001  # bytearray(100_000) in the target
-C_BLOCK = 70_001
-
-
-def leak_lines(lines: list[str]) -> tuple[dict[int, int], dict[int, int]]:
-    """Ground truth printed by the target: address -> leak number, Python and C."""
-    py, c = {}, {}
-    for line in lines:
-        if line.startswith("leak "):
-            _, n, py_addr, c_addr = line.split()[:4]
-            py[int(py_addr)] = int(n)
-            c[int(c_addr)] = int(n)
-    return py, c
-
-
-def live_name(reader, sid: int) -> str:
-    stack = reader.py_stack(reader.stack_key(sid)[0])
-    return reader.codes[stack[0][0]][0] if stack else ""
-
-
-def live_by_function(reader) -> dict[str, dict[int, tuple[int, int]]]:
-    """Innermost Python function -> {address: (size, nativenode)} of live allocations."""
-    out: dict[str, dict[int, tuple[int, int]]] = {}
-    for address, size, sid, _allocator in reader.live_allocations():
-        pynode, nativenode, _thread = reader.stack_key(sid)
-        stack = reader.py_stack(pynode)
-        name = reader.codes[stack[0][0]][0] if stack else ""
-        out.setdefault(name, {})[address] = (size, nativenode)
-    return out
-
-
-def check_exact(capture: Path, lines: list[str], minimum: int) -> dict:
-    """Every leak between the first and last one traced is in the capture with its exact
-    size and function, and no block of that size there is one the target did not print
-    (other sizes are the interpreter's own: pymalloc arenas, ctypes); returns the live map."""
-    reader = read_capture(capture)
-    assert reader.header["attached"] is True
-    assert reader.complete, "no trailer: detach was not clean"
-    truth_py, truth_c = leak_lines(lines)
-    live = live_by_function(reader)
-    for function, truth, size in (("leak_python", truth_py, PY_BLOCK),
-                                  ("leak_c", truth_c, C_BLOCK)):
-        got = {a: v for a, v in live.get(function, {}).items() if v[0] == size}
-        assert len(got) >= minimum, f"{function}: only {len(got)} leaks traced"
-        assert set(got) <= set(truth), f"{function}: addresses the target never printed"
-        numbers = sorted(truth[a] for a in got)
-        assert numbers == list(range(numbers[0], numbers[-1] + 1)), f"{function}: gaps"
-        assert sum(s for s, _ in got.values()) == (numbers[-1] - numbers[0] + 1) * size
-    # Threads that existed before attach carry their Python names.
-    workers = [i for i, (_tid, name) in reader.threads.items() if name == "leak-worker"]
-    assert len(workers) == 1, reader.threads
-    threads = {reader.stack_key(sid)[2] for _a, size, sid, _k in reader.live_allocations()
-               if size == 30_001 and live_name(reader, sid) == "thread_leak"}
-    assert threads == {workers[0]}
-    # Frees of blocks made before attach (the pool) are ignored, totals stay consistent.
-    assert reader.heap_bytes == sum(size for _, size, _, _ in reader.live_allocations())
-    return live
+from tests.attach.attach_support import (
+    check_exact,
+    cli_env,
+    live_by_function,
+    memtrace,
+    target_env,
+    wait_tasks,
+)
+from tests.cli import MEMTRACE
 
 
 def native_names(capture: Path, function: str) -> set[tuple[str, FrameKind]]:
@@ -91,13 +40,6 @@ def native_names(capture: Path, function: str) -> set[tuple[str, FrameKind]]:
             for frame in symbolizer.resolve(*found):
                 names.add((frame.function, frame.kind))
     return names
-
-
-def wait_tasks(target, count: int, timeout: float = 3.0) -> int:
-    end = time.monotonic() + timeout
-    while target.tasks() != count and time.monotonic() < end:
-        time.sleep(0.02)
-    return target.tasks()
 
 
 def test_attach_exact_bytes_detach_and_attach_again_native(start_target, tmp_path):
@@ -171,7 +113,7 @@ def test_killed_memtrace_leaves_target_running_and_attach_works_again(start_targ
     target.wait_line("leak 2 ")
     tasks = target.tasks()
     capture = tmp_path / "killed.mtrace"
-    cli = subprocess.Popen([sys.executable, "-m", "memtrace_tui", "attach", str(target.pid),
+    cli = subprocess.Popen([*MEMTRACE, "attach", str(target.pid),
                             "-o", str(capture)], env=cli_env(), stderr=subprocess.PIPE)
     end = time.monotonic() + 5
     while (not capture.exists() or capture.stat().st_size < 4096) and time.monotonic() < end:
@@ -204,7 +146,7 @@ def test_target_exiting_while_attached_ends_the_capture(start_target, tmp_path):
     target = start_target()
     target.wait_line("leak 2 ")
     capture = tmp_path / "exit.mtrace"
-    cli = subprocess.Popen([sys.executable, "-m", "memtrace_tui", "attach", str(target.pid),
+    cli = subprocess.Popen([*MEMTRACE, "attach", str(target.pid),
                             "-o", str(capture)], env=cli_env(), stderr=subprocess.PIPE,
                            text=True)
     assert cli.stderr is not None

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from attach_support import HERE, Target, cli_env, memtrace
+
+from tests.attach.attach_support import HERE, Target, cli_env, memtrace
+from tests.cli import MEMTRACE
 
 # another CPython than the one under test (memtrace attaches to its own version only)
 OTHER_PYTHONS = {(3, 12): "/root/.pyenv/versions/3.12.1/bin/python3.12",
@@ -102,7 +104,7 @@ def test_ptrace_not_permitted(tmp_path):
         target.wait_line("ready")
         pid = target.pid  # setpriv execs the interpreter
         proc = subprocess.run(
-            ["setpriv", "--bounding-set=-sys_ptrace", sys.executable, "-m", "memtrace_tui",
+            ["setpriv", "--bounding-set=-sys_ptrace", *MEMTRACE,
              "attach", str(pid), "-o", str(tmp_path / "x.mtrace")],
             env=cli_env(), capture_output=True, text=True, timeout=30)
         one_line_error(proc, "ptrace not permitted", "another user", "as root")
@@ -113,7 +115,7 @@ def test_ptrace_not_permitted(tmp_path):
 
 def test_already_traced_by_memtrace(tmp_path, leaklib):
     stop = tmp_path / "stop"
-    target = Target([sys.executable, "-m", "memtrace_tui", "run", "-o",
+    target = Target([*MEMTRACE, "run", "-o",
                      str(tmp_path / "run.mtrace"), str(HERE / "attach_target.py")],
                     cli_env(LEAKLIB=str(leaklib), STOP_FILE=str(stop)), tmp_path,
                     stop_file=stop)

@@ -6,12 +6,12 @@ status."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
-from attach_support import TARGET_PYTHON, Target, cli_env, target_env
 
 from memtrace_core.reader import read_capture
+from tests.attach.attach_support import TARGET_PYTHON, Target, cli_env, target_env
+from tests.cli import MEMTRACE
 
 DEP_BLOCK = 7_300_001  # tests/cfixtures/mtrpathdep.c
 
@@ -42,7 +42,7 @@ def test_rpath_dlopen_after_attach_and_the_exit_status(tmp_path, cbuild, how, st
     try:
         target.wait_line("ready")
         capture = tmp_path / "attached.mtrace"
-        cli = subprocess.Popen([sys.executable, "-m", "memtrace_tui", "attach",
+        cli = subprocess.Popen([*MEMTRACE, "attach",
                                 str(target.pid), "-o", str(capture)], env=cli_env(),
                                stderr=subprocess.PIPE, text=True)
         assert cli.stderr is not None

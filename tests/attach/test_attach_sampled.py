@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import math
 
-from attach_support import memtrace
-from test_attach import C_BLOCK, PY_BLOCK, check_exact, leak_lines, live_by_function, wait_tasks
-
 from memtrace_core.reader import read_capture
+from tests.attach.attach_support import (
+    C_BLOCK,
+    PY_BLOCK,
+    check_exact,
+    leak_lines,
+    live_by_function,
+    memtrace,
+    wait_tasks,
+)
 
 MEAN = 64 << 10
 

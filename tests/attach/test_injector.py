@@ -18,7 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
-from attach_support import (
+
+from memtrace_core.attach import image as image_mod
+from memtrace_core.attach import inject, injector
+from memtrace_core.attach.ptrace import _ptrace
+from memtrace_core.reader import read_capture
+from tests.attach.attach_support import (
     HERE,
     TARGET_PYTHON,
     Target,
@@ -27,11 +32,6 @@ from attach_support import (
     memtrace,
     target_env,
 )
-
-from memtrace_core.attach import image as image_mod
-from memtrace_core.attach import inject, injector
-from memtrace_core.attach.ptrace import _ptrace
-from memtrace_core.reader import read_capture
 
 SLEEP = 0.1
 # Under a loaded 2-core CI machine a 0.1 s sleep can take longer; never shorter.

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from attach_support import REPO
+
+from tests.attach.attach_support import REPO
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 

@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
-from attach_support import REPO, Target, cli_env, memtrace
 
 from memtrace_core.attach import channel, trust
 from memtrace_core.attach.session import helper_library
 from memtrace_core.reader import read_capture
+from tests.attach.attach_support import REPO, Target, cli_env, memtrace
+from tests.cli import MEMTRACE
 
 DEBIAN_PYTHON = "/usr/bin/python3.11"
 
@@ -219,7 +220,7 @@ def test_target_maps_the_copies_not_the_install(start_target, tmp_path):
 def test_channel_of_a_killed_memtrace_is_removed_by_the_next_attach(start_target, tmp_path):
     target = start_target()
     target.wait_line("leak 1 ")
-    cli = subprocess.Popen([sys.executable, "-m", "memtrace_tui", "attach", str(target.pid),
+    cli = subprocess.Popen([*MEMTRACE, "attach", str(target.pid),
                             "-o", str(tmp_path / "a.mtrace")], env=cli_env(),
                            stderr=subprocess.PIPE, text=True)
     assert cli.stderr is not None
@@ -280,7 +281,7 @@ def test_root_attaches_to_another_users_process(other_user, tmp_path):
     try:
         target.wait_line("ready")
         out = tmp_path / "x.mtrace"
-        cli = subprocess.Popen([sys.executable, "-m", "memtrace_tui", "attach",
+        cli = subprocess.Popen([*MEMTRACE, "attach",
                                 str(target.pid), "-o", str(out), "--duration", "1.5"],
                                env=cli_env(), stderr=subprocess.PIPE, text=True)
         assert cli.stderr is not None

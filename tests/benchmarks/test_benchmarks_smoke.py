@@ -22,14 +22,24 @@ SCRIPTS = sorted(p.stem for p in BENCH.glob("bench_*.py"))
 HAVE_MEMRAY = importlib.util.find_spec("memray") is not None
 HAVE_PANDAS = importlib.util.find_spec("pandas") is not None  # not in the bench extra
 
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
+
+
+def bench_module(name: str):
+    """A benchmark script as a module, loaded from its file with its sibling `benchlib` (the
+    scripts import it as a top-level module; the tests' import path stays as it is)."""
+    for module in ("benchlib", name):
+        if module not in sys.modules:
+            spec = importlib.util.spec_from_file_location(module, BENCH / f"{module}.py")
+            loaded = importlib.util.module_from_spec(spec)
+            sys.modules[module] = loaded
+            spec.loader.exec_module(loaded)
+    return sys.modules[name]
 
 
 def required_figures(script: str) -> list[str]:
     """Figures (fnmatch patterns) whose presence shows that each measured path ran."""
     if script == "bench_run":
-        import bench_run
+        bench_run = bench_module("bench_run")
 
         modes = [m for m in bench_run.MODES if HAVE_MEMRAY or not m.startswith("memray")]
         workloads = [w for w in bench_run.WORKLOADS if HAVE_PANDAS or w != "pandas_merge"]
@@ -40,12 +50,12 @@ def required_figures(script: str) -> list[str]:
                           ("ratio", "capture_bytes") if "-sample" in m else
                           ("ratio",) if w == "empty" else ("ratio", "bytes_per_alloc"))]
     if script == "bench_reader":
-        import bench_reader
+        bench_reader = bench_module("bench_reader")
 
         return [f"{c}/{way}/Mrecords_per_s" for c in bench_reader.CAPTURES
                 for way in ("memory", "chunks", "file", "zfile", "msgpack_decode_only")]
     if script == "bench_report":
-        import bench_report
+        bench_report = bench_module("bench_report")
 
         return ["numpy_work/table_cold_s", "numpy_work/load_profile_s"] + [
             f"numpy_work/{label.replace(' ', '_')}/warm_s" for label in bench_report.REPORTS]
@@ -54,7 +64,7 @@ def required_figures(script: str) -> list[str]:
         return [*tools, "cold_process_s", "cold_cu_p90_ms", "warm_address_p99_ms",
                 "persistent_cache_s", "worker_cold_s", "pyelftools_only_s_per_address"]
     if script == "bench_attach":
-        import bench_attach
+        bench_attach = bench_module("bench_attach")
 
         held = [f"first_data/{s}/memtrace/held_median_ms" for s in bench_attach.STATE_TARGETS]
         gdb = ["first_data/time.sleep/memtrace-gdb/median_s"] if shutil.which("gdb") else []

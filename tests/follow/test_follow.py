@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
-from tmux_support import Tmux
 
 from memtrace_core.capture_lock import take_writer_lock
 from memtrace_core.reader import StreamReader, read_capture
 from memtrace_core.reader.follow import CaptureFollower
+from tests.cli import MEMTRACE, run_memtrace
+from tests.tmux_support import Tmux
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,8 +58,7 @@ sys.exit(3)
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "memtrace_tui", *args], cwd=cwd,
-                          env=child_env(), capture_output=True, text=True, timeout=timeout)
+    return run_memtrace(*args, cwd=cwd, env=child_env(), timeout=timeout, text=True)
 
 
 def background(tmp_path: Path, rounds: int, pause: float) -> tuple[Path, int]:
@@ -107,7 +107,7 @@ def replay_exact(path: Path, records: int) -> StreamReader:
 def test_background_follow_lose_viewer_follow_again(tmp_path):
     out, pid = background(tmp_path, rounds=60, pause=0.1)
     env = child_env(XDG_CACHE_HOME=str(tmp_path / "cache"))
-    command = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_tui", "view",
+    command = " ".join(shlex.quote(a) for a in (*MEMTRACE, "view",
                                                 "--follow", str(out)))
     first = Tmux(command, tmp_path, env)
     try:
@@ -136,7 +136,7 @@ def test_background_follow_lose_viewer_follow_again(tmp_path):
 
 
 def top_follow(path: Path, cwd: Path, interval: float = 0.5) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "memtrace_tui", "top", "--follow",
+    return subprocess.Popen([*MEMTRACE, "top", "--follow",
                              str(path), "--json", "--interval", str(interval), "-n", "3"],
                             cwd=cwd, env=child_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -244,7 +244,7 @@ def test_attach_without_duration_survives_its_terminal_and_stops_on_request(tmp_
         assert target.stdout is not None
         target.stdout.readline()
         out = tmp_path / "att.mtrace"
-        command = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_tui",
+        command = " ".join(shlex.quote(a) for a in (*MEMTRACE,
                                                     "attach", str(target.pid), "-o", str(out)))
         term = Tmux(command, tmp_path, child_env())
         term.wait_for(r"follow it with: memtrace view --follow", timeout=30)

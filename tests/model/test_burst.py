@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import random
 
-from streamgen import MALLOC, StreamWriter
-
 from memtrace_core.frames import Frame, FrameKind
 from memtrace_core.model import CallTree
 from memtrace_core.model.metrics import (
@@ -22,6 +20,7 @@ from memtrace_core.model.metrics import (
 )
 from memtrace_core.reader import StreamReader
 from memtrace_core.symbols.hybrid import A_EVAL, A_PENDING, A_ROOT
+from tests.streamgen import MALLOC, StreamWriter
 
 LIB = "/opt/burst/libburst.so"
 PY = "/opt/burst/libpython3.11.so.1.0"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fake_reader import FakeReader
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +16,7 @@ from memtrace_core.model.metrics import (
     format_bytes,
 )
 from memtrace_core.symbols.hybrid import A_PENDING
+from tests.model.fake_reader import FakeReader
 
 MAIN = ("main", "app.py", 10)
 LOAD = ("load", "app.py", 20)

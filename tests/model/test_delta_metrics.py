@@ -4,8 +4,6 @@ rebuild, per thread, and for the whole program."""
 
 from __future__ import annotations
 
-from streamgen import FREE_FN, MALLOC, StreamWriter
-
 from memtrace_core.model import CallTree, Metric
 from memtrace_core.model.metrics import (
     GROWTH_BYTES,
@@ -16,6 +14,7 @@ from memtrace_core.model.metrics import (
     format_signed,
 )
 from memtrace_core.reader import StreamReader
+from tests.streamgen import FREE_FN, MALLOC, StreamWriter
 
 WARM = [("main", "/app/svc.py", 3), ("warm_up", "/app/svc.py", 10)]
 LEAK = [("main", "/app/svc.py", 3), ("handle", "/app/svc.py", 20)]

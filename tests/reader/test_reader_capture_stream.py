@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from reader_helpers import read_all, snapshot
-from streamgen import compress
-from test_reader_stream import sample_stream
 
 from memtrace_core.errors import UserError
 from memtrace_core.reader import capture_stream, read_capture
+from tests.reader.reader_helpers import read_all, snapshot
+from tests.streamgen import compress, sample_stream
 
 RAW = sample_stream(seed=5, n=4000).data
 

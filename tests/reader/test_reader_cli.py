@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from streamgen import FREE_FN, MALLOC, MMAP, MUNMAP, REALLOC, START_TIME, StreamWriter
+
+from tests.cli import run_memtrace
+from tests.streamgen import FREE_FN, MALLOC, MMAP, MUNMAP, REALLOC, START_TIME, StreamWriter
 
 REPO = Path(__file__).resolve().parents[2]
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
@@ -21,10 +23,7 @@ LIBX_BASE = 0x7E00_0000_0000
 def stats(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, PYTHONPATH=path)
-    return subprocess.run(
-        [sys.executable, "-m", "memtrace_tui", "stats", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
-    )
+    return run_memtrace("stats", *args, cwd=cwd, env=env, timeout=60, text=True)
 
 
 def known_capture(trailer: bool = True) -> StreamWriter:
@@ -193,7 +192,7 @@ def test_stats_does_not_import_textual(tmp_path: Path) -> None:
 
 
 def test_stats_on_compressed_captures(tmp_path: Path) -> None:
-    from streamgen import compress
+    from tests.streamgen import compress
 
     w = known_capture()
     packed = compress(w.data, flush_every=64)

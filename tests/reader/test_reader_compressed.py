@@ -10,12 +10,11 @@ import pytest
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reader_helpers import read_all, snapshot
-from streamgen import compress
-from test_reader_stream import sample_stream
 
 from memtrace_core.errors import UserError
 from memtrace_core.reader import read_capture
+from tests.reader.reader_helpers import read_all, snapshot
+from tests.streamgen import compress, sample_stream
 
 RAW = sample_stream(seed=21, n=3000)
 RAW_DATA = RAW.data

@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-from streamgen import MALLOC, StreamWriter
-
 from memtrace_core.reader import StreamReader
+from tests.streamgen import MALLOC, StreamWriter
 
 
 def test_each_node_once_and_only_new_ones():

@@ -7,9 +7,11 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reader_helpers import read_all, snapshot
-from reader_oracle import Oracle
-from streamgen import (
+
+from memtrace_core.reader import StreamReader
+from tests.reader.reader_helpers import read_all, snapshot
+from tests.reader.reader_oracle import Oracle
+from tests.streamgen import (
     CALLOC,
     FREE_FN,
     MALLOC,
@@ -20,8 +22,6 @@ from streamgen import (
     REALLOC,
     StreamWriter,
 )
-
-from memtrace_core.reader import StreamReader
 
 PAGE = 4096
 MMAP_BASE = 0x7F00_0000_0000

@@ -4,17 +4,16 @@ written by `memtrace run`: whatever encoding the tracer picks, both must agree e
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import msgpack
 import pytest
 import zstandard
-from reader_helpers import snapshot
-from reader_oracle import Oracle
 
 from memtrace_core.reader import read_capture
+from tests.cli import run_memtrace
+from tests.reader.reader_helpers import snapshot
+from tests.reader.reader_oracle import Oracle
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,11 +95,8 @@ def test_real_capture_matches_independent_decode(tmp_path: Path, native: bool) -
     capture = tmp_path / "prog.mtrace"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     options = ["--native"] if native else []
-    proc = subprocess.run(
-        [sys.executable, "-m", "memtrace_tui", "run", *options, "-o", str(capture), "--force",
-         "prog.py"],
-        cwd=tmp_path, env=env, capture_output=True, timeout=120,
-    )
+    proc = run_memtrace("run", *options, "-o", str(capture), "--force", "prog.py",
+                        cwd=tmp_path, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == b"done\n"
     r = read_capture(capture)

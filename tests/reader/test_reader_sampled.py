@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from streamgen import MALLOC, MMAP, MUNMAP, StreamWriter
 
 from memtrace_core.reader import CaptureError, StreamReader
+from tests.streamgen import MALLOC, MMAP, MUNMAP, StreamWriter
 
 MEAN = 512 << 10
 

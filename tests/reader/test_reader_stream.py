@@ -7,50 +7,10 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reader_helpers import read_all, snapshot
-from streamgen import FREE_FN, MALLOC, MMAP, MUNMAP, REALLOC, StreamWriter
 
 from memtrace_core.reader import CaptureError, StreamReader
-
-
-def sample_stream(seed: int = 1, n: int = 400, trailer: bool = True) -> StreamWriter:
-    """A stream with every record type, several threads, mmaps and realloc chains."""
-    rng = random.Random(seed)
-    w = StreamWriter(native=True)
-    w.maps([["/lib/libc.so.6", 0x7F0000000000, "00ff", [[0, 0x1000, 5, 0]]]])
-    live: list[int] = []
-    t = 0
-    for i in range(n):
-        thread = rng.randint(1, 3)
-        if rng.random() < 0.02:
-            w.thread(thread, 900 + thread, f"thread-{i}")
-        x = rng.random()
-        if x < 0.45 or not live:
-            fn = f"f{rng.randint(0, 9)}"
-            py = w.py_stack([("main", "s.py", 1), (fn, "s.py", rng.randint(2, 4))])
-            nat = w.native_stack([0x7F0000000010, 0x7F0000000020 + rng.randint(0, 5)])
-            addr = 0x5000 + 32 * i
-            w.alloc(thread, MALLOC, addr, rng.randint(0, 1 << rng.randint(0, 20)), py, nat)
-            live.append(addr)
-        elif x < 0.75:
-            w.free(thread, FREE_FN, live.pop(rng.randrange(len(live))))
-        elif x < 0.85:
-            old = live.pop(rng.randrange(len(live)))
-            w.free(thread, REALLOC, old)
-            w.alloc(thread, REALLOC, old + 8, rng.randint(1, 300), 0, 0)
-            live.append(old + 8)
-        elif x < 0.92:
-            addr = 0x7E0000000000 + 4096 * rng.randint(0, 30)
-            w.alloc(thread, MMAP, addr, 4096 * rng.randint(1, 4))
-        elif x < 0.96:
-            addr = 0x7E0000000000 + 1024 * rng.randint(0, 120)
-            w.free(thread, MUNMAP, addr, 1024 * rng.randint(1, 9))
-        else:
-            t += rng.randint(1, 20000)
-            w.tick(t, rng.randint(0, 1 << 30))
-    if trailer:
-        w.trailer()
-    return w
+from tests.reader.reader_helpers import read_all, snapshot
+from tests.streamgen import sample_stream
 
 
 def test_chunked_feed_gives_identical_results() -> None:

@@ -93,7 +93,7 @@ def test_tree_counter_layout_one_definition():
 def test_the_tests_independent_encoder_agrees():
     """tests/streamgen.py writes streams from FORMAT.md with its own numbers (so reader tests
     check the reader against the format, not against itself): they are the header's."""
-    import streamgen
+    from tests import streamgen
 
     records = _header_records()
     assert {getattr(streamgen, name): name for name in records.values()} == records

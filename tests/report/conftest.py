@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from report_support import PROGRAM, build_extension
+
+from tests.cli import run_memtrace
+from tests.report.report_support import PROGRAM, build_extension
 
 
 @dataclass
@@ -26,8 +28,7 @@ class Reports:
         return Reports(self.python, env)
 
     def cli(self, *args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([self.python, "-m", "memtrace_tui", *args], cwd=cwd,
-                              env=self.env, capture_output=True, timeout=timeout)
+        return run_memtrace(*args, cwd=cwd, env=self.env, timeout=timeout)
 
     def ok(self, *args: str, cwd: Path) -> subprocess.CompletedProcess:
         proc = self.cli(*args, cwd=cwd)

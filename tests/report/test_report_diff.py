@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from report_support import LEAK_BLOCKS, c_markers, py_markers
+
+from tests.report.report_support import LEAK_BLOCKS, c_markers, py_markers
 
 PROGRAM = """\
 import os

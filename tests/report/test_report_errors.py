@@ -7,7 +7,8 @@ import json
 import os
 
 import pytest
-from report_support import LEAK_BLOCKS, build_extension
+
+from tests.report.report_support import LEAK_BLOCKS, build_extension
 
 COMMANDS = {
     "table": ("table",),

@@ -11,7 +11,10 @@ import shutil
 import subprocess
 
 import pytest
-from report_support import (
+
+from memtrace_core.frames import FrameKind
+from memtrace_core.report.kinds import KIND_COLOURS
+from tests.report.report_support import (
     LEAK_BLOCKS,
     PROGRAM,
     SCRATCH_BLOCKS,
@@ -23,9 +26,6 @@ from report_support import (
     parse_folded,
     py_markers,
 )
-
-from memtrace_core.frames import FrameKind
-from memtrace_core.report.kinds import KIND_COLOURS
 
 SELECTIONS = {"all": (), "leaks": ("--leaks",), "peak": ("--peak",)}
 

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from report_support import LEAK_BLOCKS, PROGRAM, SOURCE, build_extension, c_markers
 
 from memtrace_core.frames import FrameKind
 from memtrace_core.reader import read_capture, read_names
+from tests.cli import MEMTRACE, run_memtrace
+from tests.report.report_support import LEAK_BLOCKS, PROGRAM, SOURCE, build_extension, c_markers
 
 
 @pytest.fixture
@@ -31,8 +32,7 @@ def private(reports, tmp_path):
 
     def cli(*args: str, cache: str = "cache-where-recorded", **extra: str):
         run_env = dict(env, XDG_CACHE_HOME=str(tmp_path / cache), **extra)
-        return subprocess.run([reports.python, "-m", "memtrace_tui", *args], cwd=tmp_path,
-                              env=run_env, capture_output=True, text=True, timeout=180)
+        return run_memtrace(*args, cwd=tmp_path, env=run_env, timeout=180, text=True)
 
     return ext, cli
 
@@ -200,12 +200,12 @@ def test_progress_bar_on_a_terminal_never_in_a_pipe(private, reports, tmp_path):
     capture = tmp_path / "prog.mtrace"
     assert cli("run", "--native", "--no-names", "-o", str(capture), "prog.py").returncode == 0
     env = dict(reports.env, MEMTRACE_PROGRESS_AFTER="0", TERM="xterm-256color")
-    args = [reports.python, "-m", "memtrace_tui", "stats", str(capture)]
+    args = [*MEMTRACE, "stats", str(capture)]
     on_tty = _stderr_on_a_terminal(args, env, tmp_path)
     assert "memtrace: reading the capture" in on_tty and "━" in on_tty
     piped = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert piped.returncode == 0 and piped.stderr == ""
-    named = _stderr_on_a_terminal([reports.python, "-m", "memtrace_tui", "symbolize",
+    named = _stderr_on_a_terminal([*MEMTRACE, "symbolize",
                                    str(capture)], env, tmp_path)
     assert "naming native frames" in named
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-from report_support import _varint, decode_message, packed
 
 from memtrace_core.report.protobuf_wire import bytes_field, packed_field, uint_field, varint
+from tests.report.report_support import _varint, decode_message, packed
 
 
 @given(st.integers(min_value=-(2**63), max_value=2**64 - 1))

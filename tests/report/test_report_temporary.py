@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from report_support import c_markers, py_markers
+
+from tests.report.report_support import c_markers, py_markers
 
 ROUNDS = 50
 PROGRAM = f"""\

@@ -7,7 +7,8 @@ import json
 import re
 
 import pytest
-from report_support import LEAK_BLOCKS, SCRATCH_BLOCKS, SOURCE, SPIKE, c_markers
+
+from tests.report.report_support import LEAK_BLOCKS, SCRATCH_BLOCKS, SOURCE, SPIKE, c_markers
 
 SELECTIONS = {"all": (), "leaks": ("--leaks",), "peak": ("--peak",)}
 NATIVE_RGB = "38;2;95;175;255"  # KIND_COLOURS native #5fafff as a truecolor escape

@@ -10,7 +10,8 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from symbols_support import source_line  # noqa: F401 - re-exported for tests
+
+from tests.symbols.symbols_support import source_line  # noqa: F401 - re-exported for tests
 
 C_SRC = r"""
 #include <stdlib.h>

@@ -9,13 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from addr2line_oracle import binutils_addr2line, eu_addr2line, llvm_symbolizer
 
 from memtrace_core.frames import FrameKind
 from memtrace_core.symbols import Symbolizer
 from memtrace_core.symbols.demangle import demangle
 from memtrace_core.symbols.elf import read_build_id
 from memtrace_core.symbols.symbolizer import _Module
+from tests.symbols.addr2line_oracle import binutils_addr2line, eu_addr2line, llvm_symbolizer
 
 pytestmark = pytest.mark.skipif(shutil.which("eu-addr2line") is None,
                                 reason="elfutils not installed")

@@ -4,17 +4,17 @@ real libpython addresses."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from symbols_support import source_line
 
 from memtrace_core.frames import Frame, FrameKind
 from memtrace_core.symbols import ModuleMap, Symbolizer, hybrid_stack
 from memtrace_core.symbols.elf import read_build_id
 from memtrace_core.symbols.symbolizer import _Module
+from tests.cli import run_memtrace
+from tests.symbols.symbols_support import source_line
 
 ROOT = Path(__file__).resolve().parents[2]
 PROG = '''\
@@ -38,9 +38,8 @@ def capture(libs, tmp_path_factory):
     prog.write_text(PROG)
     cap = d / "cap.mtrace"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-m", "memtrace_tui", "run", "--native", "-f", "-o",
-                        str(cap), str(prog), str(libs["dwarf5"])], env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = run_memtrace("run", "--native", "-f", "-o", str(cap), str(prog), str(libs["dwarf5"]),
+                     env=env, timeout=120, text=True)
     if r.returncode != 0:
         pytest.skip(f"memtrace run --native failed: {r.stderr[-300:]}")
     from memtrace_core.reader import read_capture

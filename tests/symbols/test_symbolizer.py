@@ -11,12 +11,12 @@ import textwrap
 from pathlib import Path
 
 import msgpack
-from symbols_support import source_line
 
 from memtrace_core.frames import Frame, FrameKind
 from memtrace_core.symbols import ModuleMap, Symbolizer
 from memtrace_core.symbols.elf import read_build_id
 from memtrace_core.symbols.symbolizer import _Module
+from tests.symbols.symbols_support import source_line
 
 
 def _call_sites(lib: Path, func: str, callee: str) -> list[int]:

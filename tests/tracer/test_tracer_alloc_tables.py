@@ -9,7 +9,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-import tracer_support as ts
+
+from tests.tracer import tracer_support as ts
 
 SCRIPT = """\
 import ctypes

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import tracer_support as ts
 
 from memtrace_core.frames import CUT_MARKER_BASE
 from memtrace_core.report import deepjson
 from memtrace_core.tracer import _tracer
+from tests.tracer import tracer_support as ts
 
 # Python 3.10 names frames by co_name (no co_qualname before 3.11)
 DESCEND = "level.<locals>.descend" if sys.version_info >= (3, 11) else "descend"

@@ -6,7 +6,8 @@ status."""
 from __future__ import annotations
 
 import pytest
-import tracer_support as ts
+
+from tests.tracer import tracer_support as ts
 
 KEPT = 10_000_001  # bytearray(10_000_000) mallocs its size + 1
 AT_EXIT = 2_200_001  # the atexit handler of tests/cfixtures/mtproc.c

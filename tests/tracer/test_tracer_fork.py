@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import tracer_support as ts
+
+from tests.tracer import tracer_support as ts
 
 FORK_SCRIPT = """\
 import os

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import tracer_support as ts
+
+from tests.tracer import tracer_support as ts
 
 LEAK_SCRIPT = """\
 import mtext

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-import tracer_support as ts
+from tests.tracer import tracer_support as ts
 
 KILLED_SCRIPT = """\
 import os

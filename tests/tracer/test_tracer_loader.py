@@ -16,7 +16,9 @@ import time
 import uuid
 
 import pytest
-import tracer_support as ts
+
+from tests.cli import MEMTRACE
+from tests.tracer import tracer_support as ts
 
 DEP_BLOCK = 7_300_001  # tests/cfixtures/mtrpathdep.c
 
@@ -128,7 +130,7 @@ def test_dlopen_through_the_callers_search_path_under_live(tmp_path, mt):
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()
                        if k.startswith("MT_") or k in ("PYTHONPATH", "HOME", "PATH",
                                                        "XDG_CACHE_HOME"))
-    live = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_tui", "live",
+    live = " ".join(shlex.quote(a) for a in (*MEMTRACE, "live",
                                              "--native", "-o", "live.mtrace", "prog.py",
                                              "runpath", "mt_rpath_load"))
     script = (f"cd {shlex.quote(str(tmp_path))} && env -u COLUMNS -u LINES TERM=xterm-256color "

@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tracer_support import functions_on_stack
+
+from tests.tracer.tracer_support import functions_on_stack
 
 LIB = r"""
 #include <stdlib.h>

@@ -9,7 +9,8 @@ invisible without the flag.
 from __future__ import annotations
 
 import pytest
-import tracer_support as ts
+
+from tests.tracer import tracer_support as ts
 
 SCRIPT = """\
 import sys

@@ -12,7 +12,8 @@ import platform
 import sys
 
 import pytest
-import tracer_support as ts
+
+from tests.tracer import tracer_support as ts
 
 PROGRAM = """\
 import mtext

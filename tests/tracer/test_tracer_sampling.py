@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from memtrace_core.reader import read_capture
+from tests.cli import run_memtrace
 
 MB = 1 << 20
 BLOCKS = [(48, 150), (200, 140), (1000, 130), (3000, 120), (8192, 110), (20000, 100),
@@ -84,9 +85,8 @@ def _trace(mt, directory: Path, source: str, lib: Path, *options: str, seed: str
     script = directory / "prog.py"
     script.write_text(source)
     capture = directory / "prog.mtrace"
-    proc = subprocess.run([mt.python, "-m", "memtrace_tui", "run", *options, "-o",
-                           str(capture), "--force", "prog.py"], cwd=directory, env=env,
-                          capture_output=True, timeout=300)
+    proc = run_memtrace("run", *options, "-o", str(capture), "--force", "prog.py",
+                        cwd=directory, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == b"done\n"
     return capture, mt.marker_lines(source)
@@ -340,9 +340,8 @@ def test_frees_and_reuses_of_one_address_across_threads_stay_in_order(tmp_path, 
     got = {}
     for threads in ("8", "1"):
         capture = tmp_path / f"t{threads}.mtrace"
-        proc = subprocess.run([mt.python, "-m", "memtrace_tui", "run", *mode, "-o",
-                               str(capture), "prog.py", threads], cwd=tmp_path, env=env,
-                              capture_output=True, timeout=300)
+        proc = run_memtrace("run", *mode, "-o", str(capture), "prog.py", threads,
+                            cwd=tmp_path, env=env, timeout=300)
         assert proc.returncode == 0 and proc.stdout == b"done\n", proc.stderr.decode()
         reader = read_capture(capture)
         assert reader.implicit_frees == 0, f"{threads} threads: an ALLOC of a live address"

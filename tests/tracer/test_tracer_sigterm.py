@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-import tracer_support as ts
 
 from memtrace_core.reader import read_capture
+from tests.cli import MEMTRACE
+from tests.tracer import tracer_support as ts
 
 KILLED = """\
 import os
@@ -50,7 +51,7 @@ while True:
 def _run_until_ready(mt, directory: Path, how: str, traced: bool) -> subprocess.Popen:
     script = directory / "killed.py"
     script.write_text(KILLED)
-    command = ([sys.executable, "-m", "memtrace_tui", "run", "-o", "killed.mtrace",
+    command = ([*MEMTRACE, "run", "-o", "killed.mtrace",
                 "killed.py", how] if traced else [sys.executable, "killed.py", how])
     proc = subprocess.Popen(command, cwd=directory, env=mt.env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)

@@ -6,7 +6,8 @@ name (not memtrace's)."""
 from __future__ import annotations
 
 import pytest
-import tracer_support as ts
+
+from tests.tracer import tracer_support as ts
 
 SCRIPT = """\
 import ctypes

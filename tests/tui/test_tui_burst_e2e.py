@@ -10,12 +10,13 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from test_tui_e2e import Tmux
+
+from tests.cli import MEMTRACE
+from tests.tmux_support import Tmux
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is required")
 
@@ -82,7 +83,7 @@ def burstlib(tmp_path_factory) -> Path:
 def test_live_keeps_up_with_a_burst_then_a_leak(tmp_path, mt, burstlib):
     (tmp_path / "prog.py").write_text(PROGRAM)
     env = dict(mt.env, XDG_CACHE_HOME=str(tmp_path / "cache"))
-    cmd = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_tui", "live",
+    cmd = " ".join(shlex.quote(a) for a in (*MEMTRACE, "live",
                                             "--native", "prog.py", str(burstlib)))
     t = Tmux(cmd, tmp_path, env)
     try:

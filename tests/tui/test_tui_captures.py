@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import scenarios
 
 from memtrace_core.frames import FrameKind
 from memtrace_core.model.build import session_for_capture
 from memtrace_core.model.metrics import LIVE_BYTES, LIVE_COUNT
 from memtrace_tui.app import MemtraceApp
 from memtrace_tui.tree_view import CallTreeView
+from tests.tui import scenarios
 
 LEAKED = 5000011 + 5001024 + 5002037
 

@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 
 import pytest
-import scenarios
-from tmux_support import Tmux
 
 from memtrace_core.model.build import call_tree
 from memtrace_core.model.feed import enlarge_pipe
@@ -33,6 +31,9 @@ from memtrace_core.model.session import Session
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
 from memtrace_tui.live_controller import LiveController
+from tests.cli import MEMTRACE
+from tests.tmux_support import Tmux
+from tests.tui import scenarios
 
 CHURN = Path(__file__).parents[2] / "benchmarks" / "workloads" / "churn_tree.py"
 SECONDS = 30
@@ -123,7 +124,7 @@ def top_rows(screen: str) -> list[int]:
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is required")
 def test_churn_in_a_terminal_rows_add_up_and_the_clock_moves(tmp_path, mt):
-    cmd = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_tui", "live",
+    cmd = " ".join(shlex.quote(a) for a in (*MEMTRACE, "live",
                                             "--native", str(CHURN), str(SECONDS)))
     t = Tmux(cmd, tmp_path, dict(mt.env, XDG_CACHE_HOME=str(tmp_path / "cache")),
              size=(100, 30))

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import pytest
-import scenarios
 from rich.color import ColorSystem
-from test_tui_snapshots import native_app
 from textual.geometry import Region
 
 from memtrace_core.frames import FrameKind
 from memtrace_tui.app import MemtraceApp
+from tests.tui import scenarios
 
 SIZE = (110, 32)
 GUIDE_ROLES = {"guide", "scrollbar"}  # deliberately faint: tree lines, scrollbar track
@@ -55,7 +54,7 @@ def low_contrast(widget, minimum: float, skip=()) -> list[tuple[str, float]]:
                                    "gruvbox"])
 @scenarios.sync
 async def test_text_is_readable_in_every_theme(tmp_path, theme):
-    app = native_app(tmp_path)
+    app = scenarios.native_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         app.theme = theme
         await pilot.press("e")
@@ -77,7 +76,7 @@ async def test_frame_kinds_distinct_on_a_16_colour_terminal(tmp_path, monkeypatc
     monkeypatch.setenv("TERM", "xterm")
     monkeypatch.delenv("COLORTERM")
     for theme in ("textual-dark", "textual-light"):
-        app = native_app(tmp_path)
+        app = scenarios.native_app(tmp_path)
         async with app.run_test(size=SIZE) as pilot:
             app.theme = theme
             await pilot.pause()
@@ -126,7 +125,7 @@ def far_apart(a, b) -> bool:
 async def test_python_and_native_frames_differ_in_every_theme(tmp_path):
     """Every theme Textual offers (the command palette lists them all), ANSI ones included:
     Python and C/C++ frames far apart in colour, each kind readable on the background."""
-    app = native_app(tmp_path)
+    app = scenarios.native_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         themes = sorted(app.available_themes)
         assert {"ansi-dark", "ansi-light", "textual-light", "nord"} <= set(themes)
@@ -148,7 +147,7 @@ async def test_a_theme_sets_its_own_kind_colours(tmp_path):
     """A theme's own `frame-*` variables win over memtrace's shades."""
     from textual.theme import Theme
 
-    app = native_app(tmp_path)
+    app = scenarios.native_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         app.register_theme(Theme(name="mine", primary="#0178D4", dark=True,
                                  variables={"frame-native": "#ff0000"}))

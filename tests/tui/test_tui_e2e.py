@@ -7,11 +7,12 @@ import os
 import re
 import shlex
 import shutil
-import sys
 import time
 
 import pytest
-from tmux_support import Tmux
+
+from tests.cli import MEMTRACE
+from tests.tmux_support import Tmux
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is required")
 
@@ -46,7 +47,7 @@ def leaky(tmp_path, mt):
     sessions = []
 
     def start(*args: str) -> Tmux:
-        cmd = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_tui", "live",
+        cmd = " ".join(shlex.quote(a) for a in (*MEMTRACE, "live",
                                                 *args))
         t = Tmux(cmd, tmp_path, env)
         sessions.append(t)

@@ -8,15 +8,16 @@ import asyncio
 import os
 
 import pytest
-import scenarios
 from textual import events
-from tui_streams import StreamWriter
 
 from memtrace_core.model import CallTree, Metric, Session
 from memtrace_core.model.metrics import LIVE_BYTES
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
 from memtrace_tui.tree_view import CallTreeView
+from tests.streamgen import ProgramStream
+from tests.tui import scenarios
+from tests.tui.pilot_support import PipeController, until, wait_for
 
 SIZE = (100, 30)
 
@@ -48,14 +49,6 @@ def type_fast(app: MemtraceApp, *keys: str) -> None:
     for key in keys:
         char = {"slash": "/", "space": " "}.get(key, key if len(key) == 1 else None)
         app._driver.send_message(events.Key(key, char))
-
-
-async def until(pilot, predicate, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("condition not reached")
 
 
 def cursor_on_screen(view) -> bool:
@@ -208,11 +201,11 @@ async def test_expansion_and_cursor_survive_filter_thread_metric_and_view(sample
 
 @scenarios.sync
 async def test_cursor_and_expansion_survive_internal_frames_toggle(tmp_path):
-    w = StreamWriter()
+    w = ProgramStream()
     boot = ("_call_with_frames_removed", "<frozen importlib._bootstrap>", 241)
     w.alloc(1, 64, [("main", "a.py", 1), boot, ("load", "b.py", 2), ("leaf", "b.py", 3)])
     w.alloc(2, 32, [("main", "a.py", 1), ("other", "a.py", 7)])
-    w.save(tmp_path / "c.mtrace")
+    w.write(tmp_path / "c.mtrace")
     app = MemtraceApp(scenarios.session_from(tmp_path / "c.mtrace"))
     async with app.run_test(size=SIZE) as pilot:
         tree = app.main.tree_view
@@ -231,13 +224,13 @@ async def test_cursor_and_expansion_survive_internal_frames_toggle(tmp_path):
 async def test_state_survives_showing_a_long_internal_chain(tmp_path):
     """A real program's stacks start with some thirty interpreter frames above the first
     Python line: showing them must not lose the expansion or the cursor."""
-    w = StreamWriter()
+    w = ProgramStream()
     chain = [(f"_boot_{i}", "<frozen importlib._bootstrap>", 100 + i) for i in range(30)]
     middle = [(f"_glue_{i}", "<frozen importlib._bootstrap>", 300 + i) for i in range(12)]
     deep = [(f"level_{i}", "deep.py", i + 1) for i in range(20)]
     w.alloc(1, 640, [*chain, ("main", "a.py", 1), *middle, *deep, ("leaf", "b.py", 3)])
     w.alloc(2, 32, [*chain, ("main", "a.py", 1), ("other", "a.py", 7)])
-    w.save(tmp_path / "c.mtrace")
+    w.write(tmp_path / "c.mtrace")
     app = MemtraceApp(scenarios.session_from(tmp_path / "c.mtrace"))
     async with app.run_test(size=SIZE) as pilot:
         tree = app.main.tree_view
@@ -431,15 +424,13 @@ async def test_mouse_wheel_moves_the_cursor(big):
 
 @scenarios.sync
 async def test_cursor_follows_its_node_when_rows_arrive_above_it():
-    from test_tui_pilot import PipeController, wait_for
 
-    w = StreamWriter()
+    w = ProgramStream()
     w.alloc(1, 10, [("main", "a.py", 1), ("target", "a.py", 2)])
-    part1 = bytes(w.out)
-    w.out = bytearray()
+    part1 = w.take()
     for i in range(80):  # 80 bigger siblings sort above the selected one
         w.alloc(100 + i, 1000 + i, [("main", "a.py", 1), (f"big_{i}", "a.py", 10 + i)])
-    part2 = bytes(w.out)
+    part2 = w.data
     reader = StreamReader()
     session = Session(reader, CallTree(reader), live=True)
     r, wfd = os.pipe()

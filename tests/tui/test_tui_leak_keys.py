@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 
-import scenarios
-from tui_streams import StreamWriter
-
 from memtrace_core.model import CallTree, Metric, Session
 from memtrace_core.model.metrics import MARK_BYTES, MARK_COUNT
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
+from tests.streamgen import ProgramStream
+from tests.tui import scenarios
+from tests.tui.pilot_support import PipeController, until, wait_for
 
 WARM = [("main", "svc.py", 1), ("warm_up", "svc.py", 5)]
 LEAK = [("main", "svc.py", 1), ("handle", "svc.py", 9)]
@@ -20,20 +20,17 @@ LEAK = [("main", "svc.py", 1), ("handle", "svc.py", 9)]
 
 @scenarios.sync
 async def test_mark_shows_exactly_what_leaked_after_it():
-    from test_tui_keys import until
-    from test_tui_pilot import PipeController, wait_for
 
-    w = StreamWriter()
+    w = ProgramStream()
     for i in range(4):
         w.alloc(0x1000 + 0x100 * i, 25_000, WARM)  # the warm-up keeps 100,000 B
     w.tick(1_000_000)
-    warm = bytes(w.out)
-    w.out = bytearray()
+    warm = w.take()
     for i in range(6):
         w.alloc(0x9000 + 0x100 * i, 4096, LEAK)  # 6 leaks after the mark
     w.free(0x1000)  # the warm-up gives one block back
     w.tick(2_000_000)
-    later = bytes(w.out)
+    later = w.data
     reader = StreamReader()
     session = Session(reader, CallTree(reader), live=True)
     r, wfd = os.pipe()
@@ -86,8 +83,6 @@ async def test_mark_shows_exactly_what_leaked_after_it():
 
 @scenarios.sync
 async def test_live_timeline_moves_between_phases_while_the_program_runs():
-    from test_tui_keys import until
-    from test_tui_pilot import PipeController, wait_for
 
     from memtrace_core.model.metrics import AT_BYTES
 
@@ -98,18 +93,17 @@ async def test_live_timeline_moves_between_phases_while_the_program_runs():
     r, wfd = os.pipe()
     controller = PipeController(r, session)
     app = MemtraceApp(session, controller)
-    w = StreamWriter()
+    w = ProgramStream()
     async with app.run_test(size=(100, 30)) as pilot:
         w.alloc(0x1000, 30_000, WARM)  # phase one: 30,000 B in warm_up
         w.tick(1_000_000)
-        os.write(wfd, bytes(w.out))
-        w.out = bytearray()
+        os.write(wfd, w.take())
         await wait_for(lambda: tree.figures.heap_bytes == 30_000)
         await pilot.pause(0.3)
         w.alloc(0x9000, 4096, LEAK)  # phase two: warm_up freed, 4,096 B in handle
         w.free(0x1000)
         w.tick(2_000_000)
-        os.write(wfd, bytes(w.out))
+        os.write(wfd, w.data)
         await wait_for(lambda: tree.figures.heap_bytes == 4096)
         await until(pilot, lambda: len(tree.timeline.points) >= 2)
         await pilot.press("left_curly_bracket")  # the first instant: phase one

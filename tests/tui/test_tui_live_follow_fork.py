@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-from tmux_support import Tmux
 
 from memtrace_core.model.session import Summary
 from memtrace_tui.header import header_content
+from tests.cli import MEMTRACE
+from tests.tmux_support import Tmux
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is required")
 
@@ -59,7 +59,7 @@ def live(tmp_path, mt):
     sessions: list[Tmux] = []
 
     def start(*args: str) -> Tmux:
-        cmd = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_tui", "live",
+        cmd = " ".join(shlex.quote(a) for a in (*MEMTRACE, "live",
                                                 *args))
         t = Tmux(cmd, tmp_path, env, size=(150, 40))
         sessions.append(t)

@@ -8,12 +8,13 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.cli import MEMTRACE
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is required")
 
@@ -37,7 +38,7 @@ def _live_in_tmux(cwd: Path, env: dict[str, str], args: list[str]) -> tuple[str,
     name = f"mt-args-{uuid.uuid4().hex[:8]}"
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()
                        if k in ("PYTHONPATH", "PATH", "HOME"))
-    command = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "memtrace_tui", "live",
+    command = " ".join(shlex.quote(a) for a in (*MEMTRACE, "live",
                                                 *args))
     script = (f"cd {shlex.quote(str(cwd))} && env -u COLUMNS -u LINES {exports} "
               f"TERM=xterm-256color {command}; echo EXIT=$?; sleep 60")

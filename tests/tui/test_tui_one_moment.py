@@ -5,27 +5,26 @@ a key that rebuilds the rows (c, e, enter...) brings the header to the same mome
 
 from __future__ import annotations
 
-import scenarios
-from tui_streams import StreamWriter
-
 from memtrace_core.model import CallTree, Session, format_bytes
 from memtrace_core.model.metrics import LIVE_BYTES
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
+from tests.streamgen import ProgramStream
+from tests.tui import scenarios
 
 MAIN = ("main", "app.py", 3)
 LOAD = ("load", "app.py", 7)
 GROW = ("grow", "app.py", 11)
 
 
-def first_part(w: StreamWriter) -> None:
+def first_part(w: ProgramStream) -> None:
     w.thread(1, 4242, "MainThread")
     w.tick(0)
     w.alloc(0x1000, 10_000, [MAIN, LOAD])
     w.alloc(0x2000, 20_000, [MAIN, GROW])
 
 
-def second_part(w: StreamWriter) -> None:
+def second_part(w: ProgramStream) -> None:
     w.tick(100_000)
     w.alloc(0x3000, 3_000_000, [MAIN, GROW])
     w.alloc(0x4000, 400_000, [("other", "app.py", 20)])
@@ -44,11 +43,11 @@ def shown(app: MemtraceApp) -> tuple[int, list[str], list[int]]:
 
 @scenarios.sync
 async def test_rows_and_header_stay_together_across_a_commit_and_a_key():
-    w = StreamWriter()
+    w = ProgramStream()
     first_part(w)
-    start = len(w.out)
+    start = len(w.data)
     second_part(w)
-    data = bytes(w.out)
+    data = w.data
     reader = StreamReader()
     reader.feed(data[:start])
     tree = CallTree(reader)

@@ -8,21 +8,21 @@ from __future__ import annotations
 import gc
 
 import pytest
-import scenarios
-from tui_streams import StreamWriter
 
 from memtrace_core.model import CallTree, Session
 from memtrace_core.model.metrics import LIVE_BYTES
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
+from tests.streamgen import ProgramStream
+from tests.tui import scenarios
 
 N_FUNCS = 300
 MAIN = ("main", scenarios.APP, 17)
 
 
-def wide_stream(extra: int = 0) -> StreamWriter:
+def wide_stream(extra: int = 0) -> ProgramStream:
     """main -> f0..f299, f_i holding 1000 + i bytes (+ `extra` each in a second part)."""
-    w = StreamWriter()
+    w = ProgramStream()
     w.thread(1, 4242, "MainThread")
     w.tick(0)
     for i in range(N_FUNCS):
@@ -36,7 +36,7 @@ def wide(tmp_path):
     w = wide_stream()
     w.tick(100_000)
     w.trailer(0.1, 0)
-    w.save(path)
+    w.write(path)
     return path
 
 
@@ -115,11 +115,11 @@ async def test_a_jump_after_a_commit_shows_rows_and_header_of_one_moment():
     """Rows' numbers are taken around the window; a jump past them while an update waits
     for its repaint rebuilds the rows with the header rather than show newer numbers."""
     w = wide_stream()
-    start = len(w.out)
+    start = len(w.data)
     w.tick(100_000)
     for i in range(N_FUNCS):  # every function grows by 5,000
         w.alloc(0x80_0000 + 0x2000 * i, 5000, [MAIN, (f"f{i}", scenarios.APP, 6)])
-    data = bytes(w.out)
+    data = w.data
     reader = StreamReader()
     reader.feed(data[:start])
     model = CallTree(reader)

@@ -6,16 +6,15 @@ import asyncio
 import os
 
 import pytest
-import scenarios
-from tui_streams import StreamWriter
 
 from memtrace_core.model import CallTree, Session
-from memtrace_core.model.feed import PipeFeed
 from memtrace_core.model.metrics import LIVE_BYTES
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
-from memtrace_tui.messages import ModelUpdated
 from memtrace_tui.tree_view import CallTreeView
+from tests.streamgen import ProgramStream
+from tests.tui import scenarios
+from tests.tui.pilot_support import PipeController, wait_for
 
 SIZE = (120, 40)
 
@@ -140,52 +139,18 @@ async def test_table_view_sorts(sample):
         assert app.query_one("#views").current == "tree"
 
 
-class PipeController:
-    """The live controller's feed part, over a pipe the test writes to."""
-
-    log_path = None
-
-    def __init__(self, fd: int, session: Session) -> None:
-        self.fd = fd
-        self.session = session
-        self.feed: PipeFeed | None = None
-
-    def start(self, app) -> None:
-        self.feed = PipeFeed(self.fd, self.session, interval=0.02,
-                             on_update=lambda: app.post_message(ModelUpdated()))
-        self.feed.start()
-
-    def set_paused(self, paused: bool) -> None:
-        self.feed.paused = paused
-
-    def stop_program(self) -> None:
-        self.feed.stop()
-
-    detach = stop_program
-
-
-async def wait_for(predicate, timeout=5.0):
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
-
-
 @scenarios.sync
 async def test_live_updates_keep_selection_and_expansion_and_pause():
     stack_a = [("main", "a.py", 1), ("alpha", "a.py", 5)]
     stack_b = [("main", "a.py", 1), ("beta", "a.py", 9)]
-    w = StreamWriter()
+    w = ProgramStream()
     w.alloc(1, 1000, stack_a)
     w.alloc(2, 500, stack_b)
-    part1 = bytes(w.out)
-    w.out = bytearray()
+    part1 = w.take()
     w.alloc(3, 5000, stack_b)  # beta overtakes alpha: rows reorder
-    part2 = bytes(w.out)
-    w.out = bytearray()
+    part2 = w.take()
     w.alloc(4, 7, stack_a)
-    part3 = bytes(w.out)
+    part3 = w.data
 
     reader = StreamReader()
     session = Session(reader, CallTree(reader), live=True)
@@ -272,10 +237,10 @@ async def test_thread_picker_lists_threads_by_bytes(sample):
 
 @scenarios.sync
 async def test_internal_frames_toggle(tmp_path):
-    w = StreamWriter()
+    w = ProgramStream()
     boot = ("_call_with_frames_removed", "<frozen importlib._bootstrap>", 241)
     w.alloc(1, 64, [("main", "a.py", 1), boot, ("load", "b.py", 2)])
-    w.save(tmp_path / "c.mtrace")
+    w.write(tmp_path / "c.mtrace")
     app = MemtraceApp(scenarios.session_from(tmp_path / "c.mtrace"))
     async with app.run_test(size=SIZE) as pilot:
         tree = app.query_one("#tree", CallTreeView)

@@ -4,17 +4,15 @@ a line of their own while the detail pane is hidden; `d` swaps the two."""
 
 from __future__ import annotations
 
-import scenarios
-from test_tui_snapshots import write_deep_native
-
 from memtrace_core.model import CallTree, Session
 from memtrace_core.reader import read_capture
 from memtrace_tui.app import MemtraceApp
+from tests.tui import scenarios
 
 
 def deep_app(tmp_path) -> MemtraceApp:
     path = tmp_path / "deep.mtrace"
-    names, modules = write_deep_native(path)
+    names, modules = scenarios.write_deep_native(path)
     reader = read_capture(path)
     tree = CallTree(reader, scenarios.GivenNames(names, modules))
     tree.rebuild()

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import scenarios
-
 from memtrace_core.model import Metric
 from memtrace_core.model.build import session_for_capture
 from memtrace_core.model.metrics import AT_BYTES, AT_COUNT
 from memtrace_tui.app import MemtraceApp
+from tests.cli import run_memtrace
+from tests.tui import scenarios
 
 PROGRAM = """\
 import time
@@ -36,12 +36,12 @@ def _phase(tree) -> dict[int, tuple[int, int]]:
 
 @scenarios.sync
 async def test_cursor_shows_each_phase_exactly(mt, tmp_path: Path):
-    import subprocess
 
     (tmp_path / "phases.py").write_text(PROGRAM)
     capture = tmp_path / "phases.mtrace"
-    subprocess.run([mt.python, "-m", "memtrace_tui", "run", "-o", str(capture), "phases.py"],
-                   cwd=tmp_path, env=mt.env, check=True, capture_output=True, timeout=60)
+    proc = run_memtrace("run", "-o", str(capture), "phases.py", cwd=tmp_path, env=mt.env,
+                        timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
     session = session_for_capture(capture, names="off")
     timeline = session.timeline
     assert timeline is not None and len(timeline.points) >= 10
