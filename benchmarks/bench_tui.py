@@ -41,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import HERE, REPO, Failed, Results, build_churn, parser, pct, run
+from benchlib import HERE, REPO, Failed, Results, build_churn, parser, pct, run, tmux_new_session
 
 sys.path.insert(0, str(REPO))
 
@@ -211,8 +211,7 @@ def bench_live_vs_run(lib: Path, rounds: int, scale: float, results: Results) ->
                                if k.startswith(("MT_BENCH", "PYTHONPATH")))
             cmd = (f"env {exports} {sys.executable} -m memtrace_tui live --native -o {cap} "
                    f"--force {script}")
-            subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "140", "-y", "45",
-                            cmd], check=True)
+            tmux_new_session(["-s", name, "-x", "140", "-y", "45", cmd])
             deadline = time.monotonic() + 300
             while True:
                 screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
@@ -505,7 +504,8 @@ def bench_view(capture: Path, rounds: int, results: Results) -> None:
                 times[f"tree {warmth}"].append(time.perf_counter() - t0)
             shutil.rmtree(Path(cache) / "memtrace", ignore_errors=True)  # cold again
             for warmth in ("cold", "warm"):
-                times[f"view {warmth}"].append(_view_time(capture, env, f"mtview{os.getpid()}-{i}"))
+                times[f"view {warmth}"].append(
+                    _view_time(capture, env, f"mtview{os.getpid()}-{i}-{warmth}"))
     for name, values in times.items():
         print(f"view: {name}: median {statistics.median(values):.2f} s over {len(values)}")
         results.figure(f"view/{name.replace(' ', '_')}_s", round(statistics.median(values), 3),
@@ -526,8 +526,7 @@ def _view_time(capture: Path, env: dict[str, str], name: str,
                        if k in ("XDG_CACHE_HOME", "PYTHONPATH"))
     cmd = f"env -u COLUMNS -u LINES {exports} {python} -m memtrace_tui view {capture}"
     t0 = time.perf_counter()
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "140", "-y", "45", cmd],
-                   check=True)
+    tmux_new_session(["-s", name, "-x", "140", "-y", "45", cmd])
     try:
         while time.perf_counter() - t0 < 120:
             screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name],

@@ -248,6 +248,19 @@ def build_churn(out: Path) -> Path:
     return lib
 
 
+def tmux_new_session(args: list[str], tries: int = 5) -> None:
+    """`tmux new-session -d ARGS`, again when it lands on a tmux server that is exiting
+    (the previous run's session, its last, just ended: "server exited unexpectedly")."""
+    for attempt in range(tries):
+        done = subprocess.run(["tmux", "new-session", "-d", *args], capture_output=True,
+                              text=True)
+        if done.returncode == 0:
+            return
+        if attempt == tries - 1 or "server exited" not in done.stderr + done.stdout:
+            raise Failed(f"tmux new-session failed: {done.stderr.strip() or done.returncode}")
+        time.sleep(0.2)
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (nearest rank) of VALUES; nan when there are none."""
     if not values:

@@ -13,6 +13,20 @@ PASSED_ENV = ("PYTHONPATH", "MT_LIB", "MT_DL2", "COLORTERM", "TERM", "XDG_CACHE_
               "PATH")
 
 
+def new_session(args: list[str], tries: int = 5) -> None:
+    """`tmux new-session -d ARGS`, again when it lands on a server that is exiting (the
+    last session of another test just ended: "server exited unexpectedly")."""
+    for attempt in range(tries):
+        done = subprocess.run(["tmux", "new-session", "-d", *args], capture_output=True,
+                              text=True)
+        if done.returncode == 0:
+            return
+        if attempt == tries - 1 or "server exited" not in done.stderr + done.stdout:
+            raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout,
+                                                done.stderr)
+        time.sleep(0.2)
+
+
 class Tmux:
     """One detached tmux session running a command; keys in, screen text out."""
 
@@ -24,8 +38,7 @@ class Tmux:
         # and Textual takes those over the pane's real size
         script = (f"cd {shlex.quote(str(cwd))} && env -u COLUMNS -u LINES {exports} {command}; "
                   "echo EXIT=$?; sleep 60")
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(size[0]),
-                        "-y", str(size[1]), script], check=True)
+        new_session(["-s", self.name, "-x", str(size[0]), "-y", str(size[1]), script])
 
     def keys(self, *keys: str) -> None:
         for key in keys:

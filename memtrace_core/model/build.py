@@ -45,10 +45,12 @@ def session_for_capture(path, *, show_internal: bool = False, names: str = "asyn
                         cache_dir: Path | None = None, progress=None,
                         temporary_threshold: int = 1,
                         window_s: float | None = None,
-                        all_processes: bool = False) -> Session:
+                        all_processes: bool = False, share_cpu: bool = False) -> Session:
     """A finished session over a capture file (the tree built, names on their way); the
     growth metric covers the capture's last window_s seconds. With all_processes, the
-    capture and its children's merged (model.processes; no timeline cursor there)."""
+    capture and its children's merged (model.processes; no timeline cursor there).
+    share_cpu: other threads of this process run while the records are decoded (the
+    caller's start-up work overlaps the reading)."""
     from memtrace_core.reader import read_capture, read_names
 
     namer = None
@@ -89,7 +91,8 @@ def session_for_capture(path, *, show_internal: bool = False, names: str = "asyn
             try:
                 reader, timeline = read_with_timeline(
                     path, progress, temporary_threshold,
-                    while_reading=name_while_reading if namer is not None else None)
+                    while_reading=name_while_reading if namer is not None else None,
+                    share_cpu=share_cpu)
             except UserError:  # e.g. damaged compressed data: read_capture salvages more
                 reader = read_capture(path, progress=progress,
                                       temporary_threshold=temporary_threshold)

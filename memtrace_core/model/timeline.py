@@ -74,6 +74,10 @@ class Timeline:
 
 def peak_instant(reader) -> Instant:
     """The peak so far, exact per stack (the reader's peak figures)."""
+    snapshot = getattr(reader, "peak_snapshot", None)
+    if snapshot is not None:  # the C reader: one copy, no tuple per stack
+        return Instant(reader.peak_time_us, reader.peak_bytes, reader.peak_allocations,
+                       snapshot())
     peak = array("q")
     for row in reader.stacks():
         peak.extend(row[7:9])
@@ -82,13 +86,15 @@ def peak_instant(reader) -> Instant:
 
 
 def read_with_timeline(path: str | Path, progress=None, temporary_threshold: int = 1,
-                       while_reading=None):
+                       while_reading=None, share_cpu: bool = False):
     """(reader, timeline) of a whole capture: read_capture's reader (the same errors and
     partial reads), with the instants taken on the way. while_reading(reader) is called
-    as the file's bytes go by (with progress)."""
+    as the file's bytes go by (with progress). share_cpu: other threads run while the
+    records are decoded (none may touch this reader meanwhile)."""
     from memtrace_core.reader import new_reader, replay
 
     reader = new_reader(temporary_threshold)
+    reader.decode_without_gil = share_cpu
     timeline = Timeline()
     if while_reading is not None:
         shown = progress
@@ -103,6 +109,9 @@ def read_with_timeline(path: str | Path, progress=None, temporary_threshold: int
         return timeline.next_stop()
 
     reader.stop_at(0)
-    replay(path, reader, at_stop, progress)
+    try:
+        replay(path, reader, at_stop, progress)
+    finally:
+        reader.decode_without_gil = False
     timeline.finish(reader)
     return reader, timeline

@@ -58,18 +58,20 @@ cdef extern from "aggregate.h":
     void mt_state_free(mt_state *s)
     int mt_set_temp_threshold(mt_state *s, uint32_t n)
     int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
-                  size_t *rec_end)
+                  size_t *rec_end) nogil
 
 
 cdef class StreamReader:
     cdef mt_state s
     cdef bint _ready
-    cdef bytes _tail
+    cdef bytes _tail  # bytes kept for the next feed(): _tail[_tail_pos:]
+    cdef Py_ssize_t _tail_pos  # (after a stop, the rest of a whole chunk: not copied)
     cdef bint _magic_done
     cdef object _failed
     cdef int64_t _offset
     cdef int64_t _stop_at_us  # stop feeding after the first TICK at or after it (-1: never)
     cdef readonly bint stopped  # feed() stopped there: the rest of its data is kept
+    cdef public bint decode_without_gil  # feed() lets other threads run while it decodes
     cdef readonly dict header
     cdef readonly object trailer
     cdef readonly bint truncated

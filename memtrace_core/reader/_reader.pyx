@@ -8,6 +8,7 @@ TICK, TRAILER) come back here and are decoded into Python values by a small msgp
 
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
 from memtrace_core.wire.format cimport (
     MT_ALLOCATOR_LAST, MT_COMPRESSED_MAGIC, MT_FORMAT_VERSION, MT_MAGIC, MT_MAGIC_LEN,
@@ -167,11 +168,13 @@ cdef class StreamReader:
             raise MemoryError()
         self._ready = True
         self._tail = b""
+        self._tail_pos = 0
         self._magic_done = False
         self._failed = None
         self._offset = 0
         self._stop_at_us = -1
         self.stopped = False
+        self.decode_without_gil = False
         self.header = {}
         self.trailer = None
         self.truncated = False
@@ -193,20 +196,27 @@ cdef class StreamReader:
         if self._failed is not None:
             raise CaptureError(self._failed)
         cdef int64_t before = self.s.records
-        if self._tail:
-            buf = self._tail + bytes(data)
+        cdef size_t start = 0  # where this call's bytes begin in buf
+        if len(self._tail) > self._tail_pos:
+            if len(data) == 0:  # resuming after a stop: the kept chunk, not a copy of it
+                buf = self._tail
+                start = <size_t>self._tail_pos
+            else:
+                buf = self._tail[self._tail_pos:] + bytes(data)
         else:
             buf = data
         cdef const uint8_t[::1] view = buf
+        self._tail = b""
+        self._tail_pos = 0
         cdef size_t n = <size_t>view.shape[0]
-        cdef size_t pos = 0
+        cdef size_t pos = start
         cdef size_t rec_end = 0
         cdef int kind = 0
         cdef int r
-        if n == 0:
+        if n == start:
             return 0
         cdef const uint8_t *p = &view[0]
-        if not self._magic_done:
+        if not self._magic_done:  # (start is 0 here: only a stop leaves a start)
             if memcmp(p, <const char *>_MAGIC, n if n < 8 else 8) != 0:
                 self._fail("not a memtrace capture (bad magic)", -1)
             if n < 8:
@@ -214,16 +224,20 @@ cdef class StreamReader:
                 return 0
             self._magic_done = True
             pos = 8
+        cdef bint free_gil = self.decode_without_gil
         while True:
-            r = mt_decode(&self.s, p, n, &pos, &kind, &rec_end)
+            if free_gil:
+                with nogil:
+                    r = mt_decode(&self.s, p, n, &pos, &kind, &rec_end)
+            else:
+                r = mt_decode(&self.s, p, n, &pos, &kind, &rec_end)
             if r == MT_DONE:
                 break
             if r == MT_OTHER:
                 try:
                     self._other(kind, p, pos, rec_end)
                 except (_Malformed, ValueError, TypeError, OverflowError) as exc:
-                    self._offset += pos
-                    self._tail = b""
+                    self._offset += pos - start
                     self._fail(str(exc), self._offset)
                 pos = rec_end
                 self.s.records += 1
@@ -232,14 +246,18 @@ cdef class StreamReader:
                     self.stopped = True  # the state of this instant; the rest waits
                     break
                 continue
-            self._offset += pos
-            self._tail = b""
+            self._offset += pos - start
             if r == MT_NOMEM:
                 self._failed = "out of memory while reading the capture"
                 raise MemoryError(self._failed)
             self._fail(self.s.error.decode(), self._offset)
-        self._tail = bytes(view[pos:n]) if pos < n else b""
-        self._offset += pos
+        if pos < n:
+            if self.stopped and type(buf) is bytes:  # most of a chunk: kept as it is
+                self._tail = buf
+                self._tail_pos = <Py_ssize_t>pos
+            else:  # an unfinished record (or a caller's buffer, which may change)
+                self._tail = bytes(view[pos:n])
+        self._offset += pos - start
         return self.s.records - before
 
     def read_nodes_only(self) -> None:
@@ -266,7 +284,7 @@ cdef class StreamReader:
 
     def finish(self) -> None:
         """End of input: bytes of an unfinished record left over mean a truncated stream."""
-        if self._tail:
+        if len(self._tail) > self._tail_pos:
             self.truncated = True
 
     def mark_corrupt(self, str reason) -> None:
@@ -542,12 +560,23 @@ cdef class StreamReader:
         """Every stack's (live bytes, live count) now, as native int64 pairs by stack id
         (what the timeline keeps per instant)."""
         cdef size_t i, n = self.s.n_stacks
-        cdef bytearray buf = bytearray(16 * n)
-        cdef int64_t *out = <int64_t *><char *>buf
+        cdef bytes buf = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>(16 * n))
+        cdef int64_t *out = <int64_t *>PyBytes_AS_STRING(buf)  # filled before it is shared
         for i in range(n):
             out[2 * i] = self.s.stacks[i].live_bytes
             out[2 * i + 1] = self.s.stacks[i].live_count
-        return bytes(buf)
+        return buf
+
+    def peak_snapshot(self) -> bytes:
+        """Every stack's (bytes, count) in use at the heap's peak, as live_snapshot()
+        gives them (the timeline's peak instant)."""
+        cdef size_t i, n = self.s.n_stacks
+        cdef bytes buf = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>(16 * n))
+        cdef int64_t *out = <int64_t *>PyBytes_AS_STRING(buf)  # filled before it is shared
+        for i in range(n):
+            out[2 * i] = self.s.stacks[i].peak_bytes
+            out[2 * i + 1] = self.s.stacks[i].peak_count
+        return buf
 
     def stack_temporary(self, sid: int) -> tuple:
         """(temporary bytes, temporary count) of a stack id."""

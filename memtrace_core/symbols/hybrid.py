@@ -42,6 +42,8 @@ from ..frames import Frame, FrameKind, cut_frame, cut_frames, is_cut_frame
 EVAL_FUNCTIONS = frozenset({"_PyEval_EvalFrameDefault"})
 ROOT_FUNCTIONS = ("_start", "__libc_start_main", "__libc_start_call_main", "start_thread",
                   "clone", "clone3", "__clone", "__clone3", "thread_start")
+_ROOT_SET = frozenset(ROOT_FUNCTIONS)
+_ROOT_PREFIXES = tuple(r + "_" for r in ROOT_FUNCTIONS)  # clone_x, start_thread_y: roots too
 
 # frame flags (one byte per frame in the tree builder)
 F_PY = 1  # a Python frame
@@ -135,7 +137,7 @@ def frame_flags(frame: Frame) -> int:
 
 def is_root_function(name: str) -> bool:
     """A function where a process or a thread starts (the native stack is complete)."""
-    return any(name == r or name.startswith(r + "_") for r in ROOT_FUNCTIONS)
+    return name in _ROOT_SET or name.startswith(_ROOT_PREFIXES)
 
 
 def address_flags(frames: list[Frame]) -> int:

@@ -39,15 +39,19 @@ def run(args: argparse.Namespace) -> int:
         return _follow(args)
     from memtrace_tui.cli._progress import Progress
 
+    terminal = sys.stdout.isatty() and sys.stdin.isatty()
+    importing = _import_app_meanwhile() if terminal else None
     with Progress("reading the capture") as progress:
         session = session_for_capture(args.file, show_internal=args.show_internal,
                                       progress=progress,
                                       temporary_threshold=args.temporary_threshold,
                                       window_s=args.window,
-                                      all_processes=args.all_processes)
-    if not sys.stdout.isatty() or not sys.stdin.isatty():
+                                      all_processes=args.all_processes,
+                                      share_cpu=importing is not None)
+    if not terminal:
         session.tree.close()
         raise UserError("view needs a terminal (use `memtrace stats/table/tree` for text)")
+    importing.join()
     from memtrace_tui.app import MemtraceApp
 
     try:
@@ -55,6 +59,22 @@ def run(args: argparse.Namespace) -> int:
     finally:
         session.tree.close()
     return 0
+
+
+def _import_app_meanwhile():
+    """Import the UI (Textual: a fifth of a second of CPU) on a thread while the capture
+    is read on this one, which leaves the GIL to it while it decodes."""
+    import threading
+
+    def load() -> None:
+        try:
+            import memtrace_tui.app  # noqa: F401
+        except Exception:  # noqa: BLE001 - imported again (and the error shown) later
+            pass
+
+    thread = threading.Thread(target=load, name="memtrace-import-ui", daemon=True)
+    thread.start()
+    return thread
 
 
 def _follow(args: argparse.Namespace) -> int:
