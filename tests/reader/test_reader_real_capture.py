@@ -3,7 +3,6 @@ written by `memtrace run`: whatever encoding the tracer picks, both must agree e
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import msgpack
@@ -14,8 +13,6 @@ from memtrace_core.reader import read_capture
 from tests.cli import run_memtrace
 from tests.reader.reader_helpers import snapshot
 from tests.reader.reader_oracle import Oracle
-
-REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
 import ctypes, mmap, threading, time
@@ -93,10 +90,9 @@ def _canonical(snapshot: list) -> list:
 def test_real_capture_matches_independent_decode(tmp_path: Path, native: bool) -> None:
     (tmp_path / "prog.py").write_text(SCRIPT)
     capture = tmp_path / "prog.mtrace"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
     options = ["--native"] if native else []
     proc = run_memtrace("run", *options, "-o", str(capture), "--force", "prog.py",
-                        cwd=tmp_path, env=env, timeout=120)
+                        cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == b"done\n"
     r = read_capture(capture)
