@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import subprocess
@@ -59,6 +60,7 @@ class Cell:
     """Timings and the last capture of one (workload, mode) pair."""
 
     times: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # user+system seconds of the run's processes
     capture_bytes: int | None = None
     allocations: int | None = None
     failure: str | None = None
@@ -67,6 +69,10 @@ class Cell:
     @property
     def median(self) -> float:
         return statistics.median(self.times) if self.times else float("nan")
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu) if self.cpu else float("nan")
 
 
 def command(python: str, mode: str, script: Path, capture: Path) -> list[str]:
@@ -135,6 +141,7 @@ def run_all(args: argparse.Namespace) -> dict[tuple[str, str], Cell]:
                     capture = capture_path(work, workload, mode)
                     argv = command(args.python, mode, script, capture)
                     start = time.perf_counter()
+                    before = resource.getrusage(resource.RUSAGE_CHILDREN)
                     try:
                         proc = subprocess.run(argv, cwd=work, env={**env, **extra},
                                               capture_output=True, timeout=args.timeout)
@@ -142,10 +149,13 @@ def run_all(args: argparse.Namespace) -> dict[tuple[str, str], Cell]:
                         cell.hangs += 1  # counted and reported; the next round tries again
                         continue
                     elapsed = time.perf_counter() - start
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
                     if proc.returncode != 0:
                         cell.failure = proc.stderr.decode(errors="replace").strip()[-300:]
                         continue
                     cell.times.append(elapsed)
+                    cell.cpu.append(after.ru_utime + after.ru_stime
+                                    - before.ru_utime - before.ru_stime)
                     if capture.exists():
                         cell.capture_bytes = capture.stat().st_size
             print(f"round {round_no + 1}/{args.repeats} done", file=sys.stderr, flush=True)
@@ -198,6 +208,7 @@ def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell],
                 text = f"[{cell.hangs} hung] " + text
             row += text.rjust(width)
         print(row)
+    cpu_table(args, cells, results)
 
     print("\ncapture size, allocation records, bytes per allocation record")
     for workload in args.workloads:
@@ -253,6 +264,31 @@ def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell],
                          f"(killed after {args.timeout} s)")
         if cell.failure:
             results.fail(f"{workload} / {mode} failed:\n{cell.failure}")
+
+
+def cpu_table(args: argparse.Namespace, cells: dict[tuple[str, str], Cell],
+              results: Results) -> None:
+    """Median CPU seconds (every process of the run), firmer than wall time on a busy box."""
+    print(f"\nmedian CPU seconds (user+system, all processes) of {args.repeats} runs "
+          "(ratio to untraced)")
+    width = 22
+    print("workload".ljust(14) + "".join(m.rjust(width) for m in args.modes))
+    for workload in args.workloads:
+        base = cells.get((workload, "untraced"))
+        row = workload.ljust(14)
+        for mode in args.modes:
+            cell = cells.get((workload, mode))
+            if cell is None or cell.failure or not cell.cpu:
+                row += "-".rjust(width)
+                continue
+            results.figure(f"{workload}/{mode}/cpu_seconds", round(cell.cpu_median, 4), "s")
+            text = f"{cell.cpu_median:.3f}s"
+            if base is not None and base.cpu and mode != "untraced":
+                ratio = cell.cpu_median / base.cpu_median
+                results.figure(f"{workload}/{mode}/cpu_ratio", round(ratio, 3), "x")
+                text += f" {ratio:5.2f}x"
+            row += text.rjust(width)
+        print(row)
 
 
 def _ratio(cells: dict[tuple[str, str], Cell], workload: str, mode: str) -> float | None:

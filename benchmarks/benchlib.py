@@ -71,6 +71,10 @@ class Results:
         self.failures: list[str] = []
         self.skipped: list[str] = []
         self.started = time.time()
+        # where the figures came from, as the run starts: a commit made or a load that
+        # changed while it ran must not be recorded as the measured state
+        self.commit = commit()
+        self.machine = machine()
 
     @property
     def smoke(self) -> bool:
@@ -108,8 +112,8 @@ class Results:
             "started": datetime.datetime.fromtimestamp(self.started, datetime.UTC)
             .isoformat(timespec="seconds"),
             "seconds": round(time.time() - self.started, 3),
-            "commit": commit(),
-            "machine": machine(),
+            "commit": self.commit,
+            "machine": self.machine,
             "python": python_info(),
             "versions": versions(),
             "figures": self.figures,

@@ -8,24 +8,26 @@ second. Every way of quitting (q, Ctrl+Q, Ctrl+C, the command palette's Quit) go
 
 from __future__ import annotations
 
-import gc
 import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
 from memtrace_core.model import Metric, Session
+from memtrace_tui.collector import CollectorPacing
 from memtrace_tui.command_palette import SafeCommandPalette
 from memtrace_tui.main_screen import MainScreen
 from memtrace_tui.messages import ModelUpdated, ProgramExited
 from memtrace_tui.palette import kind_colours, kind_css
 from memtrace_tui.quit_screen import QuitScreen
 
+COLLECTOR_CHECK_S = 0.5  # how often the app looks whether a full collection is due
 TICK_HISTORY = 1024  # tick lateness samples kept (benchmarks): a bounded window
 
 
@@ -64,6 +66,7 @@ class MemtraceApp(App[int]):
         self._refresh_pending = False
         self._polling = False
         self.main = MainScreen(session)
+        self.collector = CollectorPacing()
 
     def get_default_screen(self) -> MainScreen:
         return self.main
@@ -75,10 +78,10 @@ class MemtraceApp(App[int]):
         return kind_colours(theme, theme.to_color_system().generate(), self.console.color_system)
 
     def on_mount(self) -> None:
-        # What exists now (modules, session, widgets) lives as long as the app: kept out of
-        # the collector's full passes, which held this thread for 50-180 ms at a time under
-        # churn (a key press waited for them)
-        gc.freeze()
+        # What exists now lives as long as the app: out of the collector's full passes,
+        # which run when input is quiet, not on a key press (memtrace_tui/collector.py)
+        self.collector.start()
+        self.set_interval(COLLECTOR_CHECK_S, self.collector.maybe_collect)
         if self.console.color_system in ("standard", "windows"):
             # 8/16 colours: a translucent cursor row would round to the background
             self.add_class("-few-colours")
@@ -93,7 +96,12 @@ class MemtraceApp(App[int]):
             self.set_interval(0.05, self._poll_model)
 
     def on_unmount(self) -> None:
-        gc.unfreeze()  # the process goes on (tests, embedding): collect as usual again
+        self.collector.stop()  # the process goes on (tests, embedding): collect as usual
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.InputEvent):
+            self.collector.input()  # no full collection while keys come
+        await super().on_event(event)
 
     # -- compatibility: the main screen does the work --------------------------------------
     @property

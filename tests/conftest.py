@@ -8,7 +8,6 @@ the capture it wrote.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,9 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.cli import run_memtrace
+from tests.cli import memtrace_env, run_memtrace
 
-REPO = Path(__file__).resolve().parents[1]
 CFIXTURES = Path(__file__).resolve().parent / "cfixtures"
 PYTHON = sys.executable
 CFLAGS = ["-g", "-O1", "-fPIC", "-shared", "-Wall"]
@@ -93,10 +91,8 @@ def cbuild(tmp_path_factory: pytest.TempPathFactory) -> CBuild:
 
 def child_env(cbuild: CBuild | None = None, **extra: str) -> dict[str, str]:
     """Environment for traced and untraced children: the repo and the C fixtures importable."""
-    env = dict(os.environ)
-    paths = [str(REPO)]
+    env = memtrace_env(*([cbuild.ext_dir] if cbuild is not None else []))
     if cbuild is not None:
-        paths.append(str(cbuild.ext_dir))
         env["MT_LIB"] = str(cbuild.mtlib)
         env["MT_DL2"] = str(cbuild.mtdl2)
         env["MT_DEEP"] = str(cbuild.mtdeep)
@@ -106,11 +102,6 @@ def child_env(cbuild: CBuild | None = None, **extra: str) -> dict[str, str]:
         env["MT_NEXT_A"], env["MT_NEXT_B"] = (str(p) for p in cbuild.mtnext)
         env["MT_CTOR"] = str(cbuild.mtctor)
         env["MT_PROC"] = str(cbuild.mtproc)
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    for name in ("PYTHONMALLOC", "PYTHONTRACEMALLOC", "PYTHONDEVMODE", "PYTHONSTARTUP"):
-        env.pop(name, None)
     env.update(extra)
     return env
 

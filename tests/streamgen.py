@@ -16,6 +16,7 @@ MAGIC = b"MEMTRACE"
 
 HEADER, CODE, PYNODE, NATIVENODE, ALLOC, FREE, THREAD, MAPS, TICK, TRAILER = range(10)
 ALLOC_SAME, FREE_SAME = 10, 11  # format 2; this generator writes format 1 (full records)
+MAPS_DELTA = 12  # format 3 (a header with format=3 to write it)
 
 MALLOC, CALLOC, REALLOC, POSIX_MEMALIGN, ALIGNED_ALLOC, MEMALIGN, VALLOC, PVALLOC = range(1, 9)
 MMAP, FREE_FN, MUNMAP, REALLOCARRAY = 9, 10, 11, 12
@@ -96,6 +97,10 @@ class StreamWriter:
 
     def maps(self, objects: list) -> None:
         self.record(MAPS, objects)
+
+    def maps_delta(self, removed: list[int], added: list) -> None:
+        """Format 3: the load bases of the objects gone, then the objects loaded."""
+        self.record(MAPS_DELTA, removed, added)
 
     def tick(self, t_us: int, rss: int = 0) -> None:
         self.record(TICK, t_us, rss)

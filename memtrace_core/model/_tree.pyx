@@ -1139,7 +1139,7 @@ cdef class TreeCore:
                 if not self.ms[sid].built:
                     self._collect(sid)
                 k += 1
-                if (k & 255) == 0 and mt_now() > deadline:
+                if (k & 31) == 0 and mt_now() > deadline:
                     return False
             self.phase = P_CLASSIFY
         if self.phase == P_CLASSIFY:
@@ -1166,7 +1166,7 @@ cdef class TreeCore:
                 if not self.ms[sid].placed:
                     self._place(sid)
                 k += 1
-                if (k & 63) == 0 and mt_now() > deadline:
+                if (k & 15) == 0 and mt_now() > deadline:
                     return False
             self._commit()
             self.phase = P_RENAME
@@ -1258,7 +1258,7 @@ cdef class TreeCore:
         stack whose names are all in moves at once; one still waiting for some moves when
         `patience` has passed since the last such flush (names arrive in batches: a stack
         is moved about once, not once per batch)."""
-        cdef size_t k = 0, keep, i
+        cdef size_t k = 0, scanned = 0, keep, i
         cdef uint32_t sid
         cdef int stale
         cdef double now
@@ -1268,6 +1268,13 @@ cdef class TreeCore:
             self.scan_force = now - self.last_flush >= self.patience
             self.scan_skipped = False
         while self.scan_pos < self.n_pending:
+            # the scan itself is budgeted too: tens of thousands of stacks still waiting
+            # for a name were read whole at every update (50-60 ms holding the GIL and the
+            # session lock under `live --native` churn, a key press waiting for it)
+            scanned += 1
+            if (scanned & 255) == 0 and mt_now() > deadline:
+                self._finish_moves()
+                return False
             sid = self.pending_list[self.scan_pos]
             self.scan_pos += 1
             if not self.ms[sid].pending:

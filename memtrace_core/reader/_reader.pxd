@@ -84,6 +84,7 @@ cdef class StreamReader:
 
     cdef _fail(self, str reason, int64_t offset)
     cdef _other(self, int kind, const uint8_t *buf, size_t start, size_t end)
+    cdef _maps_delta(self, list rec)
     cdef uint64_t _py_node(self, node) except? 0
     cdef uint64_t _nat_node(self, node) except? 0
     cdef mt_stack *_stack(self, sid) except NULL

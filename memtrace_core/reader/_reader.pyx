@@ -12,7 +12,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
 from memtrace_core.wire.format cimport (
     MT_ALLOCATOR_LAST, MT_COMPRESSED_MAGIC, MT_FORMAT_VERSION, MT_MAGIC, MT_MAGIC_LEN,
-    MT_REC_CODE, MT_REC_HEADER, MT_REC_MAPS, MT_REC_THREAD, MT_REC_TICK, MT_REC_TRAILER,
+    MT_REC_CODE, MT_REC_HEADER, MT_REC_MAPS, MT_REC_MAPS_DELTA, MT_REC_THREAD, MT_REC_TICK,
+    MT_REC_TRAILER,
     mt_allocator_name,
 )
 
@@ -336,6 +337,8 @@ cdef class StreamReader:
                 raise _Malformed("bad MAPS record")
             self.maps = rec[1]
             self.maps_history.append(rec[1])
+        elif kind == MT_REC_MAPS_DELTA:
+            self._maps_delta(rec)
         elif kind == MT_REC_TICK:
             if n not in (3, 4) or not (_is_int(rec[1]) and _is_int(rec[2])) or not (
                 -(1 << 63) <= rec[1] < (1 << 63)
@@ -357,6 +360,24 @@ cdef class StreamReader:
             self.s.trailer_seen = 1
         else:
             raise _Malformed(f"unexpected record type {kind}")
+
+    cdef _maps_delta(self, list rec):
+        """MAPS_DELTA: the previous snapshot without the objects at the listed load bases,
+        then the added objects; the result is a full snapshot, as a MAPS would give."""
+        if len(rec) != 3 or type(rec[1]) is not list or type(rec[2]) is not list or not all(
+            type(m) is list and len(m) == 4 for m in rec[2]
+        ) or not all(_is_int(b) for b in rec[1]):
+            raise _Malformed("bad MAPS_DELTA record")
+        if not self.maps_history:
+            raise _Malformed("MAPS_DELTA before any MAPS")
+        removed = set(rec[1])
+        kept = [m for m in self.maps if m[1] not in removed]
+        if len(removed) != len(rec[1]) or len(self.maps) - len(kept) != len(removed):
+            raise _Malformed("MAPS_DELTA removes an object that is not exactly one of the "
+                             "previous snapshot")
+        snapshot = kept + rec[2]
+        self.maps = snapshot
+        self.maps_history.append(snapshot)
 
     # ---- metadata ----
 

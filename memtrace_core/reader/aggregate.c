@@ -384,8 +384,8 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
         if (count == 0) { s->error = "empty record"; return MT_CORRUPT; }
         bad = "record type is not a small integer";
         READ(mp_uint(&p, end, 255, &t));
-        if (t > MT_REC_LAST || (t > MT_REC_TRAILER && s->format < 2)) {
-            s->error = "unknown record type"; /* ALLOC_SAME and FREE_SAME: format 2 */
+        if (t > MT_REC_LAST || (t > MT_REC_TRAILER && s->format < MT_REC_FORMAT(t))) {
+            s->error = "unknown record type"; /* newer than the stream's format */
             return MT_CORRUPT;
         }
         if (s->trailer_seen) { s->error = "data after TRAILER"; return MT_CORRUPT; }

@@ -81,7 +81,7 @@ typedef struct {
     int header_seen, trailer_seen;
     const char *error;
     uint64_t last_addr; /* ALLOC/FREE addresses are deltas from the previous one */
-    int format;         /* HEADER's format: 2 adds ALLOC_SAME and FREE_SAME */
+    int format;         /* HEADER's format: 2 adds ALLOC_SAME and FREE_SAME, 3 MAPS_DELTA */
     int nodes_only;     /* decode ALLOC/FREE without counting them: the stack tries alone */
     /* The previous ALLOC's and FREE's fields, which ALLOC_SAME and FREE_SAME repeat. */
     int alloc_seen, free_seen;

@@ -807,11 +807,23 @@ int mt_record_free(void *addr, size_t size, int allocator) {
 
 /* ---- memory maps -------------------------------------------------------------------- */
 
+/* One loaded object of a snapshot: its load base and where its encoded entry is. */
+typedef struct {
+    uintptr_t base;
+    size_t off, len;
+} maps_entry;
+
 typedef struct {
     uint8_t *data;
     size_t len, cap;
     int count;
+    maps_entry *ent; /* count of them, in dl_iterate_phdr order until sorted by base */
+    int ent_cap;
 } grow_buf;
+
+/* The snapshot sent last (MAPS or MAPS_DELTA), kept to send only what changed. */
+static grow_buf g_maps_sent;
+static int g_maps_sent_valid;
 
 static uint8_t *grow(grow_buf *g, size_t n) {
     if (g->len + n > g->cap) {
@@ -868,6 +880,14 @@ static int maps_callback(struct dl_phdr_info *info, size_t size, void *data) {
     for (int i = 0; i < info->dlpi_phnum; i++) nload += info->dlpi_phdr[i].p_type == PT_LOAD;
     uint8_t *p = grow(g, 64 + nlen + blen + (size_t)nload * 40);
     if (!p) return 1;
+    if (g->count == g->ent_cap) {
+        int cap = g->ent_cap ? g->ent_cap * 2 : 256;
+        maps_entry *e = realloc(g->ent, (size_t)cap * sizeof *e);
+        if (!e) return 1;
+        g->ent = e;
+        g->ent_cap = cap;
+    }
+    g->ent[g->count] = (maps_entry){info->dlpi_addr, g->len, 0};
     p = mp_array(p, 4);
     p = mp_str(p, name, (uint32_t)nlen);
     p = mp_uint(p, info->dlpi_addr);
@@ -882,30 +902,113 @@ static int maps_callback(struct dl_phdr_info *info, size_t size, void *data) {
         p = mp_uint(p, ph->p_flags);
         p = mp_uint(p, ph->p_offset);
     }
-    g->len = (size_t)(p - g->data);
+    size_t len = (size_t)(p - g->data);
+    g->ent[g->count].len = len - g->len;
+    g->len = len;
     g->count++;
     return 0;
 }
 
-static void emit_maps_locked(void) {
-    grow_buf g = {0};
-    dl_iterate_phdr(maps_callback, &g);
-    uint8_t *p = reserve(16 + g.len);
-    if (p) {
-        p = mp_array(p, 2);
-        p = mp_uint(p, MT_REC_MAPS);
-        p = mp_array(p, (uint32_t)g.count);
-        memcpy(p, g.data, g.len);
-        commit(p + g.len);
+static void grow_free(grow_buf *g) {
+    free(g->data);
+    free(g->ent);
+    *g = (grow_buf){0};
+}
+
+static int by_base(const void *a, const void *b) {
+    uintptr_t x = ((const maps_entry *)a)->base, y = ((const maps_entry *)b)->base;
+    return x < y ? -1 : x > y;
+}
+
+/* Sort a snapshot's entries by load base; 0 when two share one (a delta could not say which
+ * of them went). */
+static int sort_unique(grow_buf *g) {
+    qsort(g->ent, (size_t)g->count, sizeof *g->ent, by_base);
+    for (int i = 1; i < g->count; i++)
+        if (g->ent[i].base == g->ent[i - 1].base) return 0;
+    return 1;
+}
+
+static int same_entry(const grow_buf *a, const maps_entry *x, const grow_buf *b,
+                      const maps_entry *y) {
+    return x->len == y->len && memcmp(a->data + x->off, b->data + y->off, x->len) == 0;
+}
+
+static int emit_full_maps(const grow_buf *g) {
+    uint8_t *p = reserve(16 + g->len);
+    if (!p) return 0;
+    p = mp_array(p, 2);
+    p = mp_uint(p, MT_REC_MAPS);
+    p = mp_array(p, (uint32_t)g->count);
+    memcpy(p, g->data, g->len);
+    commit(p + g->len);
+    return 1;
+}
+
+/* MAPS_DELTA from the snapshot sent last to G (both sorted by unique base): the bases of
+ * the objects gone or changed, then the entries of the objects new or changed. Nothing
+ * when nothing changed. 0 when it could not be sent. */
+static int emit_maps_delta(const grow_buf *old, const grow_buf *g) {
+    size_t added_len = 0;
+    int removed = 0, added = 0;
+    for (int i = 0, j = 0; i < old->count || j < g->count;) {
+        const maps_entry *x = i < old->count ? &old->ent[i] : NULL;
+        const maps_entry *y = j < g->count ? &g->ent[j] : NULL;
+        if (x && y && x->base == y->base) {
+            if (!same_entry(old, x, g, y)) removed++, added++, added_len += y->len;
+            i++, j++;
+        } else if (x && (!y || x->base < y->base)) {
+            removed++, i++;
+        } else {
+            added++, added_len += y->len, j++;
+        }
     }
-    free(g.data);
+    if (!removed && !added) return 1;
+    uint8_t *p = reserve(32 + (size_t)removed * 9 + added_len);
+    if (!p) return 0;
+    p = mp_array(p, 3);
+    p = mp_uint(p, MT_REC_MAPS_DELTA);
+    p = mp_array(p, (uint32_t)removed);
+    for (int i = 0, j = 0; i < old->count; i++) {
+        const maps_entry *x = &old->ent[i];
+        while (j < g->count && g->ent[j].base < x->base) j++;
+        if (j == g->count || g->ent[j].base != x->base || !same_entry(old, x, g, &g->ent[j]))
+            p = mp_uint(p, x->base);
+    }
+    p = mp_array(p, (uint32_t)added);
+    for (int i = 0, j = 0; j < g->count; j++) {
+        const maps_entry *y = &g->ent[j];
+        while (i < old->count && old->ent[i].base < y->base) i++;
+        if (i == old->count || old->ent[i].base != y->base || !same_entry(old, &old->ent[i], g, y)) {
+            memcpy(p, g->data + y->off, y->len);
+            p += y->len;
+        }
+    }
+    commit(p);
+    return 1;
+}
+
+/* The loaded objects: a full MAPS at start (FULL), else only what changed since the
+ * snapshot sent last (docs/FORMAT.md: MAPS_DELTA). */
+static void emit_maps_locked(int full) {
+    grow_buf g = {0};
+    if (dl_iterate_phdr(maps_callback, &g) != 0) { /* out of memory: send nothing */
+        grow_free(&g);
+        return;
+    }
+    int unique = sort_unique(&g);
+    int sent = full || !g_maps_sent_valid || !unique ? emit_full_maps(&g)
+                                                     : emit_maps_delta(&g_maps_sent, &g);
+    grow_free(&g_maps_sent);
+    g_maps_sent = g;
+    g_maps_sent_valid = unique && sent; /* else the next one is full again */
 }
 
 void mt_record_maps(void) {
     int saved = mt_guard;
     mt_guard = 1;
     lock();
-    if (mt_tracking) emit_maps_locked();
+    if (mt_tracking) emit_maps_locked(0);
     unlock();
     mt_guard = saved;
 }
@@ -1132,7 +1235,7 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     memcpy(p, MT_MAGIC, MT_MAGIC_LEN);
     memcpy(p + MT_MAGIC_LEN, header, header_len);
     commit(p + MT_MAGIC_LEN + header_len);
-    emit_maps_locked();
+    emit_maps_locked(1);
     /* The header reaches the file at once: even a program killed in its first milliseconds
      * leaves a capture that says what it was. */
     if (emit_out(g_active.data, g_active.len, 0) == 0) g_active.len = 0;

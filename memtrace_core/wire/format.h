@@ -9,7 +9,7 @@
 #define MT_MAGIC "MEMTRACE"            /* a plain stream (pipe, FIFO, raw file) */
 #define MT_COMPRESSED_MAGIC "MEMTRACZ" /* a capture file: then one zstd frame of a stream */
 #define MT_MAGIC_LEN 8
-#define MT_FORMAT_VERSION 2            /* HEADER's `format`; readers read 1 to this */
+#define MT_FORMAT_VERSION 3            /* HEADER's `format`; readers read 1 to this */
 
 /* The record type: the first element of every record's msgpack array. */
 enum mt_record_type {
@@ -18,8 +18,12 @@ enum mt_record_type {
     MT_REC_TRAILER = 9,
     /* format 2: an ALLOC or FREE repeating the previous one's other fields */
     MT_REC_ALLOC_SAME = 10, MT_REC_FREE_SAME = 11,
+    /* format 3: the objects loaded and unloaded since the previous MAPS or MAPS_DELTA */
+    MT_REC_MAPS_DELTA = 12,
 };
-#define MT_REC_LAST MT_REC_FREE_SAME
+#define MT_REC_LAST MT_REC_MAPS_DELTA
+/* The first format with each record type beyond TRAILER (readers reject it in older ones). */
+#define MT_REC_FORMAT(t) ((t) == MT_REC_MAPS_DELTA ? 3 : (t) > MT_REC_TRAILER ? 2 : 1)
 
 /* Allocator codes (ALLOC/FREE's `allocator` field): X(enum suffix, code, name). */
 #define MT_ALLOCATORS(X)                                                                    \

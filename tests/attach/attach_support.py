@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from memtrace_core.reader import read_capture
-from tests.cli import run_memtrace
+from tests.cli import memtrace_env, run_memtrace
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -30,9 +30,8 @@ def target_env(**extra: str) -> dict[str, str]:
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
-                                     else "")
+    """memtrace's environment, without the attach settings a developer may have set."""
+    env = memtrace_env()
     for name in ("MEMTRACE_GDB", "MEMTRACE_ATTACH_TIMEOUT"):
         env.pop(name, None)
     env.update(extra)

@@ -24,17 +24,8 @@ from memtrace_core.capture_lock import take_writer_lock
 from memtrace_core.reader import StreamReader, read_capture
 from memtrace_core.reader.follow import CaptureFollower
 from tests.cli import MEMTRACE, run_memtrace
+from tests.cli import memtrace_env as child_env
 from tests.tmux_support import Tmux
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """The checkout importable in memtrace's own processes."""
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.update(extra)
-    return env
-
 
 BLOCK = 123_457  # bytearray(123_456) mallocs 123_457 bytes
 LEAKER = f"""\

@@ -21,9 +21,7 @@ LIBX_BASE = 0x7E00_0000_0000
 
 
 def stats(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    env = dict(os.environ, PYTHONPATH=path)
-    return run_memtrace("stats", *args, cwd=cwd, env=env, timeout=60, text=True)
+    return run_memtrace("stats", *args, cwd=cwd, timeout=60, text=True)
 
 
 def known_capture(trailer: bool = True) -> StreamWriter:

@@ -312,3 +312,45 @@ def test_size_histogram_buckets_up_to_64_bits() -> None:
     r = read_all(w.data)
     assert r.size_histogram == [(0, 1), (1, 1), (2, 2), (4096, 2), (1 << 40, 1), (1 << 62, 1)]
     assert r.total_allocated_bytes == sum(sizes)
+
+
+def _canonical(snapshot: list) -> list:
+    return sorted(snapshot, key=lambda o: (o[1], o[0]))
+
+
+def test_maps_delta_rebuilds_every_full_snapshot() -> None:
+    """Format 3: MAPS then MAPS_DELTAs give the same snapshots as full MAPS each time
+    (objects loaded, unloaded, replaced at the same load base, loaded again)."""
+    libc = ["/usr/lib/libc.so.6", 0x7F0000000000, "ab12", [[0, 4096, 5, 0], [8192, 9, 6, 8192]]]
+    exe = ["/usr/bin/python3", 0, None, [[0, 8192, 5, 0]]]
+    a = ["/tmp/liba.so", 0x7E0000000000, "aa", [[0, 10, 5, 0]]]
+    b = ["/tmp/libb.so", 0x7D0000000000, None, [[0, 20, 5, 0]]]
+    a2 = ["/tmp/liba2.so", 0x7E0000000000, "a2", [[0, 30, 5, 0]]]  # reuses a's load base
+    a_again = ["/tmp/liba.so", 0x7C0000000000, "aa", [[0, 10, 5, 0]]]
+    snapshots = [[exe, libc], [exe, libc, a], [exe, libc, a, b], [exe, libc, a2, b],
+                 [exe, libc, a2], [exe, libc, a2, a_again]]
+    full, delta = StreamWriter(format=2), StreamWriter(format=3)
+    for w in (full, delta):
+        w.thread(1, 500, "MainThread")
+    previous: list = []
+    for i, snap in enumerate(snapshots):
+        full.maps(snap)
+        if i == 0:
+            delta.maps(snap)
+        else:
+            gone = [o[1] for o in previous if o not in snap]
+            delta.maps_delta(gone, [o for o in snap if o not in previous])
+        full.alloc(1, MALLOC, 0x1000 * (i + 1), 8)
+        delta.alloc(1, MALLOC, 0x1000 * (i + 1), 8)
+        previous = snap
+    full.trailer()
+    delta.trailer()
+    got_full, got_delta = read_all(full.data), read_all(delta.data)
+    assert got_delta.complete and got_delta.error is None
+    assert [_canonical(s) for s in got_delta.maps_history] == [_canonical(s) for s in snapshots]
+    assert [_canonical(s) for s in got_full.maps_history] == [_canonical(s) for s in snapshots]
+    assert _canonical(got_delta.maps) == _canonical(snapshots[-1])
+    assert len(delta.data) < len(full.data)
+    # a delta cut anywhere waits for the rest, then gives the same snapshots
+    cut = read_all(delta.data, chunks=[len(delta.data) // 3, 7])
+    assert [_canonical(s) for s in cut.maps_history] == [_canonical(s) for s in snapshots]

@@ -3,7 +3,6 @@ written by `memtrace run`: whatever encoding the tracer picks, both must agree e
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import msgpack
@@ -15,10 +14,8 @@ from tests.cli import run_memtrace
 from tests.reader.reader_helpers import snapshot
 from tests.reader.reader_oracle import Oracle
 
-REPO = Path(__file__).resolve().parents[2]
-
 SCRIPT = """
-import mmap, threading, time
+import ctypes, mmap, threading, time
 keep = []
 def work(n):
     for i in range(n):
@@ -44,8 +41,9 @@ print("done")
 """
 
 
-def replay(data: bytes) -> tuple[Oracle, dict, int]:
-    """Decompress with zstandard, decode with msgpack-python and replay into the oracle."""
+def replay(data: bytes) -> tuple[Oracle, dict, int, list, int]:
+    """Decompress with zstandard, decode with msgpack-python and replay into the oracle; the
+    MAPS snapshots rebuilt from MAPS and MAPS_DELTA records, and how many deltas there were."""
     if data[:8] == b"MEMTRACZ":
         data = zstandard.ZstdDecompressor().decompressobj().decompress(data[8:])
     assert data[:8] == b"MEMTRACE"
@@ -54,6 +52,8 @@ def replay(data: bytes) -> tuple[Oracle, dict, int]:
     count = 0
     last = 0
     previous = {4: [], 5: []}  # format 2: ALLOC_SAME/FREE_SAME repeat the previous ALLOC/FREE
+    maps: list[list] = []
+    deltas = 0
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(data))
     unpacker.feed(data[8:])
     for rec in unpacker:
@@ -72,24 +72,38 @@ def replay(data: bytes) -> tuple[Oracle, dict, int]:
             (o.alloc if rec[0] == 4 else o.free)(*fields)
         elif kind == 8:
             o.tick(rec[1])
-    return o, header, count
+        elif kind == 7:
+            maps.append(rec[1])
+        elif kind == 12:  # format 3: drop the objects at these load bases, add these
+            deltas += 1
+            gone = [m for m in maps[-1] if m[1] in rec[1]]
+            assert len(gone) == len(set(rec[1]))
+            maps.append([m for m in maps[-1] if m[1] not in rec[1]] + rec[2])
+    return o, header, count, maps, deltas
+
+
+def _canonical(snapshot: list) -> list:
+    return sorted(snapshot, key=lambda m: (m[1], m[0]))
 
 
 @pytest.mark.parametrize("native", [False, True], ids=["plain", "native"])
 def test_real_capture_matches_independent_decode(tmp_path: Path, native: bool) -> None:
     (tmp_path / "prog.py").write_text(SCRIPT)
     capture = tmp_path / "prog.mtrace"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
     options = ["--native"] if native else []
     proc = run_memtrace("run", *options, "-o", str(capture), "--force", "prog.py",
-                        cwd=tmp_path, env=env, timeout=120)
+                        cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == b"done\n"
     r = read_capture(capture)
-    o, header, count = replay(capture.read_bytes())
+    o, header, count, maps, deltas = replay(capture.read_bytes())
     assert r.complete and not r.truncated and r.error is None
     assert r.records == count and r.header == header
     assert r.header["native"] is native
+    # the modules imported while traced arrive as MAPS_DELTA; every snapshot is rebuilt
+    assert deltas >= 1 and len(maps) == len(r.maps_history) == deltas + 1
+    assert [_canonical(s) for s in r.maps_history] == [_canonical(s) for s in maps]
+    assert any(m[0].endswith(".so") and "_ctypes" in m[0] for m in r.maps)
     assert (r.total_allocated_bytes, r.total_allocations) == (o.total_bytes, o.total_allocs)
     assert (r.heap_bytes, r.heap_allocations) == (o.heap_bytes, o.heap_allocs)
     assert (r.peak_bytes, r.peak_allocations, r.peak_time_us) == (

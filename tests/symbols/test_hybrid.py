@@ -3,7 +3,6 @@ real libpython addresses."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from memtrace_core.symbols.symbolizer import _Module
 from tests.cli import run_memtrace
 from tests.symbols.symbols_support import source_line
 
-ROOT = Path(__file__).resolve().parents[2]
 PROG = '''\
 import ctypes, sys
 lib = ctypes.CDLL(sys.argv[1])
@@ -37,9 +35,8 @@ def capture(libs, tmp_path_factory):
     prog = d / "prog.py"
     prog.write_text(PROG)
     cap = d / "cap.mtrace"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = run_memtrace("run", "--native", "-f", "-o", str(cap), str(prog), str(libs["dwarf5"]),
-                     env=env, timeout=120, text=True)
+                     timeout=120, text=True)
     if r.returncode != 0:
         pytest.skip(f"memtrace run --native failed: {r.stderr[-300:]}")
     from memtrace_core.reader import read_capture

@@ -13,6 +13,7 @@ from memtrace_core.model import CallTree, Session
 from memtrace_core.model.metrics import LIVE_BYTES
 from memtrace_core.reader import StreamReader
 from memtrace_tui.app import MemtraceApp
+from memtrace_tui.collector import NO_FULL_PASSES
 from tests.streamgen import ProgramStream
 from tests.tui import scenarios
 
@@ -146,8 +147,14 @@ async def test_a_jump_after_a_commit_shows_rows_and_header_of_one_moment():
 
 @scenarios.sync
 async def test_the_app_keeps_its_long_lived_objects_out_of_full_collections(wide):
+    saved = gc.get_threshold()
     app = MemtraceApp(scenarios.session_from(wide))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[2] == NO_FULL_PASSES  # full passes when input is quiet
+        before = app.collector.last_input
+        await pilot.press("j")
+        assert app.collector.last_input > before  # a key press puts the full pass off
     assert gc.get_freeze_count() == 0  # the process collects as usual after the app
+    assert gc.get_threshold() == saved
