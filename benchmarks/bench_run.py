@@ -34,7 +34,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchlib import HERE, Results, build_churn, child_env, memray_available, parser, run
+from benchlib import (
+    HERE,
+    REPO,
+    Results,
+    build_churn,
+    child_env,
+    memray_available,
+    parser,
+    run,
+)
 
 WORKLOADS = ("empty", "pure_python", "numpy_work", "malloc_free", "pandas_merge", "pool",
              "threads_1", "threads_2", "threads_8")
@@ -130,6 +139,7 @@ def run_all(args: argparse.Namespace) -> dict[tuple[str, str], Cell]:
     env = child_env(MT_BENCH_CHURN_LIB=str(build_churn(work)), MT_BENCH_SCALE=str(args.scale))
     env.setdefault("OPENBLAS_NUM_THREADS", "1")  # keep numpy's timing about allocation
     cells = {(w, m): Cell() for w in args.workloads for m in args.modes}
+    byte_compile(args.python)
     try:
         for round_no in range(args.repeats):
             for workload in args.workloads:
@@ -169,6 +179,14 @@ def run_all(args: argparse.Namespace) -> dict[tuple[str, str], Cell]:
         else:
             shutil.rmtree(work, ignore_errors=True)
     return cells
+
+
+def byte_compile(python: str) -> None:
+    """Compile memtrace's modules to .pyc first, as an installed memtrace (and memray, and
+    numpy) has them: with PYTHONDONTWRITEBYTECODE set, a checkout would otherwise compile
+    its modules from source at every traced run's start-up and count it as overhead."""
+    subprocess.run([python, "-m", "compileall", "-q", str(REPO / "memtrace_core"),
+                    str(REPO / "memtrace_tui")], check=True, capture_output=True)
 
 
 def human_bytes(n: int | None) -> str:

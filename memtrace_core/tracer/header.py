@@ -4,17 +4,16 @@ process never needs to import the msgpack package."""
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 
-def pack(value: Any) -> bytes:
+def pack(value: object) -> bytes:
     """Encode None/bool/int/float/str/bytes/list/tuple/dict as msgpack."""
     out = bytearray()
     _pack(value, out)
     return bytes(out)
 
 
-def _pack(v: Any, out: bytearray) -> None:
+def _pack(v: object, out: bytearray) -> None:
     if v is None:
         out.append(0xC0)
     elif v is True:
@@ -66,7 +65,7 @@ def _header(n: int, out: bytearray, fix: int, fix_limit: int, b8: int, b16: int,
         out += bytes([b32]) + struct.pack(">I", n)
 
 
-def header_record(fields: dict[str, Any]) -> bytes:
+def header_record(fields: dict[str, object]) -> bytes:
     """The HEADER record: [HEADER, {fields}]."""
     from memtrace_core.tracer._tracer import HEADER_RECORD
 

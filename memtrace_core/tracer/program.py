@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from memtrace_core.errors import UserError
 
@@ -21,13 +20,26 @@ SCRIPT, MODULE, CODE, STDIN = "script", "module", "code", "stdin"
 PROGRAM_USAGE = "(script | -m module | -c code | -) [args ...]"
 
 
-@dataclass
 class Program:
-    """What to run: a script path, a module name, a code string or stdin, and its arguments."""
+    """What to run: a script path, a module name, a code string or stdin, and its arguments.
+    (A plain class: `dataclasses` pulls in `inspect`, a few milliseconds of every traced
+    run's start-up.)"""
 
-    target: str
-    args: list[str] = field(default_factory=list)
-    kind: str = SCRIPT
+    __slots__ = ("target", "args", "kind")
+
+    def __init__(self, target: str, args: list[str] | None = None, kind: str = SCRIPT) -> None:
+        self.target = target
+        self.args = [] if args is None else args
+        self.kind = kind
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Program) and (self.target, self.args, self.kind) == (
+            other.target, other.args, other.kind)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass would be
+
+    def __repr__(self) -> str:
+        return f"Program(target={self.target!r}, args={self.args!r}, kind={self.kind!r})"
 
     @property
     def module(self) -> bool:

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 import types
-from dataclasses import dataclass
 
 from memtrace_core.errors import UserError
 from memtrace_core.tracer.program import (
@@ -29,10 +28,13 @@ from memtrace_core.tracer.program import (
 __all__ = ["Program", "execute", "main", "run"]
 
 
-@dataclass
 class _ExitState:
-    code: int | None = None
-    interrupted: bool = False
+    """How the program ended, for the exit handler. (No dataclasses on the start-up path of
+    a traced run: see Program.)"""
+
+    def __init__(self) -> None:
+        self.code: int | None = None
+        self.interrupted = False
 
 
 _exit_state = _ExitState()
@@ -224,14 +226,15 @@ def _runs_as_package(path: str) -> bool:
     return True
 
 
-@dataclass
 class _Prepared:
     """The program ready to start: its __main__ and its compiled code (None: runpy runs it,
     as python does for -m, a directory or a zip file), or the error compiling it raised."""
 
-    main: dict
-    code: types.CodeType | None = None
-    error: BaseException | None = None
+    def __init__(self, main: dict, code: types.CodeType | None = None,
+                 error: BaseException | None = None) -> None:
+        self.main = main
+        self.code = code
+        self.error = error
 
 
 def _compiled(main: dict, source: bytes | str, filename: str) -> _Prepared:
@@ -394,14 +397,16 @@ RUNNER_OPTIONS = {"--fd": 1, "--capture-prefix": 1, "--follow-prefix": 1, "--sam
 line: `memtrace live` and children.py)."""
 
 
-@dataclass
 class RunnerOptions:
-    fd: int | None = None
-    capture_prefix: str | None = None
-    follow_prefix: str | None = None
-    sample: int = 0
-    native: bool = False
-    trace_python_allocators: bool = False
+    """The runner's options (RUNNER_OPTIONS), parsed."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self.capture_prefix: str | None = None
+        self.follow_prefix: str | None = None
+        self.sample = 0
+        self.native = False
+        self.trace_python_allocators = False
 
 
 def parse_runner_options(tokens: list[str]) -> tuple[RunnerOptions, Program]:
