@@ -4,7 +4,6 @@ prints), loaded with ctypes; names stay mangled when no C++ runtime is found."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 
 _CXA = None
@@ -15,6 +14,8 @@ def _load() -> bool:
     global _CXA, _FREE
     if _CXA is not None:
         return _CXA is not False
+    import ctypes.util  # on the first C++ name: it loads subprocess, tempfile...
+
     for name in (ctypes.util.find_library("stdc++"), "libstdc++.so.6"):
         if not name:
             continue

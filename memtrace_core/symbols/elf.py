@@ -14,8 +14,10 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from elftools.elf.elffile import ELFFile
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
 
 DEBUG_ROOT = Path("/usr/lib/debug")
 SHF_COMPRESSED = 0x800
@@ -28,6 +30,15 @@ STT_GNU_IFUNC = 10
 
 class ElfError(Exception):
     """Not an ELF file we can read."""
+
+
+def _open_elf(f) -> ELFFile:
+    """pyelftools' view of an open file, loaded on first use: build-ids (read here without
+    it) and names from the persistent cache need none, and importing it costs ~30 ms, paid
+    by every `run --native` when it names the finished capture."""
+    from elftools.elf.elffile import ELFFile
+
+    return ELFFile(f)
 
 
 def read_build_id(path: str | os.PathLike) -> str | None:
@@ -83,12 +94,36 @@ def _scan_notes(data: bytes, end: str) -> str | None:
 
 
 def _build_id_from_sections(path: str | os.PathLike) -> str | None:
+    """The build-id of a file whose notes are only sections (debug files; libraries built
+    without one show none here either): every SHT_NOTE section's notes, read with struct
+    (no pyelftools: its import alone costs more than the rest of naming a capture)."""
     with open(path, "rb") as f:
-        elf = ELFFile(f)
-        sec = elf.get_section_by_name(".note.gnu.build-id")
-        if sec is None or sec["sh_type"] == "SHT_NOBITS":
+        head = f.read(64)
+        is64, end = head[4] == 2, "<" if head[5] == 1 else ">"
+        if is64:
+            shoff, = struct.unpack_from(end + "Q", head, 40)
+            shentsize, shnum = struct.unpack_from(end + "HH", head, 58)
+        else:
+            shoff, = struct.unpack_from(end + "I", head, 32)
+            shentsize, shnum = struct.unpack_from(end + "HH", head, 46)
+        if not shoff or not shnum:
             return None
-        return _scan_notes(sec.data(), "<" if elf.little_endian else ">")
+        f.seek(shoff)
+        sh = f.read(shentsize * shnum)
+        for i in range(min(shnum, len(sh) // max(shentsize, 1))):
+            if is64:
+                _, sh_type, _, _, sh_offset, sh_size = struct.unpack_from(
+                    end + "IIQQQQ", sh, i * shentsize)
+            else:
+                _, sh_type, _, _, sh_offset, sh_size = struct.unpack_from(
+                    end + "IIIIII", sh, i * shentsize)
+            if sh_type != 7:  # SHT_NOTE
+                continue
+            f.seek(sh_offset)
+            bid = _scan_notes(f.read(min(sh_size, 1 << 16)), end)
+            if bid:
+                return bid
+    return None
 
 
 def gnu_debuglink_crc(path: str | os.PathLike) -> int:
@@ -195,7 +230,7 @@ class ElfImage:
         self._f = open(self.path, "rb")
         try:
             self._map = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ)
-            self.elf = ELFFile(self._f)
+            self.elf = _open_elf(self._f)
         except Exception as e:
             self._f.close()
             raise ElfError(f"{path}: not a readable ELF file ({e})") from e
@@ -310,7 +345,7 @@ def minidebuginfo_symbols(image: ElfImage) -> list[tuple[int, int, str, int]]:
     import io
 
     try:
-        elf = ELFFile(io.BytesIO(inner))
+        elf = _open_elf(io.BytesIO(inner))
     except Exception:
         return []
 

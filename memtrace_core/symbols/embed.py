@@ -9,7 +9,7 @@ file and line), through the same symbolizer and persistent cache as every report
 
 from __future__ import annotations
 
-import socket
+import os
 import time
 from collections.abc import Callable
 
@@ -73,7 +73,7 @@ def embed(path: str, cache_dir=None, progress: Progress | None = None) -> int:
         return 0
     names = resolve_all(reader, cache_dir, progress, reader.native_ips())
     _ensure_compressed(path)
-    names_section.append(path, names_section.encode(names, socket.gethostname(), time.time()))
+    names_section.append(path, names_section.encode(names, os.uname().nodename, time.time()))
     return len(names)
 
 

@@ -91,6 +91,7 @@ class Symbolizer:
         self._stale: dict[tuple[str, str | None], str] = {}  # (path, build_id) -> why
         self._on_disk: dict[tuple[str, str | None], str | None] = {}  # checked: its build-id
         self._memo: dict[Key, list[Frame]] = {}
+        self._file_ids: dict[str, str | None] = {}  # path -> cache id of a build-id-less file
         self.notes: list[str] = []
         if self._cache is not None:
             weakref.finalize(self, self._cache.flush)
@@ -152,7 +153,7 @@ class Symbolizer:
             return frames
         frames, cacheable = self._compute(mod, path, vaddr)
         if cacheable and self._cache is not None:
-            self._cache.put(build_id, vaddr, pack_frames(frames))
+            self._cache.put(self._cache_id(path, build_id), vaddr, pack_frames(frames))
         self._memo[key] = frames
         return frames
 
@@ -169,7 +170,8 @@ class Symbolizer:
                             module=path)]
             self._memo[key] = frames
             return frames
-        packed = self._cache.get(build_id, vaddr) if self._cache is not None else None
+        packed = (self._cache.get(self._cache_id(path, build_id), vaddr)
+                  if self._cache is not None else None)
         if packed is None:
             return None
         try:
@@ -178,6 +180,24 @@ class Symbolizer:
             return None
         self._memo[key] = frames
         return frames
+
+    def _cache_id(self, path: str, build_id: str | None) -> str | None:
+        """What the persistent cache files a module's answers under: its build-id, or for a
+        file without one (wheels' vendored libraries: numpy's OpenBLAS, whose symbol table
+        takes ~0.1 s to read at every `run --native`) the file's identity on disk (device,
+        inode, size, modification time, in hex): a rebuilt file is a new one."""
+        if build_id:
+            return build_id
+        if path not in self._file_ids:
+            try:
+                st = os.stat(path)
+            except OSError:
+                self._file_ids[path] = None
+            else:
+                self._file_ids[path] = "".join(
+                    f"{n & (2**64 - 1):016x}" for n in (st.st_dev, st.st_ino, st.st_size,
+                                                        st.st_mtime_ns))
+        return self._file_ids[path]
 
     def function_at(self, path: str, build_id: str | None, vaddr: int) -> str | None:
         """The symbol-table function holding vaddr (no DWARF), None when unknown."""

@@ -179,6 +179,29 @@ def test_persistent_cache_second_run_and_corruption(libs, tmp_path):
     assert fourth.resolve(str(lib), bid, call) == want
 
 
+def test_persistent_cache_for_a_library_without_build_id(libs, tmp_path):
+    """A library without a build-id (wheels vendor such) is cached too, under its file's
+    identity: a second symbolizer answers without opening it; a rebuilt file is new."""
+    lib = tmp_path / "libnobid.so"
+    subprocess.run(["gcc", "-g", "-O2", "-shared", "-fPIC", "-Wl,--build-id=none",
+                    str(libs["src"]), "-o", str(lib)], check=True, capture_output=True)
+    assert read_build_id(lib) is None
+    (call,) = _call_sites(lib, "leaf_alloc", "malloc")
+    cache = tmp_path / "cache"
+    want = Symbolizer(cache_dir=cache).resolve_many([(str(lib), None, call)])[
+        (str(lib), None, call)]
+    assert want[0].function == "leaf_alloc" or want[-1].function == "leaf_alloc"
+    assert len(list((cache / "symbols").iterdir())) == 1
+    second = Symbolizer(cache_dir=cache)
+    assert second.cached(str(lib), None, call) == want
+    assert (str(lib), None) not in second._modules  # answered from the cache: not opened
+    # the same path rebuilt (another size, time, inode): not the cached answers
+    os.unlink(lib)
+    subprocess.run(["gcc", "-g", "-O0", "-shared", "-fPIC", "-Wl,--build-id=none",
+                    str(libs["src"]), "-o", str(lib)], check=True, capture_output=True)
+    assert Symbolizer(cache_dir=cache).cached(str(lib), None, call) is None
+
+
 def test_cache_concurrent_writers(libs, tmp_path):
     lib = libs["dwarf5"]
     mod = _Module(str(lib), None, 0)
@@ -217,14 +240,16 @@ def test_module_map_lookup():
     assert mm.lookup(0x10) is None
 
 
-def test_no_recorded_build_id_resolves_without_disk_cache(libs, tmp_path):
+def test_no_recorded_build_id_resolves_and_caches_by_file(libs, tmp_path):
     lib = libs["dwarf5"]
     (call,) = _call_sites(lib, "leaf_alloc", "malloc")
     sym = Symbolizer(cache_dir=tmp_path)
     frames = sym.resolve_many([(str(lib), None, call)])[(str(lib), None, call)]
     assert [f.function for f in frames] == ["helper_alloc", "leaf_alloc"]
     assert sym.stale_libraries() == []
-    assert not (tmp_path / "symbols").exists()  # nothing to key a disk entry by
+    # no build-id to key the disk entry by: the file's identity keys it
+    assert len(list((tmp_path / "symbols").iterdir())) == 1
+    assert Symbolizer(cache_dir=tmp_path).cached(str(lib), None, call) == frames
 
 
 def test_file_replaced_by_non_elf_is_stale(tmp_path):
