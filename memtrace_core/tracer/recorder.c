@@ -34,12 +34,16 @@
 #define MT_CUT_COUNT_MAX 0x7FFFFFFFu /* frames beyond the limit are counted up to this */
 #define MT_TICK_BUSY_NS 10000000ULL   /* a TICK every 10 ms while records flow */
 #define MT_TICK_IDLE_NS 100000000ULL  /* and every 100 ms when idle */
+/* Sampling: a TICK every 50 ms while records flow. Sampled records are few, so ticks were
+ * an eighth of a sampled capture, and every one woke the writer to flush a zstd block; the
+ * figures of a sampled capture are estimates, and their times need no finer grain. */
+#define MT_TICK_SAMPLED_BUSY_NS 50000000ULL
 #define MT_MAX_NAMED 1024
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-volatile int mt_tracking = 0;
+volatile int mt_tracking MT_INTERNAL = 0;
 __thread int mt_guard __attribute__((tls_model("initial-exec"))) = 0;
 static __thread uint32_t t_thread __attribute__((tls_model("initial-exec"))) = 0;
 static __thread uint32_t t_thread_gen __attribute__((tls_model("initial-exec"))) = 0;
@@ -135,6 +139,7 @@ static int g_native_depth = MT_DEFAULT_NATIVE_DEPTH;
 static volatile int g_python_gone;
 static pthread_t g_writer;
 static uint64_t g_start_ns, g_last_tick_ns, g_records_since_tick;
+static uint64_t g_tick_busy_ns = MT_TICK_BUSY_NS;
 static int g_statm_fd = -1;
 static uint32_t g_generation;
 static uint64_t g_last_addr; /* ALLOC/FREE carry addresses as deltas from the previous one */
@@ -1046,7 +1051,7 @@ static uint64_t read_rss(void) {
 
 static void maybe_tick_locked(uint64_t now, int first_of_burst) {
     uint64_t since = now - g_last_tick_ns;
-    if (since < MT_TICK_BUSY_NS) return;
+    if (since < g_tick_busy_ns) return;
     if (!first_of_burst && g_records_since_tick == 0 && since < MT_TICK_IDLE_NS) return;
     /* Never wait for room: the writer calls this, and it is the one that makes room. */
     if (!g_running || g_failed || g_active.len + 48 > g_active.cap) return;
@@ -1222,6 +1227,7 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     g_failed = 0;
     g_stop_requested = 0;
     g_start_ns = g_last_tick_ns = now_ns();
+    g_tick_busy_ns = sample_mean ? MT_TICK_SAMPLED_BUSY_NS : MT_TICK_BUSY_NS;
     g_records_since_tick = 0;
     g_statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     ssize_t n = readlink("/proc/self/exe", g_exe, sizeof g_exe - 1);

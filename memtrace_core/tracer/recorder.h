@@ -17,8 +17,12 @@
 #define MT_DEFAULT_NATIVE_DEPTH 4096
 #define MT_CUT_MARKER_BASE 0xFFFFFFFF00000000ULL
 
+/* Symbols only this extension uses are hidden: a hook reads them, and calls the recorder,
+ * without going through the GOT/PLT. */
+#define MT_INTERNAL __attribute__((visibility("hidden")))
+
 /* Set while the tracer runs; hooks read it without the lock. */
-extern volatile int mt_tracking;
+extern volatile int mt_tracking MT_INTERNAL;
 
 /* Per-thread "inside the tracer" flag: initial-exec TLS, so reading it never allocates. */
 extern __thread int mt_guard __attribute__((tls_model("initial-exec")));
@@ -50,9 +54,10 @@ void mt_recorder_python_gone(void);
 
 /* ra/cfa: the hook's return address and its caller's stack pointer at the call (see
  * capture_native in recorder.c). */
-void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintptr_t cfa);
+void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra,
+                     uintptr_t cfa) MT_INTERNAL;
 /* Returns 1 when a FREE was sent (sampling: only for sampled addresses, and munmap). */
-int mt_record_free(void *addr, size_t size, int allocator);
+int mt_record_free(void *addr, size_t size, int allocator) MT_INTERNAL;
 /* Re-send the memory maps (after dlopen/dlclose). */
 void mt_record_maps(void);
 /* Name a thread by its OS id: the first name a thread gets from Python (its allocations so

@@ -10,8 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FILTER_MIN_SHIFT 16 /* 64 Ki buckets to start with: 8 KiB of bits */
+#define FILTER_MIN_SHIFT 9 /* 512 buckets to start with: 64 bytes of bits, one cache line */
 #define FILTER_MAX_SHIFT 24
+#define FILTER_LOAD 32     /* at most one bucket in FILTER_LOAD holds a sampled address */
 #define TABLE_MIN 1024
 
 volatile uint64_t mt_sample_mean = 0;
@@ -115,11 +116,11 @@ static inline void filter_dec(mt_sample_filter *f, uintptr_t addr) {
     if (*c < 255 && *c > 0 && --(*c) == 0) set_bit(f, b, 0);
 }
 
-/* More sampled addresses live than a sixteenth of the buckets: a filter four times larger,
- * counted from the table, published whole (a reader sees the old one or the new one). */
+/* More sampled addresses live than a FILTER_LOAD-th of the buckets: a filter four times
+ * larger, counted from the table, published whole (a reader sees the old one or the new). */
 static void maybe_grow_filter(void) {
     if (g_filter_shift <= 64 - FILTER_MAX_SHIFT) return;
-    if (g_table_count <= filter_buckets(g_filter_shift) / 16) return;
+    if (g_table_count <= filter_buckets(g_filter_shift) / FILTER_LOAD) return;
     mt_sample_filter *f = new_filter(g_filter_shift - 2);
     if (f == NULL) return;
     for (size_t i = 0; i <= g_table_mask; i++)

@@ -19,6 +19,7 @@ import pytest
 
 from memtrace_core.reader import read_capture
 from tests.cli import run_memtrace
+from tests.streamgen import TICK
 
 MB = 1 << 20
 BLOCKS = [(48, 150), (200, 140), (1000, 130), (3000, 120), (8192, 110), (20000, 100),
@@ -188,6 +189,26 @@ def test_sampled_capture_records_a_small_fraction(runs):
     assert sampled.records * 40 < exact.records
     # every FREE sent was of a sampled address: only frees of blocks the reader knows
     assert sampled.ignored_frees <= exact.ignored_frees
+
+
+def _tick_times(capture: Path) -> list[int]:
+    """The TICK records' times (µs), decoded from the capture's plain stream."""
+    import msgpack
+
+    from memtrace_core.reader import capture_stream
+
+    unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
+    unpacker.feed(b"".join(capture_stream(capture))[8:])  # after the magic
+    return [rec[1] for rec in unpacker if isinstance(rec, list) and rec[0] == TICK]
+
+
+def test_sampled_capture_ticks_every_50_ms(runs):
+    """Sampled records are few: a TICK every 50 ms while they flow (exact mode: every
+    10 ms), so ticks stay a small part of a sampled capture."""
+    exact, sampled = (_tick_times(runs[k][0]) for k in ("exact", "sampled"))
+    for times, period_us in ((exact, 10_000), (sampled, 50_000)):
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        assert gaps and min(gaps) >= period_us, (period_us, sorted(gaps)[:5])
 
 
 def test_512_kib_mean_on_large_volumes(tmp_path, mt, sample_lib):
