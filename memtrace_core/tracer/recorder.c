@@ -140,6 +140,19 @@ static volatile int g_python_gone;
 static pthread_t g_writer;
 static uint64_t g_start_ns, g_last_tick_ns, g_records_since_tick;
 static uint64_t g_tick_busy_ns = MT_TICK_BUSY_NS;
+/* A sampled capture file has no writer thread: the thread that records writes, when the
+ * buffer is full or a flush is due (at a record, every tick period), and at stop.
+ *
+ * Why: glibc's malloc and free skip their arena locks while a process has one thread, and
+ * a writer thread alone made the untraced-looking fast path of a single-threaded program's
+ * malloc/free ~4 ns slower (5% of bench_run's malloc/free workload: more than everything
+ * else sampled mode costs there). Sampled records are few, so compressing them on the
+ * program's thread costs little. What it gives up: a program idle for a while has its last
+ * records (up to one tick period's) in the file only at its next sampled allocation or at
+ * exit, and no idle TICKs (a TICK is written at stop). Live pipes and exact mode keep the
+ * writer thread. */
+static int g_inline;
+static uint64_t g_last_flush_ns;
 static int g_statm_fd = -1;
 static uint32_t g_generation;
 static uint64_t g_last_addr; /* ALLOC/FREE carry addresses as deltas from the previous one */
@@ -189,10 +202,17 @@ static uint64_t now_ns(void) {
 /* Room for n bytes in the active buffer (lock held); NULL once tracing ended. Hands a full
  * buffer to the writer and waits while the writer still holds the other one: records are
  * never dropped while the reader keeps up, and back-pressure reaches the program instead. */
+static void flush_inline_locked(int end);
+static inline void maybe_flush_inline_locked(void);
+
 static uint8_t *reserve_slow(size_t n) {
     for (;;) {
         if (!g_running || g_failed) return NULL;
         if (g_active.len + n <= g_active.cap) return g_active.data + g_active.len;
+        if (g_inline && g_active.len) {
+            flush_inline_locked(0);
+            continue;
+        }
         if (g_active.len == 0) {
             uint8_t *bigger = realloc(g_active.data, n);
             if (!bigger) return NULL;
@@ -764,6 +784,7 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
             }
             commit(p);
             if (mt_sample_mean && allocator != MT_MMAP) mt_sampler_add((uintptr_t)addr);
+            maybe_flush_inline_locked();
         }
     }
     unlock();
@@ -802,6 +823,7 @@ int mt_record_free(void *addr, size_t size, int allocator) {
                 g_ctx.free_allocator = (uint32_t)allocator;
             }
             commit(p);
+            maybe_flush_inline_locked();
         }
     }
     unlock();
@@ -1095,6 +1117,29 @@ static int emit_out(const uint8_t *data, size_t len, int end) {
     return 0;
 }
 
+/* Inline writing (g_inline): the active buffer to the output now, on this thread, lock
+ * held; end=1 closes the compressed frame. A failed write stops tracing (the hooks stay,
+ * passing calls through, until stop removes them). The program's errno is kept. */
+static void flush_inline_locked(int end) {
+    int *err = errno_ptr(), saved = *err;
+    if (!g_failed && emit_out(g_active.data, g_active.len, end) < 0) {
+        g_failed = 1;
+        mt_tracking = 0;
+    }
+    g_active.len = 0;
+    g_last_flush_ns = now_ns();
+    *err = saved;
+}
+
+/* After a record, inline writing: a TICK and a flush once a tick period has passed. */
+static inline void maybe_flush_inline_locked(void) {
+    if (LIKELY(!g_inline)) return;
+    uint64_t now = now_ns();
+    if (now - g_last_flush_ns < g_tick_busy_ns) return;
+    maybe_tick_locked(now, 0);
+    flush_inline_locked(0);
+}
+
 static void *writer_main(void *arg) {
     (void)arg;
     mt_guard = 1;
@@ -1228,6 +1273,8 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     g_stop_requested = 0;
     g_start_ns = g_last_tick_ns = now_ns();
     g_tick_busy_ns = sample_mean ? MT_TICK_SAMPLED_BUSY_NS : MT_TICK_BUSY_NS;
+    g_inline = sample_mean && g_compress;
+    g_last_flush_ns = g_start_ns;
     g_records_since_tick = 0;
     g_statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     ssize_t n = readlink("/proc/self/exe", g_exe, sizeof g_exe - 1);
@@ -1249,7 +1296,7 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&g_writer, NULL, writer_main, NULL);
+    int rc = g_inline ? 0 : pthread_create(&g_writer, NULL, writer_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         g_running = 0;
@@ -1275,6 +1322,7 @@ void mt_recorder_stop(int exit_code, int has_code) {
         return;
     }
     mt_tracking = 0;
+    if (g_inline && !g_failed) maybe_tick_locked(now_ns(), 1); /* the time of the end */
     if (!g_failed) {
         uint8_t *p = reserve(32);
         if (p) {
@@ -1290,10 +1338,14 @@ void mt_recorder_stop(int exit_code, int has_code) {
         }
     }
     g_stop_requested = 1;
-    wake_writer_locked();
-    unlock();
-    pthread_join(g_writer, NULL);
-    lock();
+    if (g_inline) {
+        flush_inline_locked(1);
+    } else {
+        wake_writer_locked();
+        unlock();
+        pthread_join(g_writer, NULL);
+        lock();
+    }
     g_running = 0;
     if (g_statm_fd >= 0) close(g_statm_fd);
     g_statm_fd = -1;
