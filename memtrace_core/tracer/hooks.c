@@ -242,7 +242,7 @@ static int hook_munmap(void *addr, size_t len) {
 static void after_load(void) {
     if (TRACE_OK) return;
     mt_guard = 1;
-    mt_hooks_install();
+    mt_hooks_install_new();
     mt_guard = 0;
     mt_record_maps();
 }
@@ -551,11 +551,48 @@ typedef struct {
 
 typedef struct {
     int install; /* 1: point slots at hooks; 0: point them back at the real functions */
+    int only_new; /* install: skip the objects patched by the passes before (g_seen) */
     int patched;
     int maps_read;
     prot_range *ranges;
     size_t n_ranges;
 } patch_ctx;
+
+/* The objects the install passes since the last full one went through, each known by its
+ * load address and program headers (unique among loaded objects). Nothing unloaded since
+ * (the loader's count of unloads, dlpi_subs, unchanged), they are loaded still and their
+ * slots hooked: a pass after a dlopen patches only the objects not among them. Walking
+ * every relocation of every object at each dlopen cost numpy's import ~15 ms, pandas' more
+ * (it loads dozens of extension modules). */
+typedef struct {
+    uintptr_t addr;
+    const void *phdr;
+} seen_object;
+static seen_object *g_seen;
+static size_t g_n_seen, g_seen_cap;
+static unsigned long long g_seen_subs;
+static int g_seen_valid;
+
+static int seen_before(const struct dl_phdr_info *info) {
+    for (size_t i = 0; i < g_n_seen; i++)
+        if (g_seen[i].addr == info->dlpi_addr && g_seen[i].phdr == (const void *)info->dlpi_phdr)
+            return 1;
+    return 0;
+}
+
+static void remember(const struct dl_phdr_info *info) {
+    if (g_n_seen == g_seen_cap) {
+        size_t cap = g_seen_cap ? g_seen_cap * 2 : 256;
+        seen_object *bigger = realloc(g_seen, cap * sizeof *bigger);
+        if (!bigger) {
+            g_seen_valid = 0; /* the next pass is a full one */
+            return;
+        }
+        g_seen = bigger;
+        g_seen_cap = cap;
+    }
+    g_seen[g_n_seen++] = (seen_object){info->dlpi_addr, info->dlpi_phdr};
+}
 
 static void read_protections(patch_ctx *ctx) {
     ctx->maps_read = 1;
@@ -697,9 +734,27 @@ static inline uintptr_t dyn_ptr(ElfW(Addr) base, ElfW(Addr) value) {
     return value < base ? base + value : value;
 }
 
+static int patch_one(struct dl_phdr_info *info, patch_ctx *ctx);
+
 static int patch_object(struct dl_phdr_info *info, size_t size, void *data) {
-    (void)size;
     patch_ctx *ctx = data;
+    if (ctx->install) {
+        unsigned long long subs =
+            size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs
+                ? info->dlpi_subs
+                : ~0ULL;
+        if (ctx->only_new && (subs != g_seen_subs || subs == ~0ULL)) {
+            ctx->only_new = 0; /* something was unloaded: every object again */
+            g_n_seen = 0;
+        }
+        g_seen_subs = subs;
+        if (ctx->only_new && seen_before(info)) return 0;
+        remember(info);
+    }
+    return patch_one(info, ctx);
+}
+
+static int patch_one(struct dl_phdr_info *info, patch_ctx *ctx) {
     const char *name = info->dlpi_name ? info->dlpi_name : "";
     if (info->dlpi_addr == g_self_base && g_self_base != 0) return 0;
     if (strstr(name, "linux-vdso") || strstr(name, "ld-linux") || strstr(name, "/ld-") ||
@@ -739,23 +794,30 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data) {
     return 0;
 }
 
-static int patch_all(int install) {
+/* install=1, only_new=0: every object (and g_seen starts again); install=0: every slot
+ * back to the real function. */
+static int patch_all(int install, int only_new) {
     patch_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     ctx.install = install;
     pthread_mutex_lock(&g_hooks_lock);
+    ctx.only_new = only_new && g_seen_valid;
+    if (install && !ctx.only_new) g_n_seen = 0;
+    g_seen_valid = install;
     dl_iterate_phdr(patch_object, &ctx);
     pthread_mutex_unlock(&g_hooks_lock);
     free(ctx.ranges);
     return ctx.patched;
 }
 
-int mt_hooks_install(void) { return patch_all(1); }
+int mt_hooks_install(void) { return patch_all(1, 0); }
+
+int mt_hooks_install_new(void) { return patch_all(1, 1); }
 
 void mt_hooks_uninstall(void) {
     int saved = mt_guard;
     mt_guard = 1;
-    patch_all(0);
+    patch_all(0, 0);
     mt_guard = saved;
 }
 

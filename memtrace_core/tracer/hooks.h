@@ -12,6 +12,9 @@
 int mt_hooks_init(void);
 /* Patch every loaded object (idempotent: also used after dlopen). Returns slots patched. */
 int mt_hooks_install(void);
+/* After a dlopen: patch the objects loaded since the last install pass (all of them when
+ * something was unloaded meanwhile). */
+int mt_hooks_install_new(void);
 /* Point every patched slot back at the real function. */
 void mt_hooks_uninstall(void);
 /* PyMem/PyObject domain hooks (--trace-python-allocators); call with the GIL held. */
