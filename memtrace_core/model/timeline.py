@@ -19,6 +19,7 @@ snapshot, so rebuilding any instant costs at most about two snapshots' worth of 
 
 from __future__ import annotations
 
+import sys
 from array import array
 from bisect import bisect_left
 from pathlib import Path
@@ -28,6 +29,7 @@ from memtrace_core.model import _snapshots
 MAX_POINTS = 512
 BUDGET = 64 << 20  # bytes of stored instants at most
 FIRST_STEP_US = 10_000  # the capture's own tick period: instants start this fine
+SHARED_SWITCH_S = 0.001  # the GIL's switch interval while other threads share the reading
 
 
 class Instant:
@@ -240,9 +242,13 @@ def read_with_timeline(path: str | Path, progress=None, temporary_threshold: int
         return timeline.next_stop()
 
     reader.stop_at(0)
+    switch = sys.getswitchinterval()
+    if share_cpu:  # the decoder takes the GIL back after every TICK, CODE, MAPS record
+        sys.setswitchinterval(min(switch, SHARED_SWITCH_S))  # (thousands): wait less for it
     try:
         replay(path, reader, at_stop, progress)
     finally:
         reader.decode_without_gil = False
+        sys.setswitchinterval(switch)
     timeline.finish(reader)
     return reader, timeline
