@@ -184,31 +184,8 @@ def human_bytes(n: int | None) -> str:
 def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell],
            results: Results) -> None:
     """Print the tables and record the figures; failed or hung runs are failures."""
-    print(f"\nmedian wall seconds of {args.repeats} interleaved runs (ratio to untraced)")
-    width = 22
-    print("workload".ljust(14) + "".join(m.rjust(width) for m in args.modes))
-    for workload in args.workloads:
-        base = cells.get((workload, "untraced"))
-        row = workload.ljust(14)
-        for mode in args.modes:
-            cell = cells.get((workload, mode))
-            if cell is None:
-                row += "-".rjust(width)
-                continue
-            if cell.failure or not cell.times:
-                row += ("FAILED" if cell.failure else "HUNG").rjust(width)
-                continue
-            results.figure(f"{workload}/{mode}/seconds", round(cell.median, 4), "s")
-            text = f"{cell.median:.3f}s"
-            if base is not None and base.times and mode != "untraced":
-                ratio = cell.median / base.median
-                results.figure(f"{workload}/{mode}/ratio", round(ratio, 3), "x")
-                text += f" {ratio:5.2f}x"
-            if cell.hangs:
-                text = f"[{cell.hangs} hung] " + text
-            row += text.rjust(width)
-        print(row)
-    cpu_table(args, cells, results)
+    ratio_table(args, cells, results, "wall")
+    ratio_table(args, cells, results, "cpu")
 
     print("\ncapture size, allocation records, bytes per allocation record")
     for workload in args.workloads:
@@ -266,27 +243,46 @@ def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell],
             results.fail(f"{workload} / {mode} failed:\n{cell.failure}")
 
 
-def cpu_table(args: argparse.Namespace, cells: dict[tuple[str, str], Cell],
-              results: Results) -> None:
-    """Median CPU seconds (every process of the run), firmer than wall time on a busy box."""
-    print(f"\nmedian CPU seconds (user+system, all processes) of {args.repeats} runs "
-          "(ratio to untraced)")
-    width = 22
+# What each table shows: its title, the samples of a cell, and the names of its figures.
+TABLES = {
+    "wall": ("median wall seconds of {n} interleaved runs (ratio to untraced)",
+             lambda cell: cell.times, "seconds", "ratio"),
+    "cpu": ("median CPU seconds (user+system, all processes) of {n} runs (ratio to untraced); "
+            "firmer than wall time on a busy box",
+            lambda cell: cell.cpu, "cpu_seconds", "cpu_ratio"),
+}
+
+
+def ratio_table(args: argparse.Namespace, cells: dict[tuple[str, str], Cell],
+                results: Results, kind: str) -> None:
+    """One table of medians per workload and mode, each with its ratio to the untraced run."""
+    title, samples_of, figure, ratio_figure = TABLES[kind]
+    print("\n" + title.format(n=args.repeats))
+    width = max(22, 2 + max(map(len, args.modes)))
     print("workload".ljust(14) + "".join(m.rjust(width) for m in args.modes))
     for workload in args.workloads:
         base = cells.get((workload, "untraced"))
+        base_samples = samples_of(base) if base is not None else []
         row = workload.ljust(14)
         for mode in args.modes:
             cell = cells.get((workload, mode))
-            if cell is None or cell.failure or not cell.cpu:
+            if cell is None:
                 row += "-".rjust(width)
                 continue
-            results.figure(f"{workload}/{mode}/cpu_seconds", round(cell.cpu_median, 4), "s")
-            text = f"{cell.cpu_median:.3f}s"
-            if base is not None and base.cpu and mode != "untraced":
-                ratio = cell.cpu_median / base.cpu_median
-                results.figure(f"{workload}/{mode}/cpu_ratio", round(ratio, 3), "x")
+            samples = samples_of(cell)
+            if cell.failure or not samples:
+                state = "FAILED" if cell.failure else "HUNG" if cell.hangs else "-"
+                row += (state if kind == "wall" else "-").rjust(width)
+                continue
+            median = statistics.median(samples)
+            results.figure(f"{workload}/{mode}/{figure}", round(median, 4), "s")
+            text = f"{median:.3f}s"
+            if base_samples and mode != "untraced":
+                ratio = median / statistics.median(base_samples)
+                results.figure(f"{workload}/{mode}/{ratio_figure}", round(ratio, 3), "x")
                 text += f" {ratio:5.2f}x"
+            if kind == "wall" and cell.hangs:
+                text = f"[{cell.hangs} hung] " + text
             row += text.rjust(width)
         print(row)
 

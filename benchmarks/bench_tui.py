@@ -41,7 +41,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import HERE, REPO, Failed, Results, build_churn, parser, pct, run, tmux_new_session
+from benchlib import (
+    HERE,
+    REPO,
+    Failed,
+    Results,
+    build_churn,
+    parser,
+    pct,
+    run,
+    tmux,
+    tmux_new_session,
+)
 
 sys.path.insert(0, str(REPO))
 
@@ -214,17 +225,16 @@ def bench_live_vs_run(lib: Path, rounds: int, scale: float, results: Results) ->
             tmux_new_session(["-s", name, "-x", "140", "-y", "45", cmd])
             deadline = time.monotonic() + 300
             while True:
-                screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
-                                        capture_output=True, text=True).stdout
+                screen = tmux("capture-pane", "-p", "-t", name).stdout
                 if "exited with status" in screen:
                     break
                 if time.monotonic() > deadline:
-                    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+                    tmux("kill-session", "-t", name)
                     raise Failed(f"live: no exit status on screen after 300 s:\n{screen}")
                 time.sleep(0.2)
-            subprocess.run(["tmux", "send-keys", "-t", name, "q"])
+            tmux("send-keys", "-t", name, "q")
             time.sleep(1.0)
-            subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+            tmux("kill-session", "-t", name)
             times["live"].append(capture_duration(cap))
     run_m, live_m = statistics.median(times["run"]), statistics.median(times["live"])
     print(f"traced program time, malloc/free churn --native, {rounds} interleaved rounds: "
@@ -529,8 +539,7 @@ def _view_time(capture: Path, env: dict[str, str], name: str,
     tmux_new_session(["-s", name, "-x", "140", "-y", "45", cmd])
     try:
         while time.perf_counter() - t0 < 120:
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
-                                    capture_output=True, text=True).stdout
+            screen = tmux("capture-pane", "-p", "-t", name).stdout
             lines = screen.splitlines()
             rows = [line for line in lines[1:] if "[py] Python" not in line]  # not the legend
             if (lines and "pending" not in lines[0] and any("[py]" in r for r in rows)
@@ -539,9 +548,9 @@ def _view_time(capture: Path, env: dict[str, str], name: str,
             time.sleep(0.02)
         return float("nan")
     finally:
-        subprocess.run(["tmux", "send-keys", "-t", name, "q"], capture_output=True)
+        tmux("send-keys", "-t", name, "q")
         time.sleep(0.3)
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        tmux("kill-session", "-t", name)
 
 
 def lag_script() -> Path:

@@ -20,6 +20,7 @@ with the machine, the Python and the commit; `compare.py A.json B.json` prints t
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime
 import importlib.metadata
 import importlib.util
@@ -27,8 +28,10 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -252,17 +255,33 @@ def build_churn(out: Path) -> Path:
     return lib
 
 
-def tmux_new_session(args: list[str], tries: int = 5) -> None:
-    """`tmux new-session -d ARGS`, again when it lands on a tmux server that is exiting
-    (the previous run's session, its last, just ended: "server exited unexpectedly")."""
-    for attempt in range(tries):
-        done = subprocess.run(["tmux", "new-session", "-d", *args], capture_output=True,
-                              text=True)
-        if done.returncode == 0:
-            return
-        if attempt == tries - 1 or "server exited" not in done.stderr + done.stdout:
-            raise Failed(f"tmux new-session failed: {done.stderr.strip() or done.returncode}")
-        time.sleep(0.2)
+def tmux(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run `tmux ARGS` on this benchmark's own tmux server (a socket in a private directory,
+    removed at exit), so a user's tmux or a test's sessions never share it: on a shared server
+    a session could land on a server that was exiting after the previous one ended."""
+    global _TMUX_DIR
+    if _TMUX_DIR is None:
+        _TMUX_DIR = tempfile.mkdtemp(prefix="memtrace-bench-tmux-")
+        atexit.register(_tmux_cleanup)
+    done = subprocess.run(["tmux", "-S", os.path.join(_TMUX_DIR, "socket"), *args],
+                          capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise Failed(f"tmux {args[0]} failed: {done.stderr.strip() or done.returncode}")
+    return done
+
+
+_TMUX_DIR: str | None = None
+
+
+def _tmux_cleanup() -> None:
+    if _TMUX_DIR is not None:
+        tmux("kill-server")
+        shutil.rmtree(_TMUX_DIR, ignore_errors=True)
+
+
+def tmux_new_session(args: list[str]) -> None:
+    """`tmux new-session -d ARGS` on the benchmark's own server."""
+    tmux("new-session", "-d", *args, check=True)
 
 
 def pct(values: list[float], q: float) -> float:

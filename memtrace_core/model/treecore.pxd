@@ -20,3 +20,4 @@ cdef extern from "treecore.h":
     int mt_map_put(mt_u64map *m, uint64_t key, uint32_t val)
     void mt_map_del(mt_u64map *m, uint64_t key)
     double mt_now()
+    void mt_prefetch(const void *p) nogil

@@ -785,7 +785,7 @@ static int g_pymem_installed;
     }                                                                                   \
     static void *dom##_realloc(void *ctx, void *old, size_t n) {                        \
         if (TRACE_OK) return orig.realloc(ctx, old, n);                                 \
-        int freed = old && !UNSAMPLED(old) && mt_record_free(old, 0, K_REALLOC);        \
+        if (old && !UNSAMPLED(old)) mt_record_free(old, 0, K_REALLOC);                 \
         void *p;                                                                        \
         GUARDED(p = orig.realloc(ctx, old, n));                                         \
         if (p && TAKEN(n)) mt_record_alloc(p, n, K_REALLOC, CALLER);                    \
