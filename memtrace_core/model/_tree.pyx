@@ -98,6 +98,16 @@ cdef void *_resize(void *p, size_t old_n, size_t new_n, size_t elem) except NULL
     return q
 
 
+cdef void *_grow(void *p, size_t new_n, size_t elem) except NULL:
+    """realloc to new_n elements, the new part left as it comes: a large block grows by
+    remapping its pages (no copy), and zeroing tens of megabytes of a big tree's nodes at
+    once held the UI's lock for tens of milliseconds (each node is set when it is made)."""
+    cdef void *q = realloc(p, new_n * elem if new_n else elem)
+    if q == NULL:
+        raise MemoryError()
+    return q
+
+
 cdef inline size_t _next_cap(size_t cap, size_t need) noexcept:
     cdef size_t n = cap if cap else 64
     while n < need:
@@ -371,7 +381,7 @@ cdef class TreeCore:
         cdef size_t n
         if self.n_nodes >= self.nodes_cap:
             n = _next_cap(self.nodes_cap, self.n_nodes + 1)
-            self.nodes = <mt_node *>_resize(self.nodes, self.nodes_cap, n, sizeof(mt_node))
+            self.nodes = <mt_node *>_grow(self.nodes, n, sizeof(mt_node))
             self.nodes_cap = n
         cdef uint32_t nid = <uint32_t>self.n_nodes
         self.n_nodes += 1
