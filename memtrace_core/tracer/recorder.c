@@ -1071,10 +1071,11 @@ static int write_all(int fd, const uint8_t *data, size_t len) {
 }
 
 /* Write a buffer to the output: a live pipe at once, a capture file through its writer
- * (which flushes by its own policy). */
-static int emit_out(const uint8_t *data, size_t len) {
+ * (which flushes by its own policy); end=1 ends the capture (its frame, written out). */
+static int emit_out(const uint8_t *data, size_t len, int end) {
     if (!g_compress) return len ? write_all(g_fd, data, len) : 0;
-    return mt_capture_write(&g_capture, data, len);
+    if (mt_capture_write(&g_capture, data, len) < 0) return -1;
+    return end ? mt_capture_finish(&g_capture) : 0;
 }
 
 static void *writer_main(void *arg) {
@@ -1101,7 +1102,7 @@ static void *writer_main(void *arg) {
             const uint8_t *data = g_spare.data;
             size_t len = g_spare.len;
             unlock();
-            rc = emit_out(data, len);
+            rc = emit_out(data, len, 0);
             lock();
             g_spare.len = 0;
             g_spare_busy = 0;
@@ -1124,7 +1125,7 @@ static void *writer_main(void *arg) {
         }
     }
     unlock();
-    if (rc == 0 && g_compress) mt_capture_finish(&g_capture);
+    if (rc == 0 && g_compress) emit_out(NULL, 0, 1);
     if (rc < 0) mt_hooks_uninstall();
     return NULL;
 }
@@ -1220,7 +1221,7 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     emit_maps_locked(1);
     /* The header reaches the file at once: even a program killed in its first milliseconds
      * leaves a capture that says what it was. */
-    if (emit_out(g_active.data, g_active.len) == 0 &&
+    if (emit_out(g_active.data, g_active.len, 0) == 0 &&
         (!g_compress || mt_capture_flush(&g_capture) == 0))
         g_active.len = 0;
 
