@@ -574,6 +574,31 @@ def make_capture(script: Path, work: Path, scale: float) -> Path:
 OVERTIME = 20.0  # seconds the churn may go on past its time when no repaint gap was seen yet
 
 
+class WaitTimedLock:
+    """The session's lock, recording how long the UI thread waited for it each time. A model
+    step holds the GIL as well as the lock, so a long step shows up in the feed thread's
+    step durations more than here (the UI thread only asks for the lock once it runs)."""
+
+    def __init__(self, lock, waits: list[float]) -> None:
+        import threading
+
+        self._lock = lock
+        self._ui = threading.main_thread()
+        self.waits = waits
+
+    def __enter__(self):
+        import threading
+
+        t0 = time.perf_counter()
+        self._lock.acquire()
+        if threading.current_thread() is self._ui:
+            self.waits.append(time.perf_counter() - t0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+
 def bench_churn(seconds: float, results: Results) -> None:
     from textual import events
 
@@ -599,6 +624,8 @@ def bench_churn(seconds: float, results: Results) -> None:
     reader = StreamReader()
     tree = call_tree(reader, native=True)
     session = Session(reader, tree, live=True)
+    lock_waits: list[float] = []
+    session.lock = WaitTimedLock(session.lock, lock_waits)
     controller = LiveController(proc, read_fd, session, log_path=None)
     repaints: list[float] = []
     costs: list[float] = []  # seconds of UI thread per repaint (model read + rows formatted)
@@ -641,6 +668,10 @@ def bench_churn(seconds: float, results: Results) -> None:
             await pilot.pause(0.2)
             repaints.clear()
             costs.clear()
+            lock_waits.clear()
+            feed = controller.feed
+            if feed is not None:
+                feed.update_seconds.clear()
             deadline = time.monotonic() + seconds
             # on a loaded machine a short run can end before two repaints: go on (up to
             # OVERTIME) until there is a gap to measure
@@ -678,6 +709,13 @@ def bench_churn(seconds: float, results: Results) -> None:
     print(f"churn: repaint cost (UI thread, model read + visible rows) p50 {pct(cost, 50):.1f} ms"
           f"  p99 {pct(cost, 99):.1f} ms")
     print(f"churn: root != header at {len(mismatches)} of {len(repaints)} repaints (target 0)")
+    waits = [x * 1000 for x in lock_waits]
+    holds = [x * 1000 for x in controller.feed.update_seconds] if controller.feed else []
+    print(f"churn: UI thread waits for the session lock n={len(waits)}  p50 {pct(waits, 50):.2f} ms"
+          f"  p99 {pct(waits, 99):.1f} ms  max {max(waits, default=float('nan')):.1f} ms; "
+          f"feed thread's model steps (lock held) p50 {pct(holds, 50):.1f} ms  p99 "
+          f"{pct(holds, 99):.1f} ms  max {max(holds, default=float('nan')):.1f} ms   "
+          "(target: no input blocked over 100 ms)")
     print(f"churn: `d` key press -> repaint n={len(ms)}  p50 {pct(ms, 50):.1f} ms  "
           f"p99 {pct(ms, 99):.1f} ms  max {max(ms, default=float('nan')):.1f} ms   "
           f"(target p99 <= 100 ms)")
@@ -687,10 +725,12 @@ def bench_churn(seconds: float, results: Results) -> None:
         raise Failed(f"churn: the root differed from the header: {mismatches[:3]}")
     results.figure("churn/children_expanded", children, "nodes", better="higher")
     results.figure("churn/root_header_mismatches", len(mismatches), "repaints")
-    for name, values in (("repaint_gap", gaps), ("repaint_cost", cost), ("detail_key", ms)):
+    for name, values in (("repaint_gap", gaps), ("repaint_cost", cost), ("detail_key", ms),
+                         ("lock_wait", waits), ("model_step", holds)):
         for q in (50, 99):
             results.figure(f"churn/{name}_p{q}_ms", round(pct(values, q), 3), "ms")
     results.figure("churn/repaint_gap_max_ms", round(max(gaps), 3), "ms")
+    results.figure("churn/lock_wait_max_ms", round(max(waits, default=0.0), 3), "ms")
 
 
 def measure(args: argparse.Namespace, results: Results) -> None:

@@ -488,10 +488,11 @@ cdef class TreeCore:
             return &self.pd_vals[<size_t>slot * NC]
         if self.n_pd >= self.pd_cap:
             n = _next_cap(self.pd_cap, self.n_pd + 1)
-            self.pd_vals = <int64_t *>_resize(self.pd_vals, self.pd_cap * NC, n * NC,
-                                              sizeof(int64_t))
-            self.pd_node = <uint32_t *>_resize(self.pd_node, self.pd_cap, n, sizeof(uint32_t))
-            self.pd_next = <uint32_t *>_resize(self.pd_next, self.pd_cap, n, sizeof(uint32_t))
+            # (a slot is set when taken: no zeroing of the new part, tens of megabytes
+            # when a commit dirties more nodes than any before)
+            self.pd_vals = <int64_t *>_grow(self.pd_vals, n * NC, sizeof(int64_t))
+            self.pd_node = <uint32_t *>_grow(self.pd_node, n, sizeof(uint32_t))
+            self.pd_next = <uint32_t *>_grow(self.pd_next, n, sizeof(uint32_t))
             self.pd_cap = n
         slot = <uint32_t>self.n_pd
         self.n_pd += 1
@@ -1237,7 +1238,8 @@ cdef class TreeCore:
         """Do the update's work, at most about `budget_s` seconds of it (< 0: all). Returns
         True when the update is done (its counters committed); False when work is left
         for the next step. The tree is consistent between steps."""
-        cdef double deadline = mt_now() + budget_s if budget_s >= 0 else 1e300
+        cdef double start = mt_now()
+        cdef double deadline = start + budget_s if budget_s >= 0 else 1e300
         cdef size_t k = 0, n, end
         cdef uint32_t sid
         cdef mstack *st
@@ -1302,8 +1304,8 @@ cdef class TreeCore:
             if not self._push(deadline):
                 return False
             self.phase = P_FINAL
-            if mt_now() > deadline:
-                return False  # the final pass starts a step of its own
+            if budget_s >= 0 and mt_now() > start + budget_s / 2:
+                return False  # the final pass (one go) starts a step of its own
         if self.phase == P_FINAL:
             self._final()
             self.phase = P_RENAME
