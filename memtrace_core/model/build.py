@@ -63,8 +63,9 @@ def session_for_capture(path, *, show_internal: bool = False, names: str = "asyn
 
     timeline = None
     embedded = None
-    seen: set[int] = set()
     named: list = []  # the capture's own names, read when its header says native
+    seen: set[int] = set()
+    meanwhile = _NamesMeanwhile(namer, seen) if namer is not None and share_cpu else None
 
     def name_while_reading(reader) -> None:
         """The worker starts on the addresses as they are read, not once the whole
@@ -76,11 +77,11 @@ def session_for_capture(path, *, show_internal: bool = False, names: str = "asyn
                 return
             named.append(read_names(path))
             namer.attach(reader, named[0])
-        new = [ip for ip in dict.fromkeys(reader.take_new_native_ips()) if ip not in seen]
-        seen.update(new)
-        if new:
-            namer.prefetch(new)
-        namer.absorb()
+        ips = reader.take_new_native_ips()
+        if meanwhile is not None:
+            meanwhile.give(ips)
+        else:
+            _name_now(namer, seen, ips)
 
     try:
         if all_processes:
@@ -97,9 +98,14 @@ def session_for_capture(path, *, show_internal: bool = False, names: str = "asyn
                 reader = read_capture(path, progress=progress,
                                       temporary_threshold=temporary_threshold)
     except BaseException:
+        if meanwhile is not None:
+            meanwhile.finish(raising=False)
         if namer is not None:
             namer.close()
         raise
+    if meanwhile is not None:
+        meanwhile.finish()
+        meanwhile = None  # the last addresses below: here
     native = bool((reader.header or {}).get("native"))
     if native and not all_processes:
         embedded = named[0] if named else read_names(path)
@@ -132,3 +138,50 @@ def session_for_capture(path, *, show_internal: bool = False, names: str = "asyn
     if error:
         session.error = f"capture corrupt after record {reader.records}: {error}"
     return session
+
+
+def _name_now(namer, seen: set[int], ips: list[int]) -> None:
+    """Addresses new to the namer: known names looked up, the others asked of the worker;
+    its answers so far kept."""
+    new = [ip for ip in dict.fromkeys(ips) if ip not in seen]
+    seen.update(new)
+    if new:
+        namer.prefetch(new)
+    namer.absorb()
+
+
+class _NamesMeanwhile:
+    """The namer's work on the addresses read so far (module map, symbol cache, requests
+    to the worker: Python, a third of a second on a big native capture) on a thread of its
+    own, while the decoder, which lets go of the GIL, reads on: with two cores neither
+    waits for the other. Only this thread touches the namer until finish()."""
+
+    def __init__(self, namer, seen: set[int]) -> None:
+        import queue
+        import threading
+
+        self.namer = namer
+        self.seen = seen
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="memtrace-names", daemon=True)
+        self.thread.start()
+
+    def give(self, ips: list[int]) -> None:
+        self.queue.put(ips)
+
+    def _run(self) -> None:
+        try:
+            while (ips := self.queue.get()) is not None:
+                _name_now(self.namer, self.seen, ips)
+        except BaseException as exc:  # noqa: BLE001 - raised again by finish()
+            self.error = exc
+            while self.queue.get() is not None:  # the reader goes on: drain
+                pass
+
+    def finish(self, raising: bool = True) -> None:
+        """Wait for the addresses given so far to be done."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and raising:
+            raise self.error

@@ -204,7 +204,7 @@ def replay(path: str | Path, reader: StreamReader,
     gives the next instant to stop at, or None to end the reading there. Errors are those
     of read_capture (a corrupt part after the HEADER ends the reading early)."""
     name = os.fspath(path)
-    stream = capture_stream(path, progress=progress)
+    stream = capture_stream(path, chunk=0, progress=progress)
     try:
         for chunk in stream:
             data = chunk
@@ -243,7 +243,8 @@ def capture_stream(path: str | Path, chunk: int = _RAW_CHUNK,
     """Yield the plain stream of a capture file ("MEMTRACE" magic first), decompressed.
 
     For tools that feed a StreamReader themselves (benchmarks, converters): pieces of CHUNK
-    bytes (the last one shorter) that join to exactly what a live pipe would have carried.
+    bytes (the last one shorter) that join to exactly what a live pipe would have carried;
+    chunk 0: pieces as they come (the decompressor's output, not copied again: replay).
     Missing, empty or foreign files and corrupt compressed data raise a one-line UserError
     (a capture cut off mid-run just ends early, as with read_capture).
     """
@@ -256,10 +257,11 @@ def capture_stream(path: str | Path, chunk: int = _RAW_CHUNK,
     with data:
         magic = data[: len(MAGIC)]
         if magic == MAGIC:
-            for pos in range(0, end, chunk):
-                yield data[pos : min(pos + chunk, end)]
+            step = chunk if chunk > 0 else _RAW_CHUNK
+            for pos in range(0, end, step):
+                yield data[pos : min(pos + step, end)]
                 if progress is not None:
-                    progress(min(pos + chunk, end), end)
+                    progress(min(pos + step, end), end)
             return
         if magic != COMPRESSED_MAGIC:
             raise UserError(f"{name}: not a memtrace capture")
@@ -267,11 +269,15 @@ def capture_stream(path: str | Path, chunk: int = _RAW_CHUNK,
         pending = bytearray()
         for pos in range(len(COMPRESSED_MAGIC), end, _COMPRESSED_SLICE):
             try:
-                pending += decompressor.decompress(data[pos : min(pos + _COMPRESSED_SLICE,
-                                                                  end)])
+                out = decompressor.decompress(data[pos : min(pos + _COMPRESSED_SLICE, end)])
             except zstandard.ZstdError as exc:
                 raise UserError(f"{name}: corrupt compressed data ({exc})") from None
-            while len(pending) >= chunk:
+            if chunk <= 0:
+                if out:
+                    yield out
+            else:
+                pending += out
+            while chunk > 0 and len(pending) >= chunk:
                 yield bytes(pending[:chunk])
                 del pending[:chunk]
             if progress is not None:

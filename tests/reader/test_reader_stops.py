@@ -6,12 +6,14 @@ decodes without the GIL reads the same while another thread runs."""
 from __future__ import annotations
 
 import struct
+import sys
 import threading
 from pathlib import Path
 
 import msgpack
 import pytest
 
+from memtrace_core.model import timeline as timeline_mod
 from memtrace_core.model.timeline import peak_instant, read_with_timeline
 from memtrace_core.reader import StreamReader, read_capture, replay
 from tests.reader.reader_helpers import read_all, snapshot
@@ -106,6 +108,8 @@ def test_timeline_reading_without_the_gil_reads_the_same(tmp_path: Path, packed:
     path.write_bytes(compress(DATA, flush_every=2000) if packed else DATA)
     stop = threading.Event()
     spins = [0]
+    intervals: set[float] = set()
+    before = sys.getswitchinterval()
 
     def busy() -> None:
         while not stop.is_set():
@@ -114,12 +118,17 @@ def test_timeline_reading_without_the_gil_reads_the_same(tmp_path: Path, packed:
     thread = threading.Thread(target=busy)
     thread.start()
     try:
-        shared, shared_timeline = read_with_timeline(path, share_cpu=True)
+        shared, shared_timeline = read_with_timeline(
+            path, share_cpu=True,
+            while_reading=lambda _reader: intervals.add(sys.getswitchinterval()))
     finally:
         stop.set()
         thread.join()
     plain, plain_timeline = read_with_timeline(path)
     assert not shared.decode_without_gil  # only for that reading
+    # the GIL changes hands sooner while the decoder shares it, and only then
+    assert intervals == {timeline_mod.SHARED_SWITCH_S}
+    assert timeline_mod.SHARED_SWITCH_S < before == sys.getswitchinterval()
     assert snapshot(shared) == snapshot(plain) == snapshot(read_capture(path))
     assert shared_timeline.points == plain_timeline.points
     assert shared_timeline.peak == plain_timeline.peak

@@ -245,13 +245,17 @@ def test_plain_capture_becomes_compressed_when_named(private, tmp_path):
     assert table_rows(cli, plain, "empty")["rep_inline_alloc"]["own_bytes"] == sum(LEAK_BLOCKS)
 
 
+@pytest.mark.parametrize("share_cpu", [False, True], ids=["serial", "names-thread"])
 def test_view_asks_the_worker_while_reading_a_no_names_capture(private, tmp_path,
-                                                               monkeypatch):
+                                                               monkeypatch, share_cpu):
     """`view` of a `--no-names` capture with a cold cache: the worker is given the native
     addresses as they are read, before the tree is built (it used to get them only from
     the build, so the whole tree was built with `lib+0xoffset` and built again as names
     came: view took `tree` + 5.6 s on a pandas capture); names that came while reading
-    are final at once."""
+    are final at once. With share_cpu (`view` in a terminal), that work is done on a
+    thread of its own while the decoder reads on, with the same outcome."""
+    import threading
+
     from memtrace_core.model.build import session_for_capture
     from memtrace_core.model.calltree import CallTree
     from memtrace_core.symbols.names import Namer
@@ -262,8 +266,12 @@ def test_view_asks_the_worker_while_reading_a_no_names_capture(private, tmp_path
     events: list[tuple[str, int]] = []
     real_prefetch, real_rebuild = Namer.prefetch, CallTree.rebuild
 
+    threads: set[str] = set()
+
     def prefetch(self, ips):
         events.append(("prefetch", len(ips)))
+        if ("build", 0) not in events:
+            threads.add(threading.current_thread().name)
         return real_prefetch(self, ips)
 
     def rebuild(self):
@@ -272,9 +280,11 @@ def test_view_asks_the_worker_while_reading_a_no_names_capture(private, tmp_path
 
     monkeypatch.setattr(Namer, "prefetch", prefetch)
     monkeypatch.setattr(CallTree, "rebuild", rebuild)
-    session = session_for_capture(capture, cache_dir=tmp_path / "cold-cache")
+    session = session_for_capture(capture, cache_dir=tmp_path / "cold-cache",
+                                  share_cpu=share_cpu)
     tree = session.tree
     try:
+        assert threads == ({"memtrace-names"} if share_cpu else {"MainThread"})
         reader = session.reader
         distinct = {ip for sid in range(reader.n_stacks)
                     for ip in reader.native_stack(reader.stack_key(sid)[1])}
