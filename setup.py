@@ -9,6 +9,8 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 ROOT = Path(__file__).parent
+CAPTURE_WRITER = "memtrace_core/capture/writer.c"  # the one capture writer, in two extensions
+SHARED_HEADERS = [ROOT / "memtrace_core" / d for d in ("reader", "wire", "capture")]
 
 
 def pkg_config(name: str, package: str) -> tuple[list[str], list[str]]:
@@ -38,22 +40,28 @@ def extensions() -> list[Extension]:
         ]
         cflags = ["-O2", "-g", "-fno-omit-frame-pointer", "-Wall", "-Wno-unused-function"]
         libs: list[str] = ["-lm"]
-        if rel.parts[1] == "tracer":
+        if rel.parts[1] == "tracer":  # `run` writes its capture with the capture writer
             cflags += unwind_cflags
             libs += unwind_libs + ["-lzstd", "-ldl", "-lpthread"]
+            c_files.append(CAPTURE_WRITER)
+        if rel.parts[1] == "capture":
+            libs += ["-lzstd"]
         if rel.parts[1:3] == ("attach", "ptrace"):  # the injector: remote unwinding
             ptrace_cflags, ptrace_libs = pkg_config("libunwind-ptrace", "libunwind-dev")
             cflags += ptrace_cflags
             libs += ptrace_libs
+        # a header change rebuilds every extension that may include it
+        headers = sorted(str(h.relative_to(ROOT)) for d in (pyx.parent, *SHARED_HEADERS)
+                         for h in d.glob("*.h"))
         module = ".".join(rel.with_suffix("").parts)
         exts.append(
             Extension(
                 module,
                 [str(rel), *c_files],
-                include_dirs=[str(pyx.parent), str(ROOT / "memtrace_core" / "reader"),
-                              str(ROOT / "memtrace_core" / "wire")],
+                include_dirs=[str(pyx.parent), *map(str, SHARED_HEADERS)],
                 extra_compile_args=cflags,
                 extra_link_args=libs,
+                depends=headers,
             )
         )
     return cythonize(exts, language_level=3, compiler_directives={"embedsignature": True})

@@ -35,7 +35,7 @@ class ProcessFigures:
 def capture_figures(path: str) -> ProcessFigures | None:
     """A child's numbers from its capture (being written, or finished); None when it cannot
     be read yet (the child created it a moment ago)."""
-    from memtrace_core.capture_lock import writer_alive
+    from memtrace_core.capture import writer_alive
     from memtrace_core.errors import UserError
     from memtrace_core.reader import read_capture
 

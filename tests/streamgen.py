@@ -210,15 +210,21 @@ def sample_stream(seed: int = 1, n: int = 400, trailer: bool = True) -> StreamWr
     return w
 
 
-def compress(data: bytes, flush_every: int = 4096, level: int = 1) -> bytes:
-    """A capture file as the tracer writes it: "MEMTRACZ" then a zstd frame of the stream
-    (magic included), flushed every flush_every input bytes."""
-    import zstandard
+def compress(data: bytes, flush_every: int = 4096) -> bytes:
+    """A capture file as memtrace writes it (its one capture writer, memtrace_core/capture):
+    "MEMTRACZ" then a zstd frame of the stream (magic included), flushed every flush_every
+    input bytes."""
+    import os
 
-    compressor = zstandard.ZstdCompressor(level=level).compressobj()
-    out = [b"MEMTRACZ"]
-    for i in range(0, len(data), flush_every):
-        out.append(compressor.compress(data[i : i + flush_every]))
-        out.append(compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
-    out.append(compressor.flush())
-    return b"".join(out)
+    from memtrace_core.capture import CaptureWriter
+
+    fd = os.memfd_create("capture")
+    try:
+        writer = CaptureWriter(fd, flush_interval=3600.0)  # flushed here, never by time
+        for i in range(0, len(data), flush_every):
+            writer.write(data[i : i + flush_every])
+            writer.flush()
+        writer.finish()
+        return os.pread(fd, os.fstat(fd).st_size, 0)
+    finally:
+        os.close(fd)

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from memtrace_core.capture_writer import CaptureWriter
+from memtrace_core.capture import CaptureWriter
 from memtrace_core.model.session import Session
 from memtrace_core.reader.pipe import PipeSource
 
@@ -98,6 +98,8 @@ class PipeFeed(threading.Thread):
                 if data is None:
                     break
                 if not data:
+                    if self.tee is not None:
+                        self.tee.poll()  # the writer's flush policy, while the stream idles
                     self._maybe_update()
                     continue
                 if self.tee is not None:

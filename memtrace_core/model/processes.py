@@ -337,7 +337,7 @@ def _being_written(path: str) -> bool:
     """A process still writes this capture (it holds the writer's lock)."""
     import os
 
-    from memtrace_core.capture_lock import writer_alive
+    from memtrace_core.capture import writer_alive
 
     try:
         fd = os.open(path, os.O_RDONLY)

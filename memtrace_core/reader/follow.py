@@ -1,21 +1,22 @@
 """Following a capture file while it is written (`memtrace view --follow`, `memtrace top
 --follow`): any number of readers, none of which the writer knows about.
 
-Every capture writer (`run`'s tracer, `live -o`'s tee, `attach -o`'s copier) holds an
-exclusive flock on the file for as long as it writes (capture_lock.py), so a follower can
-tell "no new bytes yet" from "the writer is gone": a stream that ends without TRAILER while
-the lock is free ended for good (the program was killed), and is reported incomplete.
+Every capture writer (`run`'s tracer, `live -o`'s tee, `attach -o`'s copier: one C writer,
+memtrace_core/capture/writer.h) holds an exclusive flock on the file for as long as it
+writes, so a follower can tell "no new bytes yet" from "the writer is gone": a stream that
+ends without TRAILER while the lock is free ended for good (the program was killed), and is
+reported incomplete.
 
-Compressed captures are one zstd frame flushed by the writer every few milliseconds while
-records flow: a partly written block stays inside the decompressor until its end arrives,
-and a partly decoded record inside the reader, so a reader never sees a torn record.
+Compressed captures are one zstd frame that the writer flushes at most 100 ms after data
+came (its flush policy): a partly written block stays inside the decompressor until its end
+arrives, and a partly decoded record inside the reader, so a reader never sees a torn record.
 """
 
 from __future__ import annotations
 
 import time
 
-from memtrace_core.capture_lock import writer_alive
+from memtrace_core.capture import writer_alive
 from memtrace_core.errors import UserError
 from memtrace_core.reader._reader import COMPRESSED_MAGIC, MAGIC
 

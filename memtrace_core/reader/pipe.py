@@ -1,6 +1,6 @@
 """A stream's pipe or FIFO, read in chunks by a background thread that must stay stoppable:
 one definition of the poll-then-read loop of the live feed (model/feed.py) and of the
-capture copier (capture_writer.py)."""
+capture copier (capture/copier.py)."""
 
 from __future__ import annotations
 

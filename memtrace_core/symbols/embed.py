@@ -81,24 +81,23 @@ def _ensure_compressed(path: str) -> None:
     """A plain (uncompressed) capture becomes the compressed container first: readers
     before the names section feed a plain file whole, and would take the section for
     records."""
-    from memtrace_core.reader import COMPRESSED_MAGIC, MAGIC
+    from memtrace_core.reader import MAGIC
 
     with open(path, "rb") as f:
         if f.read(len(MAGIC)) != MAGIC:
             return
-    import zstandard
-
     from memtrace_core.atomic_file import atomic_replace
+    from memtrace_core.capture import CaptureWriter
 
     end = names_section.stream_end(path)
     with open(path, "rb") as src, atomic_replace(path, ".memtrace-z-") as dst:
-        dst.write(COMPRESSED_MAGIC)
-        zc = zstandard.ZstdCompressor(level=2).compressobj()
+        dst.flush()
+        capture = CaptureWriter(dst.fileno())  # the file stays atomic_replace's to close
         left = end
         while left > 0:
             chunk = src.read(min(left, 1 << 20))
             if not chunk:
                 break
             left -= len(chunk)
-            dst.write(zc.compress(chunk))
-        dst.write(zc.flush())
+            capture.write(chunk)
+        capture.finish()

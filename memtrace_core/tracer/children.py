@@ -135,7 +135,7 @@ def _trace_forked_child() -> None:
                      os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     except OSError:
         return
-    from memtrace_core.capture_lock import take_writer_lock
+    from memtrace_core.capture import take_writer_lock
 
     take_writer_lock(fd)
     header = dict(settings.header, pid=pid, parent_pid=os.getppid(), start_time=time.time(),

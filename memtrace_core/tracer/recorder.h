@@ -36,7 +36,7 @@ enum mt_start_result {
 };
 
 /* Start recording to fd (header = pre-encoded HEADER record); compress=1 for capture files
- * (magic "MEMTRACZ", then a zstd frame holding the plain stream); sample_mean > 0 records
+ * (written by the capture writer: memtrace_core/capture/writer.h); sample_mean > 0 records
  * only sampled allocations and their frees (sampler.h; seed 0: from the clock).
  * MT_START_OK on success, else another mt_start_result. */
 int mt_recorder_start(int fd, int native, int native_depth, int compress, const char *header,

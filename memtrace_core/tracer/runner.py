@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
             except OSError as exc:
                 raise UserError(f"cannot write {path}: {exc.strerror}") from None
-            from memtrace_core.capture_lock import take_writer_lock
+            from memtrace_core.capture import take_writer_lock
 
             take_writer_lock(fd)
             run(program, fd, args.native, args.trace_python_allocators,

@@ -80,7 +80,7 @@ def _parse_pid(value: Any) -> int:
 def run(args: argparse.Namespace) -> int:
     """Attach, record for --duration seconds (or until Ctrl-C / the target exits), detach."""
     from memtrace_core.attach.session import Attachment
-    from memtrace_core.capture_writer import CaptureCopier
+    from memtrace_core.capture.copier import CaptureCopier
     from memtrace_tui.cli.run import open_output
 
     pid = _parse_pid(args.pid)

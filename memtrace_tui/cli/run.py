@@ -70,7 +70,7 @@ def open_output(path: str, force: bool) -> int:
         raise UserError(f"output file {path} exists; use --force to overwrite it") from None
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
-    from memtrace_core.capture_lock import take_writer_lock
+    from memtrace_core.capture import take_writer_lock
 
     take_writer_lock(fd)  # `view --follow` tells a live writer from a dead one by it
     return fd

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             print(render_text(snap) + "\n", flush=True)
 
     if not args.follow:
-        from memtrace_core.capture_lock import writer_alive
+        from memtrace_core.capture import writer_alive
         from memtrace_core.reader import read_capture, read_names
 
         reader = read_capture(args.file)

@@ -159,7 +159,7 @@ def test_helper_swapped_after_the_check_is_not_what_loads(start_target, tmp_path
     """Between the check and the injection the helper is replaced by a library that would
     leave a marker file: the target loads the checked copy, never the planted file."""
     from memtrace_core.attach import injector, session
-    from memtrace_core.capture_writer import CaptureCopier
+    from memtrace_core.capture.copier import CaptureCopier
 
     src = tmp_path / "install"
     src.mkdir()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from memtrace_core.capture_lock import take_writer_lock
+from memtrace_core.capture import take_writer_lock
 from memtrace_core.reader import StreamReader, read_capture
 from memtrace_core.reader.follow import CaptureFollower
 from tests.cli import MEMTRACE, run_memtrace

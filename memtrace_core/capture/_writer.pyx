@@ -1,0 +1,133 @@
+# cython: language_level=3
+"""Python face of the capture writer (writer.h): `live -o`, `attach -o` and a capture made
+portable write capture files with the same C code as the tracer under `memtrace run`."""
+
+import os
+
+from libc.string cimport memset
+
+from memtrace_core.capture.writer cimport (
+    MT_CAPTURE_BLOCK_BYTES, MT_CAPTURE_FLUSH_NS, MT_CAPTURE_LEVEL, mt_capture, mt_capture_finish, mt_capture_flush,
+    mt_capture_flush_due, mt_capture_open, mt_capture_release, mt_capture_take_lock,
+    mt_capture_write, mt_capture_writer_alive,
+)
+
+FLUSH_INTERVAL_S = MT_CAPTURE_FLUSH_NS / 1e9
+"""What is written is readable from the file at most this long after (writer.h)."""
+LEVEL = MT_CAPTURE_LEVEL
+"""The zstd compression level of capture files."""
+BLOCK_BYTES = MT_CAPTURE_BLOCK_BYTES
+"""Stream bytes per zstd block (a compression choice: see writer.h)."""
+
+
+def take_writer_lock(int fd) -> None:
+    """Mark fd's file as being written (released when the writer closes it or dies): a
+    writer that opens its file early takes it at once, so followers wait for its data."""
+    mt_capture_take_lock(fd)
+
+
+def writer_alive(int fd) -> bool:
+    """Somebody holds the writer lock on fd's file."""
+    return mt_capture_writer_alive(fd) == 1
+
+
+cdef class CaptureWriter:
+    """A capture file written into fd (owned: close() closes it): the magic, then the plain
+    stream given to write(), compressed and flushed by the writer's policy (writer.h).
+    Raises OSError when the file cannot be written."""
+
+    cdef mt_capture c
+    cdef bint finished
+    cdef public int fd
+
+    def __cinit__(self) -> None:
+        memset(&self.c, 0, sizeof(self.c))
+        self.finished = True
+        self.fd = -1
+
+    def __init__(self, int fd, double flush_interval=0.0, size_t block_bytes=0) -> None:
+        """flush_interval: seconds between flushes (0: FLUSH_INTERVAL_S); block_bytes: stream
+        bytes per zstd block (0: BLOCK_BYTES)."""
+        self.fd = fd
+        if mt_capture_open(&self.c, fd, <unsigned long long>(flush_interval * 1e9),
+                           block_bytes) != 0:
+            self._raise()
+        self.finished = False
+
+    @classmethod
+    def create(cls, path: str, flush_interval: float = 0.0,
+               block_bytes: int = 0) -> CaptureWriter:
+        """A new capture at path (truncated if it exists)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            return cls(fd, flush_interval, block_bytes)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    cdef _raise(self):
+        err = self.c.error
+        raise OSError(err, f"cannot write the capture: {os.strerror(err)}")
+
+    def write(self, const unsigned char[::1] data) -> None:
+        """Add data (bytes-like) to the stream; it reaches the file at the next flush."""
+        cdef int rc
+        cdef size_t n = data.shape[0]
+        if self.finished:
+            raise ValueError("the capture is finished")
+        if n == 0:
+            with nogil:
+                rc = mt_capture_write(&self.c, NULL, 0)
+        else:
+            with nogil:
+                rc = mt_capture_write(&self.c, &data[0], n)
+        if rc != 0:
+            self._raise()
+
+    def poll(self) -> None:
+        """Flush if the interval is up: call it when the stream is idle."""
+        cdef int rc = 0
+        if not self.finished and mt_capture_flush_due(&self.c):
+            with nogil:
+                rc = mt_capture_flush(&self.c)
+        if rc != 0:
+            self._raise()
+
+    def flush(self) -> None:
+        """Make everything written so far readable from the file now."""
+        cdef int rc = 0
+        if not self.finished:
+            with nogil:
+                rc = mt_capture_flush(&self.c)
+        if rc != 0:
+            self._raise()
+
+    @property
+    def pending(self) -> bool:
+        """Some data written is not readable from the file yet."""
+        return bool(self.c.pending)
+
+    def finish(self) -> None:
+        """End the frame (the fd stays open); nothing can be written after it."""
+        cdef int rc
+        if self.finished:
+            return
+        self.finished = True
+        with nogil:
+            rc = mt_capture_finish(&self.c)
+        mt_capture_release(&self.c)
+        if rc != 0:
+            self._raise()
+
+    def close(self) -> None:
+        """Finish, then close the fd."""
+        if self.fd < 0:
+            return
+        try:
+            self.finish()
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __dealloc__(self) -> None:
+        mt_capture_release(&self.c)
