@@ -257,12 +257,15 @@ def build_churn(out: Path) -> Path:
 
 def tmux(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
     """Run `tmux ARGS` on this benchmark's own tmux server (a socket in a private directory,
-    removed at exit), so a user's tmux or a test's sessions never share it: on a shared server
-    a session could land on a server that was exiting after the previous one ended."""
+    removed at exit), so a user's tmux or a test's sessions never share it. The server stays
+    up between sessions (`exit-empty off`): a session started just after the previous one
+    ended could otherwise land on a server that was exiting ("server exited unexpectedly")."""
     global _TMUX_DIR
     if _TMUX_DIR is None:
         _TMUX_DIR = tempfile.mkdtemp(prefix="memtrace-bench-tmux-")
         atexit.register(_tmux_cleanup)
+        tmux("-f", "/dev/null", "start-server", ";", "set-option", "-g", "exit-empty", "off",
+             check=True)
     done = subprocess.run(["tmux", "-S", os.path.join(_TMUX_DIR, "socket"), *args],
                           capture_output=True, text=True)
     if check and done.returncode != 0:
