@@ -8,11 +8,11 @@
  *   than zlib -1 on our streams with smaller output; 20% smaller than level 1 on the
  *   address deltas at the same speed);
  * - the flush policy, two decisions apart:
- *   - a zstd block is closed after every MT_CAPTURE_BLOCK_BYTES of stream: zstd's fast
- *     levels compress the stream of a Python program 2-7% smaller in 32 KiB blocks than in
- *     full 128 KiB ones (fresh entropy tables for each stretch of the program; 0.3% larger
- *     and 3% more compression CPU on a malloc/free churn; 16 KiB: 9% more CPU). A
- *     compression choice only: the compressed output stays in memory;
+ *   - a zstd block is closed after every MT_CAPTURE_BLOCK_BYTES of stream, zstd's full
+ *     128 KiB: 32 KiB blocks compressed a Python program's stream 2-7% smaller (fresh
+ *     entropy tables for each stretch of it) but cost the 11 M malloc/free benchmark 2-3.5%
+ *     more CPU in all (bench_run), and malloc-heavy code is where the speed targets are
+ *     missed. A compression choice only: the compressed output stays in memory;
  *   - the file is written (everything so far made readable) at most MT_CAPTURE_FLUSH_NS
  *     after data came, busy or idle, when the output buffer is full, and at the end (exit,
  *     detach, SIGTERM: finish). A file cut off mid-run (the program killed, a follower
@@ -31,7 +31,7 @@
 
 #define MT_CAPTURE_LEVEL 2
 #define MT_CAPTURE_FLUSH_NS 100000000ULL /* 100 ms: what a cut-off file may lose at most */
-#define MT_CAPTURE_BLOCK_BYTES (32u << 10) /* stream bytes per zstd block */
+#define MT_CAPTURE_BLOCK_BYTES (128u << 10) /* stream bytes per zstd block */
 #define MT_CAPTURE_OUT_CAP (256u << 10)    /* compressed bytes held before a write */
 
 typedef struct {

@@ -25,7 +25,8 @@ from memtrace_core.reader import StreamReader, capture_stream, read_capture
 from tests.reader.reader_helpers import read_all, snapshot
 from tests.streamgen import sample_stream
 
-STREAM = sample_stream(seed=11, n=20000)
+N_RECORDS = 80000  # a stream of several blocks
+STREAM = sample_stream(seed=11, n=N_RECORDS)
 RAW = STREAM.data
 OUT_CAP = 256 << 10  # compressed bytes the writer holds before writing (writer.h)
 
@@ -165,7 +166,7 @@ import sys, time
 from memtrace_core.capture import CaptureWriter
 from tests.streamgen import sample_stream
 
-raw = sample_stream(seed=11, n=20000).data
+raw = sample_stream(seed=11, n=int(sys.argv[3])).data
 cut = int(sys.argv[2])
 writer = CaptureWriter.create(sys.argv[1], flush_interval=0.05)
 writer.write(raw[:cut])
@@ -182,7 +183,8 @@ def test_a_writer_killed_mid_run_leaves_its_last_flush(tmp_path: Path) -> None:
     path = tmp_path / "k.mtrace"
     cut = STREAM.record_ends[len(STREAM.record_ends) // 2]
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(path), str(cut)], cwd=root,
+    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(path), str(cut), str(N_RECORDS)],
+                            cwd=root,
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline() == "flushed\n"
