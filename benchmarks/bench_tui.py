@@ -506,32 +506,27 @@ def bench_view(capture: Path, rounds: int, results: Results) -> None:
         results.skip("view", "tmux not installed")
         return
     times: dict[str, list[float]] = {}
-    keep = f"mtviewkeep{os.getpid()}"  # the server stays up from one view to the next (a
-    tmux_new_session(["-s", keep, "sleep 86400"])  # new session could race its exit)
-    try:
-        for i in range(rounds):
-            with tempfile.TemporaryDirectory() as cache:
-                env = dict(os.environ, XDG_CACHE_HOME=cache,
-                           PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-                for warmth in ("cold", "warm"):
-                    before = os.times()
-                    t0 = time.perf_counter()
-                    subprocess.run([sys.executable, "-m", "memtrace_tui", "tree", str(capture)],
-                                   env=env, stdout=subprocess.DEVNULL, check=True)
-                    times.setdefault(f"tree {warmth}", []).append(time.perf_counter() - t0)
-                    after = os.times()
-                    times.setdefault(f"tree {warmth} cpu", []).append(
-                        after.children_user + after.children_system
-                        - before.children_user - before.children_system)
-                shutil.rmtree(Path(cache) / "memtrace", ignore_errors=True)  # cold again
-                for warmth in ("cold", "warm"):
-                    wall, main_cpu, process_cpu = _view_time(
-                        capture, env, f"mtview{os.getpid()}-{i}-{warmth}")
-                    times.setdefault(f"view {warmth}", []).append(wall)
-                    times.setdefault(f"view {warmth} main thread cpu", []).append(main_cpu)
-                    times.setdefault(f"view {warmth} process cpu", []).append(process_cpu)
-    finally:
-        tmux("kill-session", "-t", keep)
+    for i in range(rounds):
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, XDG_CACHE_HOME=cache,
+                       PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+            for warmth in ("cold", "warm"):
+                before = os.times()
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "memtrace_tui", "tree", str(capture)],
+                               env=env, stdout=subprocess.DEVNULL, check=True)
+                times.setdefault(f"tree {warmth}", []).append(time.perf_counter() - t0)
+                after = os.times()
+                times.setdefault(f"tree {warmth} cpu", []).append(
+                    after.children_user + after.children_system
+                    - before.children_user - before.children_system)
+            shutil.rmtree(Path(cache) / "memtrace", ignore_errors=True)  # cold again
+            for warmth in ("cold", "warm"):
+                wall, main_cpu, process_cpu = _view_time(
+                    capture, env, f"mtview{os.getpid()}-{i}-{warmth}")
+                times.setdefault(f"view {warmth}", []).append(wall)
+                times.setdefault(f"view {warmth} main thread cpu", []).append(main_cpu)
+                times.setdefault(f"view {warmth} process cpu", []).append(process_cpu)
     for name, values in times.items():
         print(f"view: {name}: median {statistics.median(values):.2f} s over {len(values)}")
         results.figure(f"view/{name.replace(' ', '_')}_s", round(statistics.median(values), 3),
