@@ -752,7 +752,7 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
                            ? c->nat_nodes[n_ips - 1]
                            : intern_native_locked(c, c->scratch, n_ips, nat_same);
         if (n_ips) c->nat_is_unw = from_unw && c->nat_depth == n_ips;
-        uint8_t *p = reserve(48);
+        uint8_t *p = reserve(48); /* at most 37 bytes written: see mp_int_fast */
         if (p) {
             int64_t delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
             g_last_addr = (uintptr_t)addr;
@@ -760,15 +760,15 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
                 nat == g_ctx.alloc_nat && (uint32_t)allocator == g_ctx.alloc_allocator) {
                 p = mp_array(p, 3);
                 p = mp_uint(p, MT_REC_ALLOC_SAME);
-                p = mp_int(p, delta);
-                p = mp_uint(p, size);
+                p = mp_int_fast(p, delta);
+                p = mp_uint_fast(p, size);
             } else {
                 p = mp_array(p, 7);
                 p = mp_uint(p, MT_REC_ALLOC);
                 p = mp_uint(p, thread);
                 p = mp_uint(p, (uint64_t)allocator);
-                p = mp_int(p, delta);
-                p = mp_uint(p, size);
+                p = mp_int_fast(p, delta);
+                p = mp_uint_fast(p, size);
                 p = mp_uint(p, py);
                 p = mp_uint(p, nat);
                 g_ctx.alloc_valid = 1;
@@ -797,7 +797,7 @@ int mt_record_free(void *addr, size_t size, int allocator) {
                         mt_sampler_remove((uintptr_t)addr))) {
         recorded = 1;
         uint32_t thread = thread_index_locked();
-        uint8_t *p = reserve(32);
+        uint8_t *p = reserve(32); /* at most 27 bytes written: see mp_int_fast */
         if (p) {
             int64_t delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
             g_last_addr = (uintptr_t)addr;
@@ -805,14 +805,14 @@ int mt_record_free(void *addr, size_t size, int allocator) {
                 (uint32_t)allocator == g_ctx.free_allocator) {
                 p = mp_array(p, 2);
                 p = mp_uint(p, MT_REC_FREE_SAME);
-                p = mp_int(p, delta);
+                p = mp_int_fast(p, delta);
             } else {
                 p = mp_array(p, 5);
                 p = mp_uint(p, MT_REC_FREE);
                 p = mp_uint(p, thread);
                 p = mp_uint(p, (uint64_t)allocator);
-                p = mp_int(p, delta);
-                p = mp_uint(p, size);
+                p = mp_int_fast(p, delta);
+                p = mp_uint_fast(p, size);
                 g_ctx.free_valid = 1;
                 g_ctx.free_thread = thread;
                 g_ctx.free_allocator = (uint32_t)allocator;
