@@ -48,6 +48,7 @@ static __thread uint32_t t_thread __attribute__((tls_model("initial-exec"))) = 0
 static __thread uint32_t t_thread_gen __attribute__((tls_model("initial-exec"))) = 0;
 static __thread int t_name_slot __attribute__((tls_model("initial-exec"))) = -1;
 static __thread uint32_t t_name_seq __attribute__((tls_model("initial-exec"))) = 0;
+static __thread uint32_t t_renames __attribute__((tls_model("initial-exec"))) = 0;
 /* The thread's errno, found once: `errno` is a call into libc at every use. */
 static __thread int *t_errno __attribute__((tls_model("initial-exec"))) = NULL;
 
@@ -57,17 +58,48 @@ static inline int *errno_ptr(void) {
     return e;
 }
 
-typedef struct {
-    uint8_t *data;
-    size_t len, cap;
-} mt_buf;
-
 /* The recorder's one lock, and the writer's and producers' waits, on futexes: taking and
  * releasing it is one atomic instruction each, inline, on the path of every record (a
  * pthread mutex is two calls and bookkeeping per record). It is held for the few dozen
  * nanoseconds of encoding one record, so a thread that finds it taken spins a little
  * before sleeping (threads allocating at once). */
-static int g_lock;            /* 0 free, 1 held, 2 held and someone may sleep on it */
+typedef struct {
+    uint8_t *data;
+    size_t len, cap;
+} mt_buf;
+
+/* What every record reads or writes, in two cache lines: the program between two of its
+ * allocations (writing the memory it got, as C code does) evicts the tracer's state from
+ * the L1 cache, and each line a record touches then costs a miss. Scattered across .bss,
+ * these took five lines. The hot fields are reached by their old names (macros below). */
+static struct {
+    int lock;                   /* 0 free, 1 held, 2 held and someone may sleep on it */
+    int running, failed, native, inline_;
+    volatile int python_gone;
+    uint32_t generation;
+    uint32_t renames;           /* bumped at every thread rename (see thread_index_locked) */
+    mt_buf active;
+    uint64_t records_since_tick;
+    uint64_t last_addr;         /* ALLOC/FREE carry addresses as deltas from the previous one */
+    /* The previous ALLOC's and FREE's other fields: an ALLOC or FREE that repeats them is
+     * sent as ALLOC_SAME / FREE_SAME, the address (and size) alone (docs/FORMAT.md). */
+    struct {
+        int alloc_valid, free_valid;
+        uint32_t alloc_thread, alloc_allocator, alloc_py, alloc_nat;
+        uint32_t free_thread, free_allocator;
+    } ctx;
+} g_hot __attribute__((aligned(64)));
+#define g_lock g_hot.lock
+#define g_running g_hot.running
+#define g_failed g_hot.failed
+#define g_native g_hot.native
+#define g_inline g_hot.inline_
+#define g_python_gone g_hot.python_gone
+#define g_generation g_hot.generation
+#define g_active g_hot.active
+#define g_records_since_tick g_hot.records_since_tick
+#define g_last_addr g_hot.last_addr
+#define g_ctx g_hot.ctx
 static unsigned g_wake_seq;   /* bumped to wake the writer */
 static unsigned g_space_seq;  /* bumped when the writer hands a buffer back */
 static int g_space_waiters;   /* producers sleeping on g_space_seq (lock held to change) */
@@ -132,12 +164,11 @@ static void wake_producers_locked(void) {
     __atomic_add_fetch(&g_space_seq, 1, __ATOMIC_RELEASE);
     if (g_space_waiters) futex(&g_space_seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 }
-static mt_buf g_active, g_spare;
-static int g_spare_busy, g_fd = -1, g_native, g_stop_requested, g_failed, g_running;
+static mt_buf g_spare;
+static int g_spare_busy, g_fd = -1, g_stop_requested;
 static int g_native_depth = MT_DEFAULT_NATIVE_DEPTH;
-static volatile int g_python_gone;
 static pthread_t g_writer;
-static uint64_t g_start_ns, g_last_tick_ns, g_records_since_tick;
+static uint64_t g_start_ns, g_last_tick_ns;
 static uint64_t g_tick_busy_ns = MT_TICK_BUSY_NS;
 /* A sampled capture file has no writer thread: the thread that records writes, when the
  * buffer is full or a flush is due (at a record, every tick period), and at stop.
@@ -150,18 +181,8 @@ static uint64_t g_tick_busy_ns = MT_TICK_BUSY_NS;
  * records (up to one tick period's) in the file only at its next sampled allocation or at
  * exit, and no idle TICKs (a TICK is written at stop). Live pipes and exact mode keep the
  * writer thread. */
-static int g_inline;
 static uint64_t g_last_flush_ns;
 static int g_statm_fd = -1;
-static uint32_t g_generation;
-static uint64_t g_last_addr; /* ALLOC/FREE carry addresses as deltas from the previous one */
-/* The previous ALLOC's and FREE's other fields: an ALLOC or FREE that repeats them is sent
- * as ALLOC_SAME / FREE_SAME, the address (and size) alone (docs/FORMAT.md, format 2). */
-static struct {
-    int alloc_valid, free_valid;
-    uint32_t alloc_thread, alloc_allocator, alloc_py, alloc_nat;
-    uint32_t free_thread, free_allocator;
-} g_ctx;
 static mt_table g_codes, g_pynodes, g_natnodes;
 static uint32_t g_next_code, g_next_pynode, g_next_natnode, g_next_thread;
 static uintptr_t g_self_lo, g_self_hi;
@@ -490,14 +511,19 @@ static int find_name(long tid) {
 
 static uint32_t thread_index_slow_locked(void);
 
+/* The common case reads no g_names entry (another cache line): while no thread was renamed
+ * since this one last looked (g_hot.renames), its own name cannot have changed. */
 static inline uint32_t thread_index_locked(void) {
-    if (LIKELY(t_thread && t_thread_gen == g_generation &&
-               (t_name_slot < 0 || g_names[t_name_slot].seq == t_name_seq)))
+    if (LIKELY(t_thread && t_thread_gen == g_generation && t_renames == g_hot.renames))
         return t_thread;
     return thread_index_slow_locked();
 }
 
 static uint32_t thread_index_slow_locked(void) {
+    t_renames = g_hot.renames;
+    if (t_thread && t_thread_gen == g_generation &&
+        (t_name_slot < 0 || g_names[t_name_slot].seq == t_name_seq))
+        return t_thread; /* another thread was renamed */
     if (t_thread && t_thread_gen == g_generation) {
         /* Renamed since its last record: the next records carry the new name. */
         t_thread = ++g_next_thread;
@@ -548,6 +574,7 @@ static void name_slot_locked(int slot, const char *name, int rename) {
         g_names[slot].named = 1;
     } else if (rename || g_names[slot].named) {
         g_names[slot].seq++;
+        g_hot.renames++;
     } else {
         g_names[slot].named = 1;
         emit_thread_locked(g_names[slot].index, g_names[slot].tid, g_names[slot].name);
