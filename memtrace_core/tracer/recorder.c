@@ -152,6 +152,7 @@ static uint64_t g_tick_busy_ns = MT_TICK_BUSY_NS;
  * writer thread. */
 static int g_inline;
 static uint64_t g_last_flush_ns;
+static uint64_t g_last_flush_coarse_ns; /* the same moment, on the coarse clock */
 static int g_statm_fd = -1;
 static uint32_t g_generation;
 static uint64_t g_last_addr; /* ALLOC/FREE carry addresses as deltas from the previous one */
@@ -189,6 +190,14 @@ static int g_n_names;
 static uint64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* The monotonic clock to the kernel's tick (a few ms), a few times cheaper to read: for
+ * "is a flush due" after every sampled record. Never compared with now_ns's times. */
+static uint64_t coarse_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
@@ -1116,12 +1125,14 @@ static void flush_inline_locked(int end) {
     }
     g_active.len = 0;
     g_last_flush_ns = now_ns();
+    g_last_flush_coarse_ns = coarse_ns();
     *err = saved;
 }
 
 /* After a record, inline writing: a TICK and a flush once a tick period has passed. */
 static inline void maybe_flush_inline_locked(void) {
     if (LIKELY(!g_inline)) return;
+    if (coarse_ns() - g_last_flush_coarse_ns < g_tick_busy_ns) return;
     uint64_t now = now_ns();
     if (now - g_last_flush_ns < g_tick_busy_ns) return;
     maybe_tick_locked(now, 0);
@@ -1258,6 +1269,7 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     g_tick_busy_ns = sample_mean ? MT_TICK_SAMPLED_BUSY_NS : MT_TICK_BUSY_NS;
     g_inline = sample_mean && g_compress;
     g_last_flush_ns = g_start_ns;
+    g_last_flush_coarse_ns = coarse_ns();
     g_records_since_tick = 0;
     g_statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     ssize_t n = readlink("/proc/self/exe", g_exe, sizeof g_exe - 1);
