@@ -200,20 +200,38 @@ def test_torn_writes_are_waited_for_never_misread(tmp_path):
     take_writer_lock(fd)
     follower = top_follow(growing, tmp_path, interval=0.05)
     rng = random.Random(7)
+    lines: list[str] = []
+    first_line = threading.Event()
+
+    def read_lines() -> None:
+        assert follower.stdout is not None
+        for line in follower.stdout:
+            lines.append(line)
+            first_line.set()
 
     def write_slowly() -> None:
+        # the last byte waits for the follower's first snapshot, so the follower is seen
+        # reading a capture that is still growing however slowly it starts under load
         pos = 0
         while pos < len(data):
-            n = rng.randint(1, 64)
+            if pos == len(data) - 1:
+                first_line.wait(timeout=120)
+            n = min(rng.randint(1, 64), len(data) - 1 - pos) or 1
             os.write(fd, data[pos:pos + n])
             pos += n
             time.sleep(0.01)
         os.close(fd)  # the lock goes with it
 
+    reader = threading.Thread(target=read_lines)
     writer = threading.Thread(target=write_slowly)
+    reader.start()
     writer.start()
-    stdout, stderr = follower.communicate(timeout=120)
+    follower.wait(timeout=180)
     writer.join()
+    reader.join()
+    assert follower.stderr is not None
+    stderr = follower.stderr.read()
+    stdout = "".join(lines)
     assert follower.returncode == 0, stderr
     assert stderr == ""
     snaps = [json.loads(line) for line in stdout.splitlines()]
