@@ -7,7 +7,9 @@ import os
 from libc.string cimport memset
 
 from memtrace_core.capture.writer cimport (
-    MT_CAPTURE_BLOCK_BYTES, MT_CAPTURE_FLUSH_NS, MT_CAPTURE_LEVEL, mt_capture, mt_capture_finish, mt_capture_flush,
+    MT_CAPTURE_BLOCK_BYTES, MT_CAPTURE_FLUSH_NS, MT_CAPTURE_JUDGE_BYTES, MT_CAPTURE_LEVEL,
+    MT_CAPTURE_PROBE_BYTES, MT_CAPTURE_PROBE_MAX_BYTES, MT_CAPTURE_STORE_RATE,
+    MT_CAPTURE_STORE_RATIO, mt_capture, mt_capture_finish, mt_capture_flush,
     mt_capture_flush_due, mt_capture_open, mt_capture_release, mt_capture_take_lock,
     mt_capture_write, mt_capture_writer_alive,
 )
@@ -18,6 +20,15 @@ LEVEL = MT_CAPTURE_LEVEL
 """The zstd compression level of capture files."""
 BLOCK_BYTES = MT_CAPTURE_BLOCK_BYTES
 """Stream bytes per zstd block (a compression choice: see writer.h)."""
+STORE_RATIO = MT_CAPTURE_STORE_RATIO
+"""A window of stream that shrank less than this, and came at least STORE_RATE bytes per
+second, is stored from then on (writer.h) ..."""
+STORE_RATE = MT_CAPTURE_STORE_RATE
+JUDGE_BYTES = MT_CAPTURE_JUDGE_BYTES
+"""... the window; a probe compresses one again after PROBE_BYTES of stored stream (doubled
+after each failed probe, up to PROBE_MAX_BYTES)."""
+PROBE_BYTES = MT_CAPTURE_PROBE_BYTES
+PROBE_MAX_BYTES = MT_CAPTURE_PROBE_MAX_BYTES
 
 
 def take_writer_lock(int fd) -> None:
@@ -45,22 +56,24 @@ cdef class CaptureWriter:
         self.finished = True
         self.fd = -1
 
-    def __init__(self, int fd, double flush_interval=0.0, size_t block_bytes=0) -> None:
+    def __init__(self, int fd, double flush_interval=0.0, size_t block_bytes=0,
+                 int store_ratio=STORE_RATIO) -> None:
         """flush_interval: seconds between flushes (0: FLUSH_INTERVAL_S); block_bytes: stream
-        bytes per zstd block (0: BLOCK_BYTES)."""
+        bytes per zstd block (0: BLOCK_BYTES); store_ratio: STORE_RATIO, 0 compresses all."""
         self.fd = fd
         if mt_capture_open(&self.c, fd, <unsigned long long>(flush_interval * 1e9),
                            block_bytes) != 0:
             self._raise()
+        self.c.store_ratio = store_ratio
         self.finished = False
 
     @classmethod
     def create(cls, path: str, flush_interval: float = 0.0,
-               block_bytes: int = 0) -> CaptureWriter:
+               block_bytes: int = 0, store_ratio: int = STORE_RATIO) -> CaptureWriter:
         """A new capture at path (truncated if it exists)."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            return cls(fd, flush_interval, block_bytes)
+            return cls(fd, flush_interval, block_bytes, store_ratio)
         except BaseException:
             os.close(fd)
             raise
@@ -106,6 +119,16 @@ cdef class CaptureWriter:
     def pending(self) -> bool:
         """Some data written is not readable from the file yet."""
         return bool(self.c.pending)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Stream bytes stored uncompressed so far (writer.h: what is not worth compressing)."""
+        return self.c.stored
+
+    @property
+    def storing(self) -> bool:
+        """The stream is being stored now (until the next probe)."""
+        return bool(self.c.storing)
 
     def finish(self) -> None:
         """End the frame (the fd stays open); nothing can be written after it."""

@@ -2,11 +2,25 @@
  * tracer/recorder.c) and `live -o` / `attach -o` / a capture made portable (through
  * _writer.pyx) all write capture files with it (docs/FORMAT.md, "Layout").
  *
- * A capture file is the magic "MEMTRACZ" then one zstd frame whose content is the plain
- * stream. It owns:
- * - the container: the magic, the frame, its compression parameters (level 2: 2-3x faster
- *   than zlib -1 on our streams with smaller output; 20% smaller than level 1 on the
+ * A capture file is the magic "MEMTRACZ" then zstd frames whose contents, one after the
+ * other, are the plain stream. It owns:
+ * - the container: the magic, the frames, their compression parameters (level 2: 2-3x
+ *   faster than zlib -1 on our streams with smaller output; 20% smaller than level 1 on the
  *   address deltas at the same speed);
+ * - what is compressed and what is stored. Compression costs the writer's thread ~3.6 ns
+ *   per stream byte at level 2 (an EPYC core): a Python program's stream shrinks 6-15x for
+ *   it, but the stream of malloc-heavy C code (random sizes and addresses) shrinks only
+ *   1.6-2.2x, and comes at 80+ MB/s: compressing it cost ~0.7 s of CPU on a 1 s untraced
+ *   run, more than the whole tracer. So the stream is judged every MT_CAPTURE_JUDGE_BYTES:
+ *   when it shrank less than MT_CAPTURE_STORE_RATIO and came faster than
+ *   MT_CAPTURE_STORE_RATE, the compressed frame is ended and the stream is *stored*: a zstd
+ *   frame of Raw blocks (RFC 8878) that any zstd decoder reads, written from the caller's
+ *   buffer without a copy when the piece is large. After MT_CAPTURE_PROBE_BYTES of stored
+ *   stream a probe compresses the next window in a new frame and judges it again: a stream
+ *   that became compressible stays compressed; each failed probe doubles the distance to
+ *   the next one, up to MT_CAPTURE_PROBE_MAX_BYTES (a probe costs one window's compression).
+ *   A compressible stream is never interrupted: one frame, its history kept, as before;
+ *   slow streams (sampled captures) stay compressed whatever their ratio;
  * - the flush policy, two decisions apart:
  *   - a zstd block is closed after every MT_CAPTURE_BLOCK_BYTES of stream, zstd's full
  *     128 KiB: 32 KiB blocks compressed a Python program's stream 2-7% smaller (fresh
@@ -17,7 +31,8 @@
  *     after data came, busy or idle, when the output buffer is full, and at the end (exit,
  *     detach, SIGTERM: finish). A file cut off mid-run (the program killed, a follower
  *     reading it now) reads up to its last flush, never more than that interval behind.
- *     Closing a block every 10 ms instead cost a short sampled capture a fifth of its size;
+ *     Closing a block every 10 ms instead cost a short sampled capture a fifth of its size.
+ *     Stored stretches are written at once when they come in large pieces;
  * - the lock: a writer holds an exclusive flock on the file while it writes; followers
  *   (`view --follow`) test it to tell "no new bytes yet" from "the writer is gone".
  *
@@ -33,6 +48,16 @@
 #define MT_CAPTURE_FLUSH_NS 100000000ULL /* 100 ms: what a cut-off file may lose at most */
 #define MT_CAPTURE_BLOCK_BYTES (128u << 10) /* stream bytes per zstd block */
 #define MT_CAPTURE_OUT_CAP (256u << 10)    /* compressed bytes held before a write */
+/* Compressing or storing: see above. The stream is judged over this many bytes ... */
+#define MT_CAPTURE_JUDGE_BYTES (1u << 20)
+/* ... and stored when it shrank less than this (stream : compressed; 0: never store) ... */
+#define MT_CAPTURE_STORE_RATIO 3
+/* ... and came at least this fast (bytes/s: compressing it takes 1.5% of a core or more) */
+#define MT_CAPTURE_STORE_RATE 4000000.0
+#define MT_CAPTURE_PROBE_BYTES (8u << 20)      /* stored stream before the first probe */
+#define MT_CAPTURE_PROBE_MAX_BYTES (64u << 20) /* ... doubled after each failed probe */
+#define MT_CAPTURE_RAW_BLOCK (128u << 10)  /* stream bytes per stored block (zstd's maximum) */
+#define MT_CAPTURE_DIRECT_BYTES (32u << 10) /* stored pieces this large are not copied */
 
 typedef struct {
     int fd;
@@ -43,8 +68,21 @@ typedef struct {
     uint64_t flush_ns;   /* the flush interval */
     uint64_t flushed_at; /* CLOCK_MONOTONIC ns of the last flush (or of the open) */
     struct ZSTD_CCtx_s *zc; /* the compressor (zstd.h's ZSTD_CCtx), kept for the next capture */
-    uint8_t *out;        /* compressed output not written yet ... */
+    uint8_t *out;        /* output (compressed, or stored blocks) not written yet ... */
     size_t out_len;      /* ... this much of it */
+    int store_ratio;     /* MT_CAPTURE_STORE_RATIO after open; set it to 0 to never store */
+    int storing;         /* 1: a frame of stored blocks is open, 0: a compressed frame */
+    int probing;         /* the compressed frame is a probe, not judged yet */
+    int raw_open;        /* a stored block is open in out: its header at raw_hdr ... */
+    size_t raw_hdr;
+    size_t raw_len;      /* ... and this much stream after it */
+    uint64_t zout;       /* compressed bytes zstd produced since the open */
+    uint64_t judge_in;   /* stream bytes compressed since the window began ... */
+    uint64_t judge_zout; /* ... zout then ... */
+    uint64_t judge_ns;   /* ... and when */
+    uint64_t probe_left; /* stored stream bytes until the next probe */
+    uint64_t probe_every;
+    uint64_t stored;     /* stream bytes stored since the open */
 } mt_capture;
 
 /* Mark fd's file as being written (an exclusive flock, released when the last descriptor of
@@ -55,7 +93,7 @@ void mt_capture_take_lock(int fd);
 int mt_capture_writer_alive(int fd);
 
 /* Start a capture on fd (the caller's to close): take the lock, write the magic, begin the
- * frame. flush_ns 0: MT_CAPTURE_FLUSH_NS; block_bytes 0: MT_CAPTURE_BLOCK_BYTES. A zeroed
+ * first frame (compressed). flush_ns 0: MT_CAPTURE_FLUSH_NS; block_bytes 0: MT_CAPTURE_BLOCK_BYTES. A zeroed
  * mt_capture, or one used before (its context is reused). 0 or -1 (c->error says why). */
 int mt_capture_open(mt_capture *c, int fd, uint64_t flush_ns, size_t block_bytes);
 /* Compress len bytes of the plain stream into the file; flushes when the interval is up. */
@@ -64,7 +102,7 @@ int mt_capture_write(mt_capture *c, const void *data, size_t len);
 int mt_capture_flush_due(const mt_capture *c);
 /* ... and the flush: everything written so far becomes readable from the file. */
 int mt_capture_flush(mt_capture *c);
-/* End the frame (the file is complete; fd stays open). Nothing may be written after it. */
+/* End the last frame (the file is complete; fd stays open). Nothing may be written after it. */
 int mt_capture_finish(mt_capture *c);
 /* Free the context and buffer (after finish, or to abandon a capture). */
 void mt_capture_release(mt_capture *c);

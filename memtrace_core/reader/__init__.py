@@ -33,6 +33,7 @@ from memtrace_core.reader._reader import (
     CaptureError,
     StreamReader,
 )
+from memtrace_core.reader.frames import FramesDecompressor
 
 __all__ = ["ALLOCATOR_NAMES", "COMPRESSED_MAGIC", "MAGIC", "CaptureError", "StreamReader",
            "capture_stream", "new_reader", "read_capture", "read_capture_at", "replay"]
@@ -76,11 +77,12 @@ def _read_raw(name: str, data: mmap.mmap, progress: Progress | None,
 
 def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None,
                      end: int, temporary_threshold: int = 1) -> StreamReader:
-    """Decompress a capture file's zstd frame (after "MEMTRACZ") into the reader.
+    """Decompress a capture file's zstd frames (after "MEMTRACZ") into the reader.
 
-    The tracer flushes the frame at every buffer, so a file cut off mid-run decompresses up
-    to its last flush. Corrupt compressed data ends the read like a corrupt record: the
-    damaged slice is decompressed again in small steps, so the records before it are kept.
+    The writer flushes at most 100 ms after data came, so a file cut off mid-run
+    decompresses up to its last flush. Corrupt compressed data ends the read like a corrupt
+    record: the damaged slice is decompressed again in small steps, so the records before
+    it are kept.
     """
     import zstandard
 
@@ -101,7 +103,7 @@ def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None,
 
     def salvage(upto: int) -> None:
         """Decompress again from the start in small steps; feed what the first pass lost."""
-        again = zstandard.ZstdDecompressor().decompressobj()
+        again = FramesDecompressor()
         produced = 0
         for pos in range(len(COMPRESSED_MAGIC), upto, 512):
             try:
@@ -113,7 +115,7 @@ def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None,
             if new and not feed(new):
                 return
 
-    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    decompressor = FramesDecompressor()
     try:
         pos = len(COMPRESSED_MAGIC)
         while pos < len(view):
@@ -133,8 +135,6 @@ def _read_compressed(name: str, data: mmap.mmap, progress: Progress | None,
                 break
             if progress is not None:
                 progress(pos, len(view))
-            if getattr(decompressor, "eof", False):
-                break
     finally:
         view.release()
     return reader
@@ -265,7 +265,7 @@ def capture_stream(path: str | Path, chunk: int = _RAW_CHUNK,
             return
         if magic != COMPRESSED_MAGIC:
             raise UserError(f"{name}: not a memtrace capture")
-        decompressor = zstandard.ZstdDecompressor().decompressobj()
+        decompressor = FramesDecompressor()
         pending = bytearray()
         for pos in range(len(COMPRESSED_MAGIC), end, _COMPRESSED_SLICE):
             try:
@@ -282,7 +282,5 @@ def capture_stream(path: str | Path, chunk: int = _RAW_CHUNK,
                 del pending[:chunk]
             if progress is not None:
                 progress(min(pos + _COMPRESSED_SLICE, end), end)
-            if getattr(decompressor, "eof", False):
-                break
         if pending:
             yield bytes(pending)

@@ -7,9 +7,10 @@ writes, so a follower can tell "no new bytes yet" from "the writer is gone": a s
 ends without TRAILER while the lock is free ended for good (the program was killed), and is
 reported incomplete.
 
-Compressed captures are one zstd frame that the writer flushes at most 100 ms after data
-came (its flush policy): a partly written block stays inside the decompressor until its end
-arrives, and a partly decoded record inside the reader, so a reader never sees a torn record.
+Compressed captures are zstd frames (one, or several where the writer stored stretches of
+the stream) that the writer flushes at most 100 ms after data came (its flush policy): a
+partly written block stays inside the decompressor until its end arrives, and a partly
+decoded record inside the reader, so a reader never sees a torn record.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from memtrace_core.capture import writer_alive
 from memtrace_core.errors import UserError
 from memtrace_core.reader._reader import COMPRESSED_MAGIC, MAGIC
+from memtrace_core.reader.frames import FramesDecompressor
 
 CHUNK = 1 << 20
 
@@ -53,9 +55,7 @@ class CaptureFollower:
                     raise UserError(f"{path}: not a memtrace capture")
                 time.sleep(0.05)
         if magic == COMPRESSED_MAGIC:
-            import zstandard
-
-            self._decompressor = zstandard.ZstdDecompressor().decompressobj()
+            self._decompressor = FramesDecompressor()
             self._pending = b""
         elif magic == MAGIC:
             self._pending = MAGIC  # the reader checks the plain stream's own magic
@@ -77,8 +77,10 @@ class CaptureFollower:
                 out += data
             else:
                 out += self._decompressor.decompress(data)
-                if getattr(self._decompressor, "eof", False):
-                    self.frame_ended = True
+        elif self._decompressor is not None and self._decompressor.at_frame_end:
+            # a frame ended and nothing follows: the end only if the writer let go (a
+            # writer that switches between storing and compressing ends frames mid-run)
+            self.frame_ended = not self.writer_alive()
         return out
 
     def close(self) -> None:

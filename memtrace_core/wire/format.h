@@ -7,9 +7,9 @@
 #define MEMTRACE_WIRE_FORMAT_H
 
 #define MT_MAGIC "MEMTRACE"            /* a plain stream (pipe, FIFO, raw file) */
-#define MT_COMPRESSED_MAGIC "MEMTRACZ" /* a capture file: then one zstd frame of a stream */
+#define MT_COMPRESSED_MAGIC "MEMTRACZ" /* a capture file: then zstd frames of a stream */
 #define MT_MAGIC_LEN 8
-#define MT_FORMAT_VERSION 3            /* HEADER's `format`; readers read 1 to this */
+#define MT_FORMAT_VERSION 4            /* HEADER's `format`; readers read 1 to this */
 
 /* The record type: the first element of every record's msgpack array. */
 enum mt_record_type {
