@@ -151,6 +151,10 @@ static uint64_t g_tick_busy_ns = MT_TICK_BUSY_NS;
  * exit, and no idle TICKs (a TICK is written at stop). Live pipes and exact mode keep the
  * writer thread. */
 static int g_inline;
+/* Whether MAPS and MAPS_DELTA are sent. Not in a sampled capture without native stacks: the
+ * memory maps are there to name native frames (docs/FORMAT.md), and numpy's import alone
+ * sent a tenth of its sampled capture in them, most of a short one's fixed content. */
+static int g_send_maps;
 static uint64_t g_last_flush_ns;
 static uint64_t g_last_flush_coarse_ns; /* the same moment, on the coarse clock */
 static int g_statm_fd = -1;
@@ -1039,7 +1043,7 @@ void mt_record_maps(void) {
     int saved = mt_guard;
     mt_guard = 1;
     lock();
-    if (mt_tracking) emit_maps_locked(0);
+    if (mt_tracking && g_send_maps) emit_maps_locked(0);
     unlock();
     mt_guard = saved;
 }
@@ -1283,7 +1287,8 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     memcpy(p, MT_MAGIC, MT_MAGIC_LEN);
     memcpy(p + MT_MAGIC_LEN, header, header_len);
     commit(p + MT_MAGIC_LEN + header_len);
-    emit_maps_locked(1);
+    g_send_maps = native || !sample_mean;
+    if (g_send_maps) emit_maps_locked(1);
     /* The header reaches the file at once: even a program killed in its first milliseconds
      * leaves a capture that says what it was. */
     if (emit_out(g_active.data, g_active.len, 0) == 0 &&

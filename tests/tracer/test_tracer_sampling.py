@@ -205,6 +205,18 @@ def _tick_times(capture: Path) -> list[int]:
     return [rec[1] for rec in unpacker if isinstance(rec, list) and rec[0] == TICK]
 
 
+def test_sampled_capture_without_native_stacks_has_no_maps(tmp_path, mt, runs, sample_lib):
+    """The memory maps only name native frames: a sampled capture without --native sends
+    none (not even after ctypes loads a library), a sampled --native one does, with the
+    loaded library in them, as exact mode does."""
+    exact, sampled = (read_capture(runs[k][0]) for k in ("exact", "sampled"))
+    assert exact.maps_history and not sampled.maps_history and not sampled.maps
+    native = read_capture(_trace(mt, tmp_path, BIG, sample_lib, "--sample", "512KiB",
+                                 "--native", "--no-names")[0])
+    assert native.maps_history
+    assert any(Path(entry[0]).resolve() == sample_lib.resolve() for entry in native.maps)
+
+
 def test_sampled_capture_ticks_every_50_ms(runs):
     """Sampled records are few: a TICK every 50 ms while they flow (exact mode: every
     10 ms), so ticks stay a small part of a sampled capture."""
