@@ -197,7 +197,8 @@ def test_a_probe_brings_compression_back(mt, store_lib, tmp_path):
     assert layout[1].raw_bytes == PROBE_BYTES
     first, last = content(layout[0], data), content(layout[2], data)
     assert first + PROBE_BYTES + last == len(stream)
-    assert JUDGE_BYTES <= first < JUDGE_BYTES + BLOCK_BYTES + (64 << 10)
+    # one window judged (two if the interpreter's start-up made the first one slow)
+    assert JUDGE_BYTES <= first < 2 * JUDGE_BYTES + BLOCK_BYTES + (64 << 10)
     assert last > 10 * MB and (layout[2].end - layout[2].start) * 50 < last
     reader = read_capture(capture)
     random_bytes, steady_bytes = map(int, out.split())
