@@ -70,7 +70,8 @@ static setname_fn real_pthread_setname_np;
 
 /* ---- hooks -------------------------------------------------------------------------- */
 
-#define TRACE_OK (LIKELY(!mt_tracking) || mt_guard)
+#define TRACE_OK_FAST LIKELY(!mt_tracking)
+#define TRACE_OK (TRACE_OK_FAST || mt_guard)
 
 /* Sampling (sampler.h): an allocation that does not reach its thread's next sample point is
  * not recorded, nor is the free of an address surely never sampled. The real call still runs
@@ -95,29 +96,79 @@ static setname_fn real_pthread_setname_np;
         mt_guard = 0;        \
     } while (0)
 
-static void *hook_malloc(size_t size) {
-    if (TRACE_OK) return real_malloc(size);
+/* Sampling with glibc's allocator (mt_sample_direct): malloc, calloc and free decide first
+ * whether the call is recorded, and a call that is not (nearly every one) goes straight to
+ * the real function as a tail call: no frame, no guard, no other thread-local state. The
+ * guard is what keeps calls made *inside* the real function from being recorded, and
+ * glibc's malloc, calloc and free make none through the PLT (their mmap and munmap are
+ * internal). Another allocator may (jemalloc maps its chunks with the libc's mmap), so
+ * with one the hooks keep the guard around every call, as in exact mode. The decision is
+ * a subtraction and a compare for an allocation (mt_sample_skip), one load of the static
+ * first-level filter for a free; everything else is in the *_traced functions, which the
+ * hooks tail-call, so that CALLER read there is the hook's caller. */
+static __attribute__((noinline)) void *malloc_traced(size_t size) {
+    uintptr_t ra = (uintptr_t)__builtin_return_address(0);
+    uintptr_t cfa = (uintptr_t)__builtin_frame_address(0) + 2 * sizeof(void *);
+    int taken = 0;
+    if (mt_sample_direct) {
+        /* mt_sample_skip failed: the distance ran out (or was never drawn in this run). */
+        if (!mt_sample_slow(size)) return real_malloc(size);
+        taken = 1;
+    }
+    if (mt_guard) return real_malloc(size);
     void *p;
     GUARDED(p = real_malloc(size));
-    if (p && TAKEN(size)) mt_record_alloc(p, size, MT_MALLOC, CALLER);
+    if (p && (taken || TAKEN(size))) mt_record_alloc(p, size, MT_MALLOC, ra, cfa);
+    return p;
+}
+
+static void *hook_malloc(size_t size) {
+    if (TRACE_OK_FAST || (mt_sample_direct && LIKELY(mt_sample_skip(size))))
+        return real_malloc(size);
+    return malloc_traced(size);
+}
+
+static __attribute__((noinline)) void *calloc_traced(size_t n, size_t size) {
+    uintptr_t ra = (uintptr_t)__builtin_return_address(0);
+    uintptr_t cfa = (uintptr_t)__builtin_frame_address(0) + 2 * sizeof(void *);
+    int taken = 0;
+    size_t bytes;
+    if (mt_sample_direct) {
+        /* An overflowing n * size fails in calloc: nothing to sample. */
+        if (__builtin_mul_overflow(n, size, &bytes) || !mt_sample_slow(bytes))
+            return real_calloc(n, size);
+        taken = 1;
+    }
+    if (mt_guard) return real_calloc(n, size);
+    void *p;
+    GUARDED(p = real_calloc(n, size));
+    if (p && (taken || TAKEN(n * size))) mt_record_alloc(p, n * size, MT_CALLOC, ra, cfa);
     return p;
 }
 
 static void *hook_calloc(size_t n, size_t size) {
-    if (TRACE_OK) return real_calloc(n, size);
-    void *p;
-    GUARDED(p = real_calloc(n, size));
-    if (p && TAKEN(n * size)) mt_record_alloc(p, n * size, MT_CALLOC, CALLER);
-    return p;
+    size_t bytes;
+    if (TRACE_OK_FAST || (mt_sample_direct && !__builtin_mul_overflow(n, size, &bytes) &&
+                          LIKELY(mt_sample_skip(bytes))))
+        return real_calloc(n, size);
+    return calloc_traced(n, size);
 }
 
-static void hook_free(void *p) {
-    if (TRACE_OK || !p) {
+static __attribute__((noinline)) void free_traced(void *p) {
+    if (mt_guard || !p) {
         real_free(p);
         return;
     }
     if (!UNSAMPLED(p)) mt_record_free(p, 0, MT_FREE);
     GUARDED(real_free(p));
+}
+
+static void hook_free(void *p) {
+    if (TRACE_OK_FAST || (mt_sample_direct && !mt_sample_maybe_l1(p))) {
+        real_free(p);
+        return;
+    }
+    free_traced(p);
 }
 
 /* realloc: the old block is recorded as freed *before* the call, so no other thread can be
@@ -383,6 +434,7 @@ static hook_def HOOKS[] = {
 };
 #define N_HOOKS (sizeof HOOKS / sizeof HOOKS[0])
 
+int mt_hooks_glibc_allocator = 0;
 static pthread_mutex_t g_hooks_lock = PTHREAD_MUTEX_INITIALIZER;
 static uintptr_t g_self_base;
 static int g_initialized;
@@ -477,6 +529,15 @@ static void *resolve_real(const exe_info *e, const char *name) {
     return NULL;
 }
 
+/* Whether `fn` is defined in glibc's libc.so (see mt_sample_direct). */
+static int from_glibc(void *fn) {
+    Dl_info info;
+    if (!dladdr(fn, &info) || !info.dli_fname) return 0;
+    const char *base = strrchr(info.dli_fname, '/');
+    base = base ? base + 1 : info.dli_fname;
+    return strncmp(base, "libc.so", 7) == 0 || strncmp(base, "libc-2.", 7) == 0;
+}
+
 int mt_hooks_init(void) {
     if (g_initialized) return 0;
     exe_info e;
@@ -488,6 +549,8 @@ int mt_hooks_init(void) {
     }
     Dl_info info;
     if (dladdr((void *)&hook_malloc, &info)) g_self_base = (uintptr_t)info.dli_fbase;
+    mt_hooks_glibc_allocator = from_glibc(real_malloc) && from_glibc(real_calloc) &&
+                               from_glibc(real_free);
     /* Once per process: these handlers stay registered (they do nothing when not tracing). */
     on_exit(on_exit_handler, NULL);
     at_quick_exit(at_quick_exit_handler);

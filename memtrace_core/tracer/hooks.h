@@ -10,6 +10,9 @@
 
 /* Resolve the real functions; 0 on success. */
 int mt_hooks_init(void);
+/* Set by mt_hooks_init: malloc, calloc and free are glibc's, which call no hooked function
+ * inside (so sampling may skip the guard around the calls it does not record: hooks.c). */
+extern int mt_hooks_glibc_allocator __attribute__((visibility("hidden")));
 /* Patch every loaded object (idempotent: also used after dlopen). Returns slots patched. */
 int mt_hooks_install(void);
 /* After a dlopen: patch the objects loaded since the last install pass (all of them when

@@ -151,7 +151,12 @@ static uint64_t g_tick_busy_ns = MT_TICK_BUSY_NS;
  * exit, and no idle TICKs (a TICK is written at stop). Live pipes and exact mode keep the
  * writer thread. */
 static int g_inline;
+/* Whether MAPS and MAPS_DELTA are sent. Not in a sampled capture without native stacks: the
+ * memory maps are there to name native frames (docs/FORMAT.md), and numpy's import alone
+ * sent a tenth of its sampled capture in them, most of a short one's fixed content. */
+static int g_send_maps;
 static uint64_t g_last_flush_ns;
+static uint64_t g_last_flush_coarse_ns; /* the same moment, on the coarse clock */
 static int g_statm_fd = -1;
 static uint32_t g_generation;
 static uint64_t g_last_addr; /* ALLOC/FREE carry addresses as deltas from the previous one */
@@ -189,6 +194,14 @@ static int g_n_names;
 static uint64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* The monotonic clock to the kernel's tick (a few ms), a few times cheaper to read: for
+ * "is a flush due" after every sampled record. Never compared with now_ns's times. */
+static uint64_t coarse_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
@@ -1030,7 +1043,7 @@ void mt_record_maps(void) {
     int saved = mt_guard;
     mt_guard = 1;
     lock();
-    if (mt_tracking) emit_maps_locked(0);
+    if (mt_tracking && g_send_maps) emit_maps_locked(0);
     unlock();
     mt_guard = saved;
 }
@@ -1116,12 +1129,14 @@ static void flush_inline_locked(int end) {
     }
     g_active.len = 0;
     g_last_flush_ns = now_ns();
+    g_last_flush_coarse_ns = coarse_ns();
     *err = saved;
 }
 
 /* After a record, inline writing: a TICK and a flush once a tick period has passed. */
 static inline void maybe_flush_inline_locked(void) {
     if (LIKELY(!g_inline)) return;
+    if (coarse_ns() - g_last_flush_coarse_ns < g_tick_busy_ns) return;
     uint64_t now = now_ns();
     if (now - g_last_flush_ns < g_tick_busy_ns) return;
     maybe_tick_locked(now, 0);
@@ -1258,6 +1273,7 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     g_tick_busy_ns = sample_mean ? MT_TICK_SAMPLED_BUSY_NS : MT_TICK_BUSY_NS;
     g_inline = sample_mean && g_compress;
     g_last_flush_ns = g_start_ns;
+    g_last_flush_coarse_ns = coarse_ns();
     g_records_since_tick = 0;
     g_statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     ssize_t n = readlink("/proc/self/exe", g_exe, sizeof g_exe - 1);
@@ -1271,7 +1287,8 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     memcpy(p, MT_MAGIC, MT_MAGIC_LEN);
     memcpy(p + MT_MAGIC_LEN, header, header_len);
     commit(p + MT_MAGIC_LEN + header_len);
-    emit_maps_locked(1);
+    g_send_maps = native || !sample_mean;
+    if (g_send_maps) emit_maps_locked(1);
     /* The header reaches the file at once: even a program killed in its first milliseconds
      * leaves a capture that says what it was. */
     if (emit_out(g_active.data, g_active.len, 0) == 0 &&

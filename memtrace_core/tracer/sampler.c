@@ -1,6 +1,7 @@
 /* Byte sampling: distances, the sampled-address table and its filter (see sampler.h). */
 #define _GNU_SOURCE
 #include "sampler.h"
+#include "hooks.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -10,17 +11,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FILTER_MIN_SHIFT 9 /* 512 buckets to start with: 64 bytes of bits, one cache line */
+#define FILTER_MIN_SHIFT 12 /* second level: 4096 buckets to start with, 512 bytes of bits */
 #define FILTER_MAX_SHIFT 24
 #define FILTER_LOAD 32     /* at most one bucket in FILTER_LOAD holds a sampled address */
 #define TABLE_MIN 1024
 
 volatile uint64_t mt_sample_mean = 0;
-volatile uint32_t mt_sample_gen = 0;
+volatile uint64_t mt_sample_epoch = 0;
+volatile int mt_sample_direct = 0;
 __thread uint64_t mt_sample_left __attribute__((tls_model("initial-exec"))) = 0;
-__thread uint32_t mt_sample_thread_gen __attribute__((tls_model("initial-exec"))) = 0;
+/* The epoch this thread was seeded in (seeding is per run: MEMTRACE_SAMPLE_SEED). */
+static __thread uint64_t t_epoch __attribute__((tls_model("initial-exec"))) = 0;
 static __thread uint64_t t_rng __attribute__((tls_model("initial-exec"))) = 0;
 
+uint64_t mt_sample_l1[(1 << MT_SAMPLE_L1_BITS) / 64] __attribute__((aligned(64)));
+static uint32_t g_l1_counts[1 << MT_SAMPLE_L1_BITS]; /* sampled addresses live per bucket */
 mt_sample_filter *volatile mt_sample_filter_now = NULL;
 
 static uint64_t g_seed, g_thread_ordinal;
@@ -53,12 +58,13 @@ static uint64_t draw_distance(void) {
     double u = (double)((next_random() >> 11) + 1) * 0x1.0p-53; /* (0, 1] */
     double d = ceil(-log(u) * (double)mt_sample_mean);
     if (d < 1.0) return 1;
-    if (d > 9.0e18) return (uint64_t)9e18;
+    if (d >= (double)MT_SAMPLE_DISTANCE_MAX) return MT_SAMPLE_DISTANCE_MAX - 1;
     return (uint64_t)d;
 }
 
 int mt_sample_slow(size_t size) {
-    if (mt_sample_thread_gen != mt_sample_gen) {
+    uint64_t epoch = mt_sample_epoch;
+    if (t_epoch != epoch) {
         /* This thread's first allocation in this run: seed it and draw its first distance. */
         uint64_t ordinal = __atomic_fetch_add(&g_thread_ordinal, 1, __ATOMIC_RELAXED);
         uint64_t seed = g_seed ? g_seed + ordinal
@@ -69,16 +75,16 @@ int mt_sample_slow(size_t size) {
             seed ^= (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)ts.tv_sec;
         }
         t_rng = splitmix(seed) | 1;
-        mt_sample_thread_gen = mt_sample_gen;
-        mt_sample_left = draw_distance();
-        if (mt_sample_left > size) {
-            mt_sample_left -= size;
+        t_epoch = epoch;
+        uint64_t d = draw_distance();
+        if (d > size) {
+            mt_sample_left = epoch + d - size;
             return 0;
         }
     }
     /* Reached: a new distance from the end of this allocation (memoryless, so the next
      * allocation is sampled with the same probability whatever this one was). */
-    mt_sample_left = draw_distance();
+    mt_sample_left = epoch + draw_distance();
     return 1;
 }
 
@@ -101,6 +107,25 @@ static mt_sample_filter *new_filter(int shift) {
 static inline void set_bit(mt_sample_filter *f, size_t b, int on) {
     uint64_t w = f->bits[b >> 6], m = 1ULL << (b & 63);
     __atomic_store_n(&f->bits[b >> 6], on ? w | m : w & ~m, __ATOMIC_RELAXED);
+}
+
+static inline size_t l1_bucket(uintptr_t addr) {
+    return (size_t)(mt_sample_hash((const void *)addr) >> (64 - MT_SAMPLE_L1_BITS));
+}
+
+static inline void l1_set(size_t b, int on) {
+    uint64_t w = mt_sample_l1[b >> 6], m = 1ULL << (b & 63);
+    __atomic_store_n(&mt_sample_l1[b >> 6], on ? w | m : w & ~m, __ATOMIC_RELAXED);
+}
+
+static inline void l1_inc(uintptr_t addr) {
+    size_t b = l1_bucket(addr);
+    if (g_l1_counts[b]++ == 0) l1_set(b, 1);
+}
+
+static inline void l1_dec(uintptr_t addr) {
+    size_t b = l1_bucket(addr);
+    if (g_l1_counts[b] > 0 && --g_l1_counts[b] == 0) l1_set(b, 0);
 }
 
 static inline void filter_inc(mt_sample_filter *f, uintptr_t addr) {
@@ -157,6 +182,8 @@ int mt_sampler_start(uint64_t mean, uint64_t seed) {
     g_thread_ordinal = 0;
     if (g_table) memset(g_table, 0, (g_table_mask + 1) * sizeof *g_table);
     g_table_count = 0;
+    memset(mt_sample_l1, 0, sizeof mt_sample_l1);
+    memset(g_l1_counts, 0, sizeof g_l1_counts);
     if (mean) {
         if (!g_table && grow_table() < 0) return -1;
         mt_sample_filter *f = mt_sample_filter_now;
@@ -170,8 +197,9 @@ int mt_sampler_start(uint64_t mean, uint64_t seed) {
         }
         __atomic_store_n(&mt_sample_filter_now, f, __ATOMIC_RELEASE);
     }
-    mt_sample_gen++;
+    mt_sample_epoch += MT_SAMPLE_EPOCH_STEP;
     mt_sample_mean = mean;
+    mt_sample_direct = mean && mt_hooks_glibc_allocator;
     return 0;
 }
 
@@ -184,6 +212,7 @@ void mt_sampler_add(uintptr_t addr) {
     }
     g_table[i] = addr;
     g_table_count++;
+    l1_inc(addr);
     filter_inc(mt_sample_filter_now, addr);
     maybe_grow_filter();
 }
@@ -208,6 +237,7 @@ int mt_sampler_remove(uintptr_t addr) {
     }
     g_table[i] = 0;
     g_table_count--;
+    l1_dec(addr);
     filter_dec(mt_sample_filter_now, addr);
     return 1;
 }

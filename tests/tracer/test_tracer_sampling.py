@@ -80,9 +80,12 @@ def sample_lib(tmp_path_factory) -> Path:
     return out
 
 
-def _trace(mt, directory: Path, source: str, lib: Path, *options: str, seed: str = "7"):
+def _trace(mt, directory: Path, source: str, lib: Path, *options: str, seed: str = "7",
+           preload: Path | None = None):
     env = dict(mt.env, MT_SAMPLE_LIB=str(lib), MEMTRACE_SAMPLE_SEED=seed,
                PYTHONHASHSEED="0")
+    if preload is not None:
+        env["LD_PRELOAD"] = str(preload)
     script = directory / "prog.py"
     script.write_text(source)
     capture = directory / "prog.mtrace"
@@ -202,6 +205,18 @@ def _tick_times(capture: Path) -> list[int]:
     return [rec[1] for rec in unpacker if isinstance(rec, list) and rec[0] == TICK]
 
 
+def test_sampled_capture_without_native_stacks_has_no_maps(tmp_path, mt, runs, sample_lib):
+    """The memory maps only name native frames: a sampled capture without --native sends
+    none (not even after ctypes loads a library), a sampled --native one does, with the
+    loaded library in them, as exact mode does."""
+    exact, sampled = (read_capture(runs[k][0]) for k in ("exact", "sampled"))
+    assert exact.maps_history and not sampled.maps_history and not sampled.maps
+    native = read_capture(_trace(mt, tmp_path, BIG, sample_lib, "--sample", "512KiB",
+                                 "--native", "--no-names")[0])
+    assert native.maps_history
+    assert any(Path(entry[0]).resolve() == sample_lib.resolve() for entry in native.maps)
+
+
 def test_sampled_capture_ticks_every_50_ms(runs):
     """Sampled records are few: a TICK every 50 ms while they flow (exact mode: every
     10 ms), so ticks stay a small part of a sampled capture."""
@@ -315,6 +330,45 @@ def test_python_allocators_sampled_like_exact(tmp_path, mt, sample_lib):
     got = _by_line(sampled)[lines["objects"]]
     assert abs(got["bytes"] / objects["bytes"] - 1) <= 0.1
     assert abs(got["count"] / objects["count"] - 1) <= 0.1
+
+
+CHUNKY = """\
+import ctypes, os
+lib = ctypes.CDLL(os.environ["MT_SAMPLE_LIB"])
+lib.mts_churn.argtypes = [ctypes.c_size_t, ctypes.c_long]
+
+
+def work():
+    lib.mts_churn(4096, 1 << 18)  # @work
+
+
+work()
+print("done")
+"""
+
+
+def test_another_allocators_own_mmaps_are_not_recorded(tmp_path, mt, sample_lib):
+    """Sampling passes the calls it does not record straight to glibc's allocator, without
+    the guard (glibc's malloc and free call nothing hooked inside). An allocator of another
+    library keeps the guard: the chunks it maps and unmaps inside its malloc and free
+    (through the PLT, hooked) are not recorded, sampled or not, and the estimates hold."""
+    chunky = tmp_path / "libmtchunky.so"
+    source = Path(__file__).resolve().parents[1] / "cfixtures" / "mtchunky.c"
+    proc = subprocess.run(["gcc", "-g", "-O1", "-fPIC", "-shared", "-Wall", str(source),
+                           "-o", str(chunky)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    (tmp_path / "e").mkdir()
+    (tmp_path / "s").mkdir()
+    capture, lines = _trace(mt, tmp_path / "e", CHUNKY, sample_lib, preload=chunky)
+    exact = _stats(mt, capture)
+    sampled = _stats(mt, _trace(mt, tmp_path / "s", CHUNKY, sample_lib, "--sample", "64KiB",
+                                preload=chunky)[0])
+    # 2 x 2^18 calls in work() alone: 512 chunks of 16 MiB (8 GiB) had they been recorded
+    for stats in (exact, sampled):
+        assert stats["allocators"].get("mmap", {}).get("bytes", 0) < 1 << 30, stats["allocators"]
+    got, truth = _by_line(sampled)[lines["work"]], _by_line(exact)[lines["work"]]
+    assert truth["bytes"] == 4096 << 18
+    assert abs(got["bytes"] / truth["bytes"] - 1) <= 0.1, (got, truth)
 
 
 PASS_AROUND = """\
