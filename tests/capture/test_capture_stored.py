@@ -28,6 +28,7 @@ from memtrace_core.capture._writer import (
 )
 from memtrace_core.reader import StreamReader, capture_stream, read_capture
 from memtrace_core.reader.follow import CaptureFollower
+from memtrace_core.reader.names_section import stream_end
 from tests.capture.zstd_frames import RAW, Frame, frames
 from tests.cli import MEMTRACE, run_memtrace
 from tests.reader.reader_helpers import snapshot
@@ -196,7 +197,8 @@ def test_a_probe_brings_compression_back(mt, store_lib, tmp_path):
     assert layout[1].raw_bytes == PROBE_BYTES
     first, last = content(layout[0], data), content(layout[2], data)
     assert first + PROBE_BYTES + last == len(stream)
-    assert JUDGE_BYTES <= first < JUDGE_BYTES + BLOCK_BYTES + (64 << 10)
+    # one window judged (two if the interpreter's start-up made the first one slow)
+    assert JUDGE_BYTES <= first < 2 * JUDGE_BYTES + BLOCK_BYTES + (64 << 10)
     assert last > 10 * MB and (layout[2].end - layout[2].start) * 50 < last
     reader = read_capture(capture)
     random_bytes, steady_bytes = map(int, out.split())
@@ -413,4 +415,38 @@ def test_a_follower_at_a_frame_end_waits_while_the_writer_holds_its_lock(random_
     assert follower.read() == b"" and follower.frame_ended  # the end, and the lock is free
     follower.close()
     reader.finish()
+    assert snapshot(reader) == snapshot(read_capture(capture))
+
+
+def test_native_stored_capture_keeps_its_names_section_after_the_frames(mt, store_lib,
+                                                                        tmp_path):
+    """A finished --native capture gets its names section after the last frame: the reader
+    goes across the frames and stops there (what follows a frame is not a frame)."""
+    (tmp_path / "prog.py").write_text(PROGRAM)
+    capture = tmp_path / "prog.mtrace"
+    proc = run_memtrace("run", "--native", "-o", str(capture), "--force", "prog.py",
+                        "600000", "0", cwd=tmp_path, env=env_for(mt, store_lib), timeout=300,
+                        text=True)
+    assert proc.returncode == 0, proc.stderr
+    random_bytes = int(proc.stdout.split()[0])
+    end = stream_end(str(capture))
+    data = capture.read_bytes()
+    assert end < len(data) and data[end : end + 7] == b"MTNAMES"
+    assert any(f.stored for f in frames(data[:end]))
+    stats = mt.stats(capture)
+    assert stats["complete"] and stats["error"] is None and stats["names_embedded"] > 0
+    loc = ts.stats_location(stats, "work", marker(PROGRAM, "random"))
+    assert (loc["count"], loc["bytes"]) == (600000, random_bytes)
+
+
+def test_what_follows_the_last_frame_is_not_stream(random_run, tmp_path):
+    """Bytes after the last frame that do not begin a frame (a damaged names section, say)
+    end the stream where old readers ended it: at the end of the (last) frame."""
+    capture, _ = random_run
+    stream = b"".join(capture_stream(capture))
+    path = tmp_path / "tail.mtrace"
+    path.write_bytes(capture.read_bytes() + b"MTNAMES\x01 not a frame")
+    assert b"".join(capture_stream(path)) == stream
+    reader = read_capture(path)
+    assert reader.complete and reader.error is None
     assert snapshot(reader) == snapshot(read_capture(capture))
