@@ -4,20 +4,19 @@ temporary file beside it, flush it to disk, give it the old file's mode, rename 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from io import BufferedWriter
 
 
 @contextmanager
 def atomic_replace(path: str, prefix: str = ".memtrace-",
-                   durable: bool = True) -> Iterator[BinaryIO]:
+                   durable: bool = True) -> Iterator[BufferedWriter]:
     """Yield a binary file to write the new content to; it replaces `path` on success and is
     removed on any failure. durable=False skips the flush to disk (a cache: never torn,
     but losing the newest entries in a power cut costs only time)."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
+    fd, tmp = _create_temporary(directory, prefix)
     try:
         with os.fdopen(fd, "wb") as out:
             yield out
@@ -35,3 +34,16 @@ def atomic_replace(path: str, prefix: str = ".memtrace-",
         except OSError:
             pass
         raise
+
+
+def _create_temporary(directory: str, prefix: str) -> tuple[int, str]:
+    """A new file of our own beside the target (mode 0600, as mkstemp makes it): `tempfile`
+    would bring shutil, bz2, lzma and random into the exit-time naming of every
+    `run --native` (issue 14)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+    while True:
+        tmp = os.path.join(directory, f"{prefix}{os.urandom(6).hex()}")
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue

@@ -1,7 +1,5 @@
 """The frame type every layer above the reader speaks: reporters, model and TUI."""
 
-from dataclasses import dataclass
-
 from memtrace_core.strenum import StrEnum
 
 # A native "address" at or above this is not one: the tracer cut a stack deeper than its
@@ -26,15 +24,53 @@ class FrameKind(StrEnum):
                 "nosymbol": "[-]"}[self.value]
 
 
-@dataclass(frozen=True, slots=True)
 class Frame:
-    """One frame of a call path, outermost-first lists of these form a stack."""
+    """One frame of a call path, outermost-first lists of these form a stack. Immutable,
+    compared and hashed by value, like a frozen dataclass; written out by hand because
+    `dataclasses` (with inspect, ast, tokenize) costs the exit-time naming of every
+    `run --native` several milliseconds of import (issue 14)."""
+
+    __slots__ = ("function", "file", "line", "kind", "module")
+    __match_args__ = ("function", "file", "line", "kind", "module")
 
     function: str
     file: str
     line: int
     kind: FrameKind
-    module: str = ""  # shared library path for native/inline/unresolved frames
+    module: str  # shared library path for native/inline/unresolved frames
+
+    def __init__(self, function: str, file: str, line: int, kind: FrameKind,
+                 module: str = "") -> None:
+        setter = object.__setattr__
+        setter(self, "function", function)
+        setter(self, "file", file)
+        setter(self, "line", line)
+        setter(self, "kind", kind)
+        setter(self, "module", module)
+
+    def _key(self) -> tuple:
+        return (self.function, self.file, self.line, self.kind, self.module)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Frame(function={self.function!r}, file={self.file!r}, line={self.line!r}, "
+                f"kind={self.kind!r}, module={self.module!r})")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def __reduce__(self) -> tuple:
+        return (Frame, self._key())
 
     def label(self) -> str:
         """`function (file:line)` as reports print it."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
 
 from memtrace_core.errors import UserError
 from memtrace_core.frames import Frame, FrameKind
@@ -34,14 +33,18 @@ _FOOT = struct.Struct("<Q8s")  # section offset, magic
 Key = tuple[str, "str | None", int]  # (module path, build-id, vaddr)
 
 
-@dataclass
 class EmbeddedNames:
-    """Frames by (path, build_id, vaddr), as resolved where the capture was made."""
+    """Frames by (path, build_id, vaddr), as resolved where the capture was made. (A plain
+    class: `dataclasses` is not imported on the exit-time naming path, issue 14.)"""
 
-    frames: dict[Key, list[Frame]] = field(default_factory=dict)
-    host: str = ""
-    created: float = 0.0
-    warning: str | None = None  # a section that could not be used, and why
+    __slots__ = ("frames", "host", "created", "warning")
+
+    def __init__(self, frames: dict[Key, list[Frame]] | None = None, host: str = "",
+                 created: float = 0.0, warning: str | None = None) -> None:
+        self.frames: dict[Key, list[Frame]] = {} if frames is None else frames
+        self.host = host
+        self.created = created
+        self.warning = warning  # a section that could not be used, and why
 
     def get(self, path: str, build_id: str | None, vaddr: int) -> list[Frame] | None:
         return self.frames.get((path, build_id, vaddr))
@@ -132,13 +135,13 @@ def _decode(path: str, packed: bytes) -> EmbeddedNames:
 def append(path: str, section: bytes) -> None:
     """Write the capture with `section` (from encode) in place of any earlier one,
     atomically: readers see the old file or the new one, never half of either."""
-    import shutil
-
     from memtrace_core.atomic_file import atomic_replace
 
     end = stream_end(path)
     with open(path, "rb") as src, atomic_replace(path, ".memtrace-names-") as dst:
-        shutil.copyfileobj(_limited(src, end), dst, 1 << 20)
+        stream = _limited(src, end)
+        while chunk := stream.read(1 << 20):
+            dst.write(chunk)
         dst.write(section)
         dst.write(_FOOT.pack(end, FOOTER_MAGIC))
 

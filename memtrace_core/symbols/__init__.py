@@ -12,9 +12,11 @@ The model's tree builder (memtrace_core.model) asks the namer and merges the sta
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's: the exit-time naming path stays light (issue 14)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .hybrid import hybrid_stack
     from .modmap import ModuleMap
     from .names import Namer

@@ -3,7 +3,6 @@ prints), loaded with ctypes; names stay mangled when no C++ runtime is found."""
 
 from __future__ import annotations
 
-import ctypes
 import functools
 
 _CXA = None
@@ -14,6 +13,7 @@ def _load() -> bool:
     global _CXA, _FREE
     if _CXA is not None:
         return _CXA is not False
+    import ctypes
     import ctypes.util  # on the first C++ name: it loads subprocess, tempfile...
 
     for name in (ctypes.util.find_library("stdc++"), "libstdc++.so.6"):
@@ -40,6 +40,8 @@ def demangle(name: str) -> str:
     """Demangle an Itanium C++ name (`_Z...`); any other name comes back unchanged."""
     if not name.startswith("_Z") or not _load():
         return name
+    import ctypes
+
     status = ctypes.c_int(0)
     ptr = _CXA(name.encode(), None, None, ctypes.byref(status))
     if not ptr or status.value != 0:

@@ -8,14 +8,13 @@ here because pyelftools knows neither zstd nor the separate-debug-file search.
 from __future__ import annotations
 
 import bisect
-import lzma
 import mmap
 import os
 import struct
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing's: the exit-time naming path stays light (issue 14)
 if TYPE_CHECKING:
     from elftools.elf.elffile import ELFFile
 
@@ -338,6 +337,8 @@ def minidebuginfo_symbols(image: ElfImage) -> list[tuple[int, int, str, int]]:
     data = image.section(".gnu_debugdata")
     if not data:
         return []
+    import lzma
+
     try:
         inner = lzma.decompress(bytes(data))
     except lzma.LZMAError:

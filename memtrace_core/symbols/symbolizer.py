@@ -9,8 +9,6 @@ from pathlib import Path
 
 from ..frames import Frame, FrameKind
 from .cache import SymbolCache, pack_frames, unpack_frames
-from .demangle import demangle
-from .dwarf import DwarfModule
 from .elf import (
     ElfError,
     ElfImage,
@@ -20,6 +18,10 @@ from .elf import (
     minidebuginfo_symbols,
     read_build_id,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .dwarf import DwarfModule
 
 Key = tuple[str, "str | None", int]
 
@@ -50,6 +52,10 @@ class _Module:
 
     def dwarf_module(self) -> DwarfModule | None:
         if self.dwarf is None and self._dbg_image is not None and self.error is None:
+            # imported here: an address the persistent cache answers (every one, at the
+            # exit of a `run --native` of a program run before) needs no DWARF (issue 14)
+            from .dwarf import DwarfModule
+
             try:
                 alt = None
                 alt_path = find_alt_file(self._dbg_image.path, self._dbg_image)
@@ -226,6 +232,8 @@ class Symbolizer:
                      module=path)
 
     def _compute(self, mod: _Module, path: str, vaddr: int) -> tuple[list[Frame], bool]:
+        from .demangle import demangle
+
         raw = None
         cacheable = True
         dw = mod.dwarf_module()

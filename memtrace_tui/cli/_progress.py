@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: `run --native` imports this at exit (issue 14)
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_AFTER_S = 1.0
 

@@ -63,3 +63,50 @@ def test_one_subcommand_parser_parses_as_the_whole():
         k: v for k, v in vars(whole).items() if k != "program"}
     assert alone.program == whole.program
     assert alone.sample == 1 << 20 and alone.native and alone.program.args == ["--native", "x"]
+
+
+# What `run --native` names its capture with at exit (memtrace_tui.cli._progress.name_capture)
+# must not load either: it is paid by every native run. zstandard brings `typing` on Python
+# < 3.12 (and `platform` everywhere), so `typing` is only checked where it does not.
+EXIT_HEAVY = ("dataclasses", "inspect", "ast", "tokenize", "shutil", "tempfile", "bz2", "lzma",
+              "random", "ctypes", "elftools", "textual", "rich", "numpy") + (
+    ("typing",) if sys.version_info >= (3, 12) else ())
+NAMING = """import json, sys
+import memtrace_tui.cli.run  # loaded when the exit handler runs
+before = set(sys.modules)
+from memtrace_tui.cli._progress import name_capture
+name_capture(sys.argv[1])
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_exit_naming_loads_no_heavy_module(tmp_path):
+    """A second `run --native` of a program (its addresses in the persistent symbol cache)
+    names its capture without the heavy modules, and without the DWARF reader."""
+    from memtrace_core.reader import names_section
+    from tests.cli import memtrace_env
+
+    env = memtrace_env(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    program = "import json; json.dumps(list(range(1000)))"
+    first = run_memtrace("run", "--native", "-o", str(tmp_path / "a.mtrace"), "-c", program,
+                         env=env, text=True)
+    assert first.returncode == 0, first.stderr
+    capture = tmp_path / "b.mtrace"
+    second = run_memtrace("run", "--native", "--no-names", "-o", str(capture), "-c", program,
+                          env=env, text=True)
+    assert second.returncode == 0, second.stderr
+    assert names_section.read(str(capture)) is None
+
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", NAMING, str(capture)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "memtrace: named" in proc.stderr, proc.stderr
+    embedded = names_section.read(str(capture))
+    assert embedded is not None and embedded.warning is None and len(embedded) > 0
+    loaded = set(json.loads(proc.stdout.splitlines()[-1]))
+    assert "memtrace_core.symbols.embed" in loaded  # it did name here
+    assert "memtrace_core.symbols.dwarf" not in loaded  # every answer came from the cache
+    heavy = {m for m in loaded - subprocess_modules() if m.split(".")[0] in EXIT_HEAVY}
+    assert not heavy
