@@ -32,17 +32,29 @@ static int fail(mt_capture *c, int err) {
     return -1;
 }
 
-static int write_all(mt_capture *c, const uint8_t *data, size_t len) {
-    while (len) {
-        ssize_t n = write(c->fd, data, len);
+static int writev_all(mt_capture *c, struct iovec *iov, int count) {
+    while (count) {
+        ssize_t n = writev(c->fd, iov, count);
         if (n < 0) {
             if (errno == EINTR) continue;
             return fail(c, errno);
         }
-        data += n;
-        len -= (size_t)n;
+        while (count && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            count--;
+        }
+        if (count) {
+            iov->iov_base = (uint8_t *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
     }
     return 0;
+}
+
+static int write_all(mt_capture *c, const uint8_t *data, size_t len) {
+    struct iovec one = {(void *)data, len};
+    return len ? writev_all(c, &one, 1) : 0;
 }
 
 /* Write the compressed output held so far to the file. */
@@ -100,24 +112,11 @@ static void raw_close(mt_capture *c) {
     put_block_header(c->out + c->raw_hdr, (uint32_t)c->raw_len << 3);
 }
 
-static int writev_all(mt_capture *c, struct iovec *iov, int count) {
-    while (count) {
-        ssize_t n = writev(c->fd, iov, count);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return fail(c, errno);
-        }
-        while (count && (size_t)n >= iov->iov_len) {
-            n -= (ssize_t)iov->iov_len;
-            iov++;
-            count--;
-        }
-        if (count) {
-            iov->iov_base = (uint8_t *)iov->iov_base + n;
-            iov->iov_len -= (size_t)n;
-        }
-    }
-    return 0;
+/* End the stored frame: its open block closed, then an empty last block. */
+static int raw_end_frame(mt_capture *c) {
+    static const uint8_t last[3] = {RAW_LAST_EMPTY, 0, 0};
+    raw_close(c);
+    return out_append(c, last, sizeof last);
 }
 
 /* A large piece: straight from the caller's buffer to the file, in blocks, after what out
@@ -195,9 +194,7 @@ static int start_storing(mt_capture *c) {
 
 /* Stored -> a probe: end the stored frame; the compressor begins a new frame. */
 static int start_probe(mt_capture *c) {
-    static const uint8_t last[3] = {RAW_LAST_EMPTY, 0, 0};
-    raw_close(c);
-    if (out_append(c, last, sizeof last) < 0) return -1;
+    if (raw_end_frame(c) < 0) return -1;
     ZSTD_CCtx_reset(c->zc, ZSTD_reset_session_only);
     c->storing = 0;
     c->probing = 1;
@@ -218,6 +215,14 @@ static int judge(mt_capture *c) {
     if (poor && fast) return start_storing(c);
     c->probing = 0;
     return 0;
+}
+
+/* Close the compressed block in progress (into memory), then judge the window. */
+static int close_block(mt_capture *c) {
+    ZSTD_inBuffer none = {NULL, 0, 0};
+    if (drive(c, &none, ZSTD_e_flush) < 0) return -1;
+    c->block_left = c->block_bytes;
+    return judge(c);
 }
 
 int mt_capture_open(mt_capture *c, int fd, uint64_t flush_ns, size_t block_bytes) {
@@ -267,12 +272,8 @@ int mt_capture_write(mt_capture *c, const void *data, size_t len) {
         len -= n;
         c->block_left -= n;
         c->judge_in += n;
-        if (c->block_left == 0) { /* close the block: a compression choice, nothing written */
-            ZSTD_inBuffer none = {NULL, 0, 0};
-            if (drive(c, &none, ZSTD_e_flush) < 0) return -1;
-            c->block_left = c->block_bytes;
-            if (judge(c) < 0) return -1;
-        }
+        /* close the block: a compression choice, nothing written */
+        if (c->block_left == 0 && close_block(c) < 0) return -1;
     }
     return mt_capture_flush_due(c) ? mt_capture_flush(c) : (c->error ? -1 : 0);
 }
@@ -285,11 +286,8 @@ int mt_capture_flush(mt_capture *c) {
     if (c->error) return -1;
     if (c->storing) {
         raw_close(c);
-    } else {
-        ZSTD_inBuffer in = {NULL, 0, 0};
-        if (drive(c, &in, ZSTD_e_flush) < 0) return -1;
-        c->block_left = c->block_bytes;
-        if (judge(c) < 0) return -1;
+    } else if (close_block(c) < 0) {
+        return -1;
     }
     if (write_out(c) < 0) return -1;
     c->pending = 0;
@@ -300,9 +298,7 @@ int mt_capture_flush(mt_capture *c) {
 int mt_capture_finish(mt_capture *c) {
     if (c->error) return -1;
     if (c->storing) {
-        static const uint8_t last[3] = {RAW_LAST_EMPTY, 0, 0};
-        raw_close(c);
-        if (out_append(c, last, sizeof last) < 0) return -1;
+        if (raw_end_frame(c) < 0) return -1;
     } else {
         ZSTD_inBuffer in = {NULL, 0, 0};
         if (drive(c, &in, ZSTD_e_end) < 0) return -1;
