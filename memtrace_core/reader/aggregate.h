@@ -89,6 +89,11 @@ typedef struct {
     /* A sampled capture (HEADER sample_bytes, set before the first ALLOC): its mean, and
      * the fraction of an allocation count estimated but not yet counted. */
     double sample_mean, count_carry;
+    /* A sampled capture of format 5 on: heap ALLOCs carry no address but an ordinal (counted
+     * here), and their FREEs name them by it (docs/FORMAT.md, "Sampled captures"); set with
+     * sample_mean. Their live blocks are keyed by ordinal. */
+    int ordinals;
+    uint64_t next_ordinal;
 } mt_state;
 
 int mt_state_init(mt_state *s);

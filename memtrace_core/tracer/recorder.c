@@ -100,6 +100,8 @@ static struct {
 #define g_records_since_tick g_hot.records_since_tick
 #define g_last_addr g_hot.last_addr
 #define g_ctx g_hot.ctx
+/* Sampling: the ordinal of the next sampled ALLOC of a heap allocator (lock held). */
+static uint64_t g_sample_ordinal;
 static unsigned g_wake_seq;   /* bumped to wake the writer */
 static unsigned g_space_seq;  /* bumped when the writer hands a buffer back */
 static int g_space_waiters;   /* producers sleeping on g_space_seq (lock held to change) */
@@ -794,8 +796,17 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
         if (n_ips) c->nat_is_unw = from_unw && c->nat_depth == n_ips;
         uint8_t *p = reserve(48); /* at most 37 bytes written: see mp_int_fast */
         if (p) {
-            int64_t delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
-            g_last_addr = (uintptr_t)addr;
+            int64_t delta;
+            if (mt_sample_mean && allocator != MT_MMAP) {
+                /* Sampled: no address, the ALLOC's ordinal stands for it (docs/FORMAT.md,
+                 * "Sampled captures"); 0, or how far back the one it replaces is. */
+                uint64_t ordinal = g_sample_ordinal++;
+                uint64_t replaced = mt_sampler_add((uintptr_t)addr, ordinal);
+                delta = replaced ? (int64_t)(ordinal - (replaced - 1)) : 0;
+            } else {
+                delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
+                g_last_addr = (uintptr_t)addr;
+            }
             if (g_ctx.alloc_valid && thread == g_ctx.alloc_thread && py == g_ctx.alloc_py &&
                 nat == g_ctx.alloc_nat && (uint32_t)allocator == g_ctx.alloc_allocator) {
                 p = mp_array(p, 3);
@@ -818,7 +829,6 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
                 g_ctx.alloc_nat = nat;
             }
             commit(p);
-            if (mt_sample_mean && allocator != MT_MMAP) mt_sampler_add((uintptr_t)addr);
             maybe_flush_inline_locked();
         }
     }
@@ -830,17 +840,23 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
 int mt_record_free(void *addr, size_t size, int allocator) {
     int *err = errno_ptr(), saved_errno = *err;
     int recorded = 0;
+    uint64_t ordinal = 0;
     mt_guard = 1;
     lock();
     /* Sampling: only the free of a sampled address is sent (munmap always is). */
-    if (mt_tracking && (!mt_sample_mean || allocator == MT_MUNMAP ||
-                        mt_sampler_remove((uintptr_t)addr))) {
+    int by_ordinal = mt_sample_mean && allocator != MT_MUNMAP;
+    if (mt_tracking && (!by_ordinal || mt_sampler_remove((uintptr_t)addr, &ordinal))) {
         recorded = 1;
         uint32_t thread = thread_index_locked();
         uint8_t *p = reserve(32); /* at most 27 bytes written: see mp_int_fast */
         if (p) {
-            int64_t delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
-            g_last_addr = (uintptr_t)addr;
+            int64_t delta;
+            if (by_ordinal) { /* its ALLOC, named by how many sampled ALLOCs came after it */
+                delta = (int64_t)(g_sample_ordinal - 1 - ordinal);
+            } else {
+                delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
+                g_last_addr = (uintptr_t)addr;
+            }
             if (size == 0 && g_ctx.free_valid && thread == g_ctx.free_thread &&
                 (uint32_t)allocator == g_ctx.free_allocator) {
                 p = mp_array(p, 2);
@@ -1275,6 +1291,7 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     }
     g_next_code = g_next_pynode = g_next_natnode = g_next_thread = 0;
     g_last_addr = 0;
+    g_sample_ordinal = 0;
     memset(&g_ctx, 0, sizeof g_ctx);
     g_generation++;
     for (int i = 0; i < g_n_names; i++) g_names[i].index = 0;

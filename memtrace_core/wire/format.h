@@ -9,7 +9,9 @@
 #define MT_MAGIC "MEMTRACE"            /* a plain stream (pipe, FIFO, raw file) */
 #define MT_COMPRESSED_MAGIC "MEMTRACZ" /* a capture file: then zstd frames of a stream */
 #define MT_MAGIC_LEN 8
-#define MT_FORMAT_VERSION 4            /* HEADER's `format`; readers read 1 to this */
+#define MT_FORMAT_VERSION 5            /* HEADER's `format`; readers read 1 to this */
+/* The first format whose sampled captures name heap allocations by ordinal, not address. */
+#define MT_FORMAT_SAMPLED_ORDINALS 5
 
 /* The record type: the first element of every record's msgpack array. */
 enum mt_record_type {
