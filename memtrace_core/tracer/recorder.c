@@ -1321,7 +1321,10 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     g_native_depth = native_depth > 0 ? native_depth : MT_DEFAULT_NATIVE_DEPTH;
     g_python_gone = 0;
     g_compress = 0;
-    if (compress && mt_capture_open(&g_capture, fd, 0, 0) == 0) g_compress = 1;
+    if (compress && mt_capture_open(&g_capture, fd, 0, 0) == 0) {
+        g_compress = 1;
+        if (sample_mean) mt_capture_sampled(&g_capture); /* a slow stream: compress harder */
+    }
     g_failed = 0;
     g_stop_requested = 0;
     g_start_ns = g_last_tick_ns = now_ns();
