@@ -512,18 +512,36 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             if (r) return r;
             break;
         }
-        case MT_REC_PYNODE: {
+        case MT_REC_PYNODE:
+        case MT_REC_PYNODE_NEXT: {
             uint64_t id, parent, code;
             int64_t line;
             int big, entry;
-            if (count != 6) { s->error = "PYNODE record has the wrong length"; return MT_CORRUPT; }
             bad = "bad field in PYNODE record";
-            READ(mp_uint(&p, end, MT_MAX_ID, &id));
-            READ(mp_uint(&p, end, MT_MAX_ID, &parent));
+            if (t == MT_REC_PYNODE) {
+                if (count != 6) {
+                    s->error = "PYNODE record has the wrong length";
+                    return MT_CORRUPT;
+                }
+                READ(mp_uint(&p, end, MT_MAX_ID, &id));
+                READ(mp_uint(&p, end, MT_MAX_ID, &parent));
+            } else {
+                if (count != 5) {
+                    s->error = "PYNODE_NEXT record has the wrong length";
+                    return MT_CORRUPT;
+                }
+                READ(mp_uint(&p, end, MT_MAX_ID, &parent)); /* how far up the parent is */
+                id = s->py_last + 1;
+                if (parent == 0 || parent > id) {
+                    s->error = "PYNODE_NEXT parent out of range";
+                    return MT_CORRUPT;
+                }
+                parent = id - parent;
+            }
             READ(mp_uint(&p, end, UINT64_MAX, &code));
             READ(mp_int(&p, end, &line, &big));
             READ(mp_bool(&p, end, &entry));
-            if (id == 0 || id > s->py_count + MT_NODE_GAP) {
+            if (id == 0 || id > s->py_count + MT_NODE_GAP || id > MT_MAX_ID) {
                 s->error = "PYNODE id out of range";
                 return MT_CORRUPT;
             }
@@ -538,19 +556,35 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             s->py_line[id] = big ? INT64_MAX : line;
             s->py_flags[id] = 1 | (entry ? 2 : 0);
             s->py_count++;
+            s->py_last = id;
             break;
         }
-        case MT_REC_NATIVENODE: {
+        case MT_REC_NATIVENODE:
+        case MT_REC_NATIVENODE_NEXT: {
             uint64_t id, parent, ip;
-            if (count != 4) {
-                s->error = "NATIVENODE record has the wrong length";
-                return MT_CORRUPT;
-            }
             bad = "bad field in NATIVENODE record";
-            READ(mp_uint(&p, end, MT_MAX_ID, &id));
-            READ(mp_uint(&p, end, MT_MAX_ID, &parent));
+            if (t == MT_REC_NATIVENODE) {
+                if (count != 4) {
+                    s->error = "NATIVENODE record has the wrong length";
+                    return MT_CORRUPT;
+                }
+                READ(mp_uint(&p, end, MT_MAX_ID, &id));
+                READ(mp_uint(&p, end, MT_MAX_ID, &parent));
+            } else {
+                if (count != 3) {
+                    s->error = "NATIVENODE_NEXT record has the wrong length";
+                    return MT_CORRUPT;
+                }
+                READ(mp_uint(&p, end, MT_MAX_ID, &parent));
+                id = s->nat_last + 1;
+                if (parent == 0 || parent > id) {
+                    s->error = "NATIVENODE_NEXT parent out of range";
+                    return MT_CORRUPT;
+                }
+                parent = id - parent;
+            }
             READ(mp_addr(&p, end, &ip));
-            if (id == 0 || id > s->nat_count + MT_NODE_GAP) {
+            if (id == 0 || id > s->nat_count + MT_NODE_GAP || id > MT_MAX_ID) {
                 s->error = "NATIVENODE id out of range";
                 return MT_CORRUPT;
             }
@@ -567,6 +601,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             s->nat_ip[id] = ip;
             s->nat_flags[id] = 1;
             s->nat_count++;
+            s->nat_last = id;
             break;
         }
         default:

@@ -43,12 +43,14 @@ typedef struct {
     uint8_t *py_flags; /* 1: defined, 2: is_entry */
     size_t py_cap;
     uint64_t py_count; /* nodes defined */
+    uint64_t py_last;  /* the id of the last node defined (PYNODE_NEXT numbers after it) */
     /* native trie */
     uint32_t *nat_parent;
     uint64_t *nat_ip;
     uint8_t *nat_flags;
     size_t nat_cap;
     uint64_t nat_count;
+    uint64_t nat_last;
 
     mt_stack *stacks;
     size_t n_stacks, stacks_cap;

@@ -196,6 +196,8 @@ static uint64_t g_last_flush_coarse_ns; /* the same moment, on the coarse clock 
 static int g_statm_fd = -1;
 static mt_table g_codes, g_pynodes, g_natnodes;
 static uint32_t g_next_code, g_next_pynode, g_next_natnode, g_next_thread;
+/* The last node ids sent: the next one is sent as PYNODE_NEXT / NATIVENODE_NEXT. */
+static uint32_t g_last_pynode_sent, g_last_natnode_sent;
 static uintptr_t g_self_lo, g_self_hi;
 static char g_exe[4096];
 static char g_strbuf[2][8192];
@@ -455,10 +457,17 @@ static uint32_t intern_python_locked(stack_cache *c, const mt_pyframe *fr, int d
             }
             uint8_t *p = reserve(40);
             if (p) {
-                p = mp_array(p, 6);
-                p = mp_uint(p, MT_REC_PYNODE);
-                p = mp_uint(p, id);
-                p = mp_uint(p, node);
+                if (id == g_last_pynode_sent + 1) { /* the usual case: numbered in order */
+                    p = mp_array(p, 5);
+                    p = mp_uint(p, MT_REC_PYNODE_NEXT);
+                    p = mp_uint(p, id - node);
+                } else {
+                    p = mp_array(p, 6);
+                    p = mp_uint(p, MT_REC_PYNODE);
+                    p = mp_uint(p, id);
+                    p = mp_uint(p, node);
+                }
+                g_last_pynode_sent = id;
                 p = mp_uint(p, code_id);
                 p = mp_int(p, mt_code_line(f->code, f->lasti));
                 p = mp_bool(p, f->is_entry);
@@ -494,10 +503,17 @@ static uint32_t intern_native_locked(stack_cache *c, const uintptr_t *ips, int n
             }
             uint8_t *p = reserve(32);
             if (p) {
-                p = mp_array(p, 4);
-                p = mp_uint(p, MT_REC_NATIVENODE);
-                p = mp_uint(p, id);
-                p = mp_uint(p, node);
+                if (id == g_last_natnode_sent + 1) {
+                    p = mp_array(p, 3);
+                    p = mp_uint(p, MT_REC_NATIVENODE_NEXT);
+                    p = mp_uint(p, id - node);
+                } else {
+                    p = mp_array(p, 4);
+                    p = mp_uint(p, MT_REC_NATIVENODE);
+                    p = mp_uint(p, id);
+                    p = mp_uint(p, node);
+                }
+                g_last_natnode_sent = id;
                 p = mp_uint(p, ip);
                 commit(p);
             } else {
@@ -1301,6 +1317,7 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
         return MT_START_NOMEM;
     }
     g_next_code = g_next_pynode = g_next_natnode = g_next_thread = 0;
+    g_last_pynode_sent = g_last_natnode_sent = 0;
     g_last_addr = 0;
     g_sample_ordinal = 0;
     memset(&g_ctx, 0, sizeof g_ctx);

@@ -8,6 +8,7 @@ cdef extern from "format.h":
     enum mt_record_type:
         MT_REC_HEADER, MT_REC_CODE, MT_REC_PYNODE, MT_REC_NATIVENODE, MT_REC_ALLOC,
         MT_REC_FREE, MT_REC_THREAD, MT_REC_MAPS, MT_REC_TICK, MT_REC_TRAILER,
-        MT_REC_ALLOC_SAME, MT_REC_FREE_SAME, MT_REC_MAPS_DELTA
+        MT_REC_ALLOC_SAME, MT_REC_FREE_SAME, MT_REC_MAPS_DELTA,
+        MT_REC_PYNODE_NEXT, MT_REC_NATIVENODE_NEXT
     int MT_REC_LAST, MT_ALLOCATOR_LAST
     const char *mt_allocator_name(int code)
