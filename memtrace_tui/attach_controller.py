@@ -19,11 +19,12 @@ class AttachController:
     starts; the app then plugs in through start()."""
 
     def __init__(self, attachment: Any, read_fd: int, session: Any, *,
-                 tee_path: str | None) -> None:
+                 tee_path: str | None, tee_sampled: bool = False) -> None:
         self.attachment = attachment
         self.read_fd = read_fd
         self.session = session
         self.tee_path = tee_path
+        self.tee_sampled = tee_sampled  # a sampled stream: its tee is compressed harder
         self.log_path: str | None = None  # the target's output is not ours to show
         self.feed: Any = None
         self.app: Any = None
@@ -33,7 +34,7 @@ class AttachController:
         from memtrace_core.model.feed import PipeFeed
 
         self.feed = PipeFeed(self.read_fd, self.session, tee_path=self.tee_path,
-                             on_update=self._updated)
+                             on_update=self._updated, tee_sampled=self.tee_sampled)
         self.feed.start()
 
     def _updated(self) -> None:

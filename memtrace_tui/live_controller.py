@@ -21,17 +21,20 @@ class LiveController:
     """Owns the child process and the feed; the app calls start/stop/detach/set_paused."""
 
     def __init__(self, proc: subprocess.Popen, read_fd: int, session: Session, *,
-                 log_path: str | None, tee_path: str | None = None) -> None:
+                 log_path: str | None, tee_path: str | None = None,
+                 tee_sampled: bool = False) -> None:
         self.proc = proc
         self.read_fd = read_fd
         self.session = session
         self.log_path = log_path
         self.tee_path = tee_path
+        self.tee_sampled = tee_sampled  # a sampled stream: its tee is compressed harder
         self.feed: PipeFeed | None = None
 
     def start(self, app) -> None:
         self.feed = PipeFeed(self.read_fd, self.session, tee_path=self.tee_path,
-                             on_update=lambda: app.post_message(ModelUpdated()))
+                             on_update=lambda: app.post_message(ModelUpdated()),
+                             tee_sampled=self.tee_sampled)
         self.feed.start()
         threading.Thread(target=self._wait, args=(app,), name="memtrace-wait",
                          daemon=True).start()

@@ -10,7 +10,8 @@ from memtrace_core.capture.writer cimport (
     MT_CAPTURE_BLOCK_BYTES, MT_CAPTURE_FLUSH_NS, MT_CAPTURE_JUDGE_BYTES, MT_CAPTURE_LEVEL,
     MT_CAPTURE_PROBE_BYTES, MT_CAPTURE_PROBE_MAX_BYTES, MT_CAPTURE_STORE_RATE,
     MT_CAPTURE_STORE_RATIO, mt_capture, mt_capture_finish, mt_capture_flush,
-    mt_capture_flush_due, mt_capture_open, mt_capture_release, mt_capture_take_lock,
+    mt_capture_flush_due, mt_capture_open, mt_capture_release, mt_capture_sampled,
+    mt_capture_take_lock,
     mt_capture_write, mt_capture_writer_alive,
 )
 
@@ -57,23 +58,26 @@ cdef class CaptureWriter:
         self.fd = -1
 
     def __init__(self, int fd, double flush_interval=0.0, size_t block_bytes=0,
-                 int store_ratio=STORE_RATIO) -> None:
+                 int store_ratio=STORE_RATIO, bint sampled=False) -> None:
         """flush_interval: seconds between flushes (0: FLUSH_INTERVAL_S); block_bytes: stream
-        bytes per zstd block (0: BLOCK_BYTES); store_ratio: STORE_RATIO, 0 compresses all."""
+        bytes per zstd block (0: BLOCK_BYTES); store_ratio: STORE_RATIO, 0 compresses all;
+        sampled: the stream is a sampled capture's (slow): compress it harder (writer.h)."""
         self.fd = fd
         if mt_capture_open(&self.c, fd, <unsigned long long>(flush_interval * 1e9),
                            block_bytes) != 0:
             self._raise()
+        if sampled:
+            mt_capture_sampled(&self.c)
         self.c.store_ratio = store_ratio
         self.finished = False
 
     @classmethod
-    def create(cls, path: str, flush_interval: float = 0.0,
-               block_bytes: int = 0, store_ratio: int = STORE_RATIO) -> CaptureWriter:
+    def create(cls, path: str, flush_interval: float = 0.0, block_bytes: int = 0,
+               store_ratio: int = STORE_RATIO, sampled: bool = False) -> CaptureWriter:
         """A new capture at path (truncated if it exists)."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            return cls(fd, flush_interval, block_bytes, store_ratio)
+            return cls(fd, flush_interval, block_bytes, store_ratio, sampled)
         except BaseException:
             os.close(fd)
             raise

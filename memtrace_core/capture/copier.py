@@ -13,10 +13,12 @@ from memtrace_core.capture._writer import CaptureWriter
 class CaptureCopier(threading.Thread):
     """Copies a stream from fd into a capture on out_fd until the stream ends (or stop())."""
 
-    def __init__(self, fd: int, out_fd: int) -> None:
+    def __init__(self, fd: int, out_fd: int, sampled: bool = False) -> None:
+        """sampled: the stream is a sampled capture's (compressed harder: writer.h)."""
         super().__init__(name="memtrace-copy", daemon=True)
         self.fd = fd
         self.out_fd = out_fd
+        self.sampled = sampled
         self.bytes = 0
         self.first_data: float | None = None
         self.eof = threading.Event()
@@ -29,7 +31,7 @@ class CaptureCopier(threading.Thread):
         from memtrace_core.reader.pipe import PipeSource
 
         source = PipeSource(self.fd, 1 << 16)
-        capture = CaptureWriter(self.out_fd)  # the fd stays the caller's to close
+        capture = CaptureWriter(self.out_fd, sampled=self.sampled)  # the fd stays ours
         try:
             while not self._stop_event.is_set():
                 data = source.next()

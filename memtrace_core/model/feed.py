@@ -52,11 +52,13 @@ class PipeFeed(threading.Thread):
     """Reads fd until EOF or stop(); the session is updated under its lock."""
 
     def __init__(self, fd: int, session: Session, *, tee_path: str | None = None,
-                 on_update: Callable[[], None] = lambda: None, interval: float = 0.25) -> None:
+                 on_update: Callable[[], None] = lambda: None, interval: float = 0.25,
+                 tee_sampled: bool = False) -> None:
+        """tee_sampled: the stream is a sampled capture's (its tee is compressed harder)."""
         super().__init__(name="memtrace-feed", daemon=True)
         self.fd = fd
         self.session = session
-        self.tee = CaptureWriter.create(tee_path) if tee_path else None
+        self.tee = CaptureWriter.create(tee_path, sampled=tee_sampled) if tee_path else None
         self.on_update = on_update
         self.interval = interval
         self.paused = False

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         copier = None
         try:
-            copier = CaptureCopier(attachment.begin(), out_fd)
+            copier = CaptureCopier(attachment.begin(), out_fd, sampled=bool(args.sample))
             copier.start()  # drains from the first byte: the tracer must never wait for us
             warn_untrusted(attachment)
             attachment.wait_ready()
@@ -248,7 +248,7 @@ def run_live(args: argparse.Namespace) -> int:
         from memtrace_tui.attach_controller import AttachController
 
         controller = AttachController(attachment, attachment.begin(), session,
-                                      tee_path=output)
+                                      tee_path=output, tee_sampled=bool(attachment.sample_bytes))
         warn_untrusted(attachment)
         controller.start_feed()  # drain from the first byte, before the agent reports
         try:

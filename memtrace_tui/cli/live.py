@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     # process picker can open all of them together and the reports can merge them later
     capture = args.output or child_prefix
     controller = LiveController(proc, read_fd, session, log_path=log_path,
-                                tee_path=capture)
+                                tee_path=capture, tee_sampled=bool(args.sample))
     try:
         MemtraceApp(session, controller).run()
     finally:

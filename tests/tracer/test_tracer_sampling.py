@@ -514,7 +514,8 @@ def test_sampled_capture_is_compressed_harder(tmp_path, mt):
     """A sampled stream comes slowly, so its capture searches harder for repeats than exact
     mode's zstd level 2 (writer.h, MT_CAPTURE_SAMPLED_*): numpy's benchmark, whose samples
     are random picks among a few allocations, comes out at least a quarter smaller than
-    level 2 makes of the same stream cut into as many blocks."""
+    level 2 makes of the same stream cut into as many blocks; so does `attach --sample -o`'s
+    copy of a stream (`live --sample -o` tees with the same writer flag)."""
     import zstandard
 
     from memtrace_core.reader import capture_stream
@@ -534,3 +535,37 @@ def test_sampled_capture_is_compressed_harder(tmp_path, mt):
                  + len(c.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
                  for i in range(0, len(stream), step)) + len(c.flush())
     assert frame.end - frame.start < 0.75 * level2, (frame.end - frame.start, level2)
+    # `attach --sample -o` writes the same stream from a pipe: its copier compresses it as
+    # hard, and both read back to the same stream
+    copies = {sampled: _copy_through_pipe(stream, tmp_path / f"copy{sampled}.mtrace", sampled)
+              for sampled in (False, True)}
+    for copy in copies.values():
+        assert b"".join(capture_stream(copy)) == stream
+    sizes = {sampled: copy.stat().st_size for sampled, copy in copies.items()}
+    assert sizes[True] < 0.75 * sizes[False], sizes
+
+
+def _copy_through_pipe(stream: bytes, out: Path, sampled: bool) -> Path:
+    """The stream through a real pipe into CaptureCopier (attach -o's) and a capture file."""
+    import os
+    import threading
+
+    from memtrace_core.capture.copier import CaptureCopier
+
+    read_fd, write_fd = os.pipe()
+    out_fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    copier = CaptureCopier(read_fd, out_fd, sampled=sampled)
+    copier.start()
+
+    def feed() -> None:
+        for i in range(0, len(stream), 4096):
+            os.write(write_fd, stream[i:i + 4096])
+        os.close(write_fd)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    writer.join(60)
+    copier.join(60)
+    assert copier.eof.is_set()
+    os.close(out_fd)
+    return out
