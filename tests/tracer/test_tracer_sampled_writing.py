@@ -53,13 +53,13 @@ print("done")
 
 
 def test_sigkilled_sampled_capture_holds_what_was_flushed(tmp_path):
-    """Records are flushed at a sampled allocation once a tick period (50 ms) has passed:
+    """Records are flushed at a sampled allocation once a tick period (250 ms) has passed:
     a program killed after that keeps them."""
     proc, capture = _run(tmp_path, """\
 import os, signal, time
 kept = [bytearray(64 << 20) for _ in range(3)]
-time.sleep(0.2)
-kept.append(bytearray(64 << 20))  # a sampled allocation 200 ms later: everything flushed
+time.sleep(0.4)
+kept.append(bytearray(64 << 20))  # a sampled allocation 400 ms later: everything flushed
 os.kill(os.getpid(), signal.SIGKILL)
 """, "--sample", "512KiB")
     assert proc.returncode == -signal.SIGKILL
