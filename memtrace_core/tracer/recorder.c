@@ -658,6 +658,10 @@ void mt_thread_renamed(pthread_t thread, const char *name) {
     mt_guard = saved;
 }
 
+/* first_of_burst: 0 periodic, 1 the first record after a quiet spell, MT_TICK_AT_END the
+ * time of the end (sent however soon after the previous TICK: a sampled run shorter than a
+ * tick period had no TICK at all). */
+#define MT_TICK_AT_END 2
 static void maybe_tick_locked(uint64_t now, int first_of_burst);
 
 /* Child processes the program started that are not traced (-1: unknown, as when attached):
@@ -1153,7 +1157,7 @@ static uint64_t read_rss(void) {
 
 static void maybe_tick_locked(uint64_t now, int first_of_burst) {
     uint64_t since = now - g_last_tick_ns;
-    if (since < g_tick_busy_ns) return;
+    if (since < g_tick_busy_ns && first_of_burst != MT_TICK_AT_END) return;
     if (!first_of_burst && g_records_since_tick == 0 && since < MT_TICK_IDLE_NS) return;
     /* Never wait for room: the writer calls this, and it is the one that makes room. */
     if (!g_running || g_failed || g_active.len + 48 > g_active.cap) return;
@@ -1403,7 +1407,7 @@ void mt_recorder_stop(int exit_code, int has_code) {
         return;
     }
     mt_tracking = 0;
-    if (g_inline && !g_failed) maybe_tick_locked(now_ns(), 1); /* the time of the end */
+    if (g_inline && !g_failed) maybe_tick_locked(now_ns(), MT_TICK_AT_END);
     if (!g_failed) {
         uint8_t *p = reserve(32);
         if (p) {

@@ -66,3 +66,20 @@ os.kill(os.getpid(), signal.SIGKILL)
     reader = read_capture(capture)
     assert not reader.complete
     assert reader.heap_bytes >= 4 * (64 << 20)
+
+
+def test_short_sampled_run_ends_with_a_tick(tmp_path):
+    """A sampled run shorter than the tick period (250 ms) still ends with a TICK, the time
+    of its end, after its last record and before the TRAILER."""
+    import msgpack
+
+    from memtrace_core.reader import capture_stream
+    from tests.streamgen import TICK, TRAILER
+
+    proc, capture = _run(tmp_path, "kept = bytearray(8 << 20)\n", "--sample", "512KiB")
+    assert proc.returncode == 0, proc.stderr
+    unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
+    unpacker.feed(b"".join(capture_stream(capture))[8:])
+    kinds = [rec[0] for rec in unpacker]
+    assert kinds[-2:] == [TICK, TRAILER], kinds[-5:]
+    assert read_capture(capture).complete
