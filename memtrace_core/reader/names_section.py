@@ -133,17 +133,49 @@ def _decode(path: str, packed: bytes) -> EmbeddedNames:
 
 
 def append(path: str, section: bytes) -> None:
-    """Write the capture with `section` (from encode) in place of any earlier one,
-    atomically: readers see the old file or the new one, never half of either."""
+    """Store `section` (from encode) after the capture's stream.
+
+    A capture without a section yet (what `run --native` names at exit) gets it appended in
+    place, footer last, in one write: a reader sees no section until its footer ends the
+    file, and bytes after the stream that are not a zstd frame are never read as stream, so
+    the file reads whole at every moment. The stream is neither read nor copied (it was
+    most of what naming a big capture cost: 170 MB copied for 4 KB of names). A failed
+    write is cut off again. An earlier section is replaced through a copy renamed over the
+    capture, so readers see the old names or the new ones, never neither."""
+    end = stream_end(path)
+    tail = section + _FOOT.pack(end, FOOTER_MAGIC)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        fd = -1  # a read-only capture in a writable directory: the copy is renamed over it
+    if fd >= 0:
+        try:
+            if os.fstat(fd).st_size == end:
+                _write_at(fd, tail, end)
+                return
+        finally:
+            os.close(fd)
     from memtrace_core.atomic_file import atomic_replace
 
-    end = stream_end(path)
     with open(path, "rb") as src, atomic_replace(path, ".memtrace-names-") as dst:
         stream = _limited(src, end)
         while chunk := stream.read(1 << 20):
             dst.write(chunk)
-        dst.write(section)
-        dst.write(_FOOT.pack(end, FOOTER_MAGIC))
+        dst.write(tail)
+
+
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    """All of data at offset; on any failure the file is cut back to offset."""
+    done = 0
+    try:
+        while done < len(data):
+            done += os.pwrite(fd, memoryview(data)[done:], offset + done)
+    except BaseException:
+        try:
+            os.ftruncate(fd, offset)
+        except OSError:
+            pass
+        raise
 
 
 class _limited:

@@ -11,6 +11,7 @@ import json
 import os
 import pty
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 
 from memtrace_core.frames import FrameKind
 from memtrace_core.reader import read_capture, read_names
-from tests.cli import MEMTRACE, run_memtrace
+from tests.cli import MEMTRACE, memtrace_env, run_memtrace
 from tests.report.report_support import LEAK_BLOCKS, PROGRAM, SOURCE, build_extension, c_markers
 
 
@@ -301,3 +302,80 @@ def test_view_asks_the_worker_while_reading_a_no_names_capture(private, tmp_path
         assert (inline.kind, inline.file) == (FrameKind.INLINE, str(SOURCE))
     finally:
         tree.close()
+
+
+def test_first_names_are_appended_in_place_later_ones_replace_by_copy(private, tmp_path):
+    """Naming a capture that has no names yet appends the section to the file itself (the
+    stream is not copied: a 170 MB stream took longer to copy than to name); replacing
+    names goes through a copy renamed over it. The stream stays byte for byte."""
+    ext, cli = private
+    capture = tmp_path / "prog.mtrace"
+    assert cli("run", "--native", "--no-names", "-o", str(capture), "prog.py").returncode == 0
+    stream, inode = capture.read_bytes(), capture.stat().st_ino
+    assert cli("symbolize", str(capture)).returncode == 0
+    named = capture.read_bytes()
+    assert capture.stat().st_ino == inode and named[:len(stream)] == stream
+    assert named.count(b"MTNAMEND") == 1 and named.endswith(b"MTNAMEND")
+    names = read_names(capture)
+    assert names is not None and names.warning is None and len(names) > 0
+    assert cli("symbolize", str(capture)).returncode == 0  # replaced: a new file, same size
+    again = capture.read_bytes()
+    assert capture.stat().st_ino != inode and again[:len(stream)] == stream
+    assert again.count(b"MTNAMEND") == 1 and len(again) == len(named)
+    move_away(ext)
+    rows = table_rows(cli, capture, "empty")
+    assert rows["rep_inline_alloc"]["own_bytes"] == sum(LEAK_BLOCKS)
+    reader = read_capture(capture)
+    assert reader.complete and reader.error is None
+
+
+def test_a_failed_append_leaves_the_capture_as_it_was(private, tmp_path):
+    """A names section that cannot be written whole (here the file size limit stops it
+    part way) is cut off again: the capture is left exactly as it was."""
+    ext, cli = private
+    capture = tmp_path / "prog.mtrace"
+    assert cli("run", "--native", "--no-names", "-o", str(capture), "prog.py").returncode == 0
+    before = capture.read_bytes()
+    script = (
+        "import errno, os, resource, signal, sys\n"
+        "from memtrace_core.frames import Frame, FrameKind\n"
+        "from memtrace_core.reader import names_section\n"
+        "path = sys.argv[1]\n"
+        "names = {('/lib/x.so', None, v): [Frame(os.urandom(40).hex(), 'f.c', v, "
+        "FrameKind.NATIVE, 'x.so')] for v in range(200)}\n"
+        "section = names_section.encode(names, 'host', 0.0)\n"
+        "assert len(section) > 8192\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "limit = os.path.getsize(path) + 4096\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
+        "try:\n"
+        "    names_section.append(path, section)\n"
+        "except OSError as exc:\n"
+        "    print(errno.errorcode[exc.errno])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(capture)], capture_output=True,
+                          text=True, timeout=60, env=memtrace_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "EFBIG"
+    assert capture.read_bytes() == before
+    assert read_names(capture) is None
+
+
+def test_a_section_without_its_footer_yet_is_no_section(private, tmp_path):
+    """What a reader may meet while a section is being appended (or after a crash in it):
+    the stream reads complete and exact, without names, at every cut of the section."""
+    ext, cli = private
+    capture = tmp_path / "prog.mtrace"
+    assert cli("run", "--native", "-o", str(capture), "prog.py").returncode == 0
+    from memtrace_core.reader import names_section
+
+    data = capture.read_bytes()
+    end = names_section.stream_end(str(capture))
+    whole = read_capture(capture)
+    torn = tmp_path / "torn.mtrace"
+    for cut in (end + 1, end + 7, (end + len(data)) // 2, len(data) - 9, len(data) - 1):
+        torn.write_bytes(data[:cut])
+        assert read_names(torn) is None
+        reader = read_capture(torn)
+        assert reader.complete and reader.error is None
+        assert (reader.records, reader.heap_bytes) == (whole.records, whole.heap_bytes)
