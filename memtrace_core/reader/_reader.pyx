@@ -161,6 +161,23 @@ def _is_num(v) -> bool:
     return type(v) in (int, float)
 
 
+def maps_snapshot(bytes data) -> list:
+    """A MAPS snapshot (a msgpack array of MAPS entries, docs/FORMAT.md) decoded as the
+    stream's MAPS records are; the tracer gives one at the end of a recording
+    (tracer/_tracer.pyx: native_summary). CaptureError when it is not one."""
+    cdef size_t pos = 0
+    cdef const uint8_t *buf = data
+    try:
+        maps = _decode(buf, &pos, len(data), 0)
+        if pos != <size_t>len(data) or type(maps) is not list or not all(
+            type(m) is list and len(m) == 4 for m in maps
+        ):
+            raise _Malformed("not a MAPS snapshot")
+    except _Malformed as exc:
+        raise CaptureError(f"bad maps snapshot: {exc}") from None
+    return maps
+
+
 cdef class StreamReader:
     """Incremental reader: feed() it bytes from a file or a pipe, read the aggregates."""
 

@@ -32,14 +32,15 @@ def used_addresses(reader) -> set[int]:
 
 
 def resolve_all(reader, cache_dir=None, progress: Progress | None = None,
-                addresses: set[int] | None = None) -> dict[names_section.Key, list[Frame]]:
+                addresses: set[int] | None = None,
+                maps_history: list[list] | None = None) -> dict[names_section.Key, list[Frame]]:
     """Frames of every used address (given, or found from the reader's stacks), keyed as the
-    names section keys them."""
+    names section keys them, through the maps history given or the reader's."""
     from memtrace_core.symbols.modmap import HistoryMap
     from memtrace_core.symbols.symbolizer import Symbolizer
 
     modmap = HistoryMap()
-    modmap.update(reader.maps_history or [])
+    modmap.update(reader.maps_history or [] if maps_history is None else maps_history)
     keys = set()
     for ip in used_addresses(reader) if addresses is None else addresses:
         hit = modmap.lookup(ip - 1)
@@ -58,11 +59,24 @@ def resolve_all(reader, cache_dir=None, progress: Progress | None = None,
     return out
 
 
-def embed(path: str, cache_dir=None, progress: Progress | None = None) -> int:
+def embed(path: str, cache_dir=None, progress: Progress | None = None,
+          known: tuple[set[int], bytes] | None = None) -> int:
     """Add (or replace) the capture's names section; the number of addresses named. A
-    capture without native stacks gets no section (0)."""
+    capture without native stacks gets no section (0).
+
+    known: what the capture's stream says about native frames when the tracer that wrote it
+    ran in this process (tracer/_tracer.pyx: native_summary): its stack trie's addresses and
+    its last maps snapshot. The stream is then not read at all (reading it back cost more
+    than naming: 0.3 s of CPU for 11 M allocations)."""
     from memtrace_core.reader import new_reader, replay
 
+    if known is not None:
+        from memtrace_core.reader._reader import maps_snapshot
+
+        addresses, maps = known
+        names = resolve_all(None, cache_dir, progress, addresses, [maps_snapshot(maps)])
+        _store(path, names)
+        return len(names)
     # The stack tries and the maps are all it takes: the tracer defines a native node only
     # for a stack it records an allocation with, so every address of the trie is used, and
     # the allocations need not be counted (most of the cost of reading a big capture).
@@ -72,9 +86,13 @@ def embed(path: str, cache_dir=None, progress: Progress | None = None) -> int:
     if not (reader.header or {}).get("native"):
         return 0
     names = resolve_all(reader, cache_dir, progress, reader.native_ips())
+    _store(path, names)
+    return len(names)
+
+
+def _store(path: str, names: dict[names_section.Key, list[Frame]]) -> None:
     _ensure_compressed(path)
     names_section.append(path, names_section.encode(names, os.uname().nodename, time.time()))
-    return len(names)
 
 
 def _ensure_compressed(path: str) -> None:

@@ -5,6 +5,9 @@ Everything on the allocation path is C (hooks.c, recorder.c, pystack.c); this mo
 starts and stops it, with the GIL held.
 """
 
+from libc.stdint cimport uint8_t, uint64_t
+from libc.stdlib cimport free
+
 from memtrace_core.tracer.hooks cimport (
     mt_hooks_init, mt_hooks_install, mt_hooks_uninstall, mt_pymem_install, mt_pymem_uninstall,
 )
@@ -94,6 +97,25 @@ def stop_at_process_exit() -> None:
     with the real status. Call with the GIL held."""
     mt_pymem_uninstall()
     mt_recorder_python_gone()
+
+
+def native_summary():
+    """(addresses, maps) of the native recording that ended last, from the tracer's own
+    tables: every address of its native stack trie (a set), and its last MAPS snapshot as
+    msgpack bytes (an array of MAPS entries, docs/FORMAT.md). None when they would not say
+    all its stream does (an object left the maps, a record could not be sent, it failed or
+    is still running): the stream must then be read. What naming a finished `run --native`
+    needs, without reading the capture back."""
+    cdef uint64_t *ips = NULL
+    cdef uint8_t *maps = NULL
+    cdef size_t n = 0, length = 0, i
+    if not mt_recorder_native_summary(&ips, &n, &maps, &length):
+        return None
+    try:
+        return {ips[i] for i in range(n)}, maps[:length]
+    finally:
+        free(ips)
+        free(maps)
 
 
 def running() -> bool:

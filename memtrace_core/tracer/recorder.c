@@ -185,6 +185,10 @@ static uint64_t g_tick_busy_ns = MT_TICK_BUSY_NS;
  * memory maps are there to name native frames (docs/FORMAT.md), and numpy's import alone
  * sent a tenth of its sampled capture in them, most of a short one's fixed content. */
 static int g_send_maps;
+/* Whether the native stack table and the last maps snapshot say all the stream does about
+ * native frames (mt_recorder_native_summary): every node in the table was sent, and no
+ * object ever left the maps (each snapshot holds all the ones before it). */
+static int g_summary_ok;
 static uint64_t g_last_flush_ns;
 static uint64_t g_last_flush_coarse_ns; /* the same moment, on the coarse clock */
 static int g_statm_fd = -1;
@@ -494,6 +498,8 @@ static uint32_t intern_native_locked(stack_cache *c, const uintptr_t *ips, int n
                 p = mp_uint(p, node);
                 p = mp_uint(p, ip);
                 commit(p);
+            } else {
+                g_summary_ok = 0;
             }
         }
         node = id;
@@ -1026,6 +1032,7 @@ static int emit_maps_delta(const grow_buf *old, const grow_buf *g) {
         }
     }
     if (!removed && !added) return 1;
+    if (removed) g_summary_ok = 0;
     uint8_t *p = reserve(32 + (size_t)removed * 9 + added_len);
     if (!p) return 0;
     p = mp_array(p, 3);
@@ -1056,11 +1063,14 @@ static void emit_maps_locked(int full) {
     grow_buf g = {0};
     if (dl_iterate_phdr(maps_callback, &g) != 0) { /* out of memory: send nothing */
         grow_free(&g);
+        g_summary_ok = 0;
         return;
     }
     int unique = sort_unique(&g);
-    int sent = full || !g_maps_sent_valid || !unique ? emit_full_maps(&g)
-                                                     : emit_maps_delta(&g_maps_sent, &g);
+    int delta = !full && g_maps_sent_valid && unique;
+    if (!full && !delta) g_summary_ok = 0; /* a full MAPS later on may drop objects */
+    int sent = delta ? emit_maps_delta(&g_maps_sent, &g) : emit_full_maps(&g);
+    if (!sent) g_summary_ok = 0;
     grow_free(&g_maps_sent);
     g_maps_sent = g;
     g_maps_sent_valid = unique && sent; /* else the next one is full again */
@@ -1229,6 +1239,7 @@ static void atfork_parent(void) { unlock(); }
 static void atfork_child(void) {
     /* The child must never write into the parent's stream: tracing stops here, quietly. */
     mt_tracking = 0;
+    g_summary_ok = 0; /* the parent's recording: not the child's to name */
     g_lock = 0; /* held by the forking thread, the child's only one */
     g_space_waiters = 0;
     if (g_running) {
@@ -1315,6 +1326,7 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     memcpy(p + MT_MAGIC_LEN, header, header_len);
     commit(p + MT_MAGIC_LEN + header_len);
     g_send_maps = native || !sample_mean;
+    g_summary_ok = native && g_send_maps;
     if (g_send_maps) emit_maps_locked(1);
     /* The header reaches the file at once: even a program killed in its first milliseconds
      * leaves a capture that says what it was. */
@@ -1387,3 +1399,52 @@ int mt_recorder_failed(void) { return g_failed; }
 int mt_recorder_running(void) { return g_running; }
 
 void mt_recorder_python_gone(void) { g_python_gone = 1; }
+
+/* What the last recording's stream says about native frames, from the tables (recorder.h):
+ * reading a big capture back for it cost more than naming (0.3 s for 11 M allocations). */
+int mt_recorder_native_summary(uint64_t **ips, size_t *n_ips, uint8_t **maps,
+                               size_t *maps_len) {
+    int saved = mt_guard;
+    mt_guard = 1;
+    lock();
+    int ok = !g_running && g_native && g_summary_ok && !g_failed && g_maps_sent_valid &&
+             g_natnodes.slots != NULL;
+    *ips = NULL;
+    *maps = NULL;
+    *n_ips = *maps_len = 0;
+    if (ok) {
+        /* The addresses, each once (a trie holds one address under many parents). */
+        mt_table seen;
+        size_t n = 0;
+        uint64_t *out = malloc((g_natnodes.count + 1) * sizeof *out);
+        uint8_t *m = malloc(16 + g_maps_sent.len);
+        ok = out && m && mt_table_init(&seen, g_natnodes.count * 2 + 16) == 0;
+        if (ok) {
+            for (size_t i = 0; i <= g_natnodes.mask; i++) {
+                const mt_slot *slot = &g_natnodes.slots[i];
+                if (slot->value && !mt_table_get(&seen, slot->b, 0, 0)) {
+                    if (mt_table_put(&seen, slot->b, 0, 0, 1) < 0) {
+                        ok = 0;
+                        break;
+                    }
+                    out[n++] = slot->b;
+                }
+            }
+            mt_table_free(&seen);
+        }
+        if (ok) {
+            uint8_t *p = mp_array(m, (uint32_t)g_maps_sent.count);
+            memcpy(p, g_maps_sent.data, g_maps_sent.len);
+            *maps_len = (size_t)(p - m) + g_maps_sent.len;
+            *ips = out;
+            *n_ips = n;
+            *maps = m;
+        } else {
+            free(out);
+            free(m);
+        }
+    }
+    unlock();
+    mt_guard = saved;
+    return ok;
+}

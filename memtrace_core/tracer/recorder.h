@@ -49,6 +49,13 @@ void mt_set_untraced_children(long n);
 int mt_recorder_failed(void);
 /* Whether a recording is open (started, not stopped yet). */
 int mt_recorder_running(void);
+/* After a native recording has stopped: every address of its native stack trie (*ips,
+ * *n_ips of them, each once) and its last memory maps snapshot (*maps: a msgpack array of
+ * MAPS entries, docs/FORMAT.md), both malloc'd for the caller to free. Returns 1 only when
+ * they say all the stream does: the trie was sent whole and no object ever left the maps
+ * (so the last snapshot names every address as the whole history would); else 0. */
+int mt_recorder_native_summary(uint64_t **ips, size_t *n_ips, uint8_t **maps,
+                               size_t *maps_len);
 /* The interpreter is finalizing: allocations from now on carry no Python stack. */
 void mt_recorder_python_gone(void);
 

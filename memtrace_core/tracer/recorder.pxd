@@ -1,5 +1,8 @@
 # recorder.h: the recorder (recorder.c), for Cython.
 
+from libc.stdint cimport uint8_t, uint64_t
+
+
 cdef extern from "recorder.h" nogil:
     int mt_tracking
     int MT_DEFAULT_NATIVE_DEPTH
@@ -13,4 +16,6 @@ cdef extern from "recorder.h" nogil:
     int mt_recorder_failed()
     int mt_recorder_running()
     void mt_recorder_python_gone()
+    int mt_recorder_native_summary(uint64_t **ips, size_t *n_ips, uint8_t **maps,
+                                   size_t *maps_len)
     void mt_set_thread_name(long os_tid, const char *name, int rename)

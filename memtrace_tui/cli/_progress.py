@@ -67,14 +67,16 @@ class Progress:
         self.close()
 
 
-def name_capture(path: str, quiet_if_none: bool = True) -> None:
-    """Embed the names of a just-finished native capture (symbols/embed.py), with progress;
-    a failure is one warning line, never an error (the capture stays readable)."""
+def name_capture(path: str, quiet_if_none: bool = True,
+                 known: tuple[set[int], bytes] | None = None) -> None:
+    """Embed the names of a just-finished native capture (symbols/embed.py; `known`: what
+    its stream says about native frames, when this process's tracer wrote it), with
+    progress; a failure is one warning line, never an error (the capture stays readable)."""
     try:
         from memtrace_core.symbols.embed import embed
 
         with Progress("naming native frames") as progress:
-            named = embed(path, progress=progress)
+            named = embed(path, progress=progress, known=known)
         if named or not quiet_if_none:
             print(f"memtrace: named {named:,} native addresses in {path} (it opens named on "
                   f"any machine)", file=sys.stderr)

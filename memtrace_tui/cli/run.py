@@ -49,9 +49,12 @@ def name_at_exit(path: str) -> None:
 
     def name() -> None:
         if os.getpid() == pid:
+            from memtrace_core.tracer import _tracer
             from memtrace_tui.cli._progress import name_capture
 
-            name_capture(path)
+            # The tracer that wrote the capture ran here: its tables say which addresses to
+            # name, so the capture is not read back (None: it must be).
+            name_capture(path, known=_tracer.native_summary())
 
     atexit.register(name)
 

@@ -318,10 +318,10 @@ def test_first_names_are_appended_in_place_later_ones_replace_by_copy(private, t
     assert named.count(b"MTNAMEND") == 1 and named.endswith(b"MTNAMEND")
     names = read_names(capture)
     assert names is not None and names.warning is None and len(names) > 0
-    assert cli("symbolize", str(capture)).returncode == 0  # replaced: a new file, same size
+    assert cli("symbolize", str(capture)).returncode == 0  # replaced: a new file
     again = capture.read_bytes()
     assert capture.stat().st_ino != inode and again[:len(stream)] == stream
-    assert again.count(b"MTNAMEND") == 1 and len(again) == len(named)
+    assert again.count(b"MTNAMEND") == 1 and read_names(capture).frames == names.frames
     move_away(ext)
     rows = table_rows(cli, capture, "empty")
     assert rows["rep_inline_alloc"]["own_bytes"] == sum(LEAK_BLOCKS)
