@@ -251,6 +251,27 @@ int mt_capture_open(mt_capture *c, int fd, uint64_t flush_ns, size_t block_bytes
     return write_all(c, (const uint8_t *)MT_COMPRESSED_MAGIC, MT_MAGIC_LEN);
 }
 
+int mt_capture_sampled(mt_capture *c) {
+    static const struct {
+        ZSTD_cParameter param;
+        int value;
+    } harder[] = {
+        {ZSTD_c_strategy, ZSTD_lazy},
+        {ZSTD_c_windowLog, MT_CAPTURE_SAMPLED_WINDOW_LOG},
+        {ZSTD_c_hashLog, MT_CAPTURE_SAMPLED_TABLE_LOG},
+        {ZSTD_c_chainLog, MT_CAPTURE_SAMPLED_TABLE_LOG},
+        {ZSTD_c_searchLog, MT_CAPTURE_SAMPLED_SEARCH_LOG},
+        {ZSTD_c_minMatch, 4},
+    };
+    if (c->error) return -1;
+    /* a parameter this zstd refuses leaves the others (any mix is valid): not an error */
+    int rc = 0;
+    for (size_t i = 0; i < sizeof harder / sizeof harder[0]; i++)
+        if (ZSTD_isError(ZSTD_CCtx_setParameter(c->zc, harder[i].param, harder[i].value)))
+            rc = -1;
+    return rc;
+}
+
 int mt_capture_write(mt_capture *c, const void *data, size_t len) {
     const uint8_t *p = data;
     if (c->error) return -1;

@@ -22,6 +22,7 @@ cdef extern from "writer.h" nogil:
     void mt_capture_take_lock(int fd)
     int mt_capture_writer_alive(int fd)
     int mt_capture_open(mt_capture *c, int fd, uint64_t flush_ns, size_t block_bytes)
+    int mt_capture_sampled(mt_capture *c)
     int mt_capture_write(mt_capture *c, const void *data, size_t length)
     int mt_capture_flush_due(const mt_capture *c)
     int mt_capture_flush(mt_capture *c)

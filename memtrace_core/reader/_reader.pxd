@@ -50,6 +50,7 @@ cdef extern from "aggregate.h":
         int header_seen, trailer_seen, format, nodes_only
         const char *error
         double sample_mean
+        int ordinals
 
     int MT_DONE, MT_OTHER, MT_CORRUPT, MT_NOMEM, MT_STACK_CHANGED, MT_HIST_BUCKETS
     int MT_TEMP_MAX

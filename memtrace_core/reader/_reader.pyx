@@ -11,7 +11,7 @@ from libc.string cimport memcmp, memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
 from memtrace_core.wire.format cimport (
-    MT_ALLOCATOR_LAST, MT_COMPRESSED_MAGIC, MT_FORMAT_VERSION, MT_MAGIC, MT_MAGIC_LEN,
+    MT_ALLOCATOR_LAST, MT_COMPRESSED_MAGIC, MT_FORMAT_SAMPLED_ORDINALS, MT_FORMAT_VERSION, MT_MAGIC, MT_MAGIC_LEN,
     MT_REC_CODE, MT_REC_HEADER, MT_REC_MAPS, MT_REC_MAPS_DELTA, MT_REC_THREAD, MT_REC_TICK,
     MT_REC_TRAILER,
     mt_allocator_name,
@@ -337,6 +337,7 @@ cdef class StreamReader:
             self.header = rec[1]
             self.s.sample_mean = sample or 0
             self.s.format = version
+            self.s.ordinals = bool(sample) and version >= MT_FORMAT_SAMPLED_ORDINALS
             self.s.header_seen = 1
         elif kind == MT_REC_CODE:
             if n != 5 or not (_is_int(rec[1]) and type(rec[2]) is str and type(rec[3]) is str
@@ -648,7 +649,8 @@ cdef class StreamReader:
     def live_allocations(self) -> list:
         """(address, size, sid, allocator) of every allocation in use now, one per allocation:
         an mmap that a partial munmap split or trimmed gives the address of its first mapped
-        byte and the bytes still mapped (its exact ranges: mmap_pieces())."""
+        byte and the bytes still mapped (its exact ranges: mmap_pieces()). A sampled capture
+        of format 5 on has no heap addresses: a heap block gives its ALLOC's ordinal."""
         cdef size_t i
         cdef mt_live *e
         cdef mt_piece *piece

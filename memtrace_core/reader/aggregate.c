@@ -354,7 +354,7 @@ static int on_free(mt_state *s, uint64_t thread, uint64_t allocator, uint64_t ad
         return 0;
     }
     mt_live old;
-    if (mt_addrmap_pop(&s->live, addr, &old)) {
+    if (addr != MT_NO_ADDR && mt_addrmap_pop(&s->live, addr, &old)) {
         check_temporary(s, thread, &old);
         drop_live(s, old.sid, (int64_t)old.size, old.count);
         s->total_frees++;
@@ -362,6 +362,32 @@ static int on_free(mt_state *s, uint64_t thread, uint64_t allocator, uint64_t ad
         s->ignored_frees++;
     }
     return 0;
+}
+
+/* A sampled capture's heap ALLOC (format 5 on): its ordinal is its key among the live
+ * blocks; a field v > 0 says its address still held the block sent v sampled ALLOCs before
+ * it, whose free was never seen (an implicit free, as an exact capture's address reuse). */
+static int ordinal_alloc(mt_state *s, uint64_t v, uint64_t *key)
+{
+    uint64_t ordinal = s->next_ordinal++;
+    if (v > ordinal) {
+        s->error = "ALLOC replaces a block that was never sent";
+        return MT_CORRUPT;
+    }
+    *key = ordinal;
+    mt_live old;
+    if (v && !s->nodes_only && mt_addrmap_pop(&s->live, ordinal - v, &old)) {
+        s->implicit_frees++;
+        drop_live(s, old.sid, (int64_t)old.size, old.count);
+    }
+    return 0;
+}
+
+/* A sampled capture's heap FREE: k = how many sampled ALLOCs came after the one it frees
+ * (one that was never sent is ignored, as an unknown address is). */
+static inline uint64_t ordinal_free(const mt_state *s, uint64_t k)
+{
+    return k < s->next_ordinal ? s->next_ordinal - 1 - k : MT_NO_ADDR;
 }
 
 #define READ(expr)                                                \
@@ -405,8 +431,12 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             READ(mp_uint(&p, end, INT64_MAX, &size));
             READ(mp_uint(&p, end, MT_MAX_ID, &py));
             READ(mp_uint(&p, end, MT_MAX_ID, &nat));
-            addr += s->last_addr; /* a delta from the previous ALLOC/FREE address */
-            s->last_addr = addr;
+            if (s->ordinals && allocator != MT_MMAP) {
+                if ((r = ordinal_alloc(s, addr, &addr))) return r;
+            } else {
+                addr += s->last_addr; /* a delta from the previous ALLOC/FREE address */
+                s->last_addr = addr;
+            }
             s->alloc_seen = 1;
             s->alloc_thread = thread;
             s->alloc_allocator = allocator;
@@ -427,8 +457,12 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             bad = "bad field in ALLOC_SAME record";
             READ(mp_addr(&p, end, &addr));
             READ(mp_uint(&p, end, INT64_MAX, &size));
-            addr += s->last_addr;
-            s->last_addr = addr;
+            if (s->ordinals && s->alloc_allocator != MT_MMAP) {
+                if ((r = ordinal_alloc(s, addr, &addr))) return r;
+            } else {
+                addr += s->last_addr;
+                s->last_addr = addr;
+            }
             if (s->nodes_only) break;
             r = on_alloc(s, s->alloc_thread, s->alloc_allocator, addr, size, s->alloc_py,
                          s->alloc_nat);
@@ -444,8 +478,12 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             if (!s->free_seen) { s->error = "FREE_SAME before any FREE"; return MT_CORRUPT; }
             bad = "bad field in FREE_SAME record";
             READ(mp_addr(&p, end, &addr));
-            addr += s->last_addr;
-            s->last_addr = addr;
+            if (s->ordinals && s->free_allocator != MT_MUNMAP) {
+                addr = ordinal_free(s, addr);
+            } else {
+                addr += s->last_addr;
+                s->last_addr = addr;
+            }
             if (s->nodes_only) break;
             r = on_free(s, s->free_thread, s->free_allocator, addr, 0);
             if (r) return r;
@@ -460,8 +498,12 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             READ(mp_addr(&p, end, &addr));
             READ(mp_uint(&p, end, INT64_MAX, &size));
             if (allocator == 0) { s->error = "FREE with allocator 0"; return MT_CORRUPT; }
-            addr += s->last_addr;
-            s->last_addr = addr;
+            if (s->ordinals && allocator != MT_MUNMAP) {
+                addr = ordinal_free(s, addr);
+            } else {
+                addr += s->last_addr;
+                s->last_addr = addr;
+            }
             s->free_seen = 1;
             s->free_thread = thread;
             s->free_allocator = allocator;
@@ -470,18 +512,36 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             if (r) return r;
             break;
         }
-        case MT_REC_PYNODE: {
+        case MT_REC_PYNODE:
+        case MT_REC_PYNODE_NEXT: {
             uint64_t id, parent, code;
             int64_t line;
             int big, entry;
-            if (count != 6) { s->error = "PYNODE record has the wrong length"; return MT_CORRUPT; }
             bad = "bad field in PYNODE record";
-            READ(mp_uint(&p, end, MT_MAX_ID, &id));
-            READ(mp_uint(&p, end, MT_MAX_ID, &parent));
+            if (t == MT_REC_PYNODE) {
+                if (count != 6) {
+                    s->error = "PYNODE record has the wrong length";
+                    return MT_CORRUPT;
+                }
+                READ(mp_uint(&p, end, MT_MAX_ID, &id));
+                READ(mp_uint(&p, end, MT_MAX_ID, &parent));
+            } else {
+                if (count != 5) {
+                    s->error = "PYNODE_NEXT record has the wrong length";
+                    return MT_CORRUPT;
+                }
+                READ(mp_uint(&p, end, MT_MAX_ID, &parent)); /* how far up the parent is */
+                id = s->py_last + 1;
+                if (parent == 0 || parent > id) {
+                    s->error = "PYNODE_NEXT parent out of range";
+                    return MT_CORRUPT;
+                }
+                parent = id - parent;
+            }
             READ(mp_uint(&p, end, UINT64_MAX, &code));
             READ(mp_int(&p, end, &line, &big));
             READ(mp_bool(&p, end, &entry));
-            if (id == 0 || id > s->py_count + MT_NODE_GAP) {
+            if (id == 0 || id > s->py_count + MT_NODE_GAP || id > MT_MAX_ID) {
                 s->error = "PYNODE id out of range";
                 return MT_CORRUPT;
             }
@@ -496,19 +556,35 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             s->py_line[id] = big ? INT64_MAX : line;
             s->py_flags[id] = 1 | (entry ? 2 : 0);
             s->py_count++;
+            s->py_last = id;
             break;
         }
-        case MT_REC_NATIVENODE: {
+        case MT_REC_NATIVENODE:
+        case MT_REC_NATIVENODE_NEXT: {
             uint64_t id, parent, ip;
-            if (count != 4) {
-                s->error = "NATIVENODE record has the wrong length";
-                return MT_CORRUPT;
-            }
             bad = "bad field in NATIVENODE record";
-            READ(mp_uint(&p, end, MT_MAX_ID, &id));
-            READ(mp_uint(&p, end, MT_MAX_ID, &parent));
+            if (t == MT_REC_NATIVENODE) {
+                if (count != 4) {
+                    s->error = "NATIVENODE record has the wrong length";
+                    return MT_CORRUPT;
+                }
+                READ(mp_uint(&p, end, MT_MAX_ID, &id));
+                READ(mp_uint(&p, end, MT_MAX_ID, &parent));
+            } else {
+                if (count != 3) {
+                    s->error = "NATIVENODE_NEXT record has the wrong length";
+                    return MT_CORRUPT;
+                }
+                READ(mp_uint(&p, end, MT_MAX_ID, &parent));
+                id = s->nat_last + 1;
+                if (parent == 0 || parent > id) {
+                    s->error = "NATIVENODE_NEXT parent out of range";
+                    return MT_CORRUPT;
+                }
+                parent = id - parent;
+            }
             READ(mp_addr(&p, end, &ip));
-            if (id == 0 || id > s->nat_count + MT_NODE_GAP) {
+            if (id == 0 || id > s->nat_count + MT_NODE_GAP || id > MT_MAX_ID) {
                 s->error = "NATIVENODE id out of range";
                 return MT_CORRUPT;
             }
@@ -525,6 +601,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             s->nat_ip[id] = ip;
             s->nat_flags[id] = 1;
             s->nat_count++;
+            s->nat_last = id;
             break;
         }
         default:

@@ -43,12 +43,14 @@ typedef struct {
     uint8_t *py_flags; /* 1: defined, 2: is_entry */
     size_t py_cap;
     uint64_t py_count; /* nodes defined */
+    uint64_t py_last;  /* the id of the last node defined (PYNODE_NEXT numbers after it) */
     /* native trie */
     uint32_t *nat_parent;
     uint64_t *nat_ip;
     uint8_t *nat_flags;
     size_t nat_cap;
     uint64_t nat_count;
+    uint64_t nat_last;
 
     mt_stack *stacks;
     size_t n_stacks, stacks_cap;
@@ -89,6 +91,11 @@ typedef struct {
     /* A sampled capture (HEADER sample_bytes, set before the first ALLOC): its mean, and
      * the fraction of an allocation count estimated but not yet counted. */
     double sample_mean, count_carry;
+    /* A sampled capture of format 5 on: heap ALLOCs carry no address but an ordinal (counted
+     * here), and their FREEs name them by it (docs/FORMAT.md, "Sampled captures"); set with
+     * sample_mean. Their live blocks are keyed by ordinal. */
+    int ordinals;
+    uint64_t next_ordinal;
 } mt_state;
 
 int mt_state_init(mt_state *s);

@@ -100,6 +100,8 @@ static struct {
 #define g_records_since_tick g_hot.records_since_tick
 #define g_last_addr g_hot.last_addr
 #define g_ctx g_hot.ctx
+/* Sampling: the ordinal of the next sampled ALLOC of a heap allocator (lock held). */
+static uint64_t g_sample_ordinal;
 static unsigned g_wake_seq;   /* bumped to wake the writer */
 static unsigned g_space_seq;  /* bumped when the writer hands a buffer back */
 static int g_space_waiters;   /* producers sleeping on g_space_seq (lock held to change) */
@@ -194,6 +196,8 @@ static uint64_t g_last_flush_coarse_ns; /* the same moment, on the coarse clock 
 static int g_statm_fd = -1;
 static mt_table g_codes, g_pynodes, g_natnodes;
 static uint32_t g_next_code, g_next_pynode, g_next_natnode, g_next_thread;
+/* The last node ids sent: the next one is sent as PYNODE_NEXT / NATIVENODE_NEXT. */
+static uint32_t g_last_pynode_sent, g_last_natnode_sent;
 static uintptr_t g_self_lo, g_self_hi;
 static char g_exe[4096];
 static char g_strbuf[2][8192];
@@ -453,10 +457,17 @@ static uint32_t intern_python_locked(stack_cache *c, const mt_pyframe *fr, int d
             }
             uint8_t *p = reserve(40);
             if (p) {
-                p = mp_array(p, 6);
-                p = mp_uint(p, MT_REC_PYNODE);
-                p = mp_uint(p, id);
-                p = mp_uint(p, node);
+                if (id == g_last_pynode_sent + 1) { /* the usual case: numbered in order */
+                    p = mp_array(p, 5);
+                    p = mp_uint(p, MT_REC_PYNODE_NEXT);
+                    p = mp_uint(p, id - node);
+                } else {
+                    p = mp_array(p, 6);
+                    p = mp_uint(p, MT_REC_PYNODE);
+                    p = mp_uint(p, id);
+                    p = mp_uint(p, node);
+                }
+                g_last_pynode_sent = id;
                 p = mp_uint(p, code_id);
                 p = mp_int(p, mt_code_line(f->code, f->lasti));
                 p = mp_bool(p, f->is_entry);
@@ -492,10 +503,17 @@ static uint32_t intern_native_locked(stack_cache *c, const uintptr_t *ips, int n
             }
             uint8_t *p = reserve(32);
             if (p) {
-                p = mp_array(p, 4);
-                p = mp_uint(p, MT_REC_NATIVENODE);
-                p = mp_uint(p, id);
-                p = mp_uint(p, node);
+                if (id == g_last_natnode_sent + 1) {
+                    p = mp_array(p, 3);
+                    p = mp_uint(p, MT_REC_NATIVENODE_NEXT);
+                    p = mp_uint(p, id - node);
+                } else {
+                    p = mp_array(p, 4);
+                    p = mp_uint(p, MT_REC_NATIVENODE);
+                    p = mp_uint(p, id);
+                    p = mp_uint(p, node);
+                }
+                g_last_natnode_sent = id;
                 p = mp_uint(p, ip);
                 commit(p);
             } else {
@@ -800,8 +818,17 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
         if (n_ips) c->nat_is_unw = from_unw && c->nat_depth == n_ips;
         uint8_t *p = reserve(48); /* at most 37 bytes written: see mp_int_fast */
         if (p) {
-            int64_t delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
-            g_last_addr = (uintptr_t)addr;
+            int64_t delta;
+            if (mt_sample_mean && allocator != MT_MMAP) {
+                /* Sampled: no address, the ALLOC's ordinal stands for it (docs/FORMAT.md,
+                 * "Sampled captures"); 0, or how far back the one it replaces is. */
+                uint64_t ordinal = g_sample_ordinal++;
+                uint64_t replaced = mt_sampler_add((uintptr_t)addr, ordinal);
+                delta = replaced ? (int64_t)(ordinal - (replaced - 1)) : 0;
+            } else {
+                delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
+                g_last_addr = (uintptr_t)addr;
+            }
             if (g_ctx.alloc_valid && thread == g_ctx.alloc_thread && py == g_ctx.alloc_py &&
                 nat == g_ctx.alloc_nat && (uint32_t)allocator == g_ctx.alloc_allocator) {
                 p = mp_array(p, 3);
@@ -824,7 +851,6 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
                 g_ctx.alloc_nat = nat;
             }
             commit(p);
-            if (mt_sample_mean && allocator != MT_MMAP) mt_sampler_add((uintptr_t)addr);
             maybe_flush_inline_locked();
         }
     }
@@ -836,17 +862,23 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
 int mt_record_free(void *addr, size_t size, int allocator) {
     int *err = errno_ptr(), saved_errno = *err;
     int recorded = 0;
+    uint64_t ordinal = 0;
     mt_guard = 1;
     lock();
     /* Sampling: only the free of a sampled address is sent (munmap always is). */
-    if (mt_tracking && (!mt_sample_mean || allocator == MT_MUNMAP ||
-                        mt_sampler_remove((uintptr_t)addr))) {
+    int by_ordinal = mt_sample_mean && allocator != MT_MUNMAP;
+    if (mt_tracking && (!by_ordinal || mt_sampler_remove((uintptr_t)addr, &ordinal))) {
         recorded = 1;
         uint32_t thread = thread_index_locked();
         uint8_t *p = reserve(32); /* at most 27 bytes written: see mp_int_fast */
         if (p) {
-            int64_t delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
-            g_last_addr = (uintptr_t)addr;
+            int64_t delta;
+            if (by_ordinal) { /* its ALLOC, named by how many sampled ALLOCs came after it */
+                delta = (int64_t)(g_sample_ordinal - 1 - ordinal);
+            } else {
+                delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
+                g_last_addr = (uintptr_t)addr;
+            }
             if (size == 0 && g_ctx.free_valid && thread == g_ctx.free_thread &&
                 (uint32_t)allocator == g_ctx.free_allocator) {
                 p = mp_array(p, 2);
@@ -1323,7 +1355,9 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
         return MT_START_NOMEM;
     }
     g_next_code = g_next_pynode = g_next_natnode = g_next_thread = 0;
+    g_last_pynode_sent = g_last_natnode_sent = 0;
     g_last_addr = 0;
+    g_sample_ordinal = 0;
     memset(&g_ctx, 0, sizeof g_ctx);
     g_generation++;
     for (int i = 0; i < g_n_names; i++) g_names[i].index = 0;
@@ -1342,7 +1376,10 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     g_native_depth = native_depth > 0 ? native_depth : MT_DEFAULT_NATIVE_DEPTH;
     g_python_gone = 0;
     g_compress = 0;
-    if (compress && mt_capture_open(&g_capture, fd, 0, 0) == 0) g_compress = 1;
+    if (compress && mt_capture_open(&g_capture, fd, 0, 0) == 0) {
+        g_compress = 1;
+        if (sample_mean) mt_capture_sampled(&g_capture); /* a slow stream: compress harder */
+    }
     g_failed = 0;
     g_stop_requested = 0;
     g_start_ns = g_last_tick_ns = now_ns();

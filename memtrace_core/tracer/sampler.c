@@ -29,8 +29,9 @@ static uint32_t g_l1_counts[1 << MT_SAMPLE_L1_BITS]; /* sampled addresses live p
 mt_sample_filter *volatile mt_sample_filter_now = NULL;
 
 static uint64_t g_seed, g_thread_ordinal;
-/* The sampled addresses: open addressing, 0 = empty, backward-shift deletion. */
-static uint64_t *g_table;
+/* The sampled addresses: open addressing, 0 = empty, backward-shift deletion; beside each,
+ * the ordinal its ALLOC was sent with (a FREE names its ALLOC by it: docs/FORMAT.md). */
+static uint64_t *g_table, *g_table_ord;
 static size_t g_table_mask, g_table_count;
 /* Retired filters may still be read by a free that loaded the pointer before the swap: they
  * are never unmapped (each is a quarter of its successor, so they cost at most a third). A
@@ -163,16 +164,24 @@ static inline size_t slot_of(uint64_t addr, size_t mask) {
 static int grow_table(void) {
     size_t cap = g_table ? (g_table_mask + 1) * 2 : TABLE_MIN;
     uint64_t *fresh = calloc(cap, sizeof *fresh);
-    if (fresh == NULL) return -1;
+    uint64_t *fresh_ord = calloc(cap, sizeof *fresh_ord);
+    if (fresh == NULL || fresh_ord == NULL) {
+        free(fresh);
+        free(fresh_ord);
+        return -1;
+    }
     for (size_t i = 0; g_table && i <= g_table_mask; i++) {
         uint64_t a = g_table[i];
         if (!a) continue;
         size_t j = slot_of(a, cap - 1);
         while (fresh[j]) j = (j + 1) & (cap - 1);
         fresh[j] = a;
+        fresh_ord[j] = g_table_ord[i];
     }
     free(g_table);
+    free(g_table_ord);
     g_table = fresh;
+    g_table_ord = fresh_ord;
     g_table_mask = cap - 1;
     return 0;
 }
@@ -203,27 +212,34 @@ int mt_sampler_start(uint64_t mean, uint64_t seed) {
     return 0;
 }
 
-void mt_sampler_add(uintptr_t addr) {
-    if ((g_table_count + 1) * 2 > g_table_mask + 1 && grow_table() < 0) return;
+uint64_t mt_sampler_add(uintptr_t addr, uint64_t ordinal) {
+    if ((g_table_count + 1) * 2 > g_table_mask + 1 && grow_table() < 0) return 0;
     size_t i = slot_of(addr, g_table_mask);
     while (g_table[i]) {
-        if (g_table[i] == addr) return; /* already there: its free was never seen */
+        if (g_table[i] == addr) { /* already there: its free was never seen */
+            uint64_t old = g_table_ord[i];
+            g_table_ord[i] = ordinal;
+            return old + 1;
+        }
         i = (i + 1) & g_table_mask;
     }
     g_table[i] = addr;
+    g_table_ord[i] = ordinal;
     g_table_count++;
     l1_inc(addr);
     filter_inc(mt_sample_filter_now, addr);
     maybe_grow_filter();
+    return 0;
 }
 
-int mt_sampler_remove(uintptr_t addr) {
+int mt_sampler_remove(uintptr_t addr, uint64_t *ordinal) {
     if (!g_table) return 0;
     size_t i = slot_of(addr, g_table_mask);
     while (g_table[i] != addr) {
         if (!g_table[i]) return 0;
         i = (i + 1) & g_table_mask;
     }
+    *ordinal = g_table_ord[i];
     /* Backward-shift deletion: no tombstones, probes stay short under churn. */
     size_t j = i;
     for (;;) {
@@ -232,6 +248,7 @@ int mt_sampler_remove(uintptr_t addr) {
         size_t home = slot_of(g_table[j], g_table_mask);
         if (((j - home) & g_table_mask) >= ((j - i) & g_table_mask)) {
             g_table[i] = g_table[j];
+            g_table_ord[i] = g_table_ord[j];
             i = j;
         }
     }

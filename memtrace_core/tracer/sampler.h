@@ -117,9 +117,11 @@ static inline int mt_sample_maybe(const void *p) {
 /* Start sampling with this mean (0: exact mode); seed 0 draws from the clock. Returns 0, or
  * -1 when out of memory. Call with the recorder's lock held, before tracing starts. */
 int mt_sampler_start(uint64_t mean, uint64_t seed);
-/* Remember a sampled address (recorder's lock held). */
-void mt_sampler_add(uintptr_t addr);
-/* Forget a sampled address: 1 if it was one (recorder's lock held). */
-int mt_sampler_remove(uintptr_t addr);
+/* Remember a sampled address and the ordinal of its ALLOC (recorder's lock held). Returns 0,
+ * or 1 + the ordinal it replaces when the address was still there (its free never seen). */
+uint64_t mt_sampler_add(uintptr_t addr, uint64_t ordinal);
+/* Forget a sampled address: 1 if it was one, its ALLOC's ordinal in *ordinal (recorder's
+ * lock held). */
+int mt_sampler_remove(uintptr_t addr, uint64_t *ordinal);
 
 #endif

@@ -10,7 +10,6 @@ from tests.attach.attach_support import (
     C_BLOCK,
     PY_BLOCK,
     check_exact,
-    leak_lines,
     live_by_function,
     memtrace,
     wait_tasks,
@@ -28,6 +27,7 @@ def test_sampled_attach_detach_unharmed_then_exact_again(start_target, tmp_path)
     target.wait_line("leak 3 ")
     tasks = target.tasks()
     first = target.lines[-1].split()[4:6]
+    before = target.last_leak()
 
     capture = tmp_path / "sampled.mtrace"
     proc = memtrace("attach", str(target.pid), "--sample", "64KiB", "-o", str(capture),
@@ -41,13 +41,14 @@ def test_sampled_attach_detach_unharmed_then_exact_again(start_target, tmp_path)
     reader = read_capture(capture)
     assert reader.complete and reader.header["attached"] is True
     assert reader.sample_bytes == MEAN
-    truth_py, truth_c = leak_lines(target.lines)
+    # A sampled capture names its heap blocks by ordinal, not address (docs/FORMAT.md): the
+    # blocks live at the leaking functions are leaks of their size, at most one per leak
+    # made while attached.
     live = live_by_function(reader)
-    for function, truth, size in (("leak_python", truth_py, PY_BLOCK),
-                                  ("leak_c", truth_c, C_BLOCK)):
+    for function, size in (("leak_python", PY_BLOCK), ("leak_c", C_BLOCK)):
         got = live.get(function, {})
         assert got, f"{function}: nothing sampled in 2 s"
-        assert set(got) <= set(truth), f"{function}: addresses the target never printed"
+        assert len(got) <= n - before + 1, f"{function}: more leaks than the target made"
         assert {s for s, _ in got.values()} == {estimate(size)}
     # about one ALLOC and one FREE per ~64 KiB allocated: the churning thread's 64-byte
     # malloc/free pairs (a thousand per sample) sent nothing else

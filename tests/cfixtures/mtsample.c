@@ -104,3 +104,22 @@ int mts_pass_around(int threads, int nslots, size_t size, long rounds) {
     for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
     return 0;
 }
+
+/* `count` times: a block of `block` bytes freed where no hook sees it (glibc's __libc_free is
+ * not a hooked name), then a block of the same size, which glibc hands out at the same
+ * address, freed normally. Returns how many times the address came back: each is an
+ * allocation of an address the tracer still holds (an implicit free of the first block). */
+extern void __libc_free(void *);
+
+long mts_unseen_free(size_t block, long count) {
+    long same = 0;
+    for (long i = 0; i < count; i++) {
+        void *p = malloc(block);
+        __libc_free(p);
+        void *q = malloc(block);
+        same += q == p;
+        sink = q;
+        free(q);
+    }
+    return same;
+}

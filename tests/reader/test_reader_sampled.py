@@ -9,17 +9,30 @@ import math
 import pytest
 
 from memtrace_core.reader import CaptureError, StreamReader
-from tests.streamgen import MALLOC, MMAP, MUNMAP, StreamWriter
+from tests.streamgen import (
+    ALLOC,
+    ALLOC_SAME,
+    FREE,
+    FREE_FN,
+    FREE_SAME,
+    MALLOC,
+    MMAP,
+    MUNMAP,
+    StreamWriter,
+)
 
 MEAN = 512 << 10
+MAP = 0x7F0000000000
 
 
 def weight(size: int) -> float:
     return 1.0 / -math.expm1(-size / MEAN)
 
 
-def test_weights_counts_and_frees():
-    w = StreamWriter(sample_bytes=MEAN)
+@pytest.mark.parametrize("version", [1, 4])
+def test_weights_counts_and_frees(version):
+    """Before format 5, a sampled capture's records carry addresses, as exact ones do."""
+    w = StreamWriter(sample_bytes=MEAN, format=version)
     w.code(1, "f", "f.py", 1)
     w.pynode(1, 0, 1, 3)
     sizes = [4096, 4096, 100, 2 << 20, 600 << 10]
@@ -66,4 +79,54 @@ def test_exact_stream_unchanged():
 def test_bad_sample_bytes_is_corrupt(value):
     w = StreamWriter(sample_bytes=value)
     with pytest.raises(CaptureError, match="sample_bytes"):
+        StreamReader().feed(w.data)
+
+
+def _ordinal_stream() -> StreamWriter:
+    """Format 5: a sampled capture's heap ALLOCs carry ordinals (0, 1, 2, ... in stream
+    order) instead of addresses, and their FREEs name them by how many came after."""
+    w = StreamWriter(sample_bytes=MEAN, format=5)
+    w.code(1, "f", "f.py", 1)
+    w.pynode(1, 0, 1, 3)
+    w.record(ALLOC, 1, MALLOC, 0, 4096, 1, 0)  # ordinal 0
+    w.record(ALLOC_SAME, 0, 8192)  # 1
+    w.alloc(1, MMAP, MAP, 5 * 4096, 1)  # mmap keeps its address (a delta)
+    w.record(ALLOC_SAME, 1 << 20, 4096)  # an mmap's ALLOC_SAME: a delta too (MAP + 1 MiB)
+    w.record(ALLOC, 1, MALLOC, 0, 100 << 10, 1, 0)  # 2
+    w.record(FREE, 1, FREE_FN, 2, 0)  # 2 ALLOCs came after it: ordinal 0
+    w.record(FREE, 1, MUNMAP, 4096 - (1 << 20), 4096)  # MAP + 4 KiB: heap records move no
+    # address
+    w.record(FREE, 1, FREE_FN, 3, 0)  # ordinal -1: never sent, ignored
+    w.record(FREE_SAME, 0)  # ordinal 2
+    w.record(ALLOC, 1, MALLOC, 2, 64, 1, 0)  # 3, at the address of 1 (its free unseen)
+    return w
+
+
+def test_format_5_sampled_heap_records_carry_ordinals():
+    r = StreamReader()
+    r.feed(_ordinal_stream().data)
+    assert (r.total_frees, r.ignored_frees, r.implicit_frees) == (3, 1, 1)
+    small = round(64 * weight(64))
+    live = sorted((a, s) for a, s, _sid, _k in r.live_allocations())
+    assert live == [(3, small), (MAP, 4 * 4096), (MAP + (1 << 20), 4096)]  # heap: ordinals
+    assert r.heap_bytes == small + 5 * 4096
+    assert r.total_allocated_bytes == sum(
+        round(s * weight(s)) for s in (4096, 8192, 100 << 10, 64)) + 6 * 4096
+
+
+def test_format_5_exact_stream_keeps_addresses():
+    w = StreamWriter(format=5)
+    w.alloc(1, MALLOC, 0x1000, 4096)
+    w.alloc(1, MALLOC, 0x3000, 64)
+    w.free(1, FREE_FN, 0x1000)
+    r = StreamReader()
+    r.feed(w.data)
+    assert [(a, s) for a, s, _sid, _k in r.live_allocations()] == [(0x3000, 64)]
+
+
+def test_format_5_alloc_replacing_a_block_never_sent_is_corrupt():
+    w = StreamWriter(sample_bytes=MEAN, format=5)
+    w.record(ALLOC, 1, MALLOC, 0, 4096, 0, 0)
+    w.record(ALLOC, 1, MALLOC, 2, 4096, 0, 0)  # ordinal 1 cannot replace ordinal -1
+    with pytest.raises(CaptureError, match="never sent"):
         StreamReader().feed(w.data)
