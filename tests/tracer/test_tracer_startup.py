@@ -156,3 +156,55 @@ def test_other_commands_run_with_the_collector_on(tmp_path):
         assert gc.isenabled()
     finally:
         sys.argv = saved
+
+
+# The naming at the exit of `run --native` from the tracer's own tables (native_summary):
+# it reads no capture, so it needs no zstandard either (the names are compressed by the
+# capture writer's own zstd), nor what zstandard imports.
+EXIT_NAMING_WITH_TABLES = """import ctypes, json, os, sys
+from memtrace_core.tracer import _tracer
+from memtrace_core.tracer.header import header_record
+import memtrace_tui.cli.run  # loaded when the exit handler runs
+path = sys.argv[1]
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+_tracer.start(fd, True, False, header_record({"format": _tracer.FORMAT_VERSION,
+                                              "native": True}), True)
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free(ctypes.c_void_p(libc.malloc(1 << 20)))
+_tracer.stop(0)
+os.close(fd)
+known = _tracer.native_summary()
+assert known is not None
+before = set(sys.modules)
+from memtrace_tui.cli._progress import name_capture
+name_capture(path, known=known)
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_exit_naming_from_the_tables_loads_no_zstandard(tmp_path):
+    """Named from the tracer's tables (a second time: every address in the symbol cache), a
+    capture's names are stored without the zstandard package, its `typing` or its
+    `platform`, and read back as any names section."""
+    import subprocess
+
+    from memtrace_core.reader import names_section
+    from tests.cli import memtrace_env
+
+    capture = tmp_path / "t.mtrace"
+    env = memtrace_env(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    for _run in range(2):  # the second with its addresses in the symbol cache
+        proc = subprocess.run([sys.executable, "-c", EXIT_NAMING_WITH_TABLES, str(capture)],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    assert "memtrace: named" in proc.stderr, proc.stderr
+    loaded = set(json.loads(proc.stdout.splitlines()[-1]))
+    assert "memtrace_core.symbols.embed" in loaded  # it did name here
+    plain = subprocess_modules()
+    assert not {m for m in loaded - plain if m.split(".")[0] in ("zstandard", "typing",
+                                                                  "platform")}
+    embedded = names_section.read(str(capture))
+    assert embedded is not None and embedded.warning is None and len(embedded) > 0
+    assert any(f.function == "malloc" or "ctypes" in f.module
+               for frames in embedded.frames.values() for f in frames)
