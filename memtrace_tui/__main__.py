@@ -2,6 +2,6 @@
 
 import sys
 
-from memtrace_tui.cli import main
+from memtrace_tui.entry import main
 
 sys.exit(main())

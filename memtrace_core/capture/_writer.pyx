@@ -4,6 +4,7 @@ portable write capture files with the same C code as the tracer under `memtrace 
 
 import os
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.string cimport memset
 
 from memtrace_core.capture.writer cimport (
@@ -30,6 +31,31 @@ JUDGE_BYTES = MT_CAPTURE_JUDGE_BYTES
 after each failed probe, up to PROBE_MAX_BYTES)."""
 PROBE_BYTES = MT_CAPTURE_PROBE_BYTES
 PROBE_MAX_BYTES = MT_CAPTURE_PROBE_MAX_BYTES
+
+
+cdef extern from "zstd.h" nogil:
+    size_t ZSTD_compressBound(size_t size)
+    size_t ZSTD_compress(void *dst, size_t capacity, const void *src, size_t size, int level)
+    unsigned ZSTD_isError(size_t code)
+    const char *ZSTD_getErrorName(size_t code)
+
+
+def compress(bytes data, int level=3) -> bytes:
+    """data as one zstd frame that records its size (zstandard's one-shot decompress needs
+    it): small payloads, such as a capture's names section, compressed without the
+    zstandard package, whose import (it brings `typing` and `platform`) was a third of
+    the naming at the exit of `run --native`."""
+    cdef size_t n = len(data)
+    cdef size_t bound = ZSTD_compressBound(n)
+    out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>bound)
+    cdef char *dst = PyBytes_AS_STRING(out)
+    cdef const char *src = data
+    cdef size_t written
+    with nogil:
+        written = ZSTD_compress(dst, bound, src, n, level)
+    if ZSTD_isError(written):
+        raise ValueError(f"zstd: {ZSTD_getErrorName(written).decode()}")
+    return out[:written]
 
 
 def take_writer_lock(int fd) -> None:

@@ -56,7 +56,8 @@ class EmbeddedNames:
 def encode(names: dict[Key, list[Frame]], host: str, created: float) -> bytes:
     """The whole section (header, payload, footer offset still to be added by the writer)."""
     import msgpack
-    import zstandard
+
+    from memtrace_core.capture._writer import compress
 
     modules: dict[tuple[str, str | None], list] = {}
     for (path, build_id, vaddr), frames in sorted(names.items(), key=lambda kv: (
@@ -67,7 +68,7 @@ def encode(names: dict[Key, list[Frame]], host: str, created: float) -> bytes:
         "modules": [[path, build_id, entries] for (path, build_id), entries in modules.items()],
         "host": host, "created": created,
     }, use_bin_type=True)
-    packed = zstandard.ZstdCompressor(level=6).compress(payload)
+    packed = compress(payload, 6)  # not zstandard's: see compress
     return _HEAD.pack(SECTION_MAGIC, VERSION, len(packed)) + packed
 
 

@@ -538,8 +538,11 @@ static int from_glibc(void *fn) {
     return strncmp(base, "libc.so", 7) == 0 || strncmp(base, "libc-2.", 7) == 0;
 }
 
+static void index_hook_names(void);
+
 int mt_hooks_init(void) {
     if (g_initialized) return 0;
+    index_hook_names();
     exe_info e;
     memset(&e, 0, sizeof e);
     dl_iterate_phdr(exe_callback, &e);
@@ -558,16 +561,25 @@ int mt_hooks_init(void) {
     return 0;
 }
 
+/* The hooks whose names start with each byte. Patching asks about the symbol of every
+ * relocation of every loaded object (pandas' import: ~38,000 of them, ~290 instructions each
+ * with a string compare against every hook name): a name is now compared only with the hooks
+ * that share its first two bytes, with no call for the rest. */
+static uint32_t g_names_by_first[256];
+_Static_assert(N_HOOKS <= 32, "one bit per hook in g_names_by_first");
+
+static void index_hook_names(void) {
+    for (size_t i = 0; i < N_HOOKS; i++)
+        g_names_by_first[(unsigned char)HOOKS[i].name[0]] |= 1u << i;
+}
+
 static int is_hook_name(const char *name, size_t *index) {
-    switch (name[0]) {
-    case 'm': case 'c': case 'r': case 'f': case 'p': case 'a': case 'v': case 'd': case '_':
-    case 'q':
-        break;
-    default:
-        return 0;
-    }
-    for (size_t i = 0; i < N_HOOKS; i++) {
-        if (strcmp(name, HOOKS[i].name) == 0) {
+    uint32_t candidates = g_names_by_first[(unsigned char)name[0]];
+    while (candidates) {
+        size_t i = (size_t)__builtin_ctz(candidates);
+        candidates &= candidates - 1;
+        const char *hook = HOOKS[i].name; /* every hook name has two bytes or more */
+        if (name[1] == hook[1] && strcmp(name + 2, hook + 2) == 0) {
             *index = i;
             return 1;
         }

@@ -16,6 +16,7 @@ import time
 import types
 
 from memtrace_core.errors import UserError
+from memtrace_core.tracer import collector
 from memtrace_core.tracer.program import (
     CODE,
     MODULE,
@@ -384,6 +385,8 @@ def run(
                                         True, _enter.__code__))
     else:
         children.watch()
+    # memtrace's young garbage collected, the collector on again where python would have it
+    collector.resume()
     # Stacks stop at our runner: a script's outermost frame is its <module>; a module keeps
     # runpy's frames, as under `python -m`.
     start_tracing(fd, header, native, python_allocators, _enter.__code__, compress,
@@ -451,6 +454,7 @@ def main(argv: list[str] | None = None) -> None:
     --follow-fork`). `--capture-prefix FILE`: a child of a `--follow-fork` program, traced
     into FILE.PID, its own children too (children.py). Not a user's command (`memtrace
     run/live` are): its options are memtrace's to write, no argparse here."""
+    collector.pause()  # resumed just before the program starts (collector.py)
     try:
         args, program = parse_runner_options(sys.argv[1:] if argv is None else argv)
         if args.capture_prefix is not None:
@@ -473,6 +477,8 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         print(f"memtrace: error: {exc}", file=sys.stderr)
         sys.exit(exc.status)
+    finally:
+        collector.resume()
 
 
 if __name__ == "__main__":

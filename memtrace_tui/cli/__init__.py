@@ -15,6 +15,7 @@ import sys
 
 from memtrace_core import __version__
 from memtrace_core.errors import UserError
+from memtrace_core.tracer import collector
 
 MIN_PYTHON = (3, 10)
 MAX_PYTHON = (3, 13)
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:] if argv is None else list(argv)
         parser = build_parser(named_subcommand(argv))
         args = parse(parser, argv)
+        if not getattr(args, "starts_program", False):
+            collector.resume()  # paused by the entry point for `run` alone (entry.py)
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

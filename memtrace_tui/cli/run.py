@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from memtrace_tui.cli._program_options import add_program_arguments
 
     add_program_arguments(parser)
-    parser.set_defaults(func=run)
+    # the collector stays paused until the program starts (memtrace_core/tracer/collector.py)
+    parser.set_defaults(func=run, starts_program=True)
 
 
 def add_no_names(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ import msgpack
 
 from memtrace_core.frames import Frame, FrameKind
 from memtrace_core.symbols import ModuleMap, Symbolizer
+from memtrace_core.symbols.cache import pack_frames
 from memtrace_core.symbols.elf import read_build_id
 from memtrace_core.symbols.symbolizer import _Module
 from tests.symbols.symbols_support import source_line
@@ -165,7 +166,10 @@ def test_persistent_cache_second_run_and_corruption(libs, tmp_path):
     first = Symbolizer(cache_dir=tmp_path)
     want = first.resolve_many([(str(lib), bid, call)])[(str(lib), bid, call)]
     files = list((tmp_path / "symbols").iterdir())
-    assert [f.name for f in files] == [f"{bid}.v1.msgpack"]
+    assert [f.name for f in files] == [f"{bid}.v2.msgpack"]
+    # each address's frames are bytes of their own, decoded only when asked for
+    stored = msgpack.unpackb(files[0].read_bytes(), strict_map_key=False)
+    assert isinstance(stored[call], bytes) and msgpack.unpackb(stored[call])
     second = Symbolizer(cache_dir=tmp_path)
     assert second.resolve(str(lib), bid, call) == want
     assert (str(lib), bid) not in second._modules  # answered from the cache: not opened
@@ -174,9 +178,37 @@ def test_persistent_cache_second_run_and_corruption(libs, tmp_path):
     assert third.resolve_many([(str(lib), bid, call)])[(str(lib), bid, call)] == want
     assert msgpack.unpackb(files[0].read_bytes(), strict_map_key=False)[call]
     # parseable but damaged entries are decoded again
-    files[0].write_bytes(msgpack.packb({call: [["x"]], call + 1: "junk", "k": 5}))
+    files[0].write_bytes(msgpack.packb({call: msgpack.packb([["x"]]), call + 1: b"\xc1",
+                                        call + 2: "junk", "k": 5}))
     fourth = Symbolizer(cache_dir=tmp_path)
     assert fourth.resolve(str(lib), bid, call) == want
+    assert fourth.resolve_many([(str(lib), bid, call + 1)])[(str(lib), bid, call + 1)]
+    assert Symbolizer(cache_dir=tmp_path).resolve(str(lib), bid, call) == want
+
+
+def test_persistent_cache_reads_version_1_files(libs, tmp_path):
+    """A library named before the cache's version 2 (frames stored inline, version 1) is
+    still answered from its old file, without opening the library, and its answers move to
+    a version-2 file at once (with those of new addresses)."""
+    lib = libs["dwarf5"]
+    bid = read_build_id(lib)
+    (call,) = _call_sites(lib, "leaf_alloc", "malloc")
+    want = Symbolizer(persistent=False).resolve(str(lib), bid, call)
+    symbols = tmp_path / "symbols"
+    symbols.mkdir()
+    (symbols / f"{bid}.v1.msgpack").write_bytes(msgpack.packb({call: pack_frames(want)}))
+    v2 = symbols / f"{bid}.v2.msgpack"
+    old = Symbolizer(cache_dir=tmp_path)
+    assert old.resolve_many([(str(lib), bid, call)]) == {(str(lib), bid, call): want}
+    assert (str(lib), bid) not in old._modules  # answered from the version-1 file
+    stored = msgpack.unpackb(v2.read_bytes(), strict_map_key=False)
+    assert list(stored) == [call] and msgpack.unpackb(stored[call]) == pack_frames(want)
+    # a new address of that library joins it
+    again = Symbolizer(cache_dir=tmp_path)
+    assert again.resolve(str(lib), bid, call) == want
+    assert (str(lib), bid) not in again._modules
+    again.resolve_many([(str(lib), bid, call + 1)])
+    assert set(msgpack.unpackb(v2.read_bytes(), strict_map_key=False)) == {call, call + 1}
 
 
 def test_persistent_cache_for_a_library_without_build_id(libs, tmp_path):
