@@ -132,6 +132,7 @@ def test_churn_in_a_terminal_rows_add_up_and_the_clock_moves(tmp_path, mt):
         t.wait_for(r"running")
         seen: list[tuple[float, float]] = []  # (when, clock on screen)
         checked = 0
+        torn: list[str] = []
         deadline = time.monotonic() + SECONDS + 30
         while time.monotonic() < deadline:
             screen = t.screen()
@@ -150,11 +151,18 @@ def test_churn_in_a_terminal_rows_add_up_and_the_clock_moves(tmp_path, mt):
             if heap > 2 ** 20 and rows and stable:
                 # every top row is on screen (a handful); each is rounded to 0.1 of its unit
                 slack = len(rows) * 0.05 * 2 ** 20 + 1024
-                assert abs(sum(rows) - heap) <= slack, screen
-                checked += 1
+                if abs(sum(rows) - heap) <= slack:
+                    checked += 1
+                else:
+                    # CI once saw a torn frame twice in a row on a loaded machine (the app's
+                    # write held up between the header and the rows). A header out of step
+                    # with its rows would show on many samples, not once in a while;
+                    # the headless test above checks every repaint exactly.
+                    torn.append(screen)
             time.sleep(0.2)
         assert "exited with status 0" in t.wait_for(r"exited with status 0", timeout=30)
         assert checked >= SECONDS, checked  # about 5 samples a second when idle
+        assert len(torn) <= max(1, checked // 20), torn
         stalls = []
         since = seen[0]
         for when, clock in seen[1:]:
