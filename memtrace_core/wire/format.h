@@ -9,7 +9,7 @@
 #define MT_MAGIC "MEMTRACE"            /* a plain stream (pipe, FIFO, raw file) */
 #define MT_COMPRESSED_MAGIC "MEMTRACZ" /* a capture file: then zstd frames of a stream */
 #define MT_MAGIC_LEN 8
-#define MT_FORMAT_VERSION 6            /* HEADER's `format`; readers read 1 to this */
+#define MT_FORMAT_VERSION 7            /* HEADER's `format`; readers read 1 to this */
 /* The first format whose sampled captures name heap allocations by ordinal, not address. */
 #define MT_FORMAT_SAMPLED_ORDINALS 5
 
