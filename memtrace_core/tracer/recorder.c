@@ -105,6 +105,12 @@ static struct {
 #define g_ctx g_hot.ctx
 /* Sampling: the ordinal of the next sampled ALLOC of a heap allocator (lock held). */
 static uint64_t g_sample_ordinal;
+/* Sampling (format 7): each full ALLOC record's (thread, allocator, pynode, nativenode) by
+ * (thread << 32 | allocator, pynode, nativenode), its value the record's number + 1 among
+ * the stream's full ALLOC records (g_full_allocs so far): a later ALLOC of that context
+ * is an ALLOC_AGAIN naming the number (docs/FORMAT.md, "Sampled captures"). */
+static mt_table g_alloc_ctxs;
+static uint32_t g_full_allocs;
 static unsigned g_wake_seq;   /* bumped to wake the writer */
 static unsigned g_space_seq;  /* bumped when the writer hands a buffer back */
 static int g_space_waiters;   /* producers sleeping on g_space_seq (lock held to change) */
@@ -844,13 +850,30 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
                 delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
                 g_last_addr = (uintptr_t)addr;
             }
+            uint32_t again = 0;
             if (g_ctx.alloc_valid && thread == g_ctx.alloc_thread && py == g_ctx.alloc_py &&
                 nat == g_ctx.alloc_nat && (uint32_t)allocator == g_ctx.alloc_allocator) {
                 p = mp_array(p, 3);
                 p = mp_uint(p, MT_REC_ALLOC_SAME);
                 p = mp_int_fast(p, delta);
                 p = mp_uint_fast(p, size);
+            } else if (mt_sample_mean &&
+                       (again = mt_table_get(&g_alloc_ctxs,
+                                             ((uint64_t)thread << 32) | (uint32_t)allocator,
+                                             py, nat)) != 0) {
+                p = mp_array(p, 4);
+                p = mp_uint(p, MT_REC_ALLOC_AGAIN);
+                p = mp_uint(p, again - 1);
+                p = mp_int_fast(p, delta);
+                p = mp_uint_fast(p, size);
+                g_ctx.alloc_thread = thread;
+                g_ctx.alloc_allocator = (uint32_t)allocator;
+                g_ctx.alloc_py = py;
+                g_ctx.alloc_nat = nat;
             } else {
+                if (mt_sample_mean) /* not remembered when out of memory: sent in full again */
+                    mt_table_put(&g_alloc_ctxs, ((uint64_t)thread << 32) | (uint32_t)allocator,
+                                 py, nat, ++g_full_allocs);
                 p = mp_array(p, 7);
                 p = mp_uint(p, MT_REC_ALLOC);
                 p = mp_uint(p, thread);
@@ -1530,8 +1553,10 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     mt_table_free(&g_codes);
     mt_table_free(&g_pynodes);
     mt_table_free(&g_natnodes);
+    mt_table_free(&g_alloc_ctxs);
     if (mt_table_init(&g_codes, 4096) || mt_table_init(&g_pynodes, 65536) ||
-        mt_table_init(&g_natnodes, native ? 65536 : 1024)) {
+        mt_table_init(&g_natnodes, native ? 65536 : 1024) ||
+        mt_table_init(&g_alloc_ctxs, sample_mean ? 1024 : 16)) {
         unlock();
         mt_guard = saved;
         return MT_START_NOMEM;
@@ -1545,6 +1570,7 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     g_last_pynode_sent = g_last_natnode_sent = 0;
     g_last_addr = 0;
     g_sample_ordinal = 0;
+    g_full_allocs = 0;
     memset(&g_ctx, 0, sizeof g_ctx);
     g_generation++;
     for (int i = 0; i < g_n_names; i++) g_names[i].index = 0;

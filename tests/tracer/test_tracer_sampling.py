@@ -569,14 +569,19 @@ def test_a_free_the_tracer_never_saw_is_an_implicit_free(tmp_path, mt, sample_li
 def _check_ordinals(records: list[list], same: int) -> None:
     """A sampled capture's heap ALLOCs carry 0 or how far back the block they replace is;
     its heap FREEs how many sampled ALLOCs came after the one they free (docs/FORMAT.md)."""
-    ALLOC, FREE, ALLOC_SAME, FREE_SAME = 4, 5, 10, 11
+    ALLOC, FREE, ALLOC_SAME, FREE_SAME, ALLOC_AGAIN = 4, 5, 10, 11, 15
     ordinal, replaced, alloc_allocator, free_allocator = 0, 0, 0, 0
+    contexts: list[tuple] = []  # every full ALLOC record's, which ALLOC_AGAIN names
     for rec in records:
         kind = rec[0]
-        if kind in (ALLOC, ALLOC_SAME):
+        if kind in (ALLOC, ALLOC_SAME, ALLOC_AGAIN):
             if kind == ALLOC:
                 alloc_allocator = rec[2]
-            field, size = rec[-4:-2] if kind == ALLOC else rec[1:3]
+                contexts.append((rec[1], rec[2], rec[5], rec[6]))
+            elif kind == ALLOC_AGAIN:
+                alloc_allocator = contexts[rec[1]][1]
+            field, size = (rec[-4:-2] if kind == ALLOC else rec[1:3] if kind == ALLOC_SAME
+                           else rec[2:4])
             if alloc_allocator == 9:  # mmap: an address, as in exact mode
                 continue
             assert 0 <= field <= ordinal
@@ -590,6 +595,9 @@ def _check_ordinals(records: list[list], same: int) -> None:
             field = rec[3] if kind == FREE else rec[1]
             assert 0 <= field < ordinal
     assert replaced == same
+    # format 7: a context is sent in full once, then named by its number
+    assert len(set(contexts)) == len(contexts)
+    assert any(rec[0] == ALLOC_AGAIN for rec in records)
 
 
 def test_sampled_capture_is_compressed_harder(tmp_path, mt):
