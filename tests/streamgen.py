@@ -18,6 +18,7 @@ HEADER, CODE, PYNODE, NATIVENODE, ALLOC, FREE, THREAD, MAPS, TICK, TRAILER = ran
 ALLOC_SAME, FREE_SAME = 10, 11  # format 2; this generator writes format 1 (full records)
 MAPS_DELTA = 12  # format 3 (a header with format=3 to write it)
 PYNODE_NEXT, NATIVENODE_NEXT = 13, 14  # format 6
+ALLOC_AGAIN = 15  # format 7, sampled captures
 
 MALLOC, CALLOC, REALLOC, POSIX_MEMALIGN, ALIGNED_ALLOC, MEMALIGN, VALLOC, PVALLOC = range(1, 9)
 MMAP, FREE_FN, MUNMAP, REALLOCARRAY = 9, 10, 11, 12

@@ -29,7 +29,7 @@ void mt_state_free(mt_state *s)
     free(s->nat_parent); free(s->nat_ip); free(s->nat_flags);
     free(s->stacks); free(s->peak_dirty); free(s->changed);
     free(s->pieces); free(s->mapping_pieces);
-    free(s->recent); free(s->recent_at);
+    free(s->recent); free(s->recent_at); free(s->ctxs);
     mt_addrmap_free(&s->live);
     mt_stackmap_free(&s->stackmap);
     memset(s, 0, sizeof(*s));
@@ -442,8 +442,49 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             s->alloc_allocator = allocator;
             s->alloc_py = py;
             s->alloc_nat = nat;
+            if (s->ordinals && s->format >= MT_REC_FORMAT(MT_REC_ALLOC_AGAIN)) {
+                if (grow((void **)&s->ctxs, &s->ctx_cap, s->n_ctxs + 1, sizeof *s->ctxs) < 0)
+                    return MT_NOMEM;
+                s->ctxs[s->n_ctxs++] = (struct mt_alloc_ctx){(uint32_t)thread,
+                                                             (uint32_t)allocator,
+                                                             (uint32_t)py, (uint32_t)nat};
+            }
             if (s->nodes_only) break;
             r = on_alloc(s, thread, allocator, addr, size, py, nat);
+            if (r) return r;
+            break;
+        }
+        case MT_REC_ALLOC_AGAIN: {
+            uint64_t ctx, addr, size;
+            if (count != 4) {
+                s->error = "ALLOC_AGAIN record has the wrong length";
+                return MT_CORRUPT;
+            }
+            if (!s->ordinals) {
+                s->error = "ALLOC_AGAIN in a capture that is not sampled";
+                return MT_CORRUPT;
+            }
+            bad = "bad field in ALLOC_AGAIN record";
+            READ(mp_uint(&p, end, MT_MAX_ID, &ctx));
+            READ(mp_addr(&p, end, &addr));
+            READ(mp_uint(&p, end, INT64_MAX, &size));
+            if (ctx >= s->n_ctxs) {
+                s->error = "ALLOC_AGAIN names an ALLOC record not sent yet";
+                return MT_CORRUPT;
+            }
+            const struct mt_alloc_ctx *c = &s->ctxs[ctx];
+            s->alloc_thread = c->thread;
+            s->alloc_allocator = c->allocator;
+            s->alloc_py = c->py;
+            s->alloc_nat = c->nat;
+            if (c->allocator != MT_MMAP) {
+                if ((r = ordinal_alloc(s, addr, &addr))) return r;
+            } else {
+                addr += s->last_addr;
+                s->last_addr = addr;
+            }
+            if (s->nodes_only) break;
+            r = on_alloc(s, c->thread, c->allocator, addr, size, c->py, c->nat);
             if (r) return r;
             break;
         }

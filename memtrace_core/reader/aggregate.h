@@ -96,6 +96,10 @@ typedef struct {
      * sample_mean. Their live blocks are keyed by ordinal. */
     int ordinals;
     uint64_t next_ordinal;
+    /* A sampled capture of format 7 on: every full ALLOC record's context (thread,
+     * allocator, pynode, nativenode), in stream order, which ALLOC_AGAIN names. */
+    struct mt_alloc_ctx { uint32_t thread, allocator, py, nat; } *ctxs;
+    size_t n_ctxs, ctx_cap;
 } mt_state;
 
 int mt_state_init(mt_state *s);

@@ -105,6 +105,12 @@ static struct {
 #define g_ctx g_hot.ctx
 /* Sampling: the ordinal of the next sampled ALLOC of a heap allocator (lock held). */
 static uint64_t g_sample_ordinal;
+/* Sampling (format 7): each full ALLOC record's (thread, allocator, pynode, nativenode) by
+ * (thread << 32 | allocator, pynode, nativenode), its value the record's number + 1 among
+ * the stream's full ALLOC records (g_full_allocs so far): a later ALLOC of that context
+ * is an ALLOC_AGAIN naming the number (docs/FORMAT.md, "Sampled captures"). */
+static mt_table g_alloc_ctxs;
+static uint32_t g_full_allocs;
 static unsigned g_wake_seq;   /* bumped to wake the writer */
 static unsigned g_space_seq;  /* bumped when the writer hands a buffer back */
 static int g_space_waiters;   /* producers sleeping on g_space_seq (lock held to change) */
@@ -190,6 +196,13 @@ static uint64_t g_tick_busy_ns = MT_TICK_BUSY_NS;
  * memory maps are there to name native frames (docs/FORMAT.md), and numpy's import alone
  * sent a tenth of its sampled capture in them, most of a short one's fixed content. */
 static int g_send_maps;
+/* Lazy maps (a sampled capture with native stacks, format 7): MAPS and MAPS_DELTA hold only
+ * the objects that the stream's native nodes lie in, each sent just before the first node
+ * that needs it (and taken back when it is unloaded). A sampled capture's few stacks touch
+ * a handful of the ~30-200 objects a Python program loads, and the maps of all of them were
+ * a quarter of numpy's and pandas' sampled --native captures (4 KB, 8 KB). */
+static int g_maps_lazy;
+static void maps_need_locked(uintptr_t ip);
 /* Whether the native stack table and the last maps snapshot say all the stream does about
  * native frames (mt_recorder_native_summary): every node in the table was sent, and no
  * object ever left the maps (each snapshot holds all the ones before it). */
@@ -504,6 +517,7 @@ static uint32_t intern_native_locked(stack_cache *c, const uintptr_t *ips, int n
                 c->nat_depth = 0;
                 return node;
             }
+            if (UNLIKELY(g_maps_lazy) && ip < MT_CUT_MARKER_BASE) maps_need_locked(ip);
             uint8_t *p = reserve(32);
             if (p) {
                 if (id == g_last_natnode_sent + 1) {
@@ -836,13 +850,30 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
                 delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
                 g_last_addr = (uintptr_t)addr;
             }
+            uint32_t again = 0;
             if (g_ctx.alloc_valid && thread == g_ctx.alloc_thread && py == g_ctx.alloc_py &&
                 nat == g_ctx.alloc_nat && (uint32_t)allocator == g_ctx.alloc_allocator) {
                 p = mp_array(p, 3);
                 p = mp_uint(p, MT_REC_ALLOC_SAME);
                 p = mp_int_fast(p, delta);
                 p = mp_uint_fast(p, size);
+            } else if (mt_sample_mean &&
+                       (again = mt_table_get(&g_alloc_ctxs,
+                                             ((uint64_t)thread << 32) | (uint32_t)allocator,
+                                             py, nat)) != 0) {
+                p = mp_array(p, 4);
+                p = mp_uint(p, MT_REC_ALLOC_AGAIN);
+                p = mp_uint(p, again - 1);
+                p = mp_int_fast(p, delta);
+                p = mp_uint_fast(p, size);
+                g_ctx.alloc_thread = thread;
+                g_ctx.alloc_allocator = (uint32_t)allocator;
+                g_ctx.alloc_py = py;
+                g_ctx.alloc_nat = nat;
             } else {
+                if (mt_sample_mean) /* not remembered when out of memory: sent in full again */
+                    mt_table_put(&g_alloc_ctxs, ((uint64_t)thread << 32) | (uint32_t)allocator,
+                                 py, nat, ++g_full_allocs);
                 p = mp_array(p, 7);
                 p = mp_uint(p, MT_REC_ALLOC);
                 p = mp_uint(p, thread);
@@ -920,6 +951,8 @@ typedef struct {
     uintptr_t base;
     const void *phdr;
     size_t off, len;
+    uintptr_t lo, hi; /* the addresses its PT_LOAD segments span */
+    int sent;         /* lazy maps (g_maps_lazy): the reader's snapshot holds it */
 } maps_entry;
 
 typedef struct {
@@ -1020,7 +1053,8 @@ static int maps_callback(struct dl_phdr_info *info, size_t size, void *data) {
         uint8_t *p = grow(g, was->len);
         if (!p) return 1;
         memcpy(p, g_maps_sent.data + was->off, was->len);
-        g->ent[g->count++] = (maps_entry){info->dlpi_addr, info->dlpi_phdr, g->len, was->len};
+        g->ent[g->count++] = (maps_entry){info->dlpi_addr, info->dlpi_phdr, g->len, was->len,
+                                          was->lo, was->hi, 0};
         g->len += was->len;
         return 0;
     }
@@ -1032,7 +1066,15 @@ static int maps_callback(struct dl_phdr_info *info, size_t size, void *data) {
     for (int i = 0; i < info->dlpi_phnum; i++) nload += info->dlpi_phdr[i].p_type == PT_LOAD;
     uint8_t *p = grow(g, 64 + nlen + blen + (size_t)nload * 40);
     if (!p) return 1;
-    g->ent[g->count] = (maps_entry){info->dlpi_addr, info->dlpi_phdr, g->len, 0};
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD) continue;
+        uintptr_t s = info->dlpi_addr + ph->p_vaddr;
+        if (s < lo) lo = s;
+        if (s + ph->p_memsz > hi) hi = s + ph->p_memsz;
+    }
+    g->ent[g->count] = (maps_entry){info->dlpi_addr, info->dlpi_phdr, g->len, 0, lo, hi, 0};
     p = mp_array(p, 4);
     p = mp_str(p, name, (uint32_t)nlen);
     p = mp_uint(p, info->dlpi_addr);
@@ -1134,8 +1176,165 @@ static int emit_maps_delta(const grow_buf *old, const grow_buf *g) {
     return 1;
 }
 
+
+/* ---- lazy maps (g_maps_lazy) -------------------------------------------------------- */
+
+/* Return addresses of new nodes whose object was not in the snapshot (a node made inside a
+ * dlopen, before the pass that follows it): looked up again at the next pass. */
+#define MT_MAPS_PENDING 256
+static uintptr_t g_maps_pending[MT_MAPS_PENDING];
+static int g_n_pending, g_pending_overflow;
+static int g_maps_last_hit = -1;
+
+/* The entry of G whose segments span the call before return address IP, or NULL. */
+static maps_entry *maps_find(grow_buf *g, uintptr_t ip) {
+    uintptr_t a = ip - 1;
+    if (g_maps_last_hit >= 0 && g_maps_last_hit < g->count) {
+        maps_entry *e = &g->ent[g_maps_last_hit];
+        if (a >= e->lo && a < e->hi) return e;
+    }
+    for (int i = 0; i < g->count; i++) {
+        maps_entry *e = &g->ent[i];
+        if (a >= e->lo && a < e->hi) {
+            g_maps_last_hit = i;
+            return e;
+        }
+    }
+    return NULL;
+}
+
+/* Whether the reader's snapshot (the sent entries) names each object by a load base of its
+ * own: a MAPS_DELTA can then take one back. */
+static int sent_bases_unique(const grow_buf *g) {
+    int have = 0;
+    uintptr_t last = 0;
+    for (int i = 0; i < g->count; i++) {
+        if (!g->ent[i].sent) continue;
+        if (have && g->ent[i].base == last) return 0;
+        have = 1;
+        last = g->ent[i].base;
+    }
+    return 1;
+}
+
+/* A full MAPS of the sent entries of G (the reader's whole snapshot). */
+static int emit_sent_maps(const grow_buf *g) {
+    size_t len = 0;
+    uint32_t n = 0;
+    for (int i = 0; i < g->count; i++)
+        if (g->ent[i].sent) len += g->ent[i].len, n++;
+    uint8_t *p = reserve(16 + len);
+    if (!p) return 0;
+    p = mp_array(p, 2);
+    p = mp_uint(p, MT_REC_MAPS);
+    p = mp_array(p, n);
+    for (int i = 0; i < g->count; i++) {
+        if (!g->ent[i].sent) continue;
+        memcpy(p, g->data + g->ent[i].off, g->ent[i].len);
+        p += g->ent[i].len;
+    }
+    commit(p);
+    return 1;
+}
+
+/* Send entry E of the current snapshot (g_maps_sent): a MAPS_DELTA that adds it. */
+static void maps_send_entry_locked(maps_entry *e) {
+    e->sent = 1;
+    uint8_t *p = reserve(16 + e->len);
+    if (!p) return;
+    p = mp_array(p, 3);
+    p = mp_uint(p, MT_REC_MAPS_DELTA);
+    p = mp_array(p, 0);
+    p = mp_array(p, 1);
+    memcpy(p, g_maps_sent.data + e->off, e->len);
+    commit(p + e->len);
+}
+
+/* A new native node's return address: its object goes to the reader first, once. */
+static void maps_need_locked(uintptr_t ip) {
+    maps_entry *e = maps_find(&g_maps_sent, ip);
+    if (e) {
+        if (!e->sent) maps_send_entry_locked(e);
+    } else if (g_n_pending < MT_MAPS_PENDING) {
+        g_maps_pending[g_n_pending++] = ip;
+    } else {
+        g_pending_overflow = 1;
+    }
+}
+
+/* The entry of G that is OLD's entry X (same load base, same encoding), or NULL. */
+static maps_entry *same_in(grow_buf *g, const grow_buf *old, const maps_entry *x) {
+    int lo = 0, hi = g->count;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (g->ent[mid].base < x->base) lo = mid + 1; else hi = mid;
+    }
+    for (; lo < g->count && g->ent[lo].base == x->base; lo++)
+        if (same_entry(old, x, g, &g->ent[lo])) return &g->ent[lo];
+    return NULL;
+}
+
+/* A pass of lazy maps: the new snapshot G (sorted) replaces the one kept; sent objects that
+ * are gone are taken back (a MAPS_DELTA of their bases, or a full MAPS of what is left when
+ * two sent objects share a base); then the objects of pending addresses are sent. FULL: the
+ * first pass, an empty MAPS. */
+static void emit_maps_lazy_locked(grow_buf *g, int full, int unique) {
+    size_t gone = 0;
+    int left = 0;
+    if (full) {
+        uint8_t *p = reserve(8);
+        if (p) {
+            p = mp_array(p, 2);
+            p = mp_uint(p, MT_REC_MAPS);
+            p = mp_array(p, 0);
+            commit(p);
+        }
+    } else {
+        for (int i = 0; i < g_maps_sent.count; i++) {
+            const maps_entry *x = &g_maps_sent.ent[i];
+            maps_entry *y = same_in(g, &g_maps_sent, x);
+            if (!y) left = 1;
+            if (!x->sent) continue;
+            if (y) y->sent = 1; else gone++;
+        }
+    }
+    if (left) g_summary_ok = 0; /* an object left the maps */
+    if (gone) {
+        if (sent_bases_unique(&g_maps_sent)) {
+            uint8_t *p = reserve(16 + gone * 9);
+            if (p) {
+                p = mp_array(p, 3);
+                p = mp_uint(p, MT_REC_MAPS_DELTA);
+                p = mp_array(p, (uint32_t)gone);
+                for (int i = 0; i < g_maps_sent.count; i++) {
+                    const maps_entry *x = &g_maps_sent.ent[i];
+                    if (x->sent && !same_in(g, &g_maps_sent, x)) p = mp_uint(p, x->base);
+                }
+                p = mp_array(p, 0);
+                commit(p);
+            }
+        } else {
+            emit_sent_maps(g);
+        }
+    }
+    grow_free(&g_maps_sent);
+    g_maps_sent = *g;
+    g_maps_sent_valid = unique;
+    g_maps_last_hit = -1;
+    if (g_pending_overflow) { /* too many to remember: every object goes */
+        for (int i = 0; i < g_maps_sent.count; i++)
+            if (!g_maps_sent.ent[i].sent) maps_send_entry_locked(&g_maps_sent.ent[i]);
+    } else {
+        for (int i = 0; i < g_n_pending; i++) {
+            maps_entry *e = maps_find(&g_maps_sent, g_maps_pending[i]);
+            if (e && !e->sent) maps_send_entry_locked(e);
+        }
+    }
+    g_n_pending = g_pending_overflow = 0;
+}
+
 /* The loaded objects: a full MAPS at start (FULL), else only what changed since the
- * snapshot sent last (docs/FORMAT.md: MAPS_DELTA). */
+ * snapshot sent last (docs/FORMAT.md: MAPS_DELTA); with lazy maps, see above. */
 static void emit_maps_locked(int full) {
     grow_buf g = {0};
     if (dl_iterate_phdr(maps_callback, &g) != 0) { /* out of memory: send nothing */
@@ -1144,6 +1343,10 @@ static void emit_maps_locked(int full) {
         return;
     }
     int unique = sort_unique(&g);
+    if (g_maps_lazy) {
+        emit_maps_lazy_locked(&g, full, unique);
+        return;
+    }
     int delta = !full && g_maps_sent_valid && unique;
     if (!full && !delta) g_summary_ok = 0; /* a full MAPS later on may drop objects */
     int sent = delta ? emit_maps_delta(&g_maps_sent, &g) : emit_full_maps(&g);
@@ -1350,8 +1553,10 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     mt_table_free(&g_codes);
     mt_table_free(&g_pynodes);
     mt_table_free(&g_natnodes);
+    mt_table_free(&g_alloc_ctxs);
     if (mt_table_init(&g_codes, 4096) || mt_table_init(&g_pynodes, 65536) ||
-        mt_table_init(&g_natnodes, native ? 65536 : 1024)) {
+        mt_table_init(&g_natnodes, native ? 65536 : 1024) ||
+        mt_table_init(&g_alloc_ctxs, sample_mean ? 1024 : 16)) {
         unlock();
         mt_guard = saved;
         return MT_START_NOMEM;
@@ -1365,6 +1570,7 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     g_last_pynode_sent = g_last_natnode_sent = 0;
     g_last_addr = 0;
     g_sample_ordinal = 0;
+    g_full_allocs = 0;
     memset(&g_ctx, 0, sizeof g_ctx);
     g_generation++;
     for (int i = 0; i < g_n_names; i++) g_names[i].index = 0;
@@ -1408,6 +1614,8 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     memcpy(p + MT_MAGIC_LEN, header, header_len);
     commit(p + MT_MAGIC_LEN + header_len);
     g_send_maps = native || !sample_mean;
+    g_maps_lazy = native && sample_mean;
+    g_n_pending = g_pending_overflow = 0;
     g_summary_ok = native && g_send_maps;
     if (g_send_maps) emit_maps_locked(1);
     /* The header reaches the file at once: even a program killed in its first milliseconds
@@ -1445,6 +1653,9 @@ void mt_recorder_stop(int exit_code, int has_code) {
         return;
     }
     mt_tracking = 0;
+    /* Lazy maps: objects of nodes made since the last pass (inside a dlopen) go out now. */
+    if (g_maps_lazy && g_send_maps && !g_failed && (g_n_pending || g_pending_overflow))
+        emit_maps_locked(0);
     if (g_inline && !g_failed) maybe_tick_locked(now_ns(), MT_TICK_AT_END);
     if (!g_failed) {
         uint8_t *p = reserve(32);

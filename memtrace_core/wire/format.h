@@ -9,7 +9,7 @@
 #define MT_MAGIC "MEMTRACE"            /* a plain stream (pipe, FIFO, raw file) */
 #define MT_COMPRESSED_MAGIC "MEMTRACZ" /* a capture file: then zstd frames of a stream */
 #define MT_MAGIC_LEN 8
-#define MT_FORMAT_VERSION 6            /* HEADER's `format`; readers read 1 to this */
+#define MT_FORMAT_VERSION 7            /* HEADER's `format`; readers read 1 to this */
 /* The first format whose sampled captures name heap allocations by ordinal, not address. */
 #define MT_FORMAT_SAMPLED_ORDINALS 5
 
@@ -24,11 +24,14 @@ enum mt_record_type {
     MT_REC_MAPS_DELTA = 12,
     /* format 6: a stack trie node numbered after the previous one, its parent as a distance */
     MT_REC_PYNODE_NEXT = 13, MT_REC_NATIVENODE_NEXT = 14,
+    /* format 7, sampled captures: an ALLOC in the context of an earlier full ALLOC record */
+    MT_REC_ALLOC_AGAIN = 15,
 };
-#define MT_REC_LAST MT_REC_NATIVENODE_NEXT
+#define MT_REC_LAST MT_REC_ALLOC_AGAIN
 /* The first format with each record type beyond TRAILER (readers reject it in older ones). */
 #define MT_REC_FORMAT(t)                                                                     \
-    ((t) >= MT_REC_PYNODE_NEXT ? 6 : (t) == MT_REC_MAPS_DELTA ? 3 : (t) > MT_REC_TRAILER ? 2 : 1)
+    ((t) >= MT_REC_ALLOC_AGAIN ? 7 : (t) >= MT_REC_PYNODE_NEXT ? 6                          \
+     : (t) == MT_REC_MAPS_DELTA ? 3 : (t) > MT_REC_TRAILER ? 2 : 1)
 
 /* Allocator codes (ALLOC/FREE's `allocator` field): X(enum suffix, code, name). */
 #define MT_ALLOCATORS(X)                                                                    \

@@ -11,6 +11,7 @@ import pytest
 from memtrace_core.reader import CaptureError, StreamReader
 from tests.streamgen import (
     ALLOC,
+    ALLOC_AGAIN,
     ALLOC_SAME,
     FREE,
     FREE_FN,
@@ -129,4 +130,51 @@ def test_format_5_alloc_replacing_a_block_never_sent_is_corrupt():
     w.record(ALLOC, 1, MALLOC, 0, 4096, 0, 0)
     w.record(ALLOC, 1, MALLOC, 2, 4096, 0, 0)  # ordinal 1 cannot replace ordinal -1
     with pytest.raises(CaptureError, match="never sent"):
+        StreamReader().feed(w.data)
+
+
+def _again_stream(version: int = 7, sample: int = MEAN) -> StreamWriter:
+    """Format 7: ALLOC_AGAIN names an earlier full ALLOC record (0 = the first) whose
+    thread, allocator and stacks it repeats; ALLOC_SAME after it repeats it again."""
+    w = StreamWriter(sample_bytes=sample, format=version)
+    w.code(1, "f", "f.py", 1)
+    w.pynode(1, 0, 1, 3)
+    w.pynode(2, 0, 1, 4)
+    w.record(ALLOC, 1, MALLOC, 0, 4096, 1, 0)  # full ALLOC record 0, ordinal 0
+    w.alloc(1, MMAP, MAP, 8192, 2)  # full ALLOC record 1 (mmap: an address delta)
+    w.record(ALLOC, 2, MALLOC, 0, 100, 2, 0)  # record 2, ordinal 1
+    w.record(ALLOC_AGAIN, 0, 0, 200)  # thread 1, line 3: ordinal 2
+    w.record(ALLOC_SAME, 0, 300)  # the same again: ordinal 3
+    w.record(ALLOC_AGAIN, 1, 1 << 20, 4096)  # an mmap again, MAP + 1 MiB
+    w.record(ALLOC_AGAIN, 2, 2, 400)  # thread 2, line 4, ordinal 4: replaces ordinal 2
+    return w
+
+
+def test_format_7_alloc_again_repeats_an_earlier_alloc_records_context():
+    r = StreamReader()
+    r.feed(_again_stream().data)
+    assert not r.error and r.implicit_frees == 1
+    live = {a: s for a, s, _sid, _k in r.live_allocations()}
+    assert live == {0: round(4096 * weight(4096)), MAP: 8192, 1: round(100 * weight(100)),
+                    3: round(300 * weight(300)), MAP + (1 << 20): 4096,
+                    4: round(400 * weight(400))}
+    key = {a: r.stack_key(sid) for a, _s, sid, _k in r.live_allocations()}
+    assert key[3] == key[0] and key[MAP + (1 << 20)] == key[MAP]
+    assert key[4] == key[1] != key[0]
+
+
+@pytest.mark.parametrize(("stream", "message"), [
+    (lambda: _again_stream(version=6), "unknown record type"),
+    (lambda: _again_stream(sample=0), "not sampled"),
+])
+def test_alloc_again_outside_a_format_7_sampled_capture_is_corrupt(stream, message):
+    with pytest.raises(CaptureError, match=message):
+        StreamReader().feed(stream().data)
+
+
+def test_alloc_again_naming_a_record_not_sent_is_corrupt():
+    w = StreamWriter(sample_bytes=MEAN, format=7)
+    w.record(ALLOC, 1, MALLOC, 0, 4096, 0, 0)
+    w.record(ALLOC_AGAIN, 1, 0, 64)  # only record 0 was sent
+    with pytest.raises(CaptureError, match="not sent yet"):
         StreamReader().feed(w.data)

@@ -81,9 +81,9 @@ def sample_lib(tmp_path_factory) -> Path:
 
 
 def _trace(mt, directory: Path, source: str, lib: Path, *options: str, seed: str = "7",
-           preload: Path | None = None):
+           preload: Path | None = None, extra_env: dict[str, str] | None = None):
     env = dict(mt.env, MT_SAMPLE_LIB=str(lib), MEMTRACE_SAMPLE_SEED=seed,
-               PYTHONHASHSEED="0")
+               PYTHONHASHSEED="0", **(extra_env or {}))
     if preload is not None:
         env["LD_PRELOAD"] = str(preload)
     script = directory / "prog.py"
@@ -295,6 +295,88 @@ def test_native_sampled_run_names_the_c_function(tmp_path, mt, sample_lib):
     ratio = functions["mts_churn"]["bytes"] / (3 << 30)
     assert abs(ratio - 1) <= 0.1
     assert not math.isnan(ratio)
+
+
+DLCLOSE = """\
+import _ctypes, ctypes, os
+lib = ctypes.CDLL(os.environ["MT_SAMPLE_LIB"])
+lib.mts_churn.argtypes = [ctypes.c_size_t, ctypes.c_long]
+other = ctypes.CDLL(os.environ["MT_SAMPLE_LIB2"])  # a second object, unloaded mid-run
+other.mts_churn.argtypes = [ctypes.c_size_t, ctypes.c_long]
+
+
+def work():
+    other.mts_churn(1 << 20, 64)  # @other
+    _ctypes.dlclose(other._handle)
+    lib.mts_churn(1 << 20, 64)  # @big
+
+
+work()
+print("done")
+"""
+
+
+def _objects_of(reader) -> tuple[set[str], set[str]]:
+    """(paths of every object in the capture's maps snapshots, paths of the objects its
+    native addresses lie in)."""
+    from memtrace_core.symbols.modmap import HistoryMap
+
+    history = HistoryMap()
+    history.update(reader.maps_history)
+    used = set()
+    for ip in reader.native_ips():
+        hit = history.lookup(ip - 1)
+        if hit is not None:
+            used.add(hit[0])
+    return {entry[0] for snapshot in reader.maps_history for entry in snapshot}, used
+
+
+def test_sampled_native_maps_hold_only_the_objects_of_its_stacks(tmp_path, mt, sample_lib):
+    """Format 7: a sampled --native capture's maps hold the objects its native frames lie in
+    and no other (exact mode sends every loaded object), and its names section still names
+    every native frame."""
+    from memtrace_core.reader import read_names
+    from memtrace_core.symbols.modmap import HistoryMap
+
+    capture, _lines = _trace(mt, tmp_path, BIG, sample_lib, "--sample", "512KiB", "--native")
+    reader = read_capture(capture)
+    assert reader.header["format"] >= 7 and not reader.error
+    listed, used = _objects_of(reader)
+    assert listed == used
+    assert any(Path(path).resolve() == sample_lib.resolve() for path in used)
+    (tmp_path / "exact").mkdir()
+    exact = read_capture(_trace(mt, tmp_path / "exact", BIG, sample_lib, "--native",
+                                "--no-names")[0])
+    exact_listed, exact_used = _objects_of(exact)
+    assert exact_listed - exact_used  # exact mode lists objects no stack lies in
+    assert len(listed) < len(exact_listed)
+    names = read_names(capture)
+    assert names is not None and names.warning is None
+    history = HistoryMap()
+    history.update(reader.maps_history)
+    for ip in reader.native_ips():
+        if ip >= 0xFFFFFFFF00000000:
+            continue
+        key = history.lookup(ip - 1)
+        assert key is not None and names.get(*key), hex(ip)
+
+
+def test_sampled_native_maps_take_back_an_unloaded_object(tmp_path, mt, sample_lib):
+    """An object sent for a sampled stack and unloaded later leaves the maps (a MAPS_DELTA
+    that removes it); a capture read whole names the frames in it from the history."""
+    import shutil
+
+    other = tmp_path / "libmtsample2.so"
+    shutil.copy(sample_lib, other)
+    capture, _lines = _trace(mt, tmp_path, DLCLOSE, sample_lib, "--sample", "512KiB",
+                             "--native", "--no-names", extra_env={"MT_SAMPLE_LIB2": str(other)})
+    reader = read_capture(capture)
+    assert not reader.error
+    listed, used = _objects_of(reader)
+    assert listed == used
+    was_there = [any(entry[0] == str(other) for entry in snap) for snap in reader.maps_history]
+    assert any(was_there) and not was_there[-1]
+    assert any(entry[0] == str(sample_lib) for entry in reader.maps)
 
 
 CALLOC_REALLOC = """\
@@ -525,14 +607,19 @@ def test_a_free_the_tracer_never_saw_is_an_implicit_free(tmp_path, mt, sample_li
 def _check_ordinals(records: list[list], same: int) -> None:
     """A sampled capture's heap ALLOCs carry 0 or how far back the block they replace is;
     its heap FREEs how many sampled ALLOCs came after the one they free (docs/FORMAT.md)."""
-    ALLOC, FREE, ALLOC_SAME, FREE_SAME = 4, 5, 10, 11
+    ALLOC, FREE, ALLOC_SAME, FREE_SAME, ALLOC_AGAIN = 4, 5, 10, 11, 15
     ordinal, replaced, alloc_allocator, free_allocator = 0, 0, 0, 0
+    contexts: list[tuple] = []  # every full ALLOC record's, which ALLOC_AGAIN names
     for rec in records:
         kind = rec[0]
-        if kind in (ALLOC, ALLOC_SAME):
+        if kind in (ALLOC, ALLOC_SAME, ALLOC_AGAIN):
             if kind == ALLOC:
                 alloc_allocator = rec[2]
-            field, size = rec[-4:-2] if kind == ALLOC else rec[1:3]
+                contexts.append((rec[1], rec[2], rec[5], rec[6]))
+            elif kind == ALLOC_AGAIN:
+                alloc_allocator = contexts[rec[1]][1]
+            field, size = (rec[-4:-2] if kind == ALLOC else rec[1:3] if kind == ALLOC_SAME
+                           else rec[2:4])
             if alloc_allocator == 9:  # mmap: an address, as in exact mode
                 continue
             assert 0 <= field <= ordinal
@@ -546,6 +633,9 @@ def _check_ordinals(records: list[list], same: int) -> None:
             field = rec[3] if kind == FREE else rec[1]
             assert 0 <= field < ordinal
     assert replaced == same
+    # format 7: a context is sent in full once, then named by its number
+    assert len(set(contexts)) == len(contexts)
+    assert any(rec[0] == ALLOC_AGAIN for rec in records)
 
 
 def test_sampled_capture_is_compressed_harder(tmp_path, mt):
@@ -559,6 +649,9 @@ def test_sampled_capture_is_compressed_harder(tmp_path, mt):
     from memtrace_core.reader import capture_stream
     from tests.capture.zstd_frames import frames
 
+    # numpy comes with the bench extra (the whole suite's venv); the other Pythons' venvs
+    # have the test extra only
+    pytest.importorskip("numpy", reason="numpy is not installed (pip install -e .[bench])")
     capture = tmp_path / "numpy.mtrace"
     workload = Path(__file__).resolve().parents[2] / "benchmarks" / "workloads" / "numpy_work.py"
     proc = run_memtrace("run", "--sample", "512KiB", "-o", str(capture), str(workload),
