@@ -217,11 +217,29 @@ static int judge(mt_capture *c) {
     return 0;
 }
 
+/* A sampled stream that came fast (MT_CAPTURE_SAMPLED_FAST_MIN bytes or more, at
+ * MT_CAPTURE_SAMPLED_FAST_RATE or faster): end the harder search's frame, go on at level 2
+ * in a new one (writer.h). */
+static int maybe_ease(mt_capture *c) {
+    if (!c->harder || c->judge_in < MT_CAPTURE_SAMPLED_FAST_MIN) return 0;
+    uint64_t now = monotonic_ns();
+    if ((double)c->judge_in * 1e9 < MT_CAPTURE_SAMPLED_FAST_RATE * (double)(now - c->judge_ns))
+        return 0;
+    ZSTD_inBuffer none = {NULL, 0, 0};
+    if (drive(c, &none, ZSTD_e_end) < 0) return -1;
+    c->harder = 0;
+    ZSTD_CCtx_reset(c->zc, ZSTD_reset_session_and_parameters);
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(c->zc, ZSTD_c_compressionLevel, MT_CAPTURE_LEVEL)))
+        return fail(c, EINVAL);
+    return 0;
+}
+
 /* Close the compressed block in progress (into memory), then judge the window. */
 static int close_block(mt_capture *c) {
     ZSTD_inBuffer none = {NULL, 0, 0};
     if (drive(c, &none, ZSTD_e_flush) < 0) return -1;
     c->block_left = c->block_bytes;
+    if (maybe_ease(c) < 0) return -1;
     return judge(c);
 }
 
@@ -239,6 +257,7 @@ int mt_capture_open(mt_capture *c, int fd, uint64_t flush_ns, size_t block_bytes
     c->zout = c->stored = 0;
     c->probe_every = MT_CAPTURE_PROBE_BYTES;
     c->probe_left = 0;
+    c->harder = 0;
     if (!c->out) c->out = malloc(MT_CAPTURE_OUT_CAP);
     if (!c->zc) c->zc = ZSTD_createCCtx();
     if (!c->out || !c->zc) return fail(c, ENOMEM);
@@ -264,6 +283,7 @@ int mt_capture_sampled(mt_capture *c) {
         {ZSTD_c_minMatch, 4},
     };
     if (c->error) return -1;
+    c->harder = 1;
     /* a parameter this zstd refuses leaves the others (any mix is valid): not an error */
     int rc = 0;
     for (size_t i = 0; i < sizeof harder / sizeof harder[0]; i++)

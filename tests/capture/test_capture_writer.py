@@ -225,3 +225,45 @@ def test_live_tee_shows_the_stream_while_it_idles(tmp_path: Path) -> None:
         feed.stop()
     assert feed.eof.is_set()
     assert snapshot(read_capture(path)) == snapshot(read_all(RAW))
+
+
+def _streamed(data: bytes, **params: object) -> int:
+    """Bytes zstd makes of data in BLOCK_BYTES blocks, one frame, as the writer cuts it."""
+    c = (zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters(
+        **params)) if params else zstandard.ZstdCompressor(level=2)).compressobj()
+    out = 0
+    for i in range(0, len(data), BLOCK_BYTES):
+        out += len(c.compress(data[i:i + BLOCK_BYTES]))
+        out += len(c.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+    return out + len(c.flush())
+
+
+def test_a_fast_sampled_stream_goes_on_at_level_2(tmp_path: Path) -> None:
+    """A sampled capture's compressor searches harder (writer.h) while its stream is slow; one
+    whose first block came at MT_CAPTURE_SAMPLED_FAST_RATE or faster (malloc-heavy C code;
+    here a whole stream at once) ends that frame after the block and goes on at level 2 in a
+    new one. A stream shorter than a block stays one frame. Both read back as given."""
+    from tests.capture.zstd_frames import frames
+
+    fast = tmp_path / "fast.mtrace"
+    writer = CaptureWriter.create(str(fast), sampled=True)
+    writer.write(RAW)
+    writer.close()
+    assert b"".join(capture_stream(fast)) == RAW
+    first, rest = frames(fast.read_bytes())
+    assert sum(block_content_sizes(fast.read_bytes()[first.start:first.end])) == BLOCK_BYTES
+    size = rest.end - rest.start
+    level2 = _streamed(RAW[BLOCK_BYTES:])
+    harder = _streamed(RAW[BLOCK_BYTES:], strategy=zstandard.STRATEGY_LAZY, window_log=20,
+                       hash_log=16, chain_log=16, search_log=6, min_match=4)
+    assert abs(size - level2) < 0.01 * level2 and abs(size - harder) > 0.05 * harder, (
+        size, level2, harder)
+
+    short = tmp_path / "short.mtrace"
+    writer = CaptureWriter.create(str(short), sampled=True)
+    writer.write(RAW[:100000])
+    writer.close()
+    assert b"".join(capture_stream(short)) == RAW[:100000]
+    (frame,) = frames(short.read_bytes())
+    size = frame.end - frame.start
+    assert size < 0.95 * _streamed(RAW[:100000]), size  # harder than level 2
