@@ -156,3 +156,37 @@ def set_root_code(code) -> None:
 
 
 _root_code = None
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyCompilerFlags:
+        int cf_flags
+        int cf_feature_version
+    object Py_CompileStringObject(const char *source, object filename, int start,
+                                  PyCompilerFlags *flags, int optimize)
+    int Py_file_input
+    int PyCF_SOURCE_IS_UTF8
+    int PyCF_IGNORE_COOKIE
+    int PY_MINOR_VERSION
+
+
+def compile_program(source, str filename):
+    """The code of a program's source (bytes, or str for -c), as
+    compile(source, filename, "exec", dont_inherit=True) makes it, through the C call that
+    builtins.compile ends in. builtins.compile first asks whether the source is an AST
+    object, and the first such question builds every AST node type (PyAST_Check ->
+    init_types: 9 M instructions, ~2.5 ms), which `python script.py` never does: the
+    start-up of every `memtrace run`. Source with a null byte goes to builtins.compile,
+    which raises what this Python raises for it."""
+    cdef PyCompilerFlags flags
+    cdef bytes data
+    flags.cf_flags = PyCF_SOURCE_IS_UTF8
+    flags.cf_feature_version = PY_MINOR_VERSION
+    if isinstance(source, str):
+        data = (<str>source).encode("utf-8")
+        flags.cf_flags |= PyCF_IGNORE_COOKIE  # as builtins.compile reads a str: UTF-8
+    else:
+        data = bytes(source)
+    if b"\0" in data:
+        return compile(source, filename, "exec", dont_inherit=True)
+    return Py_CompileStringObject(data, filename, Py_file_input, &flags, -1)

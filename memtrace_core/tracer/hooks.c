@@ -96,61 +96,42 @@ static setname_fn real_pthread_setname_np;
         mt_guard = 0;        \
     } while (0)
 
-/* Sampling with glibc's allocator (mt_sample_direct): malloc, calloc and free decide first
- * whether the call is recorded, and a call that is not (nearly every one) goes straight to
- * the real function as a tail call: no frame, no guard, no other thread-local state. The
- * guard is what keeps calls made *inside* the real function from being recorded, and
- * glibc's malloc, calloc and free make none through the PLT (their mmap and munmap are
- * internal). Another allocator may (jemalloc maps its chunks with the libc's mmap), so
- * with one the hooks keep the guard around every call, as in exact mode. The decision is
- * a subtraction and a compare for an allocation (mt_sample_skip), one load of the static
- * first-level filter for a free; everything else is in the *_traced functions, which the
- * hooks tail-call, so that CALLER read there is the hook's caller. */
-static __attribute__((noinline)) void *malloc_traced(size_t size) {
-    uintptr_t ra = (uintptr_t)__builtin_return_address(0);
-    uintptr_t cfa = (uintptr_t)__builtin_frame_address(0) + 2 * sizeof(void *);
-    int taken = 0;
-    if (mt_sample_direct) {
-        /* mt_sample_skip failed: the distance ran out (or was never drawn in this run). */
-        if (!mt_sample_slow(size)) return real_malloc(size);
-        taken = 1;
-    }
+/* Exact mode (and sampling with an allocator that is not glibc's): everything but the
+ * check that tracing is on is in the *_traced functions, which the hooks tail-call, so that
+ * CALLER read there is the hook's caller. */
+static inline __attribute__((always_inline)) void *malloc_recorded(size_t size, uintptr_t ra,
+                                                                    uintptr_t cfa) {
     if (mt_guard) return real_malloc(size);
     void *p;
     GUARDED(p = real_malloc(size));
-    if (p && (taken || TAKEN(size))) mt_record_alloc(p, size, MT_MALLOC, ra, cfa);
+    if (p && TAKEN(size)) mt_record_alloc(p, size, MT_MALLOC, ra, cfa);
     return p;
+}
+
+static __attribute__((noinline)) void *malloc_traced(size_t size) {
+    return malloc_recorded(size, CALLER);
 }
 
 static void *hook_malloc(size_t size) {
-    if (TRACE_OK_FAST || (mt_sample_direct && LIKELY(mt_sample_skip(size))))
-        return real_malloc(size);
+    if (TRACE_OK_FAST) return real_malloc(size);
     return malloc_traced(size);
 }
 
-static __attribute__((noinline)) void *calloc_traced(size_t n, size_t size) {
-    uintptr_t ra = (uintptr_t)__builtin_return_address(0);
-    uintptr_t cfa = (uintptr_t)__builtin_frame_address(0) + 2 * sizeof(void *);
-    int taken = 0;
-    size_t bytes;
-    if (mt_sample_direct) {
-        /* An overflowing n * size fails in calloc: nothing to sample. */
-        if (__builtin_mul_overflow(n, size, &bytes) || !mt_sample_slow(bytes))
-            return real_calloc(n, size);
-        taken = 1;
-    }
+static inline __attribute__((always_inline)) void *calloc_recorded(size_t n, size_t size,
+                                                                    uintptr_t ra, uintptr_t cfa) {
     if (mt_guard) return real_calloc(n, size);
     void *p;
     GUARDED(p = real_calloc(n, size));
-    if (p && (taken || TAKEN(n * size))) mt_record_alloc(p, n * size, MT_CALLOC, ra, cfa);
+    if (p && TAKEN(n * size)) mt_record_alloc(p, n * size, MT_CALLOC, ra, cfa);
     return p;
 }
 
+static __attribute__((noinline)) void *calloc_traced(size_t n, size_t size) {
+    return calloc_recorded(n, size, CALLER);
+}
+
 static void *hook_calloc(size_t n, size_t size) {
-    size_t bytes;
-    if (TRACE_OK_FAST || (mt_sample_direct && !__builtin_mul_overflow(n, size, &bytes) &&
-                          LIKELY(mt_sample_skip(bytes))))
-        return real_calloc(n, size);
+    if (TRACE_OK_FAST) return real_calloc(n, size);
     return calloc_traced(n, size);
 }
 
@@ -164,7 +145,69 @@ static __attribute__((noinline)) void free_traced(void *p) {
 }
 
 static void hook_free(void *p) {
-    if (TRACE_OK_FAST || (mt_sample_direct && !mt_sample_maybe_l1(p))) {
+    if (TRACE_OK_FAST) {
+        real_free(p);
+        return;
+    }
+    free_traced(p);
+}
+
+/* Sampling with glibc's allocator (mt_sample_direct): malloc, calloc, realloc and free are
+ * patched to hooks of their own (HOOKS[].sampled), which decide first whether the call is
+ * recorded; a call that is not (nearly every one) goes straight to the real function as a
+ * tail call: no frame, no guard, and no check that tracing is on (a countdown taken off
+ * while it is not is harmless: the call is passed on all the same; the slow paths check).
+ * The guard is what keeps calls made *inside* the real function from being recorded, and
+ * glibc's malloc, calloc, realloc and free make none through the PLT (their mmap and munmap
+ * are internal). Another allocator may (jemalloc maps its chunks with the libc's mmap), so
+ * with one the exact hooks stay, with the guard around every call. The decision is a
+ * subtraction and a compare for an allocation (mt_sample_skip), one load of the static
+ * first-level filter for a free: 10 and 11 instructions with the jump on, where the exact
+ * hooks' sampling branch took 16 and 17 (bench_run's malloc/free workload: 11 M of each).
+ * A hook pointer kept across runs (dlsym's) stays right: in exact mode the first-level
+ * filter is all ones and no countdown is of the run (mt_sampler_start), so every call
+ * takes the slow path, which records as the exact hook would. */
+static __attribute__((noinline)) void *malloc_sampled(size_t size) {
+    uintptr_t ra = (uintptr_t)__builtin_return_address(0);
+    uintptr_t cfa = (uintptr_t)__builtin_frame_address(0) + 2 * sizeof(void *);
+    if (!mt_sample_direct) return malloc_recorded(size, ra, cfa); /* kept across runs */
+    /* mt_sample_skip failed: the distance ran out (or was never drawn in this run). */
+    if (!mt_sample_slow(size) || mt_guard) return real_malloc(size);
+    void *p;
+    GUARDED(p = real_malloc(size));
+    if (p) mt_record_alloc(p, size, MT_MALLOC, ra, cfa);
+    return p;
+}
+
+static void *hook_malloc_sampled(size_t size) {
+    if (LIKELY(mt_sample_skip(size)) || UNLIKELY(TRACE_OK_FAST)) return real_malloc(size);
+    return malloc_sampled(size);
+}
+
+static __attribute__((noinline)) void *calloc_sampled(size_t n, size_t size) {
+    uintptr_t ra = (uintptr_t)__builtin_return_address(0);
+    uintptr_t cfa = (uintptr_t)__builtin_frame_address(0) + 2 * sizeof(void *);
+    if (!mt_sample_direct) return calloc_recorded(n, size, ra, cfa);
+    size_t bytes;
+    /* An overflowing n * size fails in calloc: nothing to sample. */
+    if (__builtin_mul_overflow(n, size, &bytes) || !mt_sample_slow(bytes) || mt_guard)
+        return real_calloc(n, size);
+    void *p;
+    GUARDED(p = real_calloc(n, size));
+    if (p) mt_record_alloc(p, bytes, MT_CALLOC, ra, cfa);
+    return p;
+}
+
+static void *hook_calloc_sampled(size_t n, size_t size) {
+    size_t bytes;
+    if ((!__builtin_mul_overflow(n, size, &bytes) && LIKELY(mt_sample_skip(bytes))) ||
+        UNLIKELY(TRACE_OK_FAST))
+        return real_calloc(n, size);
+    return calloc_sampled(n, size);
+}
+
+static void hook_free_sampled(void *p) {
+    if (LIKELY(!mt_sample_maybe_l1(p)) || UNLIKELY(TRACE_OK_FAST)) {
         real_free(p);
         return;
     }
@@ -198,6 +241,20 @@ static void *hook_realloc(void *old, size_t size) {
 
 static void *hook_reallocarray(void *old, size_t n, size_t size) {
     return realloc_common(old, n * size, call_reallocarray, n, size, MT_REALLOCARRAY, CALLER);
+}
+
+static __attribute__((noinline)) void *realloc_traced(void *old, size_t size) {
+    return realloc_common(old, size, call_realloc, size, 0, MT_REALLOC, CALLER);
+}
+
+/* Sampling, glibc's allocator (see hook_malloc_sampled): a realloc whose old block is surely
+ * not sampled and whose new size leaves the distance unreached is passed on. The distance
+ * is taken off before the call: one that fails (out of memory) has used some up. */
+static void *hook_realloc_sampled(void *old, size_t size) {
+    if ((LIKELY(!mt_sample_maybe_l1(old)) && LIKELY(mt_sample_skip(size))) ||
+        UNLIKELY(TRACE_OK_FAST))
+        return real_realloc(old, size);
+    return realloc_traced(old, size);
 }
 
 static int hook_posix_memalign(void **out, size_t align, size_t size) {
@@ -405,14 +462,15 @@ typedef struct {
     const char *name;
     void *hook;
     void **real;
+    void *sampled; /* the hook patched in while mt_sample_direct, if not `hook` */
 } hook_def;
 
 static hook_def HOOKS[] = {
-    {"malloc", (void *)hook_malloc, (void **)&real_malloc},
-    {"calloc", (void *)hook_calloc, (void **)&real_calloc},
-    {"realloc", (void *)hook_realloc, (void **)&real_realloc},
+    {"malloc", (void *)hook_malloc, (void **)&real_malloc, (void *)hook_malloc_sampled},
+    {"calloc", (void *)hook_calloc, (void **)&real_calloc, (void *)hook_calloc_sampled},
+    {"realloc", (void *)hook_realloc, (void **)&real_realloc, (void *)hook_realloc_sampled},
     {"reallocarray", (void *)hook_reallocarray, (void **)&real_reallocarray},
-    {"free", (void *)hook_free, (void **)&real_free},
+    {"free", (void *)hook_free, (void **)&real_free, (void *)hook_free_sampled},
     {"posix_memalign", (void *)hook_posix_memalign, (void **)&real_posix_memalign},
     {"aligned_alloc", (void *)hook_aligned_alloc, (void **)&real_aligned_alloc},
     {"memalign", (void *)hook_memalign, (void **)&real_memalign},
@@ -433,6 +491,16 @@ static hook_def HOOKS[] = {
     {"pthread_setname_np", (void *)hook_pthread_setname_np, (void **)&real_pthread_setname_np},
 };
 #define N_HOOKS (sizeof HOOKS / sizeof HOOKS[0])
+
+/* The hook slots are patched to in this run: the sampled one while mt_sample_direct. */
+static inline void *hook_now(size_t i) {
+    return mt_sample_direct && HOOKS[i].sampled ? HOOKS[i].sampled : HOOKS[i].hook;
+}
+
+/* Whether `value` is one of hook i's functions (either variant). */
+static inline int is_hook_of(size_t i, const void *value) {
+    return value == HOOKS[i].hook || (HOOKS[i].sampled && value == HOOKS[i].sampled);
+}
 
 int mt_hooks_glibc_allocator = 0;
 static pthread_mutex_t g_hooks_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -599,7 +667,7 @@ static int real_index(void *value, size_t *index) {
 
 static int hook_index(void *value, size_t *index) {
     for (size_t i = 0; i < N_HOOKS; i++) {
-        if (HOOKS[i].hook == value) {
+        if (is_hook_of(i, value)) {
             *index = i;
             return 1;
         }
@@ -612,7 +680,7 @@ static void *hook_for(const char *name, void *found) {
     if (found == NULL || name == NULL || !mt_tracking || !is_hook_name(name, &h)) return found;
     /* Only the definition we hook: an interposer's RTLD_NEXT lookup of the function it
      * wraps finds another one, and must keep it. */
-    return found == *HOOKS[h].real ? HOOKS[h].hook : found;
+    return found == *HOOKS[h].real ? hook_now(h) : found;
 }
 
 /* ---- patching ------------------------------------------------------------------------ */
@@ -794,11 +862,14 @@ static void patch_relocs(const ElfW(Rela) *rela, size_t count, const ElfW(Sym) *
         }
         void *current = __atomic_load_n((void **)slot, __ATOMIC_ACQUIRE);
         if (ctx->install) {
-            /* A lazily bound JUMP_SLOT still holds its PLT stub: patched all the same. */
-            if (current != HOOKS[h].hook &&
-                (type == R_X86_64_JUMP_SLOT || current == *HOOKS[h].real))
-                ctx->patched += write_slot(ctx, o, slot, current, HOOKS[h].hook);
-        } else if (current == HOOKS[h].hook) {
+            /* A lazily bound JUMP_SLOT still holds its PLT stub: patched all the same. A
+             * slot holding the other variant of the hook (a forked child's, whose run
+             * samples otherwise) gets this run's. */
+            void *now = hook_now(h);
+            if (current != now && (type == R_X86_64_JUMP_SLOT || current == *HOOKS[h].real ||
+                                   is_hook_of(h, current)))
+                ctx->patched += write_slot(ctx, o, slot, current, now);
+        } else if (is_hook_of(h, current)) {
             ctx->patched += write_slot(ctx, o, slot, current, *HOOKS[h].real);
         }
     }

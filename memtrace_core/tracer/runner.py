@@ -244,8 +244,10 @@ def _compiled(main: dict, source: bytes | str, filename: str) -> _Prepared:
     program's view never shows the compiler working for memtrace's runner. A syntax error
     is kept and raised when the program starts, so the capture still records the failed run
     with python's traceback and exit status."""
+    from memtrace_core.tracer import _tracer
+
     try:
-        return _Prepared(main, compile(source, filename, "exec", dont_inherit=True))
+        return _Prepared(main, _tracer.compile_program(source, filename))
     except (SyntaxError, ValueError) as exc:  # ValueError: null bytes in the source
         exc.__traceback__ = None
         return _Prepared(main, error=exc)

@@ -16,9 +16,7 @@
 #define FILTER_LOAD 32     /* at most one bucket in FILTER_LOAD holds a sampled address */
 #define TABLE_MIN 1024
 
-volatile uint64_t mt_sample_mean = 0;
-volatile uint64_t mt_sample_epoch = 0;
-volatile int mt_sample_direct = 0;
+mt_sample_params mt_sample_ro;
 __thread uint64_t mt_sample_left __attribute__((tls_model("initial-exec"))) = 0;
 /* The epoch this thread was seeded in (seeding is per run: MEMTRACE_SAMPLE_SEED). */
 static __thread uint64_t t_epoch __attribute__((tls_model("initial-exec"))) = 0;
@@ -191,7 +189,7 @@ int mt_sampler_start(uint64_t mean, uint64_t seed) {
     g_thread_ordinal = 0;
     if (g_table) memset(g_table, 0, (g_table_mask + 1) * sizeof *g_table);
     g_table_count = 0;
-    memset(mt_sample_l1, 0, sizeof mt_sample_l1);
+    memset(mt_sample_l1, mean ? 0 : 0xFF, sizeof mt_sample_l1);
     memset(g_l1_counts, 0, sizeof g_l1_counts);
     if (mean) {
         if (!g_table && grow_table() < 0) return -1;

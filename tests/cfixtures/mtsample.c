@@ -29,6 +29,34 @@ __attribute__((noinline)) void mts_leak(size_t block, long count) {
     for (long i = 0; i < count && n_kept < MAX_KEPT; i++) kept[n_kept++] = malloc(block);
 }
 
+/* `count` blocks of n x size bytes from calloc, each freed at once. */
+__attribute__((noinline)) void mts_calloc_churn(size_t n, size_t size, long count) {
+    for (long i = 0; i < count; i++) {
+        void *p = calloc(n, size);
+        sink = p;
+        free(p);
+    }
+}
+
+/* `count` blocks of `block` bytes from malloc, each grown to 2 * block by realloc (moved: a
+ * block allocated after it keeps it from growing in place, so realloc frees the old block
+ * and the next malloc may get its address); the last `keep` of them are kept until exit,
+ * the others freed at once. */
+__attribute__((noinline)) void mts_realloc_churn(size_t block, long count, long keep) {
+    for (long i = 0; i < count; i++) {
+        void *p = malloc(block);
+        void *wall = malloc(16);
+        p = realloc(p, 2 * block);
+        free(wall);
+        sink = p;
+        if (i >= count - keep && n_kept < MAX_KEPT) {
+            kept[n_kept++] = p;
+        } else {
+            free(p);
+        }
+    }
+}
+
 /* Touches no allocator at all. */
 __attribute__((noinline)) long mts_nothing(long n) {
     long s = 0;

@@ -66,6 +66,13 @@ print("about to raise")
 outer()
 """
 
+# memtrace compiles the program itself, before tracing starts (runner.py): its source
+# encoding, future imports and syntax errors read as python's
+COOKIE = (b"# -*- coding: latin-1 -*-\nfrom __future__ import annotations\n"
+          b"x: undefined_name = 1\nprint('\xe9t\xe9', __annotations__, len('\xe9'))\n")
+SYNTAX = "print('first')\nx = (1,\n"
+CODE = "import sys; print('\u00e9t\u00e9', sys.argv); print(len('\u00e9'))"
+
 CASES = {
     # name: (files, untraced args, traced args after `run -o CAPTURE`, stdin)
     "script": ({"show.py": SHOW}, ["show.py", "a", "-b", "--c=d"], ["show.py", "a", "-b", "--c=d"]),
@@ -79,6 +86,9 @@ CASES = {
     "exit3": ({"exit3.py": EXIT3}, ["exit3.py"], ["exit3.py"]),
     "exit_message": ({"msg.py": EXIT_MESSAGE}, ["msg.py"], ["msg.py"]),
     "raises": ({"raises.py": RAISES}, ["raises.py"], ["raises.py"]),
+    "cookie": ({"latin.py": COOKIE}, ["latin.py"], ["latin.py"]),
+    "syntax": ({"syntax.py": SYNTAX}, ["syntax.py"], ["syntax.py"]),
+    "code": ({}, ["-c", CODE, "a"], ["-c", CODE, "a"]),
 }
 
 
@@ -94,7 +104,10 @@ def test_traced_program_is_unchanged(tmp_path, mt, case, native):
     files, plain_args, traced_args = CASES[case]
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
+        if isinstance(text, bytes):
+            (tmp_path / name).write_bytes(text)
+        else:
+            (tmp_path / name).write_text(text)
     stdin = b"hello\x00\xffworld"
     untraced = mt.plain(*plain_args, cwd=tmp_path, input=stdin)
     capture = tmp_path / "out.mtrace"
