@@ -333,8 +333,8 @@ def _objects_of(reader) -> tuple[set[str], set[str]]:
 
 def test_sampled_native_maps_hold_only_the_objects_of_its_stacks(tmp_path, mt, sample_lib):
     """Format 7: a sampled --native capture's maps hold the objects its native frames lie in
-    and no other (exact mode sends every loaded object), and its names section still names
-    every native frame."""
+    and no other, with their executable segments only (exact mode sends every loaded object
+    with every segment), and its names section still names every native frame."""
     from memtrace_core.reader import read_names
     from memtrace_core.symbols.modmap import HistoryMap
 
@@ -344,11 +344,15 @@ def test_sampled_native_maps_hold_only_the_objects_of_its_stacks(tmp_path, mt, s
     listed, used = _objects_of(reader)
     assert listed == used
     assert any(Path(path).resolve() == sample_lib.resolve() for path in used)
+    pf_x = 1  # ELF: an executable segment
+    segments = [seg for snap in reader.maps_history for entry in snap for seg in entry[3]]
+    assert segments and all(seg[2] & pf_x for seg in segments)
     (tmp_path / "exact").mkdir()
     exact = read_capture(_trace(mt, tmp_path / "exact", BIG, sample_lib, "--native",
                                 "--no-names")[0])
     exact_listed, exact_used = _objects_of(exact)
     assert exact_listed - exact_used  # exact mode lists objects no stack lies in
+    assert any(not seg[2] & pf_x for entry in exact.maps for seg in entry[3])  # every segment
     assert len(listed) < len(exact_listed)
     names = read_names(capture)
     assert names is not None and names.warning is None
