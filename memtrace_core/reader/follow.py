@@ -23,6 +23,9 @@ from memtrace_core.reader._reader import COMPRESSED_MAGIC, MAGIC
 from memtrace_core.reader.frames import FramesDecompressor
 
 CHUNK = 1 << 20
+# A writer creates its file, then takes the lock: an empty file nobody holds is given this
+# long to be taken before it counts as a capture that never started.
+STARTING_S = 1.0
 
 
 class CaptureFollower:
@@ -45,10 +48,13 @@ class CaptureFollower:
                 raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
         self._decompressor = None
         magic = b""
+        starting = min(deadline, time.monotonic() + STARTING_S)
         while len(magic) < len(MAGIC):  # a file just created may not have its magic yet
             magic += self._f.read(len(MAGIC) - len(magic))
             if len(magic) < len(MAGIC):
-                if time.monotonic() > deadline or not self.writer_alive():
+                now = time.monotonic()
+                if now > deadline or (not self.writer_alive()
+                                      and (magic or now > starting)):
                     self.close()
                     if not magic:
                         raise UserError(f"{path}: empty file, not a memtrace capture")

@@ -67,6 +67,9 @@ def default_output(program_name: str) -> str:
 
 def open_output(path: str, force: bool) -> int:
     """Open the capture file for writing; refuse to overwrite without --force."""
+    from memtrace_core.capture import take_writer_lock  # before the file exists: the lock
+    # follows its creation at once (a follower gives an unlocked empty file a moment only)
+
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if force else os.O_EXCL)
     try:
         fd = os.open(path, flags, 0o644)
@@ -74,8 +77,6 @@ def open_output(path: str, force: bool) -> int:
         raise UserError(f"output file {path} exists; use --force to overwrite it") from None
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
-    from memtrace_core.capture import take_writer_lock
-
     take_writer_lock(fd)  # `view --follow` tells a live writer from a dead one by it
     return fd
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from memtrace_core.capture import take_writer_lock
+from memtrace_core.errors import UserError
 from memtrace_core.reader import StreamReader, read_capture
 from memtrace_core.reader.follow import CaptureFollower
 from tests.cli import MEMTRACE, run_memtrace
@@ -276,3 +277,46 @@ def test_attach_without_duration_survives_its_terminal_and_stops_on_request(tmp_
         (tmp_path / "hold").unlink(missing_ok=True)
         target.kill()
         target.wait()
+
+
+def test_a_capture_locked_just_after_its_creation_is_followed(tmp_path):
+    """A writer creates its file, then takes its lock: a follower that opens the file in
+    between (empty, nobody holding it) waits a moment instead of calling it empty; an empty
+    file that nobody takes is still refused, with its one-line reason."""
+    (tmp_path / "leaker.py").write_text(LEAKER)
+    source = tmp_path / "source.mtrace"
+    proc = run_cli("run", "-o", str(source), "leaker.py", "3", "0", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    data = source.read_bytes()
+    late = tmp_path / "late.mtrace"
+    fd = os.open(late, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def lock_late() -> None:
+        time.sleep(0.3)
+        take_writer_lock(fd)
+        os.write(fd, data)
+        os.close(fd)
+
+    writer = threading.Thread(target=lock_late)
+    writer.start()
+    follower = CaptureFollower(str(late), wait_s=30)
+    stream = b""
+    while chunk := follower.read():
+        stream += chunk
+    writer.join()
+    while chunk := follower.read():
+        stream += chunk
+    follower.close()
+    reader = StreamReader()
+    reader.feed(stream)
+    reader.finish()
+    whole = read_capture(source)
+    assert reader.complete and reader.records == whole.records
+    assert reader.heap_bytes == whole.heap_bytes == 3 * BLOCK
+
+    empty = tmp_path / "empty.mtrace"
+    empty.touch()
+    started = time.monotonic()
+    with pytest.raises(UserError, match="empty file, not a memtrace capture"):
+        CaptureFollower(str(empty), wait_s=30)
+    assert time.monotonic() - started < 10  # a moment, not the whole wait
