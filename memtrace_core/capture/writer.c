@@ -218,13 +218,15 @@ static int judge(mt_capture *c) {
 }
 
 /* A sampled stream that came fast (MT_CAPTURE_SAMPLED_FAST_MIN bytes or more, at
- * MT_CAPTURE_SAMPLED_FAST_RATE or faster): end the harder search's frame, go on at level 2
- * in a new one (writer.h). */
-static int maybe_ease(mt_capture *c) {
-    if (!c->harder || c->judge_in < MT_CAPTURE_SAMPLED_FAST_MIN) return 0;
+ * MT_CAPTURE_SAMPLED_FAST_RATE or faster, counting `coming` bytes about to be written): end
+ * the harder search's frame, go on at level 2 in a new one (writer.h). Asked before a write
+ * too: a sampled run hands its records over every 250 ms, and its first batch then goes to
+ * level 2 already (8 threads churning: a third of the stream was in the harder frame). */
+static int maybe_ease(mt_capture *c, size_t coming) {
+    uint64_t in = c->judge_in + coming;
+    if (!c->harder || in < MT_CAPTURE_SAMPLED_FAST_MIN) return 0;
     uint64_t now = monotonic_ns();
-    if ((double)c->judge_in * 1e9 < MT_CAPTURE_SAMPLED_FAST_RATE * (double)(now - c->judge_ns))
-        return 0;
+    if ((double)in * 1e9 < MT_CAPTURE_SAMPLED_FAST_RATE * (double)(now - c->judge_ns)) return 0;
     ZSTD_inBuffer none = {NULL, 0, 0};
     if (drive(c, &none, ZSTD_e_end) < 0) return -1;
     c->harder = 0;
@@ -239,7 +241,7 @@ static int close_block(mt_capture *c) {
     ZSTD_inBuffer none = {NULL, 0, 0};
     if (drive(c, &none, ZSTD_e_flush) < 0) return -1;
     c->block_left = c->block_bytes;
-    if (maybe_ease(c) < 0) return -1;
+    if (maybe_ease(c, 0) < 0) return -1;
     return judge(c);
 }
 
@@ -295,6 +297,7 @@ int mt_capture_sampled(mt_capture *c) {
 int mt_capture_write(mt_capture *c, const void *data, size_t len) {
     const uint8_t *p = data;
     if (c->error) return -1;
+    if (c->harder && !c->storing && maybe_ease(c, len) < 0) return -1;
     while (len) {
         if (c->storing) {
             size_t n = len < c->probe_left ? len : (size_t)c->probe_left;

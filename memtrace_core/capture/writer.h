@@ -53,9 +53,8 @@
 #define MT_CAPTURE_SAMPLED_TABLE_LOG 16
 #define MT_CAPTURE_SAMPLED_SEARCH_LOG 6
 /* ... unless it comes fast: a sampled stream that brought MT_CAPTURE_SAMPLED_FAST_MIN bytes
- * or more at this rate or faster (bytes/s), when a block is closed (every 128 KiB, and at
- * every flush: a sampled run's every 250 ms), ends its frame there and goes on in a new one
- * at level 2. Malloc-heavy C code sends ~400 KB/s sampled at 512 KiB (bench_run's
+ * or more at this rate or faster (bytes/s), asked at every write (those bytes counted) and
+ * when a block is closed, ends its frame there and goes on in a new one at level 2. Malloc-heavy C code sends ~400 KB/s sampled at 512 KiB (bench_run's
  * malloc/free: 388 KB, which the harder search took 9.2 ms to compress, level 2 1.2 ms, to
  * 4% fewer bytes); at this rate the harder search costs 0.2% of a core. */
 #define MT_CAPTURE_SAMPLED_FAST_RATE 131072.0

@@ -240,30 +240,32 @@ def _streamed(data: bytes, **params: object) -> int:
 
 def test_a_fast_sampled_stream_goes_on_at_level_2(tmp_path: Path) -> None:
     """A sampled capture's compressor searches harder (writer.h) while its stream is slow; one
-    whose first block came at MT_CAPTURE_SAMPLED_FAST_RATE or faster (malloc-heavy C code;
-    here a whole stream at once) ends that frame after the block and goes on at level 2 in a
-    new one. A stream shorter than a block stays one frame. Both read back as given."""
+    that comes at MT_CAPTURE_SAMPLED_FAST_RATE or faster (malloc-heavy C code; here the
+    stream's first 4 KiB, then the rest at once) ends that frame before the write that
+    proves it and goes on at level 2 in a new one. A short stream (under 32 KiB) stays one
+    frame. Both read back as given."""
     from tests.capture.zstd_frames import frames
 
     fast = tmp_path / "fast.mtrace"
     writer = CaptureWriter.create(str(fast), sampled=True)
-    writer.write(RAW)
+    writer.write(RAW[:4096])
+    writer.write(RAW[4096:])
     writer.close()
     assert b"".join(capture_stream(fast)) == RAW
     first, rest = frames(fast.read_bytes())
-    assert sum(block_content_sizes(fast.read_bytes()[first.start:first.end])) == BLOCK_BYTES
+    assert sum(block_content_sizes(fast.read_bytes()[first.start:first.end])) == 4096
     size = rest.end - rest.start
-    level2 = _streamed(RAW[BLOCK_BYTES:])
-    harder = _streamed(RAW[BLOCK_BYTES:], strategy=zstandard.STRATEGY_LAZY, window_log=20,
+    level2 = _streamed(RAW[4096:])
+    harder = _streamed(RAW[4096:], strategy=zstandard.STRATEGY_LAZY, window_log=20,
                        hash_log=16, chain_log=16, search_log=6, min_match=4)
     assert abs(size - level2) < 0.01 * level2 and abs(size - harder) > 0.05 * harder, (
         size, level2, harder)
 
     short = tmp_path / "short.mtrace"
     writer = CaptureWriter.create(str(short), sampled=True)
-    writer.write(RAW[:100000])
+    writer.write(RAW[:30000])
     writer.close()
-    assert b"".join(capture_stream(short)) == RAW[:100000]
+    assert b"".join(capture_stream(short)) == RAW[:30000]
     (frame,) = frames(short.read_bytes())
     size = frame.end - frame.start
-    assert size < 0.95 * _streamed(RAW[:100000]), size  # harder than level 2
+    assert size < 0.95 * _streamed(RAW[:30000]), size  # harder than level 2
