@@ -242,7 +242,7 @@ def test_a_fast_sampled_stream_goes_on_at_level_2(tmp_path: Path) -> None:
     """A sampled capture's compressor searches harder (writer.h) while its stream is slow; one
     that comes at MT_CAPTURE_SAMPLED_FAST_RATE or faster (malloc-heavy C code; here the
     stream's first 4 KiB, then the rest at once) ends that frame before the write that
-    proves it and goes on at level 2 in a new one. A short stream (under 32 KiB) stays one
+    proves it and goes on at level 2 in a new one. A short stream (under 64 KiB) stays one
     frame. Both read back as given."""
     from tests.capture.zstd_frames import frames
 
