@@ -639,7 +639,36 @@ def _check_ordinals(records: list[list], same: int) -> None:
     assert replaced == same
     # format 7: a context is sent in full once, then named by its number
     assert len(set(contexts)) == len(contexts)
-    assert any(rec[0] == ALLOC_AGAIN for rec in records)
+
+
+TWO_LINES = """\
+def work():
+    for _ in range(200):
+        a = bytearray(65535)  # @a
+        b = bytearray(65535)  # @b
+
+
+work()
+print("done")
+"""
+
+
+def test_a_context_seen_before_is_named_by_its_number(tmp_path, mt, sample_lib):
+    """Two lines allocating in turn (64 KiB blocks: always sampled at a 1 KiB mean, weight
+    1): each line's context (thread, allocator, stacks) goes out in one full ALLOC record,
+    and every later allocation of that line names it by number (ALLOC_AGAIN, format 7);
+    the figures stay exact."""
+    capture, lines = _trace(mt, tmp_path, TWO_LINES, sample_lib, "--sample", "1KiB")
+    ALLOC, ALLOC_AGAIN = 4, 15
+    records = _records(capture)
+    contexts = [(r[1], r[2], r[5], r[6]) for r in records if r[0] == ALLOC]
+    assert len(set(contexts)) == len(contexts)
+    big_again = [r for r in records if r[0] == ALLOC_AGAIN and r[3] == 65536]
+    assert len(big_again) >= 2 * 200 - 2  # all but each line's first
+    by_line = _by_line(_stats(mt, capture))
+    for name in ("a", "b"):
+        row = by_line[lines[name]]
+        assert (row["bytes"], row["count"]) == (200 * 65536, 200)
 
 
 def test_sampled_capture_is_compressed_harder(tmp_path, mt):
