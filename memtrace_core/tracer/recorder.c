@@ -1067,6 +1067,20 @@ static inline int sends_segment(const ElfW(Phdr) *ph) {
     return ph->p_type == PT_LOAD && (!g_maps_lazy || (ph->p_flags & PF_X));
 }
 
+/* The addresses an object's PT_LOAD segments span, [*lo, *hi). */
+static void load_span(const struct dl_phdr_info *info, uintptr_t *lo, uintptr_t *hi) {
+    uintptr_t l = UINTPTR_MAX, h = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD) continue;
+        uintptr_t s = info->dlpi_addr + ph->p_vaddr;
+        if (s < l) l = s;
+        if (s + ph->p_memsz > h) h = s + ph->p_memsz;
+    }
+    *lo = l;
+    *hi = h;
+}
+
 static int maps_callback(struct dl_phdr_info *info, size_t size, void *data) {
     grow_buf *g = data;
     unsigned long long subs =
@@ -1103,14 +1117,8 @@ static int maps_callback(struct dl_phdr_info *info, size_t size, void *data) {
     for (int i = 0; i < info->dlpi_phnum; i++) nload += sends_segment(&info->dlpi_phdr[i]);
     uint8_t *p = grow(g, 64 + nlen + blen + (size_t)nload * 40);
     if (!p) return 1;
-    uintptr_t lo = UINTPTR_MAX, hi = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD) continue;
-        uintptr_t s = info->dlpi_addr + ph->p_vaddr;
-        if (s < lo) lo = s;
-        if (s + ph->p_memsz > hi) hi = s + ph->p_memsz;
-    }
+    uintptr_t lo, hi;
+    load_span(info, &lo, &hi);
     g->ent[g->count] = (maps_entry){info->dlpi_addr, info->dlpi_phdr, g->len, 0, lo, hi, 0};
     p = mp_array(p, 4);
     p = mp_str(p, name, (uint32_t)nlen);
@@ -1406,16 +1414,7 @@ static int self_callback(struct dl_phdr_info *info, size_t size, void *data) {
     (void)size;
     uintptr_t base = (uintptr_t)data;
     if (info->dlpi_addr != base) return 0;
-    uintptr_t lo = UINTPTR_MAX, hi = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD) continue;
-        uintptr_t s = info->dlpi_addr + ph->p_vaddr;
-        if (s < lo) lo = s;
-        if (s + ph->p_memsz > hi) hi = s + ph->p_memsz;
-    }
-    g_self_lo = lo;
-    g_self_hi = hi;
+    load_span(info, &g_self_lo, &g_self_hi);
     return 1;
 }
 
