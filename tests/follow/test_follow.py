@@ -79,6 +79,15 @@ def wait_gone(pid: int, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+def finished_capture(tmp_path: Path, rounds: int) -> tuple[Path, bytes]:
+    """The leaker's capture, run to its end (exit status 3), and its bytes."""
+    (tmp_path / "leaker.py").write_text(LEAKER)
+    source = tmp_path / "source.mtrace"
+    proc = run_cli("run", "-o", str(source), "leaker.py", str(rounds), "0", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    return source, source.read_bytes()
+
+
 def replay_exact(path: Path, records: int) -> StreamReader:
     """Byte by byte near the target, so the reader stops exactly after `records` records."""
     follower = CaptureFollower(str(path))
@@ -191,11 +200,7 @@ def test_killed_program_ends_a_follower_incomplete(tmp_path):
 def test_torn_writes_are_waited_for_never_misread(tmp_path):
     """A finished capture appended in random pieces (1-64 bytes, torn zstd blocks and torn
     records) while a follower reads it: no error, and the end is the whole capture."""
-    (tmp_path / "leaker.py").write_text(LEAKER)
-    source = tmp_path / "source.mtrace"
-    proc = run_cli("run", "-o", str(source), "leaker.py", "25", "0", cwd=tmp_path)
-    assert proc.returncode == 3, proc.stderr
-    data = source.read_bytes()
+    source, data = finished_capture(tmp_path, rounds=25)
     growing = tmp_path / "growing.mtrace"
     fd = os.open(growing, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     take_writer_lock(fd)
@@ -283,11 +288,7 @@ def test_a_capture_locked_just_after_its_creation_is_followed(tmp_path):
     """A writer creates its file, then takes its lock: a follower that opens the file in
     between (empty, nobody holding it) waits a moment instead of calling it empty; an empty
     file that nobody takes is still refused, with its one-line reason."""
-    (tmp_path / "leaker.py").write_text(LEAKER)
-    source = tmp_path / "source.mtrace"
-    proc = run_cli("run", "-o", str(source), "leaker.py", "3", "0", cwd=tmp_path)
-    assert proc.returncode == 3, proc.stderr
-    data = source.read_bytes()
+    source, data = finished_capture(tmp_path, rounds=3)
     late = tmp_path / "late.mtrace"
     fd = os.open(late, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
