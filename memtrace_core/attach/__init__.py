@@ -25,7 +25,9 @@ How it works, and why:
 - agent.py runs in that thread, imported from that checked copy only (the target's
   environment needs no memtrace, and no sys.path entry is searched): it opens the FIFO,
   starts the tracer with an `attached` header, names the existing threads, and reports
-  through a status file.
+  through a status file. It first says that it runs (a marker file): past the time limit,
+  memtrace waits a while longer for an agent that has started, and an agent that finds the
+  channel gone does nothing. It writes no bytecode cache into the copy.
 - Detach is the same injection running the tracer's stop (trailer, hooks restored, writer
   thread joined, fd closed). If memtrace dies instead, the tracer sees EPIPE and unhooks.
 

@@ -166,6 +166,23 @@ def _restore() -> None:
 BOOTSTRAP = '''
 def _memtrace_bootstrap(root, request):
     import os, sys
+    # First, tell memtrace that this thread runs (it then waits for the outcome, however
+    # loaded the machine). No channel any more: memtrace gave up; change nothing.
+    try:
+        os.close(os.open(request["started"], os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    except OSError:
+        return
+    # Nothing is written into the copy: a helper thread still importing when memtrace gives
+    # up would otherwise recreate the removed channel directory for its bytecode cache.
+    # (While it imports, the program's own imports write no cache either.)
+    cache = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        _memtrace_run(root, request)
+    finally:
+        sys.dont_write_bytecode = cache
+def _memtrace_run(root, request):
+    import os, sys
     try:
         core = sys.modules.get("memtrace_core")
         if core is None or getattr(core, "__memtrace_copy__", None) is not None:

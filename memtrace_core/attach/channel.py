@@ -114,6 +114,13 @@ class Channel:
     def status_path(self, name: str) -> str:
         return os.path.join(self.dir, f"{name}.json")
 
+    def started_path(self, name: str) -> str:
+        """Created by the helper thread as soon as it runs Python code (agent.BOOTSTRAP)."""
+        return os.path.join(self.dir, f"{name}.started")
+
+    def started(self, name: str) -> bool:
+        return os.path.exists(self.started_path(name))
+
     def wait_status(self, name: str, deadline: float,
                     alive: Callable[[], bool]) -> dict[str, Any] | None:
         """The agent's outcome, or None at the deadline; raises when the target exits."""

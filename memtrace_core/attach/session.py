@@ -18,6 +18,9 @@ from memtrace_core.attach import agent, channel, inject, injector, target, trust
 from memtrace_core.errors import UserError
 
 TIMEOUT = 15.0  # seconds for a whole attach or detach, gdb included
+# Once the helper thread runs, the agent's work is bounded (imports, starting the tracer):
+# it gets this much more to finish rather than be left half done on a loaded machine.
+AGENT_GRACE = 30.0
 METHODS = ("ptrace", "gdb")
 
 
@@ -60,6 +63,7 @@ class Attachment:
         self._t0 = 0.0
         self._pending: tuple[str, str, float, float] | None = None
         self._helper = ""
+        self._injected_after = 0.0  # seconds the last injection took, retries included
 
     def alive(self) -> bool:
         return target.alive(self.pid)
@@ -134,7 +138,8 @@ class Attachment:
         self._requests += 1
         name = f"{action}-{self._requests}"
         request = {"action": action, "fifo": self.channel.fifo,
-                   "status": self.channel.status_path(name), **fields}
+                   "status": self.channel.status_path(name),
+                   "started": self.channel.started_path(name), **fields}
         job = {"helper": self._helper, "symbol": "memtrace_attach_spawn",
                "code": agent.bootstrap_code(os.path.join(self.channel.dir, "lib"), request)}
         # gdb gets the time left minus what stopping it may take (SIGINT, then SIGKILL).
@@ -153,6 +158,7 @@ class Attachment:
             if result.get("ok"):
                 if "stopped_ms" in result:
                     self.stopped_ms.append(result["stopped_ms"])
+                self._injected_after = limit - (deadline - time.monotonic())
                 return action, name, limit, deadline
             if result.get("kind") == "busy" and time.monotonic() < gdb_deadline - 0.5:
                 time.sleep(0.05)  # every thread was inside malloc/dlopen: try again
@@ -169,13 +175,20 @@ class Attachment:
         assert self.channel is not None
         try:
             status = self.channel.wait_status(name, deadline, self.alive)
+            if status is None and self.channel.started(name):
+                status = self.channel.wait_status(name, time.monotonic() + AGENT_GRACE,
+                                                  self.alive)
+                if status is None:
+                    raise UserError(
+                        f"memtrace's agent started in process {self.pid} but did not finish "
+                        f"its {action} within {limit + AGENT_GRACE:g} s; gave up")
         except channel.TargetGone:
             raise UserError(f"process {self.pid} exited during {action}") from None
         if status is None:
             raise UserError(
                 f"process {self.pid} did not run memtrace's helper thread within {limit:g} s "
-                f"(a thread holds the GIL without releasing it); gave up, the process runs "
-                f"on untraced"
+                f"(started {self._injected_after:.1f} s in; a thread holds the GIL without "
+                f"releasing it); gave up, the process runs on untraced"
             )
         if not status.get("ok"):
             raise UserError(str(status.get("message") or f"{action} failed in the target"))

@@ -8,10 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from memtrace_core.attach import channel
 from memtrace_core.frames import FrameKind
 from memtrace_core.reader import read_capture
 from memtrace_core.symbols import ModuleMap, Symbolizer
@@ -119,7 +119,14 @@ def test_killed_memtrace_leaves_target_running_and_attach_works_again(start_targ
     while (not capture.exists() or capture.stat().st_size < 4096) and time.monotonic() < end:
         time.sleep(0.05)
     assert capture.stat().st_size >= 4096
-    channels = set(Path(tempfile.gettempdir()).glob("memtrace-attach-*"))
+    # The killed memtrace's own channel (its pid file names it): other directories in the
+    # temp directory may belong to runs that have nothing to do with this test.
+    channels = {path.parent for path in Path(channel.channel_root()).glob(
+        f"{channel.PREFIX}*/{channel.OWNER}") if path.read_text().strip() == str(cli.pid)}
+    assert len(channels) == 1, channels
+    # The target imported the agent from the copy there without writing bytecode into it (a
+    # late helper thread would recreate a removed channel directory with it).
+    assert not [p for d in channels for p in d.rglob("*.pyc")]
     os.kill(cli.pid, signal.SIGKILL)
     cli.wait()
     # The tracer sees the closed FIFO, removes its hooks and its writer thread ends.
@@ -136,7 +143,7 @@ def test_killed_memtrace_leaves_target_running_and_attach_works_again(start_targ
     assert proc.returncode == 0, proc.stderr
     target.wait_line(f"leak {target.last_leak() + 3} ")
     check_exact(again, target.lines, minimum=5)
-    assert not channels & set(Path(tempfile.gettempdir()).glob("memtrace-attach-*")), \
+    assert not any(path.exists() for path in channels), \
         "the killed memtrace's channel directory was not swept"
     assert target.finish() == 0
     assert target.stderr() == ""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from memtrace_core.attach import channel
 from tests.attach.attach_support import HERE, Target, cli_env, memtrace
 from tests.cli import MEMTRACE
 
@@ -176,6 +177,49 @@ def test_gil_never_released_times_out_then_target_runs_on(tmp_path):
                         env=cli_env(MEMTRACE_ATTACH_TIMEOUT="2"))
         one_line_error(proc, "did not run memtrace's helper thread within 2 s")
         assert target.wait_line("done") == "done 1 1"
+        assert target.proc.wait(timeout=5) == 0
+        assert target.stderr() == ""
+    finally:
+        target.kill()
+
+
+def test_agent_held_up_after_it_started_is_waited_for(tmp_path):
+    """Past the limit, an agent that has started is given time to finish (a loaded machine),
+    instead of being abandoned half done: here the program takes the GIL for 3 s as soon as
+    the helper thread has said it runs, and the limit is 2 s."""
+    code = (
+        "import ctypes, glob, os, sys, time\n"
+        "t0 = time.time()\n"
+        "print('ready', flush=True)\n"
+        "pattern = os.path.join(sys.argv[1], 'memtrace-attach-*', 'attach-1.started')\n"
+        "while not [p for p in glob.glob(pattern) if os.stat(p).st_mtime >= t0 - 1]:\n"
+        "    time.sleep(0.002)\n"
+        "ctypes.PyDLL(None).sleep(3)\n"  # libc sleep() with the GIL held all along
+        "print('held', flush=True)\n"
+        "keep = []\n"
+        "while not os.path.exists(sys.argv[2]):\n"
+        "    keep.append(bytearray(4096))\n"
+        "    time.sleep(0.01)\n"
+        "print('done', flush=True)\n"
+    )
+    stop = tmp_path / "stop"
+    target = Target([os.path.realpath(sys.executable), "-c", code, channel.channel_root(),
+                     str(stop)], {"PATH": os.environ["PATH"]}, tmp_path)
+    try:
+        target.wait_line("ready")
+        out = tmp_path / "x.mtrace"
+        proc = memtrace("attach", str(target.pid), "-o", str(out), "--duration", "0.5",
+                        env=cli_env(MEMTRACE_ATTACH_TIMEOUT="2"))
+        assert proc.returncode == 0, proc.stderr
+        took = float(proc.stderr.split(" in ", 1)[1].split(" s", 1)[0])
+        assert took >= 3, proc.stderr  # the GIL was held 3 s after the agent started
+        assert "detached from process" in proc.stderr, proc.stderr
+        from memtrace_core.reader import read_capture
+
+        assert read_capture(out).complete
+        assert target.wait_line("held") == "held"
+        stop.touch()
+        assert target.wait_line("done") == "done"
         assert target.proc.wait(timeout=5) == 0
         assert target.stderr() == ""
     finally:
