@@ -149,3 +149,25 @@ size_t mt_code_qualname(void *code, char *out, size_t cap) {
 size_t mt_code_filename(void *code, char *out, size_t cap) {
     return unicode_utf8(((PyCodeObject *)code)->co_filename, out, cap);
 }
+
+int mt_recursion_used(void) {
+    PyThreadState *ts = PyThreadState_Get();
+#if PY_VERSION_HEX >= 0x030C0000
+    return ts->py_recursion_limit - ts->py_recursion_remaining;
+#elif PY_VERSION_HEX >= 0x030B0000
+    return ts->recursion_limit - ts->recursion_remaining;
+#else
+    return ts->recursion_depth;
+#endif
+}
+
+void mt_recursion_lend(int n) {
+    PyThreadState *ts = PyThreadState_Get();
+#if PY_VERSION_HEX >= 0x030C0000
+    ts->py_recursion_remaining += n;
+#elif PY_VERSION_HEX >= 0x030B0000
+    ts->recursion_remaining += n;
+#else
+    ts->recursion_depth -= n;
+#endif
+}

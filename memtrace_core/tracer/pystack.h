@@ -27,6 +27,13 @@ int mt_capture_python(mt_pyframe *frames, int max);
 /* Frames from this code object outwards are memtrace's own runner: never reported. */
 void mt_set_root_code(void *code);
 
+/* The current thread's recursion depth as the interpreter counts it against the recursion
+ * limit (Python frames, and on 3.10-3.11 eval-loop entries), and lending: `n` more levels
+ * before RecursionError (negative: taken back). The runner lends its own depth to the
+ * program, which then recurses exactly as deep as under plain python. */
+int mt_recursion_used(void);
+void mt_recursion_lend(int n);
+
 /* Line number of an instruction index. */
 int mt_code_line(void *code, int32_t lasti);
 int mt_code_firstline(void *code);

@@ -303,21 +303,35 @@ def _register_source(filename: str, source: str) -> None:
         register(filename, source, filename)
 
 
+# The call of exec() itself counts as a level before Python 3.12 (C calls and Python calls
+# share one counter there).
+_EXEC_DEPTH = 1 if sys.version_info < (3, 12) else 0
+
+
 def _enter(program: Program, prepared: _Prepared) -> None:
     """The program's only caller: traced stacks stop here (its code is the tracer's root).
     A syntax error found by _prepare raises here, as python reports it before the first
     line runs."""
     if prepared.error is not None:
         raise prepared.error
-    if prepared.code is not None:
-        exec(prepared.code, prepared.main)
-    else:
-        import runpy  # loaded already (_prepare)
+    from memtrace_core.tracer import _tracer
 
-        runpy._run_module_as_main(  # type: ignore[attr-defined]
-            program.target if program.kind == MODULE else "__main__",
-            alter_argv=program.kind == MODULE,
-        )
+    # python starts a program at depth 0; memtrace's frames below it are lent back, so the
+    # program meets RecursionError exactly where it would without memtrace.
+    lent = _tracer.recursion_used() + (_EXEC_DEPTH if prepared.code is not None else 0)
+    _tracer.lend_recursion(lent)
+    try:
+        if prepared.code is not None:
+            exec(prepared.code, prepared.main)
+        else:
+            import runpy  # loaded already (_prepare)
+
+            runpy._run_module_as_main(  # type: ignore[attr-defined]
+                program.target if program.kind == MODULE else "__main__",
+                alter_argv=program.kind == MODULE,
+            )
+    finally:
+        _tracer.lend_recursion(-lent)
 
 
 def _trim_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:

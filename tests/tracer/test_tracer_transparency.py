@@ -1,5 +1,6 @@
 """A traced program sees and shows exactly what it would untraced: same argv, __main__,
-sys.path[0], stdin, stdout and stderr bytes, traceback text and exit status."""
+sys.path[0], stdin, stdout and stderr bytes, traceback text, exit status, and the depth at
+which it meets RecursionError."""
 
 from __future__ import annotations
 
@@ -66,6 +67,23 @@ print("about to raise")
 outer()
 """
 
+# memtrace's own frames lie below the program's: it must still recurse exactly as deep
+RECURSION = """\
+import sys
+
+
+def depth(k=0):
+    try:
+        return depth(k + 1)
+    except RecursionError:
+        return k
+
+
+print("limit", sys.getrecursionlimit(), "depth", depth())
+sys.setrecursionlimit(3000)
+print("limit", sys.getrecursionlimit(), "depth", depth())
+"""
+
 # memtrace compiles the program itself, before tracing starts (runner.py): its source
 # encoding, future imports and syntax errors read as python's
 COOKIE = (b"# -*- coding: latin-1 -*-\nfrom __future__ import annotations\n"
@@ -89,6 +107,9 @@ CASES = {
     "cookie": ({"latin.py": COOKIE}, ["latin.py"], ["latin.py"]),
     "syntax": ({"syntax.py": SYNTAX}, ["syntax.py"], ["syntax.py"]),
     "code": ({}, ["-c", CODE, "a"], ["-c", CODE, "a"]),
+    "recursion": ({"deep.py": RECURSION}, ["deep.py"], ["deep.py"]),
+    "recursion_module": ({"deepmod.py": RECURSION}, ["-m", "deepmod"], ["-m", "deepmod"]),
+    "recursion_code": ({}, ["-c", RECURSION], ["-c", RECURSION]),
 }
 
 
