@@ -900,12 +900,70 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data) {
     return patch_one(info, ctx);
 }
 
+/* The dynamic loader allocates through pointers of its own (glibc's __rtld_malloc,
+ * __rtld_calloc, __rtld_realloc and __rtld_free, set to the C library's functions once it is
+ * loaded, in the loader's RELRO data): no relocation names them, so they are found by value
+ * in its writable segment. These are dlopen's bookkeeping and the dynamic TLS blocks of every
+ * thread (a dlopen'ed library's __thread data, allocated at a thread's first use and freed at
+ * its exit). All four slots or none are patched: blocks allocated through a hook and freed
+ * where memtrace does not look would read as leaks. */
+static const char *const LOADER_ALLOCATORS[] = {"malloc", "calloc", "realloc", "free"};
+#define N_LOADER_ALLOCATORS 4
+
+static void patch_loader(struct dl_phdr_info *info, const object *o, patch_ctx *ctx) {
+    size_t hooks[N_LOADER_ALLOCATORS];
+    uintptr_t slots[N_LOADER_ALLOCATORS] = {0};
+    for (int k = 0; k < N_LOADER_ALLOCATORS; k++)
+        if (!is_hook_name(LOADER_ALLOCATORS[k], &hooks[k]) || !*HOOKS[hooks[k]].real) return;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W)) continue;
+        uintptr_t lo = (info->dlpi_addr + ph->p_vaddr + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
+        uintptr_t hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+        for (uintptr_t slot = lo; slot + sizeof(void *) <= hi; slot += sizeof(void *)) {
+            void *value = __atomic_load_n((void **)slot, __ATOMIC_RELAXED);
+            for (int k = 0; k < N_LOADER_ALLOCATORS; k++) {
+                size_t h = hooks[k];
+                if (value != *HOOKS[h].real && !is_hook_of(h, value)) continue;
+                if (slots[k]) return; /* twice: not the loader's one pointer; touch nothing */
+                slots[k] = slot;
+            }
+        }
+    }
+    for (int k = 0; k < N_LOADER_ALLOCATORS; k++)
+        if (!slots[k]) return;
+    for (int k = 0; k < N_LOADER_ALLOCATORS; k++) {
+        size_t h = hooks[k];
+        void *current = __atomic_load_n((void **)slots[k], __ATOMIC_ACQUIRE);
+        if (ctx->install) {
+            void *now = hook_now(h);
+            if (current != now) ctx->patched += write_slot(ctx, o, slots[k], current, now);
+        } else if (is_hook_of(h, current)) {
+            ctx->patched += write_slot(ctx, o, slots[k], current, *HOOKS[h].real);
+        }
+    }
+}
+
+static int is_loader(const char *name) {
+    return strstr(name, "ld-linux") || strstr(name, "/ld-") || strstr(name, "/ld.so");
+}
+
 static int patch_one(struct dl_phdr_info *info, patch_ctx *ctx) {
     const char *name = info->dlpi_name ? info->dlpi_name : "";
     if (info->dlpi_addr == g_self_base && g_self_base != 0) return 0;
-    if (strstr(name, "linux-vdso") || strstr(name, "ld-linux") || strstr(name, "/ld-") ||
-        strstr(name, "linux-gate"))
+    if (strstr(name, "linux-vdso") || strstr(name, "linux-gate")) return 0;
+    if (is_loader(name)) {
+        object o = {info, 0, 0};
+        long page = sysconf(_SC_PAGESIZE);
+        for (int i = 0; i < info->dlpi_phnum; i++) {
+            const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+            if (ph->p_type != PT_GNU_RELRO) continue;
+            o.relro_lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(page - 1);
+            o.relro_hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(uintptr_t)(page - 1);
+        }
+        patch_loader(info, &o, ctx);
         return 0;
+    }
     const ElfW(Dyn) *dyn = NULL;
     object o = {info, 0, 0};
     long page = sysconf(_SC_PAGESIZE);
