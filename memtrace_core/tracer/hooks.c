@@ -904,8 +904,8 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data) {
  * __rtld_calloc, __rtld_realloc and __rtld_free, set to the C library's functions once it is
  * loaded, in the loader's RELRO data): no relocation names them, so they are found by value
  * in its writable segment. These are dlopen's bookkeeping and the dynamic TLS blocks of every
- * thread (a dlopen'ed library's __thread data, allocated at a thread's first use and freed at
- * its exit). All four slots or none are patched: blocks allocated through a hook and freed
+ * thread (a dlopen'ed library's __thread data, allocated at a thread's first use and freed
+ * with the thread's stack). All four slots or none are patched: blocks allocated through a hook and freed
  * where memtrace does not look would read as leaks. */
 static const char *const LOADER_ALLOCATORS[] = {"malloc", "calloc", "realloc", "free"};
 #define N_LOADER_ALLOCATORS 4
@@ -944,6 +944,19 @@ static void patch_loader(struct dl_phdr_info *info, const object *o, patch_ctx *
     }
 }
 
+static object object_of(const struct dl_phdr_info *info) {
+    object o = {info, 0, 0};
+    long page = sysconf(_SC_PAGESIZE);
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_GNU_RELRO) continue;
+        /* As the loader protects it: whole pages, the last partial page stays writable. */
+        o.relro_lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(page - 1);
+        o.relro_hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(uintptr_t)(page - 1);
+    }
+    return o;
+}
+
 static int is_loader(const char *name) {
     return strstr(name, "ld-linux") || strstr(name, "/ld-") || strstr(name, "/ld.so");
 }
@@ -952,29 +965,15 @@ static int patch_one(struct dl_phdr_info *info, patch_ctx *ctx) {
     const char *name = info->dlpi_name ? info->dlpi_name : "";
     if (info->dlpi_addr == g_self_base && g_self_base != 0) return 0;
     if (strstr(name, "linux-vdso") || strstr(name, "linux-gate")) return 0;
+    object o = object_of(info);
     if (is_loader(name)) {
-        object o = {info, 0, 0};
-        long page = sysconf(_SC_PAGESIZE);
-        for (int i = 0; i < info->dlpi_phnum; i++) {
-            const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-            if (ph->p_type != PT_GNU_RELRO) continue;
-            o.relro_lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(page - 1);
-            o.relro_hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(uintptr_t)(page - 1);
-        }
         patch_loader(info, &o, ctx);
         return 0;
     }
     const ElfW(Dyn) *dyn = NULL;
-    object o = {info, 0, 0};
-    long page = sysconf(_SC_PAGESIZE);
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type == PT_DYNAMIC) dyn = (const ElfW(Dyn) *)(info->dlpi_addr + ph->p_vaddr);
-        if (ph->p_type == PT_GNU_RELRO) {
-            /* As the loader protects it: whole pages, the last partial page stays writable. */
-            o.relro_lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(page - 1);
-            o.relro_hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(uintptr_t)(page - 1);
-        }
     }
     if (!dyn) return 0;
     const ElfW(Sym) *symtab = NULL;
