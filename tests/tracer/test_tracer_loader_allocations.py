@@ -19,7 +19,7 @@ import os
 import threading
 import time
 
-lib = ctypes.CDLL(os.environ["MT_TLS"])
+lib = ctypes.CDLL(LIBRARY)
 lib.mt_tls_touch.argtypes = [ctypes.c_int]
 
 
@@ -62,7 +62,7 @@ def tls_lib(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
 def test_each_threads_tls_block_is_traced_exactly(tmp_path, mt, tls_lib, native):
     lib, block = tls_lib
     assert block >= 300007
-    script = TLS_SCRIPT.replace('os.environ["MT_TLS"]', repr(str(lib)))
+    script = TLS_SCRIPT.replace("LIBRARY", repr(str(lib)))
     run = mt.trace(tmp_path, script, options=("--native",) if native else ()).check()
     assert run.proc.stdout == b"tls done\n"
     reader = run.reader
