@@ -837,6 +837,21 @@ static int write_slot(patch_ctx *ctx, const object *o, uintptr_t slot, void *exp
     return done;
 }
 
+/* Install: point a slot bound to hook h at this run's hook, when it holds the real function,
+ * the other variant of the hook (a forked child's, whose run samples otherwise), or anything
+ * at all when `any` (a lazily bound PLT slot). Uninstall: back to the real function, only
+ * while it holds one of our hooks (never what the program stored there since). */
+static void patch_slot(patch_ctx *ctx, const object *o, uintptr_t slot, size_t h, int any) {
+    void *current = __atomic_load_n((void **)slot, __ATOMIC_ACQUIRE);
+    if (ctx->install) {
+        void *now = hook_now(h);
+        if (current != now && (any || current == *HOOKS[h].real || is_hook_of(h, current)))
+            ctx->patched += write_slot(ctx, o, slot, current, now);
+    } else if (is_hook_of(h, current)) {
+        ctx->patched += write_slot(ctx, o, slot, current, *HOOKS[h].real);
+    }
+}
+
 /* Every relocated slot bound to a hooked function: JUMP_SLOT (calls through the PLT),
  * GLOB_DAT (the function's address taken in code), R_X86_64_64 (the address stored in
  * data: allocator tables, xxxMemSetup-style pointers, static structs), and IRELATIVE when
@@ -860,18 +875,8 @@ static void patch_relocs(const ElfW(Rela) *rela, size_t count, const ElfW(Sym) *
         } else {
             continue;
         }
-        void *current = __atomic_load_n((void **)slot, __ATOMIC_ACQUIRE);
-        if (ctx->install) {
-            /* A lazily bound JUMP_SLOT still holds its PLT stub: patched all the same. A
-             * slot holding the other variant of the hook (a forked child's, whose run
-             * samples otherwise) gets this run's. */
-            void *now = hook_now(h);
-            if (current != now && (type == R_X86_64_JUMP_SLOT || current == *HOOKS[h].real ||
-                                   is_hook_of(h, current)))
-                ctx->patched += write_slot(ctx, o, slot, current, now);
-        } else if (is_hook_of(h, current)) {
-            ctx->patched += write_slot(ctx, o, slot, current, *HOOKS[h].real);
-        }
+        /* A lazily bound JUMP_SLOT still holds its PLT stub: patched all the same. */
+        patch_slot(ctx, o, slot, h, type == R_X86_64_JUMP_SLOT);
     }
 }
 
@@ -905,8 +910,8 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data) {
  * loaded, in the loader's RELRO data): no relocation names them, so they are found by value
  * in its writable segment. These are dlopen's bookkeeping and the dynamic TLS blocks of every
  * thread (a dlopen'ed library's __thread data, allocated at a thread's first use and freed
- * with the thread's stack). All four slots or none are patched: blocks allocated through a hook and freed
- * where memtrace does not look would read as leaks. */
+ * with the thread's stack). All four slots or none are patched: blocks allocated through a
+ * hook and freed where memtrace does not look would read as leaks. */
 static const char *const LOADER_ALLOCATORS[] = {"malloc", "calloc", "realloc", "free"};
 #define N_LOADER_ALLOCATORS 4
 
@@ -932,16 +937,7 @@ static void patch_loader(struct dl_phdr_info *info, const object *o, patch_ctx *
     }
     for (int k = 0; k < N_LOADER_ALLOCATORS; k++)
         if (!slots[k]) return;
-    for (int k = 0; k < N_LOADER_ALLOCATORS; k++) {
-        size_t h = hooks[k];
-        void *current = __atomic_load_n((void **)slots[k], __ATOMIC_ACQUIRE);
-        if (ctx->install) {
-            void *now = hook_now(h);
-            if (current != now) ctx->patched += write_slot(ctx, o, slots[k], current, now);
-        } else if (is_hook_of(h, current)) {
-            ctx->patched += write_slot(ctx, o, slots[k], current, *HOOKS[h].real);
-        }
-    }
+    for (int k = 0; k < N_LOADER_ALLOCATORS; k++) patch_slot(ctx, o, slots[k], hooks[k], 0);
 }
 
 static object object_of(const struct dl_phdr_info *info) {
