@@ -1,8 +1,12 @@
 /* The recorder: turns intercepted calls into wire-format records (docs/FORMAT.md).
  *
- * One lock orders every record (so a free is never seen after the reuse of its address),
- * guards the interning tables and the active buffer; stacks are captured before taking it.
- * A writer thread that never touches Python flushes full buffers to the output fd. */
+ * Records reach the stream in the order of the calls, across threads (so a free is never
+ * seen after the reuse of its address): in exact mode each thread numbers its records from
+ * one counter and keeps them in a ring of its own, which drains merge by number (see
+ * "per-thread event rings" in recorder.c); sampled mode records under the lock. One lock
+ * guards the interning tables, the encoding and the active buffer; stacks are captured
+ * before taking it. A writer thread that never touches Python flushes full buffers to the
+ * output fd. */
 #ifndef MEMTRACE_RECORDER_H
 #define MEMTRACE_RECORDER_H
 

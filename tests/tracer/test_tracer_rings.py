@@ -1,0 +1,120 @@
+"""Exact mode's per-thread rings (recorder.c, "per-thread event rings"): threads keep their
+records in rings of their own, drained into the stream merged by number. Real threads (a C
+library compiled here), real captures: a TICK never goes out while a record from before it
+waits in a ring, and every thread's records reach the capture, whatever the thread did
+after (waited, ended) and whenever tracing stopped."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from memtrace_core.reader import read_capture, read_capture_at
+
+THREADS, COUNT, PHASES = 8, 600, 5
+
+PHASED = f"""\
+import ctypes, os, time
+lib = ctypes.CDLL(os.environ["MT_PHASES_LIB"])
+lib.mtp_phase.argtypes = [ctypes.c_long, ctypes.c_size_t]
+assert lib.mtp_start({THREADS}) == 0
+time.sleep(0.15)
+for k in range(1, {PHASES} + 1):
+    lib.mtp_phase({COUNT}, 1000 + k)
+    time.sleep(0.15)  # nothing allocates: the writer's TICKs show the phase's end
+lib.mtp_end()
+print("done")
+"""
+
+
+@pytest.fixture(scope="module")
+def phases_lib(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mtphases") / "libmtphases.so"
+    source = Path(__file__).resolve().parents[1] / "cfixtures" / "mtphases.c"
+    proc = subprocess.run(["gcc", "-g", "-O1", "-fPIC", "-shared", "-pthread", "-Wall",
+                           str(source), "-o", str(out)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"gcc failed:\n{proc.stderr}", pytrace=False)
+    return out
+
+
+def _worker_live(reader) -> tuple[int, int]:
+    """(live bytes, live count) of the C threads' blocks: stacks with no Python frame."""
+    nbytes = count = 0
+    for sid in range(reader.n_stacks):
+        pynode, _nat, _thread = reader.stack_key(sid)
+        if pynode == 0:
+            live_bytes, live_count = reader.stack_counters(sid)[2:4]
+            nbytes += live_bytes
+            count += live_count
+    return nbytes, count
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["python", "native"])
+def test_every_tick_after_a_phase_shows_all_of_it(tmp_path, mt, phases_lib, native):
+    """8 threads allocate in 5 phases, each followed by 150 ms without an allocation. The
+    TICK the writer writes after a phase comes once every record numbered before it is out
+    of the rings: the threads' blocks in use at that TICK are exactly the phases' so far.
+    Were a TICK written with records still waiting, no TICK would show a phase's total."""
+    traced = mt.trace(tmp_path, PHASED, options=("--native",) if native else (),
+                      timeout=300)
+    assert traced.proc.returncode == 0, traced.proc.stderr.decode()
+    assert traced.proc.stdout == b"done\n"
+    wanted = []
+    total = 0
+    for k in range(1, PHASES + 1):
+        total += THREADS * COUNT * (1000 + k)
+        wanted.append((total, THREADS * COUNT * k))
+    final = read_capture(traced.capture)
+    assert final.implicit_frees == 0
+    assert _worker_live(final) == wanted[-1]
+    seen = []
+    for t_us, _heap, _rss in final.history:
+        at = read_capture_at(traced.capture, t_us)
+        seen.append(_worker_live(at))
+    assert seen == sorted(seen), "the threads only allocate: in use never goes down"
+    missing = [w for w in wanted if w not in seen]
+    assert not missing, f"no TICK shows these phases' totals: {missing}; TICKs: {seen}"
+
+
+ENDED = """\
+import ctypes, os, threading
+lib = ctypes.CDLL(os.environ["MT_PHASES_LIB"])
+lib.mtp_phase.argtypes = [ctypes.c_long, ctypes.c_size_t]
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+assert lib.mtp_start(4) == 0
+lib.mtp_phase(300, 777)  # 4 threads keep 300 blocks each, then wait for mtp_end
+lib.mtp_end()            # ... and end: their last records were in their rings
+kept = []
+
+
+def short_lived():
+    kept.append(libc.malloc(333))
+
+
+for _ in range(20):
+    t = threading.Thread(target=short_lived)
+    t.start()
+    t.join()
+print("done")
+"""
+
+
+def test_records_of_threads_that_ended_all_reach_the_capture(tmp_path, mt, phases_lib):
+    """Threads end with records in their rings (4 C threads, 20 short-lived Python threads):
+    the rings of ended threads are drained, then freed; nothing of theirs is lost."""
+    traced = mt.trace(tmp_path, ENDED, timeout=300)
+    assert traced.proc.returncode == 0, traced.proc.stderr.decode()
+    reader = read_capture(traced.capture)
+    assert _worker_live(reader) == (4 * 300 * 777, 4 * 300)
+    blocks = [s for _a, s, _sid, _k in reader.live_allocations() if s == 333]
+    assert len(blocks) == 20
+
+
+@pytest.fixture(autouse=True)
+def _library_env(mt, phases_lib, monkeypatch):
+    monkeypatch.setitem(mt.env, "MT_PHASES_LIB", str(phases_lib))
