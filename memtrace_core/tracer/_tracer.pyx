@@ -133,6 +133,12 @@ def failed() -> bool:
     return mt_recorder_failed() != 0
 
 
+def ring_count() -> int:
+    """How many threads' record rings exist (exact mode keeps one per thread that records,
+    recorder.c): for tests."""
+    return mt_recorder_rings()
+
+
 def set_thread_name(long native_id, str name) -> None:
     """Record a thread's Python name (threads are keyed by their OS id)."""
     data = name.encode("utf-8", "replace")[:63]

@@ -1107,8 +1107,8 @@ static int drain_begin_locked(uint64_t below, uint64_t limit) {
     return done == waiting;
 }
 
-static void drain_end_locked(void) {
-    /* Rings of threads that ended, once empty, go. */
+/* Rings of threads that ended, once empty, go (lock held, no drain under way). */
+static void free_dead_rings_locked(void) {
     for (mt_ring **link = &g_rings; *link != NULL;) {
         mt_ring *r = *link;
         if (r->dead && r->head == r->tail) {
@@ -1118,6 +1118,10 @@ static void drain_end_locked(void) {
             link = &r->next;
         }
     }
+}
+
+static void drain_end_locked(void) {
+    free_dead_rings_locked();
     g_drain_busy = 0;
     __atomic_add_fetch(&g_drain_seq, 1, __ATOMIC_RELEASE);
     if (g_drain_waiters) futex(&g_drain_seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
@@ -1141,15 +1145,39 @@ static int drain_writer_locked(void) {
     return all;
 }
 
-/* A thread ends (its stack cache's destructor): its ring goes once drained, and its later
- * records (the C library's own frees as the thread ends) take the lock. */
+/* A thread ends (its stack cache's destructor): its later records (the C library's own
+ * frees as the thread ends) take the lock, and its ring goes: now when no recording is
+ * open (the last stop drained it, and no drain will come: after a detach, a program
+ * whose threads come and go would keep every ended thread's ring), else once a drain has
+ * emptied it. */
 static void ring_retire(stack_cache *c) {
     t_ring_off = 1;
-    if (c->ring == NULL) return;
-    lock();
-    c->ring->dead = 1;
-    unlock();
+    mt_ring *r = c->ring;
+    if (r == NULL) return;
     c->ring = NULL;
+    lock();
+    if (g_running) {
+        r->dead = 1;
+    } else {
+        for (mt_ring **link = &g_rings; *link != NULL; link = &(*link)->next) {
+            if (*link == r) {
+                *link = r->next;
+                free(r);
+                break;
+            }
+        }
+    }
+    unlock();
+}
+
+int mt_recorder_rings(void) {
+    int saved = mt_guard, n = 0;
+    mt_guard = 1;
+    lock();
+    for (mt_ring *r = g_rings; r != NULL; r = r->next) n++;
+    unlock();
+    mt_guard = saved;
+    return n;
 }
 
 /* Whether a record of this thread can go to its ring: its thread index is current, and no
@@ -2048,6 +2076,7 @@ void mt_recorder_stop(int exit_code, int has_code) {
         lock();
     }
     g_running = 0;
+    free_dead_rings_locked(); /* threads that ended while the writer finished */
     if (g_statm_fd >= 0) close(g_statm_fd);
     g_statm_fd = -1;
     unlock();

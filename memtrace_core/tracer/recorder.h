@@ -60,6 +60,8 @@ int mt_recorder_running(void);
  * (so the last snapshot names every address as the whole history would); else 0. */
 int mt_recorder_native_summary(uint64_t **ips, size_t *n_ips, uint8_t **maps,
                                size_t *maps_len);
+/* How many threads' record rings exist (exact mode; recorder.c): for tests. */
+int mt_recorder_rings(void);
 /* The interpreter is finalizing: allocations from now on carry no Python stack. */
 void mt_recorder_python_gone(void);
 

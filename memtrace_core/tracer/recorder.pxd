@@ -19,3 +19,4 @@ cdef extern from "recorder.h" nogil:
     int mt_recorder_native_summary(uint64_t **ips, size_t *n_ips, uint8_t **maps,
                                    size_t *maps_len)
     void mt_set_thread_name(long os_tid, const char *name, int rename)
+    int mt_recorder_rings()

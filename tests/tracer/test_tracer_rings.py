@@ -118,3 +118,61 @@ def test_records_of_threads_that_ended_all_reach_the_capture(tmp_path, mt, phase
 @pytest.fixture(autouse=True)
 def _library_env(mt, phases_lib, monkeypatch):
     monkeypatch.setitem(mt.env, "MT_PHASES_LIB", str(phases_lib))
+
+
+AFTER_STOP = """\
+import ctypes, os, sys, threading, time
+from memtrace_core.tracer import _tracer
+from memtrace_core.tracer.header import header_record
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+tasks = len(os.listdir("/proc/self/task"))  # before the tracer's writer thread
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+_tracer.start(fd, False, False, header_record({"format": _tracer.FORMAT_VERSION,
+                                               "pid": os.getpid(), "argv": [],
+                                               "native": False}))
+before = _tracer.ring_count()
+go = threading.Event()
+ready = threading.Barrier(21)
+
+
+def worker():
+    for _ in range(3):  # the first record takes the lock, the next ones the thread's ring
+        libc.free(libc.malloc(100))
+    ready.wait()
+    go.wait()
+
+
+threads = [threading.Thread(target=worker) for _ in range(20)]
+for t in threads:
+    t.start()
+ready.wait()
+during = _tracer.ring_count()
+_tracer.stop(0)
+os.close(fd)
+go.set()
+for t in threads:
+    t.join()
+# join() returns before a thread's C destructors have run: wait for the threads to be gone
+deadline = time.monotonic() + 30
+while len(os.listdir("/proc/self/task")) > tasks and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(before, during, _tracer.ring_count())
+"""
+
+
+def test_threads_that_end_after_the_recording_leave_no_ring(tmp_path, mt):
+    """After a stop (a detach), no drain comes to free the rings of threads that end: they
+    go as each thread ends, and a program whose threads come and go keeps none of them."""
+    (tmp_path / "prog.py").write_text(AFTER_STOP)
+    proc = mt.plain("prog.py", str(tmp_path / "stop.mtrace"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    before, during, after = map(int, proc.stdout.split())
+    assert during >= before + 20
+    assert after == during - 20
+    reader = read_capture(tmp_path / "stop.mtrace")
+    assert reader.complete
+    assert sum(1 for _a, s, _sid, _k in reader.live_allocations() if s == 100) == 0
