@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from memtrace_core.reader import read_capture
+from memtrace_core.reader import new_reader, read_capture, replay
 from tests.cli import run_memtrace
 from tests.streamgen import TICK
 
@@ -499,11 +499,11 @@ PASS_AROUND = """\
 import ctypes, os, sys
 lib = ctypes.CDLL(os.environ["MT_SAMPLE_LIB"])
 lib.mts_pass_around.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_long]
-THREADS = int(sys.argv[1])
+THREADS, ROUNDS = int(sys.argv[1]), int(sys.argv[2])
 
 
 def work():
-    assert lib.mts_pass_around(THREADS, 16, 4000, 160000 // THREADS) == 0  # @work
+    assert lib.mts_pass_around(THREADS, 16, 4000, ROUNDS // THREADS) == 0  # @work
 
 
 work()
@@ -535,9 +535,10 @@ def test_frees_and_reuses_of_one_address_across_threads_stay_in_order(tmp_path, 
     script = tmp_path / "prog.py"
     script.write_text(PASS_AROUND)
     got = {}
+    blocks = 160000 if mode else 1_600_000  # exact: long enough for dozens of TICKs
     for threads in ("8", "1"):
         capture = tmp_path / f"t{threads}.mtrace"
-        proc = run_memtrace("run", *mode, "-o", str(capture), "prog.py", threads,
+        proc = run_memtrace("run", *mode, "-o", str(capture), "prog.py", threads, str(blocks),
                             cwd=tmp_path, env=env, timeout=300)
         assert proc.returncode == 0 and proc.stdout == b"done\n", proc.stderr.decode()
         reader = read_capture(capture)
@@ -547,7 +548,8 @@ def test_frees_and_reuses_of_one_address_across_threads_stay_in_order(tmp_path, 
         if not mode:  # the 16 blocks left, exactly
             live = [s for _a, s, sid, _k in reader.live_allocations() if s == 4000]
             assert len(live) == 16, f"{threads} threads: {len(live)} blocks of 4000 left"
-    blocks = 160000  # the C threads' (16 more came first, from the work line)
+            _check_every_tick(capture, int(threads))
+    # blocks: the C threads' (16 more came first, from the work line)
     if not mode:  # exact: to the byte, whatever the threads did
         assert got["8"] == got["1"]
         nbytes, count, live_bytes, live_count = got["8"]
@@ -557,6 +559,29 @@ def test_frees_and_reuses_of_one_address_across_threads_stay_in_order(tmp_path, 
         for nbytes, _count, live_bytes, live_count in got.values():
             assert abs(nbytes / (blocks * 4000) - 1) <= 0.1
             assert live_bytes >= 0 and live_count >= 0
+
+
+def _check_every_tick(capture: Path, threads: int) -> None:
+    """Once the 16 slots are filled, at every TICK each slot holds its block but for those
+    whose thread is between the free and the malloc of its turn: 16 - threads to 16 blocks
+    of 4000 bytes in use, never fewer, never more, and no implicit free so far (exact mode
+    writes a TICK only once every record numbered before it is out of the threads' rings)."""
+    seen = []
+
+    def at_tick(reader) -> int:
+        held = sum(1 for _a, size, _sid, _k in reader.live_allocations() if size == 4000)
+        assert reader.implicit_frees == 0, f"{threads} threads, TICK at {reader.last_time_us}"
+        seen.append(held)
+        return reader.last_time_us + 1
+
+    reader = new_reader()
+    reader.stop_at(0)
+    replay(capture, reader, at_tick)
+    assert len(seen) >= 5, f"{threads} threads: only {len(seen)} TICKs"
+    filled = [i for i, held in enumerate(seen) if held >= 16 - threads]
+    assert filled, f"{threads} threads: no TICK while the slots were in use: {seen}"
+    during = seen[filled[0]:]  # from then on, never fewer
+    assert all(16 - threads <= held <= 16 for held in during), (threads, seen)
 
 
 UNSEEN = """\
