@@ -875,7 +875,8 @@ static __attribute__((noinline)) uint8_t *encode_sampled_alloc_locked(
  *
  * Why: with one lock taken for every record, threads that allocate at once passed the
  * lock and the recorder's state from core to core at every record (8 threads churning
- * malloc/free: 3.7x the untraced run's CPU, a tenth of it spinning for the lock).
+ * malloc/free: 3-4x the untraced run's CPU, a tenth of it spinning for the lock; 2.2x
+ * with the rings, as much as 2 threads).
  *
  * How: in exact mode a thread whose record needs nothing shared (its stacks are the ones it
  * interned last, its thread index is current) puts the record, unencoded, in a ring of its
@@ -930,15 +931,16 @@ static unsigned g_drain_seq;    /* bumped when a drain ends */
 static int g_drain_waiters;
 static mt_drain_cursor *g_drain_set; /* the rings with records to encode in this drain */
 static size_t g_drain_set_cap;
-/* The records' numbers, alone in their cache line (every record of every thread takes
- * one), and whether the writer saw a quiet spell (the next record is stamped at once). */
+/* The records' numbers, alone in their cache line: every record of every thread takes
+ * one. */
 static struct {
     uint64_t next;
     char pad[56]; /* the line is theirs alone: nothing else is read from it */
 } g_seq __attribute__((aligned(64)));
+/* Read by every record, written once a recording or a quiet spell: a line of their own. */
 static struct {
     int on;             /* this recording's records go through the rings */
-    volatile int quiet;
+    volatile int quiet; /* the writer saw a quiet spell: the next record is stamped at once */
     char pad[56];
 } g_rs __attribute__((aligned(64)));
 #define g_rings_on g_rs.on
@@ -1014,11 +1016,20 @@ static inline void encode_alloc_locked(uint64_t addr, size_t size, int allocator
     commit(p);
 }
 
-/* A FREE (lock held); delta: from the previous address, or a sampled ALLOC's ordinal. */
-static inline void encode_free_locked(int64_t delta, size_t size, int allocator,
-                                      uint32_t thread) {
+/* A FREE (lock held) of an address, or (by_ordinal: sampling) of the sampled ALLOC of
+ * that ordinal. Its delta is taken once there is room: reserve() may have waited with the
+ * lock released, and other records moved the previous address (or the ordinals) meanwhile. */
+static inline void encode_free_locked(uint64_t addr, int by_ordinal, uint64_t ordinal,
+                                      size_t size, int allocator, uint32_t thread) {
     uint8_t *p = reserve(32); /* at most 27 bytes written: see mp_int_fast */
     if (!p) return;
+    int64_t delta;
+    if (by_ordinal) { /* its ALLOC, named by how many sampled ALLOCs came after it */
+        delta = (int64_t)(g_sample_ordinal - 1 - ordinal);
+    } else {
+        delta = (int64_t)(addr - g_last_addr);
+        g_last_addr = addr;
+    }
     if (size == 0 && g_ctx.free_valid && thread == g_ctx.free_thread &&
         (uint32_t)allocator == g_ctx.free_allocator) {
         p = mp_array(p, 2);
@@ -1040,9 +1051,7 @@ static inline void encode_free_locked(int64_t delta, size_t size, int allocator,
 
 static inline void encode_event_locked(const mt_event *e) {
     if (e->is_free) {
-        int64_t delta = (int64_t)(e->addr - g_last_addr);
-        g_last_addr = e->addr;
-        encode_free_locked(delta, e->size, e->allocator, e->thread);
+        encode_free_locked(e->addr, 0, 0, e->size, e->allocator, e->thread);
     } else {
         encode_alloc_locked(e->addr, e->size, e->allocator, e->thread, e->py, e->nat);
     }
@@ -1286,14 +1295,7 @@ int mt_record_free(void *addr, size_t size, int allocator) {
         recorded = 1;
         direct_begin_locked();
         uint32_t thread = thread_index_locked();
-        int64_t delta;
-        if (by_ordinal) { /* its ALLOC, named by how many sampled ALLOCs came after it */
-            delta = (int64_t)(g_sample_ordinal - 1 - ordinal);
-        } else {
-            delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
-            g_last_addr = (uintptr_t)addr;
-        }
-        encode_free_locked(delta, size, allocator, thread);
+        encode_free_locked((uintptr_t)addr, by_ordinal, ordinal, size, allocator, thread);
         maybe_flush_inline_locked();
         direct_end_locked();
     }
