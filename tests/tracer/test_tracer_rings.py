@@ -136,11 +136,12 @@ _tracer.start(fd, False, False, header_record({"format": _tracer.FORMAT_VERSION,
                                                "native": False}))
 before = _tracer.ring_count()
 go = threading.Event()
-ready = threading.Barrier(21)
+started, ready = threading.Barrier(21), threading.Barrier(21)
 
 
 def worker():
-    for _ in range(3):  # the first record takes the lock, the next ones the thread's ring
+    started.wait()  # every thread started and named: no rename sends records to the lock
+    for _ in range(50):  # the first record takes the lock, the next ones the thread's ring
         libc.free(libc.malloc(100))
     ready.wait()
     go.wait()
@@ -149,6 +150,7 @@ def worker():
 threads = [threading.Thread(target=worker) for _ in range(20)]
 for t in threads:
     t.start()
+started.wait()
 ready.wait()
 during = _tracer.ring_count()
 _tracer.stop(0)
