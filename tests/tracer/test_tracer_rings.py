@@ -6,12 +6,12 @@ after (waited, ended) and whenever tracing stopped."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from memtrace_core.reader import read_capture, read_capture_at
+from tests.tracer.tracer_support import build_fixture
 
 THREADS, COUNT, PHASES = 8, 600, 5
 
@@ -31,13 +31,7 @@ print("done")
 
 @pytest.fixture(scope="module")
 def phases_lib(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("mtphases") / "libmtphases.so"
-    source = Path(__file__).resolve().parents[1] / "cfixtures" / "mtphases.c"
-    proc = subprocess.run(["gcc", "-g", "-O1", "-fPIC", "-shared", "-pthread", "-Wall",
-                           str(source), "-o", str(out)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"gcc failed:\n{proc.stderr}", pytrace=False)
-    return out
+    return build_fixture(tmp_path_factory.mktemp("mtphases"), "mtphases")
 
 
 def _worker_live(reader) -> tuple[int, int]:

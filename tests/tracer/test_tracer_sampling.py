@@ -20,6 +20,7 @@ import pytest
 from memtrace_core.reader import new_reader, read_capture, replay
 from tests.cli import run_memtrace
 from tests.streamgen import TICK
+from tests.tracer.tracer_support import build_fixture
 
 MB = 1 << 20
 BLOCKS = [(48, 150), (200, 140), (1000, 130), (3000, 120), (8192, 110), (20000, 100),
@@ -71,13 +72,7 @@ print("done")
 
 @pytest.fixture(scope="module")
 def sample_lib(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("mtsample") / "libmtsample.so"
-    source = Path(__file__).resolve().parents[1] / "cfixtures" / "mtsample.c"
-    proc = subprocess.run(["gcc", "-g", "-O1", "-fPIC", "-shared", "-pthread", "-Wall",
-                           str(source), "-o", str(out)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"gcc failed:\n{proc.stderr}", pytrace=False)
-    return out
+    return build_fixture(tmp_path_factory.mktemp("mtsample"), "mtsample")
 
 
 def _trace(mt, directory: Path, source: str, lib: Path, *options: str, seed: str = "7",

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 PAGE = 4096
 
 # allocator codes (docs/FORMAT.md)
@@ -211,3 +213,15 @@ def tree_path_to(tree: dict[str, Any], own_bytes: int) -> list[dict[str, Any]]:
             return path
         todo.extend((child, path + [child]) for child in node["children"])
     raise AssertionError(f"no node with {own_bytes} own bytes")
+
+
+def build_fixture(directory: Path, name: str) -> Path:
+    """tests/cfixtures/NAME.c compiled into DIRECTORY/libNAME.so (threads allowed); a
+    compiler error fails the test with gcc's message."""
+    out = directory / f"lib{name}.so"
+    source = Path(__file__).resolve().parents[1] / "cfixtures" / f"{name}.c"
+    proc = subprocess.run(["gcc", "-g", "-O1", "-fPIC", "-shared", "-pthread", "-Wall",
+                           str(source), "-o", str(out)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"gcc failed:\n{proc.stderr}", pytrace=False)
+    return out
