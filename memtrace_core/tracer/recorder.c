@@ -809,6 +809,12 @@ static int capture_native(stack_cache *c, uintptr_t ra, uintptr_t cfa, int *from
     return n;
 }
 
+/* Whether an ALLOC repeats the previous one's context (then sent as ALLOC_SAME). */
+static inline int same_alloc_ctx(uint32_t thread, int allocator, uint32_t py, uint32_t nat) {
+    return g_ctx.alloc_valid && thread == g_ctx.alloc_thread && py == g_ctx.alloc_py &&
+           nat == g_ctx.alloc_nat && (uint32_t)allocator == g_ctx.alloc_allocator;
+}
+
 /* A full ALLOC record (lock held); its context becomes the one ALLOC_SAME repeats. */
 static inline uint8_t *encode_full_alloc_locked(uint8_t *p, int64_t delta, size_t size,
                                                 int allocator, uint32_t thread, uint32_t py,
@@ -845,8 +851,7 @@ static __attribute__((noinline)) uint8_t *encode_sampled_alloc_locked(
         delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
         g_last_addr = (uintptr_t)addr;
     }
-    if (g_ctx.alloc_valid && thread == g_ctx.alloc_thread && py == g_ctx.alloc_py &&
-        nat == g_ctx.alloc_nat && (uint32_t)allocator == g_ctx.alloc_allocator) {
+    if (same_alloc_ctx(thread, allocator, py, nat)) {
         p = mp_array(p, 3);
         p = mp_uint(p, MT_REC_ALLOC_SAME);
         p = mp_int_fast(p, delta);
@@ -991,11 +996,6 @@ static inline int ring_push(mt_ring *r, const mt_event *e) {
     }
     __atomic_store_n(&r->pushing, 0, __ATOMIC_RELEASE);
     return ok ? 1 : -1;
-}
-
-static inline int same_alloc_ctx(uint32_t thread, int allocator, uint32_t py, uint32_t nat) {
-    return g_ctx.alloc_valid && thread == g_ctx.alloc_thread && py == g_ctx.alloc_py &&
-           nat == g_ctx.alloc_nat && (uint32_t)allocator == g_ctx.alloc_allocator;
 }
 
 /* An exact ALLOC (lock held). */
