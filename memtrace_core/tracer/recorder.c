@@ -1049,12 +1049,67 @@ static inline void encode_free_locked(uint64_t addr, int by_ordinal, uint64_t or
     commit(p);
 }
 
-static inline void encode_event_locked(const mt_event *e) {
-    if (e->is_free) {
-        encode_free_locked(e->addr, 0, 0, e->size, e->allocator, e->thread);
-    } else {
-        encode_alloc_locked(e->addr, e->size, e->allocator, e->thread, e->py, e->nat);
+/* Encode ring r's records [from, to) (lock held), as encode_alloc_locked and
+ * encode_free_locked would one by one, as many as the buffer has room for (it waits for
+ * room for one first, as reserve does). Returns how many. Why a loop of its own: the encoders write through byte pointers, which
+ * may alias the recorder's state, so one record at a time reloads and stores the address
+ * chain, the contexts and the buffer's length around every byte; here they stay in
+ * registers for the run. */
+static uint64_t encode_run_locked(const mt_ring *r, uint64_t from, uint64_t to) {
+    if (reserve(48) == NULL) return 0;
+    uint64_t room = (g_active.cap - g_active.len) / 48;
+    if (to - from > room) to = from + room;
+    uint8_t *p = g_active.data + g_active.len;
+    uint64_t last = g_last_addr;
+    __typeof__(g_ctx) ctx = g_ctx;
+    for (uint64_t i = from; i < to; i++) {
+        const mt_event *e = &r->ev[i & (MT_RING_CAP - 1)];
+        int64_t delta = (int64_t)(e->addr - last);
+        last = e->addr;
+        if (e->is_free) {
+            if (e->size == 0 && ctx.free_valid && e->thread == ctx.free_thread &&
+                e->allocator == ctx.free_allocator) {
+                p = mp_array(p, 2);
+                p = mp_uint(p, MT_REC_FREE_SAME);
+                p = mp_int_fast(p, delta);
+            } else {
+                p = mp_array(p, 5);
+                p = mp_uint(p, MT_REC_FREE);
+                p = mp_uint(p, e->thread);
+                p = mp_uint(p, e->allocator);
+                p = mp_int_fast(p, delta);
+                p = mp_uint_fast(p, e->size);
+                ctx.free_valid = 1;
+                ctx.free_thread = e->thread;
+                ctx.free_allocator = e->allocator;
+            }
+        } else if (ctx.alloc_valid && e->thread == ctx.alloc_thread && e->py == ctx.alloc_py &&
+                   e->nat == ctx.alloc_nat && e->allocator == ctx.alloc_allocator) {
+            p = mp_array(p, 3);
+            p = mp_uint(p, MT_REC_ALLOC_SAME);
+            p = mp_int_fast(p, delta);
+            p = mp_uint_fast(p, e->size);
+        } else {
+            p = mp_array(p, 7);
+            p = mp_uint(p, MT_REC_ALLOC);
+            p = mp_uint(p, e->thread);
+            p = mp_uint(p, e->allocator);
+            p = mp_int_fast(p, delta);
+            p = mp_uint_fast(p, e->size);
+            p = mp_uint(p, e->py);
+            p = mp_uint(p, e->nat);
+            ctx.alloc_valid = 1;
+            ctx.alloc_thread = e->thread;
+            ctx.alloc_allocator = e->allocator;
+            ctx.alloc_py = e->py;
+            ctx.alloc_nat = e->nat;
+        }
     }
+    g_last_addr = last;
+    g_ctx = ctx;
+    g_active.len = (size_t)(p - g_active.data);
+    g_records_since_tick += to - from;
+    return to - from;
 }
 
 /* Begin a drain (lock held): wait for any other to end, then encode, merged by number,
@@ -1074,7 +1129,10 @@ static int drain_begin_locked(uint64_t below, uint64_t limit) {
         uint64_t head = r->head, tail = ring_tail(r);
         /* [head, tail) are this drain's to read: the thread only appends after tail. */
         uint64_t end = head;
-        while (end < tail && r->ev[end & (MT_RING_CAP - 1)].seq < below) end++;
+        if (tail > head && r->ev[(tail - 1) & (MT_RING_CAP - 1)].seq < below)
+            end = tail; /* numbered in order: all of them */
+        else
+            while (end < tail && r->ev[end & (MT_RING_CAP - 1)].seq < below) end++;
         if (end == head) continue;
         if (n_set == g_drain_set_cap) {
             size_t cap = g_drain_set_cap ? g_drain_set_cap * 2 : 16;
@@ -1089,26 +1147,41 @@ static int drain_begin_locked(uint64_t below, uint64_t limit) {
     uint64_t done = 0;
     if (n_set == 1) { /* one thread: its records in order */
         mt_drain_cursor *d = &g_drain_set[0];
-        for (; d->cur < d->end && done < limit; d->cur++, done++)
-            encode_event_locked(&d->ring->ev[d->cur & (MT_RING_CAP - 1)]);
+        while (d->cur < d->end && done < limit) {
+            uint64_t to = d->end - d->cur > limit - done ? d->cur + (limit - done) : d->end;
+            uint64_t n = encode_run_locked(d->ring, d->cur, to);
+            if (n == 0) n = to - d->cur; /* stopped, or failed: dropped, as one by one */
+            d->cur += n;
+            done += n;
+        }
     } else {
         while (done < limit) {
+            /* The ring whose next record has the smallest number, and the smallest next
+             * number of the others: its records below that go as one run. */
             mt_drain_cursor *best = NULL;
-            uint64_t best_seq = UINT64_MAX;
+            uint64_t best_seq = UINT64_MAX, other_seq = UINT64_MAX;
             for (size_t k = 0; k < n_set; k++) {
                 mt_drain_cursor *d = &g_drain_set[k];
                 if (d->cur < d->end) {
                     uint64_t seq = d->ring->ev[d->cur & (MT_RING_CAP - 1)].seq;
                     if (seq < best_seq) {
+                        other_seq = best_seq;
                         best = d;
                         best_seq = seq;
+                    } else if (seq < other_seq) {
+                        other_seq = seq;
                     }
                 }
             }
             if (best == NULL) break;
-            encode_event_locked(&best->ring->ev[best->cur & (MT_RING_CAP - 1)]);
-            best->cur++;
-            done++;
+            uint64_t to = best->cur + 1;
+            while (to < best->end && to - best->cur < limit - done &&
+                   best->ring->ev[to & (MT_RING_CAP - 1)].seq < other_seq)
+                to++;
+            uint64_t n = encode_run_locked(best->ring, best->cur, to);
+            if (n == 0) n = to - best->cur; /* stopped, or failed: dropped */
+            best->cur += n;
+            done += n;
         }
     }
     for (size_t k = 0; k < n_set; k++)
