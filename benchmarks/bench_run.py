@@ -46,7 +46,7 @@ from benchlib import (
 )
 
 WORKLOADS = ("empty", "pure_python", "numpy_work", "malloc_free", "pandas_merge", "pool",
-             "threads_1", "threads_2", "threads_8")
+             "threads_1", "threads_2", "threads_8", "threads_idle")
 MODES = ("untraced", "memtrace", "memtrace-native", "memray", "memray-native",
          "memtrace-follow", "memray-follow", "memtrace-sample", "memtrace-sample-native")
 SAMPLE = "512KiB"
@@ -99,6 +99,8 @@ def command(python: str, mode: str, script: Path, capture: Path) -> list[str]:
 
 def workload_script(workload: str) -> tuple[Path, dict[str, str]]:
     """The script that runs WORKLOAD and the environment it adds (threads_N: N threads)."""
+    if workload == "threads_idle":  # one busy thread beside an idle pool of 200
+        return HERE / "workloads" / "threads.py", {"MT_BENCH_THREADS": "1", "MT_BENCH_IDLE": "200"}
     if workload.startswith("threads_"):
         return HERE / "workloads" / "threads.py", {"MT_BENCH_THREADS": workload[8:]}
     return HERE / "workloads" / f"{workload}.py", {}
@@ -314,13 +316,17 @@ def _ratio(cells: dict[tuple[str, str], Cell], workload: str, mode: str) -> floa
 
 def thread_scaling(args: argparse.Namespace, cells: dict[tuple[str, str], Cell],
                    results: Results) -> None:
-    """Ratio to untraced of the same work on 1, 2 and 8 threads, one row per mode."""
-    names = [f"threads_{n}" for n in THREAD_COUNTS if f"threads_{n}" in args.workloads]
+    """Ratio to untraced of the same work on 1, 2 and 8 threads (and on one beside 200 idle
+    ones), one row per mode."""
+    names = [n for n in [f"threads_{k}" for k in THREAD_COUNTS] + ["threads_idle"]
+             if n in args.workloads]
     if not names:
         return
     print("\nthread scaling: the same malloc/free work on N threads at once "
           "(CPU ratio to untraced)")
-    print("mode".ljust(24) + "".join(f"{n[8:]} thread(s)".rjust(14) for n in names))
+    print("mode".ljust(24) + "".join(
+        ("1 + 200 idle" if n == "threads_idle" else f"{n[8:]} thread(s)").rjust(14)
+        for n in names))
     for mode in args.modes:
         if mode == "untraced" or mode.endswith("-follow"):
             continue
