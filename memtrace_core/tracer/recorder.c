@@ -352,6 +352,7 @@ typedef struct {
      * it needs no copy and no comparison, its node is known. */
     int nat_is_unw;
     struct mt_ring *ring; /* its records waiting to be encoded (exact mode, see there) */
+    uint32_t ringless;    /* records it sent under the lock in this recording, ring-less */
 } stack_cache;
 
 static __thread stack_cache *t_cache __attribute__((tls_model("initial-exec"))) = NULL;
@@ -443,6 +444,7 @@ static stack_cache *thread_cache(void) {
         c->nat_is_unw = 0;
         c->miss_ra = c->miss_cfa = 0;
         c->hits_since_fill = c->fruitless_fills = c->misses = 0;
+        c->ringless = 0;
     }
     return c;
 }
@@ -913,6 +915,10 @@ typedef struct {
 } mt_event;
 
 #define MT_RING_CAP 1024u /* records a thread keeps waiting (40 KiB) */
+/* A thread's first records in a recording take the lock; the next ones, its ring. A thread
+ * that allocates a little and then waits (a service's idle pool) has none: no 41 KiB kept
+ * for it (they stay after a detach, until the thread ends), none for drains to look at. */
+#define MT_RING_AFTER 64u
 
 typedef struct mt_ring {
     /* A line that its thread writes at every push, and drains read once each. */
@@ -964,10 +970,15 @@ static uint64_t ring_tail(mt_ring *r) {
     return __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
 }
 
-/* The thread's ring, made on first use (NULL: none, the record takes the lock). */
+/* The thread's ring, made after its first MT_RING_AFTER records (NULL: none, the record
+ * takes the lock). */
 static __thread int t_ring_off __attribute__((tls_model("initial-exec"))) = 0;
 static mt_ring *thread_ring(stack_cache *c) {
     if (LIKELY(c->ring != NULL) || t_ring_off) return c->ring;
+    if (c->ringless < MT_RING_AFTER) {
+        c->ringless++;
+        return NULL;
+    }
     void *mem = NULL; /* on a line of its own: calloc's 16 bytes would split the first */
     if (posix_memalign(&mem, 64, sizeof(mt_ring)) != 0) {
         t_ring_off = 1;

@@ -119,15 +119,16 @@ import ctypes, os, sys, threading, time
 from memtrace_core.tracer import _tracer
 from memtrace_core.tracer.header import header_record
 
-libc = ctypes.CDLL(None)
-libc.malloc.restype = ctypes.c_void_p
-libc.malloc.argtypes = [ctypes.c_size_t]
-libc.free.argtypes = [ctypes.c_void_p]
 tasks = len(os.listdir("/proc/self/task"))  # before the tracer's writer thread
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 _tracer.start(fd, False, False, header_record({"format": _tracer.FORMAT_VERSION,
                                                "pid": os.getpid(), "argv": [],
                                                "native": False}))
+# looked up after start: ctypes then gets the tracer's malloc and free (dlsym is hooked)
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
 before = _tracer.ring_count()
 go = threading.Event()
 started, ready = threading.Barrier(21), threading.Barrier(21)
@@ -135,7 +136,7 @@ started, ready = threading.Barrier(21), threading.Barrier(21)
 
 def worker():
     started.wait()  # every thread started and named: no rename sends records to the lock
-    for _ in range(50):  # the first record takes the lock, the next ones the thread's ring
+    for _ in range(50):  # the first 64 records take the lock, the next ones the thread's ring
         libc.free(libc.malloc(100))
     ready.wait()
     go.wait()
@@ -172,3 +173,66 @@ def test_threads_that_end_after_the_recording_leave_no_ring(tmp_path, mt):
     reader = read_capture(tmp_path / "stop.mtrace")
     assert reader.complete
     assert sum(1 for _a, s, _sid, _k in reader.live_allocations() if s == 100) == 0
+
+
+FEW = """\
+import ctypes, os, sys, threading
+from memtrace_core.tracer import _tracer
+from memtrace_core.tracer.header import header_record
+
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+_tracer.start(fd, False, False, header_record({"format": _tracer.FORMAT_VERSION,
+                                               "pid": os.getpid(), "argv": [],
+                                               "native": False}))
+# looked up after start: ctypes then gets the tracer's malloc and free (dlsym is hooked)
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+counts = [_tracer.ring_count()]
+pairs = [int(n) for n in sys.argv[2:]]
+
+
+kept = []
+
+
+def worker(n, done, go):
+    kept.extend(libc.malloc(100) for _ in range(n))  # freed after the recording
+    done.wait()
+    go.wait()
+
+
+go = threading.Event()
+threads = []
+for n in pairs:  # one thread at a time, each still alive when the rings are counted
+    done = threading.Barrier(2)
+    threads.append(threading.Thread(target=worker, args=(n, done, go)))
+    threads[-1].start()
+    done.wait()
+    counts.append(_tracer.ring_count())
+go.set()
+for t in threads:
+    t.join()
+_tracer.stop(0)
+os.close(fd)
+for p in kept:
+    libc.free(p)
+print(*counts)
+"""
+
+
+def test_only_threads_that_record_much_get_a_ring(tmp_path, mt):
+    """A thread's first 64 records take the lock: an idle pool's threads, which allocated a
+    little, keep no ring (41 KiB each, and a line for every drain to look at); a thread
+    that goes on gets one, and every record of both kinds reaches the capture."""
+    (tmp_path / "prog.py").write_text(FEW)
+    proc = mt.plain("prog.py", str(tmp_path / "few.mtrace"), "10", "30", "60", "200",
+                    cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    counts = list(map(int, proc.stdout.split()))
+    assert counts[1:4] == [counts[0]] * 3  # 10, 30, 60 records: no ring
+    assert counts[4] == counts[0] + 1      # 200 records: a ring
+    reader = read_capture(tmp_path / "few.mtrace")
+    assert reader.complete
+    blocks = [s for _a, s, _sid, _k in reader.live_allocations() if s == 100]
+    assert len(blocks) == 10 + 30 + 60 + 200
