@@ -352,7 +352,9 @@ typedef struct {
      * it needs no copy and no comparison, its node is known. */
     int nat_is_unw;
     struct mt_ring *ring; /* its records waiting to be encoded (exact mode, see there) */
-    uint32_t ringless;    /* records it sent under the lock in this recording, ring-less */
+    /* Ring-less, its records sent under the lock since ringless_ns (see MT_RING_AFTER). */
+    uint32_t ringless;
+    uint64_t ringless_ns;
 } stack_cache;
 
 static __thread stack_cache *t_cache __attribute__((tls_model("initial-exec"))) = NULL;
@@ -915,10 +917,12 @@ typedef struct {
 } mt_event;
 
 #define MT_RING_CAP 1024u /* records a thread keeps waiting (40 KiB) */
-/* A thread's first records in a recording take the lock; the next ones, its ring. A thread
- * that allocates a little and then waits (a service's idle pool) has none: no 41 KiB kept
- * for it (they stay after a detach, until the thread ends), none for drains to look at. */
+/* A thread gets its ring once it sent this many records under the lock within
+ * MT_RING_WINDOW_NS: a thread that records seldom (a service's idle pool, whose threads
+ * wake for a request now and then) has none, so no 41 KiB is kept for it (rings stay after
+ * a detach, until their thread ends) and no drain looks at it. */
 #define MT_RING_AFTER 64u
+#define MT_RING_WINDOW_NS 100000000ULL /* 100 ms: rings for 640 records a second or more */
 
 typedef struct mt_ring {
     /* A line that its thread writes at every push, and drains read once each. */
@@ -970,12 +974,17 @@ static uint64_t ring_tail(mt_ring *r) {
     return __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
 }
 
-/* The thread's ring, made after its first MT_RING_AFTER records (NULL: none, the record
+/* The thread's ring, made once it records often (MT_RING_AFTER; NULL: none, the record
  * takes the lock). */
 static __thread int t_ring_off __attribute__((tls_model("initial-exec"))) = 0;
 static mt_ring *thread_ring(stack_cache *c) {
     if (LIKELY(c->ring != NULL) || t_ring_off) return c->ring;
     if (c->ringless < MT_RING_AFTER) {
+        uint64_t now = coarse_ns();
+        if (now - c->ringless_ns > MT_RING_WINDOW_NS) {
+            c->ringless_ns = now;
+            c->ringless = 0;
+        }
         c->ringless++;
         return NULL;
     }

@@ -176,7 +176,7 @@ def test_threads_that_end_after_the_recording_leave_no_ring(tmp_path, mt):
 
 
 FEW = """\
-import ctypes, os, sys, threading
+import ctypes, os, sys, threading, time
 from memtrace_core.tracer import _tracer
 from memtrace_core.tracer.header import header_record
 
@@ -190,23 +190,24 @@ libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 counts = [_tracer.ring_count()]
-pairs = [int(n) for n in sys.argv[2:]]
-
-
 kept = []
 
 
-def worker(n, done, go):
-    kept.extend(libc.malloc(100) for _ in range(n))  # freed after the recording
+def worker(spec, done, go):
+    n, _, bursts = spec.partition("x")  # "N": N blocks at once; "NxB": B bursts of N
+    for b in range(int(bursts or 1)):
+        if b:
+            time.sleep(0.15)
+        kept.extend(libc.malloc(100) for _ in range(int(n)))  # freed after the recording
     done.wait()
     go.wait()
 
 
 go = threading.Event()
 threads = []
-for n in pairs:  # one thread at a time, each still alive when the rings are counted
+for spec in sys.argv[2:]:  # one thread at a time, each alive when the rings are counted
     done = threading.Barrier(2)
-    threads.append(threading.Thread(target=worker, args=(n, done, go)))
+    threads.append(threading.Thread(target=worker, args=(spec, done, go)))
     threads[-1].start()
     done.wait()
     counts.append(_tracer.ring_count())
@@ -221,18 +222,19 @@ print(*counts)
 """
 
 
-def test_only_threads_that_record_much_get_a_ring(tmp_path, mt):
-    """A thread's first 64 records take the lock: an idle pool's threads, which allocated a
-    little, keep no ring (41 KiB each, and a line for every drain to look at); a thread
-    that goes on gets one, and every record of both kinds reaches the capture."""
+def test_only_threads_that_record_often_get_a_ring(tmp_path, mt):
+    """A thread's records take the lock until 64 of them came within 100 ms: an idle pool's
+    threads, which allocate a little now and then, keep no ring (41 KiB each, and a line
+    for every drain to look at); a busy thread gets one; every record of every kind
+    reaches the capture."""
     (tmp_path / "prog.py").write_text(FEW)
-    proc = mt.plain("prog.py", str(tmp_path / "few.mtrace"), "10", "30", "60", "200",
+    proc = mt.plain("prog.py", str(tmp_path / "few.mtrace"), "10", "30", "40", "20x6", "200",
                     cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
     counts = list(map(int, proc.stdout.split()))
-    assert counts[1:4] == [counts[0]] * 3  # 10, 30, 60 records: no ring
-    assert counts[4] == counts[0] + 1      # 200 records: a ring
+    assert counts[1:5] == [counts[0]] * 4  # 10, 30, 40 at once, 120 over 0.75 s: no ring
+    assert counts[5] == counts[0] + 1      # 200 at once: a ring
     reader = read_capture(tmp_path / "few.mtrace")
     assert reader.complete
     blocks = [s for _a, s, _sid, _k in reader.live_allocations() if s == 100]
-    assert len(blocks) == 10 + 30 + 60 + 200
+    assert len(blocks) == 10 + 30 + 40 + 120 + 200
