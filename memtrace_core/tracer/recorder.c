@@ -919,7 +919,7 @@ typedef struct {
 #define MT_RING_CAP 1024u /* records a thread keeps waiting (40 KiB) */
 /* A thread gets its ring once it sent this many records under the lock within
  * MT_RING_WINDOW_NS: a thread that records seldom (a service's idle pool, whose threads
- * wake for a request now and then) has none, so no 41 KiB is kept for it (rings stay after
+ * wake for a request now and then) has none, so no 40 KiB is kept for it (rings stay after
  * a detach, until their thread ends) and no drain looks at it. */
 #define MT_RING_AFTER 64u
 #define MT_RING_WINDOW_NS 100000000ULL /* 100 ms: rings for 640 records a second or more */

@@ -224,7 +224,7 @@ print(*counts)
 
 def test_only_threads_that_record_often_get_a_ring(tmp_path, mt):
     """A thread's records take the lock until 64 of them came within 100 ms: an idle pool's
-    threads, which allocate a little now and then, keep no ring (41 KiB each, and a line
+    threads, which allocate a little now and then, keep no ring (40 KiB each, and a line
     for every drain to look at); a busy thread gets one; every record of every kind
     reaches the capture."""
     (tmp_path / "prog.py").write_text(FEW)
