@@ -894,7 +894,8 @@ static __attribute__((noinline)) uint8_t *encode_sampled_alloc_locked(
  *
  * How: in exact mode a thread whose record needs nothing shared (its stacks are the ones it
  * interned last, its thread index is current) puts the record, unencoded, in a ring of its
- * own, numbered from one counter shared by all threads (g_seq). The number orders every
+ * own (once it records often: MT_RING_AFTER), numbered from one counter shared by all
+ * threads (g_seq). The number orders every
  * record as the program ordered the calls: a FREE is numbered before the real free, an
  * ALLOC after the real allocation, so when one thread frees an address and another gets it
  * back, or one allocates a block and another frees it, the second number is the larger.
@@ -1091,10 +1092,10 @@ static inline void encode_free_locked(uint64_t addr, int by_ordinal, uint64_t or
 
 /* Encode ring r's records [from, to) (lock held), as encode_alloc_locked and
  * encode_free_locked would one by one, as many as the buffer has room for (it waits for
- * room for one first, as reserve does). Returns how many. Why a loop of its own: the encoders write through byte pointers, which
- * may alias the recorder's state, so one record at a time reloads and stores the address
- * chain, the contexts and the buffer's length around every byte; here they stay in
- * registers for the run. */
+ * room for one first, as reserve does). Returns how many. Why a loop of its own: the
+ * encoders write through byte pointers, which may alias the recorder's state, so one
+ * record at a time reloads and stores the address chain, the contexts and the buffer's
+ * length around every byte; here they stay in registers for the run. */
 static uint64_t encode_run_locked(const mt_ring *r, uint64_t from, uint64_t to) {
     if (reserve(48) == NULL) return 0;
     uint64_t room = (g_active.cap - g_active.len) / 48;
