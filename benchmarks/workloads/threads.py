@@ -2,8 +2,9 @@
 through ctypes (the GIL is released during each call): the same total work whatever the
 number of threads, so the tracer's scaling shows as the ratio to the untraced run at 1, 2
 and 8 threads. MT_BENCH_SCALE scales the work. MT_BENCH_IDLE more threads (default 0) each
-allocate a little, then wait until the work is done: a service's idle pool, whose threads
-the tracer keeps state for (threads_idle: one busy thread beside 200 idle ones)."""
+do 2,000 malloc/free first (enough for the tracer to keep a ring for each), then wait until
+the work is done: a service's pool after a busy spell (threads_idle: one busy thread beside
+200 idle ones)."""
 
 import ctypes
 import os
