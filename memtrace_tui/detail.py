@@ -19,6 +19,7 @@ from memtrace_core.model.metrics import (
     PEAK_BYTES,
     PEAK_COUNT,
 )
+from memtrace_core.sampling import ESTIMATE_MARK
 from memtrace_tui.kinds import KIND_LABELS
 from memtrace_tui.palette import MUTED, kind_variable
 
@@ -31,7 +32,10 @@ def source_line(frame: Frame) -> str | None:
     return text.strip() or None
 
 
-def detail_content(frame: Frame | None, own: list[int], total: list[int]) -> Content:
+def detail_content(frame: Frame | None, own: list[int], total: list[int],
+                   sampled: bool = False) -> Content:
+    """sampled: the numbers are a sampled capture's estimates, marked as such and without
+    the exact bytes beside them (which would read as measured)."""
     if frame is None:
         return Content.assemble(("no frame selected", MUTED))
     colour = f"${kind_variable(frame.kind)}"
@@ -47,9 +51,14 @@ def detail_content(frame: Frame | None, own: list[int], total: list[int]) -> Con
         pieces += [(f"  {frame.line} │ ", MUTED), (src + "\n", "$text-accent")]
     for label, b, c in (("in use", LIVE_BYTES, LIVE_COUNT), ("peak", PEAK_BYTES, PEAK_COUNT),
                         ("allocated", ALLOC_BYTES, ALLOC_COUNT)):
-        pieces += [(f"{label:>9}: ", MUTED),
-                   f"total {format_bytes(total[b])} ({total[b]} B) in {total[c]}  "
-                   f"own {format_bytes(own[b])} ({own[b]} B) in {own[c]}\n"]
+        pieces.append((f"{label:>9}: ", MUTED))
+        if sampled:
+            e = f"{ESTIMATE_MARK} "
+            pieces.append(f"total {e}{format_bytes(total[b])} in {e}{total[c]:,}  "
+                          f"own {e}{format_bytes(own[b])} in {e}{own[c]:,}\n")
+        else:
+            pieces.append(f"total {format_bytes(total[b])} ({total[b]} B) in {total[c]}  "
+                          f"own {format_bytes(own[b])} ({own[b]} B) in {own[c]}\n")
     return Content.assemble(*pieces)
 
 
@@ -58,9 +67,10 @@ class DetailPane(Static):
     DetailPane { height: 8; border-top: solid $primary; padding: 0 1; }
     """
 
-    def show(self, frame: Frame | None, own: list[int], total: list[int]) -> None:
-        content = detail_content(frame, own, total)
-        key = (frame, tuple(own), tuple(total))
+    def show(self, frame: Frame | None, own: list[int], total: list[int],
+             sampled: bool = False) -> None:
+        content = detail_content(frame, own, total, sampled)
+        key = (frame, tuple(own), tuple(total), sampled)
         if key != getattr(self, "_shown", None):
             self._shown = key
             self.update(content, layout=False)  # fixed height: a relayout would cost a frame

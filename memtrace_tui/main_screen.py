@@ -22,6 +22,7 @@ from textual.widgets import ContentSwitcher, Input, Label
 
 from memtrace_core.model import Metric, Session, Summary, format_bytes
 from memtrace_core.model.metrics import N_COUNTERS
+from memtrace_core.sampling import ESTIMATE_MARK, sample_bytes
 from memtrace_tui.chart import HeapChart
 from memtrace_tui.columns import ColumnBar, Layout, counts_metric, metric_label
 from memtrace_tui.detail import DetailPane
@@ -206,7 +207,12 @@ class MainScreen(Screen[None]):
             badges.append(("+internal", "$text-secondary"))
         if self.paused:
             badges.append(("PAUSED", "$text-warning"))
+        if self._sampled():  # every number below is an estimate (the header says how)
+            badges.append((f"{ESTIMATE_MARK} sampled", "$text-warning"))
         self.columns.show(titles, badges)
+
+    def _sampled(self) -> bool:
+        return bool(sample_bytes(self.session.reader.header or {}))
 
     def _thread_label(self) -> str:
         tree = self.session.tree
@@ -229,12 +235,15 @@ class MainScreen(Screen[None]):
         elif view.selected is not None:
             loc = view.selected
             frame, own, total = loc.frame, loc.own, loc.total
+        sampled = self._sampled()
         if self.detail.display:
-            self.detail.show(frame, own, total)
+            self.detail.show(frame, own, total, sampled)
         else:
             metric = self.session.tree.metric
             value = total[metric.sort_index]
             number = f"{value:,}" if counts_metric(metric) else format_bytes(value)
+            if sampled:
+                number = f"{ESTIMATE_MARK} {number}"
             self.selection_line.show(frame, f"{metric_label(metric)} {number}" if frame else "")
 
     def on_selection_changed(self, message: SelectionChanged) -> None:

@@ -190,3 +190,48 @@ def test_live_bad_input_is_one_line(mt, tmp_path):
     (tmp_path / "ok.py").write_text("pass\n")
     proc = mt.cli("live", "ok.py", cwd=tmp_path)  # stdout is not a terminal here
     assert proc.returncode == 1 and "needs a terminal" in proc.stderr.decode()
+
+
+SAMPLED_SCRIPT = """\
+def keep():
+    out = []
+    for _ in range(40):
+        out.append(bytearray(300_000))  # @keep
+    return out
+
+
+kept = keep()
+"""
+
+
+@scenarios.sync
+async def test_sampled_capture_marks_every_number_as_an_estimate(mt, tmp_path):
+    """A sampled capture's tree and detail pane show estimates: the column bar says so,
+    the detail pane marks each number and gives no exact bytes beside them; an exact
+    capture of the same program shows neither mark and the exact bytes."""
+    for options, sampled in ((("--sample", "64KiB"), True), ((), False)):
+        capture = mt.trace(tmp_path, SAMPLED_SCRIPT, options=options).check().capture
+        session = session_for_capture(capture)
+        try:
+            app = MemtraceApp(session)
+            async with app.run_test(size=(140, 45)) as pilot:
+                await pilot.press("e")  # the hottest path: keep's line
+                await pilot.pause()
+                tree = app.query_one("#tree", CallTreeView)
+                assert tree.selected.frame.function == "keep"
+                kept = tree.selected.total[LIVE_BYTES]
+                columns = str(app.query_one("#columns").render())
+                detail = str(app.query_one("#detail").render())
+                if sampled:
+                    assert "≈ sampled" in columns
+                    assert "in use: total ≈ " in detail and " B) in" not in detail
+                else:
+                    assert kept == 40 * 300_001  # a bytearray's buffer holds a NUL more
+                    assert "≈" not in columns and "≈" not in detail
+                    assert f"({kept} B) in" in detail
+                await pilot.press("d")  # the detail pane hidden: the selection line instead
+                await pilot.pause()
+                line = str(app.query_one("#selection-line").render())
+                assert ("≈" in line) is sampled
+        finally:
+            session.tree.close()
