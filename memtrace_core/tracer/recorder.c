@@ -76,6 +76,14 @@ typedef struct {
     size_t len, cap;
 } mt_buf;
 
+/* The previous ALLOC's and FREE's other fields: an ALLOC or FREE that repeats them is sent
+ * as ALLOC_SAME / FREE_SAME, the address (and size) alone (docs/FORMAT.md). */
+typedef struct {
+    int alloc_valid, free_valid;
+    uint32_t alloc_thread, alloc_allocator, alloc_py, alloc_nat;
+    uint32_t free_thread, free_allocator;
+} mt_rec_ctx;
+
 /* What every record reads or writes, in two cache lines: the program between two of its
  * allocations (writing the memory it got, as C code does) evicts the tracer's state from
  * the L1 cache, and each line a record touches then costs a miss. Scattered across .bss,
@@ -89,13 +97,7 @@ static struct {
     mt_buf active;
     uint64_t records_since_tick;
     uint64_t last_addr;         /* ALLOC/FREE carry addresses as deltas from the previous one */
-    /* The previous ALLOC's and FREE's other fields: an ALLOC or FREE that repeats them is
-     * sent as ALLOC_SAME / FREE_SAME, the address (and size) alone (docs/FORMAT.md). */
-    struct {
-        int alloc_valid, free_valid;
-        uint32_t alloc_thread, alloc_allocator, alloc_py, alloc_nat;
-        uint32_t free_thread, free_allocator;
-    } ctx;
+    mt_rec_ctx ctx;             /* the stream's previous ALLOC and FREE */
 } g_hot __attribute__((aligned(64)));
 #define g_lock g_hot.lock
 #define g_running g_hot.running
@@ -818,16 +820,27 @@ static int capture_native(stack_cache *c, uintptr_t ra, uintptr_t cfa, int *from
     return n;
 }
 
+/* The record bodies, against the context `c` they read and update: the stream's (g_ctx),
+ * or a drain's copy of it held in registers (encode_run_locked). */
+
 /* Whether an ALLOC repeats the previous one's context (then sent as ALLOC_SAME). */
-static inline int same_alloc_ctx(uint32_t thread, int allocator, uint32_t py, uint32_t nat) {
-    return g_ctx.alloc_valid && thread == g_ctx.alloc_thread && py == g_ctx.alloc_py &&
-           nat == g_ctx.alloc_nat && (uint32_t)allocator == g_ctx.alloc_allocator;
+static inline int same_alloc_ctx(const mt_rec_ctx *c, uint32_t thread, int allocator,
+                                 uint32_t py, uint32_t nat) {
+    return c->alloc_valid && thread == c->alloc_thread && py == c->alloc_py &&
+           nat == c->alloc_nat && (uint32_t)allocator == c->alloc_allocator;
 }
 
-/* A full ALLOC record (lock held); its context becomes the one ALLOC_SAME repeats. */
-static inline uint8_t *encode_full_alloc_locked(uint8_t *p, int64_t delta, size_t size,
-                                                int allocator, uint32_t thread, uint32_t py,
-                                                uint32_t nat) {
+static inline uint8_t *put_alloc_same(uint8_t *p, int64_t delta, size_t size) {
+    p = mp_array(p, 3);
+    p = mp_uint(p, MT_REC_ALLOC_SAME);
+    p = mp_int_fast(p, delta);
+    return mp_uint_fast(p, size);
+}
+
+/* A full ALLOC record; its context becomes the one ALLOC_SAME repeats. */
+static inline uint8_t *put_full_alloc(uint8_t *p, mt_rec_ctx *c, int64_t delta, size_t size,
+                                      int allocator, uint32_t thread, uint32_t py,
+                                      uint32_t nat) {
     p = mp_array(p, 7);
     p = mp_uint(p, MT_REC_ALLOC);
     p = mp_uint(p, thread);
@@ -836,11 +849,40 @@ static inline uint8_t *encode_full_alloc_locked(uint8_t *p, int64_t delta, size_
     p = mp_uint_fast(p, size);
     p = mp_uint(p, py);
     p = mp_uint(p, nat);
-    g_ctx.alloc_valid = 1;
-    g_ctx.alloc_thread = thread;
-    g_ctx.alloc_allocator = (uint32_t)allocator;
-    g_ctx.alloc_py = py;
-    g_ctx.alloc_nat = nat;
+    c->alloc_valid = 1;
+    c->alloc_thread = thread;
+    c->alloc_allocator = (uint32_t)allocator;
+    c->alloc_py = py;
+    c->alloc_nat = nat;
+    return p;
+}
+
+/* An exact ALLOC: ALLOC_SAME when it repeats the previous one's context, else in full. */
+static inline uint8_t *put_alloc(uint8_t *p, mt_rec_ctx *c, int64_t delta, size_t size,
+                                 int allocator, uint32_t thread, uint32_t py, uint32_t nat) {
+    if (same_alloc_ctx(c, thread, allocator, py, nat)) return put_alloc_same(p, delta, size);
+    return put_full_alloc(p, c, delta, size, allocator, thread, py, nat);
+}
+
+/* A FREE: FREE_SAME when it repeats the previous one's thread and allocator and has no
+ * size, else in full (its context becomes the one FREE_SAME repeats). */
+static inline uint8_t *put_free(uint8_t *p, mt_rec_ctx *c, int64_t delta, size_t size,
+                                int allocator, uint32_t thread) {
+    if (size == 0 && c->free_valid && thread == c->free_thread &&
+        (uint32_t)allocator == c->free_allocator) {
+        p = mp_array(p, 2);
+        p = mp_uint(p, MT_REC_FREE_SAME);
+        return mp_int_fast(p, delta);
+    }
+    p = mp_array(p, 5);
+    p = mp_uint(p, MT_REC_FREE);
+    p = mp_uint(p, thread);
+    p = mp_uint(p, (uint64_t)allocator);
+    p = mp_int_fast(p, delta);
+    p = mp_uint_fast(p, size);
+    c->free_valid = 1;
+    c->free_thread = thread;
+    c->free_allocator = (uint32_t)allocator;
     return p;
 }
 
@@ -860,12 +902,8 @@ static __attribute__((noinline)) uint8_t *encode_sampled_alloc_locked(
         delta = (int64_t)((uint64_t)(uintptr_t)addr - g_last_addr);
         g_last_addr = (uintptr_t)addr;
     }
-    if (same_alloc_ctx(thread, allocator, py, nat)) {
-        p = mp_array(p, 3);
-        p = mp_uint(p, MT_REC_ALLOC_SAME);
-        p = mp_int_fast(p, delta);
-        return mp_uint_fast(p, size);
-    }
+    if (same_alloc_ctx(&g_ctx, thread, allocator, py, nat))
+        return put_alloc_same(p, delta, size);
     uint64_t key = ((uint64_t)thread << 32) | (uint32_t)allocator;
     uint32_t again = mt_table_get(&g_alloc_ctxs, key, py, nat);
     if (again) {
@@ -882,7 +920,7 @@ static __attribute__((noinline)) uint8_t *encode_sampled_alloc_locked(
     }
     /* Numbered whether or not it is remembered (out of memory: sent in full again). */
     mt_table_put(&g_alloc_ctxs, key, py, nat, ++g_full_allocs);
-    return encode_full_alloc_locked(p, delta, size, allocator, thread, py, nat);
+    return put_full_alloc(p, &g_ctx, delta, size, allocator, thread, py, nat);
 }
 
 /* ---- per-thread event rings (exact mode) ----------------------------------------------
@@ -1046,15 +1084,7 @@ static inline void encode_alloc_locked(uint64_t addr, size_t size, int allocator
     if (!p) return;
     int64_t delta = (int64_t)(addr - g_last_addr);
     g_last_addr = addr;
-    if (same_alloc_ctx(thread, allocator, py, nat)) {
-        p = mp_array(p, 3);
-        p = mp_uint(p, MT_REC_ALLOC_SAME);
-        p = mp_int_fast(p, delta);
-        p = mp_uint_fast(p, size);
-    } else {
-        p = encode_full_alloc_locked(p, delta, size, allocator, thread, py, nat);
-    }
-    commit(p);
+    commit(put_alloc(p, &g_ctx, delta, size, allocator, thread, py, nat));
 }
 
 /* A FREE (lock held) of an address, or (by_ordinal: sampling) of the sampled ALLOC of
@@ -1071,80 +1101,29 @@ static inline void encode_free_locked(uint64_t addr, int by_ordinal, uint64_t or
         delta = (int64_t)(addr - g_last_addr);
         g_last_addr = addr;
     }
-    if (size == 0 && g_ctx.free_valid && thread == g_ctx.free_thread &&
-        (uint32_t)allocator == g_ctx.free_allocator) {
-        p = mp_array(p, 2);
-        p = mp_uint(p, MT_REC_FREE_SAME);
-        p = mp_int_fast(p, delta);
-    } else {
-        p = mp_array(p, 5);
-        p = mp_uint(p, MT_REC_FREE);
-        p = mp_uint(p, thread);
-        p = mp_uint(p, (uint64_t)allocator);
-        p = mp_int_fast(p, delta);
-        p = mp_uint_fast(p, size);
-        g_ctx.free_valid = 1;
-        g_ctx.free_thread = thread;
-        g_ctx.free_allocator = (uint32_t)allocator;
-    }
-    commit(p);
+    commit(put_free(p, &g_ctx, delta, size, allocator, thread));
 }
 
 /* Encode ring r's records [from, to) (lock held), as encode_alloc_locked and
  * encode_free_locked would one by one, as many as the buffer has room for (it waits for
  * room for one first, as reserve does). Returns how many. Why a loop of its own: the
- * encoders write through byte pointers, which may alias the recorder's state, so one
+ * record bodies write through byte pointers, which may alias the recorder's state, so one
  * record at a time reloads and stores the address chain, the contexts and the buffer's
- * length around every byte; here they stay in registers for the run. */
+ * length around every byte; here a local copy of them stays in registers for the run. */
 static uint64_t encode_run_locked(const mt_ring *r, uint64_t from, uint64_t to) {
     if (reserve(48) == NULL) return 0;
     uint64_t room = (g_active.cap - g_active.len) / 48;
     if (to - from > room) to = from + room;
     uint8_t *p = g_active.data + g_active.len;
     uint64_t last = g_last_addr;
-    __typeof__(g_ctx) ctx = g_ctx;
+    mt_rec_ctx ctx = g_ctx;
     for (uint64_t i = from; i < to; i++) {
         const mt_event *e = &r->ev[i & (MT_RING_CAP - 1)];
         int64_t delta = (int64_t)(e->addr - last);
         last = e->addr;
-        if (e->is_free) {
-            if (e->size == 0 && ctx.free_valid && e->thread == ctx.free_thread &&
-                e->allocator == ctx.free_allocator) {
-                p = mp_array(p, 2);
-                p = mp_uint(p, MT_REC_FREE_SAME);
-                p = mp_int_fast(p, delta);
-            } else {
-                p = mp_array(p, 5);
-                p = mp_uint(p, MT_REC_FREE);
-                p = mp_uint(p, e->thread);
-                p = mp_uint(p, e->allocator);
-                p = mp_int_fast(p, delta);
-                p = mp_uint_fast(p, e->size);
-                ctx.free_valid = 1;
-                ctx.free_thread = e->thread;
-                ctx.free_allocator = e->allocator;
-            }
-        } else if (ctx.alloc_valid && e->thread == ctx.alloc_thread && e->py == ctx.alloc_py &&
-                   e->nat == ctx.alloc_nat && e->allocator == ctx.alloc_allocator) {
-            p = mp_array(p, 3);
-            p = mp_uint(p, MT_REC_ALLOC_SAME);
-            p = mp_int_fast(p, delta);
-            p = mp_uint_fast(p, e->size);
-        } else {
-            p = mp_array(p, 7);
-            p = mp_uint(p, MT_REC_ALLOC);
-            p = mp_uint(p, e->thread);
-            p = mp_uint(p, e->allocator);
-            p = mp_int_fast(p, delta);
-            p = mp_uint_fast(p, e->size);
-            p = mp_uint(p, e->py);
-            p = mp_uint(p, e->nat);
-            ctx.alloc_valid = 1;
-            ctx.alloc_thread = e->thread;
-            ctx.alloc_allocator = e->allocator;
-            ctx.alloc_py = e->py;
-            ctx.alloc_nat = e->nat;
-        }
+        p = e->is_free ? put_free(p, &ctx, delta, e->size, e->allocator, e->thread)
+                       : put_alloc(p, &ctx, delta, e->size, e->allocator, e->thread, e->py,
+                                   e->nat);
     }
     g_last_addr = last;
     g_ctx = ctx;
