@@ -114,12 +114,14 @@ def _library_env(mt, phases_lib, monkeypatch):
     monkeypatch.setitem(mt.env, "MT_PHASES_LIB", str(phases_lib))
 
 
-AFTER_STOP = """\
+# Programs that start the tracer themselves (no `memtrace run`), recording to argv[1].
+IMPORTS = """\
 import ctypes, os, sys, threading, time
 from memtrace_core.tracer import _tracer
 from memtrace_core.tracer.header import header_record
 
-tasks = len(os.listdir("/proc/self/task"))  # before the tracer's writer thread
+"""
+START = """\
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 _tracer.start(fd, False, False, header_record({"format": _tracer.FORMAT_VERSION,
                                                "pid": os.getpid(), "argv": [],
@@ -129,6 +131,12 @@ libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
+"""
+
+
+AFTER_STOP = IMPORTS + """\
+tasks = len(os.listdir("/proc/self/task"))  # before the tracer's writer thread
+""" + START + """\
 before = _tracer.ring_count()
 go = threading.Event()
 started, ready = threading.Barrier(21), threading.Barrier(21)
@@ -175,20 +183,7 @@ def test_threads_that_end_after_the_recording_leave_no_ring(tmp_path, mt):
     assert sum(1 for _a, s, _sid, _k in reader.live_allocations() if s == 100) == 0
 
 
-FEW = """\
-import ctypes, os, sys, threading, time
-from memtrace_core.tracer import _tracer
-from memtrace_core.tracer.header import header_record
-
-fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-_tracer.start(fd, False, False, header_record({"format": _tracer.FORMAT_VERSION,
-                                               "pid": os.getpid(), "argv": [],
-                                               "native": False}))
-# looked up after start: ctypes then gets the tracer's malloc and free (dlsym is hooked)
-libc = ctypes.CDLL(None)
-libc.malloc.restype = ctypes.c_void_p
-libc.malloc.argtypes = [ctypes.c_size_t]
-libc.free.argtypes = [ctypes.c_void_p]
+FEW = IMPORTS + START + """\
 counts = [_tracer.ring_count()]
 kept = []
 
