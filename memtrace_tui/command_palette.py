@@ -1,10 +1,10 @@
-"""Textual's command palette, safe against a key typed while it is still searching.
+"""Textual's command palette, safe against Escape typed right after Enter.
 
-Enter pressed before the palette has listed its commands selects the first one when the
-list arrives; if Escape closed the palette in between, Textual's palette dismisses itself a
-second time and the app crashes (ScreenStackError, "Can't pop screen"), leaving the traced
-program running untraced. Here a selection that arrives after the palette closed is
-dropped: Escape meant "never mind".
+Enter on a list of one command selects it through a message the palette handles later; if
+Escape closed the palette in between (a window of about a millisecond), Textual's palette
+dismisses itself a second time and the app crashes (ScreenStackError, "Can't pop screen"),
+leaving the traced program running untraced. Here a selection that arrives after the
+palette closed is dropped: Escape meant "never mind".
 """
 
 from __future__ import annotations
