@@ -1166,44 +1166,39 @@ static int drain_begin_locked(uint64_t below, uint64_t limit) {
         waiting += end - head;
     }
     uint64_t done = 0;
-    if (n_set == 1) { /* one thread: its records in order */
-        mt_drain_cursor *d = &g_drain_set[0];
-        while (d->cur < d->end && done < limit) {
-            uint64_t to = d->end - d->cur > limit - done ? d->cur + (limit - done) : d->end;
-            uint64_t n = encode_run_locked(d->ring, d->cur, to);
-            if (n == 0) n = to - d->cur; /* stopped, or failed: dropped, as one by one */
-            d->cur += n;
-            done += n;
-        }
-    } else {
-        while (done < limit) {
-            /* The ring whose next record has the smallest number, and the smallest next
-             * number of the others: its records below that go as one run. */
-            mt_drain_cursor *best = NULL;
-            uint64_t best_seq = UINT64_MAX, other_seq = UINT64_MAX;
-            for (size_t k = 0; k < n_set; k++) {
-                mt_drain_cursor *d = &g_drain_set[k];
-                if (d->cur < d->end) {
-                    uint64_t seq = d->ring->ev[d->cur & (MT_RING_CAP - 1)].seq;
-                    if (seq < best_seq) {
-                        other_seq = best_seq;
-                        best = d;
-                        best_seq = seq;
-                    } else if (seq < other_seq) {
-                        other_seq = seq;
-                    }
+    while (done < limit) {
+        /* The ring whose next record has the smallest number, and the smallest next number
+         * of the others: its records below that go as one run (all it has, up to the limit,
+         * when no other ring has any: one thread's records are in order). */
+        mt_drain_cursor *best = NULL;
+        uint64_t best_seq = UINT64_MAX, other_seq = UINT64_MAX;
+        for (size_t k = 0; k < n_set; k++) {
+            mt_drain_cursor *d = &g_drain_set[k];
+            if (d->cur < d->end) {
+                uint64_t seq = d->ring->ev[d->cur & (MT_RING_CAP - 1)].seq;
+                if (seq < best_seq) {
+                    other_seq = best_seq;
+                    best = d;
+                    best_seq = seq;
+                } else if (seq < other_seq) {
+                    other_seq = seq;
                 }
             }
-            if (best == NULL) break;
-            uint64_t to = best->cur + 1;
+        }
+        if (best == NULL) break;
+        uint64_t to;
+        if (other_seq == UINT64_MAX) {
+            to = best->end - best->cur > limit - done ? best->cur + (limit - done) : best->end;
+        } else {
+            to = best->cur + 1;
             while (to < best->end && to - best->cur < limit - done &&
                    best->ring->ev[to & (MT_RING_CAP - 1)].seq < other_seq)
                 to++;
-            uint64_t n = encode_run_locked(best->ring, best->cur, to);
-            if (n == 0) n = to - best->cur; /* stopped, or failed: dropped */
-            best->cur += n;
-            done += n;
         }
+        uint64_t n = encode_run_locked(best->ring, best->cur, to);
+        if (n == 0) n = to - best->cur; /* stopped, or failed: dropped, as one by one */
+        best->cur += n;
+        done += n;
     }
     for (size_t k = 0; k < n_set; k++)
         __atomic_store_n(&g_drain_set[k].ring->head, g_drain_set[k].cur, __ATOMIC_RELEASE);
