@@ -139,6 +139,12 @@ def ring_count() -> int:
     return mt_recorder_rings()
 
 
+def ring_resident_bytes() -> int:
+    """How many bytes of those rings are in memory (-1: unknown): a stopped recording hands
+    all but each ring's first page back to the system (recorder.c): for tests."""
+    return mt_recorder_ring_resident()
+
+
 def set_thread_name(long native_id, str name) -> None:
     """Record a thread's Python name (threads are keyed by their OS id)."""
     data = name.encode("utf-8", "replace")[:63]

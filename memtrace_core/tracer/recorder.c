@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -963,10 +964,14 @@ typedef struct {
 #define MT_RING_CAP 1024u /* records a thread keeps waiting (40 KiB) */
 /* A thread gets its ring once it sent this many records under the lock within
  * MT_RING_WINDOW_NS: a thread that records seldom (a service's idle pool, whose threads
- * wake for a request now and then) has none, so no 40 KiB is kept for it (rings stay after
- * a detach, until their thread ends) and no drain looks at it. */
+ * wake for a request now and then) has none, so no 40 KiB is filled for it and no drain
+ * looks at it. */
 #define MT_RING_AFTER 64u
 #define MT_RING_WINDOW_NS 100000000ULL /* 100 ms: rings for 640 records a second or more */
+/* A ring takes whole pages, its first holding the line its thread and the drains share:
+ * when a recording stops, every other page is handed back to the system (ring_release),
+ * and a thread still alive after a detach keeps 4 KiB for its ring, not 44 KiB. */
+static size_t g_page, g_ring_bytes;
 
 typedef struct mt_ring {
     /* A line that its thread writes at every push, and drains read once each. */
@@ -1032,12 +1037,14 @@ static mt_ring *thread_ring(stack_cache *c) {
         c->ringless++;
         return NULL;
     }
-    void *mem = NULL; /* on a line of its own: calloc's 16 bytes would split the first */
-    if (posix_memalign(&mem, 64, sizeof(mt_ring)) != 0) {
+    void *mem = NULL; /* whole pages of its own (see g_ring_bytes) */
+    if (posix_memalign(&mem, g_page, g_ring_bytes) != 0) {
         t_ring_off = 1;
         return NULL;
     }
-    mt_ring *r = memset(mem, 0, sizeof *r);
+    /* Only the shared line is cleared: a slot is written before it is read, and pages
+     * nothing wrote to stay out of memory (a thread that records a little fills a few). */
+    mt_ring *r = memset(mem, 0, offsetof(mt_ring, ev));
     lock();
     if (g_n_rings == g_rings_cap) {
         size_t cap = g_rings_cap ? g_rings_cap * 2 : 16;
@@ -1055,6 +1062,14 @@ static mt_ring *thread_ring(stack_cache *c) {
     unlock();
     c->ring = r;
     return r;
+}
+
+/* A stopped recording's ring (lock held, after its last drain): its record pages go back
+ * to the system. Nothing writes a slot until the next recording (a push that comes after
+ * the stop sees tracking off, see ring_push), which finds zeroed pages, as a new ring does.
+ * The ring stays where it is: its thread still points at it. */
+static void ring_release(mt_ring *r) {
+    if (g_ring_bytes > g_page) madvise((char *)r + g_page, g_ring_bytes - g_page, MADV_DONTNEED);
 }
 
 /* 1: pushed; 0: the ring is full; -1: tracing has stopped (nothing to record). */
@@ -1280,6 +1295,25 @@ int mt_recorder_rings(void) {
     unlock();
     mt_guard = saved;
     return n;
+}
+
+long mt_recorder_ring_resident(void) {
+    int saved = mt_guard;
+    mt_guard = 1;
+    long bytes = 0;
+    lock();
+    for (size_t i = 0; i < g_n_rings; i++) {
+        unsigned char pages[sizeof(mt_ring) / 4096 + 2];
+        size_t n = g_ring_bytes / g_page;
+        if (n > sizeof pages || mincore(g_rings[i], g_ring_bytes, pages) != 0) {
+            bytes = -1;
+            break;
+        }
+        for (size_t k = 0; k < n; k++) bytes += (pages[k] & 1) ? (long)g_page : 0;
+    }
+    unlock();
+    mt_guard = saved;
+    return bytes;
 }
 
 /* Whether a record of this thread can go to its ring: its thread index is current, and no
@@ -2063,6 +2097,11 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     g_spare_busy = 0;
     for (size_t i = 0; i < g_n_rings; i++) /* records left by a past run */
         __atomic_store_n(&g_rings[i]->head, ring_tail(g_rings[i]), __ATOMIC_RELEASE);
+    if (!g_page) {
+        long page = sysconf(_SC_PAGESIZE);
+        g_page = page >= 64 && (page & (page - 1)) == 0 ? (size_t)page : 4096;
+        g_ring_bytes = (sizeof(mt_ring) + g_page - 1) & ~(g_page - 1);
+    }
     g_seq.next = 0;
     g_rs.quiet = 0;
     g_rings_on = !sample_mean;
@@ -2172,6 +2211,7 @@ void mt_recorder_stop(int exit_code, int has_code) {
     }
     g_running = 0;
     free_dead_rings_locked(); /* threads that ended while the writer finished */
+    for (size_t i = 0; i < g_n_rings; i++) ring_release(g_rings[i]);
     if (g_statm_fd >= 0) close(g_statm_fd);
     g_statm_fd = -1;
     unlock();

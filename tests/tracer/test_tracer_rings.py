@@ -233,3 +233,70 @@ def test_only_threads_that_record_often_get_a_ring(tmp_path, mt):
     assert reader.complete
     blocks = [s for _a, s, _sid, _k in reader.live_allocations() if s == 100]
     assert len(blocks) == 10 + 30 + 40 + 120 + 200
+
+
+RELEASED = IMPORTS + START.replace("sys.argv[1]", "sys.argv[1] + '.1'") + """\
+page = os.sysconf("SC_PAGE_SIZE")
+rounds = [threading.Barrier(9) for _ in range(4)]
+done = threading.Event()
+kept = []
+
+
+def worker():
+    for r in range(2):  # one burst in each recording, each filling the thread's ring
+        rounds[2 * r].wait()
+        for i in range(700):
+            p = libc.malloc(4321 if i < 10 else 100)
+            if i < 10:
+                kept.append(p)
+            else:
+                libc.free(p)
+        rounds[2 * r + 1].wait()
+    done.wait()  # alive until the end: a thread that ends takes its ring with it
+
+
+threads = [threading.Thread(target=worker) for _ in range(8)]
+for t in threads:
+    t.start()
+figures = []
+for r in range(2):
+    if r:
+        fd = os.open(sys.argv[1] + ".2", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        _tracer.start(fd, False, False, header_record({"format": _tracer.FORMAT_VERSION,
+                                                       "pid": os.getpid(), "argv": [],
+                                                       "native": False}))
+    rounds[2 * r].wait()
+    rounds[2 * r + 1].wait()
+    figures += [_tracer.ring_count(), _tracer.ring_resident_bytes()]
+    _tracer.stop(0)
+    os.close(fd)
+    figures.append(_tracer.ring_resident_bytes())  # the threads are alive, waiting
+done.set()
+for t in threads:
+    t.join()
+print(page, *figures)
+"""
+
+
+def test_a_stopped_recording_hands_back_the_rings_pages(tmp_path, mt):
+    """A detach leaves the rings of live threads in place (their threads point at them), but
+    their record pages go back to the system: 8 threads that filled their rings hold one
+    page each after the stop, not 44 KiB; a second recording (a second attach) refills the
+    same rings, loses nothing, and hands the pages back again."""
+    (tmp_path / "prog.py").write_text(RELEASED)
+    base = tmp_path / "rel.mtrace"
+    proc = mt.plain("prog.py", str(base), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    page, *figures = map(int, proc.stdout.split())
+    for rings, during, after in (figures[0:3], figures[3:6]):
+        assert rings >= 8
+        assert during >= 8 * 1024 * 40  # 8 full rings: 1,024 records of 40 bytes each
+        assert after == rings * page    # the first page of each, the line its thread reads
+    assert figures[3] == figures[0]     # the second recording reused the threads' rings
+    for name in ("rel.mtrace.1", "rel.mtrace.2"):
+        reader = read_capture(tmp_path / name)
+        assert reader.complete
+        assert sorted(s for _a, s, _sid, _k in reader.live_allocations() if s in (100, 4321)) \
+            == [4321] * 80
+        per_thread = [reader.stack_counters(sid)[:2] for sid in range(reader.n_stacks)]
+        assert per_thread.count((10 * 4321 + 690 * 100, 700)) == 8  # each worker, whole
