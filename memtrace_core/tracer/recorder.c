@@ -215,6 +215,8 @@ static void maps_need_locked(uintptr_t ip);
  * native frames (mt_recorder_native_summary): every node in the table was sent, and no
  * object ever left the maps (each snapshot holds all the ones before it). */
 static int g_summary_ok;
+/* Inline writing: the last periodic flush (a TICK's turn), not a full buffer's flush: a
+ * sampled stream that filled the buffer more often than the tick period had no TICK. */
 static uint64_t g_last_flush_ns;
 static uint64_t g_last_flush_coarse_ns; /* the same moment, on the coarse clock */
 static int g_statm_fd = -1;
@@ -1941,19 +1943,21 @@ static void flush_inline_locked(int end) {
         mt_tracking = 0;
     }
     g_active.len = 0;
-    g_last_flush_ns = now_ns();
-    g_last_flush_coarse_ns = coarse_ns();
     *err = saved;
 }
 
-/* After a record, inline writing: a TICK and a flush once a tick period has passed. */
+/* After a record, inline writing: a TICK and a flush once a tick period has passed since
+ * the last such turn (flushes of a full buffer in between do not count). */
 static inline void maybe_flush_inline_locked(void) {
     if (LIKELY(!g_inline)) return;
-    if (coarse_ns() - g_last_flush_coarse_ns < g_tick_busy_ns) return;
+    uint64_t coarse = coarse_ns();
+    if (coarse - g_last_flush_coarse_ns < g_tick_busy_ns) return;
     uint64_t now = now_ns();
     if (now - g_last_flush_ns < g_tick_busy_ns) return;
     maybe_tick_locked(now, 0);
     flush_inline_locked(0);
+    g_last_flush_ns = now;
+    g_last_flush_coarse_ns = coarse;
 }
 
 /* The writer's turn (lock held): the threads' waiting records into the stream, as many as

@@ -212,14 +212,30 @@ def test_sampled_capture_without_native_stacks_has_no_maps(tmp_path, mt, runs, s
     assert any(Path(entry[0]).resolve() == sample_lib.resolve() for entry in native.maps)
 
 
-def test_sampled_capture_ticks_every_250_ms(runs):
+TICKING = """\
+import ctypes, os, time
+lib = ctypes.CDLL(os.environ["MT_SAMPLE_LIB"])
+lib.mts_churn.argtypes = [ctypes.c_size_t, ctypes.c_long]
+start = time.monotonic()
+while time.monotonic() - start < 1.2:  # samples flow for 1.2 s, however loaded the machine
+    lib.mts_churn(4096, 256)
+print("done")
+"""
+
+
+def test_sampled_capture_ticks_every_250_ms(tmp_path, mt, runs, sample_lib):
     """Sampled records are few: a TICK every 250 ms while they flow (exact mode: every
-    10 ms), so ticks stay a small part of a sampled capture."""
-    exact, sampled = (_tick_times(runs[k][0]) for k in ("exact", "sampled"))
-    assert len(exact) >= 2 and sampled  # a sampled capture ticks at stop at least
-    for times, period_us in ((exact, 10_000), (sampled, 250_000)):
+    10 ms), so ticks stay a small part of a sampled capture. The sampled program allocates
+    for 1.2 s, so it has periodic ticks to check; the last TICK is the one written at the
+    stop, whenever that comes."""
+    exact = _tick_times(runs["exact"][0])
+    sampled = _tick_times(_trace(mt, tmp_path, TICKING, sample_lib, "--sample", "32KiB")[0])
+    assert len(exact) >= 2
+    assert len(sampled) >= 4  # 3 periodic ones at least (the 4th may be the stop's)
+    for times, period_us in ((exact, 10_000), (sampled[:-1], 250_000)):
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         assert all(gap >= period_us for gap in gaps), (period_us, sorted(gaps)[:5])
+    assert sampled[-1] > sampled[-2]
 
 
 def test_512_kib_mean_on_large_volumes(tmp_path, mt, sample_lib):
