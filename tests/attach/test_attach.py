@@ -46,7 +46,7 @@ def test_attach_exact_bytes_detach_and_attach_again_native(start_target, tmp_pat
     target = start_target()
     target.wait_line("ready")
     target.wait_line("leak 3 ")
-    tasks = target.tasks()
+    tasks = target.base_tasks()
     first = target.lines[-1].split()[4:]  # threads=N globals=M, as the program sees them
 
     cap1 = tmp_path / "first.mtrace"
@@ -111,7 +111,7 @@ def test_target_blocked_in_sleep_and_read_is_traced_within_2s(start_target, tmp_
 def test_killed_memtrace_leaves_target_running_and_attach_works_again(start_target, tmp_path):
     target = start_target()
     target.wait_line("leak 2 ")
-    tasks = target.tasks()
+    tasks = target.base_tasks()
     capture = tmp_path / "killed.mtrace"
     cli = subprocess.Popen([*MEMTRACE, "attach", str(target.pid),
                             "-o", str(capture)], env=cli_env(), stderr=subprocess.PIPE)

@@ -25,7 +25,7 @@ def estimate(size: int) -> int:
 def test_sampled_attach_detach_unharmed_then_exact_again(start_target, tmp_path):
     target = start_target("--churn")  # a C thread mallocs and frees without end
     target.wait_line("leak 3 ")
-    tasks = target.tasks()
+    tasks = target.base_tasks()
     first = target.lines[-1].split()[4:6]
     before = target.last_leak()
 

@@ -113,7 +113,7 @@ def test_background_follow_lose_viewer_follow_again(tmp_path):
     first = Tmux(command, tmp_path, env)
     try:
         first.wait_for(r"running")
-        first.wait_for(r"grow_cache", timeout=30, keys=("e",))
+        first.wait_for(r"grow_cache", timeout=30, keys=("c", "Home", "e"))
     finally:
         first.close()  # the terminal is gone: the viewer dies with it
     size = out.stat().st_size
@@ -126,7 +126,7 @@ def test_background_follow_lose_viewer_follow_again(tmp_path):
     again = Tmux(command, tmp_path, env)
     try:
         screen = again.wait_for(r"exited with status 3", timeout=30)
-        screen = again.wait_for(r"grow_cache", timeout=30, keys=("e",))
+        screen = again.wait_for(r"grow_cache", timeout=30, keys=("c", "Home", "e"))
         row = next(line for line in screen.splitlines() if "grow_cache" in line)
         assert "7.1 MiB" in row  # 60 blocks of 123,457 B: the whole history, from the start
         again.keys("q")

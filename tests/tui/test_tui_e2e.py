@@ -62,8 +62,9 @@ def leaky(tmp_path, mt):
 def test_live_native_navigates_to_leaking_c_function(leaky, tmp_path):
     t = leaky("--native", "-o", "live.mtrace", "leaky.py", "0")
     t.wait_for(r"running")
-    # `e` expands the hottest path; repeat until the symbolizer has named the frames
-    t.wait_for(r"\[c\] mt_leaf", timeout=60, keys=("e",))
+    # `e` expands the hottest path from the top row; repeat until the frames are named
+    # (from the top each time: a first `e` from the imports' row would end on a leaf)
+    t.wait_for(r"\[c\] mt_leaf", timeout=60, keys=("c", "Home", "e"))
     # every name in (the header lists names pending only while there are): paths are final
     t.wait_for(r"\A(?![\s\S]*names pending)", timeout=60)
     t.keys("c", "e")
@@ -94,7 +95,7 @@ def test_live_native_navigates_to_leaking_c_function(leaky, tmp_path):
 def test_live_program_exit_shows_final_status(leaky, tmp_path):
     t = leaky("leaky.py", "3")
     t.wait_for(r"running")
-    t.wait_for(r"do_leak", keys=("e",))
+    t.wait_for(r"do_leak", keys=("c", "Home", "e"))
     (tmp_path / "stop-now").touch()
     screen = t.wait_for(r"exited with status 3")
     assert "[py] do_leak" in screen  # the final state stays on screen
