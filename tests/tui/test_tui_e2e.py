@@ -68,7 +68,9 @@ def test_live_native_navigates_to_leaking_c_function(leaky, tmp_path):
     # every name in (the header lists names pending only while there are): paths are final
     t.wait_for(r"\A(?![\s\S]*names pending)", timeout=60)
     t.keys("c", "e")
-    screen = t.wait_for(r"\[c\] mt_leaf.*mtext\.c")
+    t.wait_for(r"\[c\] mt_leaf.*mtext\.c")
+    # the detail pane follows the selection a moment later
+    screen = t.wait_for(rf"\A(?=[\s\S]*\[c\] mt_leaf.*mtext\.c)(?=[\s\S]*\({LEAKED} B\) in 3)")
     row = next(line for line in screen.splitlines() if "[c] mt_leaf" in line)
     assert "14.3 MiB" in row and "mtext.c:45" in row
     assert re.search(r"\[py\] do_leak", screen)
