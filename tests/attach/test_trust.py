@@ -14,7 +14,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ import pytest
 from memtrace_core.attach import channel, trust
 from memtrace_core.attach.session import helper_library
 from memtrace_core.reader import read_capture
-from tests.attach.attach_support import REPO, Target, cli_env, memtrace
+from tests.attach.attach_support import REPO, Target, cli_env, memtrace, wait_tasks
 from tests.cli import MEMTRACE
 
 DEBIAN_PYTHON = "/usr/bin/python3.11"
@@ -220,6 +219,7 @@ def test_target_maps_the_copies_not_the_install(start_target, tmp_path):
 def test_channel_of_a_killed_memtrace_is_removed_by_the_next_attach(start_target, tmp_path):
     target = start_target()
     target.wait_line("leak 1 ")
+    tasks = target.base_tasks()
     cli = subprocess.Popen([*MEMTRACE, "attach", str(target.pid),
                             "-o", str(tmp_path / "a.mtrace")], env=cli_env(),
                            stderr=subprocess.PIPE, text=True)
@@ -232,7 +232,8 @@ def test_channel_of_a_killed_memtrace_is_removed_by_the_next_attach(start_target
     cli.send_signal(signal.SIGKILL)
     cli.wait()
     assert stale.exists()
-    time.sleep(1)  # the tracer notices the closed FIFO and unhooks by itself
+    # the tracer notices the closed FIFO and unhooks by itself: its writer thread ends
+    assert wait_tasks(target, tasks, timeout=30) == tasks
     proc = memtrace("attach", str(target.pid), "-o", str(tmp_path / "b.mtrace"),
                     "--duration", "0.5")
     assert proc.returncode == 0, proc.stderr
