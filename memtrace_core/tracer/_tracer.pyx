@@ -145,6 +145,12 @@ def ring_resident_bytes() -> int:
     return mt_recorder_ring_resident()
 
 
+def buffer_bytes() -> int:
+    """The size of the recorder's two buffers: 2 MiB while it records, 0 once it stopped (a
+    detached program keeps none of it, recorder.c): for tests."""
+    return mt_recorder_buffer_bytes()
+
+
 def set_thread_name(long native_id, str name) -> None:
     """Record a thread's Python name (threads are keyed by their OS id)."""
     data = name.encode("utf-8", "replace")[:63]

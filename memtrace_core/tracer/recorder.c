@@ -268,6 +268,18 @@ static uint64_t coarse_ns(void) {
 static void flush_inline_locked(int end);
 static inline void maybe_flush_inline_locked(void);
 
+/* A buffer of its own mapping: unmapped at stop, its memory goes back to the system at
+ * once (a freed malloc block of 1 MiB may stay in the heap). */
+static mt_buf buf_make(size_t cap) {
+    void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? (mt_buf){NULL, 0, 0} : (mt_buf){p, 0, cap};
+}
+
+static void buf_drop(mt_buf *b) {
+    if (b->data) munmap(b->data, b->cap);
+    *b = (mt_buf){NULL, 0, 0};
+}
+
 static uint8_t *reserve_slow(size_t n) {
     for (;;) {
         if (!g_running || g_failed) return NULL;
@@ -276,11 +288,11 @@ static uint8_t *reserve_slow(size_t n) {
             flush_inline_locked(0);
             continue;
         }
-        if (g_active.len == 0) {
-            uint8_t *bigger = realloc(g_active.data, n);
-            if (!bigger) return NULL;
-            g_active.data = bigger;
-            g_active.cap = n;
+        if (g_active.len == 0) { /* one record larger than the buffer (a MAPS) */
+            mt_buf bigger = buf_make(n);
+            if (!bigger.data) return NULL;
+            buf_drop(&g_active);
+            g_active = bigger;
             return g_active.data;
         }
         if (!g_spare_busy) {
@@ -1299,6 +1311,16 @@ int mt_recorder_rings(void) {
     return n;
 }
 
+long mt_recorder_buffer_bytes(void) {
+    int saved = mt_guard;
+    mt_guard = 1;
+    lock();
+    long bytes = (long)(g_active.cap + g_spare.cap);
+    unlock();
+    mt_guard = saved;
+    return bytes;
+}
+
 long mt_recorder_ring_resident(void) {
     int saved = mt_guard;
     mt_guard = 1;
@@ -2051,6 +2073,14 @@ static void atfork_child(void) {
 
 /* ---- start / stop ------------------------------------------------------------------- */
 
+/* The two buffers (lock held, nothing running): 2 MiB once a busy recording has filled
+ * them, which a program left running after a detach has no use for; a start makes them
+ * again. */
+static void release_buffers(void) {
+    buf_drop(&g_active);
+    buf_drop(&g_spare);
+}
+
 int mt_recorder_start(int fd, int native, int native_depth, int compress, const char *header,
                       size_t header_len, uint64_t sample_mean, uint64_t sample_seed) {
     int saved = mt_guard;
@@ -2089,13 +2119,13 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     memset(&g_ctx, 0, sizeof g_ctx);
     g_generation++;
     for (int i = 0; i < g_n_names; i++) g_names[i].index = 0;
-    if (!g_active.data) {
-        g_active.data = malloc(MT_BUF_CAP);
-        g_active.cap = MT_BUF_CAP;
-    }
-    if (!g_spare.data) {
-        g_spare.data = malloc(MT_BUF_CAP);
-        g_spare.cap = MT_BUF_CAP;
+    if (!g_active.data) g_active = buf_make(MT_BUF_CAP);
+    if (!g_spare.data) g_spare = buf_make(MT_BUF_CAP);
+    if (!g_active.data || !g_spare.data) {
+        release_buffers();
+        unlock();
+        mt_guard = saved;
+        return MT_START_NOMEM;
     }
     g_active.len = g_spare.len = 0;
     g_spare_busy = 0;
@@ -2216,6 +2246,7 @@ void mt_recorder_stop(int exit_code, int has_code) {
     g_running = 0;
     free_dead_rings_locked(); /* threads that ended while the writer finished */
     for (size_t i = 0; i < g_n_rings; i++) ring_release(g_rings[i]);
+    release_buffers();
     if (g_statm_fd >= 0) close(g_statm_fd);
     g_statm_fd = -1;
     unlock();
