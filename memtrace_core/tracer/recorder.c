@@ -2106,6 +2106,14 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
         mt_guard = saved;
         return MT_START_NOMEM;
     }
+    if (!g_active.data) g_active = buf_make(MT_BUF_CAP);
+    if (!g_spare.data) g_spare = buf_make(MT_BUF_CAP);
+    if (!g_active.data || !g_spare.data) {
+        release_buffers();
+        unlock();
+        mt_guard = saved;
+        return MT_START_NOMEM;
+    }
     if (mt_sampler_start(sample_mean, sample_seed) != 0) {
         unlock();
         mt_guard = saved;
@@ -2119,14 +2127,6 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
     memset(&g_ctx, 0, sizeof g_ctx);
     g_generation++;
     for (int i = 0; i < g_n_names; i++) g_names[i].index = 0;
-    if (!g_active.data) g_active = buf_make(MT_BUF_CAP);
-    if (!g_spare.data) g_spare = buf_make(MT_BUF_CAP);
-    if (!g_active.data || !g_spare.data) {
-        release_buffers();
-        unlock();
-        mt_guard = saved;
-        return MT_START_NOMEM;
-    }
     g_active.len = g_spare.len = 0;
     g_spare_busy = 0;
     for (size_t i = 0; i < g_n_rings; i++) /* records left by a past run */
