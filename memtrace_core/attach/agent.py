@@ -73,6 +73,7 @@ def _cleanup_failed(tracer: Any) -> None:
     """A previous reader went away (EPIPE): the tracer unhooked itself; finish the job."""
     if tracer.failed():
         tracer.stop()
+        tracer.release()
     _restore()
 
 
@@ -142,6 +143,7 @@ def _detach() -> None:
     tracer = _tracer_module()
     tracer.set_thread_name(threading.get_native_id(), AGENT_THREAD_NAME)
     tracer.stop()
+    tracer.release()  # the program runs on: it keeps none of the recorder's memory
     _restore()
 
 

@@ -145,10 +145,18 @@ def ring_resident_bytes() -> int:
     return mt_recorder_ring_resident()
 
 
-def buffer_bytes() -> int:
-    """The size of the recorder's two buffers: 2 MiB while it records, 0 once it stopped (a
-    detached program keeps none of it, recorder.c): for tests."""
-    return mt_recorder_buffer_bytes()
+def held_bytes() -> int:
+    """The size of the recorder's buffers and interning tables: megabytes while it records,
+    0 once it stopped and was released (a detached program keeps none of it, recorder.c):
+    for tests."""
+    return mt_recorder_held_bytes()
+
+
+def release() -> None:
+    """After stop(): free what a next recording would make again, the native stack table
+    included (native_summary() then has nothing to say). A detach calls it."""
+    with nogil:
+        mt_recorder_release()
 
 
 def set_thread_name(long native_id, str name) -> None:

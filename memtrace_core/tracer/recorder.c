@@ -1311,11 +1311,23 @@ int mt_recorder_rings(void) {
     return n;
 }
 
-long mt_recorder_buffer_bytes(void) {
+void mt_recorder_release(void) {
+    int saved = mt_guard;
+    mt_guard = 1;
+    lock();
+    if (!g_running) mt_table_free(&g_natnodes);
+    unlock();
+    mt_guard = saved;
+}
+
+long mt_recorder_held_bytes(void) {
     int saved = mt_guard;
     mt_guard = 1;
     lock();
     long bytes = (long)(g_active.cap + g_spare.cap);
+    mt_table *tables[] = {&g_codes, &g_pynodes, &g_natnodes, &g_alloc_ctxs};
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
+        if (tables[i]->slots) bytes += (long)((tables[i]->mask + 1) * sizeof(mt_slot));
     unlock();
     mt_guard = saved;
     return bytes;
@@ -2247,6 +2259,13 @@ void mt_recorder_stop(int exit_code, int has_code) {
     free_dead_rings_locked(); /* threads that ended while the writer finished */
     for (size_t i = 0; i < g_n_rings; i++) ring_release(g_rings[i]);
     release_buffers();
+    /* The interning tables (up to 2 MiB each once filled): the next start makes them again.
+     * A record still interning when the stop came (it waited for room with the lock
+     * released) finds them empty and sends nothing more. The native one stays for
+     * mt_recorder_native_summary, until mt_recorder_release. */
+    mt_table_free(&g_codes);
+    mt_table_free(&g_pynodes);
+    mt_table_free(&g_alloc_ctxs);
     if (g_statm_fd >= 0) close(g_statm_fd);
     g_statm_fd = -1;
     unlock();

@@ -64,8 +64,12 @@ int mt_recorder_native_summary(uint64_t **ips, size_t *n_ips, uint8_t **maps,
 int mt_recorder_rings(void);
 /* The bytes of those rings resident in memory (mincore; -1 when it cannot tell): for tests. */
 long mt_recorder_ring_resident(void);
-/* The bytes of the recorder's two buffers (0 once a recording has stopped): for tests. */
-long mt_recorder_buffer_bytes(void);
+/* A stopped recording leaves nothing behind: its native stack table (kept for
+ * mt_recorder_native_summary) goes too. A detach calls it. */
+void mt_recorder_release(void);
+/* The bytes of the recorder's buffers and interning tables (0 once a recording has stopped
+ * and been released): for tests. */
+long mt_recorder_held_bytes(void);
 /* The interpreter is finalizing: allocations from now on carry no Python stack. */
 void mt_recorder_python_gone(void);
 

@@ -21,4 +21,5 @@ cdef extern from "recorder.h" nogil:
     void mt_set_thread_name(long os_tid, const char *name, int rename)
     int mt_recorder_rings()
     long mt_recorder_ring_resident()
-    long mt_recorder_buffer_bytes()
+    void mt_recorder_release()
+    long mt_recorder_held_bytes()

@@ -1,6 +1,7 @@
 /* Open-addressing hash table from a 3 x u64 key to a u32 id: interns stack-trie nodes and
- * code objects. Used only under the recorder lock; grows with the real libc allocator (this
- * module's own calls are never hooked). */
+ * code objects. Used only under the recorder lock; its slots are mappings of their own
+ * (this module's own calls are never hooked). A freed table (slots NULL) finds nothing and
+ * takes nothing. */
 #ifndef MEMTRACE_TABLE_H
 #define MEMTRACE_TABLE_H
 

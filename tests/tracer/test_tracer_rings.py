@@ -267,11 +267,12 @@ for r in range(2):
                                                        "native": False}))
     rounds[2 * r].wait()
     rounds[2 * r + 1].wait()
-    figures += [_tracer.ring_count(), _tracer.ring_resident_bytes(), _tracer.buffer_bytes()]
+    figures += [_tracer.ring_count(), _tracer.ring_resident_bytes(), _tracer.held_bytes()]
     _tracer.stop(0)
     os.close(fd)
+    _tracer.release()  # as a detach does
     # the threads are alive, waiting
-    figures += [_tracer.ring_resident_bytes(), _tracer.buffer_bytes()]
+    figures += [_tracer.ring_resident_bytes(), _tracer.held_bytes()]
 done.set()
 for t in threads:
     t.join()
@@ -282,19 +283,20 @@ print(page, *figures)
 def test_a_stopped_recording_hands_back_its_memory(tmp_path, mt):
     """A detach leaves the rings of live threads in place (their threads point at them), but
     their record pages go back to the system: 8 threads that filled their rings hold one
-    page each after the stop, not 44 KiB, and the recorder's 2 MiB of buffers are gone; a
-    second recording (a second attach) refills the same rings, loses nothing, and hands
-    the memory back again."""
+    page each after the stop, not 44 KiB, and the recorder's buffers and interning tables
+    (over 4 MiB) are gone; a second recording (a second attach) refills the same rings,
+    loses nothing, and hands the memory back again."""
     (tmp_path / "prog.py").write_text(RELEASED)
     base = tmp_path / "rel.mtrace"
     proc = mt.plain("prog.py", str(base), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
     page, *figures = map(int, proc.stdout.split())
-    for rings, during, buffers, after, buffers_after in (figures[0:5], figures[5:10]):
+    for rings, during, held, after, held_after in (figures[0:5], figures[5:10]):
         assert rings >= 8
         assert during >= 8 * 1024 * 40  # 8 full rings: 1,024 records of 40 bytes each
         assert after == rings * page    # the first page of each, the line its thread reads
-        assert buffers >= 2 << 20 and buffers_after == 0  # the recorder's two buffers
+        # buffers (2 MiB) and interning tables (2 MiB for the Python stacks' alone)
+        assert held >= 4 << 20 and held_after == 0
     assert figures[5] == figures[0]     # the second recording reused the threads' rings
     for name in ("rel.mtrace.1", "rel.mtrace.2"):
         reader = read_capture(tmp_path / name)
