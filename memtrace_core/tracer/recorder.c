@@ -1988,6 +1988,7 @@ static inline void maybe_flush_inline_locked(void) {
     if (coarse - g_last_flush_coarse_ns < g_tick_busy_ns) return;
     uint64_t now = now_ns();
     if (now - g_last_flush_ns < g_tick_busy_ns) return;
+    if (g_active.len + 48 > g_active.cap) flush_inline_locked(0); /* room for the TICK */
     maybe_tick_locked(now, 0);
     flush_inline_locked(0);
     g_last_flush_ns = now;
