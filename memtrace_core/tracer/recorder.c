@@ -33,6 +33,14 @@
  * each when they started at 256 and 128 frames; now ~1.7 KiB, and the native ones only
  * with --native). */
 #define MT_NATIVE_INITIAL 64        /* native arrays grow from here to the limit */
+/* A thread's first unwindings go step by step (unw_step), its later ones through
+ * unw_backtrace. unw_backtrace gives every thread that calls it a cache of its own, which
+ * libunwind 1.6 makes at the first call and fills whole: 16,384 entries, 256 KiB touched,
+ * kept until the thread ends. A service's pool threads that allocate now and then (or are
+ * sampled now and then) each paid that: 200 such threads under `--native --sample` took
+ * 54 MiB more memory than without --native. A step costs more (two signal-mask system
+ * calls in Debian's libunwind), so a thread that keeps unwinding moves on to the cache. */
+#define MT_FAST_UNWIND_AFTER 32
 #define MT_PY_INITIAL 32            /* Python arrays grow from here ... */
 #define MT_PY_DEPTH_LIMIT 65536     /* ... to this: every frame of any practical recursion */
 #define MT_OWN_FRAMES 16            /* room for the tracer's own frames in an unwinding */
@@ -369,6 +377,9 @@ typedef struct {
     /* When to pay for a recording unwind (see capture_native). */
     uintptr_t miss_ra, miss_cfa;
     uint32_t hits_since_fill, fruitless_fills, misses;
+    /* Unwindings this thread made step by step before it may use unw_backtrace (see
+     * unwind_fast); kept across recordings, as libunwind's cache is. */
+    uint32_t slow_unwinds;
     /* The stack interned last (nat, nat_nodes) is the kept unwinding (unw_ip): a reuse of
      * it needs no copy and no comparison, its node is known. */
     int nat_is_unw;
@@ -777,6 +788,11 @@ static int unwind_steps(stack_cache *c, int *cut) {
 /* libunwind's fast backtrace; a stack that fills the buffer grows it, up to the limit, and
  * a deeper one goes step by step to count what is cut. */
 static int unwind_fast(stack_cache *c) {
+    if (UNLIKELY(c->slow_unwinds < MT_FAST_UNWIND_AFTER)) {
+        c->slow_unwinds++;
+        int cut;
+        return unwind_steps(c, &cut);
+    }
     for (;;) {
         int size = c->nat_cap + MT_OWN_FRAMES;
         int n = unw_backtrace(c->raw, size);
