@@ -40,6 +40,7 @@ class CBuild:
     mtnext: tuple[Path, Path]  # mt_probe in A, then in B (A's dependency): RTLD_NEXT
     mtctor: Path  # allocates in its constructor, inside dlopen
     mtproc: Path  # C threads named three ways, an atexit handler that allocates
+    mtchunkmaps: Path  # preloaded: counts 16 KiB anonymous mappings (CPython's frame chunks)
 
 
 def _gcc(args: list[str]) -> None:
@@ -84,9 +85,11 @@ def cbuild(tmp_path_factory: pytest.TempPathFactory) -> CBuild:
     _gcc([*CFLAGS, str(CFIXTURES / "mtctor.c"), "-o", str(mtctor)])
     mtproc = out / "libmtproc.so"
     _gcc([*CFLAGS, "-pthread", str(CFIXTURES / "mtproc.c"), "-o", str(mtproc)])
+    mtchunkmaps = out / "libmtchunkmaps.so"
+    _gcc([*CFLAGS, str(CFIXTURES / "mtchunkmaps.c"), "-o", str(mtchunkmaps), "-ldl"])
     return CBuild(ext_dir=out, ext=ext, mtlib=mtlib, mtdl2=mtdl2, mtdeep=mtdeep,
                   mtalloctab=mtalloctab, mtrpath=mtrpath, mtnext=mtnext, mtctor=mtctor,
-                  mtproc=mtproc)
+                  mtproc=mtproc, mtchunkmaps=mtchunkmaps)
 
 
 def child_env(cbuild: CBuild | None = None, **extra: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from libc.stdlib cimport free
 from memtrace_core.tracer.hooks cimport (
     mt_hooks_init, mt_hooks_install, mt_hooks_uninstall, mt_pymem_install, mt_pymem_uninstall,
 )
-from memtrace_core.tracer.pystack cimport mt_recursion_lend, mt_recursion_used, mt_set_root_code
+from memtrace_core.tracer.pystack cimport mt_own_stack_function, mt_set_root_code
 from memtrace_core.tracer.recorder cimport *
 from memtrace_core.tracer.term cimport (
     mt_term_install, mt_term_stop_begin, mt_term_stop_end, mt_term_uninstall,
@@ -184,14 +184,10 @@ def set_root_code(code) -> None:
 _root_code = None
 
 
-def recursion_used() -> int:
-    """This thread's recursion depth, as counted against sys.getrecursionlimit()."""
-    return mt_recursion_used()
-
-
-def lend_recursion(int n) -> None:
-    """Give this thread n more levels before RecursionError (negative n takes them back)."""
-    mt_recursion_lend(n)
+# call_on_own_stack(fn, args, lend_extra): the program's first call, on a Python data stack
+# of its own and with memtrace's depth lent back, so that it runs as under plain python
+# (pystack.c says why). A C function: the program's tracebacks get no entry for it.
+call_on_own_stack = mt_own_stack_function()
 
 
 cdef extern from "Python.h":

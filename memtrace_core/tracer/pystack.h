@@ -34,6 +34,17 @@ void mt_set_root_code(void *code);
 int mt_recursion_used(void);
 void mt_recursion_lend(int n);
 
+/* The program's first call: fn(*args) with the thread's Python frames on a data stack of
+ * their own, laid out as under plain python (see pystack.c), and the thread's recursion
+ * depth so far lent back (plus lend_extra: levels the call itself takes that python's own
+ * start does not). A new reference, or NULL with the exception set. */
+struct _object;
+struct _object *mt_call_on_own_stack(struct _object *fn, struct _object *args, int lend_extra);
+
+/* mt_call_on_own_stack as a builtin function call_on_own_stack(fn, args, lend_extra): a C
+ * function, so the program's tracebacks get no entry for it. */
+struct _object *mt_own_stack_function(void);
+
 /* Line number of an instruction index. */
 int mt_code_line(void *code, int32_t lasti);
 int mt_code_firstline(void *code);

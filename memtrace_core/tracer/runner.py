@@ -316,22 +316,20 @@ def _enter(program: Program, prepared: _Prepared) -> None:
         raise prepared.error
     from memtrace_core.tracer import _tracer
 
-    # python starts a program at depth 0; memtrace's frames below it are lent back, so the
-    # program meets RecursionError exactly where it would without memtrace.
-    lent = _tracer.recursion_used() + (_EXEC_DEPTH if prepared.code is not None else 0)
-    _tracer.lend_recursion(lent)
-    try:
-        if prepared.code is not None:
-            exec(prepared.code, prepared.main)
-        else:
-            import runpy  # loaded already (_prepare)
+    # python starts a program at depth 0, as the first frame of its thread's frame stack:
+    # memtrace's frames below it are lent back, so the program meets RecursionError exactly
+    # where it would without memtrace, and its frames go on a stack of their own, so its
+    # calls map and unmap the interpreter's frame chunks exactly as without memtrace.
+    if prepared.code is not None:
+        _tracer.call_on_own_stack(exec, (prepared.code, prepared.main), _EXEC_DEPTH)
+    else:
+        import runpy  # loaded already (_prepare)
 
-            runpy._run_module_as_main(  # type: ignore[attr-defined]
-                program.target if program.kind == MODULE else "__main__",
-                alter_argv=program.kind == MODULE,
-            )
-    finally:
-        _tracer.lend_recursion(-lent)
+        _tracer.call_on_own_stack(
+            runpy._run_module_as_main,  # type: ignore[attr-defined]
+            (program.target if program.kind == MODULE else "__main__", program.kind == MODULE),
+            0,
+        )
 
 
 def _trim_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:

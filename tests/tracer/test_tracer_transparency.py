@@ -1,12 +1,17 @@
 """A traced program sees and shows exactly what it would untraced: same argv, __main__,
-sys.path[0], stdin, stdout and stderr bytes, traceback text, exit status, and the depth at
-which it meets RecursionError."""
+sys.path[0], stdin, stdout and stderr bytes, traceback text, exit status, the depth at
+which it meets RecursionError, and where its calls cross the interpreter's frame chunks."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli import run_memtrace
+from tests.tracer.tracer_support import totals_at
 
 SHOW = """\
 import os
@@ -161,3 +166,64 @@ def test_default_output_name_is_printed_on_stderr(tmp_path, mt):
     assert pid.isdigit()
     assert captures[0].name.encode() in traced.stderr
     assert mt.stats(captures[0])["pid"] == int(pid)
+
+
+# Since 3.11 a thread's Python frames live in 16 KiB chunks: a call that crosses a chunk's end
+# maps a chunk, its return unmaps it. Calls at every depth up to 600 cross ends at depths
+# that depend on where the program's first frame lies; one frame more below it (SHIFT=1)
+# moves every crossing, so the count of maps says whether memtrace's frames moved them.
+CHUNKS = """\
+import ctypes
+import os
+
+chunk_maps = ctypes.CDLL(None).mt_chunk_maps
+chunk_maps.restype = ctypes.c_long
+
+
+def down(n):
+    if n:
+        down(n - 1)  # @down
+
+
+def sweep(shift):
+    if shift:
+        return sweep(shift - 1)
+    before = chunk_maps()
+    for depth in range(1, 600):
+        down(depth)  # @sweep
+    return chunk_maps() - before
+
+
+print("frame chunk maps", sweep(int(os.environ.get("SHIFT", "0"))))
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 keeps frames as objects, in no chunks")
+@pytest.mark.parametrize("how", ["script", "module", "code"])
+def test_program_maps_frame_chunks_as_untraced(tmp_path, mt, how):
+    (tmp_path / "chunks.py").write_text(CHUNKS)
+    args = {"script": ["chunks.py"], "module": ["-m", "chunks"], "code": ["-c", CHUNKS]}[how]
+    env = dict(mt.env, LD_PRELOAD=str(mt.cbuild.mtchunkmaps))
+
+    def untraced(shift: str) -> bytes:
+        proc = subprocess.run([mt.python, *args], cwd=tmp_path, capture_output=True,
+                              env=dict(env, SHIFT=shift), timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode()
+        return proc.stdout
+
+    plain = untraced("0")
+    maps = int(plain.split()[-1])
+    assert maps > 100, plain  # the sweep crosses chunk ends
+    assert untraced("1") != plain  # and a frame more below it would change the count
+    capture = tmp_path / "chunks.mtrace"
+    traced = run_memtrace("run", "-o", str(capture), *args, cwd=tmp_path, env=env)
+    assert traced.returncode == 0, traced.stderr.decode()
+    assert traced.stdout == plain
+    # and the capture holds exactly those maps, at the calls that made them
+    from memtrace_core.reader import read_capture
+
+    reader, lines = read_capture(capture), mt.marker_lines(CHUNKS)
+    made = [totals_at(reader, name, lines[name]) for name in ("down", "sweep")]
+    assert sum(t.count for t in made) == maps
+    assert sum(t.bytes for t in made) == maps * 16384
+    assert sum(t.leaked_count for t in made) == 0
