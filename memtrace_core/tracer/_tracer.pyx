@@ -184,9 +184,9 @@ def set_root_code(code) -> None:
 _root_code = None
 
 
-# call_on_own_stack(fn, args, lend_extra): the program's first call, on a Python data stack
-# of its own and with memtrace's depth lent back, so that it runs as under plain python
-# (pystack.c says why). A C function: the program's tracebacks get no entry for it.
+# call_on_own_stack(fn, args, call_levels): the program's first call, on a Python frame
+# stack of its own and with memtrace's recursion depths lent back, so that it runs as under
+# plain python (pystack.c says why). A C function: tracebacks get no entry for it.
 call_on_own_stack = mt_own_stack_function()
 
 

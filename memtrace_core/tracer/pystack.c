@@ -94,6 +94,50 @@ int mt_capture_python(mt_pyframe *frames, int max) {
 }
 #endif
 
+/* What the program's first call is lent (mt_call_on_own_stack): the thread's recursion depth
+ * so far, as counted against sys.getrecursionlimit() (Python frames, and before 3.12 C calls
+ * too), and from 3.12 its C recursion depth, counted on its own against a fixed limit. */
+typedef struct {
+    int py, c;
+} recursion_loan;
+
+static recursion_loan recursion_lend(int call_levels) {
+    PyThreadState *ts = PyThreadState_Get();
+    recursion_loan loan = {0, 0};
+#if PY_VERSION_HEX >= 0x030D0000
+    loan.py = ts->py_recursion_limit - ts->py_recursion_remaining;
+    loan.c = Py_C_RECURSION_LIMIT - ts->c_recursion_remaining + call_levels;
+#elif PY_VERSION_HEX >= 0x030C0000
+    loan.py = ts->py_recursion_limit - ts->py_recursion_remaining;
+    loan.c = C_RECURSION_LIMIT - ts->c_recursion_remaining + call_levels;
+#elif PY_VERSION_HEX >= 0x030B0000
+    loan.py = ts->recursion_limit - ts->recursion_remaining + call_levels;
+#else
+    loan.py = ts->recursion_depth + call_levels;
+#endif
+#if PY_VERSION_HEX >= 0x030C0000
+    ts->py_recursion_remaining += loan.py;
+    ts->c_recursion_remaining += loan.c;
+#elif PY_VERSION_HEX >= 0x030B0000
+    ts->recursion_remaining += loan.py;
+#else
+    ts->recursion_depth -= loan.py;
+#endif
+    return loan;
+}
+
+static void recursion_repay(recursion_loan loan) {
+    PyThreadState *ts = PyThreadState_Get();
+#if PY_VERSION_HEX >= 0x030C0000
+    ts->py_recursion_remaining -= loan.py;
+    ts->c_recursion_remaining -= loan.c;
+#elif PY_VERSION_HEX >= 0x030B0000
+    ts->recursion_remaining -= loan.py;
+#else
+    ts->recursion_depth += loan.py;
+#endif
+}
+
 /* Since 3.11 CPython keeps a thread's frames in chunks (16 KiB, or the size of a larger
  * frame): a call that finds no room in the current chunk maps a new one, and its return, the
  * new chunk's first frame popped, unmaps it at once. So how deep a program starts decides
@@ -105,9 +149,8 @@ int mt_capture_python(mt_pyframe *frames, int max) {
  * program starts on a root chunk of its own, made as CPython makes one, and the thread's
  * stack is put back when it returns. Made and freed with the guard set: it stands for the
  * root chunk the interpreter made before the program, which no capture records either. */
-struct _object *mt_call_on_own_stack(struct _object *fn, struct _object *args, int lend_extra) {
-    int lent = mt_recursion_used() + lend_extra;
-    mt_recursion_lend(lent);
+struct _object *mt_call_on_own_stack(struct _object *fn, struct _object *args, int call_levels) {
+    recursion_loan loan = recursion_lend(call_levels);
 #if PY_VERSION_HEX >= 0x030B0000
     PyThreadState *ts = PyThreadState_Get();
     _PyStackChunk *saved = ts->datastack_chunk;
@@ -147,24 +190,26 @@ struct _object *mt_call_on_own_stack(struct _object *fn, struct _object *args, i
         }
     }
 #endif
-    mt_recursion_lend(-lent);
+    recursion_repay(loan);
     return result;
 }
 
 static PyObject *own_stack_call(PyObject *self, PyObject *args) {
     PyObject *fn, *fn_args;
-    int lend_extra;
+    int call_levels;
     (void)self;
     if (!PyArg_ParseTuple(args, "OO!i:call_on_own_stack", &fn, &PyTuple_Type, &fn_args,
-                          &lend_extra))
+                          &call_levels))
         return NULL;
-    return mt_call_on_own_stack(fn, fn_args, lend_extra);
+    return mt_call_on_own_stack(fn, fn_args, call_levels);
 }
 
 static PyMethodDef own_stack_def = {
     "call_on_own_stack", own_stack_call, METH_VARARGS,
-    "call_on_own_stack(fn, args, lend_extra): fn(*args) on a data stack of its own, as "
-    "python starts a program (memtrace_core/tracer/pystack.c)."};
+    "call_on_own_stack(fn, args, call_levels): fn(*args) on a frame stack of its own and "
+    "with the recursion depth so far lent back, as python starts a program; call_levels: "
+    "the C call levels calling fn takes that python's own start does not (1 for exec) "
+    "(memtrace_core/tracer/pystack.c)."};
 
 struct _object *mt_own_stack_function(void) { return PyCFunction_New(&own_stack_def, NULL); }
 
@@ -223,26 +268,4 @@ size_t mt_code_qualname(void *code, char *out, size_t cap) {
 
 size_t mt_code_filename(void *code, char *out, size_t cap) {
     return unicode_utf8(((PyCodeObject *)code)->co_filename, out, cap);
-}
-
-int mt_recursion_used(void) {
-    PyThreadState *ts = PyThreadState_Get();
-#if PY_VERSION_HEX >= 0x030C0000
-    return ts->py_recursion_limit - ts->py_recursion_remaining;
-#elif PY_VERSION_HEX >= 0x030B0000
-    return ts->recursion_limit - ts->recursion_remaining;
-#else
-    return ts->recursion_depth;
-#endif
-}
-
-void mt_recursion_lend(int n) {
-    PyThreadState *ts = PyThreadState_Get();
-#if PY_VERSION_HEX >= 0x030C0000
-    ts->py_recursion_remaining += n;
-#elif PY_VERSION_HEX >= 0x030B0000
-    ts->recursion_remaining += n;
-#else
-    ts->recursion_depth -= n;
-#endif
 }

@@ -27,21 +27,15 @@ int mt_capture_python(mt_pyframe *frames, int max);
 /* Frames from this code object outwards are memtrace's own runner: never reported. */
 void mt_set_root_code(void *code);
 
-/* The current thread's recursion depth as the interpreter counts it against the recursion
- * limit (Python frames, and on 3.10-3.11 eval-loop entries), and lending: `n` more levels
- * before RecursionError (negative: taken back). The runner lends its own depth to the
- * program, which then recurses exactly as deep as under plain python. */
-int mt_recursion_used(void);
-void mt_recursion_lend(int n);
-
-/* The program's first call: fn(*args) with the thread's Python frames on a data stack of
- * their own, laid out as under plain python (see pystack.c), and the thread's recursion
- * depth so far lent back (plus lend_extra: levels the call itself takes that python's own
- * start does not). A new reference, or NULL with the exception set. */
+/* The program's first call: fn(*args) with the thread's Python frames on a stack of their
+ * own, laid out as under plain python, and the thread's recursion depths so far lent back,
+ * plus call_levels: the C call levels that calling fn takes and python's own start of a
+ * program does not (1 for exec, 0 for a Python function). See pystack.c. A new reference,
+ * or NULL with the exception set. */
 struct _object;
-struct _object *mt_call_on_own_stack(struct _object *fn, struct _object *args, int lend_extra);
+struct _object *mt_call_on_own_stack(struct _object *fn, struct _object *args, int call_levels);
 
-/* mt_call_on_own_stack as a builtin function call_on_own_stack(fn, args, lend_extra): a C
+/* mt_call_on_own_stack as a builtin function call_on_own_stack(fn, args, call_levels): a C
  * function, so the program's tracebacks get no entry for it. */
 struct _object *mt_own_stack_function(void);
 

@@ -2,6 +2,4 @@
 
 cdef extern from "pystack.h":
     void mt_set_root_code(void *code)
-    int mt_recursion_used()
-    void mt_recursion_lend(int n)
     object mt_own_stack_function()

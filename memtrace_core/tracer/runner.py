@@ -303,11 +303,6 @@ def _register_source(filename: str, source: str) -> None:
         register(filename, source, filename)
 
 
-# The call of exec() itself counts as a level before Python 3.12 (C calls and Python calls
-# share one counter there).
-_EXEC_DEPTH = 1 if sys.version_info < (3, 12) else 0
-
-
 def _enter(program: Program, prepared: _Prepared) -> None:
     """The program's only caller: traced stacks stop here (its code is the tracer's root).
     A syntax error found by _prepare raises here, as python reports it before the first
@@ -317,11 +312,12 @@ def _enter(program: Program, prepared: _Prepared) -> None:
     from memtrace_core.tracer import _tracer
 
     # python starts a program at depth 0, as the first frame of its thread's frame stack:
-    # memtrace's frames below it are lent back, so the program meets RecursionError exactly
-    # where it would without memtrace, and its frames go on a stack of their own, so its
-    # calls map and unmap the interpreter's frame chunks exactly as without memtrace.
+    # memtrace's frames below it are lent back (and the call of exec, a C call python's own
+    # start does not make), so the program meets RecursionError exactly where it would
+    # without memtrace, in Python calls and in C ones, and its frames go on a stack of their
+    # own, so its calls map and unmap the interpreter's frame chunks as without memtrace.
     if prepared.code is not None:
-        _tracer.call_on_own_stack(exec, (prepared.code, prepared.main), _EXEC_DEPTH)
+        _tracer.call_on_own_stack(exec, (prepared.code, prepared.main), 1)
     else:
         import runpy  # loaded already (_prepare)
 

@@ -89,6 +89,34 @@ sys.setrecursionlimit(3000)
 print("limit", sys.getrecursionlimit(), "depth", depth())
 """
 
+# and as deep in C calls (test_program_recurses_as_deep_in_c_calls): from 3.12 these count
+# against a limit of their own
+C_RECURSION = """\
+import json
+
+
+def fits(depth):
+    x = []
+    for _ in range(depth):
+        x = [x]
+    try:
+        json.dumps(x)
+        repr(x)
+        return True
+    except RecursionError:
+        return False
+
+
+lo, hi = 1, 200000
+while lo < hi:
+    mid = (lo + hi + 1) // 2
+    if fits(mid):
+        lo = mid
+    else:
+        hi = mid - 1
+print("deepest nested list", lo)
+"""
+
 # memtrace compiles the program itself, before tracing starts (runner.py): its source
 # encoding, future imports and syntax errors read as python's
 COOKIE = (b"# -*- coding: latin-1 -*-\nfrom __future__ import annotations\n"
@@ -144,6 +172,23 @@ def test_traced_program_is_unchanged(tmp_path, mt, case, native):
     assert traced.returncode == untraced.returncode
     assert capture.exists()
     assert mt.stats(capture)["complete"] is True
+
+
+@pytest.mark.parametrize("how", ["script", "module", "code"])
+def test_program_recurses_as_deep_in_c_calls(tmp_path, mt, how):
+    """Run by the `memtrace` console script, as users run it. (Under `python -m memtrace_tui`
+    memtrace's own start runs runpy's code once, and from 3.12 the interpreter has then
+    specialized its call of exec, which costs a C level less: a `-m` program gets one more.)"""
+    (tmp_path / "cdeep.py").write_text(C_RECURSION)
+    args = {"script": ["cdeep.py"], "module": ["-m", "cdeep"], "code": ["-c", C_RECURSION]}[how]
+    untraced = mt.plain(*args, cwd=tmp_path)
+    assert untraced.returncode == 0 and untraced.stdout.startswith(b"deepest nested list ")
+    capture = tmp_path / "cdeep.mtrace"
+    traced = subprocess.run(
+        [str(Path(sys.executable).parent / "memtrace"), "run", "-o", str(capture), *args],
+        cwd=tmp_path, env=mt.env, capture_output=True, timeout=120)
+    assert traced.returncode == 0, traced.stderr.decode()
+    assert traced.stdout == untraced.stdout
 
 
 def test_expected_statuses_of_the_untraced_cases(tmp_path, mt):
