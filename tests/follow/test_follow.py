@@ -284,7 +284,7 @@ def test_attach_without_duration_survives_its_terminal_and_stops_on_request(tmp_
         target.wait()
 
 
-def test_a_capture_locked_just_after_its_creation_is_followed(tmp_path):
+def test_a_capture_locked_just_after_its_creation_is_followed(mt, tmp_path):
     """A writer creates its file, then takes its lock: a follower that opens the file in
     between (empty, nobody holding it) waits a moment instead of calling it empty; an empty
     file that nobody takes is still refused, with its one-line reason."""
@@ -313,7 +313,14 @@ def test_a_capture_locked_just_after_its_creation_is_followed(tmp_path):
     reader.finish()
     whole = read_capture(source)
     assert reader.complete and reader.records == whole.records
-    assert reader.heap_bytes == whole.heap_bytes == 3 * BLOCK
+    assert reader.heap_bytes == whole.heap_bytes
+    # the three blocks, exactly; on 3.10 the module's globals dict also grows (576 B live)
+    # when line 1 binds its names: a real allocation of the program, so not in BLOCK's sum
+    leaks = mt.stats(source)["top_leaking_locations"]
+    grown = [(loc["leaked_bytes"], loc["leaked_count"]) for loc in leaks
+             if loc["function"] == "grow_cache"]
+    assert grown == [(3 * BLOCK, 3)], leaks
+    assert whole.heap_bytes == sum(loc["leaked_bytes"] for loc in leaks)
 
     empty = tmp_path / "empty.mtrace"
     empty.touch()
