@@ -369,18 +369,61 @@ def _python_process_name() -> None:
         pass
 
 
+ARROW_POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
+"""Apache Arrow's choice of memory pool, read when its default pool is first used."""
+
+
+def arrow_pool_note() -> str | None:
+    """One line for the user when the program used pyarrow with a pool of its own (mimalloc,
+    jemalloc): the tracer sees such a pool's mappings (mimalloc reserves 1 GiB at once),
+    never the allocations it serves, so reports miss every Arrow buffer (pandas' string
+    columns are Arrow's from pandas 3). None otherwise."""
+    pyarrow = sys.modules.get("pyarrow")
+    if pyarrow is None:
+        return None
+    try:
+        pool = pyarrow.default_memory_pool()
+        backend = str(pool.backend_name)
+        in_use, peak = int(pool.bytes_allocated()), int(pool.max_memory())
+    except Exception:  # noqa: BLE001 - a half-imported or unusual pyarrow: no note
+        return None
+    if backend == "system":
+        return None
+    from memtrace_core.sizes import format_bytes
+
+    return (f"pyarrow allocated from its own {backend} pool ({format_bytes(in_use)} in use "
+            f"at the end, {format_bytes(peak)} at most), whose allocations memtrace does not "
+            "see one by one, only the memory the pool maps: --arrow-system-pool records "
+            "each of them")
+
+
+def _say_arrow_pool(pid: int) -> None:
+    """At exit, after the tracer stopped (its allocations unrecorded): the note, if any, on
+    stderr, in the process that ran the program (a forked child inherits the handler)."""
+    if os.getpid() != pid:
+        return
+    note = arrow_pool_note()
+    if note is not None:
+        print(f"memtrace: note: {note}", file=sys.stderr)
+
+
 def run(
     program: Program, fd: int, native: bool, python_allocators: bool, compress: bool = False,
     follow_output: str | None = None, header_extra: dict | None = None,
-    sample_bytes: int = 0,
+    sample_bytes: int = 0, arrow_system_pool: bool = False,
 ) -> None:
     """Check, start tracing into fd, and execute the program. With follow_output (the
     capture's path), child processes are traced into follow_output.PID (children.py);
-    sample_bytes > 0 records a sample of the allocations (memtrace_core/sampling.py)."""
+    sample_bytes > 0 records a sample of the allocations (memtrace_core/sampling.py);
+    arrow_system_pool makes Apache Arrow allocate through malloc (its children too)."""
     from memtrace_core.sampling import seed_from_env
 
     program.check()
     _python_process_name()
+    if arrow_system_pool:
+        os.environ[ARROW_POOL_VARIABLE] = "system"
+    if "parent_pid" not in (header_extra or {}):  # the program's own process, not a child
+        atexit.register(_say_arrow_pool, os.getpid())  # before the tracer's: runs after it
     header = header_fields(program, native, python_allocators, attached=False,
                            sample_bytes=sample_bytes)
     header.update(header_extra or {})
@@ -405,7 +448,7 @@ def run(
 
 
 RUNNER_OPTIONS = {"--fd": 1, "--capture-prefix": 1, "--follow-prefix": 1, "--sample": 1,
-                  "--native": 0, "--trace-python-allocators": 0}
+                  "--native": 0, "--trace-python-allocators": 0, "--arrow-system-pool": 0}
 """The runner's own options and how many values each takes (memtrace writes its command
 line: `memtrace live` and children.py)."""
 
@@ -420,6 +463,7 @@ class RunnerOptions:
         self.sample = 0
         self.native = False
         self.trace_python_allocators = False
+        self.arrow_system_pool = False
 
 
 def parse_runner_options(tokens: list[str]) -> tuple[RunnerOptions, Program]:
@@ -483,7 +527,8 @@ def main(argv: list[str] | None = None) -> None:
         assert args.fd is not None
         os.set_inheritable(args.fd, False)
         run(program, args.fd, args.native, args.trace_python_allocators,
-            follow_output=args.follow_prefix, sample_bytes=args.sample)
+            follow_output=args.follow_prefix, sample_bytes=args.sample,
+            arrow_system_pool=args.arrow_system_pool)
     except UserError as exc:
         print(f"memtrace: error: {exc}", file=sys.stderr)
         sys.exit(exc.status)

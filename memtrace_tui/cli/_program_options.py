@@ -25,6 +25,14 @@ def add_program_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="record every PyMem/PyObject allocation, not only the arenas pymalloc maps",
     )
+    parser.add_argument(
+        "--arrow-system-pool",
+        action="store_true",
+        help="Apache Arrow (pyarrow, pandas' Arrow-backed columns) allocates through the "
+             "system's malloc, so each of its allocations is recorded, instead of from its "
+             "own mimalloc or jemalloc pool, which memtrace sees only as the memory the pool "
+             "maps (sets ARROW_DEFAULT_MEMORY_POOL=system for the program)",
+    )
     add_sample_option(parser)
     mark_takes_program(parser)
 

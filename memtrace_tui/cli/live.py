@@ -132,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         cmd.append("--native")
     if args.trace_python_allocators:
         cmd.append("--trace-python-allocators")
+    if args.arrow_system_pool:
+        cmd.append("--arrow-system-pool")
     if args.sample:
         cmd += ["--sample", str(args.sample)]
     cmd += program.runner_command_line
@@ -223,6 +225,8 @@ def _background(args: argparse.Namespace, program) -> int:
         cmd.append("--no-names")
     if args.trace_python_allocators:
         cmd.append("--trace-python-allocators")
+    if args.arrow_system_pool:
+        cmd.append("--arrow-system-pool")
     if args.follow_fork:
         cmd.append("--follow-fork")
     if args.sample:

@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         # registered before the tracer's own handler: runs after it, once all is written
         atexit.register(_say_child_captures, output, os.getpid())
     runner.run(program, fd, args.native, args.trace_python_allocators, compress=True,
-               follow_output=output if args.follow_fork else None, sample_bytes=args.sample)
+               follow_output=output if args.follow_fork else None, sample_bytes=args.sample,
+               arrow_system_pool=args.arrow_system_pool)
     return 0
 
 
