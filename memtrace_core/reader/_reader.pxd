@@ -41,6 +41,7 @@ cdef extern from "aggregate.h":
         size_t n_pieces
         int64_t total_bytes, total_allocs, total_frees, ignored_frees, implicit_frees
         int64_t heap_bytes, heap_allocs, peak_bytes, peak_allocs, peak_time_us, last_time_us
+        int64_t peak_by_us
         int64_t allocator_count[256]
         int64_t allocator_bytes[256]
         int64_t hist[66]

@@ -365,6 +365,8 @@ cdef class StreamReader:
             if n == 4:
                 self.untraced_children = rec[3]
             self.s.last_time_us = rec[1]
+            if self.s.peak_by_us < 0:
+                self.s.peak_by_us = rec[1]
             self.history.append((rec[1], self.s.heap_bytes, rec[2]))
         elif kind == MT_REC_TRAILER:
             if n not in (3, 4) or not _is_num(rec[1]) or not (
@@ -548,6 +550,12 @@ cdef class StreamReader:
     @property
     def peak_time_us(self) -> int:
         return self.s.peak_time_us
+
+    @property
+    def peak_by_us(self) -> int:
+        """The first TICK's time after the peak: it was reached between peak_time_us and
+        this (the last time seen, when no TICK came after it)."""
+        return self.s.peak_by_us if self.s.peak_by_us >= 0 else self.s.last_time_us
 
     @property
     def last_time_us(self) -> int:

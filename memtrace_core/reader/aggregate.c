@@ -104,6 +104,7 @@ void mt_take_peak(mt_state *s)
     s->peak_bytes = s->heap_bytes;
     s->peak_allocs = s->heap_allocs;
     s->peak_time_us = s->last_time_us;
+    s->peak_by_us = -1;
 }
 
 /* The stack id of (py, nat, thread), interning it on first sight; UINT32_MAX on no memory. */

@@ -69,6 +69,10 @@ typedef struct {
 
     int64_t total_bytes, total_allocs, total_frees, ignored_frees, implicit_frees;
     int64_t heap_bytes, heap_allocs, peak_bytes, peak_allocs, peak_time_us, last_time_us;
+    /* The first TICK's time after the peak (-1 until one comes): the peak was reached
+     * between peak_time_us (the TICK before it) and this; ~250 ms apart in a sampled
+     * capture, whose records carry no time of their own. */
+    int64_t peak_by_us;
     int64_t allocator_count[256], allocator_bytes[256];
     int64_t hist[MT_HIST_BUCKETS];
     int64_t records;

@@ -104,6 +104,7 @@ def summarize(reader: Any, limit: int | None = None, embedded: Any = None) -> di
         "peak_bytes": reader.peak_bytes,
         "peak_allocations": reader.peak_allocations,
         "peak_time_s": reader.peak_time_us / 1e6,
+        "peak_by_s": reader.peak_by_us / 1e6,
         "leaked_bytes": reader.heap_bytes,
         "leaked_allocations": reader.heap_allocations,
         "allocators": {
@@ -196,6 +197,15 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
+def _peak_when(s: dict[str, Any]) -> str:
+    """When the peak was reached. A sampled capture's records carry no time (a TICK every
+    ~250 ms does): it says between which two ticks, not a tick's time as if it were the
+    peak's ("at 0.000 s" for a peak reached before the first)."""
+    if s.get("sampled") and s["peak_by_s"] > s["peak_time_s"]:
+        return f"between {s['peak_time_s']:.3f} s and {s['peak_by_s']:.3f} s"
+    return f"at {s['peak_time_s']:.3f} s"
+
+
 def print_human(s: dict[str, Any], path: str) -> None:
     """Rich tables; plain text (no colour) when stdout is not a terminal."""
     import sys
@@ -243,7 +253,7 @@ def print_human(s: dict[str, Any], path: str) -> None:
                   f"({e}{s['total_allocated_bytes']} B) in {e}{s['total_allocations']} "
                   "allocations")
     console.print(f"  peak heap      {e}{_size(s['peak_bytes'])} ({e}{s['peak_bytes']} B) in "
-                  f"{e}{s['peak_allocations']} allocations at {s['peak_time_s']:.3f} s")
+                  f"{e}{s['peak_allocations']} allocations {_peak_when(s)}")
     console.print(f"  leaked         {e}{_size(s['leaked_bytes'])} ({e}{s['leaked_bytes']} B) "
                   f"in {e}{s['leaked_allocations']} allocations still in use at the end")
     estimated = f" ({e.strip()} estimates)" if e else ""

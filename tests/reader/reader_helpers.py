@@ -43,6 +43,7 @@ def snapshot(r: StreamReader) -> dict[str, Any]:
             r.peak_bytes,
             r.peak_allocations,
             r.peak_time_us,
+            r.peak_by_us,
             r.last_time_us,
         ),
         "allocators": r.allocator_stats,

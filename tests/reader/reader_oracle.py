@@ -28,6 +28,7 @@ class Oracle:
     peak_bytes: int = 0
     peak_allocs: int = 0
     peak_time_us: int = 0
+    peak_by: int | None = 0  # the first TICK's time after the peak (None: none came yet)
     now_us: int = 0
     alloc_bytes: dict[Key, int] = field(default_factory=lambda: defaultdict(int))
     alloc_count: dict[Key, int] = field(default_factory=lambda: defaultdict(int))
@@ -84,6 +85,12 @@ class Oracle:
 
     def tick(self, t_us: int) -> None:
         self.now_us = t_us
+        if self.peak_by is None:
+            self.peak_by = t_us
+
+    @property
+    def peak_by_us(self) -> int:
+        return self.now_us if self.peak_by is None else self.peak_by
 
     def _unmap(self, a: int, b: int) -> bool:
         touched = False
@@ -110,6 +117,7 @@ class Oracle:
             self.peak_bytes = self.heap_bytes
             self.peak_allocs = self.heap_allocs
             self.peak_time_us = self.now_us
+            self.peak_by = None
             self.peak_stacks = self.live_by_stack()
 
     # ---- views ----

@@ -85,10 +85,11 @@ def check(w: StreamWriter, o: Oracle) -> StreamReader:
     assert (r.total_allocated_bytes, r.total_allocations) == (o.total_bytes, o.total_allocs)
     assert (r.total_frees, r.ignored_frees) == (o.total_frees, o.ignored_frees)
     assert (r.heap_bytes, r.heap_allocations) == (o.heap_bytes, o.heap_allocs)
-    assert (r.peak_bytes, r.peak_allocations, r.peak_time_us) == (
+    assert (r.peak_bytes, r.peak_allocations, r.peak_time_us, r.peak_by_us) == (
         o.peak_bytes,
         o.peak_allocs,
         o.peak_time_us,
+        o.peak_by_us,
     )
     snap = snapshot(r)
     assert snap["stacks"] == o.stacks()

@@ -106,8 +106,8 @@ def test_real_capture_matches_independent_decode(tmp_path: Path, native: bool) -
     assert any(m[0].endswith(".so") and "_ctypes" in m[0] for m in r.maps)
     assert (r.total_allocated_bytes, r.total_allocations) == (o.total_bytes, o.total_allocs)
     assert (r.heap_bytes, r.heap_allocations) == (o.heap_bytes, o.heap_allocs)
-    assert (r.peak_bytes, r.peak_allocations, r.peak_time_us) == (
-        o.peak_bytes, o.peak_allocs, o.peak_time_us
+    assert (r.peak_bytes, r.peak_allocations, r.peak_time_us, r.peak_by_us) == (
+        o.peak_bytes, o.peak_allocs, o.peak_time_us, o.peak_by_us
     )
     snap = snapshot(r)
     assert snap["stacks"] == o.stacks()

@@ -268,6 +268,49 @@ def test_same_seed_same_samples(tmp_path, mt, sample_lib):
     assert picks("c", "12") != first
 
 
+PEAK = """\
+import ctypes, os, time
+lib = ctypes.CDLL(os.environ["MT_SAMPLE_LIB"])
+lib.mts_churn.argtypes = [ctypes.c_size_t, ctypes.c_long]
+
+
+def churn(seconds):  # samples flow, so ticks come every 250 ms
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        lib.mts_churn(4096, 256)
+
+
+churn(0.6)
+made = time.time()
+block = bytearray(64 << 20)
+churn(0.6)
+freed = time.time()
+del block
+churn(0.3)
+with open("times", "w") as f:
+    f.write(f"{made} {freed}")
+print("done")
+"""
+
+
+def test_sampled_peak_is_placed_between_two_ticks(tmp_path, mt, sample_lib):
+    """A sampled capture's records carry no time, only its TICKs (every 250 ms) do: the
+    peak is reported between the TICK before it and the one after, a window that holds the
+    moment the program reached it, not as the earlier TICK's time alone."""
+    capture, _lines = _trace(mt, tmp_path, PEAK, sample_lib, "--sample", "32KiB")
+    start = read_capture(capture).header["start_time"]
+    made, freed = (float(t) - start for t in (tmp_path / "times").read_text().split())
+    stats = _stats(mt, capture)
+    low, high = stats["peak_time_s"], stats["peak_by_s"]
+    assert stats["peak_bytes"] >= 64 << 20
+    # the peak came while the block was held: the window overlaps that spell ...
+    assert low <= freed and high >= made, (low, high, made, freed)
+    # ... and is one tick period wide, or a little more on a loaded machine
+    assert 0.2 < high - low < 1.0, (low, high)
+    text = mt.cli("stats", str(capture), cwd=tmp_path).stdout.decode()
+    assert f"allocations between {low:.3f} s and {high:.3f} s" in text, text
+
+
 def test_reports_say_the_figures_are_estimates(mt, runs):
     capture = runs["sampled"][0]
     stats = mt.cli("stats", str(capture), cwd=capture.parent)
