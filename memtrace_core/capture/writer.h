@@ -54,10 +54,14 @@
 #define MT_CAPTURE_SAMPLED_SEARCH_LOG 6
 /* ... unless it comes fast: a sampled stream that brought MT_CAPTURE_SAMPLED_FAST_MIN bytes
  * or more at this rate or faster (bytes/s), asked at every write (those bytes counted) and
- * when a block is closed, ends its frame there and goes on in a new one at level 2. Malloc-heavy C code sends ~400 KB/s sampled at 512 KiB (bench_run's
- * malloc/free: 388 KB, which the harder search took 9.2 ms to compress, level 2 1.2 ms, to
- * 4% fewer bytes); at this rate the harder search costs 0.2% of a core. */
-#define MT_CAPTURE_SAMPLED_FAST_RATE 131072.0
+ * when a block is closed, ends its frame there and goes on in a new one at level 2.
+ * Malloc-heavy C code sends ~400 KB/s sampled at 512 KiB (bench_run's malloc/free: 388 KB,
+ * which the harder search took 9.2 ms to compress, level 2 1.2 ms, to 4% fewer bytes); at
+ * this rate the harder search costs 0.5% of a core. numpy's benchmark sends ~170 KB/s on an
+ * idle EPYC core, for which the harder search pays (a third fewer bytes): at 128 KiB/s it
+ * went on at level 2 in some runs, and its sampled --native capture came out 21 KB, not
+ * 16-18 KB. */
+#define MT_CAPTURE_SAMPLED_FAST_RATE 327680.0
 #define MT_CAPTURE_SAMPLED_FAST_MIN (64u << 10) /* a shorter one costs ~1 ms harder */
 #define MT_CAPTURE_FLUSH_NS 100000000ULL /* 100 ms: what a cut-off file may lose at most */
 #define MT_CAPTURE_BLOCK_BYTES (128u << 10) /* stream bytes per zstd block */
