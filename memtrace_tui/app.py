@@ -29,6 +29,7 @@ from memtrace_tui.quit_screen import QuitScreen
 
 COLLECTOR_CHECK_S = 0.5  # how often the app looks whether a full collection is due
 TICK_HISTORY = 1024  # tick lateness samples kept (benchmarks): a bounded window
+NOTE_SECONDS = 60  # a note at the program's end stays this long (it explains the figures)
 
 
 class Controller(Protocol):
@@ -175,6 +176,8 @@ class MemtraceApp(App[int]):
         if self._exit_requested:
             return
         self._repaint()
+        for note in message.notes:  # what the figures on screen do not show (runner.py)
+            self.notify(note, title="memtrace", severity="warning", timeout=NOTE_SECONDS)
         if self.screen_stack and isinstance(self.screen, QuitScreen):
             self.screen.dismiss("cancel")  # nothing left to ask about
 

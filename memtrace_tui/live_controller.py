@@ -41,9 +41,9 @@ class LiveController:
 
     def _wait(self, app) -> None:
         """Report the exit at once (the stream's tail is still being read: the feed
-        repaints when it has it)."""
+        repaints when it has it), with the runner's notes from the end of the log."""
         code = self.proc.wait()
-        app.post_message(ProgramExited(code))
+        app.post_message(ProgramExited(code, runner_notes(self.log_path)))
 
     def set_paused(self, paused: bool) -> None:
         if self.feed is not None:
@@ -74,3 +74,22 @@ class LiveController:
             self.feed.eof.wait(timeout=3)
         else:
             os.close(self.read_fd)
+
+
+NOTE_PREFIX = "memtrace: note: "
+NOTES_TAIL_BYTES = 16 * 1024
+
+
+def runner_notes(log_path: str | None) -> tuple[str, ...]:
+    """The runner's notes, which it writes to the program's stderr as the program ends (after
+    the program's own output): the lines of the log's tail that start with NOTE_PREFIX."""
+    if not log_path:
+        return ()
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(max(0, os.fstat(log.fileno()).st_size - NOTES_TAIL_BYTES))
+            tail = log.read().decode("utf-8", "replace")
+    except OSError:
+        return ()
+    return tuple(line[len(NOTE_PREFIX):] for line in tail.splitlines()
+                 if line.startswith(NOTE_PREFIX))

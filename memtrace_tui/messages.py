@@ -13,11 +13,13 @@ class ModelUpdated(Message):
 
 
 class ProgramExited(Message):
-    """The traced program ended (exit status, or -signal)."""
+    """The traced program ended (exit status, or -signal), with memtrace's notes about the
+    run, if any (the runner's "memtrace: note:" lines, e.g. a pool it could not see into)."""
 
-    def __init__(self, exit_code: int | None) -> None:
+    def __init__(self, exit_code: int | None, notes: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.exit_code = exit_code
+        self.notes = notes
 
 
 class SelectionChanged(Message):
