@@ -85,7 +85,10 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
     optional: list[tuple[str, list[Piece]]] = [
         ("records", [(f"  {_si(s.records_per_s)} rec/s", MUTED)]),
         ("allocs", [(f"  {_si(s.allocs_per_s)} allocs/s", MUTED)]),
-        ("peak_at", [(f" at {s.peak_time_s:.2f}s", MUTED)]),
+        # a sampled stream's records carry no time, its ticks (250 ms) do: the peak was
+        # reached by the tick after it (or by now), not at the one before it
+        ("peak_at", [(f" by {s.peak_by_s:.2f}s" if sampled else f" at {s.peak_time_s:.2f}s",
+                      MUTED)]),
         ("native", [("  native", "$text-primary")] if s.native else []),
         ("rss", [("  rss ", MUTED), (format_bytes(rss), "")] if rss else []),
         # the hint only when children are not followed (then the untraced are not Python)
@@ -166,11 +169,11 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
         lead: list[Piece] = [(command, "$foreground"), ("  ", "")]
     else:
         lead = []
-    # the sampling note and the peak's time right after the peak, then the processes, the
+    # the peak's time right after the peak, then the sampling note, the processes, the
     # leak-hunting figures, the rest in reading order
     at = status_at()
-    out = (core[:at] + lead + core[at:] + kept.get("sampled", [])
-           + kept.get("peak_at", []) + family)
+    out = (core[:at] + lead + core[at:] + kept.get("peak_at", [])
+           + kept.get("sampled", []) + family)
     order = ["mark", "growth", "follow_hint", "rss", "native", "pending", "allocs", "records"]
     for name in order:
         out += kept.get(name, [])

@@ -45,6 +45,7 @@ class Summary:
     since_mark_bytes: int = 0  # the heap now minus at the mark
     cursor_s: float | None = None  # the timeline's cursor (`view`); None: now
     cursor_heap_bytes: int = 0
+    peak_by_s: float = 0.0  # the first tick after the peak (reader.peak_by_us), or now
 
 
 class Session:
@@ -153,6 +154,7 @@ class Session:
             heap_bytes=r.heap_bytes,
             peak_bytes=r.peak_bytes,
             peak_time_s=r.peak_time_us / 1e6,
+            peak_by_s=getattr(r, "peak_by_us", r.peak_time_us) / 1e6,  # merged: at a tick
             allocs_per_s=allocs,
             records_per_s=recs,
             pending_symbols=self.tree.pending_names(),
