@@ -387,7 +387,7 @@ def arrow_pool_note() -> str | None:
         in_use, peak = int(pool.bytes_allocated()), int(pool.max_memory())
     except Exception:  # noqa: BLE001 - a half-imported or unusual pyarrow: no note
         return None
-    if backend == "system":
+    if backend == "system" or peak == 0:  # pandas imports pyarrow, and may never use it
         return None
     from memtrace_core.sizes import format_bytes
 

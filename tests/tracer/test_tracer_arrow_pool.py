@@ -78,6 +78,17 @@ def test_no_note_without_pyarrow(tmp_path, mt):
     assert traced.proc.stderr == b""
 
 
+def test_no_note_when_the_pool_was_never_used(tmp_path, mt):
+    """pandas imports pyarrow whether or not the program makes Arrow data: a pool that
+    served nothing hid nothing."""
+    source = ("import pyarrow as pa\n"
+              "print(pa.default_memory_pool().backend_name, pa.total_allocated_bytes())\n")
+    traced = mt.trace(tmp_path, source).check()
+    backend, allocated = traced.proc.stdout.decode().split()
+    assert backend != "system" and allocated == "0"
+    assert traced.proc.stderr == b""
+
+
 def test_live_runner_takes_the_option():
     options, program = parse_runner_options(["--fd", "5", "--arrow-system-pool", "app.py"])
     assert options.arrow_system_pool and options.fd == 5 and program.name == "app"
