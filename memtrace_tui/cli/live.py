@@ -95,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         if args.follow_fork:
             raise UserError("--follow-fork traces a program memtrace starts, not an attached "
                             "process", status=2)
+        if args.arrow_system_pool:
+            raise UserError("--arrow-system-pool chooses the pool of a program memtrace "
+                            "starts; an attached process keeps its own", status=2)
         from memtrace_tui.cli.attach import run_live
 
         return run_live(args)

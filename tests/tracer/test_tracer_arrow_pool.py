@@ -94,3 +94,12 @@ def test_live_runner_takes_the_option():
     assert options.arrow_system_pool and options.fd == 5 and program.name == "app"
     options, _program = parse_runner_options(["--fd", "5", "app.py", "--arrow-system-pool"])
     assert not options.arrow_system_pool  # after the script: the program's own argument
+
+
+def test_attach_refuses_the_option(tmp_path, mt):
+    """An attached process's pool was chosen long before: the option is refused, not
+    ignored."""
+    proc = mt.cli("live", "--attach", "1", "--arrow-system-pool", cwd=tmp_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("memtrace: error: --arrow-system-pool chooses the pool"), err
