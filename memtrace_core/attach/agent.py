@@ -47,10 +47,12 @@ def handle(request: dict[str, Any]) -> None:
     status = request["status"]
     try:
         if request["action"] == "attach":
+            note = _note()  # before tracing starts: its calls are not the program's
             _attach(request)
         else:
             _detach()
-        write_status(status, True)
+            note = _note()
+        write_status(status, True, note)
     except _AgentError as exc:
         write_status(status, False, str(exc), exc.kind)
     except BaseException as exc:  # noqa: BLE001 - the target must never see our errors
@@ -137,6 +139,18 @@ def _name_new_threads(tracer: Any, original: Any) -> Any:
         original(self)
 
     return _bootstrap_inner
+
+
+def _note() -> str:
+    """What the figures cannot show (tracer/pools.py), for the CLI to say; "" if nothing.
+    Reads a library's figures only, outside tracing (before attach's records flow, or
+    after detach's stop), never to the program's harm."""
+    try:
+        from memtrace_core.tracer.pools import arrow_pool_note
+
+        return arrow_pool_note(attached=True) or ""
+    except Exception:  # noqa: BLE001 - a note is never worth an error
+        return ""
 
 
 def _detach() -> None:

@@ -59,6 +59,7 @@ class Attachment:
         self.channel: channel.Channel | None = None
         self.attach_seconds = 0.0
         self.attached = False
+        self.note = ""  # the agent's last note about what the figures cannot show (pools.py)
         self._requests = 0
         self._t0 = 0.0
         self._pending: tuple[str, str, float, float] | None = None
@@ -192,3 +193,5 @@ class Attachment:
             )
         if not status.get("ok"):
             raise UserError(str(status.get("message") or f"{action} failed in the target"))
+        if status.get("message"):  # an ok status's message is a note (agent.py)
+            self.note = str(status["message"])

@@ -30,6 +30,7 @@ from memtrace_core.errors import UserError
 AGENT_MODULES = (
     "memtrace_core",
     "memtrace_core.errors",
+    "memtrace_core.sizes",  # tracer/pools.py formats its note
     "memtrace_core.attach",
     "memtrace_core.attach.agent",
     "memtrace_core.tracer",

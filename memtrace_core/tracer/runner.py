@@ -369,39 +369,13 @@ def _python_process_name() -> None:
         pass
 
 
-ARROW_POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
-"""Apache Arrow's choice of memory pool, read when its default pool is first used."""
-
-
-def arrow_pool_note() -> str | None:
-    """One line for the user when the program used pyarrow with a pool of its own (mimalloc,
-    jemalloc): the tracer sees such a pool's mappings (mimalloc reserves 1 GiB at once),
-    never the allocations it serves, so reports miss every Arrow buffer (pandas' string
-    columns are Arrow's from pandas 3). None otherwise."""
-    pyarrow = sys.modules.get("pyarrow")
-    if pyarrow is None:
-        return None
-    try:
-        pool = pyarrow.default_memory_pool()
-        backend = str(pool.backend_name)
-        in_use, peak = int(pool.bytes_allocated()), int(pool.max_memory())
-    except Exception:  # noqa: BLE001 - a half-imported or unusual pyarrow: no note
-        return None
-    if backend == "system" or peak == 0:  # pandas imports pyarrow, and may never use it
-        return None
-    from memtrace_core.sizes import format_bytes
-
-    return (f"pyarrow allocated from its own {backend} pool ({format_bytes(in_use)} in use "
-            f"at the end, {format_bytes(peak)} at most), whose allocations memtrace does not "
-            "see one by one, only the memory the pool maps: --arrow-system-pool records "
-            "each of them")
-
-
 def _say_arrow_pool(pid: int) -> None:
     """At exit, after the tracer stopped (its allocations unrecorded): the note, if any, on
     stderr, in the process that ran the program (a forked child inherits the handler)."""
     if os.getpid() != pid:
         return
+    from memtrace_core.tracer.pools import arrow_pool_note
+
     note = arrow_pool_note()
     if note is not None:
         print(f"memtrace: note: {note}", file=sys.stderr)
@@ -421,6 +395,8 @@ def run(
     program.check()
     _python_process_name()
     if arrow_system_pool:
+        from memtrace_core.tracer.pools import ARROW_POOL_VARIABLE
+
         os.environ[ARROW_POOL_VARIABLE] = "system"
     if "parent_pid" not in (header_extra or {}):  # the program's own process, not a child
         atexit.register(_say_arrow_pool, os.getpid())  # before the tracer's: runs after it

@@ -113,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
                 if attachment.stopped_ms else "")
         say(f"memtrace: attached to process {pid} in {attachment.attach_seconds:.2f} s"
             f"{held}; recording to {output}")
+        noted = attachment.note
+        if noted:
+            say(f"memtrace: note: {noted}")
         if args.duration is None:
             quoted = shlex.quote(output)
             say(f"memtrace: follow it with: memtrace view --follow {quoted} (or memtrace "
@@ -144,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         say(f"memtrace: detached from process {pid} by closing the channel (its tracer "
             f"stops by itself); capture in {output} has no trailer")
+    if attachment.note and not noted:  # the pool served its first allocations meanwhile
+        say(f"memtrace: note: {attachment.note}")
     if args.native and not args.no_names:
         from memtrace_tui.cli._progress import name_capture
 
