@@ -177,6 +177,48 @@ def test_damaged_or_newer_section_is_one_warning_and_local_names(private, tmp_pa
     assert f"names section is version {names_section.VERSION + 1}" in proc.stderr
 
 
+def _version_1_section(names) -> bytes:
+    """A names section as memtrace wrote it before version 2 (nested lists of strings)."""
+    import struct
+
+    import msgpack
+    import zstandard
+
+    modules: dict[tuple[str, str | None], list] = {}
+    for (path, build_id, vaddr), frames in sorted(names.frames.items(),
+                                                  key=lambda kv: (kv[0][0], kv[0][2])):
+        modules.setdefault((path, build_id), []).append(
+            [vaddr, [[f.function, f.file, f.line, f.kind.value, f.module] for f in frames]])
+    payload = zstandard.ZstdCompressor(level=6, write_content_size=True).compress(
+        msgpack.packb({"modules": [[p, b, e] for (p, b), e in modules.items()],
+                       "host": names.host, "created": names.created}, use_bin_type=True))
+    return struct.pack("<7sBQ", b"MTNAMES", 1, len(payload)) + payload
+
+
+def test_a_version_1_section_still_names_the_capture_elsewhere(private, tmp_path):
+    """Captures named before the columnar section (version 2) keep their names: the same
+    frames read from either version, and the reports elsewhere are the same."""
+    from memtrace_core.reader import names_section
+
+    ext, cli = private
+    capture = tmp_path / "prog.mtrace"
+    assert cli("run", "--native", "-o", str(capture), "prog.py").returncode == 0
+    current = read_names(capture)
+    assert current is not None and current.warning is None and len(current) > 0
+    assert capture.read_bytes()[names_section.stream_end(str(capture)) + 7] == 2
+    old = tmp_path / "old.mtrace"
+    old.write_bytes(capture.read_bytes())
+    names_section.append(str(old), _version_1_section(current))
+    assert old.read_bytes()[names_section.stream_end(str(old)) + 7] == 1
+    read_back = read_names(old)
+    assert read_back is not None and read_back.warning is None
+    assert read_back.frames == current.frames and read_back.host == current.host
+    here = table_rows(cli, capture, "cache-where-recorded")
+    move_away(ext)
+    there = table_rows(cli, old, "empty-cache-elsewhere")
+    assert there == here
+
+
 def _stderr_on_a_terminal(cli_args: list[str], env: dict[str, str], cwd: Path) -> str:
     master, slave = pty.openpty()
     proc = subprocess.Popen(cli_args, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
