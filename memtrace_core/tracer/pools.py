@@ -20,7 +20,7 @@ def arrow_pool_note(attached: bool = False) -> str | None:
     """One line when pyarrow, already imported, served allocations from a pool of its own;
     None otherwise (not imported, the system pool, or a pool that served nothing: pandas
     imports pyarrow whether or not the program makes Arrow data). Reads the pool's own
-    figures, imports nothing."""
+    figures; never imports pyarrow into a program that has not."""
     pyarrow = sys.modules.get("pyarrow")
     if pyarrow is None:
         return None
