@@ -166,6 +166,9 @@ def _decode(path: str, packed: bytes, version: int = VERSION) -> EmbeddedNames:
             if not (len(vaddrs) == len(counts) and sum(counts) == len(functions) == len(files)
                     == len(lines) == len(kind_col) == len(mods)):
                 raise ValueError("columns of different lengths")
+            # an index Python would take from the end is damage, not a name
+            if min(functions + files + kind_col + [0]) < 0 or min(mods + [-1]) < -1:
+                raise ValueError("negative index")
             vaddr = at = 0
             for delta, n in zip(vaddrs, counts, strict=True):
                 vaddr += int(delta)
