@@ -177,9 +177,13 @@ class MemtraceApp(App[int]):
             return
         self._repaint()
         for note in message.notes:  # what the figures on screen do not show (runner.py)
-            self.notify(note, title="memtrace", severity="warning", timeout=NOTE_SECONDS)
+            self.show_note(note)
         if self.screen_stack and isinstance(self.screen, QuitScreen):
             self.screen.dismiss("cancel")  # nothing left to ask about
+
+    def show_note(self, note: str) -> None:
+        """memtrace's note about the figures (tracer/pools.py): a warning that stays a while."""
+        self.notify(note, title="memtrace", severity="warning", timeout=NOTE_SECONDS)
 
     # -- command palette -------------------------------------------------------------------
     def action_command_palette(self) -> None:

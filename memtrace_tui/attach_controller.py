@@ -46,10 +46,7 @@ class AttachController:
     def start(self, app: Any) -> None:
         self.app = app
         if self.attachment.note:  # what the figures cannot show (tracer/pools.py)
-            from memtrace_tui.app import NOTE_SECONDS
-
-            app.notify(self.attachment.note, title="memtrace", severity="warning",
-                       timeout=NOTE_SECONDS)
+            app.show_note(self.attachment.note)
         threading.Thread(target=self._watch, args=(app,), name="memtrace-watch",
                          daemon=True).start()
 

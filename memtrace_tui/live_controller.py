@@ -14,6 +14,7 @@ import threading
 
 from memtrace_core.model import Session
 from memtrace_core.model.feed import PipeFeed
+from memtrace_core.tracer.pools import NOTE_PREFIX
 from memtrace_tui.messages import ModelUpdated, ProgramExited
 
 
@@ -76,7 +77,6 @@ class LiveController:
             os.close(self.read_fd)
 
 
-NOTE_PREFIX = "memtrace: note: "
 NOTES_TAIL_BYTES = 16 * 1024
 
 

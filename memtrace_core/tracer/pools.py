@@ -15,6 +15,9 @@ import sys
 ARROW_POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
 """Apache Arrow's choice of memory pool, read when its default pool is first used."""
 
+NOTE_PREFIX = "memtrace: note: "
+"""How a note starts on stderr: `live` finds the runner's in the program's log by it."""
+
 
 def arrow_pool_note(attached: bool = False) -> str | None:
     """One line when pyarrow, already imported, served allocations from a pool of its own;

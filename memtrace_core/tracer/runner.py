@@ -374,11 +374,11 @@ def _say_arrow_pool(pid: int) -> None:
     stderr, in the process that ran the program (a forked child inherits the handler)."""
     if os.getpid() != pid:
         return
-    from memtrace_core.tracer.pools import arrow_pool_note
+    from memtrace_core.tracer.pools import NOTE_PREFIX, arrow_pool_note
 
     note = arrow_pool_note()
     if note is not None:
-        print(f"memtrace: note: {note}", file=sys.stderr)
+        print(f"{NOTE_PREFIX}{note}", file=sys.stderr)
 
 
 def run(

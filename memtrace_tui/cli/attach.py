@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     """Attach, record for --duration seconds (or until Ctrl-C / the target exits), detach."""
     from memtrace_core.attach.session import Attachment
     from memtrace_core.capture.copier import CaptureCopier
+    from memtrace_core.tracer.pools import NOTE_PREFIX
     from memtrace_tui.cli.run import open_output
 
     pid = _parse_pid(args.pid)
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             f"{held}; recording to {output}")
         noted = attachment.note
         if noted:
-            say(f"memtrace: note: {noted}")
+            say(f"{NOTE_PREFIX}{noted}")
         if args.duration is None:
             quoted = shlex.quote(output)
             say(f"memtrace: follow it with: memtrace view --follow {quoted} (or memtrace "
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"memtrace: detached from process {pid} by closing the channel (its tracer "
             f"stops by itself); capture in {output} has no trailer")
     if attachment.note and not noted:  # the pool served its first allocations meanwhile
-        say(f"memtrace: note: {attachment.note}")
+        say(f"{NOTE_PREFIX}{attachment.note}")
     if args.native and not args.no_names:
         from memtrace_tui.cli._progress import name_capture
 
