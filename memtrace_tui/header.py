@@ -4,7 +4,8 @@ pid, status and clock, heap now (and the chosen thread's own), the peak and the 
 processes (traced, or untraced so far) always show;
 then, as width allows: what the program's state needs (mark, growth, sampling, names still
 pending), the script's name (the command is cut from the left, so its name and arguments
-stay), RSS, "native" and the peak's time, the rest of the command, and last the rates,
+stay), RSS, the address space reserved apart from the heap, "native" and the peak's time,
+the rest of the command, and last the rates,
 which go first when the line is short.
 """
 
@@ -91,6 +92,9 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
                       MUTED)]),
         ("native", [("  native", "$text-primary")] if s.native else []),
         ("rss", [("  rss ", MUTED), (format_bytes(rss), "")] if rss else []),
+        # address space set aside (an allocator's arena), in no figure: said, not counted
+        ("reserved", [("  reserved ", MUTED), (format_bytes(s.reserved_bytes), "")]
+         if getattr(s, "reserved_bytes", 0) else []),
         # the hint only when children are not followed (then the untraced are not Python)
         ("follow_hint", [(" (--follow-fork traces them)", MUTED)]
          if untraced and not processes else []),
@@ -174,7 +178,8 @@ def header_content(s: Summary, width: int, rss: int = 0) -> Content:
     at = status_at()
     out = (core[:at] + lead + core[at:] + kept.get("peak_at", [])
            + kept.get("sampled", []) + family)
-    order = ["mark", "growth", "follow_hint", "rss", "native", "pending", "allocs", "records"]
+    order = ["mark", "growth", "follow_hint", "rss", "reserved", "native", "pending", "allocs",
+             "records"]
     for name in order:
         out += kept.get(name, [])
     return Content.assemble(*[(t, st) if st else t for t, st in out if t])

@@ -5,7 +5,9 @@ from memtrace_core.analysis.locations import (
     NativeLocation,
     PythonLocation,
     native_locations,
+    python_location,
     python_locations,
+    reserved_locations,
     top,
 )
 
@@ -14,6 +16,8 @@ __all__ = [
     "NativeLocation",
     "PythonLocation",
     "native_locations",
+    "python_location",
     "python_locations",
+    "reserved_locations",
     "top",
 ]

@@ -53,21 +53,37 @@ def python_locations(reader: Any) -> dict[PythonLocation, LocationStats]:
     """Sum every stack by its innermost Python frame."""
     by_node: dict[int, LocationStats] = {}
     for row in reader.stacks():
+        if not row[4]:
+            continue  # no allocation: a stack where address space was only reserved
         stats = by_node.get(row[0])
         if stats is None:
             stats = by_node[row[0]] = LocationStats()
         stats.add(row[3:])
-    codes = reader.codes
     out: dict[PythonLocation, LocationStats] = {}
     for node, stats in by_node.items():
-        frame = reader.py_frame(node)
-        if frame is None:
-            loc = PythonLocation(NATIVE_FUNCTION, "", 0)
-        else:
-            code_id, line, _entry = frame
-            name, filename, _first = codes.get(code_id, (f"<code {code_id}>", "", 0))
-            loc = PythonLocation(name, filename, line)
-        _merge(out, loc, stats)
+        _merge(out, python_location(reader, node), stats)
+    return out
+
+
+def python_location(reader: Any, pynode: int) -> PythonLocation:
+    """The innermost Python frame of a Python stack node (<native> for none)."""
+    frame = reader.py_frame(pynode)
+    if frame is None:
+        return PythonLocation(NATIVE_FUNCTION, "", 0)
+    code_id, line, _entry = frame
+    name, filename, _first = reader.codes.get(code_id, (f"<code {code_id}>", "", 0))
+    return PythonLocation(name, filename, line)
+
+
+def reserved_locations(reader: Any) -> dict[PythonLocation, tuple[int, int]]:
+    """(bytes, mappings) of address space reserved and still mapped, by innermost Python
+    frame: reservations (mmap with PROT_NONE or MAP_NORESERVE) are not heap, so they are in
+    no LocationStats."""
+    out: dict[PythonLocation, tuple[int, int]] = {}
+    for sid, size, mappings in reader.reserved_stacks():
+        loc = python_location(reader, reader.stack_key(sid)[0])
+        have = out.get(loc, (0, 0))
+        out[loc] = (have[0] + size, have[1] + mappings)
     return out
 
 
@@ -78,7 +94,7 @@ def native_locations(reader: Any) -> dict[NativeLocation, LocationStats]:
     """
     by_node: dict[int, LocationStats] = {}
     for row in reader.stacks():
-        if row[1] == 0:
+        if row[1] == 0 or not row[4]:
             continue
         stats = by_node.get(row[1])
         if stats is None:

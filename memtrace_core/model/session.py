@@ -46,6 +46,7 @@ class Summary:
     cursor_s: float | None = None  # the timeline's cursor (`view`); None: now
     cursor_heap_bytes: int = 0
     peak_by_s: float = 0.0  # the first tick after the peak (reader.peak_by_us), or now
+    reserved_bytes: int = 0  # address space reserved (PROT_NONE, MAP_NORESERVE): not heap
 
 
 class Session:
@@ -172,6 +173,7 @@ class Session:
             since_mark_bytes=whole[MARK_BYTES] if mark is not None else 0,
             cursor_s=None if self.tree.instant is None else self.tree.instant.t_us / 1e6,
             cursor_heap_bytes=0 if self.tree.instant is None else self.tree.instant.heap_bytes,
+            reserved_bytes=int(getattr(r, "reserved_bytes", 0)),  # merged readers: none
         )
 
     def child_captures(self) -> list[str]:

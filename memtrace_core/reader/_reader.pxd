@@ -8,11 +8,12 @@ cdef extern from "aggregate.h":
     ctypedef struct mt_stack:
         int64_t alloc_bytes, alloc_count, live_bytes, live_count, peak_bytes, peak_count
         int64_t temp_bytes, temp_count
+        int64_t reserved_bytes, reserved_count
         uint32_t py, nat, thread, flags
 
     ctypedef struct mt_piece:
         uint64_t start, end
-        uint32_t sid, mapping
+        uint32_t sid, mapping, reserved
 
     ctypedef struct mt_live:
         uint64_t addr, size
@@ -44,6 +45,8 @@ cdef extern from "aggregate.h":
         int64_t peak_by_us
         int64_t allocator_count[256]
         int64_t allocator_bytes[256]
+        int64_t reserved_bytes, reserved_count, reserved_peak, reserved_total_bytes
+        int64_t reserved_total_count
         int64_t hist[66]
         int64_t records
         uint32_t temp_threshold

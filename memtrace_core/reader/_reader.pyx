@@ -572,6 +572,36 @@ cdef class StreamReader:
         }
 
     @property
+    def reserved_bytes(self) -> int:
+        """Address space reserved (mmap with PROT_NONE or MAP_NORESERVE) and still mapped:
+        not heap, in no other figure; memory only where the program touches its pages."""
+        return self.s.reserved_bytes
+
+    @property
+    def reserved_mappings(self) -> int:
+        return self.s.reserved_count
+
+    @property
+    def reserved_peak_bytes(self) -> int:
+        """The most address space reserved at once."""
+        return self.s.reserved_peak
+
+    @property
+    def total_reserved_bytes(self) -> int:
+        return self.s.reserved_total_bytes
+
+    @property
+    def total_reservations(self) -> int:
+        return self.s.reserved_total_count
+
+    def reserved_stacks(self) -> list:
+        """(sid, bytes, mappings) of every stack with address space reserved there and
+        still mapped."""
+        cdef size_t i
+        return [(i, self.s.stacks[i].reserved_bytes, self.s.stacks[i].reserved_count)
+                for i in range(self.s.n_stacks) if self.s.stacks[i].reserved_count]
+
+    @property
     def size_histogram(self) -> list:
         """(power-of-two lower bound, count) of allocation sizes; the bound of size 0 is 0."""
         cdef int i
@@ -670,6 +700,8 @@ cdef class StreamReader:
         mappings = {}
         for i in range(self.s.n_pieces):
             piece = &self.s.pieces[i]
+            if piece.reserved:
+                continue
             have = mappings.get(piece.mapping)
             if have is None:
                 mappings[piece.mapping] = [piece.start, piece.end - piece.start, piece.sid, 9]
@@ -679,10 +711,19 @@ cdef class StreamReader:
         return out
 
     def mmap_pieces(self) -> list:
-        """(address, size, sid) of every mapped range of the live mmap allocations, sorted."""
+        """(address, size, sid) of every mapped range of the live mmap allocations, sorted
+        (reservations are not allocations: reserved_pieces() gives theirs)."""
+        return self._pieces(0)
+
+    def reserved_pieces(self) -> list:
+        """(address, size, sid) of every range of address space reserved and still mapped,
+        sorted."""
+        return self._pieces(1)
+
+    def _pieces(self, uint32_t reserved) -> list:
         cdef size_t i
         return [
             (self.s.pieces[i].start, self.s.pieces[i].end - self.s.pieces[i].start,
              self.s.pieces[i].sid)
-            for i in range(self.s.n_pieces)
+            for i in range(self.s.n_pieces) if self.s.pieces[i].reserved == reserved
         ]

@@ -222,38 +222,91 @@ static int insert_piece(mt_state *s, size_t at, mt_piece p)
     return 0;
 }
 
-/* Unmap [a, b) from every mmap allocation: returns 1 if any was touched, -1 on no memory. */
+static inline void drop_reserved(mt_state *s, uint32_t sid, int64_t bytes, int64_t count)
+{
+    mt_stack *st = &s->stacks[sid];
+    st->reserved_bytes -= bytes;
+    st->reserved_count -= count;
+    s->reserved_bytes -= bytes;
+    s->reserved_count -= count;
+}
+
+/* Bytes [a, b) of a piece go: from the heap, or from the reserved address space. */
+static inline void drop_piece(mt_state *s, const mt_piece *p, int64_t bytes, int gone)
+{
+    if (p->reserved) drop_reserved(s, p->sid, bytes, gone);
+    else drop_live(s, p->sid, bytes, gone);
+}
+
+/* Unmap [a, b) from every mapping: returns 1 if an mmap allocation was touched, 2 if only
+ * reservations were, 0 if nothing was, -1 on no memory. */
 static int unmap_range(mt_state *s, uint64_t a, uint64_t b)
 {
     int touched = 0;
     size_t i = piece_after(s, a);
     while (i < s->n_pieces && s->pieces[i].start < b) {
         mt_piece *p = &s->pieces[i];
-        touched = 1;
+        if (!p->reserved) touched = 1;
+        else if (!touched) touched = 2;
         if (p->start >= a && p->end <= b) {
-            uint32_t sid = p->sid;
             int gone = --s->mapping_pieces[p->mapping] == 0;
-            drop_live(s, sid, (int64_t)(p->end - p->start), gone);
+            drop_piece(s, p, (int64_t)(p->end - p->start), gone);
             memmove(p, p + 1, (s->n_pieces - i - 1) * sizeof(mt_piece));
             s->n_pieces--;
         } else if (p->start < a && p->end > b) {
-            mt_piece right = {b, p->end, p->sid, p->mapping};
-            drop_live(s, p->sid, (int64_t)(b - a), 0);
+            mt_piece right = {b, p->end, p->sid, p->mapping, p->reserved};
+            drop_piece(s, p, (int64_t)(b - a), 0);
             p->end = a;
             s->mapping_pieces[p->mapping]++;
             if (insert_piece(s, i + 1, right) < 0) return -1;
             i += 2;
         } else if (p->start < a) {
-            drop_live(s, p->sid, (int64_t)(p->end - a), 0);
+            drop_piece(s, p, (int64_t)(p->end - a), 0);
             p->end = a;
             i++;
         } else {
-            drop_live(s, p->sid, (int64_t)(b - p->start), 0);
+            drop_piece(s, p, (int64_t)(b - p->start), 0);
             p->start = b;
             i++;
         }
     }
     return touched;
+}
+
+/* A new mapping [addr, end) made at stack sid (what it maps over is unmapped first, as
+ * MAP_FIXED does). */
+static int add_mapping(mt_state *s, uint64_t addr, uint64_t end, uint32_t sid, int reserved)
+{
+    if (s->n_pieces && unmap_range(s, addr, end) < 0) return MT_NOMEM;
+    if (grow((void **)&s->mapping_pieces, &s->mappings_cap, s->n_mappings + 1,
+             sizeof(uint32_t)))
+        return MT_NOMEM;
+    if (s->n_mappings >= MT_MAX_ID) return MT_NOMEM;
+    uint32_t mapping = (uint32_t)s->n_mappings++;
+    s->mapping_pieces[mapping] = 1;
+    mt_piece p = {addr, end, sid, mapping, (uint32_t)reserved};
+    if (insert_piece(s, piece_after(s, addr), p) < 0) return MT_NOMEM;
+    return 0;
+}
+
+/* A reservation of address space (MMAP_RESERVE): where it was made, and how much is
+ * reserved, apart from every heap figure (allocated, in use, peak, per allocator). */
+static int on_reserve(mt_state *s, uint32_t sid, uint64_t addr, uint64_t size)
+{
+    if (addr == MT_NO_ADDR || size == 0) return 0;
+    uint64_t end = addr + size < addr ? UINT64_MAX : addr + size;
+    int r = add_mapping(s, addr, end, sid, 1);
+    if (r < 0) return r;
+    int64_t bytes = (int64_t)(end - addr);
+    mt_stack *st = &s->stacks[sid];
+    st->reserved_bytes += bytes;
+    st->reserved_count++;
+    s->reserved_bytes += bytes;
+    s->reserved_count++;
+    s->reserved_total_bytes += bytes;
+    s->reserved_total_count++;
+    if (s->reserved_bytes > s->reserved_peak) s->reserved_peak = s->reserved_bytes;
+    return 0;
 }
 
 static inline int hist_bucket(uint64_t size)
@@ -270,7 +323,7 @@ static void sampled_weight(mt_state *s, uint64_t allocator, uint64_t size, int64
 {
     *bytes = (int64_t)size;
     *count = 1;
-    if (s->sample_mean <= 0 || allocator == MT_MMAP || size == 0) return;
+    if (s->sample_mean <= 0 || MT_IS_MAPPING(allocator) || size == 0) return;
     double inv_p = 1.0 / -expm1(-(double)size / s->sample_mean);
     if (!(inv_p >= 1.0)) inv_p = 1.0; /* rounding at huge sizes */
     double b = (double)size * inv_p;
@@ -296,6 +349,7 @@ static int on_alloc(mt_state *s, uint64_t thread, uint64_t allocator, uint64_t a
     }
     uint32_t sid = intern(s, (uint32_t)py, (uint32_t)nat, (uint32_t)thread);
     if (sid == UINT32_MAX) return MT_NOMEM;
+    if (allocator == MT_MMAP_RESERVE) return on_reserve(s, sid, addr, size);
     int64_t sz, n;
     sampled_weight(s, allocator, size, &sz, &n);
     s->total_bytes += sz;
@@ -311,15 +365,8 @@ static int on_alloc(mt_state *s, uint64_t thread, uint64_t allocator, uint64_t a
     if (allocator == MT_MMAP) {
         if (size == 0) return 0; /* maps nothing */
         uint64_t end = addr + size < addr ? UINT64_MAX : addr + size;
-        if (s->n_pieces && unmap_range(s, addr, end) < 0) return MT_NOMEM; /* MAP_FIXED */
-        if (grow((void **)&s->mapping_pieces, &s->mappings_cap, s->n_mappings + 1,
-                 sizeof(uint32_t)))
-            return MT_NOMEM;
-        if (s->n_mappings >= MT_MAX_ID) return MT_NOMEM;
-        uint32_t mapping = (uint32_t)s->n_mappings++;
-        s->mapping_pieces[mapping] = 1;
-        mt_piece p = {addr, end, sid, mapping};
-        if (insert_piece(s, piece_after(s, addr), p) < 0) return MT_NOMEM;
+        int r = add_mapping(s, addr, end, sid, 0);
+        if (r < 0) return r;
     } else {
         mt_live old;
         int r = mt_addrmap_put(&s->live, addr, (uint64_t)sz, sid, (uint32_t)allocator,
@@ -350,8 +397,8 @@ static int on_free(mt_state *s, uint64_t thread, uint64_t allocator, uint64_t ad
             r = unmap_range(s, addr, end);
             if (r < 0) return MT_NOMEM;
         }
-        if (r) s->total_frees++;
-        else s->ignored_frees++;
+        if (r == 1) s->total_frees++;
+        else if (r == 0) s->ignored_frees++; /* 2: a reservation's range, not a free */
         return 0;
     }
     mt_live old;
@@ -432,7 +479,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             READ(mp_uint(&p, end, INT64_MAX, &size));
             READ(mp_uint(&p, end, MT_MAX_ID, &py));
             READ(mp_uint(&p, end, MT_MAX_ID, &nat));
-            if (s->ordinals && allocator != MT_MMAP) {
+            if (s->ordinals && !MT_IS_MAPPING(allocator)) {
                 if ((r = ordinal_alloc(s, addr, &addr))) return r;
             } else {
                 addr += s->last_addr; /* a delta from the previous ALLOC/FREE address */
@@ -478,7 +525,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             s->alloc_allocator = c->allocator;
             s->alloc_py = c->py;
             s->alloc_nat = c->nat;
-            if (c->allocator != MT_MMAP) {
+            if (!MT_IS_MAPPING(c->allocator)) {
                 if ((r = ordinal_alloc(s, addr, &addr))) return r;
             } else {
                 addr += s->last_addr;
@@ -499,7 +546,7 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             bad = "bad field in ALLOC_SAME record";
             READ(mp_addr(&p, end, &addr));
             READ(mp_uint(&p, end, INT64_MAX, &size));
-            if (s->ordinals && s->alloc_allocator != MT_MMAP) {
+            if (s->ordinals && !MT_IS_MAPPING(s->alloc_allocator)) {
                 if ((r = ordinal_alloc(s, addr, &addr))) return r;
             } else {
                 addr += s->last_addr;

@@ -23,16 +23,20 @@
 typedef struct {
     int64_t alloc_bytes, alloc_count, live_bytes, live_count, peak_bytes, peak_count;
     int64_t temp_bytes, temp_count; /* temporary allocations (see mt_state.recent) */
+    /* Address space reserved here and still mapped (MMAP_RESERVE): not heap, never in the
+     * counters above. */
+    int64_t reserved_bytes, reserved_count;
     uint32_t py, nat, thread, flags;
 } mt_stack;
 
 #define MT_TEMP_DEFAULT 1        /* memray's and heaptrack's default threshold */
 #define MT_TEMP_MAX 65535        /* the largest threshold accepted */
 
-/* A piece of an mmap allocation: [start, end); a partial munmap may split one in two. */
+/* A piece of an mmap allocation: [start, end); a partial munmap may split one in two.
+ * `reserved`: a piece of a reservation (MMAP_RESERVE), which counts apart from the heap. */
 typedef struct {
     uint64_t start, end;
-    uint32_t sid, mapping;
+    uint32_t sid, mapping, reserved;
 } mt_piece;
 
 typedef struct {
@@ -74,6 +78,11 @@ typedef struct {
      * capture, whose records carry no time of their own. */
     int64_t peak_by_us;
     int64_t allocator_count[256], allocator_bytes[256];
+    /* Reservations of address space (MMAP_RESERVE: PROT_NONE or MAP_NORESERVE mappings),
+     * apart from the heap: still mapped now (bytes, mappings), the most bytes at once, and
+     * all ever made. */
+    int64_t reserved_bytes, reserved_count, reserved_peak, reserved_total_bytes,
+        reserved_total_count;
     int64_t hist[MT_HIST_BUCKETS];
     int64_t records;
     /* Temporary allocations: one freed by its own thread before that thread made more than

@@ -304,7 +304,10 @@ static void *mmap_common(mmap_fn real, void *addr, size_t len, int prot, int fla
     if ((flags & MAP_FIXED) && addr) mt_record_free(addr, len, MT_MUNMAP);
     void *p;
     GUARDED(p = real(addr, len, prot, flags, fd, off));
-    if (p != MAP_FAILED) mt_record_alloc(p, len, MT_MMAP, ra, cfa);
+    /* PROT_NONE or MAP_NORESERVE: address space set aside (an allocator's arena, a runtime's
+     * heap to be), memory only where pages get touched: recorded apart from the heap. */
+    int reserve = prot == PROT_NONE || (flags & MAP_NORESERVE);
+    if (p != MAP_FAILED) mt_record_alloc(p, len, reserve ? MT_MMAP_RESERVE : MT_MMAP, ra, cfa);
     return p;
 }
 

@@ -925,7 +925,7 @@ static __attribute__((noinline)) uint8_t *encode_sampled_alloc_locked(
     uint8_t *p, void *addr, size_t size, int allocator, uint32_t thread, uint32_t py,
     uint32_t nat) {
     int64_t delta;
-    if (allocator != MT_MMAP) {
+    if (!MT_IS_MAPPING(allocator)) {
         uint64_t ordinal = g_sample_ordinal++;
         uint64_t replaced = mt_sampler_add((uintptr_t)addr, ordinal);
         delta = replaced ? (int64_t)(ordinal - (replaced - 1)) : 0;

@@ -9,7 +9,7 @@
 #define MT_MAGIC "MEMTRACE"            /* a plain stream (pipe, FIFO, raw file) */
 #define MT_COMPRESSED_MAGIC "MEMTRACZ" /* a capture file: then zstd frames of a stream */
 #define MT_MAGIC_LEN 8
-#define MT_FORMAT_VERSION 7            /* HEADER's `format`; readers read 1 to this */
+#define MT_FORMAT_VERSION 8            /* HEADER's `format`; readers read 1 to this */
 /* The first format whose sampled captures name heap allocations by ordinal, not address. */
 #define MT_FORMAT_SAMPLED_ORDINALS 5
 
@@ -43,12 +43,18 @@ enum mt_record_type {
     X(PYMALLOC_CALLOC, 14, "pymalloc_calloc") X(PYMALLOC_REALLOC, 15, "pymalloc_realloc")   \
     X(PYMALLOC_FREE, 16, "pymalloc_free") X(PYMEM_RAW_MALLOC, 17, "pymem_raw_malloc")       \
     X(PYMEM_RAW_CALLOC, 18, "pymem_raw_calloc")                                             \
-    X(PYMEM_RAW_REALLOC, 19, "pymem_raw_realloc") X(PYMEM_RAW_FREE, 20, "pymem_raw_free")
+    X(PYMEM_RAW_REALLOC, 19, "pymem_raw_realloc") X(PYMEM_RAW_FREE, 20, "pymem_raw_free") \
+    X(MMAP_RESERVE, 21, "mmap_reserve")
 
 #define MT_ALLOCATOR_ENUM_(suffix, code, name) MT_##suffix = code,
 enum mt_allocator { MT_ALLOCATORS(MT_ALLOCATOR_ENUM_) };
 #undef MT_ALLOCATOR_ENUM_
-#define MT_ALLOCATOR_LAST 20
+#define MT_ALLOCATOR_LAST 21
+/* The first format with MMAP_RESERVE (older readers would count a reservation as heap). */
+#define MT_FORMAT_RESERVE 8
+/* A mapping (mmap, or a reservation of address space): munmap takes its ranges back, and it
+ * is never sampled. */
+#define MT_IS_MAPPING(a) ((a) == MT_MMAP || (a) == MT_MMAP_RESERVE)
 
 /* The allocator's name, or NULL for a code that is not one. */
 static inline const char *mt_allocator_name(int code) {

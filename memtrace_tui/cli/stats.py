@@ -126,6 +126,7 @@ def summarize(reader: Any, limit: int | None = None, embedded: Any = None) -> di
             for loc, s in top(py_locs, "leaked_bytes", limit)
             if s.leaked_bytes
         ],
+        "reserved": _reserved(reader, limit),
     }
     if out["native"]:
         from memtrace_core.symbols.names import Namer
@@ -146,6 +147,26 @@ def summarize(reader: Any, limit: int | None = None, embedded: Any = None) -> di
         ]
         namer.close()
     return out
+
+
+def _reserved(reader: Any, limit: int | None) -> dict[str, Any]:
+    """Address space reserved (mmap with PROT_NONE or MAP_NORESERVE: an allocator's arena,
+    memory only where touched), apart from every heap figure, and where it still is."""
+    from memtrace_core.analysis import reserved_locations
+
+    rows = sorted(reserved_locations(reader).items(), key=lambda kv: (-kv[1][0], repr(kv[0])))
+    return {
+        "bytes": reader.reserved_bytes,
+        "mappings": reader.reserved_mappings,
+        "peak_bytes": reader.reserved_peak_bytes,
+        "total_bytes": reader.total_reserved_bytes,
+        "total_mappings": reader.total_reservations,
+        "locations": [
+            {"function": loc.function, "file": loc.file, "line": loc.line, "bytes": size,
+             "mappings": n}
+            for loc, (size, n) in rows[:limit]
+        ],
+    }
 
 
 def _native_name(namer: Any, loc: Any) -> dict[str, Any]:
@@ -256,6 +277,11 @@ def print_human(s: dict[str, Any], path: str) -> None:
                   f"{e}{s['peak_allocations']} allocations {_peak_when(s)}")
     console.print(f"  leaked         {e}{_size(s['leaked_bytes'])} ({e}{s['leaked_bytes']} B) "
                   f"in {e}{s['leaked_allocations']} allocations still in use at the end")
+    if s["reserved"]["total_mappings"]:
+        first, *rest = _reserved_lines(s["reserved"])
+        console.print(f"  reserved       {first}")
+        for line in rest:
+            console.print(f"                 {line}")
     estimated = f" ({e.strip()} estimates)" if e else ""
 
     table = Table(title=f"Allocators{estimated}", title_justify="left")
@@ -306,6 +332,21 @@ def print_human(s: dict[str, Any], path: str) -> None:
     if not s["complete"]:
         console.print("[bold]incomplete capture[/bold]: figures cover the records up to "
                       "where it stops.")
+
+
+def _reserved_lines(r: dict[str, Any]) -> list[str]:
+    """Reserved address space: not in the figures above, and never estimated (a mapping is
+    never sampled)."""
+    n = r["mappings"]
+    lines = [f"{_size(r['bytes'])} ({r['bytes']} B) of address space in {n} mapping"
+             f"{'' if n == 1 else 's'} at the end ({_size(r['peak_bytes'])} at most), not "
+             "counted above:",
+             "mmap with PROT_NONE or MAP_NORESERVE, memory only where the program touches it"]
+    if r["locations"]:
+        top = r["locations"][0]
+        where = f"{_short_path(top['file'])}:{top['line']}" if top["file"] else "no Python frame"
+        lines.append(f"most of it made at {top['function']} ({where})")
+    return lines
 
 
 def _locations_table(table_cls: Any, title: str, names: tuple[str, str], rows: list) -> Any:

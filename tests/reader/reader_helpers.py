@@ -52,6 +52,10 @@ def snapshot(r: StreamReader) -> dict[str, Any]:
         "stacks": {keys[sid]: r.stack_counters(sid) for sid in range(r.n_stacks)},
         "live": sorted((a, s, keys[sid], al) for a, s, sid, al in r.live_allocations()),
         "mmap_pieces": [(a, s, keys[sid]) for a, s, sid in r.mmap_pieces()],
+        "reserved": (r.reserved_bytes, r.reserved_mappings, r.reserved_peak_bytes,
+                     r.total_reserved_bytes, r.total_reservations),
+        "reserved_pieces": [(a, s, keys[sid]) for a, s, sid in r.reserved_pieces()],
+        "reserved_stacks": {keys[sid]: (b, n) for sid, b, n in r.reserved_stacks()},
         "py_stacks": {k[0]: r.py_stack(k[0]) for k in keys},
         "native_stacks": {k[1]: r.native_stack(k[1]) for k in keys},
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-MMAP, MUNMAP = 9, 11
+MMAP, MUNMAP, MMAP_RESERVE = 9, 11, 21
 
 Key = tuple[int, int, int]  # (pynode, nativenode, thread)
 
@@ -21,6 +21,10 @@ class Oracle:
     # mmap allocations: id -> (key, list of [start, end) pieces)
     mappings: dict[int, tuple[Key, list[tuple[int, int]]]] = field(default_factory=dict)
     next_mapping: int = 0
+    # the mappings that are reservations of address space (MMAP_RESERVE): not heap
+    reserved: set[int] = field(default_factory=set)
+    reserved_peak: int = 0
+    reserved_total: list[int] = field(default_factory=lambda: [0, 0])  # bytes, mappings
     total_bytes: int = 0
     total_allocs: int = 0
     total_frees: int = 0
@@ -46,6 +50,17 @@ class Oracle:
 
     def alloc(self, thread: int, allocator: int, addr: int, size: int, py: int, nat: int):
         key = (py, nat, thread)
+        if allocator == MMAP_RESERVE:  # address space, in no heap figure
+            self.alloc_count[key] += 0  # the stack exists, with no allocation
+            if size:
+                self._unmap(addr, addr + size)
+                self.mappings[self.next_mapping] = (key, [(addr, addr + size)])
+                self.reserved.add(self.next_mapping)
+                self.next_mapping += 1
+                self.reserved_total[0] += size
+                self.reserved_total[1] += 1
+                self.reserved_peak = max(self.reserved_peak, self.reserved_bytes)
+            return
         self.total_bytes += size
         self.total_allocs += 1
         self.alloc_bytes[key] += size
@@ -70,6 +85,8 @@ class Oracle:
     def free(self, thread: int, allocator: int, addr: int, size: int) -> None:
         if allocator == MUNMAP:
             touched = size > 0 and self._unmap(addr, addr + size)
+            if touched == "reserved":
+                return  # only reservations: neither a free nor an unknown one
         else:
             block = self.heap.pop(addr, None)
             touched = block is not None
@@ -92,8 +109,9 @@ class Oracle:
     def peak_by_us(self) -> int:
         return self.now_us if self.peak_by is None else self.peak_by
 
-    def _unmap(self, a: int, b: int) -> bool:
-        touched = False
+    def _unmap(self, a: int, b: int) -> bool | str:
+        """True when an mmap allocation was touched, "reserved" when only reservations."""
+        touched: bool | str = False
         for mid in list(self.mappings):
             key, pieces = self.mappings[mid]
             kept = []
@@ -101,7 +119,10 @@ class Oracle:
                 if end <= a or start >= b:
                     kept.append((start, end))
                     continue
-                touched = True
+                if mid not in self.reserved:
+                    touched = True
+                elif not touched:
+                    touched = "reserved"
                 if start < a:
                     kept.append((start, a))
                 if end > b:
@@ -110,6 +131,7 @@ class Oracle:
                 self.mappings[mid] = (key, kept)
             else:
                 del self.mappings[mid]
+                self.reserved.discard(mid)
         return touched
 
     def _check_peak(self) -> None:
@@ -122,22 +144,25 @@ class Oracle:
 
     # ---- views ----
 
+    def _heap_mappings(self) -> list[tuple[Key, list[tuple[int, int]]]]:
+        return [m for mid, m in self.mappings.items() if mid not in self.reserved]
+
     @property
     def heap_bytes(self) -> int:
         return sum(s for s, _, _ in self.heap.values()) + sum(
-            e - s for _, pieces in self.mappings.values() for s, e in pieces
+            e - s for _, pieces in self._heap_mappings() for s, e in pieces
         )
 
     @property
     def heap_allocs(self) -> int:
-        return len(self.heap) + len(self.mappings)
+        return len(self.heap) + len(self._heap_mappings())
 
     def live_by_stack(self) -> dict[Key, tuple[int, int]]:
         out: dict[Key, list[int]] = defaultdict(lambda: [0, 0])
         for size, key, _ in self.heap.values():
             out[key][0] += size
             out[key][1] += 1
-        for key, pieces in self.mappings.values():
+        for key, pieces in self._heap_mappings():
             out[key][0] += sum(e - s for s, e in pieces)
             out[key][1] += 1
         return {k: (v[0], v[1]) for k, v in out.items()}
@@ -162,11 +187,33 @@ class Oracle:
     def live_allocations(self) -> list[tuple[int, int, Key, int]]:
         """One per allocation; an mmap gives its first mapped byte and its bytes still mapped."""
         out = [(a, s, key, alloc) for a, (s, key, alloc) in self.heap.items()]
-        for key, pieces in self.mappings.values():
+        for key, pieces in self._heap_mappings():
             out.append((min(s for s, _ in pieces), sum(e - s for s, e in pieces), key, MMAP))
         return sorted(out)
 
     def mmap_pieces(self) -> list[tuple[int, int, Key]]:
-        return sorted(
-            (s, e - s, key) for key, pieces in self.mappings.values() for s, e in pieces
-        )
+        return sorted((s, e - s, key) for key, pieces in self._heap_mappings() for s, e in pieces)
+
+    # ---- reservations ----
+
+    @property
+    def reserved_bytes(self) -> int:
+        return sum(e - s for mid in self.reserved for s, e in self.mappings[mid][1])
+
+    def reserved_figures(self) -> tuple[int, int, int, int, int]:
+        """As the reader's (reserved_bytes, reserved_mappings, reserved_peak_bytes,
+        total_reserved_bytes, total_reservations)."""
+        return (self.reserved_bytes, len(self.reserved), self.reserved_peak,
+                *self.reserved_total)
+
+    def reserved_pieces(self) -> list[tuple[int, int, Key]]:
+        return sorted((s, e - s, self.mappings[mid][0]) for mid in self.reserved
+                      for s, e in self.mappings[mid][1])
+
+    def reserved_by_stack(self) -> dict[Key, tuple[int, int]]:
+        out: dict[Key, list[int]] = defaultdict(lambda: [0, 0])
+        for mid in self.reserved:
+            key, pieces = self.mappings[mid]
+            out[key][0] += sum(e - s for s, e in pieces)
+            out[key][1] += 1
+        return {k: (v[0], v[1]) for k, v in out.items()}

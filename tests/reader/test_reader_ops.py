@@ -16,6 +16,7 @@ from tests.streamgen import (
     FREE_FN,
     MALLOC,
     MMAP,
+    MMAP_RESERVE,
     MUNMAP,
     PYMALLOC_FREE,
     PYMALLOC_MALLOC,
@@ -64,6 +65,11 @@ def build(ops: list[tuple], native: bool = False,
             addr = MMAP_BASE + page * PAGE
             w.alloc(thread, MMAP, addr, size, pys[si], 0)
             o.alloc(thread, MMAP, addr, size, pys[si], 0)
+        elif kind == "reserve":
+            _, thread, page, size, si = op
+            addr = MMAP_BASE + page * PAGE
+            w.alloc(thread, MMAP_RESERVE, addr, size, pys[si], 0)
+            o.alloc(thread, MMAP_RESERVE, addr, size, pys[si], 0)
         elif kind == "munmap":
             _, thread, start, size = op
             addr = MMAP_BASE + start
@@ -95,6 +101,9 @@ def check(w: StreamWriter, o: Oracle) -> StreamReader:
     assert snap["stacks"] == o.stacks()
     assert snap["live"] == o.live_allocations()
     assert snap["mmap_pieces"] == o.mmap_pieces()
+    assert snap["reserved"] == o.reserved_figures()
+    assert snap["reserved_pieces"] == o.reserved_pieces()
+    assert snap["reserved_stacks"] == o.reserved_by_stack()
     assert len(snap["live"]) == r.heap_allocations
     assert sum(size for _a, size, _k, _al in snap["live"]) == r.heap_bytes
     assert r.allocator_stats == {k: tuple(v) for k, v in o.allocators.items()}
@@ -128,6 +137,10 @@ ops_strategy = st.lists(
         ),
         st.tuples(
             st.just("mmap"), st.integers(1, 2), st.integers(0, 12), st.integers(0, 5 * PAGE),
+            st.integers(0, 4),
+        ),
+        st.tuples(
+            st.just("reserve"), st.integers(1, 2), st.integers(0, 12), st.integers(0, 8 * PAGE),
             st.integers(0, 4),
         ),
         st.tuples(
@@ -297,6 +310,9 @@ def test_large_random_stream_matches_oracle() -> None:
             ops.append(("free", 1, FREE_FN, rng.randint(0, 3000)))
         elif x < 0.93:
             ops.append(("mmap", 1, rng.randint(0, 40), rng.randint(1, 9 * PAGE), rng.randint(0, 4)))
+        elif x < 0.94:
+            ops.append(("reserve", 1, rng.randint(0, 40), rng.randint(1, 12 * PAGE),
+                        rng.randint(0, 4)))
         elif x < 0.96:
             ops.append(("munmap", 1, rng.randint(0, 48 * PAGE), rng.randint(1, 9 * PAGE)))
         else:

@@ -36,7 +36,7 @@ def _doc_table(heading_row: str) -> dict[int, str]:
 
 def test_allocator_codes_one_definition():
     header = _header_allocators()
-    assert len(header) == 20 and sorted(header) == list(range(1, 21))
+    assert len(header) == 21 and sorted(header) == list(range(1, 22))
     assert ALLOCATOR_NAMES == header
     assert _doc_table("| code | name | kind |") == header
 
@@ -104,7 +104,8 @@ def test_the_tests_independent_encoder_agrees():
             "POSIX_MEMALIGN": "posix_memalign", "ALIGNED_ALLOC": "aligned_alloc",
             "MEMALIGN": "memalign", "VALLOC": "valloc", "PVALLOC": "pvalloc",
             "PYMALLOC_MALLOC": "pymalloc_malloc", "PYMALLOC_CALLOC": "pymalloc_calloc",
-            "PYMALLOC_REALLOC": "pymalloc_realloc", "PYMALLOC_FREE": "pymalloc_free"}
+            "PYMALLOC_REALLOC": "pymalloc_realloc", "PYMALLOC_FREE": "pymalloc_free",
+            "MMAP_RESERVE": "mmap_reserve"}
     assert {name: getattr(streamgen, attr) for attr, name in ours.items()} == {
         name: codes[name] for name in ours.values()}
     assert streamgen.MAGIC == MAGIC

@@ -53,3 +53,19 @@ def test_at_80_columns_the_command_is_cut_from_the_left():
 def test_names_pending_stays_before_the_script_name():
     text = header_content(summary(pending_symbols=37), 78).plain
     assert "names pending 37" in text
+
+
+def test_reserved_address_space_is_said_apart_from_the_heap():
+    """An allocator's arena (Arrow's mimalloc reserves 1 GiB) is not heap: the header says
+    it after RSS when there is room, and never in the heap or peak figures."""
+    wide = header_content(summary(reserved_bytes=1 << 30), 200, rss=140 << 20).plain
+    assert "heap 125.0 MiB" in wide and "peak 130.0 MiB" in wide
+    assert "rss 140.0 MiB  reserved 1.0 GiB" in wide, wide
+    assert "reserved" not in header_content(summary(), 200, rss=140 << 20).plain
+    name = "pandas_merge.py --rounds 40"
+    core = len("pid 123456  running 12.3s  heap 125.0 MiB  peak 130.0 MiB")
+    for width in range(60, 161, 2):  # it never takes the script name's room
+        text = header_content(summary(reserved_bytes=1 << 30), width).plain
+        assert len(text) <= width
+        if width >= core + len("  …" + name):
+            assert name in text, text
