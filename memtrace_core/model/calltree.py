@@ -41,6 +41,7 @@ class Figures:
     ticks: int = 0  # entries of the reader's heap history
     temporary_bytes: int = 0
     temporary_allocations: int = 0
+    reserved_bytes: int = 0  # address space reserved, apart from the heap (merged: none)
 
     @classmethod
     def of(cls, reader) -> Figures:
@@ -49,7 +50,8 @@ class Figures:
                    reader.total_allocated_bytes, reader.total_allocations, reader.records,
                    reader.last_time_us, len(reader.history),
                    getattr(reader, "temporary_bytes", 0),
-                   getattr(reader, "temporary_allocations", 0))
+                   getattr(reader, "temporary_allocations", 0),
+                   getattr(reader, "reserved_bytes", 0))
 
     def counters(self) -> tuple[int, ...]:
         """The whole program's counter vector (metrics.py's order)."""

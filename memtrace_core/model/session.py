@@ -173,7 +173,7 @@ class Session:
             since_mark_bytes=whole[MARK_BYTES] if mark is not None else 0,
             cursor_s=None if self.tree.instant is None else self.tree.instant.t_us / 1e6,
             cursor_heap_bytes=0 if self.tree.instant is None else self.tree.instant.heap_bytes,
-            reserved_bytes=int(getattr(r, "reserved_bytes", 0)),  # merged readers: none
+            reserved_bytes=r.reserved_bytes,
         )
 
     def child_captures(self) -> list[str]:
