@@ -77,7 +77,7 @@ def python_location(reader: Any, pynode: int) -> PythonLocation:
 
 def reserved_locations(reader: Any) -> dict[PythonLocation, tuple[int, int]]:
     """(bytes, mappings) of address space reserved and still mapped, by innermost Python
-    frame: reservations (mmap with PROT_NONE or MAP_NORESERVE) are not heap, so they are in
+    frame: reservations (MMAP_RESERVE: docs/FORMAT.md) are not heap, so they are in
     no LocationStats."""
     out: dict[PythonLocation, tuple[int, int]] = {}
     for sid, size, mappings in reader.reserved_stacks():

@@ -46,7 +46,7 @@ class Summary:
     cursor_s: float | None = None  # the timeline's cursor (`view`); None: now
     cursor_heap_bytes: int = 0
     peak_by_s: float = 0.0  # the first tick after the peak (reader.peak_by_us), or now
-    reserved_bytes: int = 0  # address space reserved (PROT_NONE, MAP_NORESERVE): not heap
+    reserved_bytes: int = 0  # address space reserved (docs/FORMAT.md): not heap
 
 
 class Session:

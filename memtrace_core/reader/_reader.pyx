@@ -573,7 +573,7 @@ cdef class StreamReader:
 
     @property
     def reserved_bytes(self) -> int:
-        """Address space reserved (mmap with PROT_NONE or MAP_NORESERVE) and still mapped:
+        """Address space reserved (MMAP_RESERVE: docs/FORMAT.md) and still mapped:
         not heap, in no other figure; memory only where the program touches its pages."""
         return self.s.reserved_bytes
 

@@ -78,7 +78,7 @@ typedef struct {
      * capture, whose records carry no time of their own. */
     int64_t peak_by_us;
     int64_t allocator_count[256], allocator_bytes[256];
-    /* Reservations of address space (MMAP_RESERVE: PROT_NONE or MAP_NORESERVE mappings),
+    /* Reservations of address space (MMAP_RESERVE: docs/FORMAT.md),
      * apart from the heap: still mapped now (bytes, mappings), the most bytes at once, and
      * all ever made. */
     int64_t reserved_bytes, reserved_count, reserved_peak, reserved_total_bytes,

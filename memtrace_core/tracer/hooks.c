@@ -297,6 +297,8 @@ static void *hook_pvalloc(size_t size) {
     return p;
 }
 
+#define MT_RESERVE_MIN ((size_t)1 << 30)
+
 static void *mmap_common(mmap_fn real, void *addr, size_t len, int prot, int flags, int fd,
                          off_t off, uintptr_t ra, uintptr_t cfa) {
     if (TRACE_OK) return real(addr, len, prot, flags, fd, off);
@@ -304,9 +306,12 @@ static void *mmap_common(mmap_fn real, void *addr, size_t len, int prot, int fla
     if ((flags & MAP_FIXED) && addr) mt_record_free(addr, len, MT_MUNMAP);
     void *p;
     GUARDED(p = real(addr, len, prot, flags, fd, off));
-    /* PROT_NONE or MAP_NORESERVE: address space set aside (an allocator's arena, a runtime's
-     * heap to be), memory only where pages get touched: recorded apart from the heap. */
-    int reserve = prot == PROT_NONE || (flags & MAP_NORESERVE);
+    /* Address space set aside rather than memory, recorded apart from the heap: PROT_NONE (a
+     * runtime's heap to be, committed later), or MAP_NORESERVE of MT_RESERVE_MIN or more (an
+     * allocator's arena reserved ahead: mimalloc's 1 GiB). Smaller MAP_NORESERVE mappings
+     * are allocators' extents sized to what they hold (jemalloc maps every extent so, as
+     * polars' runtime does): memory in use, as any mmap. */
+    int reserve = prot == PROT_NONE || ((flags & MAP_NORESERVE) && len >= MT_RESERVE_MIN);
     if (p != MAP_FAILED) mt_record_alloc(p, len, reserve ? MT_MMAP_RESERVE : MT_MMAP, ra, cfa);
     return p;
 }

@@ -150,7 +150,8 @@ def summarize(reader: Any, limit: int | None = None, embedded: Any = None) -> di
 
 
 def _reserved(reader: Any, limit: int | None) -> dict[str, Any]:
-    """Address space reserved (mmap with PROT_NONE or MAP_NORESERVE: an allocator's arena,
+    """Address space reserved (mmap with PROT_NONE, or MAP_NORESERVE of 1 GiB or more: an
+    allocator's arena,
     memory only where touched), apart from every heap figure, and where it still is."""
     from memtrace_core.analysis import reserved_locations
 
@@ -341,7 +342,8 @@ def _reserved_lines(r: dict[str, Any]) -> list[str]:
     lines = [f"{_size(r['bytes'])} ({r['bytes']} B) of address space in {n} mapping"
              f"{'' if n == 1 else 's'} at the end ({_size(r['peak_bytes'])} at most), not "
              "counted above:",
-             "mmap with PROT_NONE or MAP_NORESERVE, memory only where the program touches it"]
+             "mmap with PROT_NONE, or MAP_NORESERVE of 1 GiB or more: memory only where the "
+             "program touches it"]
     if r["locations"]:
         top = r["locations"][0]
         where = f"{_short_path(top['file'])}:{top['line']}" if top["file"] else "no Python frame"

@@ -1,5 +1,5 @@
-"""The header's figures through the session: address space reserved (PROT_NONE or
-MAP_NORESERVE mappings) is said apart from the heap, as of the tree's last commit."""
+"""The header's figures through the session: address space reserved (MMAP_RESERVE) is said
+apart from the heap, as of the tree's last commit."""
 
 from __future__ import annotations
 

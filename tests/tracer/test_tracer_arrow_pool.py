@@ -67,7 +67,7 @@ def test_own_pool_is_named_at_exit(tmp_path, mt):
     assert note is not None, notes[0]
     assert note[1] == backend and note[2] == f"{in_use / 2**20:.1f}"
     # what the note is about: none of those buffers is in the capture, only the pool's
-    # mapping: mimalloc reserves 1 GiB at once (MAP_NORESERVE: reserved address space, kept
+    # mapping: mimalloc reserves 1 GiB at once (MAP_NORESERVE, 1 GiB: reserved address space, kept
     # apart from the heap), jemalloc maps its chunks
     reader, line = traced.reader, traced.lines["arrays"]
     live = live_at(reader, "<module>", line)

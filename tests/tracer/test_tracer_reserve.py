@@ -1,7 +1,8 @@
-"""Address space reserved, not allocated (mmap with MAP_NORESERVE or PROT_NONE): allocators'
-arenas (Arrow's mimalloc reserves 1 GiB) and runtimes' heaps. Such a mapping is recorded
-apart from the heap, where it was made, and munmap and MAP_FIXED take its ranges back;
-a MAP_FIXED mapping that commits part of one is an mmap allocation of its own."""
+"""Address space reserved, not allocated (mmap with PROT_NONE, or MAP_NORESERVE of 1 GiB or
+more): allocators' arenas (Arrow's mimalloc reserves 1 GiB) and runtimes' heaps. Such a
+mapping is recorded apart from the heap, where it was made, and munmap and MAP_FIXED take
+its ranges back; a MAP_FIXED mapping that commits part of one is an mmap allocation of its
+own, and a smaller MAP_NORESERVE mapping (an allocator's extent: jemalloc's) is memory."""
 
 from __future__ import annotations
 
@@ -24,13 +25,14 @@ for name in ("mtr_noreserve", "mtr_none", "mtr_commit", "mtr_plain"):
 lib.mtr_commit.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 lib.mtr_release.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 MiB = 1 << 20
-arena = heap = used = plain = 0  # bound here: binding a new global allocates at its line
+arena = heap = used = plain = extent = 0  # bound here: binding a new global allocates at its line
 lib.mtr_commit(None, 0), lib.mtr_release(None, 0)  # ctypes' first calls allocate: here
 
 arena = lib.mtr_noreserve(1024 * MiB)  # @noreserve
 heap = lib.mtr_none(256 * MiB)  # @none
 used = lib.mtr_commit(heap + MiB, 4 * MiB)  # @commit
 plain = lib.mtr_plain(2 * MiB)  # @plain
+extent = lib.mtr_noreserve(4 * MiB)  # @extent
 assert lib.mtr_release(arena + 512 * MiB, 512 * MiB) == 0  # @trim
 assert lib.mtr_release(plain, 2 * MiB) == 0
 print("ok", used == heap + MiB)
@@ -89,6 +91,10 @@ def test_reservations_are_kept_apart_from_the_heap(traced):
         == [(4 * MiB, MMAP)]
     plain = totals_at(reader, "<module>", lines["plain"])
     assert 2 * MiB <= plain.bytes < 2 * MiB + 4096 and plain.leaked_bytes == 0, plain
+    # a MAP_NORESERVE extent under 1 GiB holds what it was mapped for: memory in use
+    assert [(size, kind) for _a, size, kind in live_at(reader, "<module>", lines["extent"])] \
+        == [(4 * MiB, MMAP)]
+    assert _reserved_at(reader, lines["extent"]) == (0, 0)
 
 
 def test_the_reservation_left_is_two_ranges_around_the_commit(traced):
