@@ -43,15 +43,13 @@ enum mt_record_type {
     X(PYMALLOC_CALLOC, 14, "pymalloc_calloc") X(PYMALLOC_REALLOC, 15, "pymalloc_realloc")   \
     X(PYMALLOC_FREE, 16, "pymalloc_free") X(PYMEM_RAW_MALLOC, 17, "pymem_raw_malloc")       \
     X(PYMEM_RAW_CALLOC, 18, "pymem_raw_calloc")                                             \
-    X(PYMEM_RAW_REALLOC, 19, "pymem_raw_realloc") X(PYMEM_RAW_FREE, 20, "pymem_raw_free") \
-    X(MMAP_RESERVE, 21, "mmap_reserve")
+    X(PYMEM_RAW_REALLOC, 19, "pymem_raw_realloc") X(PYMEM_RAW_FREE, 20, "pymem_raw_free")   \
+    X(MMAP_RESERVE, 21, "mmap_reserve") /* format 8 */
 
 #define MT_ALLOCATOR_ENUM_(suffix, code, name) MT_##suffix = code,
 enum mt_allocator { MT_ALLOCATORS(MT_ALLOCATOR_ENUM_) };
 #undef MT_ALLOCATOR_ENUM_
 #define MT_ALLOCATOR_LAST 21
-/* The first format with MMAP_RESERVE (older readers would count a reservation as heap). */
-#define MT_FORMAT_RESERVE 8
 /* A mapping (mmap, or a reservation of address space): munmap takes its ranges back, and it
  * is never sampled. */
 #define MT_IS_MAPPING(a) ((a) == MT_MMAP || (a) == MT_MMAP_RESERVE)

@@ -151,8 +151,8 @@ def summarize(reader: Any, limit: int | None = None, embedded: Any = None) -> di
 
 def _reserved(reader: Any, limit: int | None) -> dict[str, Any]:
     """Address space reserved (mmap with PROT_NONE, or MAP_NORESERVE of 1 GiB or more: an
-    allocator's arena,
-    memory only where touched), apart from every heap figure, and where it still is."""
+    allocator's arena, memory only where touched), apart from every heap figure, and where
+    it still is."""
     from memtrace_core.analysis import reserved_locations
 
     rows = sorted(reserved_locations(reader).items(), key=lambda kv: (-kv[1][0], repr(kv[0])))
