@@ -34,6 +34,7 @@ def snapshot(path: str, reader, tree, status: str, limit: int) -> dict:
         "heap_bytes": figures.heap_bytes,
         "peak_bytes": figures.peak_bytes,
         "in_use_allocations": profile.total_count,
+        "reserved_bytes": figures.reserved_bytes,  # address space set aside: not heap
         "sampled": profile.sample_bytes,
         "rows": [{**frame_json(r.frame), "bytes": r.own_bytes, "count": r.own_count}
                  for r in top],
@@ -48,7 +49,9 @@ def render_text(snap: dict) -> str:
              f"{snap['time_s']:.1f} s  heap {est}{format_bytes(snap['heap_bytes'])} "
              f"({est}{snap['heap_bytes']:,} B)  peak {est}{format_bytes(snap['peak_bytes'])}  "
              f"{est}{snap['in_use_allocations']:,} blocks in use"
-             + (f"  ({describe(snap['sampled'])})" if snap.get("sampled") else "")]
+             + (f"  ({describe(snap['sampled'])})" if snap.get("sampled") else "")
+             + (f"  reserved {format_bytes(snap['reserved_bytes'])} (not heap)"
+                if snap.get("reserved_bytes") else "")]
     lines.append(f"  {'in use':>10} {'count':>8}  {'kind':<5} function  location")
     for row, frame in zip(snap["rows"], snap["_frames"], strict=True):
         lines.append(f"  {format_bytes(row['bytes']):>10} {row['count']:>8,}  "
