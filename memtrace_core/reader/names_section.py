@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import struct
 
+from memtrace_core.demangle import demangle
 from memtrace_core.errors import UserError
 from memtrace_core.frames import Frame, FrameKind
 
@@ -156,7 +157,8 @@ def _decode(path: str, packed: bytes, version: int = VERSION) -> EmbeddedNames:
             for path_, build_id, entries in data["modules"]:
                 for vaddr, frames in entries:
                     out.frames[(path_, build_id, int(vaddr))] = [
-                        Frame(str(fn), str(file), int(line), FrameKind(kind), str(module))
+                        Frame(demangle(str(fn)), str(file), int(line), FrameKind(kind),
+                              str(module))
                         for fn, file, line, kind, module in frames]
             return out
         strings = [str(x) for x in data["strings"]]
@@ -173,7 +175,7 @@ def _decode(path: str, packed: bytes, version: int = VERSION) -> EmbeddedNames:
             for delta, n in zip(vaddrs, counts, strict=True):
                 vaddr += int(delta)
                 out.frames[(path_, build_id, vaddr)] = [
-                    Frame(strings[functions[i]], strings[files[i]], int(lines[i]),
+                    Frame(demangle(strings[functions[i]]), strings[files[i]], int(lines[i]),
                           kinds[kind_col[i]], path_ if mods[i] < 0 else strings[mods[i]])
                     for i in range(at, at + n)]
                 at += n

@@ -20,6 +20,7 @@ from pathlib import Path
 import msgpack
 
 from memtrace_core.atomic_file import atomic_replace
+from memtrace_core.demangle import demangle
 from memtrace_core.frames import Frame, FrameKind
 
 VERSION = 2
@@ -44,7 +45,9 @@ def pack_frames(frames: list[Frame]) -> Packed:
 
 
 def unpack_frames(packed: Packed, module: str) -> list[Frame]:
-    return [Frame(fn, file, line, _CODE_KIND[k], module=module) for fn, file, line, k in packed]
+    # demangled again: entries an older memtrace cached keep Rust names it left mangled
+    return [Frame(demangle(fn), file, line, _CODE_KIND[k], module=module)
+            for fn, file, line, k in packed]
 
 
 class SymbolCache:

@@ -232,7 +232,7 @@ class Symbolizer:
                      module=path)
 
     def _compute(self, mod: _Module, path: str, vaddr: int) -> tuple[list[Frame], bool]:
-        from .demangle import demangle
+        from ..demangle import demangle
 
         raw = None
         cacheable = True

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from memtrace_core.demangle import demangle
 from memtrace_core.frames import FrameKind
 from memtrace_core.symbols import Symbolizer
-from memtrace_core.symbols.demangle import demangle
 from memtrace_core.symbols.elf import read_build_id
 from memtrace_core.symbols.symbolizer import _Module
 from tests.symbols.addr2line_oracle import binutils_addr2line, eu_addr2line, llvm_symbolizer
