@@ -55,6 +55,8 @@ cdef uint8_t F_IMPORT = _rules.F_IMPORT
 cdef uint8_t F_USER = _rules.F_USER
 cdef uint8_t F_MATCH = _rules.F_MATCH
 cdef uint8_t F_CUT = _rules.F_CUT
+cdef uint8_t F_ALLOC = _rules.F_ALLOC
+cdef size_t ALLOC_GAP = 3  # an allocator's unnamed frames between two named ones
 cdef uint8_t A_EVAL = _rules.A_EVAL
 cdef uint8_t A_ROOT = _rules.A_ROOT
 cdef uint8_t A_PENDING = _rules.A_PENDING
@@ -1053,6 +1055,27 @@ cdef class TreeCore:
                     mo[k] = mo[i]
                     k += 1
                 n = k
+        # an allocator's own frames at the innermost end: the allocation is its caller's.
+        # Its static helpers have no prefix (jemalloc's pac_alloc_real): up to
+        # ALLOC_GAP of them between two of its named frames go too.
+        k = 0
+        g = 0
+        for i in range(n):
+            fl = ff[mf[i]]
+            if fl & F_ALLOC:
+                k = i + 1
+                g = 0
+            elif fl & (F_PY | F_USER | F_CUT):
+                break
+            else:
+                g += 1
+                if g > ALLOC_GAP:
+                    break
+        if 0 < k < n:
+            for i in range(k, n):
+                mf[i - k] = mf[i]
+                mo[i - k] = mo[i]
+            n -= k
         n_py_total = 0
         for i in range(n):
             if ff[mf[i]] & F_PY:

@@ -23,7 +23,8 @@ address is, as bit flags the merge reads:
   frames between Python frames, process/thread start-up code outward of the outermost
   Python frame, and the interpreter's call glue just below the innermost Python frame when
   it only leads to an extension's function (when the interpreter itself allocates, e.g.
-  list_resize, its frames are the answer and stay).
+  list_resize, its frames are the answer and stay), and an installed extension's own
+  allocator at a stack's innermost end (F_ALLOC, below).
 
 Eval loops and process roots are recognised from the ELF symbol table (`Namer`), so the
 merge never waits for DWARF names.
@@ -53,6 +54,7 @@ F_IMPORT = 8  # importlib / runpy plumbing (hidden like memtrace's frames)
 F_USER = 16  # user code: a Python frame, or native code outside the system and site dirs
 F_MATCH = 32  # matches the tree's substring filter (set by the tree builder)
 F_CUT = 64  # "… N frames cut": where the tracer cut a deep native stack (always shown)
+F_ALLOC = 128  # native, inside an allocator's own code (hidden at a stack's innermost end)
 
 # address flags (one byte per distinct return address)
 A_EVAL = 1  # inside the evaluation loop
@@ -110,6 +112,25 @@ def is_user_module(module: str) -> bool:
     return not any(d in module or module.startswith(d) for d in _SYSTEM_DIRS)
 
 
+# An allocator inside an extension (polars' jemalloc, Arrow's mimalloc) is called directly,
+# not through malloc, so the tracer records the mappings it makes for its own pools, at the
+# end of a chain of its own functions: `_rjem_je_pages_map` was the top leak of a polars
+# program. Its caller is the allocation's place: the allocator's frames at the innermost
+# end of a stack are hidden by default, as the interpreter's glue is. Installed code only
+# (never a user's own library), by the allocators' symbol prefixes, and Rust's global
+# allocator glue (`__rust_alloc`, `<X as core::alloc::global::GlobalAlloc>::alloc`).
+_ALLOCATOR_PREFIXES = ("_rjem_", "je_", "_mi_", "mi_", "tc_", "TCMalloc", "tcmalloc::",
+                       "__rust_alloc", "__rust_realloc", "__rdl_", "__rg_",
+                       "tikv_jemallocator::", "tikv_jemalloc_sys::")
+_GLOBAL_ALLOC = " as core::alloc::global::GlobalAlloc>::"
+
+
+@functools.lru_cache(maxsize=65536)
+def is_allocator_function(name: str) -> bool:
+    """A function of a memory allocator's own code, by its (demangled) name."""
+    return name.lstrip("<").startswith(_ALLOCATOR_PREFIXES) or _GLOBAL_ALLOC in name
+
+
 def frame_flags(frame: Frame) -> int:
     """The F_* bits of one frame."""
     if is_cut_frame(frame):
@@ -132,6 +153,8 @@ def frame_flags(frame: Frame) -> int:
             flags |= F_MEMTRACE
         if is_user_module(module):
             flags |= F_USER
+        elif is_allocator_function(frame.function):
+            flags |= F_ALLOC
     return flags
 
 

@@ -20,7 +20,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="N", help="allocations a thread may make between a "
                         "temporary allocation and its free (default 1, as memray)")
     parser.add_argument("--show-internal", action="store_true",
-                        help="keep CPython-internal and memtrace frames in the stacks")
+                        help="keep CPython-internal, memtrace and extension allocator "
+                        "frames in the stacks")
     parser.add_argument("--all-processes", action="store_true",
                         help="FILE and its traced children's captures (FILE.PID, from "
                         "--follow-fork) merged into one report, by frame")

@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-depth", type=int, default=0, metavar="N",
                    help="levels of the --tree output (0 = all)")
     p.add_argument("--show-internal", action="store_true",
-                   help="keep CPython-internal and memtrace frames in the stacks")
+                   help="keep CPython-internal, memtrace and extension allocator "
+                        "frames in the stacks")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=run)
 
