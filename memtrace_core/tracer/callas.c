@@ -10,6 +10,7 @@
 #include "callas.h"
 
 __thread mt_dlcall *mt_t_dlcall __attribute__((tls_model("initial-exec"))) = NULL;
+__thread uint64_t mt_t_dlcalls __attribute__((tls_model("initial-exec"))) = 0;
 
 /* rdi = fn, rsi = gadget, rdx/rcx/r8 = the arguments. The stack at fn's entry holds the
  * gadget, then our continuation: fn's `ret` lands on the gadget, whose `ret` lands on 1:.

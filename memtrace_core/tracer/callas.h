@@ -24,10 +24,13 @@ typedef struct mt_dlcall {
     unw_context_t context;   /* taken in the hook's own frame, before the call */
     uintptr_t gadget;        /* the borrowed return address */
     struct mt_dlcall *prev;  /* an outer call of this thread (dlopen from a constructor) */
+    uint64_t id;             /* this thread's calls numbered: the unwinder's cache key */
 } mt_dlcall;
 
-/* The calls in progress on this thread, innermost first (initial-exec TLS). */
+/* The calls in progress on this thread, innermost first (initial-exec TLS), and the number
+ * of the thread's last call. */
 extern __thread mt_dlcall *mt_t_dlcall __attribute__((tls_model("initial-exec")));
+extern __thread uint64_t mt_t_dlcalls __attribute__((tls_model("initial-exec")));
 
 /* An address holding a `ret` in the executable segment of the object containing `ra`, or
  * 0 when there is none or borrowing is unsafe here (shadow stacks are enabled). */

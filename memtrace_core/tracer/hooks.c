@@ -349,6 +349,7 @@ static int hook_munmap(void *addr, size_t len) {
         while (mt_t_dlcall && (uintptr_t)mt_t_dlcall < (uintptr_t)&call_)               \
             mt_t_dlcall = mt_t_dlcall->prev;                                            \
         call_.prev = mt_t_dlcall;                                                       \
+        call_.id = ++mt_t_dlcalls;                                                      \
         mt_t_dlcall = &call_;                                                           \
         result = mt_call_as((void *)(real), call_.gadget, a, b, c);                     \
         mt_t_dlcall = call_.prev;                                                       \

@@ -11,6 +11,8 @@ import re
 import shlex
 import shutil
 import sys
+from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -115,6 +117,89 @@ def test_allocation_inside_dlopen_has_the_whole_stack(tmp_path, mt, cbuild):
     assert path.index("py_dl_open") < path.index("dlopen_implementation") < path.index(
         "mt_ctor") < path.index("mt_ctor_alloc")
     assert not any("memtrace" in name for name in path)
+
+
+MANY_SCRIPT = """\
+import ctypes
+import os
+
+
+def load():
+    return ctypes.CDLL(os.environ["MT_CTOR_MANY"])  # @load
+
+
+lib = load()
+print("loaded")
+"""
+
+
+def test_many_allocations_inside_nested_dlopen_have_whole_stacks(tmp_path, mt, cbuild):
+    """A constructor's 41 blocks and a nested dlopen's: the frames outward of each loader
+    call are kept from its first unwinding and reused by the next ones, and every stack is
+    still the whole one, inner frames at their own depth."""
+    many = ts.build_fixture(tmp_path, "mtctormany")
+    saved = dict(mt.env)
+    mt.env["MT_CTOR_MANY"] = str(many)
+    try:
+        run = mt.trace(tmp_path, MANY_SCRIPT, options=("--native",)).check()
+    finally:
+        mt.env.clear()
+        mt.env.update(saved)
+    assert run.proc.stdout == b"loaded\n"
+    reader = run.reader
+    stacks = {}
+    for _addr, size, sid, _kind in reader.live_allocations():
+        if size in (CTOR_BLOCK, 70100) or 70001 <= size <= 70040:
+            assert size not in stacks, size
+            stacks[size] = sid
+    assert sorted(stacks) == [CTOR_BLOCK, *range(70001, 70041), 70100]
+    init = "CDLL.__init__" if sys.version_info >= (3, 11) else "__init__"  # 3.10: co_name
+    outer = set()
+    for size, sid in stacks.items():
+        python = [(reader.codes[code][0], line)
+                  for code, line, _entry in reader.py_stack(reader.stack_key(sid)[0])]
+        assert python[0][0] == init and ("load", run.lines["load"]) in python, size
+        nativenode = reader.stack_key(sid)[1]
+        names = ts.functions_on_stack(reader, nativenode, many)
+        if size == CTOR_BLOCK:
+            assert ts.functions_on_stack(reader, nativenode, cbuild.mtctor)[:2] == [
+                "mt_ctor_alloc", "mt_ctor"]
+            assert names == ["ctor_nested", "mt_ctor_many"]
+        elif size == 70100:
+            assert names == ["ctor_leaf", "ctor_nested", "mt_ctor_many"]
+        elif (size - 70001) % 2:
+            assert names == ["ctor_leaf", "ctor_mid", "ctor_many", "mt_ctor_many"], size
+        else:
+            assert names == ["ctor_leaf", "ctor_many", "mt_ctor_many"], size
+        if size != CTOR_BLOCK:  # outward of mt_ctor_many: the same frames for all
+            ips = reader.native_stack(nativenode)
+            outer.add(tuple(ips[len(ips) - _depth_outward(reader, ips, many):]))
+    assert len(outer) == 1
+    # and they end where the main thread's stacks made outside dlopen end: at its start
+    roots = Counter(tuple(ips[-3:]) for _a, _s, sid, _k in reader.live_allocations()
+                    if len(ips := reader.native_stack(reader.stack_key(sid)[1])) > 3)
+    assert next(iter(outer))[-3:] == roots.most_common(1)[0][0]
+    proc = mt.cli("tree", "--json", "--leaks", "--threshold", "0", str(run.capture),
+                  cwd=tmp_path)
+    tree = json.loads(proc.stdout)
+    evens, odds = (sum(range(70001 + k, 70041, 2)) for k in (0, 1))  # one node each
+    for size in (evens, odds, 70100, CTOR_BLOCK):
+        path = [f["function"] for f in ts.tree_path_to(tree, size)]
+        assert path[:2] == ["<module>", "load"], size
+        assert path.index("py_dl_open") < path.index("dlopen_implementation") < path.index(
+            "mt_ctor_many"), size
+        assert not any("memtrace" in name for name in path), size
+    path = [f["function"] for f in ts.tree_path_to(tree, CTOR_BLOCK)]
+    assert path.index("ctor_nested") < path.index("mt_ctor") < path.index("mt_ctor_alloc")
+
+
+def _depth_outward(reader, ips, library) -> int:
+    """How many of a stack's frames lie outward of LIBRARY's outermost frame."""
+    maps = reader.maps
+    real = library.resolve()
+    last = max(i for i, ip in enumerate(ips)
+               if (w := ts.module_of(maps, ip)) and Path(w[0]).resolve() == real)
+    return len(ips) - last - 1
 
 
 LIVE_SCRIPT = RPATH_SCRIPT.replace('print("loaded", status)', 'print("loaded", status, flush=True)')
