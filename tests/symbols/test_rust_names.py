@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import msgpack
@@ -89,6 +90,21 @@ def test_demangle_reads_v0_legacy_and_cpp_names():
     # names no demangler reads stay as they are
     for name in ("_Rnot_rust", "_R", "malloc", "_PyObject_Malloc", "_ZNfoo17h0123E"):
         assert demangle(name) == name
+
+
+def test_without_the_rust_demangler_names_stay_mangled(monkeypatch):
+    import memtrace_core.demangle as dm
+
+    monkeypatch.setitem(sys.modules, "pyderust", None)  # import fails
+    monkeypatch.setattr(dm, "_RUST", None)
+    dm.demangle.cache_clear()
+    try:
+        assert dm.demangle(V0_LEAF) == V0_LEAF
+        # a legacy Rust name is an Itanium one: the C++ demangler reads it, hash and all
+        assert dm.demangle(LEGACY) == "mtcrate::cache::legacy_keep::h0123456789abcdef"
+        assert dm.demangle("_ZN3geo4GridIdE4growEi") == "geo::Grid<double>::grow(int)"
+    finally:
+        dm.demangle.cache_clear()
 
 
 def test_symbol_table_rust_names_are_demangled(rust_lib):
