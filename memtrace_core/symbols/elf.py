@@ -7,12 +7,13 @@ here because pyelftools knows neither zstd nor the separate-debug-file search.
 
 from __future__ import annotations
 
-import bisect
 import mmap
 import os
 import struct
 import zlib
 from pathlib import Path
+
+from ._symtab import SymbolTable  # noqa: F401 - the table symbols() feed, in C
 
 TYPE_CHECKING = False  # not typing's: the exit-time naming path stays light (issue 14)
 if TYPE_CHECKING:
@@ -144,43 +145,6 @@ def _zstd_decompress(data: bytes, size: int) -> bytes:
         raise ElfError("zstd: corrupt section") from None
 
 
-class SymbolTable:
-    """Function symbols sorted by address: a name at once for any address."""
-
-    def __init__(self, symbols: list[tuple[int, int, str, int]]):
-        # (addr, size, name, rank): at one address the global name wins over a weak
-        # one over a local one (what elfutils prints), so sort it last
-        ranked = sorted(set(symbols), key=lambda s: (s[0], s[3], s[2]))
-        self.addrs = [s[0] for s in ranked]
-        self.syms = [(a, size, n) for a, size, n, _ in ranked]
-        # aliases: every name at an address, for alias-aware comparisons
-        self.by_addr: dict[int, list[str]] = {}
-        for a, _, n, _ in ranked:
-            self.by_addr.setdefault(a, []).append(n)
-
-    def __len__(self) -> int:
-        return len(self.syms)
-
-    def lookup(self, vaddr: int) -> tuple[int, int, str] | None:
-        """(addr, size, name) of the function containing vaddr (sized, or the nearest
-        preceding zero-size symbol), else None."""
-        i = bisect.bisect_right(self.addrs, vaddr) - 1
-        best = None
-        # several symbols may start at one address; prefer a sized one covering vaddr
-        j = i
-        while j >= 0 and self.addrs[j] == self.addrs[i]:
-            a, size, name = self.syms[j]
-            if a <= vaddr < a + size:
-                return self.syms[j]
-            if size == 0 and best is None:
-                best = self.syms[j]
-            j -= 1
-        return best
-
-    def aliases(self, addr: int) -> list[str]:
-        return self.by_addr.get(addr, [])
-
-
 BIND_RANK = {0: 0, 2: 1, 1: 2}  # STB_LOCAL < STB_WEAK < STB_GLOBAL
 
 
@@ -276,6 +240,22 @@ class ElfImage:
 
     def symbols(self, tables=(".symtab", ".dynsym")) -> list[tuple[int, int, str, int]]:
         return parse_symtab(self.elf, self.data_of, tables)
+
+    def add_symbols(self, table: SymbolTable, tables=(".symtab", ".dynsym"),
+                    rank_add: int = 0) -> int:
+        """Add the function symbols of the first of `tables` that has any to `table` (as
+        symbols() lists them, without making a tuple per symbol); how many."""
+        for secname in tables:
+            sec = self.sections.get(secname)
+            if sec is None or sec["sh_type"] == "SHT_NOBITS":
+                continue
+            strtab = self.elf.get_section(sec["sh_link"])
+            data = self.data_of(sec)
+            added = table.add_elf(data if len(data) else b"", bytes(self.data_of(strtab)),
+                                  self.elf.elfclass == 64, self.elf.little_endian, rank_add)
+            if added:
+                return added
+        return 0
 
     def debuglink(self) -> tuple[str, int] | None:
         data = self.section(".gnu_debuglink")

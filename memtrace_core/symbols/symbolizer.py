@@ -69,16 +69,19 @@ class _Module:
     @property
     def symtab(self) -> SymbolTable:
         if self._symtab is None:
-            syms = []
+            table = SymbolTable()
             if ".symtab" in self.image.sections:
-                syms = self.image.symbols()
+                self.image.add_symbols(table)
             elif self._dbg_image is not None and ".symtab" in self._dbg_image.sections:
-                syms = self._dbg_image.symbols()
+                self._dbg_image.add_symbols(table)
             else:
-                syms = minidebuginfo_symbols(self.image) + self.image.symbols()
+                for addr, size, name, rank in minidebuginfo_symbols(self.image):
+                    table.add(addr, size, name, rank)
+                self.image.add_symbols(table)
             # exported names first among aliases (what elfutils prints)
-            syms += [(a, size, n, r + 3) for a, size, n, r in self.image.symbols((".dynsym",))]
-            self._symtab = SymbolTable(syms)
+            self.image.add_symbols(table, (".dynsym",), rank_add=3)
+            table.finish()
+            self._symtab = table
         return self._symtab
 
 
