@@ -61,6 +61,7 @@ cdef uint8_t A_EVAL = _rules.A_EVAL
 cdef uint8_t A_ROOT = _rules.A_ROOT
 cdef uint8_t A_PENDING = _rules.A_PENDING
 cdef uint8_t A_CUT = _rules.A_CUT
+cdef uint8_t A_ANON = _rules.A_ANON
 cdef uint64_t CUT_BASE = CUT_MARKER_BASE
 
 cdef enum:
@@ -960,7 +961,7 @@ cdef class TreeCore:
         cdef size_t first_eval = nna, n_py_total, n_py_seen
         cdef uint32_t aid, f
         cdef uint8_t fl
-        cdef bint truncated, cut
+        cdef bint truncated, inner_only
         for i in range(nna):
             total += self.aid_len[self.b_na[i]]
         self._merge_need(total + 1)
@@ -987,7 +988,9 @@ cdef class TreeCore:
                     first_eval = i
                 n_eval += 1
         truncated = not (self.aid_flags[self.b_na[nna - 1]] & A_ROOT)
-        cut = (self.aid_flags[self.b_na[nna - 1]] & A_CUT) != 0
+        # frames cut at the depth limit, or stopped at code in no object (a JIT's): with no
+        # loop among them they are the innermost, below the innermost Python frame
+        inner_only = (self.aid_flags[self.b_na[nna - 1]] & (A_CUT | A_ANON)) != 0
         if ngroups == 0:
             for i in range(nna):
                 aid = self.b_na[i]
@@ -995,7 +998,7 @@ cdef class TreeCore:
                     mf[n] = self.pool[self.aid_off[aid] + k]
                     mo[n] = 0
                     n += 1
-        elif n_eval >= ngroups or (truncated and (n_eval > 0 or cut)):
+        elif n_eval >= ngroups or (truncated and (n_eval > 0 or inner_only)):
             g = 0
             j = 0  # next Python frame
             for i in range(nna):

@@ -16,9 +16,12 @@ address is, as bit flags the merge reads:
   the innermost groups and the outer groups follow as Python frames. A stack the tracer cut
   at its depth limit ends in a cut marker (`… N frames cut`, always shown): its kept frames
   are the innermost, so with no loop among them they all lie inside the innermost Python
-  frame. Fewer loops on a complete native stack is a real mismatch: the Python-only stack
-  is returned (plus the native frames below the innermost eval loop) rather than a wrong
-  merge.
+  frame; so do the frames of a stack that stopped, with no loop among them, at code in no
+  loaded object (numba's or another JIT's: no unwind information there), which is how an
+  array a numba function allocates keeps `NRT_MemInfo_alloc_aligned` and the JIT frame
+  under the Python line that called it. Fewer loops on a complete native stack is a real
+  mismatch: the Python-only stack is returned (plus the native frames below the innermost
+  eval loop) rather than a wrong merge.
 - Hidden by default: memtrace's own frames, importlib's and runpy's frames, interpreter
   frames between Python frames, process/thread start-up code outward of the outermost
   Python frame, and the interpreter's call glue just below the innermost Python frame when
@@ -61,6 +64,7 @@ A_EVAL = 1  # inside the evaluation loop
 A_ROOT = 2  # inside a function where processes and threads start
 A_PENDING = 4  # its frames are provisional (`lib+0xoffset`): the name is on its way
 A_CUT = 8  # not an address: the tracer's cut marker (frames beyond the outermost left out)
+A_ANON = 16  # in no loaded object (JIT-compiled code): the unwinder stops there, no unwind info
 
 _PYTHON_EXE = re.compile(r"^python\d*(\.\d+)?[a-z]*$")
 _CORE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -168,6 +172,8 @@ def address_flags(frames: list[Frame]) -> int:
     function the address is in, the others are inlined into it)."""
     if not frames:
         return 0
+    if not frames[-1].module and frames[-1].kind is FrameKind.NO_SYMBOL:
+        return A_ANON
     name = frames[-1].function.split(".", 1)[0]  # symbol-table parts: f.cold, f.part.0
     return (A_EVAL if name in EVAL_FUNCTIONS else 0) | (A_ROOT if is_root_function(name)
                                                        else 0)

@@ -288,3 +288,30 @@ def test_truncated_native_stack_pairs_innermost_groups(py_lib, libs):
     # the same counts on a stack that reached the process root: a real mismatch
     assert _names(hybrid_stack(py, [*ips, 0x30], resolve)) == [
         "outer", "mid", "inner", "PyList_Append"]
+
+
+def test_stack_stopped_in_jit_code_keeps_its_frames_below_python(py_lib, libs):
+    """numba: an array its JIT code allocates has [NRT_MemInfo_alloc_aligned, JIT address]
+    and no more (no unwind information in the JIT's pages): those frames lie below the
+    innermost Python frame, and are shown there rather than dropped."""
+    addr, resolve_ip = py_lib
+    lib = libs["dwarf5"]
+    mid = {a for a, _, n in _Module(str(lib), None, 0).symtab.syms if n == "middle"}.pop()
+    ext = Symbolizer(persistent=False).resolve(str(lib), read_build_id(lib), mid + 4)
+    jit = [Frame("0x7f0000001233", "", 0, FrameKind.NO_SYMBOL)]  # in no object
+
+    def resolve(ip):
+        return ext if ip == 0x20 - 1 else jit if ip == 0x7F0000001234 - 1 else resolve_ip(ip)
+
+    py = [_py("inner", False), _py("outer", True)]
+    assert _names(hybrid_stack(py, [0x20, 0x7F0000001234], resolve)) == [
+        "outer", "inner", "0x7f0000001233", "middle"]
+    assert _names(hybrid_stack(py, [0x20, 0x7F0000001234], resolve, show_internal=True)) == [
+        "outer", "inner", "0x7f0000001233", "middle"]
+    # stopped in a known object with no loop seen (a stripped interpreter's unnamed loop,
+    # say): where the frames belong is not known, the Python stack alone is shown
+    assert _names(hybrid_stack(py, [0x20], resolve)) == ["outer", "inner"]
+    # a JIT address in the middle of a stack that goes on to an eval loop changes nothing
+    ev = addr("_PyEval_EvalFrameDefault", 200)
+    assert _names(hybrid_stack(py, [0x20, 0x7F0000001234, ev], resolve)) == [
+        "outer", "inner", "0x7f0000001233", "middle"]
