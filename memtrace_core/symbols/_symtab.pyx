@@ -253,6 +253,19 @@ cdef class SymbolTable:
         out.reverse()
         return out
 
+    def entries(self) -> list:
+        """Every symbol as (addr, size, name, rank), in the order added (before finish()) or
+        sorted (after)."""
+        cdef const Sym *s
+        out = []
+        for i in range(self._n):
+            s = &self._syms[i]
+            raw = self._extra if s.table == 0xFFFFFFFF else self._strings[s.table]
+            out.append((s.addr, s.size,
+                        bytes(raw[s.name:s.name + s.length]).decode("utf-8", "replace"),
+                        s.rank))
+        return out
+
     @property
     def syms(self) -> list:
         """Every symbol as (addr, size, name), in order (for tests and tools)."""

@@ -13,7 +13,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from ._symtab import SymbolTable  # noqa: F401 - the table symbols() feed, in C
+from ._symtab import SymbolTable
 
 TYPE_CHECKING = False  # not typing's: the exit-time naming path stays light (issue 14)
 if TYPE_CHECKING:
@@ -24,8 +24,6 @@ SHF_COMPRESSED = 0x800
 SHT_NOBITS = 8
 ELFCOMPRESS_ZLIB = 1
 ELFCOMPRESS_ZSTD = 2
-STT_FUNC = 2
-STT_GNU_IFUNC = 10
 
 
 class ElfError(Exception):
@@ -145,44 +143,21 @@ def _zstd_decompress(data: bytes, size: int) -> bytes:
         raise ElfError("zstd: corrupt section") from None
 
 
-BIND_RANK = {0: 0, 2: 1, 1: 2}  # STB_LOCAL < STB_WEAK < STB_GLOBAL
-
-
-def parse_symtab(elf: ELFFile, data_of, tables=(".symtab", ".dynsym")
-                 ) -> list[tuple[int, int, str, int]]:
-    """Function symbols of an ELFFile as (addr, size, name, rank): the first of `tables`
-    present (.symtab is a superset of .dynsym)."""
-    out: list[tuple[int, int, str, int]] = []
-    is64 = elf.elfclass == 64
-    fmt = ("<" if elf.little_endian else ">") + ("IBBHQQ" if is64 else "IIIBBH")
-    entsize = 24 if is64 else 16
+def parse_symtab(elf: ELFFile, data_of, tables=(".symtab", ".dynsym"),
+                 into: SymbolTable | None = None, rank_add: int = 0) -> SymbolTable:
+    """Add the function symbols of an ELFFile to `into` (a new table when None), from the
+    first of `tables` that has any (.symtab is a superset of .dynsym); the table, not yet
+    finished. The entries are read in C (symbols/_symtab.pyx)."""
+    table = SymbolTable() if into is None else into
     for secname in tables:
         sec = elf.get_section_by_name(secname)
         if sec is None or sec["sh_type"] == "SHT_NOBITS":
             continue
         strtab = elf.get_section(sec["sh_link"])
-        strs = bytes(data_of(strtab))
-        data = data_of(sec)
-        whole = len(data) - len(data) % entsize
-        find = strs.find
-        rank = BIND_RANK.get
-        for entry in struct.iter_unpack(fmt, data[:whole]):
-            if is64:
-                name, info, _, shndx, value, size = entry
-            else:
-                name, value, size, info, _, shndx = entry
-            typ = info & 0xF
-            if (typ != STT_FUNC and typ != STT_GNU_IFUNC) or shndx == 0 or value == 0:
-                continue
-            z = find(b"\0", name)
-            nm = strs[name:z if z >= 0 else None].decode("utf-8", "replace")
-            at = nm.find("@")
-            if at > 0:
-                nm = nm[:at]
-            out.append((value, size, nm, rank(info >> 4, 0)))
-        if out:
+        if table.add_elf(data_of(sec), bytes(data_of(strtab)), elf.elfclass == 64,
+                         elf.little_endian, rank_add):
             break
-    return out
+    return table
 
 
 class ElfImage:
@@ -239,23 +214,13 @@ class ElfImage:
         return self.data_of(sec)
 
     def symbols(self, tables=(".symtab", ".dynsym")) -> list[tuple[int, int, str, int]]:
-        return parse_symtab(self.elf, self.data_of, tables)
+        """Function symbols as (addr, size, name, rank), in the section's order."""
+        return parse_symtab(self.elf, self.data_of, tables).entries()
 
     def add_symbols(self, table: SymbolTable, tables=(".symtab", ".dynsym"),
-                    rank_add: int = 0) -> int:
-        """Add the function symbols of the first of `tables` that has any to `table` (as
-        symbols() lists them, without making a tuple per symbol); how many."""
-        for secname in tables:
-            sec = self.sections.get(secname)
-            if sec is None or sec["sh_type"] == "SHT_NOBITS":
-                continue
-            strtab = self.elf.get_section(sec["sh_link"])
-            data = self.data_of(sec)
-            added = table.add_elf(data if len(data) else b"", bytes(self.data_of(strtab)),
-                                  self.elf.elfclass == 64, self.elf.little_endian, rank_add)
-            if added:
-                return added
-        return 0
+                    rank_add: int = 0) -> None:
+        """Add the function symbols of the first of `tables` that has any to `table`."""
+        parse_symtab(self.elf, self.data_of, tables, table, rank_add)
 
     def debuglink(self) -> tuple[str, int] | None:
         data = self.section(".gnu_debuglink")
@@ -312,25 +277,27 @@ def find_alt_file(debug_path: str, image: ElfImage) -> str | None:
     return None
 
 
-def minidebuginfo_symbols(image: ElfImage) -> list[tuple[int, int, str, int]]:
-    """Function symbols from MiniDebugInfo (.gnu_debugdata: an xz-compressed ELF)."""
+def minidebuginfo_symbols(image: ElfImage, into: SymbolTable | None = None) -> SymbolTable:
+    """Function symbols from MiniDebugInfo (.gnu_debugdata: an xz-compressed ELF), added
+    to `into` (a new table when None); the table, not yet finished."""
+    table = SymbolTable() if into is None else into
     data = image.section(".gnu_debugdata")
     if not data:
-        return []
+        return table
     import lzma
 
     try:
         inner = lzma.decompress(bytes(data))
     except lzma.LZMAError:
-        return []
+        return table
     import io
 
     try:
         elf = _open_elf(io.BytesIO(inner))
     except Exception:
-        return []
+        return table
 
     def data_of(sec):
         return sec.data()
 
-    return parse_symtab(elf, data_of)
+    return parse_symtab(elf, data_of, into=table)

@@ -75,8 +75,7 @@ class _Module:
             elif self._dbg_image is not None and ".symtab" in self._dbg_image.sections:
                 self._dbg_image.add_symbols(table)
             else:
-                for addr, size, name, rank in minidebuginfo_symbols(self.image):
-                    table.add(addr, size, name, rank)
+                minidebuginfo_symbols(self.image, table)
                 self.image.add_symbols(table)
             # exported names first among aliases (what elfutils prints)
             self.image.add_symbols(table, (".dynsym",), rank_add=3)

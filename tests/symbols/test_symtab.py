@@ -6,13 +6,15 @@ name over all, the covering sized symbol first, else the nearest zero-size one."
 from __future__ import annotations
 
 import bisect
+import io
+import lzma
 import subprocess
 from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from memtrace_core.symbols.elf import ElfImage, SymbolTable, minidebuginfo_symbols
+from memtrace_core.symbols.elf import SymbolTable
 from memtrace_core.symbols.symbolizer import _Module
 
 SRC = r"""
@@ -64,8 +66,10 @@ def reference(path: Path) -> list[tuple[int, int, str, int]]:
     with open(path, "rb") as f:
         elf = ELFFile(f)
         syms = functions(elf, ".symtab") or functions(elf, ".dynsym")
-        if not elf.get_section_by_name(".symtab"):
-            syms = minidebuginfo_symbols(ElfImage(path)) + syms
+        debugdata = elf.get_section_by_name(".gnu_debugdata")
+        if not elf.get_section_by_name(".symtab") and debugdata is not None:
+            inner = ELFFile(io.BytesIO(lzma.decompress(debugdata.data())))
+            syms = (functions(inner, ".symtab") or functions(inner, ".dynsym")) + syms
         return sorted(set(syms + functions(elf, ".dynsym", 3)),
                       key=lambda s: (s[0], s[3], s[2], s[1]))
 
