@@ -67,7 +67,7 @@ cdef class SymbolTable:
     cdef Sym *_syms
     cdef Py_ssize_t _n
     cdef Py_ssize_t _cap
-    cdef list _strings          # bytes objects the names point into
+    cdef list _strings          # the buffers (string tables) the names point into
     cdef const char **_bases
     cdef bytearray _extra       # names given one by one
     cdef bint _finished
@@ -117,19 +117,24 @@ cdef class SymbolTable:
         self._extra += raw
         self._n += 1
 
-    def add_elf(self, const uint8_t[::1] entries, bytes strtab, bint is64, bint little,
-                int rank_add=0) -> int:
+    def add_elf(self, const uint8_t[::1] entries, object strtab, bint is64,
+                bint little, int rank_add=0) -> int:
         """The function symbols of a raw symbol table section (with its string table):
         STT_FUNC and STT_GNU_IFUNC, defined (a section index), at a non-zero address; a
-        version suffix (`name@VER`) is left out. Returns how many were added."""
+        version suffix (`name@VER`) is left out. Returns how many were added. The string
+        table is any buffer (a mapped file's, say) and is kept, not copied: PyTorch's is
+        76 MB."""
         if self._finished:
             raise ValueError("the table is finished")
         cdef Py_ssize_t entsize = 24 if is64 else 16
         cdef Py_ssize_t count = entries.shape[0] // entsize
         cdef uint32_t table = len(self._strings)
+        cdef const uint8_t[::1] strview = strtab
         self._strings.append(strtab)
-        cdef const uint8_t *strs = <const uint8_t *>(<const char *>strtab)
-        cdef Py_ssize_t nstrs = len(strtab)
+        cdef Py_ssize_t nstrs = strview.shape[0]
+        cdef const uint8_t *strs = <const uint8_t *>""
+        if nstrs:
+            strs = &strview[0]
         cdef const uint8_t *base = &entries[0] if count else NULL
         cdef const uint8_t *e
         cdef const uint8_t *z
@@ -192,8 +197,13 @@ cdef class SymbolTable:
         self._bases = <const char **>realloc(NULL, (len(self._strings) + 1) * sizeof(char *))
         if self._bases == NULL:
             raise MemoryError()
+        cdef const uint8_t[::1] view
         for i, s in enumerate(self._strings):
-            self._bases[i] = <const char *>(<bytes>s)
+            view = s
+            if view.shape[0]:
+                self._bases[i] = <const char *>&view[0]
+            else:
+                self._bases[i] = ""
         _sort_bases = self._bases
         qsort(self._syms, self._n, sizeof(Sym), _compare)
         j = 0

@@ -1,12 +1,14 @@
 """ELF files for the symbolizer: build-ids, sections (decompressed), the debug file to
 read (build-id dir, .gnu_debuglink in gdb's order, MiniDebugInfo) and the symbol table.
 
-pyelftools gives the section structure; the section bytes are mapped or decompressed
-here because pyelftools knows neither zstd nor the separate-debug-file search.
+pyelftools reads and checks the ELF header; the section headers are read here in one
+pass, and the section bytes mapped or decompressed, because pyelftools knows neither zstd
+nor the separate-debug-file search.
 """
 
 from __future__ import annotations
 
+import io
 import mmap
 import os
 import struct
@@ -143,53 +145,85 @@ def _zstd_decompress(data: bytes, size: int) -> bytes:
         raise ElfError("zstd: corrupt section") from None
 
 
-def parse_symtab(elf: ELFFile, data_of, tables=(".symtab", ".dynsym"),
-                 into: SymbolTable | None = None, rank_add: int = 0) -> SymbolTable:
-    """Add the function symbols of an ELFFile to `into` (a new table when None), from the
-    first of `tables` that has any (.symtab is a superset of .dynsym); the table, not yet
-    finished. The entries are read in C (symbols/_symtab.pyx)."""
-    table = SymbolTable() if into is None else into
-    for secname in tables:
-        sec = elf.get_section_by_name(secname)
-        if sec is None or sec["sh_type"] == "SHT_NOBITS":
-            continue
-        strtab = elf.get_section(sec["sh_link"])
-        if table.add_elf(data_of(sec), bytes(data_of(strtab)), elf.elfclass == 64,
-                         elf.little_endian, rank_add):
-            break
-    return table
+class Section:
+    """One section header: what the symbolizer reads of it."""
+
+    __slots__ = ("name", "type", "flags", "offset", "size", "link")
+
+    def __init__(self, name: str, type: int, flags: int, offset: int, size: int,
+                 link: int) -> None:
+        self.name, self.type, self.flags = name, type, flags
+        self.offset, self.size, self.link = offset, size, link
+
+
+def _read_sections(elf: ELFFile, buf) -> list[Section]:
+    """Every section header of `elf` (pyelftools read and checked the ELF header), read
+    from the mapped file in one pass: pyelftools' own section objects cost ~10 ms a file
+    (it parses hash tables, string tables and notes as it makes them), which a first
+    `run --native` of PyTorch paid for each of its ~60 objects at exit."""
+    n = elf.num_sections()
+    if n == 0:
+        return []
+    shoff, entsize = elf["e_shoff"], elf["e_shentsize"]
+    fmt = ("<" if elf.little_endian else ">") + (
+        "IIQQQQIIQQ" if elf.elfclass == 64 else "IIIIIIIIII")
+    if entsize < struct.calcsize(fmt) or shoff + n * entsize > len(buf):
+        raise ElfError("its section headers lie past the end of the file")
+    rows = [struct.unpack_from(fmt, buf, shoff + i * entsize) for i in range(n)]
+    strndx = elf.get_shstrndx()
+    names = b""
+    if strndx < n:
+        off, size = rows[strndx][4], rows[strndx][5]
+        names = bytes(buf[off:off + size])
+    out = []
+    for name, typ, flags, _addr, off, size, link, _info, _align, _es in rows:
+        z = names.find(b"\0", name)
+        out.append(Section(names[name:z if z >= 0 else len(names)].decode("utf-8", "replace"),
+                           typ, flags, off, size, link))
+    return out
 
 
 class ElfImage:
-    """One opened ELF file: section bytes (mapped, decompressed) by name."""
+    """One opened ELF file (or the bytes of one): section bytes (mapped, decompressed) by
+    name, and its function symbols."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, data: bytes | None = None):
+        """The file at `path`, or, given `data`, those bytes (`path` names them)."""
         self.path = str(path)
-        self._f = open(self.path, "rb")
+        self._f = None
         try:
-            self._map = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ)
-            self.elf = _open_elf(self._f)
+            if data is None:
+                self._f = open(self.path, "rb")
+                self._buf = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ)
+                elf = _open_elf(self._f)
+            else:
+                self._buf = data
+                elf = _open_elf(io.BytesIO(data))
+            self.is64, self.little = elf.elfclass == 64, elf.little_endian
+            self.headers = _read_sections(elf, self._buf)
         except Exception as e:
-            self._f.close()
+            if self._f is not None:
+                self._f.close()
             raise ElfError(f"{path}: not a readable ELF file ({e})") from e
-        self.sections = {s.name: s for s in self.elf.iter_sections()}
+        self.sections = {s.name: s for s in self.headers}
 
     def close(self) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
 
     def has(self, name: str) -> bool:
         s = self.sections.get(name)
-        return s is not None and s["sh_type"] != "SHT_NOBITS" and s["sh_size"] > 0
+        return s is not None and s.type != SHT_NOBITS and s.size > 0
 
-    def data_of(self, sec) -> bytes | memoryview:
+    def data_of(self, sec: Section) -> bytes | memoryview:
         """Section contents, decompressed if SHF_COMPRESSED (zlib or zstd)."""
-        off, size = sec["sh_offset"], sec["sh_size"]
-        if sec["sh_type"] == "SHT_NOBITS" or size == 0:
+        off, size = sec.offset, sec.size
+        if sec.type == SHT_NOBITS or size == 0:
             return b""
-        raw = memoryview(self._map)[off:off + size]
-        if sec["sh_flags"] & SHF_COMPRESSED:
-            end = "<" if self.elf.little_endian else ">"
-            if self.elf.elfclass == 64:
+        raw = memoryview(self._buf)[off:off + size]
+        if sec.flags & SHF_COMPRESSED:
+            end = "<" if self.little else ">"
+            if self.is64:
                 ch_type, _, ch_size, _ = struct.unpack_from(end + "IIQQ", raw, 0)
                 body = bytes(raw[24:])
             else:
@@ -213,14 +247,24 @@ class ElfImage:
             return b""
         return self.data_of(sec)
 
+    def add_symbols(self, table: SymbolTable, tables=(".symtab", ".dynsym"),
+                    rank_add: int = 0) -> SymbolTable:
+        """Add the function symbols of the first of `tables` that has any to `table`
+        (.symtab is a superset of .dynsym); the table, not yet finished. The entries are
+        read in C (symbols/_symtab.pyx), the names left in place in the string table."""
+        for secname in tables:
+            sec = self.sections.get(secname)
+            if sec is None or sec.type == SHT_NOBITS or not 0 <= sec.link < len(self.headers):
+                continue
+            strtab = self.headers[sec.link]
+            if table.add_elf(self.data_of(sec), self.data_of(strtab), self.is64, self.little,
+                             rank_add):
+                break
+        return table
+
     def symbols(self, tables=(".symtab", ".dynsym")) -> list[tuple[int, int, str, int]]:
         """Function symbols as (addr, size, name, rank), in the section's order."""
-        return parse_symtab(self.elf, self.data_of, tables).entries()
-
-    def add_symbols(self, table: SymbolTable, tables=(".symtab", ".dynsym"),
-                    rank_add: int = 0) -> None:
-        """Add the function symbols of the first of `tables` that has any to `table`."""
-        parse_symtab(self.elf, self.data_of, tables, table, rank_add)
+        return self.add_symbols(SymbolTable(), tables).entries()
 
     def debuglink(self) -> tuple[str, int] | None:
         data = self.section(".gnu_debuglink")
@@ -287,17 +331,7 @@ def minidebuginfo_symbols(image: ElfImage, into: SymbolTable | None = None) -> S
     import lzma
 
     try:
-        inner = lzma.decompress(bytes(data))
-    except lzma.LZMAError:
+        inner = ElfImage(image.path + "[.gnu_debugdata]", lzma.decompress(bytes(data)))
+    except (lzma.LZMAError, ElfError):
         return table
-    import io
-
-    try:
-        elf = _open_elf(io.BytesIO(inner))
-    except Exception:
-        return table
-
-    def data_of(sec):
-        return sec.data()
-
-    return parse_symtab(elf, data_of, into=table)
+    return inner.add_symbols(table)

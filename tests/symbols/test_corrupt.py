@@ -15,8 +15,8 @@ from memtrace_core.symbols.symbolizer import _Module
 def test_flipped_bytes_in_debug_sections(libs, tmp_path):
     src = libs["cpp5"]
     image = ElfImage(src)
-    spans = [(s["sh_offset"], s["sh_size"]) for name, s in image.sections.items()
-             if name.startswith(".debug_") and s["sh_size"]]
+    spans = [(s.offset, s.size) for name, s in image.sections.items()
+             if name.startswith(".debug_") and s.size]
     image.close()
     mod = _Module(str(src), None, 0)
     addrs = [a + 3 for a, size, _ in mod.symtab.syms if size > 3]
