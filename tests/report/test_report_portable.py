@@ -421,3 +421,42 @@ def test_a_section_without_its_footer_yet_is_no_section(private, tmp_path):
         reader = read_capture(torn)
         assert reader.complete and reader.error is None
         assert (reader.records, reader.heap_bytes) == (whole.records, whole.heap_bytes)
+
+
+def test_naming_sets_off_no_collection_and_restores_the_collector(private, tmp_path):
+    """At the exit of `run --native` the traced program's objects are all alive; naming
+    must not make the collector walk them over and over (embed disables it meanwhile)."""
+    import gc
+
+    from memtrace_core.symbols.embed import embed
+
+    ext, cli = private
+    capture = tmp_path / "prog.mtrace"
+    proc = cli("run", "--native", "--no-names", "-o", str(capture), "prog.py")
+    assert proc.returncode == 0, proc.stderr
+    collections: list[int] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    path, cache = str(capture), tmp_path / "cache-embed"
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.callbacks.append(count)
+    gc.set_threshold(1)  # any container allocated would set one off
+    try:
+        named = embed(path, cache_dir=cache)
+        during = len(collections)
+        enabled_after = gc.isenabled()
+        gc.set_threshold(*threshold)
+        assert named > 0 and during == 0
+        assert enabled_after
+        gc.disable()
+        assert embed(path, cache_dir=cache) == named
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(count)
+    assert named == len(read_names(capture))
