@@ -14,7 +14,7 @@ ratio to the untraced run, then capture file sizes and bytes per allocation reco
 Modes: untraced; memtrace and memray, each plain and --native (and --follow-fork on the
 pool workload); memtrace-sample[-native] is `memtrace run --sample 512KiB`. The threads_N
 workloads run the same malloc/free work on N threads at once (thread-scaling table). The
-pandas workload is skipped (one line) when pandas is not installed.
+pandas and PyTorch workloads are skipped (one line) when their package is not installed.
 
 Speed figures live here, never in timed tests. memray's modes are skipped (one line says so)
 when memray is not importable.
@@ -46,7 +46,9 @@ from benchlib import (
 )
 
 WORKLOADS = ("empty", "pure_python", "numpy_work", "malloc_free", "pandas_merge", "pool",
-             "threads_1", "threads_2", "threads_8", "threads_idle")
+             "threads_1", "threads_2", "threads_8", "threads_idle", "torch_train")
+# workloads that need a package the bench extra does not bring: skipped (one line) without it
+OPTIONAL = {"pandas_merge": "pandas", "torch_train": "torch"}
 MODES = ("untraced", "memtrace", "memtrace-native", "memray", "memray-native",
          "memtrace-follow", "memray-follow", "memtrace-sample", "memtrace-sample-native")
 SAMPLE = "512KiB"
@@ -393,10 +395,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def measure(args: argparse.Namespace, results: Results) -> None:
     if any(m.startswith("memray") for m in args.modes) and not memray_available(results):
         args.modes = [m for m in args.modes if not m.startswith("memray")]
-    if "pandas_merge" in args.workloads and subprocess.run(
-            [args.python, "-c", "import pandas"], capture_output=True).returncode != 0:
-        results.skip("pandas_merge", "pandas is not installed (pip install pandas)")
-        args.workloads = [w for w in args.workloads if w != "pandas_merge"]
+    for workload, package in OPTIONAL.items():
+        if workload in args.workloads and subprocess.run(
+                [args.python, "-c", f"import {package}"], capture_output=True).returncode != 0:
+            results.skip(workload, f"{package} is not installed (pip install {package})")
+            args.workloads = [w for w in args.workloads if w != workload]
     report(args, run_all(args), results)
 
 

@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks"
 SCRIPTS = sorted(p.stem for p in BENCH.glob("bench_*.py"))
 HAVE_MEMRAY = importlib.util.find_spec("memray") is not None
-HAVE_PANDAS = importlib.util.find_spec("pandas") is not None  # not in the bench extra
+HAVE = {name: importlib.util.find_spec(name) is not None  # not in the bench extra
+        for name in ("pandas", "torch")}
 
 
 
@@ -42,7 +43,8 @@ def required_figures(script: str) -> list[str]:
         bench_run = bench_module("bench_run")
 
         modes = [m for m in bench_run.MODES if HAVE_MEMRAY or not m.startswith("memray")]
-        workloads = [w for w in bench_run.WORKLOADS if HAVE_PANDAS or w != "pandas_merge"]
+        workloads = [w for w in bench_run.WORKLOADS
+                     if w not in bench_run.OPTIONAL or HAVE[bench_run.OPTIONAL[w]]]
         # the empty program allocates nothing once started: no bytes per allocation; a
         # sampled capture of a tiny run may hold no allocation at all: its size counts
         return [f"{w}/{m}/{f}" for w in workloads for m in modes
