@@ -59,6 +59,15 @@ def test_built_variants_match_pyelftools(libs, variant):
     assert check_against_pyelftools(libs[variant]) > 10
 
 
+def test_separate_debug_file_matches_pyelftools(libs):
+    """A debug file made by --only-keep-debug: its code sections are NOBITS."""
+    debug = libs["debuglink"].parent / ".debug" / "libdl.so.debug"
+    assert check_against_pyelftools(debug) > 10
+    image = ElfImage(debug)
+    assert image.sections[".text"].type == 8 and image.section(".text") == b""
+    assert not image.has(".text") and image.has(".debug_info")
+
+
 def test_system_libraries_match_pyelftools(libpython):
     libraries = system_libraries(libpython)
     assert len(libraries) >= 2  # libpython and the C library at least
