@@ -16,6 +16,13 @@ import re
 import struct
 from dataclasses import dataclass, field
 
+from memtrace_core.elf_tables import (
+    SHT_DYNSYM,
+    SHT_GNU_VERSYM,
+    ElfHeader,
+    parse_header,
+    section_rows,
+)
 from memtrace_core.errors import UserError
 
 _MAPS_LINE = re.compile(
@@ -101,19 +108,19 @@ def read_image(pid: int) -> ProcessImage:
 
 # -- ELF: program headers and the dynamic symbol table, read from the file ---------------
 
-def _read_header(f) -> tuple[int, int, int, int, int]:
-    head = f.read(64)
-    if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+def _read_header(f) -> ElfHeader:
+    """The header of a 64-bit little-endian ELF file (the only kind we inject into)."""
+    hdr = parse_header(f.read(64))
+    if hdr is None or not hdr.is64 or not hdr.little:
         raise UserError(f"{f.name}: not a 64-bit little-endian ELF file")
-    phoff, shoff = struct.unpack_from("<QQ", head, 32)
-    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", head, 54)
-    return phoff, phnum, phentsize, shoff, shnum if shentsize == 64 else 0
+    return hdr
 
 
 def _load_segments(path: str) -> list[tuple[int, int, int]]:
     """(p_vaddr, p_offset, p_filesz) of each PT_LOAD."""
     with open(path, "rb") as f:
-        phoff, phnum, phentsize, _, _ = _read_header(f)
+        hdr = _read_header(f)
+        phoff, phnum, phentsize = hdr.phoff, hdr.phnum, hdr.phentsize
         f.seek(phoff)
         data = f.read(phnum * phentsize)
     out = []
@@ -151,22 +158,22 @@ def dynamic_symbols(path: str) -> dict[str, tuple[int, int]]:
     if cached is not None:
         return cached
     with open(path, "rb") as f:
-        _, _, _, shoff, shnum = _read_header(f)
-        f.seek(shoff)
-        raw = f.read(shnum * 64)
-        sections = [struct.unpack_from("<IIQQQQIIQQ", raw, i * 64) for i in range(shnum)]
+        hdr = _read_header(f)
+        f.seek(hdr.shoff)
+        sections = section_rows(f.read(hdr.shnum * hdr.shentsize), hdr)
 
         def body(index: int) -> bytes:
-            sec = sections[index]
-            f.seek(sec[4])
-            return f.read(sec[5])
+            if not 0 <= index < len(sections):
+                return b""
+            f.seek(sections[index].offset)
+            return f.read(sections[index].size)
 
-        dynsym = next((i for i, s in enumerate(sections) if s[1] == 11), None)  # SHT_DYNSYM
+        dynsym = next((i for i, s in enumerate(sections) if s.type == SHT_DYNSYM), None)
         if dynsym is None:
             raise UserError(f"{path} has no dynamic symbol table")
-        versym = next((i for i, s in enumerate(sections) if s[1] == 0x6FFFFFFF), None)
+        versym = next((i for i, s in enumerate(sections) if s.type == SHT_GNU_VERSYM), None)
         syms = body(dynsym)
-        strs = body(sections[dynsym][6])
+        strs = body(sections[dynsym].link)
         versions = body(versym) if versym is not None else b""
     out: dict[str, tuple[int, int]] = {}
     hidden: dict[str, tuple[int, int]] = {}

@@ -15,6 +15,8 @@ import struct
 import zlib
 from pathlib import Path
 
+from memtrace_core.elf_tables import SHT_NOTE, parse_header, section_format, section_rows
+
 from ._symtab import SymbolTable
 
 TYPE_CHECKING = False  # not typing's: the exit-time naming path stays light (issue 14)
@@ -44,23 +46,14 @@ def _open_elf(f) -> ELFFile:
 def read_build_id(path: str | os.PathLike) -> str | None:
     """The NT_GNU_BUILD_ID of a file as lowercase hex, read from its program headers."""
     with open(path, "rb") as f:
-        head = f.read(64)
-        if len(head) < 64 or head[:4] != b"\x7fELF":
+        hdr = parse_header(f.read(64))
+        if hdr is None:
             raise ElfError(f"{path}: not an ELF file")
-        is64, little = head[4] == 2, head[5] == 1
-        end = "<" if little else ">"
-        if is64:
-            phoff, = struct.unpack_from(end + "Q", head, 32)
-            phentsize, phnum = struct.unpack_from(end + "HH", head, 54)
-            shoff, = struct.unpack_from(end + "Q", head, 40)
-        else:
-            phoff, = struct.unpack_from(end + "I", head, 28)
-            phentsize, phnum = struct.unpack_from(end + "HH", head, 42)
-            shoff, = struct.unpack_from(end + "I", head, 32)
-        f.seek(phoff)
+        is64, end, phentsize, phnum = hdr.is64, hdr.end, hdr.phentsize, hdr.phnum
+        f.seek(hdr.phoff)
         ph = f.read(phentsize * phnum)
         notes = []
-        for i in range(phnum):
+        for i in range(min(phnum, len(ph) // max(phentsize, 1))):
             if is64:
                 p_type, _, p_offset, _, _, p_filesz = struct.unpack_from(
                     end + "IIQQQQ", ph, i * phentsize)
@@ -70,7 +63,7 @@ def read_build_id(path: str | os.PathLike) -> str | None:
             if p_type == 4:  # PT_NOTE
                 notes.append((p_offset, p_filesz))
         if not notes:  # debug files: notes only as sections
-            return _build_id_from_sections(path)
+            return _build_id_from_sections(f, hdr)
         for off, size in notes:
             f.seek(off)
             bid = _scan_notes(f.read(min(size, 1 << 16)), end)
@@ -93,36 +86,19 @@ def _scan_notes(data: bytes, end: str) -> str | None:
     return None
 
 
-def _build_id_from_sections(path: str | os.PathLike) -> str | None:
+def _build_id_from_sections(f, hdr) -> str | None:
     """The build-id of a file whose notes are only sections (debug files; libraries built
-    without one show none here either): every SHT_NOTE section's notes, read with struct
-    (no pyelftools: its import alone costs more than the rest of naming a capture)."""
-    with open(path, "rb") as f:
-        head = f.read(64)
-        is64, end = head[4] == 2, "<" if head[5] == 1 else ">"
-        if is64:
-            shoff, = struct.unpack_from(end + "Q", head, 40)
-            shentsize, shnum = struct.unpack_from(end + "HH", head, 58)
-        else:
-            shoff, = struct.unpack_from(end + "I", head, 32)
-            shentsize, shnum = struct.unpack_from(end + "HH", head, 46)
-        if not shoff or not shnum:
-            return None
-        f.seek(shoff)
-        sh = f.read(shentsize * shnum)
-        for i in range(min(shnum, len(sh) // max(shentsize, 1))):
-            if is64:
-                _, sh_type, _, _, sh_offset, sh_size = struct.unpack_from(
-                    end + "IIQQQQ", sh, i * shentsize)
-            else:
-                _, sh_type, _, _, sh_offset, sh_size = struct.unpack_from(
-                    end + "IIIIII", sh, i * shentsize)
-            if sh_type != 7:  # SHT_NOTE
-                continue
-            f.seek(sh_offset)
-            bid = _scan_notes(f.read(min(sh_size, 1 << 16)), end)
-            if bid:
-                return bid
+    without one show none here either): every SHT_NOTE section's notes."""
+    if not hdr.shoff or not hdr.shnum:
+        return None
+    f.seek(hdr.shoff)
+    for row in section_rows(f.read(hdr.shentsize * hdr.shnum), hdr):
+        if row.type != SHT_NOTE:
+            continue
+        f.seek(row.offset)
+        bid = _scan_notes(f.read(min(row.size, 1 << 16)), hdr.end)
+        if bid:
+            return bid
     return None
 
 
@@ -164,22 +140,22 @@ def _read_sections(elf: ELFFile, buf) -> list[Section]:
     n = elf.num_sections()
     if n == 0:
         return []
-    shoff, entsize = elf["e_shoff"], elf["e_shentsize"]
-    fmt = ("<" if elf.little_endian else ">") + (
-        "IIQQQQIIQQ" if elf.elfclass == 64 else "IIIIIIIIII")
-    if entsize < struct.calcsize(fmt) or shoff + n * entsize > len(buf):
+    hdr = parse_header(bytes(buf[:64]))
+    if hdr is None:
+        raise ElfError("its ELF header is cut short")
+    shoff, entsize = hdr.shoff, hdr.shentsize
+    if entsize < struct.calcsize(section_format(hdr)) or shoff + n * entsize > len(buf):
         raise ElfError("its section headers lie past the end of the file")
-    rows = [struct.unpack_from(fmt, buf, shoff + i * entsize) for i in range(n)]
+    rows = section_rows(buf, hdr, n, at=shoff)
     strndx = elf.get_shstrndx()
     names = b""
     if strndx < n:
-        off, size = rows[strndx][4], rows[strndx][5]
-        names = bytes(buf[off:off + size])
+        names = bytes(buf[rows[strndx].offset:rows[strndx].offset + rows[strndx].size])
     out = []
-    for name, typ, flags, _addr, off, size, link, _info, _align, _es in rows:
-        z = names.find(b"\0", name)
-        out.append(Section(names[name:z if z >= 0 else len(names)].decode("utf-8", "replace"),
-                           typ, flags, off, size, link))
+    for r in rows:
+        z = names.find(b"\0", r.name)
+        out.append(Section(names[r.name:z if z >= 0 else len(names)].decode("utf-8", "replace"),
+                           r.type, r.flags, r.offset, r.size, r.link))
     return out
 
 
