@@ -57,7 +57,7 @@ def parse_header(head: bytes) -> ElfHeader | None:
     return ElfHeader(is64, little, phoff, phentsize, phnum, shoff, shentsize, shnum, shstrndx)
 
 
-def section_format(header: ElfHeader) -> str:
+def _section_format(header: ElfHeader) -> str:
     """struct format of one section header of this file's class and byte order."""
     return header.end + ("IIQQQQIIQQ" if header.is64 else "IIIIIIIIII")
 
@@ -67,7 +67,7 @@ def section_rows(table, header: ElfHeader, count: int | None = None,
     """The section headers in `table` (bytes or a buffer) from offset `at`: `count` of them
     (the header's shnum by default), or as many as lie whole in it. An entry size smaller
     than a section header reads none."""
-    fmt = section_format(header)
+    fmt = _section_format(header)
     entsize = header.shentsize
     if entsize < struct.calcsize(fmt):
         return []

@@ -15,7 +15,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from memtrace_core.elf_tables import SHT_NOTE, parse_header, section_format, section_rows
+from memtrace_core.elf_tables import SHT_NOTE, ElfHeader, parse_header, section_rows
 
 from ._symtab import SymbolTable
 
@@ -86,7 +86,7 @@ def _scan_notes(data: bytes, end: str) -> str | None:
     return None
 
 
-def _build_id_from_sections(f, hdr) -> str | None:
+def _build_id_from_sections(f, hdr: ElfHeader) -> str | None:
     """The build-id of a file whose notes are only sections (debug files; libraries built
     without one show none here either): every SHT_NOTE section's notes."""
     if not hdr.shoff or not hdr.shnum:
@@ -143,10 +143,9 @@ def _read_sections(elf: ELFFile, buf) -> list[Section]:
     hdr = parse_header(bytes(buf[:64]))
     if hdr is None:
         raise ElfError("its ELF header is cut short")
-    shoff, entsize = hdr.shoff, hdr.shentsize
-    if entsize < struct.calcsize(section_format(hdr)) or shoff + n * entsize > len(buf):
+    rows = section_rows(buf, hdr, n, at=hdr.shoff)  # whole entries only, none if too small
+    if len(rows) != n:
         raise ElfError("its section headers lie past the end of the file")
-    rows = section_rows(buf, hdr, n, at=shoff)
     strndx = elf.get_shstrndx()
     names = b""
     if strndx < n:
