@@ -110,6 +110,25 @@ def _check_ptrace(pid: int, uid: int, comm: str) -> None:
         raise UserError(f"ptrace not permitted: {YAMA} is 2 (admin only); run memtrace as root")
 
 
+def _maps_denied_hint(pid: int, uid: int) -> str:
+    """Why the kernel hid a process's maps from us, once _check_ptrace found nothing against
+    it: the usual advice (its user, or root) is wrong for root, or for its own user."""
+    if _has_cap_sys_ptrace():
+        return ("the kernel refuses even with CAP_SYS_PTRACE: a security policy (AppArmor, "
+                "SELinux, a sandbox) protects it")
+    if os.geteuid() == 0:
+        return ("memtrace runs as root without CAP_SYS_PTRACE: give it the capability (a "
+                "container needs --cap-add SYS_PTRACE)")
+    try:
+        # The kernel gives a non-dumpable process's /proc files to root.
+        hidden = uid != 0 and os.stat(f"/proc/{pid}/maps").st_uid == 0
+    except OSError:
+        hidden = False
+    if hidden:
+        return "it is not dumpable (setuid, or prctl PR_SET_DUMPABLE 0): run memtrace as root"
+    return "run memtrace as the process's user or as root"
+
+
 def yama_scope() -> int | None:
     try:
         return int(_read(YAMA).strip())
@@ -160,7 +179,7 @@ def inspect(pid: int) -> Target:
     except PermissionError:
         raise UserError(
             f"ptrace not permitted: cannot read /proc/{pid}/maps of process {pid} ({comm}); "
-            f"run memtrace as the process's user or as root"
+            f"{_maps_denied_hint(pid, uid)}"
         ) from None
     if "libpypy" in maps:
         raise UserError(f"process {pid} ({comm}) runs PyPy; memtrace supports CPython only")

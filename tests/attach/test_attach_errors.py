@@ -113,6 +113,53 @@ def test_ptrace_not_permitted(tmp_path):
         target.kill()
 
 
+def test_root_without_cap_sys_ptrace_on_a_non_dumpable_process(tmp_path):
+    """Root whose capability was dropped (a container without SYS_PTRACE) is told so, not
+    told to run as root."""
+    code = ("import ctypes, time; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); "
+            "print('ready', flush=True); time.sleep(30)")
+    target = Target(["/usr/bin/python3", "-c", code], {"PATH": os.environ["PATH"]}, tmp_path)
+    try:
+        target.wait_line("ready")
+        proc = subprocess.run(
+            ["setpriv", "--bounding-set=-sys_ptrace", *MEMTRACE,
+             "attach", str(target.pid), "-o", str(tmp_path / "x.mtrace")],
+            env=cli_env(), capture_output=True, text=True, timeout=30)
+        line = one_line_error(proc, "ptrace not permitted",
+                              "root without CAP_SYS_PTRACE", "--cap-add SYS_PTRACE")
+        assert "run memtrace as the process's user" not in line
+        assert state(target.pid) == "S"
+    finally:
+        target.kill()
+
+
+def test_maps_hidden_from_root_with_the_capability_names_a_security_policy(monkeypatch):
+    """With CAP_SYS_PTRACE nothing memtrace can change lets it in: the message says what
+    can (here the kernel's refusal is simulated; a sandbox's PID 1 does it for real)."""
+    from memtrace_core.attach import target as target_mod
+    from memtrace_core.errors import UserError
+
+    real_read = target_mod._read
+
+    def read(path: str) -> str:
+        if path.endswith("/maps"):
+            raise PermissionError(13, "Permission denied")
+        return real_read(path)
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        monkeypatch.setattr(target_mod, "_read", read)
+        monkeypatch.setattr(target_mod, "_has_cap_sys_ptrace", lambda: True)
+        with pytest.raises(UserError) as err:
+            target_mod.inspect(child.pid)
+        assert f"cannot read /proc/{child.pid}/maps" in str(err.value)
+        assert "security policy" in str(err.value)
+        assert "as root" not in str(err.value)
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_already_traced_by_memtrace(tmp_path, leaklib):
     stop = tmp_path / "stop"
     target = Target([*MEMTRACE, "run", "-o",
