@@ -113,12 +113,8 @@ def _check_ptrace(pid: int, uid: int, comm: str) -> None:
 def _maps_denied_hint(pid: int, uid: int) -> str:
     """Why the kernel hid a process's maps from us, once _check_ptrace found nothing against
     it: the usual advice (its user, or root) is wrong for root, or for its own user."""
-    if _has_cap_sys_ptrace():
-        return ("the kernel refuses even with CAP_SYS_PTRACE: a security policy (AppArmor, "
-                "SELinux, a sandbox) protects it")
-    if os.geteuid() == 0:
-        return ("memtrace runs as root without CAP_SYS_PTRACE: give it the capability (a "
-                "container needs --cap-add SYS_PTRACE)")
+    if _has_cap_sys_ptrace() or os.geteuid() == 0:
+        return ptrace_hint()
     try:
         # The kernel gives a non-dumpable process's /proc files to root.
         hidden = uid != 0 and os.stat(f"/proc/{pid}/maps").st_uid == 0
@@ -138,6 +134,12 @@ def yama_scope() -> int | None:
 
 def ptrace_hint() -> str:
     """How to get ptrace permission here, for gdb's "Operation not permitted"."""
+    if _has_cap_sys_ptrace():
+        return ("the kernel refuses even with CAP_SYS_PTRACE: a security policy (AppArmor, "
+                "SELinux, seccomp, a sandbox) forbids it")
+    if os.geteuid() == 0:
+        return ("memtrace runs as root without CAP_SYS_PTRACE: give it the capability (a "
+                "container needs --cap-add SYS_PTRACE)")
     if yama_scope() == 1:
         return (f"{YAMA} is 1 (only a parent may trace its children): run memtrace as root "
                 f"(sudo), or allow it until reboot with `echo 0 | sudo tee {YAMA}`")
