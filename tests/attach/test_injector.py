@@ -34,8 +34,10 @@ from tests.attach.attach_support import (
 )
 
 SLEEP = 0.1
-# Under a loaded 2-core CI machine a 0.1 s sleep can take longer; never shorter.
-SLEEP_SLACK = 0.6
+# A sleep is never cut short; it may end late, by the time the agent holds the GIL while it
+# starts (imports, on a cold and loaded 2-core machine, can take most of a second): the
+# bound only catches a sleep left hanging.
+SLEEP_SLACK = 3.0
 
 
 def _cpu_flags() -> set[str]:
