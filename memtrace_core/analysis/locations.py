@@ -102,13 +102,16 @@ def native_locations(reader: Any) -> dict[NativeLocation, LocationStats]:
         stats.add(row[3:])
     # Latest snapshot first: a library unloaded since is still found in an older one.
     # (the modmap module alone loads neither pyelftools nor msgpack: stats stays light)
-    from memtrace_core.symbols.modmap import ModuleMap
+    # Several processes read as one (model.processes) look each address up in its own.
+    lookup = getattr(reader, "module_lookup", None)
+    if lookup is None:
+        from memtrace_core.symbols.modmap import ModuleMap
 
-    modmap = ModuleMap.from_history(reader.maps_history)
+        lookup = ModuleMap.from_history(reader.maps_history).lookup
     out: dict[NativeLocation, LocationStats] = {}
     for node, stats in by_node.items():
         ip = reader.native_stack(node)[0]
-        hit = modmap.lookup(ip)
+        hit = lookup(ip)
         loc = NativeLocation("", ip) if hit is None else NativeLocation(hit[0], hit[2], hit[1])
         _merge(out, loc, stats)
     return out

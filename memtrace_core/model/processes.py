@@ -187,9 +187,20 @@ class MergedReader:
         return [(code | tag, line, entry)
                 for code, line, entry in self.readers[k].py_stack(node & _NODE_MASK)]
 
+    def py_frame(self, node: int):
+        k = node >> NODE_SHIFT
+        frame = self.readers[k].py_frame(node & _NODE_MASK)
+        return None if frame is None else (frame[0] | (k << NODE_SHIFT), *frame[1:])
+
     def native_stack(self, node: int) -> list:
         k = node >> NODE_SHIFT
         return [tag_ip(ip, k) for ip in self.readers[k].native_stack(node & _NODE_MASK)]
+
+    def reserved_stacks(self) -> list:
+        self._sync()
+        return [(self._local[k][local], size, n)
+                for k, r in enumerate(self.readers)
+                for local, size, n in r.reserved_stacks()]
 
     def take_changed(self) -> list:
         """Stack ids whose figures changed since the last call, new ones included."""
@@ -234,6 +245,33 @@ class MergedReader:
     temporary_allocations = property(lambda self: self._sum("temporary_allocations"))
     temporary_bytes = property(lambda self: self._sum("temporary_bytes"))
     records = property(lambda self: self._sum("records"))
+    reserved_bytes = property(lambda self: self._sum("reserved_bytes"))
+    reserved_mappings = property(lambda self: self._sum("reserved_mappings"))
+    total_reserved_bytes = property(lambda self: self._sum("total_reserved_bytes"))
+    total_reservations = property(lambda self: self._sum("total_reservations"))
+    # the sum of each process's own most: a bound (they need not reach it at once)
+    reserved_peak_bytes = property(lambda self: self._sum("reserved_peak_bytes"))
+
+    @property
+    def truncated(self) -> bool:
+        return any(r.truncated for r in self.readers)
+
+    @property
+    def allocator_stats(self) -> dict:
+        out: dict[int, tuple[int, int]] = {}
+        for r in self.readers:
+            for code, (count, size) in r.allocator_stats.items():
+                have = out.get(code, (0, 0))
+                out[code] = (have[0] + count, have[1] + size)
+        return out
+
+    @property
+    def size_histogram(self) -> list:
+        out: dict[int, int] = {}
+        for r in self.readers:
+            for low, count in r.size_histogram:
+                out[low] = out.get(low, 0) + count
+        return sorted(out.items())
 
     @property
     def untraced_children(self) -> int:
@@ -302,6 +340,11 @@ class MergedReader:
             if heap == peak:
                 return t
         return self.last_time_us
+
+    @property
+    def peak_by_us(self) -> int:
+        """The sum's peak is taken at a sample: that instant."""
+        return self.peak_time_us
 
 
 def read_processes(path: str, progress=None, temporary_threshold: int = 1):

@@ -21,6 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", help="capture file written by `memtrace run`")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.add_argument("--all-processes", action="store_true",
+                   help="FILE and its traced children's captures (FILE.PID, from "
+                   "--follow-fork): each process's own figures, then all of them together, "
+                   "locations merged by frame")
     p.add_argument(
         "--top",
         type=int,
@@ -38,17 +42,28 @@ def run(args: argparse.Namespace) -> int:
     from memtrace_core.reader import read_capture
     from memtrace_tui.cli._progress import Progress
 
-    with Progress("reading the capture") as progress:
-        reader = read_capture(args.file, progress=progress)
     limit = args.top if args.top is not None else (JSON_TOP if args.json else HUMAN_TOP)
     embedded = None
-    if (reader.header or {}).get("native"):
-        from memtrace_core.reader import read_names
+    if args.all_processes:
+        from memtrace_core.model.processes import read_processes
 
-        embedded = read_names(args.file)
-        if embedded is not None and embedded.warning:
-            print(f"memtrace: warning: {embedded.warning}", file=sys.stderr)
-    summary = summarize(reader, limit or None, embedded)
+        with Progress("reading the captures") as progress:
+            reader, embedded = read_processes(args.file, progress)
+        for line in reader.skipped:
+            print(f"memtrace: warning: skipped {line}", file=sys.stderr)
+        summary = summarize(reader, limit or None, embedded)
+        summary["processes"] = [_process_entry(path, r)
+                                for path, r in zip(reader.paths, reader.readers, strict=True)]
+    else:
+        with Progress("reading the capture") as progress:
+            reader = read_capture(args.file, progress=progress)
+        if (reader.header or {}).get("native"):
+            from memtrace_core.reader import read_names
+
+            embedded = read_names(args.file)
+        summary = summarize(reader, limit or None, embedded)
+    if embedded is not None and embedded.warning:
+        print(f"memtrace: warning: {embedded.warning}", file=sys.stderr)
     from memtrace_core.tracer.children import child_captures
 
     summary["child_captures"] = child_captures(args.file)
@@ -147,6 +162,31 @@ def summarize(reader: Any, limit: int | None = None, embedded: Any = None) -> di
         ]
         namer.close()
     return out
+
+
+def _process_entry(path: str, reader: Any) -> dict[str, Any]:
+    """One process of `stats --all-processes`: who it was and its own figures, exact."""
+    header = reader.header or {}
+    argv = header.get("argv") or []
+    start = float(header.get("start_time") or 0.0)
+    if reader.trailer is not None and start:
+        duration = max(0.0, reader.trailer["end_time"] - start)
+    else:
+        duration = reader.last_time_us / 1e6
+    return {
+        "file": path,
+        "pid": header.get("pid"),
+        "parent_pid": header.get("parent_pid"),
+        "command": " ".join(str(a) for a in argv) if isinstance(argv, list) else str(argv),
+        "complete": reader.complete,
+        "exit_code": reader.trailer["exit_code"] if reader.trailer else None,
+        "duration_s": round(duration, 6),
+        "total_allocated_bytes": reader.total_allocated_bytes,
+        "total_allocations": reader.total_allocations,
+        "peak_bytes": reader.peak_bytes,
+        "leaked_bytes": reader.heap_bytes,
+        "leaked_allocations": reader.heap_allocations,
+    }
 
 
 def _reserved(reader: Any, limit: int | None) -> dict[str, Any]:
@@ -264,6 +304,12 @@ def print_human(s: dict[str, Any], path: str) -> None:
     if s.get("child_captures"):
         console.print(f"  children       {len(s['child_captures'])} traced, each in its own "
                       f"capture: {', '.join(s['child_captures'])}")
+    processes = s.get("processes")
+    if processes:
+        console.print(f"  processes      {len(processes)}: the program and its traced "
+                      "children, each below with its own figures; every other figure is "
+                      "all of them together")
+        console.print(_processes_table(Table, processes))
     e = ""  # the estimate mark of a sampled capture
     if s.get("sampled"):
         from memtrace_core.sampling import ESTIMATE_MARK, describe
@@ -274,8 +320,13 @@ def print_human(s: dict[str, Any], path: str) -> None:
     console.print(f"  allocated      {e}{_size(s['total_allocated_bytes'])} "
                   f"({e}{s['total_allocated_bytes']} B) in {e}{s['total_allocations']} "
                   "allocations")
-    console.print(f"  peak heap      {e}{_size(s['peak_bytes'])} ({e}{s['peak_bytes']} B) in "
-                  f"{e}{s['peak_allocations']} allocations {_peak_when(s)}")
+    if processes:  # the processes' heaps summed at their samples: no count of blocks
+        console.print(f"  peak heap      {e}{_size(s['peak_bytes'])} ({e}{s['peak_bytes']} B) "
+                      f"{_peak_when(s)}, all processes at once (their heaps summed at each "
+                      "sample)")
+    else:
+        console.print(f"  peak heap      {e}{_size(s['peak_bytes'])} ({e}{s['peak_bytes']} B) "
+                      f"in {e}{s['peak_allocations']} allocations {_peak_when(s)}")
     console.print(f"  leaked         {e}{_size(s['leaked_bytes'])} ({e}{s['leaked_bytes']} B) "
                   f"in {e}{s['leaked_allocations']} allocations still in use at the end")
     if s["reserved"]["total_mappings"]:
@@ -333,6 +384,25 @@ def print_human(s: dict[str, Any], path: str) -> None:
     if not s["complete"]:
         console.print("[bold]incomplete capture[/bold]: figures cover the records up to "
                       "where it stops.")
+
+
+def _processes_table(table_cls: Any, processes: list[dict[str, Any]]) -> Any:
+    table = table_cls(title="Processes", title_justify="left")
+    for name, justify in (("pid", "right"), ("parent", "right"), ("command", "left"),
+                          ("ended", "left"), ("allocated", "right"), ("peak", "right"),
+                          ("leaked", "right")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for p in processes:
+        if not p["complete"]:
+            ended = "incomplete"
+        elif p["exit_code"] is not None and p["exit_code"] < 0:
+            ended = f"signal {-p['exit_code']}"
+        else:
+            ended = f"exit {p['exit_code']}"
+        table.add_row(str(p["pid"]), str(p["parent_pid"] or ""), p["command"],
+                      f"{ended}, {p['duration_s']:.3f} s", _size(p["total_allocated_bytes"]),
+                      _size(p["peak_bytes"]), _size(p["leaked_bytes"]))
+    return table
 
 
 def _reserved_lines(r: dict[str, Any]) -> list[str]:

@@ -100,3 +100,59 @@ def test_table_and_errors(tmp_path, mt):
         out = mt.cli(*how, "--all-processes", str(tmp_path / "missing.mtrace"), cwd=tmp_path)
         assert out.returncode != 0 and b"Traceback" not in out.stderr, out.stderr
         assert len(out.stderr.decode().strip().splitlines()) == 1, out.stderr
+
+
+def _stats(mt, capture: Path, *options: str) -> dict:
+    out = mt.cli("stats", "--json", *options, str(capture), cwd=capture.parent)
+    assert out.returncode == 0, out.stderr.decode()
+    return json.loads(out.stdout)
+
+
+def test_stats_all_processes_sums_every_process(tmp_path, mt):
+    run = mt.trace(tmp_path, POOL, "fork", options=("--follow-fork", "--native"),
+                   timeout=180).check()
+    children = sorted(tmp_path.glob("prog.mtrace.*"))
+    assert len(children) == 2, run.proc.stderr.decode()
+    merged = _stats(mt, run.capture, "--all-processes", "--top", "0")
+    alone = [_stats(mt, path, "--top", "0") for path in [run.capture, *children]]
+
+    # each process with its own figures, the program first
+    assert [p["pid"] for p in merged["processes"]] == [s["pid"] for s in alone]
+    assert [p["parent_pid"] for p in merged["processes"]] == [None] + [alone[0]["pid"]] * 2
+    for p, s in zip(merged["processes"], alone, strict=True):
+        assert (p["total_allocated_bytes"], p["peak_bytes"], p["leaked_bytes"]) == (
+            s["total_allocated_bytes"], s["peak_bytes"], s["leaked_bytes"])
+        assert p["complete"] and p["exit_code"] == 0
+    # all of them together: exact sums
+    for key in ("total_allocated_bytes", "total_allocations", "total_frees",
+                "leaked_bytes", "leaked_allocations", "records"):
+        assert merged[key] == sum(s[key] for s in alone), key
+    for name, v in merged["allocators"].items():
+        assert v["count"] == sum(s["allocators"].get(name, {"count": 0})["count"]
+                                 for s in alone)
+        assert v["bytes"] == sum(s["allocators"].get(name, {"bytes": 0})["bytes"]
+                                 for s in alone)
+    assert sum(h["count"] for h in merged["size_histogram"]) == merged["total_allocations"]
+    # the heaps summed at their samples: at least each one's own peak, at most all of them
+    assert max(s["peak_bytes"] for s in alone) <= merged["peak_bytes"]
+    assert merged["peak_bytes"] <= sum(s["peak_bytes"] for s in alone)
+
+    # both workers' leak at one Python location, exactly; the C function that called
+    # malloc holds the parent's blocks and the workers', named
+    leaks = [loc for loc in merged["top_leaking_locations"]
+             if loc["function"] == "worker_leak" and loc["line"] == run.lines["worker"]]
+    assert [(loc["leaked_bytes"], loc["leaked_count"]) for loc in leaks] == [(6 * 70001, 6)]
+    native = [loc for loc in merged["top_native_locations"] if loc["function"] == "keep_blocks"]
+    assert len(native) == 1, merged["top_native_locations"][:5]
+    assert (native[0]["leaked_bytes"], native[0]["leaked_count"]) == (
+        6 * 70001 + 2 * 50003, 8)
+
+    # the human report: every process in its table, the peak said to be a sum
+    out = mt.cli("stats", "--all-processes", str(run.capture), cwd=tmp_path)
+    text = out.stdout.decode()
+    assert out.returncode == 0, out.stderr.decode()
+    assert "processes      3:" in text and "all processes at once" in text
+    assert all(str(s["pid"]) in text for s in alone)
+    missing = mt.cli("stats", "--all-processes", str(tmp_path / "missing.mtrace"), cwd=tmp_path)
+    assert missing.returncode != 0 and b"Traceback" not in missing.stderr
+    assert len(missing.stderr.decode().strip().splitlines()) == 1, missing.stderr
