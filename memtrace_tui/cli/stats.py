@@ -304,12 +304,6 @@ def print_human(s: dict[str, Any], path: str) -> None:
     if s.get("child_captures"):
         console.print(f"  children       {len(s['child_captures'])} traced, each in its own "
                       f"capture: {', '.join(s['child_captures'])}")
-    processes = s.get("processes")
-    if processes:
-        console.print(f"  processes      {len(processes)}: the program and its traced "
-                      "children, each below with its own figures; every other figure is "
-                      "all of them together")
-        console.print(_processes_table(Table, processes))
     e = ""  # the estimate mark of a sampled capture
     if s.get("sampled"):
         from memtrace_core.sampling import ESTIMATE_MARK, describe
@@ -317,6 +311,12 @@ def print_human(s: dict[str, Any], path: str) -> None:
         e = f"{ESTIMATE_MARK} "
         console.print(f"  sampling       {describe(s['sampled'])}: every figure below is an "
                       f"estimate ({ESTIMATE_MARK})")
+    processes = s.get("processes")
+    if processes:
+        console.print(f"  processes      {len(processes)}: the program and its traced "
+                      "children, each below with its own figures; every other figure is "
+                      "all of them together")
+        console.print(_processes_table(Table, processes, e))
     console.print(f"  allocated      {e}{_size(s['total_allocated_bytes'])} "
                   f"({e}{s['total_allocated_bytes']} B) in {e}{s['total_allocations']} "
                   "allocations")
@@ -386,7 +386,8 @@ def print_human(s: dict[str, Any], path: str) -> None:
                       "where it stops.")
 
 
-def _processes_table(table_cls: Any, processes: list[dict[str, Any]]) -> Any:
+def _processes_table(table_cls: Any, processes: list[dict[str, Any]], e: str) -> Any:
+    """One row per process; `e`: the estimate mark of a sampled capture, or ""."""
     table = table_cls(title="Processes", title_justify="left")
     for name, justify in (("pid", "right"), ("parent", "right"), ("command", "left"),
                           ("ended", "left"), ("allocated", "right"), ("peak", "right"),
@@ -400,8 +401,9 @@ def _processes_table(table_cls: Any, processes: list[dict[str, Any]]) -> Any:
         else:
             ended = f"exit {p['exit_code']}"
         table.add_row(str(p["pid"]), str(p["parent_pid"] or ""), p["command"],
-                      f"{ended}, {p['duration_s']:.3f} s", _size(p["total_allocated_bytes"]),
-                      _size(p["peak_bytes"]), _size(p["leaked_bytes"]))
+                      f"{ended}, {p['duration_s']:.3f} s",
+                      *(e + _size(p[key]) for key in ("total_allocated_bytes", "peak_bytes",
+                                                      "leaked_bytes")))
     return table
 
 

@@ -156,3 +156,16 @@ def test_stats_all_processes_sums_every_process(tmp_path, mt):
     missing = mt.cli("stats", "--all-processes", str(tmp_path / "missing.mtrace"), cwd=tmp_path)
     assert missing.returncode != 0 and b"Traceback" not in missing.stderr
     assert len(missing.stderr.decode().strip().splitlines()) == 1, missing.stderr
+
+
+def test_stats_all_processes_marks_sampled_figures(tmp_path, mt):
+    run = mt.trace(tmp_path, POOL, "fork", options=("--follow-fork", "--sample", "64KiB"),
+                   timeout=180).check()
+    pids = [_stats(mt, path)["pid"] for path in sorted(tmp_path.glob("prog.mtrace.*"))]
+    assert len(pids) == 2
+    merged = _stats(mt, run.capture, "--all-processes")
+    assert merged["sampled"] == 65536 and len(merged["processes"]) == 3
+    text = mt.cli("stats", "--all-processes", str(run.capture), cwd=tmp_path).stdout.decode()
+    rows = [line for line in text.splitlines() if any(f"│ {pid} │" in line for pid in pids)]
+    # each worker's own figures are estimates too: allocated, peak and leaked marked
+    assert len(rows) == 2 and all(line.count("≈") == 3 for line in rows), text
