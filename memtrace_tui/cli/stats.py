@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         summary = summarize(reader, limit or None, embedded)
         summary["processes"] = [_process_entry(path, r)
                                 for path, r in zip(reader.paths, reader.readers, strict=True)]
+        summary["peak_allocations"] = None  # heaps summed at their samples: no block count
     else:
         with Progress("reading the capture") as progress:
             reader = read_capture(args.file, progress=progress)
@@ -88,30 +89,25 @@ def summarize(reader: Any, limit: int | None = None, embedded: Any = None) -> di
     from memtrace_core.sampling import sample_bytes
 
     header = reader.header
-    start = float(header.get("start_time") or 0.0)
-    if reader.trailer is not None and start:
-        duration = max(0.0, reader.trailer["end_time"] - start)
-    else:
-        duration = reader.last_time_us / 1e6
-    argv = header.get("argv") or []
     py_locs = python_locations(reader)
+    who = _process(reader)
     out: dict[str, Any] = {
         "file_format": header.get("format"),
         "sampled": sample_bytes(header),
-        "pid": header.get("pid"),
-        "command": " ".join(str(a) for a in argv) if isinstance(argv, list) else str(argv),
+        "pid": who["pid"],
+        "command": who["command"],
         "python": header.get("python"),
         "native": bool(header.get("native", False)),
         "names_embedded": len(embedded) if embedded is not None else 0,
         "python_allocators": bool(header.get("python_allocators", False)),
         "attached": bool(header.get("attached", False)),
-        "parent_pid": header.get("parent_pid"),
-        "complete": reader.complete,
+        "parent_pid": who["parent_pid"],
+        "complete": who["complete"],
         "truncated": reader.truncated,
         "error": reader.error,
-        "exit_code": reader.trailer["exit_code"] if reader.trailer else None,
+        "exit_code": who["exit_code"],
         "untraced_children": (reader.trailer or {}).get("untraced_children"),
-        "duration_s": round(duration, 6),
+        "duration_s": who["duration_s"],
         "records": reader.records,
         "total_allocated_bytes": reader.total_allocated_bytes,
         "total_allocations": reader.total_allocations,
@@ -164,23 +160,31 @@ def summarize(reader: Any, limit: int | None = None, embedded: Any = None) -> di
     return out
 
 
-def _process_entry(path: str, reader: Any) -> dict[str, Any]:
-    """One process of `stats --all-processes`: who it was and its own figures, exact."""
+def _process(reader: Any) -> dict[str, Any]:
+    """Which process a capture traced, and how and when it ended (the program's, for
+    several processes read as one)."""
     header = reader.header or {}
-    argv = header.get("argv") or []
     start = float(header.get("start_time") or 0.0)
     if reader.trailer is not None and start:
         duration = max(0.0, reader.trailer["end_time"] - start)
     else:
         duration = reader.last_time_us / 1e6
+    argv = header.get("argv") or []
     return {
-        "file": path,
         "pid": header.get("pid"),
         "parent_pid": header.get("parent_pid"),
         "command": " ".join(str(a) for a in argv) if isinstance(argv, list) else str(argv),
         "complete": reader.complete,
         "exit_code": reader.trailer["exit_code"] if reader.trailer else None,
         "duration_s": round(duration, 6),
+    }
+
+
+def _process_entry(path: str, reader: Any) -> dict[str, Any]:
+    """One process of `stats --all-processes`: who it was and its own figures, exact."""
+    return {
+        "file": path,
+        **_process(reader),
         "total_allocated_bytes": reader.total_allocated_bytes,
         "total_allocations": reader.total_allocations,
         "peak_bytes": reader.peak_bytes,
@@ -285,11 +289,8 @@ def print_human(s: dict[str, Any], path: str) -> None:
     console.print(f"  command        {s['command']}   (pid {s['pid']}, Python {s['python']}, "
                   f"native frames: {native})")
     if s["complete"]:
-        state = "complete"
-        if s["exit_code"] is not None and s["exit_code"] < 0:
-            state += f", killed by signal {-s['exit_code']}"
-        elif s["exit_code"] is not None:
-            state += f", exit code {s['exit_code']}"
+        state = "complete" + (f", {_ended(s['exit_code'])}" if s["exit_code"] is not None
+                              else "")
     else:
         state = "incomplete capture (no trailer: the program was killed or the stream was cut"
         state += "; last record cut short)" if s["truncated"] else ")"
@@ -386,6 +387,15 @@ def print_human(s: dict[str, Any], path: str) -> None:
                       "where it stops.")
 
 
+def _ended(exit_code: int | None) -> str:
+    """How a traced process ended, from its trailer's exit code (negative: a signal)."""
+    if exit_code is None:
+        return "exit status unknown"
+    if exit_code < 0:
+        return f"killed by signal {-exit_code}"
+    return f"exit code {exit_code}"
+
+
 def _processes_table(table_cls: Any, processes: list[dict[str, Any]], e: str) -> Any:
     """One row per process; `e`: the estimate mark of a sampled capture, or ""."""
     table = table_cls(title="Processes", title_justify="left")
@@ -394,12 +404,7 @@ def _processes_table(table_cls: Any, processes: list[dict[str, Any]], e: str) ->
                           ("leaked", "right")):
         table.add_column(name, justify=justify, overflow="fold")
     for p in processes:
-        if not p["complete"]:
-            ended = "incomplete"
-        elif p["exit_code"] is not None and p["exit_code"] < 0:
-            ended = f"signal {-p['exit_code']}"
-        else:
-            ended = f"exit {p['exit_code']}"
+        ended = "incomplete" if not p["complete"] else _ended(p["exit_code"])
         table.add_row(str(p["pid"]), str(p["parent_pid"] or ""), p["command"],
                       f"{ended}, {p['duration_s']:.3f} s",
                       *(e + _size(p[key]) for key in ("total_allocated_bytes", "peak_bytes",
