@@ -303,8 +303,9 @@ def print_human(s: dict[str, Any], path: str) -> None:
         console.print(f"  children       {n} child process{'es' if n > 1 else ''} ran "
                       f"untraced{hint}")
     if s.get("child_captures"):
+        together = "" if s.get("processes") else " (`stats --all-processes` adds them up)"
         console.print(f"  children       {len(s['child_captures'])} traced, each in its own "
-                      f"capture: {', '.join(s['child_captures'])}")
+                      f"capture: {', '.join(s['child_captures'])}{together}")
     e = ""  # the estimate mark of a sampled capture
     if s.get("sampled"):
         from memtrace_core.sampling import ESTIMATE_MARK, describe

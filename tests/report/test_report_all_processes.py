@@ -151,7 +151,11 @@ def test_stats_all_processes_sums_every_process(tmp_path, mt):
     out = mt.cli("stats", "--all-processes", str(run.capture), cwd=tmp_path)
     text = out.stdout.decode()
     assert out.returncode == 0, out.stderr.decode()
-    assert "processes      3:" in text and "all processes at once" in text
+    assert "processes      3:" in text and "all processes at once" in " ".join(text.split())
+    # the program's own report points to them
+    alone_text = mt.cli("stats", str(run.capture), cwd=tmp_path).stdout.decode()
+    assert "`stats --all-processes` adds them up" in " ".join(alone_text.split())
+    assert "adds them up" not in " ".join(text.split())
     assert all(str(s["pid"]) in text for s in alone)
     missing = mt.cli("stats", "--all-processes", str(tmp_path / "missing.mtrace"), cwd=tmp_path)
     assert missing.returncode != 0 and b"Traceback" not in missing.stderr
