@@ -322,13 +322,11 @@ def print_human(s: dict[str, Any], path: str) -> None:
     console.print(f"  allocated      {e}{_size(s['total_allocated_bytes'])} "
                   f"({e}{s['total_allocated_bytes']} B) in {e}{s['total_allocations']} "
                   "allocations")
-    if processes:  # the processes' heaps summed at their samples: no count of blocks
-        console.print(f"  peak heap      {e}{_size(s['peak_bytes'])} ({e}{s['peak_bytes']} B) "
-                      f"{_peak_when(s)}, all processes at once (their heaps summed at each "
-                      "sample)")
-    else:
-        console.print(f"  peak heap      {e}{_size(s['peak_bytes'])} ({e}{s['peak_bytes']} B) "
-                      f"in {e}{s['peak_allocations']} allocations {_peak_when(s)}")
+    # several processes: their heaps summed at their samples, with no count of blocks
+    blocks = "" if processes else f"in {e}{s['peak_allocations']} allocations "
+    together = ", all processes at once (their heaps summed at each sample)" if processes else ""
+    console.print(f"  peak heap      {e}{_size(s['peak_bytes'])} ({e}{s['peak_bytes']} B) "
+                  f"{blocks}{_peak_when(s)}{together}")
     console.print(f"  leaked         {e}{_size(s['leaked_bytes'])} ({e}{s['leaked_bytes']} B) "
                   f"in {e}{s['leaked_allocations']} allocations still in use at the end")
     if s["reserved"]["total_mappings"]:
