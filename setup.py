@@ -1,5 +1,6 @@
 """Build the Cython/C extensions: one extension per .pyx, C helpers beside it."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -64,7 +65,10 @@ def extensions() -> list[Extension]:
                 depends=headers,
             )
         )
-    return cythonize(exts, language_level=3, compiler_directives={"embedsignature": True})
+    return cythonize(exts, language_level=3, compiler_directives={"embedsignature": True},
+                     nthreads=JOBS)
 
 
-setup(ext_modules=extensions())
+# every core: the extensions are independent, and their build is most of an install's time
+JOBS = os.cpu_count() or 1
+setup(ext_modules=extensions(), options={"build_ext": {"parallel": JOBS}})

@@ -15,8 +15,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MEMTRACE = (sys.executable, "-m", "memtrace_tui")
-# would change what the traced programs allocate, or run code before them
-UNSET = ("PYTHONMALLOC", "PYTHONTRACEMALLOC", "PYTHONDEVMODE", "PYTHONSTARTUP")
+# would change what the traced programs allocate, or run code before them; or, COLUMNS and
+# LINES (pytest-xdist's workers set 80 and 24), the width reports are printed at, which
+# the tests' expected lines assume is memtrace's own default for output that is not a tty
+UNSET = ("PYTHONMALLOC", "PYTHONTRACEMALLOC", "PYTHONDEVMODE", "PYTHONSTARTUP", "COLUMNS",
+         "LINES")
 
 
 def memtrace_env(*paths: str | Path, **extra: str) -> dict[str, str]:
