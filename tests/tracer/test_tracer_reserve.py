@@ -79,10 +79,12 @@ def test_reservations_are_kept_apart_from_the_heap(traced):
     assert (reader.reserved_bytes, reader.reserved_mappings) == (764 * MiB, 2)
     assert reader.reserved_peak_bytes == 1280 * MiB
     assert (reader.total_reserved_bytes, reader.total_reservations) == (1280 * MiB, 2)
-    # in no heap figure (the interpreter itself may allocate a few hundred bytes at a line)
+    # in no heap figure (the interpreter itself may allocate a few hundred bytes at a line;
+    # sampled, one of them drawn stands for about the mean, 64 KiB: 3.10 drew one in CI)
+    most = 4096 if not reader.sample_bytes else 4 * reader.sample_bytes
     for name in ("noreserve", "none"):
         got = totals_at(reader, "<module>", lines[name])
-        assert got.bytes < 4096 and got.leaked_bytes == 0, (name, got)
+        assert got.bytes < most and got.leaked_bytes == 0, (name, got)
         assert live_at(reader, "<module>", lines[name]) == [], name
     assert reader.peak_bytes < 64 * MiB and reader.heap_bytes < 64 * MiB
     assert all(size < 64 * MiB for _a, size, _s, _k in reader.live_allocations())
@@ -90,7 +92,7 @@ def test_reservations_are_kept_apart_from_the_heap(traced):
     assert [(size, kind) for _a, size, kind in live_at(reader, "<module>", lines["commit"])] \
         == [(4 * MiB, MMAP)]
     plain = totals_at(reader, "<module>", lines["plain"])
-    assert 2 * MiB <= plain.bytes < 2 * MiB + 4096 and plain.leaked_bytes == 0, plain
+    assert 2 * MiB <= plain.bytes < 2 * MiB + most and plain.leaked_bytes == 0, plain
     # a MAP_NORESERVE extent under 1 GiB holds what it was mapped for: memory in use
     assert [(size, kind) for _a, size, kind in live_at(reader, "<module>", lines["extent"])] \
         == [(4 * MiB, MMAP)]
