@@ -6,6 +6,7 @@ through the public reader API (docs/READER_API.md) and `stats --json`.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +147,16 @@ def stats_location(stats: dict[str, Any], function: str, line: int) -> dict[str,
 
 
 def function_ranges(library: Path) -> dict[str, tuple[int, int]]:
-    """{name: (start, end)} of the defined functions of an ELF file, from `nm -S`."""
+    """{name: (start, end)} of the defined functions of an ELF file, from `nm -S`; read
+    once per version of the file (a test may name thousands of stacks)."""
+    st = library.stat()
+    return dict(_function_ranges(str(library), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _function_ranges(
+    library: str, _mtime_ns: int, _size: int
+) -> tuple[tuple[str, tuple[int, int]], ...]:
     out = subprocess.run(
         ["nm", "-S", "--defined-only", str(library)], capture_output=True, text=True, check=True
     ).stdout
@@ -156,7 +166,7 @@ def function_ranges(library: Path) -> dict[str, tuple[int, int]]:
         if len(parts) == 4 and parts[2] in "tTwW":
             start, size = int(parts[0], 16), int(parts[1], 16)
             ranges[parts[3]] = (start, start + size)
-    return ranges
+    return tuple(ranges.items())
 
 
 def module_of(maps: list[Any], ip: int) -> tuple[str, int] | None:
