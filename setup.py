@@ -12,6 +12,8 @@ from setuptools import Extension, setup
 ROOT = Path(__file__).parent
 CAPTURE_WRITER = "memtrace_core/capture/writer.c"  # the one capture writer, in two extensions
 SHARED_HEADERS = [ROOT / "memtrace_core" / d for d in ("reader", "wire", "capture")]
+# every core: the extensions are independent, and their build is most of an install's time
+JOBS = os.cpu_count() or 1
 
 
 def pkg_config(name: str, package: str) -> tuple[list[str], list[str]]:
@@ -69,6 +71,4 @@ def extensions() -> list[Extension]:
                      nthreads=JOBS)
 
 
-# every core: the extensions are independent, and their build is most of an install's time
-JOBS = os.cpu_count() or 1
 setup(ext_modules=extensions(), options={"build_ext": {"parallel": JOBS}})
