@@ -145,6 +145,12 @@ def ring_resident_bytes() -> int:
     return mt_recorder_ring_resident()
 
 
+def memo_resident_bytes() -> int:
+    """How many bytes of the threads' native-node maps are in memory (-1: unknown): a
+    stopped recording hands them all back to the system (recorder.c): for tests."""
+    return mt_recorder_memo_resident()
+
+
 def held_bytes() -> int:
     """The size of the recorder's buffers and interning tables: megabytes while it records,
     0 once it stopped and was released (a detached program keeps none of it, recorder.c):

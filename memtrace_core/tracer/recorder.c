@@ -406,7 +406,10 @@ typedef struct {
  * that point, one after another, each lookup's key holding the node found before; in the
  * shared table (8 MiB for a pandas service's 78,000 nodes) each of those is a cache miss
  * (pandas with pyarrow: 8% of the traced run's CPU in the lookups). This map stays in the
- * core's cache. Direct-mapped: a slot keeps the last node that hashed to it. */
+ * core's cache. Direct-mapped: a slot keeps the last node that hashed to it. A mapping of
+ * its own, listed in g_memos: a stopped recording hands its pages back
+ * (memo_release_all_locked), as the rings' (a thread alive after a detach keeps no 64 KiB
+ * for it). */
 #define MT_MEMO_SLOTS 4096u        /* 64 KiB a thread */
 #define MT_MEMO_AFTER 4096u        /* made once the thread looked up this many frames */
 typedef struct natnode_memo {
@@ -416,6 +419,10 @@ typedef struct natnode_memo {
     } slot[MT_MEMO_SLOTS];
 } natnode_memo;
 
+/* Every thread's map (lock held), g_n_memos of them. */
+static natnode_memo **g_memos;
+static size_t g_n_memos, g_memos_cap;
+
 static inline uint32_t memo_index(uint32_t parent, uintptr_t ip) {
     uint64_t h = ((uint64_t)ip ^ ((uint64_t)parent << 32)) * 0x9E3779B97F4A7C15ULL;
     return (uint32_t)(h >> 40) & (MT_MEMO_SLOTS - 1); /* a product's high bits mix best */
@@ -424,6 +431,7 @@ static inline uint32_t memo_index(uint32_t parent, uintptr_t ip) {
 static __thread stack_cache *t_cache __attribute__((tls_model("initial-exec"))) = NULL;
 static pthread_key_t g_cache_key;
 static void ring_retire(stack_cache *c);
+static void memo_retire(stack_cache *c);
 static pthread_once_t g_cache_once = PTHREAD_ONCE_INIT;
 
 static void free_cache(void *p) {
@@ -441,7 +449,7 @@ static void free_cache(void *p) {
     free(c->py);
     free(c->py_nodes);
     free(c->py_scratch);
-    free(c->memo);
+    memo_retire(c);
     free(c);
 }
 static void make_cache_key(void) { pthread_key_create(&g_cache_key, free_cache); }
@@ -583,7 +591,7 @@ static inline int native_common(const stack_cache *c, const uintptr_t *ips, int 
     return i;
 }
 
-/* The thread's memo, valid for this recording; NULL until it looks up often. */
+/* The thread's map (lock held), valid for this recording; NULL until it looks up often. */
 static natnode_memo *thread_memo(stack_cache *c) {
     if (LIKELY(c->memo != NULL)) {
         if (UNLIKELY(c->memo_gen != g_generation)) { /* node numbers start again */
@@ -593,10 +601,44 @@ static natnode_memo *thread_memo(stack_cache *c) {
         return c->memo;
     }
     if (c->table_lookups < MT_MEMO_AFTER) return NULL;
-    c->memo = calloc(1, sizeof *c->memo);
+    c->table_lookups = 0; /* out of memory below: try again after as many lookups */
+    if (g_n_memos == g_memos_cap) {
+        size_t cap = g_memos_cap ? g_memos_cap * 2 : 16;
+        natnode_memo **bigger = realloc(g_memos, cap * sizeof *bigger);
+        if (bigger == NULL) return NULL;
+        g_memos = bigger;
+        g_memos_cap = cap;
+    }
+    void *memo = mmap(NULL, sizeof(natnode_memo), PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); /* zeroed: every slot empty */
+    if (memo == MAP_FAILED) return NULL;
+    g_memos[g_n_memos++] = memo;
+    c->memo = memo;
     c->memo_gen = g_generation;
-    if (c->memo == NULL) c->table_lookups = 0; /* out of memory: try again later */
-    return c->memo;
+    return memo;
+}
+
+/* A stopped recording's maps (lock held): their pages go back to the system and read as
+ * zeros, empty slots, until their threads record again. */
+static void memo_release_all_locked(void) {
+    for (size_t i = 0; i < g_n_memos; i++)
+        madvise(g_memos[i], sizeof(natnode_memo), MADV_DONTNEED);
+}
+
+/* A thread ends (its stack cache's destructor): its map goes. */
+static void memo_retire(stack_cache *c) {
+    natnode_memo *memo = c->memo;
+    if (memo == NULL) return;
+    c->memo = NULL;
+    lock();
+    for (size_t i = 0; i < g_n_memos; i++) {
+        if (g_memos[i] == memo) {
+            g_memos[i] = g_memos[--g_n_memos];
+            break;
+        }
+    }
+    unlock();
+    munmap(memo, sizeof *memo);
 }
 
 static uint32_t intern_native_locked(stack_cache *c, const uintptr_t *ips, int n, int i) {
@@ -1513,6 +1555,25 @@ long mt_recorder_ring_resident(void) {
     return bytes;
 }
 
+long mt_recorder_memo_resident(void) {
+    int saved = mt_guard;
+    mt_guard = 1;
+    long bytes = 0;
+    lock();
+    for (size_t i = 0; i < g_n_memos && bytes >= 0; i++) {
+        unsigned char pages[sizeof(natnode_memo) / 4096 + 1];
+        size_t n = (sizeof(natnode_memo) + g_page - 1) / g_page;
+        if (n > sizeof pages || mincore(g_memos[i], sizeof(natnode_memo), pages) != 0) {
+            bytes = -1;
+            break;
+        }
+        for (size_t k = 0; k < n; k++) bytes += (pages[k] & 1) ? (long)g_page : 0;
+    }
+    unlock();
+    mt_guard = saved;
+    return bytes;
+}
+
 /* Whether a record of this thread can go to its ring: its thread index is current, and no
  * quiet spell ended (the record after one is stamped at once, under the lock). */
 static inline int ring_ok(void) {
@@ -2231,6 +2292,10 @@ static void atfork_child(void) {
     /* The parent's threads' rings: not the child's (its own records go under the lock). */
     g_n_rings = g_dead_rings = 0;
     g_rings_on = 0;
+    /* The parent's threads' maps: copies the child's threads never use (left in place, as
+     * those rings); the forking thread's own stays listed. */
+    g_n_memos = 0;
+    if (t_cache != NULL && t_cache->memo != NULL) g_memos[g_n_memos++] = t_cache->memo;
     g_drain_busy = g_drain_waiters = 0;
     if (t_cache != NULL) t_cache->ring = NULL;
     if (g_running) {
@@ -2420,6 +2485,7 @@ void mt_recorder_stop(int exit_code, int has_code) {
     g_running = 0;
     free_dead_rings_locked(); /* threads that ended while the writer finished */
     for (size_t i = 0; i < g_n_rings; i++) ring_release(g_rings[i]);
+    memo_release_all_locked();
     release_buffers();
     /* The interning tables (up to 2 MiB each once filled): the next start makes them again.
      * A record still interning when the stop came (it waited for room with the lock

@@ -64,6 +64,9 @@ int mt_recorder_native_summary(uint64_t **ips, size_t *n_ips, uint8_t **maps,
 int mt_recorder_rings(void);
 /* The bytes of those rings resident in memory (mincore; -1 when it cannot tell): for tests. */
 long mt_recorder_ring_resident(void);
+/* The bytes of the threads' native-node maps resident in memory (-1: cannot tell): for
+ * tests. */
+long mt_recorder_memo_resident(void);
 /* A stopped recording leaves nothing behind: its native stack table (kept for
  * mt_recorder_native_summary) goes too. A detach calls it. */
 void mt_recorder_release(void);

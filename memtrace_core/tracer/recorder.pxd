@@ -21,5 +21,6 @@ cdef extern from "recorder.h" nogil:
     void mt_set_thread_name(long os_tid, const char *name, int rename)
     int mt_recorder_rings()
     long mt_recorder_ring_resident()
+    long mt_recorder_memo_resident()
     void mt_recorder_release()
     long mt_recorder_held_bytes()

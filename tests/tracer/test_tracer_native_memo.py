@@ -100,3 +100,51 @@ def test_every_block_carries_its_own_path(mt, tmp_path, memo_lib, threads):
         assert turns == want, (path, names)
         seen[path] = seen.get(path, 0) + 1
     assert seen == {path: ROUNDS * threads for path in range(1 << DEPTH)}
+
+
+STOPPED = f"""
+import ctypes, os, sys, threading
+from memtrace_core.tracer import _tracer
+from memtrace_core.tracer.header import header_record
+
+fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+_tracer.start(fd, True, False, header_record({{"format": _tracer.FORMAT_VERSION,
+                                              "pid": os.getpid(), "argv": [],
+                                              "native": True}}))
+lib = ctypes.CDLL(sys.argv[1])
+lib.drive.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+ran, done = threading.Barrier(3), threading.Event()
+
+
+def worker(k):
+    lib.drive({DEPTH}, {ROUNDS}, k)
+    ran.wait()
+    done.wait()  # alive after the stop: a thread that ends takes its map with it
+
+
+threads = [threading.Thread(target=worker, args=(k,)) for k in range(2)]
+for t in threads:
+    t.start()
+ran.wait()
+during = _tracer.memo_resident_bytes()
+_tracer.stop(0)
+os.close(fd)
+_tracer.release()  # as a detach does
+after = _tracer.memo_resident_bytes()
+done.set()
+for t in threads:
+    t.join()
+print(during, after)
+"""
+
+
+def test_a_stopped_recording_hands_back_the_maps(mt, tmp_path, memo_lib):
+    """A detach hands the maps back with the rings' records: two threads that used theirs (64
+    KiB each: 8,191 nodes in 4,096 slots touch every page) keep none of it after the stop,
+    while they live on."""
+    (tmp_path / "prog.py").write_text(STOPPED)
+    proc = mt.plain("prog.py", str(memo_lib), str(tmp_path / "stopped.mtrace"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    during, after = map(int, proc.stdout.split())
+    assert during == 2 * 64 * 1024, during
+    assert after == 0, after
