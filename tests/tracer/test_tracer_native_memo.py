@@ -15,7 +15,7 @@ import pytest
 
 from tests.tracer.tracer_support import functions_on_stack
 
-DEPTH = 12  # 4,096 paths; their trie has 8,191 nodes in this library, the map 4,096 slots
+DEPTH = 12  # 4,096 paths: 12,286 trie nodes in this library below drive, the map 4,096 slots
 ROUNDS = 3
 BASE = 10_000  # a block's size is BASE + its path: the path its stack must show
 
@@ -140,7 +140,7 @@ print(during, after)
 
 def test_a_stopped_recording_hands_back_the_maps(mt, tmp_path, memo_lib):
     """A detach hands the maps back with the rings' records: two threads that used theirs (64
-    KiB each: 8,191 nodes in 4,096 slots touch every page) keep none of it after the stop,
+    KiB each: 12,286 nodes in 4,096 slots touch every page) keep none of it after the stop,
     while they live on."""
     (tmp_path / "prog.py").write_text(STOPPED)
     proc = mt.plain("prog.py", str(memo_lib), str(tmp_path / "stopped.mtrace"), cwd=tmp_path)
