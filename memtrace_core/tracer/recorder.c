@@ -1536,43 +1536,37 @@ long mt_recorder_held_bytes(void) {
     return bytes;
 }
 
-long mt_recorder_ring_resident(void) {
+/* The resident bytes of a page-aligned block of the recorder's (mincore; -1: cannot tell). */
+static long block_resident(void *block, size_t len) {
+    unsigned char pages[64]; /* a ring's 11 pages, a map's 16, at 4 KiB */
+    size_t n = (len + g_page - 1) / g_page;
+    long bytes = 0;
+    if (n > sizeof pages || mincore(block, len, pages) != 0) return -1;
+    for (size_t k = 0; k < n; k++) bytes += (pages[k] & 1) ? (long)g_page : 0;
+    return bytes;
+}
+
+/* The resident bytes of every thread's ring, or (maps) of every native-node map: for
+ * tests. */
+static long recorder_resident(int maps) {
     int saved = mt_guard;
     mt_guard = 1;
     long bytes = 0;
     lock();
-    for (size_t i = 0; i < g_n_rings; i++) {
-        unsigned char pages[sizeof(mt_ring) / 4096 + 2];
-        size_t n = g_ring_bytes / g_page;
-        if (n > sizeof pages || mincore(g_rings[i], g_ring_bytes, pages) != 0) {
-            bytes = -1;
-            break;
-        }
-        for (size_t k = 0; k < n; k++) bytes += (pages[k] & 1) ? (long)g_page : 0;
+    size_t n = maps ? g_n_memos : g_n_rings;
+    for (size_t i = 0; i < n && bytes >= 0; i++) {
+        long b = maps ? block_resident(g_memos[i], sizeof(natnode_memo))
+                      : block_resident(g_rings[i], g_ring_bytes);
+        bytes = b < 0 ? -1 : bytes + b;
     }
     unlock();
     mt_guard = saved;
     return bytes;
 }
 
-long mt_recorder_memo_resident(void) {
-    int saved = mt_guard;
-    mt_guard = 1;
-    long bytes = 0;
-    lock();
-    for (size_t i = 0; i < g_n_memos && bytes >= 0; i++) {
-        unsigned char pages[sizeof(natnode_memo) / 4096 + 1];
-        size_t n = (sizeof(natnode_memo) + g_page - 1) / g_page;
-        if (n > sizeof pages || mincore(g_memos[i], sizeof(natnode_memo), pages) != 0) {
-            bytes = -1;
-            break;
-        }
-        for (size_t k = 0; k < n; k++) bytes += (pages[k] & 1) ? (long)g_page : 0;
-    }
-    unlock();
-    mt_guard = saved;
-    return bytes;
-}
+long mt_recorder_ring_resident(void) { return recorder_resident(0); }
+
+long mt_recorder_memo_resident(void) { return recorder_resident(1); }
 
 /* Whether a record of this thread can go to its ring: its thread index is current, and no
  * quiet spell ended (the record after one is stamped at once, under the lock). */
