@@ -39,6 +39,23 @@ int mt_capture_python(mt_pyframe *frames, int max) {
     }
     return depth;
 }
+
+int mt_python_unchanged(const mt_pyframe *prev, int depth) {
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    if (ts == NULL) return 0;
+    int k = depth; /* prev[k - 1] is the next frame to match, walking outwards */
+    for (PyFrameObject *f = ts->frame; f != NULL; f = f->f_back) {
+        PyCodeObject *co = f->f_code;
+        if (co == NULL) continue;
+        if ((void *)co == g_root_code) break;
+        if (--k < 0) return 0;
+        const mt_pyframe *p = &prev[k];
+        if (p->code != (void *)co || p->lasti != f->f_lasti ||
+            p->linetable != co->co_linetable || !p->is_entry)
+            return 0;
+    }
+    return k == 0;
+}
 #else
 
 static inline PyCodeObject *frame_code(_PyInterpreterFrame *f) {
@@ -92,7 +109,48 @@ int mt_capture_python(mt_pyframe *frames, int max) {
     }
     return depth;
 }
+
+int mt_python_unchanged(const mt_pyframe *prev, int depth) {
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    if (ts == NULL) return 0;
+    _PyInterpreterFrame *f = current_frame(ts);
+    int k = depth; /* prev[k - 1] is the next frame to match, walking outwards */
+#if PY_VERSION_HEX >= 0x030C0000
+    int entry = 0; /* a shim came after the frame matched last */
 #endif
+    for (; f != NULL; f = f->previous) {
+#if PY_VERSION_HEX >= 0x030C0000
+        if (f->owner == FRAME_OWNED_BY_CSTACK) {
+            entry = 1;
+            continue;
+        }
+#endif
+        PyCodeObject *co = frame_code(f);
+        if ((void *)co == g_root_code && co != NULL) break;
+        /* An incomplete frame is not tested for (its code is read once more): it never
+         * matches, as its instruction is before any a complete frame of its code has. */
+        if (co == NULL) continue;
+#if PY_VERSION_HEX >= 0x030C0000
+        /* The frame matched last was entered from C when a shim came after it. */
+        if (k < depth && prev[k].is_entry != entry) return 0;
+        entry = 0;
+#endif
+        if (--k < 0) return 0;
+        const mt_pyframe *p = &prev[k];
+        if (p->code != (void *)co || p->lasti != _PyInterpreterFrame_LASTI(f) ||
+            p->linetable != co->co_linetable)
+            return 0;
+#if PY_VERSION_HEX < 0x030C0000
+        if (p->is_entry != (f->is_entry ? 1 : 0)) return 0;
+#endif
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    if (k < depth && prev[k].is_entry != entry) return 0;
+#endif
+    return k == 0;
+}
+#endif
+
 
 /* What the program's first call is lent (mt_call_on_own_stack): the thread's recursion depth
  * so far, as counted against sys.getrecursionlimit() (Python frames, and before 3.12 C calls

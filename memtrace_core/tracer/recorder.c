@@ -1592,10 +1592,14 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
     int n_ips = 0, depth = 0, py_same = 0, nat_same = 0, from_unw = 0;
     if (c != NULL) {
         if (g_native) n_ips = capture_native(c, ra, cfa, &from_unw);
-        if (!g_python_gone) depth = capture_python(c);
         /* What the stacks share with the thread's previous ones is found before the lock:
          * the lock is only for the frames that changed, and the record. */
-        if (depth) py_same = python_common(c, c->py_scratch, depth);
+        if (!g_python_gone) {
+            if (c->py_depth && mt_python_unchanged(c->py, c->py_depth))
+                depth = py_same = c->py_depth; /* c->py_scratch is not read then */
+            else if ((depth = capture_python(c)) != 0)
+                py_same = python_common(c, c->py_scratch, depth);
+        }
         if (n_ips) {
             nat_same = from_unw && c->nat_is_unw && c->nat_depth == n_ips
                            ? n_ips
