@@ -1140,17 +1140,31 @@ static __attribute__((noinline)) uint8_t *encode_sampled_alloc_locked(
  * room in the buffer; g_drain_busy keeps every other drain and record out meanwhile.
  *
  * A ring has one writer, its thread, and one reader at a time, the drain: no lock. The
- * thread raises its `pushing` flag before it takes a number and lowers it once the record
- * is in (tail moved); a drain reads the watermark first, then waits for each ring's flag
- * to be down before it reads the ring's tail. Taking the number is a full fence, so a
- * drain whose watermark counts a record's number sees the flag of that record's push, or
- * the record. Sampled mode records under the lock as before (its records are few). */
+ * thread raises the pushing bit of its ring's tail before it takes a number, and the tail
+ * moves on, the bit down, once the record is in; a drain reads the watermark first, then
+ * waits for each ring's bit to be down before it takes the ring's tail. Taking the number
+ * is a full fence, so a drain whose watermark counts a record's number sees the bit of
+ * that record's push, or the record. Sampled mode records under the lock as before (its
+ * records are few).
+ *
+ * Few stores a record: a program that allocates has often just written to memory, and each
+ * store waits its turn behind the program's own (churning malloc/free with a memset, nearly
+ * half of an ALLOC's own time was at its push's stores). So an event is written in four
+ * and a half words (a FREE in three and a half: py and nat are not written), and the
+ * pushing bit shares the tail's word: 6 stores a FREE, not 10. */
 typedef struct {
-    uint64_t seq, addr, size;
-    uint32_t thread, py, nat;
-    uint16_t allocator;
-    uint8_t is_free;
+    uint64_t seq, addr;
+    uint64_t kind;    /* size << 16 | allocator << 1 | 1 for a FREE (see event_kind) */
+    uint32_t thread, py;
+    uint32_t nat, unused;
 } mt_event;
+
+#define MT_EVENT_FREE 1u
+/* Sizes of 256 TiB and more (none yet) take the lock. */
+static inline int event_fits(size_t size) { return ((uint64_t)size >> 48) == 0; }
+static inline uint64_t event_kind(size_t size, int allocator, unsigned is_free) {
+    return (uint64_t)size << 16 | (uint64_t)(allocator & 0x7fff) << 1 | is_free;
+}
 
 #define MT_RING_CAP 1024u /* records a thread keeps waiting (40 KiB) */
 /* A thread gets its ring once it sent this many records under the lock within
@@ -1166,9 +1180,9 @@ static size_t g_page, g_ring_bytes;
 
 typedef struct mt_ring {
     /* A line that its thread writes at every push, and drains read once each. */
-    int pushing;           /* its thread is putting a record in */
     int dead;              /* its thread ended: freed by a drain once empty */
-    uint64_t head, tail;   /* records [head, tail) wait, in number order */
+    uint64_t head;         /* records [head, tail) wait, in number order */
+    uint64_t tail;         /* with MT_RING_PUSHING while its thread puts a record in */
     mt_event ev[MT_RING_CAP] __attribute__((aligned(64)));
 } mt_ring;
 
@@ -1203,15 +1217,19 @@ static struct {
 } g_rs __attribute__((aligned(64)));
 #define g_rings_on g_rs.on
 
+#define MT_RING_PUSHING (1ULL << 63)
+
 /* A drain's look at a ring's tail: once no push is under way. */
 static uint64_t ring_tail(mt_ring *r) {
-    for (int spins = 0; __atomic_load_n(&r->pushing, __ATOMIC_ACQUIRE); spins++) {
+    uint64_t tail;
+    for (int spins = 0; (tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE)) & MT_RING_PUSHING;
+         spins++) {
         if (spins < 100)
             cpu_relax();
         else
             sched_yield();
     }
-    return __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+    return tail;
 }
 
 /* The thread's ring, made once it records often (MT_RING_AFTER; NULL: none, the record
@@ -1263,11 +1281,15 @@ static void ring_release(mt_ring *r) {
     if (g_ring_bytes > g_page) madvise((char *)r + g_page, g_ring_bytes - g_page, MADV_DONTNEED);
 }
 
-/* 1: pushed; 0: the ring is full; -1: tracing has stopped (nothing to record). */
-static inline int ring_push(mt_ring *r, const mt_event *e) {
-    uint64_t tail = r->tail;
+/* A record into the thread's ring (an ALLOC's py and nat are written only when `alloc`):
+ * 1: pushed; 0: the ring is full; -1: tracing has stopped (nothing to record). */
+static inline __attribute__((always_inline)) int ring_push(mt_ring *r, uint64_t addr,
+                                                            uint64_t kind, uint32_t thread,
+                                                            int alloc, uint32_t py,
+                                                            uint32_t nat) {
+    uint64_t tail = r->tail; /* its own: the bit is down */
     if (UNLIKELY(tail - __atomic_load_n(&r->head, __ATOMIC_ACQUIRE) == MT_RING_CAP)) return 0;
-    __atomic_store_n(&r->pushing, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->tail, tail | MT_RING_PUSHING, __ATOMIC_RELAXED);
 #if !defined(__x86_64__) && !defined(__i386__)
     __atomic_thread_fence(__ATOMIC_SEQ_CST); /* x86's locked add below is one already */
 #endif
@@ -1275,11 +1297,17 @@ static inline int ring_push(mt_ring *r, const mt_event *e) {
     int ok = mt_tracking; /* read after the fence: a stop's last drain sees this push */
     if (LIKELY(ok)) {
         mt_event *slot = &r->ev[tail & (MT_RING_CAP - 1)];
-        *slot = *e;
         slot->seq = seq;
-        __atomic_store_n(&r->tail, tail + 1, __ATOMIC_RELEASE);
+        slot->addr = addr;
+        slot->kind = kind;
+        slot->thread = thread;
+        if (alloc) {
+            slot->py = py;
+            slot->nat = nat;
+        }
+        tail++;
     }
-    __atomic_store_n(&r->pushing, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&r->tail, tail, __ATOMIC_RELEASE);
     return ok ? 1 : -1;
 }
 
@@ -1323,9 +1351,12 @@ static inline __attribute__((always_inline)) uint64_t encode_span(
         if (bounded && e->seq > bound) break;
         int64_t delta = (int64_t)(e->addr - last);
         last = e->addr;
-        p = e->is_free ? put_free(p, ctx, delta, e->size, e->allocator, e->thread)
-                       : put_alloc(p, ctx, delta, e->size, e->allocator, e->thread, e->py,
-                                   e->nat);
+        uint64_t kind = e->kind;
+        size_t size = (size_t)(kind >> 16);
+        int allocator = (int)(kind >> 1 & 0x7fff);
+        p = kind & MT_EVENT_FREE
+                ? put_free(p, ctx, delta, size, allocator, e->thread)
+                : put_alloc(p, ctx, delta, size, allocator, e->thread, e->py, e->nat);
         i++;
     } while (i < stop);
     *pp = p;
@@ -1608,11 +1639,11 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
         int py_known = !depth || (py_same == depth && depth == c->py_depth);
         int nat_known = !n_ips || (nat_same == n_ips && n_ips == c->nat_depth);
         mt_ring *r;
-        if (py_known && nat_known && ring_ok() && (r = thread_ring(c)) != NULL) {
-            mt_event e = {0, (uintptr_t)addr, size, t_thread,
+        if (py_known && nat_known && event_fits(size) && ring_ok() &&
+            (r = thread_ring(c)) != NULL) {
+            if (ring_push(r, (uintptr_t)addr, event_kind(size, allocator, 0), t_thread, 1,
                           depth ? c->py_nodes[depth - 1] : 0,
-                          n_ips ? c->nat_nodes[n_ips - 1] : 0, (uint16_t)allocator, 0};
-            if (ring_push(r, &e) != 0) {
+                          n_ips ? c->nat_nodes[n_ips - 1] : 0) != 0) {
                 if (n_ips) c->nat_is_unw = from_unw && c->nat_depth == n_ips;
                 mt_guard = 0;
                 *err = saved_errno;
@@ -1662,9 +1693,9 @@ int mt_record_free(void *addr, size_t size, int allocator) {
     mt_guard = 1;
     stack_cache *c;
     mt_ring *r;
-    if (ring_ok() && (c = t_cache) != NULL && (r = thread_ring(c)) != NULL) {
-        mt_event e = {0, (uintptr_t)addr, size, t_thread, 0, 0, (uint16_t)allocator, 1};
-        int pushed = ring_push(r, &e);
+    if (event_fits(size) && ring_ok() && (c = t_cache) != NULL && (r = thread_ring(c)) != NULL) {
+        int pushed = ring_push(r, (uintptr_t)addr, event_kind(size, allocator, MT_EVENT_FREE),
+                               t_thread, 0, 0, 0);
         if (pushed != 0) {
             mt_guard = 0;
             *err = saved_errno;
