@@ -1616,7 +1616,26 @@ static inline void direct_end_locked(void) {
     if (g_rings_on) drain_end_locked();
 }
 
-void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintptr_t cfa) {
+/* The common exact ALLOC without native stacks: a thread with a ring whose Python stack is
+ * the one it recorded last. In as few instructions and stores as that takes (a program that
+ * allocates has often just written to memory, and every store waits behind its stores): no
+ * guard and no errno to keep, as nothing on this path allocates or makes a system call.
+ * 0: the record takes the whole path (record_alloc). */
+static inline __attribute__((always_inline)) int record_alloc_fast(void *addr, size_t size,
+                                                                   int allocator) {
+    stack_cache *c = t_cache;
+    mt_ring *r;
+    if (UNLIKELY(c == NULL) || (r = c->ring) == NULL || c->gen != g_generation || g_native ||
+        g_python_gone || !event_fits(size) || !ring_ok())
+        return 0;
+    int depth = c->py_depth;
+    if (depth == 0 || !mt_python_unchanged(c->py, depth)) return 0;
+    return ring_push(r, (uintptr_t)addr, event_kind(size, allocator, 0), t_thread, 1,
+                     c->py_nodes[depth - 1], 0) != 0;
+}
+
+static __attribute__((noinline)) void record_alloc(void *addr, size_t size, int allocator,
+                                                   uintptr_t ra, uintptr_t cfa) {
     int *err = errno_ptr(), saved_errno = *err;
     mt_guard = 1;
     stack_cache *c = thread_cache();
@@ -1686,7 +1705,11 @@ void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintp
     *err = saved_errno;
 }
 
-int mt_record_free(void *addr, size_t size, int allocator) {
+void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintptr_t cfa) {
+    if (!record_alloc_fast(addr, size, allocator)) record_alloc(addr, size, allocator, ra, cfa);
+}
+
+static __attribute__((noinline)) int record_free(void *addr, size_t size, int allocator) {
     int *err = errno_ptr(), saved_errno = *err;
     int recorded = 0;
     uint64_t ordinal = 0;
@@ -1717,6 +1740,18 @@ int mt_record_free(void *addr, size_t size, int allocator) {
     mt_guard = 0;
     *err = saved_errno;
     return recorded;
+}
+
+/* A FREE from a thread with a ring, as record_alloc_fast: no guard, no errno to keep. */
+int mt_record_free(void *addr, size_t size, int allocator) {
+    stack_cache *c = t_cache;
+    mt_ring *r;
+    if (LIKELY(c != NULL) && (r = c->ring) != NULL && event_fits(size) && ring_ok()) {
+        int pushed = ring_push(r, (uintptr_t)addr, event_kind(size, allocator, MT_EVENT_FREE),
+                               t_thread, 0, 0, 0);
+        if (pushed != 0) return pushed > 0;
+    }
+    return record_free(addr, size, allocator);
 }
 
 /* ---- memory maps -------------------------------------------------------------------- */
