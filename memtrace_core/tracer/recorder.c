@@ -1619,8 +1619,10 @@ static inline void direct_end_locked(void) {
 /* The common exact ALLOC without native stacks: a thread with a ring whose Python stack is
  * the one it recorded last. In as few instructions and stores as that takes (a program that
  * allocates has often just written to memory, and every store waits behind its stores): no
- * guard and no errno to keep, as nothing on this path allocates or makes a system call.
- * 0: the record takes the whole path (record_alloc). */
+ * errno to keep, as nothing on this path makes a system call. The guard is still set: a
+ * signal handler that allocates, or exits, while this thread is half way through its push
+ * must not push too, nor wait for the push to end. 0: the record takes the whole path
+ * (record_alloc). */
 static inline __attribute__((always_inline)) int record_alloc_fast(void *addr, size_t size,
                                                                    int allocator) {
     stack_cache *c = t_cache;
@@ -1628,10 +1630,13 @@ static inline __attribute__((always_inline)) int record_alloc_fast(void *addr, s
     if (UNLIKELY(c == NULL) || (r = c->ring) == NULL || c->gen != g_generation || g_native ||
         g_python_gone || !event_fits(size) || !ring_ok())
         return 0;
-    int depth = c->py_depth;
-    if (depth == 0 || !mt_python_unchanged(c->py, depth)) return 0;
-    return ring_push(r, (uintptr_t)addr, event_kind(size, allocator, 0), t_thread, 1,
-                     c->py_nodes[depth - 1], 0) != 0;
+    mt_guard = 1; /* before the stack is read: a handler's record may intern another */
+    int depth = c->py_depth, done = 0;
+    if (depth != 0 && mt_python_unchanged(c->py, depth))
+        done = ring_push(r, (uintptr_t)addr, event_kind(size, allocator, 0), t_thread, 1,
+                         c->py_nodes[depth - 1], 0) != 0;
+    mt_guard = 0;
+    return done;
 }
 
 static __attribute__((noinline)) void record_alloc(void *addr, size_t size, int allocator,
@@ -1742,13 +1747,15 @@ static __attribute__((noinline)) int record_free(void *addr, size_t size, int al
     return recorded;
 }
 
-/* A FREE from a thread with a ring, as record_alloc_fast: no guard, no errno to keep. */
+/* A FREE from a thread with a ring, as record_alloc_fast: guarded, no errno to keep. */
 int mt_record_free(void *addr, size_t size, int allocator) {
     stack_cache *c = t_cache;
     mt_ring *r;
     if (LIKELY(c != NULL) && (r = c->ring) != NULL && event_fits(size) && ring_ok()) {
+        mt_guard = 1;
         int pushed = ring_push(r, (uintptr_t)addr, event_kind(size, allocator, MT_EVENT_FREE),
                                t_thread, 0, 0, 0);
+        mt_guard = 0;
         if (pushed != 0) return pushed > 0;
     }
     return record_free(addr, size, allocator);
