@@ -1124,28 +1124,40 @@ static __attribute__((noinline)) uint8_t *encode_sampled_alloc_locked(
  *
  * How: in exact mode a thread whose record needs nothing shared (its stacks are the ones it
  * interned last, its thread index is current) puts the record, unencoded, in a ring of its
- * own (once it records often: MT_RING_AFTER), numbered from one counter shared by all
- * threads (g_seq). The number orders every
- * record as the program ordered the calls: a FREE is numbered before the real free, an
- * ALLOC after the real allocation, so when one thread frees an address and another gets it
- * back, or one allocates a block and another frees it, the second number is the larger.
- * Under the lock, a drain encodes every waiting record numbered below a watermark, from
- * all rings merged by number, into the stream: the stream is in the program's order and
- * its format unchanged. A thread drains when its ring is full or its record needs the
- * lock (a new stack, a new thread index, the first record after a quiet spell): then its
- * own record, numbered under the lock, is encoded last in the same drain. The writer
+ * own (once it records often: MT_RING_AFTER), numbered from the counter of its address's
+ * lane. Under the lock, a drain encodes the waiting records of all rings into the stream,
+ * each ring's in its order (the thread's), each lane's in number order; the format is
+ * unchanged. A thread drains when its ring is full or its record needs the lock (a new
+ * stack, a new thread index, the first record after a quiet spell, a mapping of a range):
+ * its own record, numbered under the lock, is encoded last in the same drain. The writer
  * drains what fits in the buffer at every turn (a live view stays 10 ms behind at most),
- * and a TICK is written only once every record numbered before it is in the stream, so
- * the totals at every TICK are exact. A drainer may release the lock while it waits for
- * room in the buffer; g_drain_busy keeps every other drain and record out meanwhile.
+ * and writes a TICK only once no record waits. A drainer may release the lock while it
+ * waits for room in the buffer; g_drain_busy keeps every other drain and record out
+ * meanwhile.
+ *
+ * Lanes: the number orders the records of one address as the program ordered its calls: a
+ * FREE is numbered before the real free, an ALLOC after the real allocation, so when one
+ * thread frees an address and another gets it back, or one allocates a block and another
+ * frees it, the second number is the larger. Records of different addresses need no order
+ * between threads, so the counter is one per lane of addresses (MT_LANES lanes of 64 MiB,
+ * a glibc thread arena's heap, by the address's bits from MT_LANE_SHIFT): threads that
+ * allocate from arenas of their own take numbers from counters of their own (one shared
+ * counter's cache line went from core to core at every record: 2 threads churning
+ * malloc/free 2.5x the untraced CPU, 2.0x with lanes; 8 threads 2.3x, 1.8x). A record goes
+ * into the stream once its lane's records numbered before it are in (g_expect), so the
+ * stream holds a state the program went through: each thread's records in order, and
+ * each address's. Mappings of ranges (mmap, munmap, reservations) span lanes: they take
+ * the lock, in the order of their calls.
  *
  * A ring has one writer, its thread, and one reader at a time, the drain: no lock. The
  * thread raises the pushing bit of its ring's tail before it takes a number, and the tail
- * moves on, the bit down, once the record is in; a drain reads the watermark first, then
- * waits for each ring's bit to be down before it takes the ring's tail. Taking the number
- * is a full fence, so a drain whose watermark counts a record's number sees the bit of
- * that record's push, or the record. Sampled mode records under the lock as before (its
- * records are few).
+ * moves on, the bit down, once the record is in; a drain waits for each ring's bit to be
+ * down before it takes the ring's tail. Taking the number is a full fence, so a drain
+ * that begins after a number was taken sees the bit of that record's push, or the record:
+ * a record numbered before one under the lock is in the rings when that one drains. A
+ * drain may find a record whose lane waits for one whose push began after it looked at
+ * that push's ring: the record waits for the next look (drain_begin_locked looks again).
+ * Sampled mode records under the lock as before (its records are few).
  *
  * Few stores a record: a program that allocates has often just written to memory, and each
  * store waits its turn behind the program's own (churning malloc/free with a memset, nearly
@@ -1160,8 +1172,14 @@ typedef struct {
 } mt_event;
 
 #define MT_EVENT_FREE 1u
-/* Sizes of 256 TiB and more (none yet) take the lock. */
-static inline int event_fits(size_t size) { return ((uint64_t)size >> 48) == 0; }
+/* What a ring takes: sizes below 256 TiB, and no mapping of a range (mmap, munmap, a
+ * reservation), which frees or takes every address of its range, of whatever lane: those
+ * take the lock, which orders them against each other and, by their own lane, against
+ * the rest (see "Lanes"). */
+static inline int event_fits(size_t size, int allocator) {
+    return ((uint64_t)size >> 48) == 0 && allocator != MT_MMAP && allocator != MT_MUNMAP &&
+           allocator != MT_MMAP_RESERVE;
+}
 static inline uint64_t event_kind(size_t size, int allocator, unsigned is_free) {
     return (uint64_t)size << 16 | (uint64_t)(allocator & 0x7fff) << 1 | is_free;
 }
@@ -1203,12 +1221,19 @@ static unsigned g_drain_seq;    /* bumped when a drain ends */
 static int g_drain_waiters;
 static mt_drain_cursor *g_drain_set; /* the rings with records to encode in this drain */
 static size_t g_drain_set_cap;
-/* The records' numbers, alone in their cache line: every record of every thread takes
- * one. */
+/* The records' numbers: one counter per lane of addresses, each alone in its cache line
+ * (see "Lanes" above). g_expect: each lane's next number to be encoded. */
+#define MT_LANES 64u
+#define MT_LANE_SHIFT 26 /* 64 MiB: a glibc thread arena's heap */
 static struct {
     uint64_t next;
     char pad[56]; /* the line is theirs alone: nothing else is read from it */
-} g_seq __attribute__((aligned(64)));
+} g_lanes[MT_LANES] __attribute__((aligned(64)));
+static uint64_t g_expect[MT_LANES];
+
+static inline unsigned lane_of(uint64_t addr) {
+    return (unsigned)(addr >> MT_LANE_SHIFT) & (MT_LANES - 1);
+}
 /* Read by every record, written once a recording or a quiet spell: a line of their own. */
 static struct {
     int on;             /* this recording's records go through the rings */
@@ -1293,7 +1318,7 @@ static inline __attribute__((always_inline)) int ring_push(mt_ring *r, uint64_t 
 #if !defined(__x86_64__) && !defined(__i386__)
     __atomic_thread_fence(__ATOMIC_SEQ_CST); /* x86's locked add below is one already */
 #endif
-    uint64_t seq = __atomic_fetch_add(&g_seq.next, 1, __ATOMIC_SEQ_CST);
+    uint64_t seq = __atomic_fetch_add(&g_lanes[lane_of(addr)].next, 1, __ATOMIC_SEQ_CST);
     int ok = mt_tracking; /* read after the fence: a stop's last drain sees this push */
     if (LIKELY(ok)) {
         mt_event *slot = &r->ev[tail & (MT_RING_CAP - 1)];
@@ -1338,17 +1363,22 @@ static inline void encode_free_locked(uint64_t addr, int by_ordinal, uint64_t or
     commit(put_free(p, &g_ctx, delta, size, allocator, thread));
 }
 
-/* Encode ring r's records from i up to stop (and, when `bounded`, up to the first
- * numbered above `bound`; the first one never is) through the drain's local copies;
- * returns where it stopped. */
-static inline __attribute__((always_inline)) uint64_t encode_span(
-    const mt_ring *r, uint64_t i, uint64_t stop, int bounded, uint64_t bound, uint8_t **pp,
-    uint64_t *lastp, mt_rec_ctx *ctx) {
+/* Encode ring r's records from i up to stop, through the drain's local copies, up to the
+ * first whose lane has a record numbered before it still to come; returns where it
+ * stopped. A record numbered below its lane's next (a push that straddled a new start,
+ * or one that came after its lane gave up waiting: see skip_gaps) goes as it is. */
+static inline __attribute__((always_inline)) uint64_t encode_span(const mt_ring *r, uint64_t i,
+                                                                  uint64_t stop, uint8_t **pp,
+                                                                  uint64_t *lastp,
+                                                                  mt_rec_ctx *ctx) {
     uint8_t *p = *pp;
     uint64_t last = *lastp;
-    do {
+    while (i < stop) {
         const mt_event *e = &r->ev[i & (MT_RING_CAP - 1)];
-        if (bounded && e->seq > bound) break;
+        unsigned lane = lane_of(e->addr);
+        uint64_t want = g_expect[lane];
+        if (e->seq > want) break;
+        if (e->seq == want) g_expect[lane] = want + 1;
         int64_t delta = (int64_t)(e->addr - last);
         last = e->addr;
         uint64_t kind = e->kind;
@@ -1358,24 +1388,49 @@ static inline __attribute__((always_inline)) uint64_t encode_span(
                 ? put_free(p, ctx, delta, size, allocator, e->thread)
                 : put_alloc(p, ctx, delta, size, allocator, e->thread, e->py, e->nat);
         i++;
-    } while (i < stop);
+    }
     *pp = p;
     *lastp = last;
     return i;
 }
 
-/* Encode, merged by number, the records [cur, end) of the drain set's n_set rings (lock
- * held), at most `limit` of them, as encode_alloc_locked and encode_free_locked would one
- * by one; each cursor moves past what it encoded. Returns how many. When the stream takes
- * no more (tracing stopped, or failed) the rest are dropped, as one by one they would be.
+/* A drain that must not wait (the last one, when a recording stops) finds a lane whose
+ * next number never comes: a push that took it and then saw tracking stopped. Every record
+ * is in the rings by then, so the lowest number a lane has waiting is its next (lock held;
+ * 1 when a lane moved on). */
+static int skip_gaps_locked(size_t n_set) {
+    uint64_t lowest[MT_LANES];
+    for (unsigned b = 0; b < MT_LANES; b++) lowest[b] = UINT64_MAX;
+    for (size_t k = 0; k < n_set; k++)
+        for (uint64_t i = g_drain_set[k].cur; i < g_drain_set[k].end; i++) {
+            const mt_event *e = &g_drain_set[k].ring->ev[i & (MT_RING_CAP - 1)];
+            unsigned lane = lane_of(e->addr);
+            if (e->seq < lowest[lane]) lowest[lane] = e->seq;
+        }
+    int moved = 0;
+    for (unsigned b = 0; b < MT_LANES; b++)
+        if (lowest[b] != UINT64_MAX && lowest[b] > g_expect[b]) {
+            g_expect[b] = lowest[b];
+            moved = 1;
+        }
+    return moved;
+}
+
+/* Encode the records [cur, end) of the drain set's n_set rings (lock held), each ring's in
+ * its order and each lane's in number order, at most `limit` of them, as
+ * encode_alloc_locked and encode_free_locked would one by one; each cursor moves past what
+ * it encoded. Returns how many. A record whose lane waits for a record not yet in any ring
+ * (its push is under way) stops its ring's run: it and the ring's later records wait for
+ * the next drain; unless `skip_gaps` (see skip_gaps_locked). When the stream takes no more
+ * (tracing stopped, or failed) the rest are dropped, as one by one they would be.
  * Why one loop for the whole merge: the record bodies write through byte pointers, which
  * may alias the recorder's state, so one record at a time reloads and stores the address
  * chain, the contexts and the buffer's length around every byte; here a local copy of them
  * stays in registers for a whole batch (what the buffer has room for), and threads that
- * allocate at the same time, whose records alternate in the merge a few at a time, pay
- * for that copy once a batch rather than once a run (2 threads: the drain was 16% of the
- * traced run's CPU). */
-static uint64_t encode_merged_locked(size_t n_set, uint64_t limit) {
+ * allocate at the same time in one lane, whose records alternate in the merge a few at a
+ * time, pay for that copy once a batch rather than once a run (2 threads: the drain was
+ * 16% of the traced run's CPU). */
+static uint64_t encode_merged_locked(size_t n_set, uint64_t limit, int skip_gaps) {
     uint64_t done = 0;
     while (done < limit) {
         if (reserve(48) == NULL) { /* stopped or failed: the rest go unrecorded */
@@ -1390,82 +1445,87 @@ static uint64_t encode_merged_locked(size_t n_set, uint64_t limit) {
         uint8_t *p = g_active.data + g_active.len;
         uint64_t last = g_last_addr;
         mt_rec_ctx ctx = g_ctx;
+        int blocked = 0;
         while (n < batch) {
-            /* The ring whose next record has the smallest number, and the smallest next
-             * number of the others: its records below that go as one run (all it has, up
-             * to the batch, when no other ring has any: one thread's records are in order). */
-            mt_drain_cursor *best = NULL;
-            uint64_t best_seq = UINT64_MAX, other_seq = UINT64_MAX;
-            for (size_t k = 0; k < n_set; k++) {
+            /* Each ring's run as far as its lanes allow, then again while any moved. */
+            int moved = 0, waiting = 0;
+            for (size_t k = 0; k < n_set && n < batch; k++) {
                 mt_drain_cursor *d = &g_drain_set[k];
-                if (d->cur < d->end) {
-                    uint64_t seq = d->ring->ev[d->cur & (MT_RING_CAP - 1)].seq;
-                    if (seq < best_seq) {
-                        other_seq = best_seq;
-                        best = d;
-                        best_seq = seq;
-                    } else if (seq < other_seq) {
-                        other_seq = seq;
-                    }
-                }
+                if (d->cur == d->end) continue;
+                uint64_t stop = d->end - d->cur > batch - n ? d->cur + (batch - n) : d->end;
+                uint64_t i = encode_span(d->ring, d->cur, stop, &p, &last, &ctx);
+                moved |= i != d->cur;
+                n += i - d->cur;
+                d->cur = i;
+                waiting |= i != d->end;
             }
-            if (best == NULL) break;
-            uint64_t i = best->cur, stop = best->end;
-            if (stop - i > batch - n) stop = i + (batch - n);
-            if (other_seq == UINT64_MAX) /* one ring left: no numbers to look at */
-                i = encode_span(best->ring, i, stop, 0, 0, &p, &last, &ctx);
-            else
-                i = encode_span(best->ring, i, stop, 1, other_seq, &p, &last, &ctx);
-            n += i - best->cur;
-            best->cur = i;
+            if (!waiting) break;
+            if (!moved && !(skip_gaps && skip_gaps_locked(n_set))) {
+                blocked = 1;
+                break;
+            }
         }
         g_last_addr = last;
         g_ctx = ctx;
         g_active.len = (size_t)(p - g_active.data);
         g_records_since_tick += n;
         done += n;
-        if (n < batch) break; /* every waiting record is in */
+        if (n < batch || blocked) break; /* every record that may go is in */
     }
     return done;
 }
 
-/* Begin a drain (lock held): wait for any other to end, then encode, merged by number,
- * the rings' records numbered below `below`, at most `limit` of them (the writer: what
- * fits in the buffer, so it never waits for room). Returns 1 when every such record was
- * encoded. The caller may encode a record of its own, then ends with drain_end_locked. */
-static int drain_begin_locked(uint64_t below, uint64_t limit) {
+/* Begin a drain (lock held): wait for any other to end, then encode every record in the
+ * rings that may go (see encode_merged_locked), at most `limit` of them (the writer: what
+ * fits in the buffer, so it never waits for room). Returns 1 when every record in the
+ * rings was encoded. The caller may encode a record of its own, then ends with
+ * drain_end_locked. */
+static uint64_t drain_pass_locked(uint64_t limit, int skip_gaps, uint64_t *waiting_out);
+static int drain_begin_locked(uint64_t limit, int skip_gaps) {
     while (g_drain_busy) {
         g_drain_waiters++;
         wait_locked(&g_drain_seq, g_drain_seq, 0);
         g_drain_waiters--;
     }
     g_drain_busy = 1;
+    /* A record held back by one numbered before it whose push was not over when its ring
+     * was looked at: a second look finds that one (pushes do not wait). */
+    for (int look = 0;; look++) {
+        uint64_t waiting = 0, done = drain_pass_locked(limit, skip_gaps, &waiting);
+        if (done == waiting) return 1;
+        if (done == limit || look == 2) return 0;
+        limit -= done;
+    }
+}
+
+/* One look at every ring for drain_begin_locked: returns how many records were encoded,
+ * and in *waiting how many the rings held. */
+static uint64_t drain_pass_locked(uint64_t limit, int skip_gaps, uint64_t *waiting_out) {
     size_t n_set = 0;
     uint64_t waiting = 0;
     for (size_t i = 0; i < g_n_rings; i++) {
         mt_ring *r = g_rings[i];
         uint64_t head = r->head, tail = ring_tail(r);
         /* [head, tail) are this drain's to read: the thread only appends after tail. */
-        uint64_t end = head;
-        if (tail > head && r->ev[(tail - 1) & (MT_RING_CAP - 1)].seq < below)
-            end = tail; /* numbered in order: all of them */
-        else
-            while (end < tail && r->ev[end & (MT_RING_CAP - 1)].seq < below) end++;
-        if (end == head) continue;
+        if (tail == head) continue;
         if (n_set == g_drain_set_cap) {
             size_t cap = g_drain_set_cap ? g_drain_set_cap * 2 : 16;
             mt_drain_cursor *bigger = realloc(g_drain_set, cap * sizeof *bigger);
-            if (bigger == NULL) continue; /* out of memory: they wait for the next drain */
+            if (bigger == NULL) { /* out of memory: they wait for the next drain */
+                waiting++;
+                continue;
+            }
             g_drain_set = bigger;
             g_drain_set_cap = cap;
         }
-        g_drain_set[n_set++] = (mt_drain_cursor){r, head, end};
-        waiting += end - head;
+        g_drain_set[n_set++] = (mt_drain_cursor){r, head, tail};
+        waiting += tail - head;
     }
-    uint64_t done = encode_merged_locked(n_set, limit);
+    uint64_t done = encode_merged_locked(n_set, limit, skip_gaps);
     for (size_t k = 0; k < n_set; k++)
         __atomic_store_n(&g_drain_set[k].ring->head, g_drain_set[k].cur, __ATOMIC_RELEASE);
-    return done == waiting;
+    *waiting_out = waiting;
+    return done;
 }
 
 /* Rings of threads that ended, once empty, go (lock held, no drain under way). */
@@ -1491,20 +1551,21 @@ static void drain_end_locked(void) {
     if (g_drain_waiters) futex(&g_drain_seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 }
 
-/* Every waiting record into the stream (lock held): before a TRAILER, at stop. */
+/* Every waiting record into the stream (lock held): at stop, before the TRAILER. Tracing
+ * is off: a lane's number that no ring holds now never comes (see skip_gaps_locked). */
 static void drain_all_locked(void) {
     if (!g_rings_on) return;
-    drain_begin_locked(UINT64_MAX, UINT64_MAX);
+    drain_begin_locked(UINT64_MAX, 1);
     drain_end_locked();
 }
 
-/* The writer's turn (lock held): what fits in the buffer without waiting; 1 when nothing
- * numbered before now is left waiting (a TICK may then be written). */
+/* The writer's turn (lock held): what fits in the buffer without waiting; 1 when no record
+ * is left waiting (a TICK may then be written). */
 static int drain_writer_locked(void) {
     if (!g_rings_on) return 1;
     if (g_drain_busy) return 0; /* a producer drains, waiting for the room this turn makes */
     uint64_t room = g_active.cap - g_active.len;
-    int all = drain_begin_locked(__atomic_load_n(&g_seq.next, __ATOMIC_RELAXED), room / 48);
+    int all = drain_begin_locked(room / 48, 0);
     drain_end_locked();
     return all;
 }
@@ -1606,10 +1667,16 @@ static inline int ring_ok(void) {
            t_renames == g_hot.renames && !g_rs.quiet;
 }
 
-/* Under the lock, a record that takes it: first every record numbered before it. */
-static inline void direct_begin_locked(void) {
+/* Under the lock, a record of address `addr` that takes it: it takes its lane's next
+ * number, then every record in the rings goes first; those its lane numbered before it are
+ * all in the rings by then (their pushes raised their bits before they took their numbers,
+ * and the drain waits for the bits), and so are those of their own rings before them. */
+static inline void direct_begin_locked(uint64_t addr) {
     if (!g_rings_on) return;
-    drain_begin_locked(__atomic_fetch_add(&g_seq.next, 1, __ATOMIC_RELAXED), UINT64_MAX);
+    unsigned lane = lane_of(addr);
+    uint64_t own = __atomic_fetch_add(&g_lanes[lane].next, 1, __ATOMIC_SEQ_CST);
+    drain_begin_locked(UINT64_MAX, 0);
+    if (g_expect[lane] <= own) g_expect[lane] = own + 1; /* this record's turn */
 }
 
 static inline void direct_end_locked(void) {
@@ -1628,7 +1695,7 @@ static inline __attribute__((always_inline)) int record_alloc_fast(void *addr, s
     stack_cache *c = t_cache;
     mt_ring *r;
     if (UNLIKELY(c == NULL) || (r = c->ring) == NULL || c->gen != g_generation || g_native ||
-        g_python_gone || !event_fits(size) || !ring_ok())
+        g_python_gone || !event_fits(size, allocator) || !ring_ok())
         return 0;
     mt_guard = 1; /* before the stack is read: a handler's record may intern another */
     int depth = c->py_depth, done = 0;
@@ -1663,7 +1730,7 @@ static __attribute__((noinline)) void record_alloc(void *addr, size_t size, int 
         int py_known = !depth || (py_same == depth && depth == c->py_depth);
         int nat_known = !n_ips || (nat_same == n_ips && n_ips == c->nat_depth);
         mt_ring *r;
-        if (py_known && nat_known && event_fits(size) && ring_ok() &&
+        if (py_known && nat_known && event_fits(size, allocator) && ring_ok() &&
             (r = thread_ring(c)) != NULL) {
             if (ring_push(r, (uintptr_t)addr, event_kind(size, allocator, 0), t_thread, 1,
                           depth ? c->py_nodes[depth - 1] : 0,
@@ -1677,7 +1744,7 @@ static __attribute__((noinline)) void record_alloc(void *addr, size_t size, int 
     }
     lock();
     if (mt_tracking) {
-        direct_begin_locked();
+        direct_begin_locked((uintptr_t)addr);
         /* The first record after a quiet spell is stamped at once, so times (the peak's
          * included) are exact to the clock rather than to the idle tick period. */
         if (g_rings_on ? g_rs.quiet : g_records_since_tick == 0) {
@@ -1721,7 +1788,7 @@ static __attribute__((noinline)) int record_free(void *addr, size_t size, int al
     mt_guard = 1;
     stack_cache *c;
     mt_ring *r;
-    if (event_fits(size) && ring_ok() && (c = t_cache) != NULL && (r = thread_ring(c)) != NULL) {
+    if (event_fits(size, allocator) && ring_ok() && (c = t_cache) != NULL && (r = thread_ring(c)) != NULL) {
         int pushed = ring_push(r, (uintptr_t)addr, event_kind(size, allocator, MT_EVENT_FREE),
                                t_thread, 0, 0, 0);
         if (pushed != 0) {
@@ -1735,7 +1802,7 @@ static __attribute__((noinline)) int record_free(void *addr, size_t size, int al
     int by_ordinal = mt_sample_mean && allocator != MT_MUNMAP;
     if (mt_tracking && (!by_ordinal || mt_sampler_remove((uintptr_t)addr, &ordinal))) {
         recorded = 1;
-        direct_begin_locked();
+        direct_begin_locked((uintptr_t)addr);
         uint32_t thread = thread_index_locked();
         encode_free_locked((uintptr_t)addr, by_ordinal, ordinal, size, allocator, thread);
         maybe_flush_inline_locked();
@@ -1751,7 +1818,7 @@ static __attribute__((noinline)) int record_free(void *addr, size_t size, int al
 int mt_record_free(void *addr, size_t size, int allocator) {
     stack_cache *c = t_cache;
     mt_ring *r;
-    if (LIKELY(c != NULL) && (r = c->ring) != NULL && event_fits(size) && ring_ok()) {
+    if (LIKELY(c != NULL) && (r = c->ring) != NULL && event_fits(size, allocator) && ring_ok()) {
         mt_guard = 1;
         int pushed = ring_push(r, (uintptr_t)addr, event_kind(size, allocator, MT_EVENT_FREE),
                                t_thread, 0, 0, 0);
@@ -2289,8 +2356,8 @@ static inline void maybe_flush_inline_locked(void) {
 }
 
 /* The writer's turn (lock held): the threads' waiting records into the stream, as many as
- * fit, then a TICK once none numbered before it waits. No records since the last TICK, a
- * tick period ago: a quiet spell, whose end the next record stamps at once. */
+ * fit, then a TICK once none waits. No records since the last TICK, a tick period ago: a
+ * quiet spell, whose end the next record stamps at once. */
 static void writer_turn_locked(uint64_t now) {
     if (!drain_writer_locked()) return;
     if (g_rings_on && g_records_since_tick == 0 && now - g_last_tick_ns >= g_tick_busy_ns)
@@ -2446,7 +2513,10 @@ int mt_recorder_start(int fd, int native, int native_depth, int compress, const 
         g_page = page >= 64 && (page & (page - 1)) == 0 ? (size_t)page : 4096;
         g_ring_bytes = (sizeof(mt_ring) + g_page - 1) & ~(g_page - 1);
     }
-    g_seq.next = 0;
+    /* Each lane's numbers go on from where they are: a push that straddled this start has
+     * one below its lane's next and goes as it comes (see encode_span). */
+    for (unsigned b = 0; b < MT_LANES; b++)
+        g_expect[b] = __atomic_load_n(&g_lanes[b].next, __ATOMIC_RELAXED);
     g_rs.quiet = 0;
     g_rings_on = !sample_mean;
     g_fd = fd;

@@ -577,15 +577,23 @@ def _c_side(reader) -> tuple[int, int, int, int]:
     return tuple(total)
 
 
+ONE_ARENA = {"MALLOC_ARENA_MAX": "1", "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}
+
+
+@pytest.mark.parametrize("arenas", ["one", "per-thread"])
 @pytest.mark.parametrize("mode", [(), ("--sample", "8KiB")], ids=["exact", "sampled"])
 def test_frees_and_reuses_of_one_address_across_threads_stay_in_order(tmp_path, mt,
-                                                                       sample_lib, mode):
-    """8 threads free and reallocate the same addresses in turn (one malloc arena, no
-    per-thread cache: a freed address goes straight to another thread's malloc). A FREE that
+                                                                       sample_lib, mode,
+                                                                       arenas):
+    """8 threads free and reallocate the same addresses in turn. With one malloc arena and
+    no per-thread cache a freed address goes straight to another thread's malloc; with an
+    arena per thread (glibc's default) a thread frees blocks of other threads' arenas, whose
+    addresses those threads then get back: each thread's records are of several lanes of
+    addresses (recorder.c, "Lanes"), and one lane's are of several threads. A FREE that
     reached the reader after the next ALLOC of its address would show as an implicit free
     and then drop the new block; the figures must equal a single-threaded run's."""
-    env = dict(mt.env, MT_SAMPLE_LIB=str(sample_lib), MALLOC_ARENA_MAX="1",
-               GLIBC_TUNABLES="glibc.malloc.tcache_count=0", MEMTRACE_SAMPLE_SEED="5")
+    env = dict(mt.env, MT_SAMPLE_LIB=str(sample_lib), MEMTRACE_SAMPLE_SEED="5",
+               **(ONE_ARENA if arenas == "one" else {}))
     script = tmp_path / "prog.py"
     script.write_text(PASS_AROUND)
     got = {}
