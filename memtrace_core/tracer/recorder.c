@@ -1199,7 +1199,7 @@ static size_t g_page, g_ring_bytes;
 typedef struct mt_ring {
     /* A line that its thread writes at every push, and drains read once each. */
     int dead;              /* its thread ended: freed by a drain once empty */
-    uint64_t head;         /* records [head, tail) wait, in number order */
+    uint64_t head;         /* records [head, tail) wait, in their thread's order */
     uint64_t tail;         /* with MT_RING_PUSHING while its thread puts a record in */
     mt_event ev[MT_RING_CAP] __attribute__((aligned(64)));
 } mt_ring;
@@ -1788,7 +1788,8 @@ static __attribute__((noinline)) int record_free(void *addr, size_t size, int al
     mt_guard = 1;
     stack_cache *c;
     mt_ring *r;
-    if (event_fits(size, allocator) && ring_ok() && (c = t_cache) != NULL && (r = thread_ring(c)) != NULL) {
+    if (event_fits(size, allocator) && ring_ok() && (c = t_cache) != NULL &&
+        (r = thread_ring(c)) != NULL) {
         int pushed = ring_push(r, (uintptr_t)addr, event_kind(size, allocator, MT_EVENT_FREE),
                                t_thread, 0, 0, 0);
         if (pushed != 0) {
