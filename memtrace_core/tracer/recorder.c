@@ -1144,9 +1144,10 @@ static __attribute__((noinline)) uint8_t *encode_sampled_alloc_locked(
  * allocate from arenas of their own take numbers from counters of their own (one shared
  * counter's cache line went from core to core at every record: 2 threads churning
  * malloc/free 2.5x the untraced CPU, 2.0x with lanes; 8 threads 2.3x, 1.8x). A record goes
- * into the stream once its lane's records numbered before it are in (g_expect), so the
- * stream holds a state the program went through: each thread's records in order, and
- * each address's. Mappings of ranges (mmap, munmap, reservations) span lanes: they take
+ * into the stream once its lane's records numbered before it are in (g_expect), so each
+ * thread's records are in order, and each address's: at a TICK the stream holds a state
+ * the program could be in (records of other addresses made at the same time on other
+ * threads may come after it). Mappings of ranges (mmap, munmap, reservations) span lanes: they take
  * the lock, in the order of their calls.
  *
  * A ring has one writer, its thread, and one reader at a time, the drain: no lock. The
