@@ -1684,25 +1684,42 @@ static inline void direct_end_locked(void) {
     if (g_rings_on) drain_end_locked();
 }
 
-/* The common exact ALLOC without native stacks: a thread with a ring whose Python stack is
- * the one it recorded last. In as few instructions and stores as that takes (a program that
- * allocates has often just written to memory, and every store waits behind its stores): no
- * errno to keep, as nothing on this path makes a system call. The guard is still set: a
- * signal handler that allocates, or exits, while this thread is half way through its push
- * must not push too, nor wait for the push to end. 0: the record takes the whole path
- * (record_alloc). */
+/* The native stack of an allocation is the one the thread recorded last, and that one is
+ * the kept unwinding (capture_native's test, when nothing else is to be done): its node, or
+ * 0 when the record takes the whole path. */
+static inline uint32_t native_unchanged(stack_cache *c, uintptr_t ra, uintptr_t cfa) {
+    int n = c->unw_depth;
+    if (!c->nat_is_unw || n == 0 || n != c->nat_depth || mt_t_dlcall != NULL ||
+        c->unw_ip[0] != ra || c->unw_sp[0] != cfa)
+        return 0;
+    for (int m = 1; m < n; m++)
+        if (*(const uintptr_t *)(c->unw_sp[m] - sizeof(void *)) != c->unw_ip[m]) return 0;
+    c->hits_since_fill++;
+    return c->nat_nodes[n - 1];
+}
+
+/* The common exact ALLOC: a thread with a ring whose Python stack, and native stack if
+ * recorded, are the ones it recorded last. In as few instructions and stores as that takes
+ * (a program that allocates has often just written to memory, and every store waits
+ * behind its stores): no errno to keep, as nothing on this path makes a system call. The
+ * guard is still set: a signal handler that allocates, or exits, while this thread is half
+ * way through its push must not push too, nor wait for the push to end. 0: the record
+ * takes the whole path (record_alloc). */
 static inline __attribute__((always_inline)) int record_alloc_fast(void *addr, size_t size,
-                                                                   int allocator) {
+                                                                   int allocator, uintptr_t ra,
+                                                                   uintptr_t cfa) {
     stack_cache *c = t_cache;
     mt_ring *r;
-    if (UNLIKELY(c == NULL) || (r = c->ring) == NULL || c->gen != g_generation || g_native ||
+    if (UNLIKELY(c == NULL) || (r = c->ring) == NULL || c->gen != g_generation ||
         g_python_gone || !event_fits(size, allocator) || !ring_ok())
         return 0;
-    mt_guard = 1; /* before the stack is read: a handler's record may intern another */
+    mt_guard = 1; /* before the stacks are read: a handler's record may intern others */
     int depth = c->py_depth, done = 0;
-    if (depth != 0 && mt_python_unchanged(c->py, depth))
+    uint32_t nat = 0;
+    if (depth != 0 && (!g_native || (nat = native_unchanged(c, ra, cfa)) != 0) &&
+        mt_python_unchanged(c->py, depth))
         done = ring_push(r, (uintptr_t)addr, event_kind(size, allocator, 0), t_thread, 1,
-                         c->py_nodes[depth - 1], 0) != 0;
+                         c->py_nodes[depth - 1], nat) != 0;
     mt_guard = 0;
     return done;
 }
@@ -1779,7 +1796,8 @@ static __attribute__((noinline)) void record_alloc(void *addr, size_t size, int 
 }
 
 void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintptr_t cfa) {
-    if (!record_alloc_fast(addr, size, allocator)) record_alloc(addr, size, allocator, ra, cfa);
+    if (!record_alloc_fast(addr, size, allocator, ra, cfa))
+        record_alloc(addr, size, allocator, ra, cfa);
 }
 
 static __attribute__((noinline)) int record_free(void *addr, size_t size, int allocator) {
