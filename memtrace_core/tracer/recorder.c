@@ -968,20 +968,27 @@ static int unwind_fast(stack_cache *c) {
 
 /* *from_unw = 1 when the stack is the kept unwinding (c->unw_ip); it is then in c->scratch
  * too, unless it is also the stack interned last (c->nat_is_unw): nothing to copy. */
+/* Whether the stack is still the kept unwinding: the hook's caller and its stack pointer,
+ * and every saved return address, unchanged. */
+static inline int kept_unwinding_holds(const stack_cache *c, uintptr_t ra, uintptr_t cfa) {
+    int n = c->unw_depth;
+    if (n == 0 || c->unw_ip[0] != ra || c->unw_sp[0] != cfa) return 0;
+    for (int m = 1; m < n; m++)
+        if (*(const uintptr_t *)(c->unw_sp[m] - sizeof(void *)) != c->unw_ip[m]) return 0;
+    return 1;
+}
+
 static int capture_native(stack_cache *c, uintptr_t ra, uintptr_t cfa, int *from_unw) {
     int cut;
     *from_unw = 0;
     if (UNLIKELY(c->nat_cap == 0) && grow_native(c, MT_NATIVE_INITIAL) != 0) return 0;
     if (UNLIKELY(mt_t_dlcall != NULL)) return unwind_in_loader(c, &cut); /* in dlopen... */
-    if (c->unw_depth > 0 && c->unw_ip[0] == ra && c->unw_sp[0] == cfa) {
-        int n = c->unw_depth, m = 1;
-        while (m < n && *(const uintptr_t *)(c->unw_sp[m] - sizeof(void *)) == c->unw_ip[m]) m++;
-        if (m == n) {
-            c->hits_since_fill++;
-            *from_unw = 1;
-            if (!c->nat_is_unw) memcpy(c->scratch, c->unw_ip, (size_t)n * sizeof *c->scratch);
-            return n;
-        }
+    if (kept_unwinding_holds(c, ra, cfa)) {
+        int n = c->unw_depth;
+        c->hits_since_fill++;
+        *from_unw = 1;
+        if (!c->nat_is_unw) memcpy(c->scratch, c->unw_ip, (size_t)n * sizeof *c->scratch);
+        return n;
     }
     c->nat_is_unw = 0; /* the kept unwinding is replaced or dropped below */
     int again = ra == c->miss_ra && cfa == c->miss_cfa;
@@ -1147,8 +1154,8 @@ static __attribute__((noinline)) uint8_t *encode_sampled_alloc_locked(
  * into the stream once its lane's records numbered before it are in (g_expect), so each
  * thread's records are in order, and each address's: at a TICK the stream holds a state
  * the program could be in (records of other addresses made at the same time on other
- * threads may come after it). Mappings of ranges (mmap, munmap, reservations) span lanes: they take
- * the lock, in the order of their calls.
+ * threads may come after it). Mappings of ranges (mmap, munmap, reservations) span lanes:
+ * they take the lock, in the order of their calls.
  *
  * A ring has one writer, its thread, and one reader at a time, the drain: no lock. The
  * thread raises the pushing bit of its ring's tail before it takes a number, and the tail
@@ -1688,14 +1695,11 @@ static inline void direct_end_locked(void) {
  * the kept unwinding (capture_native's test, when nothing else is to be done): its node, or
  * 0 when the record takes the whole path. */
 static inline uint32_t native_unchanged(stack_cache *c, uintptr_t ra, uintptr_t cfa) {
-    int n = c->unw_depth;
-    if (!c->nat_is_unw || n == 0 || n != c->nat_depth || mt_t_dlcall != NULL ||
-        c->unw_ip[0] != ra || c->unw_sp[0] != cfa)
+    if (!c->nat_is_unw || c->unw_depth != c->nat_depth || mt_t_dlcall != NULL ||
+        !kept_unwinding_holds(c, ra, cfa))
         return 0;
-    for (int m = 1; m < n; m++)
-        if (*(const uintptr_t *)(c->unw_sp[m] - sizeof(void *)) != c->unw_ip[m]) return 0;
     c->hits_since_fill++;
-    return c->nat_nodes[n - 1];
+    return c->nat_nodes[c->unw_depth - 1];
 }
 
 /* The common exact ALLOC: a thread with a ring whose Python stack, and native stack if
@@ -1703,8 +1707,13 @@ static inline uint32_t native_unchanged(stack_cache *c, uintptr_t ra, uintptr_t 
  * (a program that allocates has often just written to memory, and every store waits
  * behind its stores): no errno to keep, as nothing on this path makes a system call. The
  * guard is still set: a signal handler that allocates, or exits, while this thread is half
- * way through its push must not push too, nor wait for the push to end. 0: the record
- * takes the whole path (record_alloc). */
+ * way through its push must not push too, nor wait for the push to end. Returns
+ * MT_FAST_DONE, or what the whole path (record_alloc) need not find out again: that the
+ * native stack is the kept unwinding, interned last (MT_FAST_NAT_HELD), that the Python
+ * stack is not the previous one (MT_FAST_PY_CHANGED). */
+#define MT_FAST_DONE 1
+#define MT_FAST_NAT_HELD 2
+#define MT_FAST_PY_CHANGED 4
 static inline __attribute__((always_inline)) int record_alloc_fast(void *addr, size_t size,
                                                                    int allocator, uintptr_t ra,
                                                                    uintptr_t cfa) {
@@ -1714,28 +1723,40 @@ static inline __attribute__((always_inline)) int record_alloc_fast(void *addr, s
         g_python_gone || !event_fits(size, allocator) || !ring_ok())
         return 0;
     mt_guard = 1; /* before the stacks are read: a handler's record may intern others */
-    int depth = c->py_depth, done = 0;
+    int depth = c->py_depth, known = 0;
     uint32_t nat = 0;
-    if (depth != 0 && (!g_native || (nat = native_unchanged(c, ra, cfa)) != 0) &&
-        mt_python_unchanged(c->py, depth))
-        done = ring_push(r, (uintptr_t)addr, event_kind(size, allocator, 0), t_thread, 1,
-                         c->py_nodes[depth - 1], nat) != 0;
-    mt_guard = 0;
-    return done;
+    if (depth != 0 && (!g_native || (nat = native_unchanged(c, ra, cfa)) != 0)) {
+        known = g_native ? MT_FAST_NAT_HELD : 0;
+        if (!mt_python_unchanged(c->py, depth))
+            known |= MT_FAST_PY_CHANGED;
+        else if (ring_push(r, (uintptr_t)addr, event_kind(size, allocator, 0), t_thread, 1,
+                           c->py_nodes[depth - 1], nat) != 0)
+            known = MT_FAST_DONE;
+    }
+    /* Otherwise the guard stays up into record_alloc: what this found out holds only while
+     * no handler's record changes the thread's stacks. */
+    if (known == MT_FAST_DONE) mt_guard = 0;
+    return known;
 }
 
 static __attribute__((noinline)) void record_alloc(void *addr, size_t size, int allocator,
-                                                   uintptr_t ra, uintptr_t cfa) {
+                                                   uintptr_t ra, uintptr_t cfa, int known) {
     int *err = errno_ptr(), saved_errno = *err;
     mt_guard = 1;
     stack_cache *c = thread_cache();
     int n_ips = 0, depth = 0, py_same = 0, nat_same = 0, from_unw = 0;
     if (c != NULL) {
-        if (g_native) n_ips = capture_native(c, ra, cfa, &from_unw);
+        if (known & MT_FAST_NAT_HELD) { /* native_unchanged: no copy to make, no test again */
+            n_ips = c->unw_depth;
+            from_unw = 1;
+        } else if (g_native) {
+            n_ips = capture_native(c, ra, cfa, &from_unw);
+        }
         /* What the stacks share with the thread's previous ones is found before the lock:
          * the lock is only for the frames that changed, and the record. */
         if (!g_python_gone) {
-            if (c->py_depth && mt_python_unchanged(c->py, c->py_depth))
+            if (!(known & MT_FAST_PY_CHANGED) && c->py_depth &&
+                mt_python_unchanged(c->py, c->py_depth))
                 depth = py_same = c->py_depth; /* c->py_scratch is not read then */
             else if ((depth = capture_python(c)) != 0)
                 py_same = python_common(c, c->py_scratch, depth);
@@ -1796,8 +1817,8 @@ static __attribute__((noinline)) void record_alloc(void *addr, size_t size, int 
 }
 
 void mt_record_alloc(void *addr, size_t size, int allocator, uintptr_t ra, uintptr_t cfa) {
-    if (!record_alloc_fast(addr, size, allocator, ra, cfa))
-        record_alloc(addr, size, allocator, ra, cfa);
+    int known = record_alloc_fast(addr, size, allocator, ra, cfa);
+    if (known != MT_FAST_DONE) record_alloc(addr, size, allocator, ra, cfa, known);
 }
 
 static __attribute__((noinline)) int record_free(void *addr, size_t size, int allocator) {
