@@ -969,12 +969,22 @@ static int unwind_fast(stack_cache *c) {
 /* *from_unw = 1 when the stack is the kept unwinding (c->unw_ip); it is then in c->scratch
  * too, unless it is also the stack interned last (c->nat_is_unw): nothing to copy. */
 /* Whether the stack is still the kept unwinding: the hook's caller and its stack pointer,
- * and every saved return address, unchanged. */
+ * and every saved return address, unchanged. Four slots a branch: a ctypes call's stack
+ * has ~30 return addresses, and this loop, one branch a slot, held half of the samples of
+ * an ALLOC's record under --native (11 M malloc/free --native 1.79x -> 1.75x, 1.82x ->
+ * 1.74x in two runs of interleaved rounds; unrolled by 8, no better). */
 static inline int kept_unwinding_holds(const stack_cache *c, uintptr_t ra, uintptr_t cfa) {
     int n = c->unw_depth;
     if (n == 0 || c->unw_ip[0] != ra || c->unw_sp[0] != cfa) return 0;
-    for (int m = 1; m < n; m++)
-        if (*(const uintptr_t *)(c->unw_sp[m] - sizeof(void *)) != c->unw_ip[m]) return 0;
+    const uintptr_t *ip = c->unw_ip, *sp = c->unw_sp;
+#define MT_SLOT_DIFF(m) (*(const uintptr_t *)(sp[m] - sizeof(void *)) ^ ip[m])
+    int m = 1;
+    for (; m + 4 <= n; m += 4)
+        if (MT_SLOT_DIFF(m) | MT_SLOT_DIFF(m + 1) | MT_SLOT_DIFF(m + 2) | MT_SLOT_DIFF(m + 3))
+            return 0;
+    for (; m < n; m++)
+        if (MT_SLOT_DIFF(m)) return 0;
+#undef MT_SLOT_DIFF
     return 1;
 }
 

@@ -69,6 +69,68 @@ def test_each_block_is_attributed_to_its_real_caller(mt, tmp_path, reuse_lib):
     assert seen == expected
 
 
+LEVELS = 9  # the chain's levels between the allocating function and drive_deep
+
+# A chain of calls drive_deep -> level 9 -> ... -> level 1 -> common, each level's function
+# a_K or b_K (the same code), all called through one table at one call site: two stacks
+# differ in the return address of one level alone, at whatever depth the test picks.
+DEEP_LIB = "#include <stdlib.h>\n" \
+    "void *volatile sink;\n" \
+    "typedef void *(*level_fn)(size_t);\n" \
+    f"level_fn lvl[{LEVELS + 1}];\n" \
+    "__attribute__((noinline)) void *common(size_t n) " \
+    "{ void *p = malloc(n); sink = p; return p; }\n" + "".join(
+        f"__attribute__((noinline)) void *{v}_{k}(size_t n) "
+        f"{{ void *p = lvl[{k - 1}](n); sink = p; return p; }}\n"
+        for k in range(1, LEVELS + 1) for v in "ab") + """
+/* pattern: 'a'/'b' letters choosing level `depth`'s function; the other levels use a_K */
+void drive_deep(const char *pattern, int depth, int rounds) {
+    lvl[0] = common;
+""" + "".join(f"    lvl[{k}] = a_{k};\n" for k in range(1, LEVELS + 1)) + """
+    level_fn a[] = {0""" + "".join(f", a_{k}" for k in range(1, LEVELS + 1)) + """};
+    level_fn b[] = {0""" + "".join(f", b_{k}" for k in range(1, LEVELS + 1)) + f"""}};
+    for (int r = 0; r < rounds; r++)
+        for (const char *c = pattern; *c; c++) {{
+            lvl[depth] = *c == 'a' ? a[depth] : b[depth];
+            lvl[{LEVELS}](1000 * depth + (*c == 'a' ? 1 : 2));
+        }}
+}}
+"""
+
+DEEP_SCRIPT = f"""
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.drive_deep.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
+for depth in range(1, {LEVELS + 1}):
+    lib.drive_deep(b"aabab", depth, 20)
+"""
+
+
+def test_a_stack_that_differs_at_one_depth_alone_is_seen_at_every_depth(mt, tmp_path):
+    """Two stacks the same but for one return address, at depth 1 to 9 under the
+    allocating function (every position of the kept unwinding's test, whichever order it
+    compares them in): each block is attributed to the function it really went through."""
+    (tmp_path / "deep.c").write_text(DEEP_LIB)
+    lib = tmp_path / "libdeep.so"
+    subprocess.run(["gcc", "-g", "-O1", "-fPIC", "-shared", "-o", str(lib),
+                    str(tmp_path / "deep.c")], check=True)
+    run = mt.trace(tmp_path, DEEP_SCRIPT, str(lib), options=("--native",)).check()
+    reader = run.reader
+    seen: dict[int, int] = {}
+    for _addr, size, sid, _alloc in reader.live_allocations():
+        depth, letter = divmod(size, 1000)
+        if not 1 <= depth <= LEVELS or letter not in (1, 2):
+            continue
+        names = functions_on_stack(reader, reader.stack_key(sid)[1], lib)
+        want = ["common"] + [f"{'b' if k == depth and letter == 2 else 'a'}_{k}"
+                             for k in range(1, LEVELS + 1)] + ["drive_deep"]
+        assert names == want, (size, names)
+        seen[size] = seen.get(size, 0) + 1
+    # "aabab" 20 times at each depth: 60 blocks through a_K, 40 through b_K
+    assert seen == {1000 * d + letter: 60 if letter == 1 else 40
+                    for d in range(1, LEVELS + 1) for letter in (1, 2)}
+
+
 THREADS = """
 import ctypes, sys, threading
 lib = ctypes.CDLL(sys.argv[1])
