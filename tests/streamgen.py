@@ -19,6 +19,7 @@ ALLOC_SAME, FREE_SAME = 10, 11  # format 2; this generator writes format 1 (full
 MAPS_DELTA = 12  # format 3 (a header with format=3 to write it)
 PYNODE_NEXT, NATIVENODE_NEXT = 13, 14  # format 6
 ALLOC_AGAIN = 15  # format 7, sampled captures
+EVENTS = 16  # format 9, exact captures: ALLOC_SAME/FREE_SAME items packed in a bin
 
 MALLOC, CALLOC, REALLOC, POSIX_MEMALIGN, ALIGNED_ALLOC, MEMALIGN, VALLOC, PVALLOC = range(1, 9)
 MMAP, FREE_FN, MUNMAP, REALLOCARRAY = 9, 10, 11, 12
@@ -26,6 +27,54 @@ MMAP_RESERVE = 21
 PYMALLOC_MALLOC, PYMALLOC_CALLOC, PYMALLOC_REALLOC, PYMALLOC_FREE = 13, 14, 15, 16
 
 START_TIME = 1_700_000_000.0
+
+
+def events_number(value: int) -> bytes:
+    """One number of an EVENTS item (docs/FORMAT.md): its length in the first byte's
+    trailing zero bits, 7 bits a byte, little-endian; a 0 byte then 8 beyond 56 bits."""
+    for length in range(1, 9):
+        if value < 1 << (7 * length):
+            return ((value << length) | (1 << (length - 1))).to_bytes(length, "little")
+    return b"\0" + value.to_bytes(8, "little")
+
+
+def events_payload(items: list[tuple[int, int | None]]) -> bytes:
+    """An EVENTS bin of (address delta, size) items: size None for a FREE_SAME."""
+    out = b""
+    for delta, size in items:
+        zigzag = ((delta << 1) ^ (delta >> 63)) & ((1 << 64) - 1)
+        out += events_number(zigzag << 1 | (size is not None))
+        if size is not None:
+            out += events_number(size)
+    return out
+
+
+def events_items(payload: bytes) -> list[tuple[int, int | None]]:
+    """The (address delta, size or None) items of an EVENTS bin, as events_payload takes."""
+    items: list[tuple[int, int | None]] = []
+    pos = 0
+
+    def number() -> int:
+        nonlocal pos
+        if pos >= len(payload):
+            raise ValueError("EVENTS item cut short")
+        first = payload[pos]
+        length = (first & -first).bit_length() if first else 9
+        if pos + length > len(payload):
+            raise ValueError("EVENTS item cut short")
+        if first == 0:
+            value = int.from_bytes(payload[pos + 1 : pos + 9], "little")
+        else:
+            value = int.from_bytes(payload[pos : pos + length], "little") >> length
+        pos += length
+        return value
+
+    while pos < len(payload):
+        v = number()
+        zigzag = v >> 1
+        delta = (zigzag >> 1) ^ -(zigzag & 1)
+        items.append((delta, number() if v & 1 else None))
+    return items
 
 
 class StreamWriter:
@@ -87,6 +136,12 @@ class StreamWriter:
         last = getattr(self, "_last_addr", 0)
         self._last_addr = address % (1 << 64)
         return (address - last + (1 << 63)) % (1 << 64) - (1 << 63)
+
+    def events(self, blocks: list[tuple[int, int | None]]) -> None:
+        """One EVENTS record (format 9) of (address, size) items, size None for a FREE_SAME:
+        each in the context of the previous ALLOC or FREE."""
+        payload = events_payload([(self._delta(address), size) for address, size in blocks])
+        self.record(EVENTS, payload)
 
     def alloc(self, thread: int, allocator: int, address: int, size: int, pynode: int = 0,
               nativenode: int = 0) -> None:

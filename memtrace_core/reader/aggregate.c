@@ -558,6 +558,65 @@ int mt_decode(mt_state *s, const uint8_t *buf, size_t n, size_t *pos, int *type,
             if (r) return r;
             break;
         }
+        case MT_REC_EVENTS: {
+            /* A bin of items, each an ALLOC_SAME or a FREE_SAME (wire/format.h): the
+             * whole bin is checked before any of it counts, so a damaged one counts for
+             * nothing and a cut one is read again whole once its bytes come. */
+            uint64_t len;
+            if (count != 2) {
+                s->error = "EVENTS record has the wrong length";
+                return MT_CORRUPT;
+            }
+            if (s->ordinals) {
+                s->error = "EVENTS in a sampled capture";
+                return MT_CORRUPT;
+            }
+            bad = "bad field in EVENTS record";
+            READ(mp_bin(&p, end, &len));
+            if (len > MT_EVENTS_BYTES) { s->error = "EVENTS bin too long"; return MT_CORRUPT; }
+            if ((uint64_t)(end - p) < len) return MT_DONE;
+            const uint8_t *items = p, *items_end = p + len;
+            uint64_t n_items = 0;
+            p = items_end;
+            for (int apply = 0; apply < 2; apply++) {
+                uint64_t last = s->last_addr;
+                for (const uint8_t *q = items; q < items_end;) {
+                    uint64_t v, size = 0;
+                    if (ev_number(&q, items_end, &v)) {
+                        s->error = "EVENTS item cut short";
+                        return MT_CORRUPT;
+                    }
+                    int alloc = (int)(v & 1);
+                    uint64_t zz = v >> 1;
+                    if (alloc && ev_number(&q, items_end, &size)) {
+                        s->error = "EVENTS item cut short";
+                        return MT_CORRUPT;
+                    }
+                    if (!apply) {
+                        n_items++;
+                        if (alloc ? !s->alloc_seen : !s->free_seen) {
+                            s->error = alloc ? "EVENTS ALLOC before any ALLOC"
+                                             : "EVENTS FREE before any FREE";
+                            return MT_CORRUPT;
+                        }
+                        if (alloc && size > INT64_MAX) {
+                            s->error = bad;
+                            return MT_CORRUPT;
+                        }
+                        continue;
+                    }
+                    last += (zz >> 1) ^ ((uint64_t)0 - (zz & 1)); /* the zigzag's delta */
+                    s->last_addr = last;
+                    if (s->nodes_only) continue;
+                    r = alloc ? on_alloc(s, s->alloc_thread, s->alloc_allocator, last, size,
+                                         s->alloc_py, s->alloc_nat)
+                              : on_free(s, s->free_thread, s->free_allocator, last, 0);
+                    if (r) return r;
+                }
+            }
+            s->records += n_items - (n_items > 0); /* each item counts as the record it is */
+            break;
+        }
         case MT_REC_FREE_SAME: {
             uint64_t addr;
             if (count != 2) {

@@ -113,6 +113,42 @@ static inline int mp_array(const uint8_t **pp, const uint8_t *end, uint64_t *cou
     return MP_OK;
 }
 
+/* Bin header: *len payload bytes follow (not checked to be there). */
+static inline int mp_bin(const uint8_t **pp, const uint8_t *end, uint64_t *len)
+{
+    const uint8_t *p = *pp;
+    if (p >= end) return MP_MORE;
+    int n;
+    if (*p == 0xc4) n = 1;
+    else if (*p == 0xc5) n = 2;
+    else if (*p == 0xc6) n = 4;
+    else return MP_BAD;
+    if (end - p < 1 + n) return MP_MORE;
+    *len = mp_be(p + 1, n);
+    *pp = p + 1 + n;
+    return MP_OK;
+}
+
+/* A number of an EVENTS item (memtrace_core/wire/format.h): 0, or 1 when the bytes end
+ * inside it (the bin is whole when this is called: that is damage). */
+static inline int ev_number(const uint8_t **pp, const uint8_t *end, uint64_t *out)
+{
+    const uint8_t *p = *pp;
+    if (p >= end) return 1;
+    unsigned len = p[0] ? (unsigned)__builtin_ctz(p[0]) + 1 : 9;
+    if ((uint64_t)(end - p) < len) return 1;
+    uint64_t v = 0;
+    if (len == 9) {
+        for (int i = 8; i >= 1; i--) v = v << 8 | p[i];
+    } else {
+        for (int i = (int)len - 1; i >= 0; i--) v = v << 8 | p[i];
+        v >>= len;
+    }
+    *out = v;
+    *pp = p + len;
+    return 0;
+}
+
 /* Skip `items` complete values (iteratively: no recursion, so nesting depth cannot
  * exhaust the C stack). */
 static inline int mp_skip(const uint8_t **pp, const uint8_t *end, uint64_t items)

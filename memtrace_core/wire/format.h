@@ -9,7 +9,7 @@
 #define MT_MAGIC "MEMTRACE"            /* a plain stream (pipe, FIFO, raw file) */
 #define MT_COMPRESSED_MAGIC "MEMTRACZ" /* a capture file: then zstd frames of a stream */
 #define MT_MAGIC_LEN 8
-#define MT_FORMAT_VERSION 8            /* HEADER's `format`; readers read 1 to this */
+#define MT_FORMAT_VERSION 9            /* HEADER's `format`; readers read 1 to this */
 /* The first format whose sampled captures name heap allocations by ordinal, not address. */
 #define MT_FORMAT_SAMPLED_ORDINALS 5
 
@@ -26,11 +26,13 @@ enum mt_record_type {
     MT_REC_PYNODE_NEXT = 13, MT_REC_NATIVENODE_NEXT = 14,
     /* format 7, sampled captures: an ALLOC in the context of an earlier full ALLOC record */
     MT_REC_ALLOC_AGAIN = 15,
+    /* format 9, exact captures: ALLOC_SAMEs and FREE_SAMEs packed in one bin (EVENTS) */
+    MT_REC_EVENTS = 16,
 };
-#define MT_REC_LAST MT_REC_ALLOC_AGAIN
+#define MT_REC_LAST MT_REC_EVENTS
 /* The first format with each record type beyond TRAILER (readers reject it in older ones). */
 #define MT_REC_FORMAT(t)                                                                     \
-    ((t) >= MT_REC_ALLOC_AGAIN ? 7 : (t) >= MT_REC_PYNODE_NEXT ? 6                          \
+    ((t) >= MT_REC_EVENTS ? 9 : (t) >= MT_REC_ALLOC_AGAIN ? 7 : (t) >= MT_REC_PYNODE_NEXT ? 6 \
      : (t) == MT_REC_MAPS_DELTA ? 3 : (t) > MT_REC_TRAILER ? 2 : 1)
 
 /* Allocator codes (ALLOC/FREE's `allocator` field): X(enum suffix, code, name). */
@@ -53,6 +55,14 @@ enum mt_allocator { MT_ALLOCATORS(MT_ALLOCATOR_ENUM_) };
 /* A mapping (mmap, or a reservation of address space): munmap takes its ranges back, and it
  * is never sampled. */
 #define MT_IS_MAPPING(a) ((a) == MT_MMAP || (a) == MT_MMAP_RESERVE)
+
+/* EVENTS (docs/FORMAT.md): a bin of at most MT_EVENTS_BYTES bytes of items, each a number
+ * (zigzag of the address delta, shifted left once, | 1 for an ALLOC), an ALLOC's then its
+ * size. A number takes 1 to 8 bytes, little-endian: the first byte's trailing zero bits, plus
+ * one, are its length, and the value is the rest shifted right by that; a first byte of 0
+ * is followed by the 8 bytes of a value of more than 56 bits. */
+#define MT_EVENTS_BYTES 255
+#define MT_EVENTS_ITEM_MAX 18 /* bytes an item takes at most: two 9-byte numbers */
 
 /* The allocator's name, or NULL for a code that is not one. */
 static inline const char *mt_allocator_name(int code) {

@@ -139,9 +139,10 @@ def check_stored_frames(layout: list[Frame], size: int) -> None:
 
 @pytest.fixture(scope="module")
 def random_run(tmp_path_factory, mt, store_lib):
-    """A malloc-heavy program: one million allocations of random sizes, stored."""
+    """A malloc-heavy program: two million allocations of random sizes, stored
+    (a probe after 8 MiB of it: the stored stretch is not the last frame)."""
     directory = tmp_path_factory.mktemp("random")
-    capture, out = trace(mt, directory, store_lib, PROGRAM, "1000000", "0")
+    capture, out = trace(mt, directory, store_lib, PROGRAM, "2000000", "0")
     return capture, int(out.split()[0])
 
 
@@ -165,7 +166,7 @@ def test_stored_capture_reads_exactly_as_the_same_stream_compressed(random_run, 
     assert stored_reader.complete and stored_reader.error is None
     assert snapshot(stored_reader) == snapshot(compressed_reader)
     at = ts.totals_at(stored_reader, "work", marker(PROGRAM, "random"))
-    assert at.as_expect() == ts.Expect(1000000, random_bytes, 0, 0)
+    assert at.as_expect() == ts.Expect(2000000, random_bytes, 0, 0)
     # what storing costs on disk: the stored capture is bigger, by at most what was stored
     # and its block headers
     assert len(compressed.read_bytes()) < len(data) < len(stream) * 1.001 + 8
@@ -202,7 +203,7 @@ def test_a_probe_brings_compression_back(mt, store_lib, tmp_path):
     assert first + PROBE_BYTES + last == len(stream)
     # one window judged (two if the interpreter's start-up made the first one slow)
     assert JUDGE_BYTES <= first < 2 * JUDGE_BYTES + BLOCK_BYTES + (64 << 10)
-    assert last > 10 * MB and (layout[2].end - layout[2].start) * 50 < last
+    assert last > 4 * MB and (layout[2].end - layout[2].start) * 50 < last
     reader = read_capture(capture)
     random_bytes, steady_bytes = map(int, out.split())
     line = marker(PROGRAM, "random")

@@ -13,6 +13,7 @@ from memtrace_core.reader import read_capture
 from tests.cli import run_memtrace
 from tests.reader.reader_helpers import snapshot
 from tests.reader.reader_oracle import Oracle
+from tests.streamgen import events_items
 
 SCRIPT = """
 import ctypes, mmap, threading, time
@@ -56,7 +57,14 @@ def replay(data: bytes) -> tuple[Oracle, dict, int, list, int]:
     deltas = 0
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(data))
     unpacker.feed(data[8:])
-    for rec in unpacker:
+    records = []
+    for rec in unpacker:  # format 9: an EVENTS bin is ALLOC_SAMEs and FREE_SAMEs
+        if rec[0] == 16:
+            records += [[10, delta, size] if size is not None else [11, delta]
+                        for delta, size in events_items(rec[1])]
+        else:
+            records.append(rec)
+    for rec in records:
         count += 1
         kind = rec[0]
         if kind == 10:

@@ -73,7 +73,7 @@ def test_corruption_keeps_state_of_last_good_record() -> None:
         (b"NOTATRACEFILE", "not a memtrace capture"),
         (b"MEMTRACX", "not a memtrace capture"),
         (b"MEMTRACE\x92\x04\x80", "first record is not HEADER"),
-        (b"MEMTRACE\x92\x00\x81\xa6format\x09", "unsupported format version 9"),
+        (b"MEMTRACE\x92\x00\x81\xa6format\x0a", "unsupported format version 10"),
         (b"MEMTRACE\x92\x00\x81\xa6format\x02\x93\x0c\x90\x90", "unknown record type"),
         (b"MEMTRACE\x92\x00\x81\xa6format\x03\x93\x0c\x90\x90", "MAPS_DELTA before any MAPS"),
         (b"MEMTRACE\x92\x00\x81\xa6format\x03\x92\x07\x90\x93\x0c\x91\x05\x90",

@@ -46,7 +46,8 @@ def test_record_types_one_definition():
     assert header == {0: "HEADER", 1: "CODE", 2: "PYNODE", 3: "NATIVENODE", 4: "ALLOC",
                       5: "FREE", 6: "THREAD", 7: "MAPS", 8: "TICK", 9: "TRAILER",
                       10: "ALLOC_SAME", 11: "FREE_SAME", 12: "MAPS_DELTA",
-                      13: "PYNODE_NEXT", 14: "NATIVENODE_NEXT", 15: "ALLOC_AGAIN"}
+                      13: "PYNODE_NEXT", 14: "NATIVENODE_NEXT", 15: "ALLOC_AGAIN",
+                      16: "EVENTS"}
     assert _doc_table("| type | name | fields after the type | notes |") == header
     assert header_record({"format": 1})[:2] == bytes([0x92, _tracer.HEADER_RECORD])
     assert _tracer.HEADER_RECORD == 0
