@@ -87,7 +87,10 @@ def bench_keys(lib: Path, seconds: float, script: Path | None, results: Results)
         [sys.executable, "-m", "memtrace_core.tracer.runner", "--fd", str(write_fd),
          "--native", str(script)],
         pass_fds=[write_fd], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-        env=child_env(lib, scale=seconds * 3), start_new_session=True)
+        # long enough to outlive the app's start, the 2.5 s warm-up and `seconds` of keys
+        # (it is stopped then): the smoke run's 3 s of work ended before its keys began once
+        # the stream got denser (format 9) and the app stopped slowing the program down
+        env=child_env(lib, scale=(seconds + 3) * 3), start_new_session=True)
     os.close(write_fd)
     reader = StreamReader()
     tree = call_tree(reader, native=True)

@@ -966,8 +966,6 @@ static int unwind_fast(stack_cache *c) {
     }
 }
 
-/* *from_unw = 1 when the stack is the kept unwinding (c->unw_ip); it is then in c->scratch
- * too, unless it is also the stack interned last (c->nat_is_unw): nothing to copy. */
 /* Whether the stack is still the kept unwinding: the hook's caller and its stack pointer,
  * and every saved return address, unchanged. Four slots a branch: a ctypes call's stack
  * has ~30 return addresses, and this loop, one branch a slot, held half of the samples of
@@ -988,6 +986,8 @@ static inline int kept_unwinding_holds(const stack_cache *c, uintptr_t ra, uintp
     return 1;
 }
 
+/* *from_unw = 1 when the stack is the kept unwinding (c->unw_ip); it is then in c->scratch
+ * too, unless it is also the stack interned last (c->nat_is_unw): nothing to copy. */
 static int capture_native(stack_cache *c, uintptr_t ra, uintptr_t cfa, int *from_unw) {
     int cut;
     *from_unw = 0;
@@ -1073,12 +1073,18 @@ static inline uint8_t *put_alloc(uint8_t *p, mt_rec_ctx *c, int64_t delta, size_
     return put_full_alloc(p, c, delta, size, allocator, thread, py, nat);
 }
 
+/* Whether a FREE repeats the previous one's context (then sent as FREE_SAME). */
+static inline int same_free_ctx(const mt_rec_ctx *c, size_t size, uint32_t thread,
+                                int allocator) {
+    return size == 0 && c->free_valid && thread == c->free_thread &&
+           (uint32_t)allocator == c->free_allocator;
+}
+
 /* A FREE: FREE_SAME when it repeats the previous one's thread and allocator and has no
  * size, else in full (its context becomes the one FREE_SAME repeats). */
 static inline uint8_t *put_free(uint8_t *p, mt_rec_ctx *c, int64_t delta, size_t size,
                                 int allocator, uint32_t thread) {
-    if (size == 0 && c->free_valid && thread == c->free_thread &&
-        (uint32_t)allocator == c->free_allocator) {
+    if (same_free_ctx(c, size, thread, allocator)) {
         p = mp_array(p, 2);
         p = mp_uint(p, MT_REC_FREE_SAME);
         return mp_int_fast(p, delta);
@@ -1134,8 +1140,8 @@ static inline uint8_t *ev_close(uint8_t *p, uint8_t **bin) {
 }
 
 /* An item into the open bin, opened first if none is or it is nearly full. A delta too far
- * for an item's number (never in a 64-bit address space of 57 bits or fewer) goes as the
- * record it stands for. */
+ * for an item's number (2^61 or more: never between two addresses of a 57-bit address
+ * space, x86-64's largest) goes as the record it stands for. */
 static inline uint8_t *ev_item(uint8_t *p, uint8_t **bin, int64_t delta, int alloc,
                                size_t size) {
     uint64_t zz = (uint64_t)delta << 1 ^ (uint64_t)(delta >> 63);
@@ -1469,8 +1475,7 @@ static inline __attribute__((always_inline)) uint64_t encode_span(const mt_ring 
         size_t size = (size_t)(kind >> 16);
         int allocator = (int)(kind >> 1 & 0x7fff);
         if (kind & MT_EVENT_FREE) {
-            if (size == 0 && ctx->free_valid && e->thread == ctx->free_thread &&
-                (uint32_t)allocator == ctx->free_allocator)
+            if (same_free_ctx(ctx, size, e->thread, allocator))
                 p = ev_item(p, bin, delta, 0, 0);
             else
                 p = put_free(ev_close(p, bin), ctx, delta, size, allocator, e->thread);
