@@ -1080,15 +1080,15 @@ static inline int same_free_ctx(const mt_rec_ctx *c, size_t size, uint32_t threa
            (uint32_t)allocator == c->free_allocator;
 }
 
-/* A FREE: FREE_SAME when it repeats the previous one's thread and allocator and has no
- * size, else in full (its context becomes the one FREE_SAME repeats). */
-static inline uint8_t *put_free(uint8_t *p, mt_rec_ctx *c, int64_t delta, size_t size,
-                                int allocator, uint32_t thread) {
-    if (same_free_ctx(c, size, thread, allocator)) {
-        p = mp_array(p, 2);
-        p = mp_uint(p, MT_REC_FREE_SAME);
-        return mp_int_fast(p, delta);
-    }
+static inline uint8_t *put_free_same(uint8_t *p, int64_t delta) {
+    p = mp_array(p, 2);
+    p = mp_uint(p, MT_REC_FREE_SAME);
+    return mp_int_fast(p, delta);
+}
+
+/* A full FREE record; its context becomes the one FREE_SAME repeats. */
+static inline uint8_t *put_full_free(uint8_t *p, mt_rec_ctx *c, int64_t delta, size_t size,
+                                     int allocator, uint32_t thread) {
     p = mp_array(p, 5);
     p = mp_uint(p, MT_REC_FREE);
     p = mp_uint(p, thread);
@@ -1099,6 +1099,14 @@ static inline uint8_t *put_free(uint8_t *p, mt_rec_ctx *c, int64_t delta, size_t
     c->free_thread = thread;
     c->free_allocator = (uint32_t)allocator;
     return p;
+}
+
+/* A FREE: FREE_SAME when it repeats the previous one's thread and allocator and has no
+ * size, else in full. */
+static inline uint8_t *put_free(uint8_t *p, mt_rec_ctx *c, int64_t delta, size_t size,
+                                int allocator, uint32_t thread) {
+    if (same_free_ctx(c, size, thread, allocator)) return put_free_same(p, delta);
+    return put_full_free(p, c, delta, size, allocator, thread);
 }
 
 /* ---- EVENTS: a drain's ALLOC_SAMEs and FREE_SAMEs packed in bins (format 9) -----------
@@ -1147,12 +1155,7 @@ static inline uint8_t *ev_item(uint8_t *p, uint8_t **bin, int64_t delta, int all
     uint64_t zz = (uint64_t)delta << 1 ^ (uint64_t)(delta >> 63);
     if (UNLIKELY(zz >> 62)) {
         p = ev_close(p, bin);
-        if (!alloc) {
-            p = mp_array(p, 2);
-            p = mp_uint(p, MT_REC_FREE_SAME);
-            return mp_int_fast(p, delta);
-        }
-        return put_alloc_same(p, delta, size);
+        return alloc ? put_alloc_same(p, delta, size) : put_free_same(p, delta);
     }
     if (*bin == NULL || p - *bin > MT_EVENTS_BYTES - MT_EVENTS_ITEM_MAX) {
         p = ev_close(p, bin);
@@ -1478,7 +1481,7 @@ static inline __attribute__((always_inline)) uint64_t encode_span(const mt_ring 
             if (same_free_ctx(ctx, size, e->thread, allocator))
                 p = ev_item(p, bin, delta, 0, 0);
             else
-                p = put_free(ev_close(p, bin), ctx, delta, size, allocator, e->thread);
+                p = put_full_free(ev_close(p, bin), ctx, delta, size, allocator, e->thread);
         } else if (same_alloc_ctx(ctx, e->thread, allocator, e->py, e->nat)) {
             p = ev_item(p, bin, delta, 1, size);
         } else {
