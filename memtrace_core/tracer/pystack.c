@@ -57,7 +57,8 @@ int mt_capture_python(mt_pyframe *frames, int max) {
     return depth;
 }
 
-int mt_python_unchanged(const mt_pyframe *prev, int depth) {
+int mt_python_unchanged(const mt_pyframe *prev, int depth, mt_pykey *key) {
+    if (key) key->n = -1; /* 3.10: no key, a walk every time */
     PyThreadState *ts = this_thread_state();
     if (ts == NULL) return 0;
     int k = depth; /* prev[k - 1] is the next frame to match, walking outwards */
@@ -127,15 +128,79 @@ int mt_capture_python(mt_pyframe *frames, int max) {
     return depth;
 }
 
-int mt_python_unchanged(const mt_pyframe *prev, int depth) {
+/* A value the compiler may not take for another it equals (a loaded link, once compared):
+ * the key's addresses are loaded from the key, not from the chain. */
+#define MT_OPAQUE(v) __asm__("" : "+r"(v))
+
+#if PY_VERSION_HEX >= 0x030D0000
+#define FRAME_EXE(f) ((const void *)(f)->f_executable)
+#define FRAME_INSTR(f) ((const void *)(f)->instr_ptr)
+#else
+#define FRAME_EXE(f) ((const void *)(f)->f_code)
+#define FRAME_INSTR(f) ((const void *)(f)->prev_instr)
+#endif
+#if PY_VERSION_HEX >= 0x030C0000
+#define FRAME_TAG(f) ((intptr_t)(f)->owner)
+#else
+#define FRAME_TAG(f) ((intptr_t)(f)->is_entry)
+#endif
+
+/* The thread's frames are where the key saw them, each as it was: the same stack. */
+static inline int key_holds(PyThreadState *ts, const mt_pykey *k) {
+    int n = k->n;
+    if (n < 0 || (const void *)ts != k->ts) return 0;
+#if PY_VERSION_HEX >= 0x030D0000
+    const void *top = ts->current_frame;
+#else
+    _PyCFrame *cf = (_PyCFrame *)k->cframe;
+    MT_OPAQUE(cf);
+    if ((const void *)ts->cframe != cf) return 0;
+    const void *top = cf->current_frame;
+#endif
+    if (top != (n ? k->fr[0].frame : k->end)) return 0;
+    for (int i = 0; i < n; i++) {
+        const mt_pykey_frame *e = &k->fr[i];
+        const _PyInterpreterFrame *f = e->frame;
+        MT_OPAQUE(f);
+        if (FRAME_EXE(f) != e->code || FRAME_INSTR(f) != e->instr || FRAME_TAG(f) != e->tag)
+            return 0;
+        if (e->linetable != NULL) {
+            const PyCodeObject *co = e->code;
+            MT_OPAQUE(co);
+            if ((const void *)co->co_linetable != e->linetable) return 0;
+        }
+        if ((const void *)f->previous != (i + 1 < n ? k->fr[i + 1].frame : k->end)) return 0;
+    }
+    return 1;
+}
+
+int mt_python_unchanged(const mt_pyframe *prev, int depth, mt_pykey *key) {
     PyThreadState *ts = this_thread_state();
     if (ts == NULL) return 0;
+    if (key != NULL) {
+        if (key_holds(ts, key)) return 1;
+        key->n = -1;
+    }
     _PyInterpreterFrame *f = current_frame(ts);
     int k = depth; /* prev[k - 1] is the next frame to match, walking outwards */
+    int kept = 0;  /* frames put in the key so far; -1: too many */
 #if PY_VERSION_HEX >= 0x030C0000
     int entry = 0; /* a shim came after the frame matched last */
 #endif
     for (; f != NULL; f = f->previous) {
+        mt_pykey_frame *e = NULL;
+        if (key != NULL && kept >= 0) {
+            if (kept == MT_PYKEY_FRAMES) {
+                kept = -1;
+            } else {
+                e = &key->fr[kept++];
+                e->frame = f;
+                e->code = FRAME_EXE(f);
+                e->instr = FRAME_INSTR(f);
+                e->linetable = NULL;
+                e->tag = FRAME_TAG(f);
+            }
+        }
 #if PY_VERSION_HEX >= 0x030C0000
         if (f->owner == FRAME_OWNED_BY_CSTACK) {
             entry = 1;
@@ -143,7 +208,11 @@ int mt_python_unchanged(const mt_pyframe *prev, int depth) {
         }
 #endif
         PyCodeObject *co = frame_code(f);
-        if ((void *)co == g_root_code && co != NULL) break;
+        if ((void *)co == g_root_code && co != NULL) {
+            if (e != NULL) kept--; /* the root's frame is where the key ends */
+            break;
+        }
+        if (e != NULL && co != NULL) e->linetable = co->co_linetable;
         /* An incomplete frame is not tested for (its code is read once more): it never
          * matches, as its instruction is before any a complete frame of its code has. */
         if (co == NULL) continue;
@@ -164,7 +233,16 @@ int mt_python_unchanged(const mt_pyframe *prev, int depth) {
 #if PY_VERSION_HEX >= 0x030C0000
     if (k < depth && prev[k].is_entry != entry) return 0;
 #endif
-    return k == 0;
+    if (k != 0) return 0;
+    if (key != NULL && kept >= 0) {
+        key->ts = ts;
+#if PY_VERSION_HEX < 0x030D0000
+        key->cframe = ts->cframe;
+#endif
+        key->end = f;
+        key->n = kept;
+    }
+    return 1;
 }
 #endif
 

@@ -367,6 +367,7 @@ typedef struct {
     mt_pyframe *py;
     uint32_t *py_nodes;
     mt_pyframe *py_scratch;                 /* the Python stack being captured */
+    mt_pykey py_key;                        /* where py's frames lay (mt_python_unchanged) */
     int nat_cap;                            /* entries of each native array */
     uintptr_t *nat;
     uint32_t *nat_nodes;
@@ -507,6 +508,7 @@ static stack_cache *thread_cache(void) {
         c = calloc(1, sizeof *c);
         if (c == NULL) return NULL;
         c->retry_mask = MT_FILL_RETRY_MIN;
+        c->py_key.n = -1;
         if (grow_python(c, MT_PY_INITIAL) != 0) { /* native ones at the first native stack */
             free_cache(c);
             return NULL;
@@ -518,6 +520,7 @@ static stack_cache *thread_cache(void) {
     if (c->gen != g_generation) {
         c->gen = g_generation;
         c->py_depth = c->nat_depth = c->unw_depth = 0;
+        c->py_key.n = -1;
         c->nat_is_unw = 0;
         c->miss_ra = c->miss_cfa = 0;
         c->hits_since_fill = c->fruitless_fills = c->misses = 0;
@@ -545,6 +548,7 @@ static inline int python_common(const stack_cache *c, const mt_pyframe *fr, int 
  * (python_common): only the frames after them are looked up in the shared table. */
 static uint32_t intern_python_locked(stack_cache *c, const mt_pyframe *fr, int depth, int i) {
     uint32_t node = i ? c->py_nodes[i - 1] : 0;
+    c->py_key.n = -1; /* c->py changes */
     for (; i < depth; i++) {
         const mt_pyframe *f = &fr[depth - 1 - i];
         uint64_t a = ((uint64_t)node << 32) | (uint32_t)(f->lasti * 2 + f->is_entry);
@@ -1822,7 +1826,7 @@ static inline __attribute__((always_inline)) int record_alloc_fast(void *addr, s
     uint32_t nat = 0;
     if (depth != 0 && (!g_native || (nat = native_unchanged(c, ra, cfa)) != 0)) {
         known = g_native ? MT_FAST_NAT_HELD : 0;
-        if (!mt_python_unchanged(c->py, depth))
+        if (!mt_python_unchanged(c->py, depth, &c->py_key))
             known |= MT_FAST_PY_CHANGED;
         else if (ring_push(r, (uintptr_t)addr, event_kind(size, allocator, 0), t_thread, 1,
                            c->py_nodes[depth - 1], nat) != 0)
@@ -1851,7 +1855,7 @@ static __attribute__((noinline)) void record_alloc(void *addr, size_t size, int 
          * the lock is only for the frames that changed, and the record. */
         if (!g_python_gone) {
             if (!(known & MT_FAST_PY_CHANGED) && c->py_depth &&
-                mt_python_unchanged(c->py, c->py_depth))
+                mt_python_unchanged(c->py, c->py_depth, &c->py_key))
                 depth = py_same = c->py_depth; /* c->py_scratch is not read then */
             else if ((depth = capture_python(c)) != 0)
                 py_same = python_common(c, c->py_scratch, depth);

@@ -3,8 +3,11 @@ that compares the frames as it goes, outwards from the innermost, and stops at t
 that differs. These tests make that shortcut as easy to get wrong as possible: every
 allocation comes from the same instruction of the same function, run in a frame at the same
 place of the thread's frame stack, and only a frame further out differs from the previous
-allocation's (the caller's line, or how deep a recursion goes). Every block must still
-carry its own stack, with the GIL released (ctypes.CDLL) and held (ctypes.PyDLL)."""
+call's (the caller's line, or how deep a recursion goes). Each call allocates BLOCKS blocks:
+the first one's stack differs from the one before, the second's is found the same by the
+walk, from the third on by where the frames lay (the key the walk left), which the next
+call's first block must then find out of date. Every block must still carry its own stack,
+with the GIL released (ctypes.CDLL) and held (ctypes.PyDLL)."""
 
 from __future__ import annotations
 
@@ -16,22 +19,34 @@ import pytest
 
 SIZE = 12_345
 ROUNDS = 300
+BLOCKS = 4
 
 LIB = r"""
 #include <stdlib.h>
 #include <string.h>
-void *keep(size_t n) { void *p = malloc(n); if (p) memset(p, 1, n); return p; }
+/* k blocks of n bytes (n >= sizeof(void *)), each pointing to the one before. */
+void *keep(size_t n, int k) {
+    void *last = NULL;
+    for (int i = 0; i < k; i++) {
+        void **p = malloc(n);
+        if (!p) return last;
+        memset(p, 1, n);
+        *p = last;
+        last = p;
+    }
+    return last;
+}
 """
 
 SCRIPT = f"""
 import ctypes, sys
 lib = getattr(ctypes, sys.argv[2])(sys.argv[1])
-lib.keep.argtypes = [ctypes.c_size_t]
+lib.keep.argtypes = [ctypes.c_size_t, ctypes.c_int]
 lib.keep.restype = ctypes.c_void_p
 
 
 def leaf():
-    return lib.keep({SIZE})  # leaf
+    return lib.keep({SIZE}, {BLOCKS})  # leaf
 
 
 def parent(out):
@@ -79,9 +94,9 @@ def test_each_block_has_its_callers_stack(mt, tmp_path, keep_lib, loader, native
     leaf = ("leaf", line_of("leaf"))
     want: Counter[tuple[tuple[str, int], ...]] = Counter()
     for call in ("first", "second"):
-        want[(leaf, ("parent", line_of(call)), ("<module>", line_of("parent")))] = ROUNDS
+        want[(leaf, ("parent", line_of(call)), ("<module>", line_of("parent")))] = ROUNDS * BLOCKS
     for depth in range(3):
         recursion = (("deeper", line_of("recurse")),) * depth
         chain = (leaf, ("deeper", line_of("bottom")), *recursion, ("<module>", line_of("deeper")))
-        want[chain] = ROUNDS // 3
+        want[chain] = ROUNDS // 3 * BLOCKS
     assert stacks == want
