@@ -139,6 +139,12 @@ def ring_count() -> int:
     return mt_recorder_rings()
 
 
+def packed_bytes() -> int:
+    """How many bytes of records the recording took from a thread that packed them itself
+    while it had the only ring (recorder.c, "Packing"): for tests."""
+    return mt_recorder_packed_bytes()
+
+
 def ring_resident_bytes() -> int:
     """How many bytes of those rings are in memory (-1: unknown): a stopped recording hands
     all but each ring's first page back to the system (recorder.c): for tests."""

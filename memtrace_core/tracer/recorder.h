@@ -62,6 +62,8 @@ int mt_recorder_native_summary(uint64_t **ips, size_t *n_ips, uint8_t **maps,
                                size_t *maps_len);
 /* How many threads' record rings exist (exact mode; recorder.c): for tests. */
 int mt_recorder_rings(void);
+/* How many bytes the recording took from a thread's packed records ("Packing"): for tests. */
+long mt_recorder_packed_bytes(void);
 /* The bytes of those rings resident in memory (mincore; -1 when it cannot tell): for tests. */
 long mt_recorder_ring_resident(void);
 /* The bytes of the threads' native-node maps resident in memory (-1: cannot tell): for

@@ -20,6 +20,7 @@ cdef extern from "recorder.h" nogil:
                                    size_t *maps_len)
     void mt_set_thread_name(long os_tid, const char *name, int rename)
     int mt_recorder_rings()
+    long mt_recorder_packed_bytes()
     long mt_recorder_ring_resident()
     long mt_recorder_memo_resident()
     void mt_recorder_release()

@@ -283,7 +283,7 @@ print(page, *figures)
 def test_a_stopped_recording_hands_back_its_memory(tmp_path, mt):
     """A detach leaves the rings of live threads in place (their threads point at them), but
     their record pages go back to the system: 8 threads that filled their rings hold one
-    page each after the stop, not 44 KiB, and the recorder's buffers and interning tables
+    page each after the stop, not 60 KiB, and the recorder's buffers and interning tables
     (over 4 MiB) are gone; a second recording (a second attach) refills the same rings,
     loses nothing, and hands the memory back again."""
     (tmp_path / "prog.py").write_text(RELEASED)
@@ -293,7 +293,9 @@ def test_a_stopped_recording_hands_back_its_memory(tmp_path, mt):
     page, *figures = map(int, proc.stdout.split())
     for rings, during, held, after, held_after in (figures[0:5], figures[5:10]):
         assert rings >= 8
-        assert during >= 8 * 1024 * 40  # 8 full rings: 1,024 records of 40 bytes each
+        # full rings: 1,024 records of 40 bytes each; 7 at least in the first recording,
+        # whose first ring may have packed its records while it was the only one
+        assert during >= 7 * 1024 * 40
         assert after == rings * page    # the first page of each, the line its thread reads
         # buffers (2 MiB) and interning tables (2 MiB for the Python stacks' alone)
         assert held >= 4 << 20 and held_after == 0
