@@ -171,7 +171,10 @@ static inline int key_holds(PyThreadState *ts, const mt_pykey *k) {
         }
         if ((const void *)f->previous != (i + 1 < n ? k->fr[i + 1].frame : k->end)) return 0;
     }
-    return 1;
+    /* The root's frame, when the walk ended at it, is still the root's. */
+    const _PyInterpreterFrame *root = k->end;
+    MT_OPAQUE(root);
+    return root == NULL || FRAME_EXE(root) == (const void *)g_root_code;
 }
 
 int mt_python_unchanged(const mt_pyframe *prev, int depth, mt_pykey *key) {
