@@ -1784,13 +1784,17 @@ static int pack_take_locked(mt_ring *r, int may_wait) {
         uint8_t *bin = NULL;
         uint64_t records = 0;
         int after_bin = 0;
-        for (uint64_t at = head; at != len;) {
-            const uint8_t *q = r->pk + ((uint32_t)at & (MT_PACK_CAP - 1));
+        /* Each record is checked to lie within what was packed before it is read: bytes
+         * that do not (a broken protocol, never seen) end the walk, not the program. */
+        for (uint64_t at = head; at < len;) {
+            uint32_t in = (uint32_t)at & (MT_PACK_CAP - 1);
+            const uint8_t *q = r->pk + in;
             if (*q == MT_PACK_WRAP) {
-                at += MT_PACK_CAP - ((uint32_t)at & (MT_PACK_CAP - 1));
+                at += MT_PACK_CAP - in;
                 continue;
             }
-            if (*q == 0) {
+            if (*q == 0 && at + 1 + sizeof(mt_pack_raw) <= len &&
+                in + 1 + sizeof(mt_pack_raw) <= MT_PACK_CAP) {
                 mt_pack_raw raw;
                 memcpy(&raw, q + 1, sizeof raw);
                 at += 1 + sizeof raw;
@@ -1812,13 +1816,17 @@ static int pack_take_locked(mt_ring *r, int may_wait) {
                     p = put_full_alloc(ev_close(p, &bin), &g_ctx, delta, size, allocator,
                                        raw.thread, raw.py, raw.nat);
                 }
-            } else { /* a bin: [0x92, EVENTS, 0xc4, n] and n bytes of items */
+            } else if (*q == 0x92 && q[1] == MT_REC_EVENTS && q[2] == 0xc4 &&
+                       at + 4 + q[3] <= len && in + 4 + (uint32_t)q[3] <= MT_PACK_CAP) {
+                /* a bin: [0x92, EVENTS, 0xc4, n] and n bytes of items */
                 p = ev_close(p, &bin);
                 size_t n = 4 + (size_t)q[3];
                 memcpy(p, q, n);
                 p += n;
                 at += n;
                 after_bin = 1;
+            } else {
+                break; /* the rest is dropped: pk_head goes past it below */
             }
             records++;
         }
