@@ -1154,19 +1154,28 @@ static inline uint8_t *ev_close(uint8_t *p, uint8_t **bin) {
 /* An item into the open bin, opened first if none is or it is nearly full. A delta too far
  * for an item's number (2^61 or more: never between two addresses of a 57-bit address
  * space, x86-64's largest) goes as the record it stands for. */
+static inline uint64_t ev_zigzag(int64_t delta) {
+    return (uint64_t)delta << 1 ^ (uint64_t)(delta >> 63);
+}
+
+/* An EVENTS record's head, [EVENTS, bin 8], its length byte (the last) still to write:
+ * returns where its items begin. */
+static inline uint8_t *ev_open(uint8_t *p) {
+    p[0] = 0x92;
+    p[1] = MT_REC_EVENTS;
+    p[2] = 0xc4;
+    return p + 4;
+}
+
 static inline uint8_t *ev_item(uint8_t *p, uint8_t **bin, int64_t delta, int alloc,
                                size_t size) {
-    uint64_t zz = (uint64_t)delta << 1 ^ (uint64_t)(delta >> 63);
+    uint64_t zz = ev_zigzag(delta);
     if (UNLIKELY(zz >> 62)) {
         p = ev_close(p, bin);
         return alloc ? put_alloc_same(p, delta, size) : put_free_same(p, delta);
     }
     if (*bin == NULL || p - *bin > MT_EVENTS_BYTES - MT_EVENTS_ITEM_MAX) {
-        p = ev_close(p, bin);
-        p[0] = 0x92; /* [EVENTS, bin 8] */
-        p[1] = MT_REC_EVENTS;
-        p[2] = 0xc4;
-        p += 4;
+        p = ev_open(ev_close(p, bin));
         *bin = p;
     }
     p = ev_number(p, zz << 1 | (uint64_t)alloc);
@@ -1519,10 +1528,11 @@ static inline __attribute__((always_inline)) int pack_push(mt_ring *r, uint64_t 
                                                             uint64_t kind, uint32_t thread,
                                                             int alloc, uint32_t py,
                                                             uint32_t nat) {
-    /* Room for a record and a wrap (outside the push: a drain waits for pushes to end). */
-    if (UNLIKELY(r->pk_len - __atomic_load_n(&r->pk_head, __ATOMIC_ACQUIRE) >
-                 MT_PACK_CAP - 2 * MT_PACK_ROOM))
-        pack_full(r);
+    /* Room for a record and a wrap (outside the push: a drain waits for pushes to end).
+     * Only this thread adds bytes, and drains only take them: room now is room below. */
+    int full = r->pk_len - __atomic_load_n(&r->pk_head, __ATOMIC_ACQUIRE) >
+               MT_PACK_CAP - 2 * MT_PACK_ROOM;
+    if (UNLIKELY(full)) pack_full(r);
     uint64_t tail = r->tail; /* its own: the bit is down */
     __atomic_store_n(&r->tail, tail | MT_RING_PUSHING, __ATOMIC_RELAXED);
     store_load_fence();
@@ -1539,8 +1549,8 @@ static inline __attribute__((always_inline)) int pack_push(mt_ring *r, uint64_t 
         r->pk_known = 0;
         r->pk_bin = 0;
     }
-    if (UNLIKELY(len - __atomic_load_n(&r->pk_head, __ATOMIC_ACQUIRE) >
-                 MT_PACK_CAP - 2 * MT_PACK_ROOM)) { /* not taken (tracing stopping) */
+    if (UNLIKELY(full) && len - __atomic_load_n(&r->pk_head, __ATOMIC_ACQUIRE) >
+                              MT_PACK_CAP - 2 * MT_PACK_ROOM) { /* not taken (stopping) */
         __atomic_store_n(&r->tail, tail, __ATOMIC_RELEASE);
         return 0;
     }
@@ -1552,8 +1562,7 @@ static inline __attribute__((always_inline)) int pack_push(mt_ring *r, uint64_t 
         r->pk_bin = 0;
     }
     uint8_t *base = r->pk + at, *p = base;
-    int64_t delta = (int64_t)(addr - r->pk_last);
-    uint64_t zz = (uint64_t)delta << 1 ^ (uint64_t)(delta >> 63);
+    uint64_t zz = ev_zigzag((int64_t)(addr - r->pk_last));
     size_t size = (size_t)(kind >> 16);
     uint32_t allocator = (uint32_t)(kind >> 1 & 0x7fff);
     int item = alloc ? (r->pk_known & MT_PACK_ALLOC) && thread == r->pk_thread &&
@@ -1563,10 +1572,7 @@ static inline __attribute__((always_inline)) int pack_push(mt_ring *r, uint64_t 
     if (LIKELY(item && !(zz >> 62))) {
         uint64_t bin = r->pk_bin;
         if (bin == 0 || len - bin > MT_EVENTS_BYTES - MT_EVENTS_ITEM_MAX) {
-            p[0] = 0x92; /* [EVENTS, bin 8] */
-            p[1] = MT_REC_EVENTS;
-            p[2] = 0xc4;
-            p += 4;
+            p = ev_open(p);
             bin = len + 4;
             r->pk_bin = bin;
         }
@@ -1638,6 +1644,23 @@ static inline void encode_free_locked(uint64_t addr, int by_ordinal, uint64_t or
     commit(put_free(p, &g_ctx, delta, size, allocator, thread));
 }
 
+/* An exact ALLOC or FREE of kind `kind` (event_kind) in a drain: an item when it repeats
+ * its context (ctx), else its full record, which sets it. */
+static inline __attribute__((always_inline)) uint8_t *ev_record(uint8_t *p, uint8_t **bin,
+                                                                 mt_rec_ctx *ctx,
+                                                                 int64_t delta, uint64_t kind,
+                                                                 uint32_t thread, uint32_t py,
+                                                                 uint32_t nat) {
+    size_t size = (size_t)(kind >> 16);
+    int allocator = (int)(kind >> 1 & 0x7fff);
+    if (kind & MT_EVENT_FREE) {
+        if (same_free_ctx(ctx, size, thread, allocator)) return ev_item(p, bin, delta, 0, 0);
+        return put_full_free(ev_close(p, bin), ctx, delta, size, allocator, thread);
+    }
+    if (same_alloc_ctx(ctx, thread, allocator, py, nat)) return ev_item(p, bin, delta, 1, size);
+    return put_full_alloc(ev_close(p, bin), ctx, delta, size, allocator, thread, py, nat);
+}
+
 /* Encode ring r's records from i up to stop, through the drain's local copies, up to the
  * first whose lane has a record numbered before it still to come; returns where it
  * stopped. A record numbered below its lane's next (a push that straddled a new start,
@@ -1657,20 +1680,7 @@ static inline __attribute__((always_inline)) uint64_t encode_span(const mt_ring 
         if (e->seq == want) g_expect[lane] = want + 1;
         int64_t delta = (int64_t)(e->addr - last);
         last = e->addr;
-        uint64_t kind = e->kind;
-        size_t size = (size_t)(kind >> 16);
-        int allocator = (int)(kind >> 1 & 0x7fff);
-        if (kind & MT_EVENT_FREE) {
-            if (same_free_ctx(ctx, size, e->thread, allocator))
-                p = ev_item(p, bin, delta, 0, 0);
-            else
-                p = put_full_free(ev_close(p, bin), ctx, delta, size, allocator, e->thread);
-        } else if (same_alloc_ctx(ctx, e->thread, allocator, e->py, e->nat)) {
-            p = ev_item(p, bin, delta, 1, size);
-        } else {
-            p = put_full_alloc(ev_close(p, bin), ctx, delta, size, allocator, e->thread, e->py,
-                               e->nat);
-        }
+        p = ev_record(p, bin, ctx, delta, e->kind, e->thread, e->py, e->nat);
         i++;
     }
     *pp = p;
@@ -1802,20 +1812,7 @@ static int pack_take_locked(mt_ring *r, int may_wait) {
                 after_bin = 0;
                 int64_t delta = (int64_t)(raw.addr - g_last_addr);
                 g_last_addr = raw.addr;
-                size_t size = (size_t)(raw.kind >> 16);
-                int allocator = (int)(raw.kind >> 1 & 0x7fff);
-                if (raw.kind & MT_EVENT_FREE) {
-                    if (same_free_ctx(&g_ctx, size, raw.thread, allocator))
-                        p = ev_item(p, &bin, delta, 0, 0);
-                    else
-                        p = put_full_free(ev_close(p, &bin), &g_ctx, delta, size, allocator,
-                                          raw.thread);
-                } else if (same_alloc_ctx(&g_ctx, raw.thread, allocator, raw.py, raw.nat)) {
-                    p = ev_item(p, &bin, delta, 1, size);
-                } else {
-                    p = put_full_alloc(ev_close(p, &bin), &g_ctx, delta, size, allocator,
-                                       raw.thread, raw.py, raw.nat);
-                }
+                p = ev_record(p, &bin, &g_ctx, delta, raw.kind, raw.thread, raw.py, raw.nat);
             } else if (*q == 0x92 && q[1] == MT_REC_EVENTS && q[2] == 0xc4 &&
                        at + 4 + q[3] <= len && in + 4 + (uint32_t)q[3] <= MT_PACK_CAP) {
                 /* a bin: [0x92, EVENTS, 0xc4, n] and n bytes of items */
@@ -1871,8 +1868,6 @@ static int drain_begin_locked(uint64_t limit, int skip_gaps) {
         limit -= done;
     }
 }
-
-static void drain_end_locked(void);
 
 /* The thread's packed bytes are nearly MT_PACK_CAP: a drain takes them. */
 static __attribute__((noinline)) void pack_full(mt_ring *r) {
