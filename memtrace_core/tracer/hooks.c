@@ -10,6 +10,7 @@
 #include <malloc.h>
 #include <link.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -43,6 +44,7 @@ typedef int (*dlclose_fn)(void *);
 typedef void (*exit_fn)(int);
 typedef int (*prctl_fn)(int, unsigned long, unsigned long, unsigned long, unsigned long);
 typedef int (*setname_fn)(pthread_t, const char *);
+typedef int (*sigprocmask_fn)(int, const sigset_t *, sigset_t *);
 
 static malloc_fn real_malloc;
 static calloc_fn real_calloc;
@@ -67,6 +69,7 @@ static exit_fn real__Exit;
 static exit_fn real_quick_exit;
 static prctl_fn real_prctl;
 static setname_fn real_pthread_setname_np;
+static sigprocmask_fn real_sigprocmask;
 
 /* ---- hooks -------------------------------------------------------------------------- */
 
@@ -465,6 +468,68 @@ static int hook_pthread_setname_np(pthread_t thread, const char *name) {
     return rc;
 }
 
+/* ---- libunwind's signal masking -------------------------------------------------------
+ *
+ * libunwind (as Debian builds it) blocks every signal around each of its locked sections,
+ * two sigprocmask system calls each time, and a step of a step-by-step unwinding goes
+ * through several: pandas' import under --native made 486,000 of those calls, ~40 for each
+ * of its 7,500 unwindings made step by step (the ones inside dlopen, a thread's first ones,
+ * and the fills of the kept unwinding; the fast backtraces make ~2 each). While memtrace
+ * unwinds step by step it blocks every signal itself, once (mt_unwind_mask_begin), and
+ * libunwind's calls (its own import of sigprocmask is patched, in libunwind alone) only
+ * update the mask the thread would have had, with no system call: the same signals are
+ * kept out of the same sections, for the whole unwinding instead of each of its pieces. */
+static __thread int t_masked __attribute__((tls_model("initial-exec")));
+static __thread sigset_t t_vmask __attribute__((tls_model("initial-exec")));
+static int g_unwinder_patched; /* libunwind's slot holds the hook (see patch_slot) */
+static long g_mask_blocks, g_mask_answered; /* for tests: unwindings masked, calls answered */
+static uintptr_t g_unwinder_fn; /* an address in libunwind: which object is libunwind */
+
+static int hook_sigprocmask(int how, const sigset_t *set, sigset_t *old) {
+    if (LIKELY(!t_masked)) return real_sigprocmask(how, set, old);
+    __atomic_fetch_add(&g_mask_answered, 1, __ATOMIC_RELAXED);
+    sigset_t was = t_vmask;
+    if (set != NULL) {
+        if (how == SIG_SETMASK) {
+            t_vmask = *set;
+        } else if (how == SIG_BLOCK) {
+            sigorset(&t_vmask, &t_vmask, set);
+        } else if (how == SIG_UNBLOCK) {
+            for (int sig = 1; sig < NSIG; sig++)
+                if (sigismember(set, sig) == 1) sigdelset(&t_vmask, sig);
+        } else {
+            errno = EINVAL;
+            return -1;
+        }
+    }
+    if (old != NULL) *old = was;
+    return 0;
+}
+
+int mt_unwind_mask_begin(void) {
+    if (!__atomic_load_n(&g_unwinder_patched, __ATOMIC_RELAXED) || t_masked) return 0;
+    sigset_t all;
+    sigfillset(&all);
+    if (real_sigprocmask(SIG_SETMASK, &all, &t_vmask) != 0) return 0;
+    t_masked = 1;
+    __atomic_fetch_add(&g_mask_blocks, 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
+void mt_unwind_mask_counts(long *blocks, long *answered) {
+    *blocks = __atomic_load_n(&g_mask_blocks, __ATOMIC_RELAXED);
+    *answered = __atomic_load_n(&g_mask_answered, __ATOMIC_RELAXED);
+}
+
+/* The mask libunwind's calls left (the one from before, as they come in pairs). A hook
+ * uninstalled meanwhile sent libunwind's later calls to the system, which saved and put
+ * back the full mask: this still ends it. */
+void mt_unwind_mask_end(int began) {
+    if (!began) return;
+    t_masked = 0;
+    real_sigprocmask(SIG_SETMASK, &t_vmask, NULL);
+}
+
 /* ---- the table of patched symbols --------------------------------------------------- */
 
 typedef struct {
@@ -472,6 +537,7 @@ typedef struct {
     void *hook;
     void **real;
     void *sampled; /* the hook patched in while mt_sample_direct, if not `hook` */
+    int unwinder_only; /* patched in libunwind alone (see "libunwind's signal masking") */
 } hook_def;
 
 static hook_def HOOKS[] = {
@@ -498,6 +564,7 @@ static hook_def HOOKS[] = {
     {"quick_exit", (void *)hook_quick_exit, (void **)&real_quick_exit},
     {"prctl", (void *)hook_prctl, (void **)&real_prctl},
     {"pthread_setname_np", (void *)hook_pthread_setname_np, (void **)&real_pthread_setname_np},
+    {"sigprocmask", (void *)hook_sigprocmask, (void **)&real_sigprocmask, NULL, 1},
 };
 #define N_HOOKS (sizeof HOOKS / sizeof HOOKS[0])
 
@@ -629,6 +696,7 @@ int mt_hooks_init(void) {
     }
     Dl_info info;
     if (dladdr((void *)&hook_malloc, &info)) g_self_base = (uintptr_t)info.dli_fbase;
+    g_unwinder_fn = (uintptr_t)&unw_backtrace;
     mt_hooks_glibc_allocator = from_glibc(real_malloc) && from_glibc(real_calloc) &&
                                from_glibc(real_free);
     /* Once per process: these handlers stay registered (they do nothing when not tracing). */
@@ -686,7 +754,9 @@ static int hook_index(void *value, size_t *index) {
 
 static void *hook_for(const char *name, void *found) {
     size_t h;
-    if (found == NULL || name == NULL || !mt_tracking || !is_hook_name(name, &h)) return found;
+    if (found == NULL || name == NULL || !mt_tracking || !is_hook_name(name, &h) ||
+        HOOKS[h].unwinder_only)
+        return found;
     /* Only the definition we hook: an interposer's RTLD_NEXT lookup of the function it
      * wraps finds another one, and must keep it. */
     return found == *HOOKS[h].real ? hook_now(h) : found;
@@ -810,6 +880,7 @@ static int page_protection(patch_ctx *ctx, uintptr_t addr) {
 typedef struct {
     const struct dl_phdr_info *info;
     uintptr_t relro_lo, relro_hi; /* pages made read-only after relocation */
+    int unwinder;                 /* it is libunwind (see "libunwind's signal masking") */
 } object;
 
 static int surely_writable(const object *o, uintptr_t slot) {
@@ -859,6 +930,10 @@ static void patch_slot(patch_ctx *ctx, const object *o, uintptr_t slot, size_t h
     } else if (is_hook_of(h, current)) {
         ctx->patched += write_slot(ctx, o, slot, current, *HOOKS[h].real);
     }
+    if (HOOKS[h].unwinder_only)
+        __atomic_store_n(&g_unwinder_patched,
+                         __atomic_load_n((void **)slot, __ATOMIC_ACQUIRE) == HOOKS[h].hook,
+                         __ATOMIC_RELAXED);
 }
 
 /* Every relocated slot bound to a hooked function: JUMP_SLOT (calls through the PLT),
@@ -884,6 +959,7 @@ static void patch_relocs(const ElfW(Rela) *rela, size_t count, const ElfW(Sym) *
         } else {
             continue;
         }
+        if (HOOKS[h].unwinder_only && !o->unwinder) continue;
         /* A lazily bound JUMP_SLOT still holds its PLT stub: patched all the same. */
         patch_slot(ctx, o, slot, h, type == R_X86_64_JUMP_SLOT);
     }
@@ -950,10 +1026,13 @@ static void patch_loader(struct dl_phdr_info *info, const object *o, patch_ctx *
 }
 
 static object object_of(const struct dl_phdr_info *info) {
-    object o = {info, 0, 0};
+    object o = {info, 0, 0, 0};
     long page = sysconf(_SC_PAGESIZE);
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && g_unwinder_fn >= lo && g_unwinder_fn < lo + ph->p_memsz)
+            o.unwinder = 1;
         if (ph->p_type != PT_GNU_RELRO) continue;
         /* As the loader protects it: whole pages, the last partial page stays writable. */
         o.relro_lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(page - 1);

@@ -859,7 +859,15 @@ static inline int is_own(uintptr_t ip) { return ip >= g_self_lo && ip < g_self_h
  * marker first when frames were cut), with their stack pointers in c->unw_sp; *cut = 1
  * when the stack was cut. *resumed: how many frames came before the first such resume (-1:
  * none); with `inner_only`, the unwinding stops there. */
+static int unwind_steps_from_masked(stack_cache *c, int *cut, int *resumed, int inner_only);
 static int unwind_steps_from(stack_cache *c, int *cut, int *resumed, int inner_only) {
+    int masked = mt_unwind_mask_begin();
+    int n = unwind_steps_from_masked(c, cut, resumed, inner_only);
+    mt_unwind_mask_end(masked);
+    return n;
+}
+
+static int unwind_steps_from_masked(stack_cache *c, int *cut, int *resumed, int inner_only) {
     unw_context_t uc;
     unw_cursor_t cursor;
     *cut = 0;
