@@ -10,8 +10,8 @@ from libc.stdlib cimport free
 
 from memtrace_core.tracer.hooks cimport (
     mt_hooks_init, mt_hooks_install, mt_hooks_uninstall, mt_pymem_install, mt_pymem_uninstall,
-    mt_unwind_mask_counts,
 )
+from memtrace_core.tracer.unwinder cimport mt_unwind_mask_counts
 from memtrace_core.tracer.pystack cimport mt_own_stack_function, mt_set_root_code
 from memtrace_core.tracer.recorder cimport *
 from memtrace_core.tracer.term cimport (
@@ -146,13 +146,13 @@ def packed_bytes() -> int:
     return mt_recorder_packed_bytes()
 
 
-def unwind_mask_counts() -> tuple[int, int]:
-    """How many step-by-step unwindings ran with every signal blocked once, and how many of
-    libunwind's own sigprocmask calls were answered without a system call meanwhile
-    (hooks.c, "libunwind's signal masking"), in this process so far: for tests."""
-    cdef long blocks = 0, answered = 0
-    mt_unwind_mask_counts(&blocks, &answered)
-    return blocks, answered
+def unwind_mask_counts() -> tuple[int, int, int]:
+    """How many unwindings ran with every signal blocked once, and how many of libunwind's
+    own sigprocmask calls and address checks were answered without a system call meanwhile
+    (unwinder.h), in this process so far: for tests."""
+    cdef long blocks = 0, answered = 0, checked = 0
+    mt_unwind_mask_counts(&blocks, &answered, &checked)
+    return blocks, answered, checked
 
 
 def ring_resident_bytes() -> int:

@@ -21,6 +21,7 @@
 #include "hooks.h"
 #include "recorder.h"
 #include "term.h"
+#include "unwinder.h"
 #include "sampler.h"
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
@@ -44,7 +45,6 @@ typedef int (*dlclose_fn)(void *);
 typedef void (*exit_fn)(int);
 typedef int (*prctl_fn)(int, unsigned long, unsigned long, unsigned long, unsigned long);
 typedef int (*setname_fn)(pthread_t, const char *);
-typedef int (*sigprocmask_fn)(int, const sigset_t *, sigset_t *);
 
 static malloc_fn real_malloc;
 static calloc_fn real_calloc;
@@ -69,7 +69,6 @@ static exit_fn real__Exit;
 static exit_fn real_quick_exit;
 static prctl_fn real_prctl;
 static setname_fn real_pthread_setname_np;
-static sigprocmask_fn real_sigprocmask;
 
 /* ---- hooks -------------------------------------------------------------------------- */
 
@@ -468,68 +467,6 @@ static int hook_pthread_setname_np(pthread_t thread, const char *name) {
     return rc;
 }
 
-/* ---- libunwind's signal masking -------------------------------------------------------
- *
- * libunwind (as Debian builds it) blocks every signal around each of its locked sections,
- * two sigprocmask system calls each time, and a step of a step-by-step unwinding goes
- * through several: pandas' import under --native made 486,000 of those calls, ~40 for each
- * of its 7,500 unwindings made step by step (the ones inside dlopen, a thread's first ones,
- * and the fills of the kept unwinding; the fast backtraces make ~2 each). While memtrace
- * unwinds step by step it blocks every signal itself, once (mt_unwind_mask_begin), and
- * libunwind's calls (its own import of sigprocmask is patched, in libunwind alone) only
- * update the mask the thread would have had, with no system call: the same signals are
- * kept out of the same sections, for the whole unwinding instead of each of its pieces. */
-static __thread int t_masked __attribute__((tls_model("initial-exec")));
-static __thread sigset_t t_vmask __attribute__((tls_model("initial-exec")));
-static int g_unwinder_patched; /* libunwind's slot holds the hook (see patch_slot) */
-static long g_mask_blocks, g_mask_answered; /* for tests: unwindings masked, calls answered */
-static uintptr_t g_unwinder_fn; /* an address in libunwind: which object is libunwind */
-
-static int hook_sigprocmask(int how, const sigset_t *set, sigset_t *old) {
-    if (LIKELY(!t_masked)) return real_sigprocmask(how, set, old);
-    __atomic_fetch_add(&g_mask_answered, 1, __ATOMIC_RELAXED);
-    sigset_t was = t_vmask;
-    if (set != NULL) {
-        if (how == SIG_SETMASK) {
-            t_vmask = *set;
-        } else if (how == SIG_BLOCK) {
-            sigorset(&t_vmask, &t_vmask, set);
-        } else if (how == SIG_UNBLOCK) {
-            for (int sig = 1; sig < NSIG; sig++)
-                if (sigismember(set, sig) == 1) sigdelset(&t_vmask, sig);
-        } else {
-            errno = EINVAL;
-            return -1;
-        }
-    }
-    if (old != NULL) *old = was;
-    return 0;
-}
-
-int mt_unwind_mask_begin(void) {
-    if (!__atomic_load_n(&g_unwinder_patched, __ATOMIC_RELAXED) || t_masked) return 0;
-    sigset_t all;
-    sigfillset(&all);
-    if (real_sigprocmask(SIG_SETMASK, &all, &t_vmask) != 0) return 0;
-    t_masked = 1;
-    __atomic_fetch_add(&g_mask_blocks, 1, __ATOMIC_RELAXED);
-    return 1;
-}
-
-void mt_unwind_mask_counts(long *blocks, long *answered) {
-    *blocks = __atomic_load_n(&g_mask_blocks, __ATOMIC_RELAXED);
-    *answered = __atomic_load_n(&g_mask_answered, __ATOMIC_RELAXED);
-}
-
-/* The mask libunwind's calls left (the one from before, as they come in pairs). A hook
- * uninstalled meanwhile sent libunwind's later calls to the system, which saved and put
- * back the full mask: this still ends it. */
-void mt_unwind_mask_end(int began) {
-    if (!began) return;
-    t_masked = 0;
-    real_sigprocmask(SIG_SETMASK, &t_vmask, NULL);
-}
-
 /* ---- the table of patched symbols --------------------------------------------------- */
 
 typedef struct {
@@ -537,7 +474,7 @@ typedef struct {
     void *hook;
     void **real;
     void *sampled; /* the hook patched in while mt_sample_direct, if not `hook` */
-    int unwinder_only; /* patched in libunwind alone (see "libunwind's signal masking") */
+    int unwinder_only; /* patched in libunwind alone (unwinder.h) */
 } hook_def;
 
 static hook_def HOOKS[] = {
@@ -564,7 +501,10 @@ static hook_def HOOKS[] = {
     {"quick_exit", (void *)hook_quick_exit, (void **)&real_quick_exit},
     {"prctl", (void *)hook_prctl, (void **)&real_prctl},
     {"pthread_setname_np", (void *)hook_pthread_setname_np, (void **)&real_pthread_setname_np},
-    {"sigprocmask", (void *)hook_sigprocmask, (void **)&real_sigprocmask, NULL, 1},
+    {"sigprocmask", (void *)mt_unwinder_sigprocmask, (void **)&mt_real_sigprocmask, NULL, 1},
+    {"mincore", (void *)mt_unwinder_mincore, (void **)&mt_real_mincore, NULL, 1},
+    {"read", (void *)mt_unwinder_read, (void **)&mt_real_read, NULL, 1},
+    {"syscall", (void *)mt_unwinder_syscall, (void **)&mt_real_syscall, NULL, 1},
 };
 #define N_HOOKS (sizeof HOOKS / sizeof HOOKS[0])
 
@@ -581,6 +521,7 @@ static inline int is_hook_of(size_t i, const void *value) {
 int mt_hooks_glibc_allocator = 0;
 static pthread_mutex_t g_hooks_lock = PTHREAD_MUTEX_INITIALIZER;
 static uintptr_t g_self_base;
+static uintptr_t g_unwinder_fn; /* an address in libunwind: which object is libunwind */
 static int g_initialized;
 
 /* ---- finding the real functions ------------------------------------------------------ */
@@ -880,7 +821,7 @@ static int page_protection(patch_ctx *ctx, uintptr_t addr) {
 typedef struct {
     const struct dl_phdr_info *info;
     uintptr_t relro_lo, relro_hi; /* pages made read-only after relocation */
-    int unwinder;                 /* it is libunwind (see "libunwind's signal masking") */
+    int unwinder;                 /* it is libunwind (unwinder.h) */
 } object;
 
 static int surely_writable(const object *o, uintptr_t slot) {
@@ -930,8 +871,8 @@ static void patch_slot(patch_ctx *ctx, const object *o, uintptr_t slot, size_t h
     } else if (is_hook_of(h, current)) {
         ctx->patched += write_slot(ctx, o, slot, current, *HOOKS[h].real);
     }
-    if (HOOKS[h].unwinder_only)
-        __atomic_store_n(&g_unwinder_patched,
+    if (HOOKS[h].hook == (void *)mt_unwinder_sigprocmask)
+        __atomic_store_n(&mt_unwinder_patched,
                          __atomic_load_n((void **)slot, __ATOMIC_ACQUIRE) == HOOKS[h].hook,
                          __ATOMIC_RELAXED);
 }

@@ -20,13 +20,6 @@ int mt_hooks_install(void);
 int mt_hooks_install_new(void);
 /* Point every patched slot back at the real function. */
 void mt_hooks_uninstall(void);
-/* Around an unwinding made step by step: every signal blocked once, libunwind's own
- * masking calls then cost no system call (hooks.c, "libunwind's signal masking"). begin
- * returns what end takes (0: nothing was done). */
-int mt_unwind_mask_begin(void);
-void mt_unwind_mask_end(int began);
-/* For tests: how many unwindings were masked so, and libunwind's calls answered. */
-void mt_unwind_mask_counts(long *blocks, long *answered);
 /* PyMem/PyObject domain hooks (--trace-python-allocators); call with the GIL held. */
 void mt_pymem_install(void);
 void mt_pymem_uninstall(void);

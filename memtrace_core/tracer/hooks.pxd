@@ -6,4 +6,3 @@ cdef extern from "hooks.h" nogil:
     void mt_hooks_uninstall()
     void mt_pymem_install()
     void mt_pymem_uninstall()
-    void mt_unwind_mask_counts(long *blocks, long *answered)

@@ -1,5 +1,6 @@
-"""libunwind's signal masking (hooks.c): an unwinding made step by step blocks every signal
-once, and libunwind's own sigprocmask calls inside it are answered without a system call. A
+"""libunwind's system calls while memtrace unwinds (unwinder.h): an unwinding made step by
+step blocks every signal once, and libunwind's own sigprocmask calls and checks of stack
+addresses inside it are answered without a system call. A
 real program whose library constructor allocates inside dlopen (so its stacks are unwound
 step by step) while another thread sends it signals: the masking happened, every signal
 still reached its handler, the program's own mask is what it set, and the blocks are all
@@ -54,7 +55,7 @@ signal.pthread_kill(main, signal.SIGUSR1)  # one more, once the unwinding is lon
 time.sleep(0.05)
 mask = sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
 pending = len(signal.sigpending())
-print(after[0] - before[0], after[1] - before[1], sent, during, len(caught) - during, pending,
+print(*(a - b for a, b in zip(after, before)), sent, during, len(caught) - during, pending,
       *mask)
 """
 
@@ -65,7 +66,8 @@ def test_step_by_step_unwinding_masks_signals_once_and_keeps_the_programs(mt, tm
     many = ts.build_fixture(tmp_path, "mtctormany")
     run = mt.trace(tmp_path, SCRIPT, str(many),
                    options=("--native",) if native else ()).check()
-    blocks, answered, sent, during, later, pending, *mask = map(int, run.proc.stdout.split())
+    blocks, answered, checked, sent, during, later, pending, *mask = map(
+        int, run.proc.stdout.split())
     # the program's mask is the one it set; the signals sent while it loaded reached their
     # handler (those sent while one was pending merge with it, as without memtrace), none
     # is left pending, and one sent afterwards is caught
@@ -77,8 +79,9 @@ def test_step_by_step_unwinding_masks_signals_once_and_keeps_the_programs(mt, tm
         # libunwind's calls in it (a pair for each lock it took) cost no system call
         assert blocks >= 41, blocks
         assert answered >= 2 * blocks, (blocks, answered)
+        assert checked > 0
     else:
-        assert (blocks, answered) == (0, 0)
+        assert (blocks, answered, checked) == (0, 0, 0)
     sizes = sorted(size for _a, size, _sid, _k in run.reader.live_allocations()
                    if 70001 <= size <= 70100)
     assert sizes == [*range(70001, 70041), 70100]
