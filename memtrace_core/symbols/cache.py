@@ -87,11 +87,32 @@ class SymbolCache:
         return table if isinstance(table, dict) else {}
 
     def get(self, build_id: str | None, vaddr: int) -> Packed | None:
+        table = self._table(build_id)
+        return self._entry(table, vaddr) if table is not None else None
+
+    def get_many(self, build_id: str | None, vaddrs) -> dict[int, Packed]:
+        """get() of each address, for those the cache holds: one look at the id and the
+        table for all of them (the exit-time naming of a pandas run asks for 11,600)."""
+        table = self._table(build_id)
+        if table is None:
+            return {}
+        found = {}
+        for vaddr in vaddrs:
+            got = self._entry(table, vaddr)
+            if got is not None:
+                found[vaddr] = got
+        return found
+
+    def _table(self, build_id: str | None) -> dict | None:
         if not build_id or not _SAFE_ID.match(build_id):
             return None
         table = self._tables.get(build_id)
         if table is None:
             table = self._tables[build_id] = self._read(build_id)
+        return table
+
+    @staticmethod
+    def _entry(table: dict, vaddr: int) -> Packed | None:
         got = table.get(vaddr)
         if isinstance(got, bytes):
             try:

@@ -48,13 +48,22 @@ def resolve_all(reader, cache_dir=None, progress: Progress | None = None,
             keys.add(hit)
     sym = Symbolizer(cache_dir)
     out: dict[names_section.Key, list[Frame]] = {}
-    ordered = sorted(keys, key=lambda k: (k[0], k[1] or "", k[2]))
-    for i, (path, build_id, vaddr) in enumerate(ordered):
-        out[(path, build_id, vaddr)] = sym.resolve(path, build_id, vaddr)
-        if progress is not None and i % 256 == 0:
-            progress("naming native frames", i, len(ordered))
+    by_module: dict[tuple[str, str | None], list[int]] = {}
+    for path, build_id, vaddr in keys:
+        by_module.setdefault((path, build_id), []).append(vaddr)
+    done = 0
+    for (path, build_id), vaddrs in sorted(by_module.items(),
+                                           key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        vaddrs.sort()
+        for at in range(0, len(vaddrs), 256):  # a module's addresses may need its DWARF
+            if progress is not None:
+                progress("naming native frames", done, len(keys))
+            chunk = vaddrs[at:at + 256]
+            for vaddr, frames in sym.resolve_module(path, build_id, chunk).items():
+                out[(path, build_id, vaddr)] = frames
+            done += len(chunk)
     if progress is not None:
-        progress("naming native frames", len(ordered), len(ordered))
+        progress("naming native frames", len(keys), len(keys))
     sym.flush()
     return out
 

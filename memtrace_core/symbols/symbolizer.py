@@ -189,6 +189,33 @@ class Symbolizer:
         self._memo[key] = frames
         return frames
 
+    def resolve_module(self, path: str, build_id: str | None,
+                       vaddrs) -> dict[int, list[Frame]]:
+        """resolve() of many addresses of one module: what the persistent cache holds is
+        taken in one pass (no per-address look at the module, the cache id, the table), the
+        rest resolved one by one."""
+        out: dict[int, list[Frame]] = {}
+        memo = self._memo
+        todo = []
+        for vaddr in vaddrs:
+            got = memo.get((path, build_id, vaddr))
+            if got is not None:
+                out[vaddr] = got
+            else:
+                todo.append(vaddr)
+        if todo and self._cache is not None and self._current(path, build_id):
+            for vaddr, packed in self._cache.get_many(self._cache_id(path, build_id),
+                                                      todo).items():
+                try:
+                    frames = unpack_frames(packed, path)
+                except (ValueError, TypeError, KeyError):
+                    continue
+                memo[(path, build_id, vaddr)] = out[vaddr] = frames
+        for vaddr in todo:
+            if vaddr not in out:
+                out[vaddr] = self.resolve(path, build_id, vaddr)
+        return out
+
     def _cache_id(self, path: str, build_id: str | None) -> str | None:
         """What the persistent cache files a module's answers under: its build-id, or for a
         file without one (wheels' vendored libraries: numpy's OpenBLAS, whose symbol table

@@ -186,6 +186,30 @@ def test_persistent_cache_second_run_and_corruption(libs, tmp_path):
     assert Symbolizer(cache_dir=tmp_path).resolve(str(lib), bid, call) == want
 
 
+def test_resolve_module_answers_as_resolve_does(libs, tmp_path):
+    """A module's addresses at once (the exit-time naming): the cached ones taken in one
+    pass, without opening the library, the others resolved (and cached), damaged entries
+    resolved again; every answer the one resolve() gives."""
+    lib = libs["dwarf5"]
+    bid = read_build_id(lib)
+    (call,) = _call_sites(lib, "leaf_alloc", "malloc")
+    others = [call + 1, call + 2]
+    want = {v: Symbolizer(persistent=False).resolve(str(lib), bid, v) for v in [call, *others]}
+    Symbolizer(cache_dir=tmp_path).resolve_many([(str(lib), bid, call)])
+    first = Symbolizer(cache_dir=tmp_path)
+    assert first.resolve_module(str(lib), bid, [call]) == {call: want[call]}
+    assert (str(lib), bid) not in first._modules  # all from the cache
+    assert first.resolve_module(str(lib), bid, [call, *others]) == want
+    assert (str(lib), bid) in first._modules  # the others needed the library
+    first.flush()
+    second = Symbolizer(cache_dir=tmp_path)
+    assert second.resolve_module(str(lib), bid, [*others, call]) == want
+    assert (str(lib), bid) not in second._modules
+    (stored,) = (tmp_path / "symbols").iterdir()
+    stored.write_bytes(msgpack.packb({call: b"\xc1", others[0]: "junk"}))
+    assert Symbolizer(cache_dir=tmp_path).resolve_module(str(lib), bid, [call, *others]) == want
+
+
 def test_persistent_cache_reads_version_1_files(libs, tmp_path):
     """A library named before the cache's version 2 (frames stored inline, version 1) is
     still answered from its old file, without opening the library, and its answers move to
