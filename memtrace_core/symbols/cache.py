@@ -86,13 +86,10 @@ class SymbolCache:
             return {}
         return table if isinstance(table, dict) else {}
 
-    def get(self, build_id: str | None, vaddr: int) -> Packed | None:
-        table = self._table(build_id)
-        return self._entry(table, vaddr) if table is not None else None
-
     def get_many(self, build_id: str | None, vaddrs) -> dict[int, Packed]:
-        """get() of each address, for those the cache holds: one look at the id and the
-        table for all of them (the exit-time naming of a pandas run asks for 11,600)."""
+        """The packed frames of each address the cache holds for build_id: one look at the
+        id and the table for all of them (the exit-time naming of a pandas run asks for
+        11,600 addresses)."""
         table = self._table(build_id)
         if table is None:
             return {}

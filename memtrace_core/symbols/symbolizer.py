@@ -178,16 +178,7 @@ class Symbolizer:
                             module=path)]
             self._memo[key] = frames
             return frames
-        packed = (self._cache.get(self._cache_id(path, build_id), vaddr)
-                  if self._cache is not None else None)
-        if packed is None:
-            return None
-        try:
-            frames = unpack_frames(packed, path)
-        except (ValueError, TypeError, KeyError):
-            return None
-        self._memo[key] = frames
-        return frames
+        return self._from_cache(path, build_id, [vaddr]).get(vaddr)
 
     def resolve_module(self, path: str, build_id: str | None,
                        vaddrs) -> dict[int, list[Frame]]:
@@ -203,17 +194,27 @@ class Symbolizer:
                 out[vaddr] = got
             else:
                 todo.append(vaddr)
-        if todo and self._cache is not None and self._current(path, build_id):
-            for vaddr, packed in self._cache.get_many(self._cache_id(path, build_id),
-                                                      todo).items():
-                try:
-                    frames = unpack_frames(packed, path)
-                except (ValueError, TypeError, KeyError):
-                    continue
-                memo[(path, build_id, vaddr)] = out[vaddr] = frames
+        if todo and self._current(path, build_id):
+            out.update(self._from_cache(path, build_id, todo))
         for vaddr in todo:
             if vaddr not in out:
                 out[vaddr] = self.resolve(path, build_id, vaddr)
+        return out
+
+    def _from_cache(self, path: str, build_id: str | None,
+                    vaddrs) -> dict[int, list[Frame]]:
+        """The persistent cache's answers for addresses of a module that is current, kept
+        in memory too; an address it has no (readable) answer for is left out."""
+        if self._cache is None:
+            return {}
+        out: dict[int, list[Frame]] = {}
+        for vaddr, packed in self._cache.get_many(self._cache_id(path, build_id),
+                                                  vaddrs).items():
+            try:
+                frames = unpack_frames(packed, path)
+            except (ValueError, TypeError, KeyError):
+                continue
+            self._memo[(path, build_id, vaddr)] = out[vaddr] = frames
         return out
 
     def _cache_id(self, path: str, build_id: str | None) -> str | None:
